@@ -1,0 +1,5 @@
+//! The `builder` command.
+
+fn main() {
+    println!("builder");
+}

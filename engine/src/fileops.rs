@@ -1,0 +1,1 @@
+//! fileops (in progress).

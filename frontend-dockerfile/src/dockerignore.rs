@@ -1,0 +1,1 @@
+//! dockerignore (in progress).
