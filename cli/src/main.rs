@@ -1,5 +1,21 @@
-//! The `builder` command.
+//! The `builder` command: a thin layer that parses flags, calls the crates and renders output.
 
-fn main() {
-    println!("builder");
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+/// An incremental container-image builder.
+#[derive(Parser)]
+#[command(name = "builder", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {}
 }
