@@ -3,3 +3,6 @@
 //!
 //! Invariants: a blob is whole or absent (temp file, fsync, rename); a record only points at blobs
 //! that exist; every on-disk format lives in a versioned directory.
+
+pub mod keys;
+pub mod records;
