@@ -182,8 +182,10 @@ mod tests {
 
     #[test]
     fn arg_change_names_the_arg_with_values() {
-        let mut old = StepInputs::default();
-        old.args = BTreeMap::from([("X".to_string(), "1".to_string())]);
+        let old = StepInputs {
+            args: BTreeMap::from([("X".to_string(), "1".to_string())]),
+            ..Default::default()
+        };
         let mut new = old.clone();
         new.args.insert("X".into(), "2".into());
         let reason = explain(Some(&report(old)), &new, "k2", None, true);
