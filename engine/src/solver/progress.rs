@@ -14,19 +14,14 @@ pub type StepId = usize;
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    /// A step is known and will be resolved (cached or run).
+    /// A step's cache lookup is decided: it is cached (`reason` is `None`) or it will run for
+    /// `reason`.
     Started {
         id: StepId,
         name: String,
         line: usize,
-    },
-    /// The step's result came from the cache.
-    Cached { id: StepId },
-    /// The step missed and is running, for this reason.
-    Running {
-        id: StepId,
         #[serde(serialize_with = "reason_text")]
-        reason: MissReason,
+        reason: Option<MissReason>,
     },
     /// A line of output from a running step (stdout or stderr).
     Log {
@@ -42,12 +37,17 @@ pub enum Event {
     Message { text: String },
 }
 
-fn reason_text<S: serde::Serializer>(r: &MissReason, s: S) -> Result<S::Ok, S::Error> {
+fn reason_text<S: serde::Serializer>(r: &Option<MissReason>, s: S) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeMap;
-    let mut m = s.serialize_map(Some(2))?;
-    m.serialize_entry("text", &r.to_string())?;
-    m.serialize_entry("detail", r)?;
-    m.end()
+    match r {
+        None => s.serialize_none(),
+        Some(r) => {
+            let mut m = s.serialize_map(Some(2))?;
+            m.serialize_entry("text", &r.to_string())?;
+            m.serialize_entry("detail", r)?;
+            m.end()
+        }
+    }
 }
 
 /// Receives progress events. Implementations must be cheap: they run on the solver's threads.
