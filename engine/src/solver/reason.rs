@@ -93,17 +93,16 @@ pub fn explain(
     parent_missed: Option<&str>,
     had_any_previous: bool,
 ) -> MissReason {
+    if !had_any_previous {
+        return MissReason::NoPreviousRecord;
+    }
     let Some(prev) = previous else {
         if let Some(parent) = parent_missed {
             return MissReason::ParentMissed {
                 parent: parent.to_string(),
             };
         }
-        return if had_any_previous {
-            MissReason::NewStep
-        } else {
-            MissReason::NoPreviousRecord
-        };
+        return MissReason::NewStep;
     };
     let old = &prev.inputs;
     if let (Some(o), Some(n)) = (&old.base_digest, &now.base_digest) {
