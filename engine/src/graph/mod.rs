@@ -429,45 +429,10 @@ fn check_input_indexes(op: &Op, count: usize) -> Result<(), GraphError> {
     Ok(())
 }
 
-/// Normalises an image reference as Docker does: `alpine` → `docker.io/library/alpine:latest`,
-/// `user/app:1` → `docker.io/user/app:1`; a digest-pinned reference keeps no implicit tag.
-pub fn normalize_image_reference(reference: &str) -> String {
-    let (name, digest) = match reference.split_once('@') {
-        Some((n, d)) => (n, Some(d)),
-        None => (reference, None),
-    };
-    // A tag is a `:` after the last `/`.
-    let last_slash = name.rfind('/').map(|i| i + 1).unwrap_or(0);
-    let (repo, tag) = match name[last_slash..].rfind(':') {
-        Some(i) => (&name[..last_slash + i], Some(&name[last_slash + i + 1..])),
-        None => (name, None),
-    };
-    let first = repo.split('/').next().unwrap_or("");
-    let has_domain =
-        repo.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
-    let mut out = if has_domain {
-        repo.to_string()
-    } else if repo.contains('/') {
-        format!("docker.io/{repo}")
-    } else {
-        format!("docker.io/library/{repo}")
-    };
-    if let Some(rest) = out.strip_prefix("index.docker.io/") {
-        out = format!("docker.io/{rest}");
-    }
-    match (tag, digest) {
-        (Some(t), _) => {
-            out.push(':');
-            out.push_str(t);
-        }
-        (None, None) => out.push_str(":latest"),
-        (None, Some(_)) => {}
-    }
-    if let Some(d) = digest {
-        out.push('@');
-        out.push_str(d);
-    }
-    out
+/// Normalises an image reference as Docker does (`alpine` → `docker.io/library/alpine:latest`),
+/// rejecting malformed ones; the one normal form keeps identical bases one vertex.
+pub fn normalize_image_reference(reference: &str) -> Result<String, cache::ReferenceError> {
+    cache::Reference::parse(reference).map(|r| r.to_string())
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ fn linux() -> Platform {
 fn image(def: &mut Definition, r: &str) -> VertexId {
     def.add(
         Op::Source(SourceOp::Image {
-            reference: normalize_image_reference(r),
+            reference: normalize_image_reference(r).unwrap(),
             platform: linux(),
         }),
         vec![],
@@ -324,14 +324,15 @@ fn normalizes_references() {
         ("user/app", "docker.io/user/app:latest"),
         ("ghcr.io/o/app:1", "ghcr.io/o/app:1"),
         ("localhost:5000/app", "localhost:5000/app:latest"),
-        ("alpine@sha256:abcd", "docker.io/library/alpine@sha256:abcd"),
+        ("alpine@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "docker.io/library/alpine@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
         (
             "index.docker.io/library/busybox",
             "docker.io/library/busybox:latest",
         ),
     ] {
-        assert_eq!(normalize_image_reference(input), want, "{input}");
+        assert_eq!(normalize_image_reference(input).unwrap(), want, "{input}");
     }
+    assert!(normalize_image_reference("Bad Name").is_err());
 }
 
 #[test]
