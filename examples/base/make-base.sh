@@ -6,7 +6,7 @@ set -eu
 builder=${1:-builder}
 name=${2:-busybox:local}
 busybox=$(command -v busybox || echo /usr/bin/busybox)
-if ! file_is_static=$(ldd "$busybox" 2>&1) || ! echo "$file_is_static" | grep -q "not a dynamic"; then
+if [ ! -x "$busybox" ] || ldd "$busybox" >/dev/null 2>&1; then
   echo "make-base: $busybox is not a static binary; install busybox-static" >&2
   exit 1
 fi
