@@ -1,5 +1,6 @@
 //! The `builder` command.
 
 fn main() {
+    engine::executor::maybe_run_helper();
     println!("builder");
 }
