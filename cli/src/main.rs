@@ -17,6 +17,8 @@ struct Cli {
 enum Command {}
 
 fn main() -> anyhow::Result<()> {
+    // The sandbox helper is this binary re-executed; it must take over before anything else runs.
+    engine::executor::maybe_run_helper();
     let cli = Cli::parse();
     match cli.command {}
 }
