@@ -8,7 +8,9 @@ pub mod cas;
 pub mod descriptor;
 pub mod digest;
 pub mod images;
+pub mod keys;
 pub mod lock;
+pub mod records;
 pub mod reference;
 
 pub use cas::{BlobWriter, CasError, ContentStore};
