@@ -14,3 +14,4 @@ pub mod image;
 pub mod layer;
 pub mod snapshot;
 pub mod solver;
+pub mod source;
