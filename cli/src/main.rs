@@ -14,9 +14,14 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Parse a Dockerfile and print its AST (BuildKit's dump) or JSON.
+    Parse(commands::parse::ParseArgs),
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Parse(args) => commands::parse::run(&args),
+    }
 }
