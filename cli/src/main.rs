@@ -1,6 +1,7 @@
 //! The `builder` command: a thin layer that parses flags, calls the crates and renders output.
 
 mod commands;
+mod progress;
 
 use clap::{Parser, Subcommand};
 
