@@ -37,7 +37,6 @@ impl RegistryProcess {
     /// Starts a registry; `htpasswd` enables basic auth with that file content.
     pub fn start(htpasswd: Option<&str>) -> RegistryProcess {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
         let auth = match htpasswd {
             Some(content) => {
                 let path = dir.path().join("htpasswd");
@@ -49,6 +48,12 @@ impl RegistryProcess {
             }
             None => String::new(),
         };
+        RegistryProcess::start_in(dir, &auth)
+    }
+
+    /// Starts a registry in `dir` with a raw `auth:` config section (may be empty).
+    pub fn start_in(dir: tempfile::TempDir, auth: &str) -> RegistryProcess {
+        let port = free_port();
         let config = format!(
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
             dir.path().join("storage").display()
