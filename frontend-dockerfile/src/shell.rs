@@ -831,7 +831,11 @@ mod tests {
     }
 
     /// (word, environment, expected result)
-    type Case = (&'static str, &'static [(&'static str, &'static str)], &'static str);
+    type Case = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static str,
+    );
 
     fn set(names: &[&str]) -> BTreeSet<String> {
         names.iter().map(|s| s.to_string()).collect()
