@@ -14,9 +14,14 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Lower a Dockerfile to the build graph and print it (DOT or JSON).
+    Graph(commands::graph::GraphArgs),
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Graph(args) => commands::graph::run(&args),
+    }
 }
