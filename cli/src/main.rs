@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Parse a Dockerfile and print its AST (BuildKit's dump) or JSON.
     Parse(commands::parse::ParseArgs),
+    /// Lower a Dockerfile to the build graph and print it (DOT or JSON).
+    Graph(commands::graph::GraphArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -25,5 +27,6 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Parse(args) => commands::parse::run(&args),
+        Command::Graph(args) => commands::graph::run(&args),
     }
 }
