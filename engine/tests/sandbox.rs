@@ -287,6 +287,17 @@ fn secret_file_is_visible_and_never_in_upper() {
 }
 
 #[test]
+fn network_files_are_mounted_and_not_in_upper() {
+    require_root!();
+    let f = Fixture::new();
+    let mut spec = f.spec(&["cat", "/etc/hosts"]);
+    spec.mounts = engine::executor::network_files(Network::Host, "sandbox");
+    let lines = run_ok(&spec);
+    assert_eq!(lines[0], "127.0.0.1\tlocalhost sandbox");
+    assert_eq!(f.upper_entries(), Vec::<String>::new());
+}
+
+#[test]
 fn stub_parent_with_real_changes_stays() {
     require_root!();
     let f = Fixture::new();

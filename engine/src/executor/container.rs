@@ -322,9 +322,9 @@ fn extra_mount(
                         std::fs::create_dir_all(dir).map_err(|e| prepare(dir, e))?;
                     }
                     let fs = NewFs::open("overlay", target)?;
-                    fs.set("lowerdir+", &source.to_string_lossy(), target)?;
-                    fs.set("upperdir", &upper.to_string_lossy(), target)?;
-                    fs.set("workdir", &work.to_string_lossy(), target)?;
+                    fs.set_path("lowerdir+", source, target)?;
+                    fs.set_path("upperdir", &upper, target)?;
+                    fs.set_path("workdir", &work, target)?;
                     fs.set(
                         "redirect_dir",
                         if rootless { "nofollow" } else { "off" },

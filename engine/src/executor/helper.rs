@@ -146,11 +146,11 @@ fn mount_overlays<'a>(
         }
         // `lowerdir+` appends below the layers given so far: give the top layer first.
         for layer in lower.iter().rev() {
-            fs.set("lowerdir+", &layer.to_string_lossy(), target)?;
+            fs.set_path("lowerdir+", layer, target)?;
         }
         if let Some(upper) = &overlay.upper {
-            fs.set("upperdir", &upper.upper.to_string_lossy(), target)?;
-            fs.set("workdir", &upper.work.to_string_lossy(), target)?;
+            fs.set_path("upperdir", &upper.upper, target)?;
+            fs.set_path("workdir", &upper.work, target)?;
             fs.flag("volatile", target)?;
         }
         // With these off, the upper directory is a complete diff by itself. ("off" still

@@ -25,6 +25,7 @@ mod container;
 mod error;
 mod helper;
 mod idmap;
+mod network;
 mod protocol;
 mod runner;
 mod spec;
@@ -33,6 +34,7 @@ mod sys;
 pub mod user;
 
 pub use error::ExecError;
+pub use network::network_files;
 pub use protocol::HELPER_ARG;
 pub use runner::{ExecOutcome, OutputLine, Runner, Stream};
 pub use spec::{

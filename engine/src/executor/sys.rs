@@ -45,6 +45,22 @@ impl NewFs {
         })
     }
 
+    /// Sets `key=path`, for paths that need not be UTF-8.
+    pub(crate) fn set_path(&self, key: &str, value: &Path, target: &Path) -> Result<(), ExecError> {
+        fsconfig_set_string(&self.fd, key, value).map_err(|e| {
+            mount_error(
+                self.fs_type,
+                target,
+                format!(
+                    "{key}={}: {}{}",
+                    value.display(),
+                    os_message(e),
+                    self.kernel_log()
+                ),
+            )
+        })
+    }
+
     /// Sets a flag option such as `volatile`.
     pub(crate) fn flag(&self, key: &str, target: &Path) -> Result<(), ExecError> {
         fsconfig_set_flag(&self.fd, key).map_err(|e| {
