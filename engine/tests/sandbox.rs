@@ -3,8 +3,8 @@
 //! a plain user and runs the sandbox as that user.
 
 use engine::executor::{
-    Action, BindAccess, ExecError, ExecOutcome, ExecSpec, ExecUser, MountKind, MountSpec, Network,
-    OverlayMount, Runner, SandboxSpec, UpperDir,
+    Action, BindAccess, CancelToken, ExecError, ExecOutcome, ExecSpec, ExecUser, MountKind,
+    MountSpec, Network, OverlayMount, Runner, SandboxSpec, UpperDir,
 };
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 const HELPER: &str = env!("CARGO_BIN_EXE_sandbox-test-helper");
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "ls", "true", "false", "id", "hostname", "pwd", "rm", "grep", "env",
-    "touch", "mkdir",
+    "touch", "mkdir", "sleep", "head", "tr",
 ];
 
 fn is_root() -> bool {
@@ -398,6 +398,42 @@ fn binds_read_only_discard_and_read_write() {
         "kept\n"
     );
     assert_eq!(f.upper_entries(), Vec::<String>::new());
+}
+
+#[test]
+fn cancelled_step_is_killed_and_cleaned_up() {
+    require_root!();
+    let f = Fixture::new();
+    let spec = f.spec(&["sh", "-c", "echo started; sleep 30"]);
+    let cancel = CancelToken::new();
+    let started = std::time::Instant::now();
+    let canceller = cancel.clone();
+    let result = Runner::with_helper(HELPER).run_cancellable(
+        &spec,
+        &mut |line| {
+            if line.text == "started" {
+                canceller.cancel();
+            }
+        },
+        &cancel,
+    );
+    assert_eq!(result.unwrap_err(), ExecError::Cancelled);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(f.upper_entries(), Vec::<String>::new());
+    assert!(!f.path("work").exists());
+}
+
+#[test]
+fn long_lines_are_split() {
+    require_root!();
+    let f = Fixture::new();
+    let lines = run_ok(&f.spec(&[
+        "sh",
+        "-c",
+        "head -c 150000 /dev/zero | tr '\\0' a; echo; echo end",
+    ]));
+    let lengths: Vec<usize> = lines.iter().map(String::len).collect();
+    assert_eq!(lengths, [65536, 65536, 18928, 3]);
 }
 
 #[test]

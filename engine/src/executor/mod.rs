@@ -36,7 +36,7 @@ pub mod user;
 pub use error::ExecError;
 pub use network::network_files;
 pub use protocol::HELPER_ARG;
-pub use runner::{ExecOutcome, OutputLine, Runner, Stream};
+pub use runner::{CancelToken, ExecOutcome, OutputLine, Runner, Stream};
 pub use spec::{
     Action, BindAccess, ExecSpec, ExecUser, MountKind, MountSpec, Network, OverlayMount,
     SandboxSpec, UpperDir,
