@@ -1,1 +1,4 @@
 //! One module per group of `builder` subcommands.
+
+pub mod images;
+pub mod template;
