@@ -40,9 +40,13 @@ enum Command {
     Save(commands::images::SaveArgs),
     /// Load images from a docker-archive or OCI archive.
     Load(commands::images::LoadArgs),
+    /// Parse a Dockerfile and print its AST (BuildKit's dump) or JSON.
+    Parse(commands::parse::ParseArgs),
 }
 
 fn main() -> anyhow::Result<()> {
+    // The sandbox helper is this binary re-executed; it must take over before anything else runs.
+    engine::executor::maybe_run_helper();
     let cli = Cli::parse();
     let root = cli.root.as_deref();
     match cli.command {
@@ -53,5 +57,6 @@ fn main() -> anyhow::Result<()> {
         Command::History(a) => commands::images::history(root, a),
         Command::Save(a) => commands::images::save(root, a),
         Command::Load(a) => commands::images::load(root, a),
+        Command::Parse(args) => commands::parse::run(&args),
     }
 }

@@ -1,4 +1,5 @@
 //! One module per group of `builder` subcommands.
 
 pub mod images;
+pub mod parse;
 pub mod template;
