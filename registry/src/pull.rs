@@ -301,7 +301,10 @@ impl Session<'_> {
         blobs: &[Descriptor],
     ) -> Result<(), RegistryError> {
         let concurrency = self.client.options().max_concurrent_transfers.max(1);
-        futures::stream::iter(blobs.iter().map(|d| self.fetch_blob(store, d)))
+        // Collected first: a lazily mapped iterator inside the stream would make the future
+        // non-`Send` (a higher-ranked closure lifetime the compiler cannot prove general).
+        let transfers: Vec<_> = blobs.iter().map(|d| self.fetch_blob(store, d)).collect();
+        futures::stream::iter(transfers)
             .buffer_unordered(concurrency)
             .try_collect::<Vec<_>>()
             .await?;
