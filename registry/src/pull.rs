@@ -281,7 +281,8 @@ impl Session<'_> {
             }
             .into());
         }
-        writer.commit()?;
+        // The commit fsyncs; keep that off the async worker where the runtime allows it.
+        off_async_thread(|| writer.commit())?;
         Ok(())
     }
 
@@ -337,6 +338,17 @@ impl Session<'_> {
             what: format!("{}@{}", self.repository, fetched.descriptor.digest),
             message: e.to_string(),
         })
+    }
+}
+
+/// Runs blocking work (an fsync) with `block_in_place` on a multi-threaded runtime, so other
+/// transfers keep going; runs it inline elsewhere (a current-thread runtime cannot hand off).
+fn off_async_thread<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
     }
 }
 
