@@ -15,13 +15,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Parse a Dockerfile and print its AST (BuildKit's dump) or JSON.
+    Parse(commands::parse::ParseArgs),
     /// Lower a Dockerfile to the build graph and print it (DOT or JSON).
     Graph(commands::graph::GraphArgs),
 }
 
 fn main() -> anyhow::Result<()> {
+    // The sandbox helper is this binary re-executed; it must take over before anything else runs.
+    engine::executor::maybe_run_helper();
     let cli = Cli::parse();
     match cli.command {
+        Command::Parse(args) => commands::parse::run(&args),
         Command::Graph(args) => commands::graph::run(&args),
     }
 }

@@ -974,4 +974,61 @@ mod tests {
         assert!(matches!(err, IgnoreFileError::Pattern { .. }), "{err}");
         assert!(err.to_string().contains("app.Dockerfile.dockerignore"));
     }
+
+    /// Deterministic pseudo-random patterns and paths from an alphabet of the characters that
+    /// matter: nothing may panic, and the walk must agree with the stateless check.
+    #[test]
+    fn random_patterns_never_panic() {
+        const ALPHABET: &[char] = &[
+            'a', 'b', '/', '*', '?', '[', ']', '^', '-', '\\', '!', '.', ' ', 'é', '☺',
+        ];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..3_000 {
+            let mut gen = |max: usize| -> String {
+                let len = next(max);
+                (0..len).map(|_| ALPHABET[next(ALPHABET.len())]).collect()
+            };
+            let patterns = [gen(8), gen(8)];
+            let path: String = gen(10).replace(['*', '?', '[', ']', '\\', '!'], "a");
+            let Ok(m) = PatternMatcher::new(&patterns) else {
+                continue;
+            };
+            let stateless = m.matches_or_parent_matches(&path);
+            let _ = m.matches_legacy(&path);
+            let _ = m.matches_exact(&path);
+            let _ = m.could_match_inside(&path);
+            let rel = clean(&path);
+            if rel.starts_with('/') || rel.starts_with("..") || rel == "." {
+                continue;
+            }
+            let mut info = MatchInfo::default();
+            let mut verdict = Ok(false);
+            let mut prefix = String::new();
+            for part in rel.split('/') {
+                if !prefix.is_empty() {
+                    prefix.push('/');
+                }
+                prefix.push_str(part);
+                match m.matches_using_parent_results(&prefix, &info) {
+                    Ok((v, next_info)) => {
+                        verdict = Ok(v);
+                        info = next_info;
+                    }
+                    Err(e) => {
+                        verdict = Err(e);
+                        break;
+                    }
+                }
+            }
+            if let (Ok(a), Ok(b)) = (&stateless, &verdict) {
+                assert_eq!(a, b, "{patterns:?} {path:?}");
+            }
+        }
+    }
 }

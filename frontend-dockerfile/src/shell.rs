@@ -260,7 +260,9 @@ impl Lexer {
         let mut expander = Expander {
             lexer: self,
             src: word,
-            pos: 0,
+            // Like Go's text/scanner (which BuildKit reads words with), a leading byte-order
+            // mark is skipped.
+            pos: if word.starts_with('\u{feff}') { 3 } else { 0 },
             env,
             raw_escapes: self.raw_escapes,
             depth: 0,
@@ -1129,6 +1131,11 @@ mod tests {
         assert_eq!(e.kind, ShellErrorKind::TooDeep);
         let ok = format!("{}x{}", "${A:-".repeat(10), "}".repeat(10));
         assert_eq!(word(&ok).unwrap(), "x");
+    }
+
+    #[test]
+    fn leading_byte_order_mark_is_skipped() {
+        assert_eq!(word("\u{feff}$PWD\u{feff}").unwrap(), "/home\u{feff}");
     }
 
     #[test]

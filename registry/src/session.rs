@@ -116,8 +116,15 @@ impl<'a> Session<'a> {
         })
     }
 
+    /// Token cache key: the scopes and who asked (an anonymous token must not serve a
+    /// logged-in user, nor one user's token another).
     fn scope_key(&self) -> String {
-        self.scopes.join(" ")
+        let who = match &self.credentials {
+            None => "",
+            Some(Credentials::Basic { username, .. }) => username.as_str(),
+            Some(Credentials::IdentityToken(_)) => "<token>",
+        };
+        format!("{who}@{}", self.scopes.join(" "))
     }
 
     /// An absolute URL on this registry.
@@ -377,18 +384,24 @@ impl<'a> Session<'a> {
         let status = response.status();
         let message = error_message(response).await;
         match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => RegistryError::Unauthorized {
-                registry: self.registry.clone(),
-                what: what.to_string(),
-                message: format!(
-                    "{status}{}",
-                    if message.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {message}")
-                    }
-                ),
-            },
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                let mut text = status.to_string();
+                if !message.is_empty() {
+                    text.push_str(": ");
+                    text.push_str(&message);
+                }
+                if self.credentials.is_none() {
+                    text.push_str(&format!(
+                        " (no credentials for {}; run `builder login {}`)",
+                        self.registry, self.registry
+                    ));
+                }
+                RegistryError::Unauthorized {
+                    registry: self.registry.clone(),
+                    what: what.to_string(),
+                    message: text,
+                }
+            }
             _ => RegistryError::Status {
                 registry: self.registry.clone(),
                 what: what.to_string(),
