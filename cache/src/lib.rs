@@ -3,3 +3,19 @@
 //!
 //! Invariants: a blob is whole or absent (temp file, fsync, rename); a record only points at blobs
 //! that exist; every on-disk format lives in a versioned directory.
+
+pub mod cas;
+pub mod descriptor;
+pub mod digest;
+pub mod images;
+pub mod keys;
+pub mod lock;
+pub mod records;
+pub mod reference;
+
+pub use cas::{BlobWriter, CasError, ContentStore};
+pub use descriptor::{Descriptor, Platform};
+pub use digest::{Digest, DigestError};
+pub use images::{ImageEntry, ImageRecord, ImageStore, ImageStoreError};
+pub use lock::{EntryLock, Root, RootLock};
+pub use reference::{Reference, ReferenceError};

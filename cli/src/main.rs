@@ -1,6 +1,7 @@
 //! The `builder` command: a thin layer that parses flags, calls the crates and renders output.
 
 mod commands;
+mod progress;
 
 use clap::{Parser, Subcommand};
 
@@ -13,9 +14,16 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Parse a Dockerfile and print its AST (BuildKit's dump) or JSON.
+    Parse(commands::parse::ParseArgs),
+}
 
 fn main() -> anyhow::Result<()> {
+    // The sandbox helper is this binary re-executed; it must take over before anything else runs.
+    engine::executor::maybe_run_helper();
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Parse(args) => commands::parse::run(&args),
+    }
 }

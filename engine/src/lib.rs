@@ -14,3 +14,5 @@ pub mod image;
 pub mod layer;
 pub mod snapshot;
 pub mod solver;
+pub mod source;
+pub mod userdb;

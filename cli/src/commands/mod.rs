@@ -1,1 +1,2 @@
 //! One module per group of `builder` subcommands.
+pub mod parse;

@@ -1,0 +1,290 @@
+//! The cache root directory and its locks.
+//!
+//! Many `builder` processes may share one root. Each holds a shared lock on `<root>/lock` while it
+//! builds or reads; garbage collection takes it exclusively, so it never deletes what a build is
+//! about to use. Within a build, [`EntryLock`] makes sure one process computes a given entry
+//! (a cache key, an unpacked layer) while the others wait and then reuse the result.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use fs4::fs_std::FileExt;
+
+use crate::cas::{CasError, ContentStore};
+
+/// Errors of root layout and locking; every I/O error names its path.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// A filesystem or lock operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The lock is held by another process and the caller asked not to wait.
+    #[error("{0} is locked by another process")]
+    WouldBlock(PathBuf),
+    /// The content store under the root could not be opened.
+    #[error(transparent)]
+    Cas(#[from] CasError),
+    /// No default root could be chosen.
+    #[error("cannot choose a root directory: set BUILDER_ROOT or pass --root")]
+    NoDefault,
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LockError + 'a {
+    move |source| LockError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The environment variable that overrides the default root directory.
+pub const ROOT_ENV: &str = "BUILDER_ROOT";
+
+/// The versioned sub-directories of a root. A format change bumps one name and costs one bucket.
+pub const SUBDIRS: &[&str] = &[
+    "blobs",
+    "images-v1",
+    "keys-v1",
+    "snapshots-v1",
+    "mounts-v1",
+    "records-v1",
+    "locks-v1",
+    "tmp",
+];
+
+/// One builder root directory, laid out with its versioned sub-directories.
+#[derive(Clone, Debug)]
+pub struct Root {
+    path: PathBuf,
+}
+
+impl Root {
+    /// The default root: `$BUILDER_ROOT`, else `/var/lib/builder` for root, else
+    /// `$XDG_DATA_HOME/builder` (`~/.local/share/builder`).
+    pub fn default_path() -> Result<PathBuf, LockError> {
+        if let Some(p) = std::env::var_os(ROOT_ENV).filter(|p| !p.is_empty()) {
+            return Ok(PathBuf::from(p));
+        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            return Ok(PathBuf::from("/var/lib/builder"));
+        }
+        if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|p| !p.is_empty()) {
+            return Ok(PathBuf::from(x).join("builder"));
+        }
+        match std::env::var_os("HOME").filter(|p| !p.is_empty()) {
+            Some(home) => Ok(PathBuf::from(home).join(".local/share/builder")),
+            None => Err(LockError::NoDefault),
+        }
+    }
+
+    /// Opens the root at `path`, creating it and its sub-directories as needed.
+    pub fn open(path: impl AsRef<Path>) -> Result<Root, LockError> {
+        let path = path.as_ref().to_path_buf();
+        for sub in SUBDIRS {
+            let dir = path.join(sub);
+            fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        }
+        Ok(Root { path })
+    }
+
+    /// Opens the root at `path` if given, else at [`Root::default_path`].
+    pub fn open_or_default(path: Option<&Path>) -> Result<Root, LockError> {
+        match path {
+            Some(p) => Root::open(p),
+            None => Root::open(Root::default_path()?),
+        }
+    }
+
+    /// The root directory itself.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The content store shared by images and cached layers.
+    pub fn content_store(&self) -> Result<ContentStore, LockError> {
+        Ok(ContentStore::open(&self.path)?)
+    }
+
+    /// Where the image name store keeps its state.
+    pub fn images_dir(&self) -> PathBuf {
+        self.path.join("images-v1")
+    }
+
+    /// Where cache keys and their records live.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.path.join("keys-v1")
+    }
+
+    /// Where unpacked layers live.
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.path.join("snapshots-v1")
+    }
+
+    /// Where overlay mounts and their work directories are made.
+    pub fn mounts_dir(&self) -> PathBuf {
+        self.path.join("mounts-v1")
+    }
+
+    /// Where build records live.
+    pub fn records_dir(&self) -> PathBuf {
+        self.path.join("records-v1")
+    }
+
+    /// Scratch space on the same filesystem as everything else (for atomic renames).
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.path.join("tmp")
+    }
+
+    /// Takes the root lock shared (for builds and reads); waits while GC runs.
+    pub fn lock_shared(&self) -> Result<RootLock, LockError> {
+        RootLock::acquire(&self.path.join("lock"), false, true)
+    }
+
+    /// Takes the root lock exclusively (for GC); waits for running builds.
+    pub fn lock_exclusive(&self) -> Result<RootLock, LockError> {
+        RootLock::acquire(&self.path.join("lock"), true, true)
+    }
+
+    /// Takes the root lock exclusively if no one else holds it.
+    pub fn try_lock_exclusive(&self) -> Result<RootLock, LockError> {
+        RootLock::acquire(&self.path.join("lock"), true, false)
+    }
+
+    /// Locks one entry (`namespace` e.g. `"keys"`, `key` a digest or any file-name-safe string)
+    /// exclusively, waiting for the current holder.
+    pub fn lock_entry(&self, namespace: &str, key: &str) -> Result<EntryLock, LockError> {
+        let dir = self.path.join("locks-v1").join(namespace);
+        fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        EntryLock::acquire(dir.join(format!("{key}.lock")))
+    }
+}
+
+/// A held lock on the root directory; released on drop.
+#[derive(Debug)]
+pub struct RootLock {
+    file: File,
+    exclusive: bool,
+}
+
+impl RootLock {
+    fn acquire(path: &Path, exclusive: bool, wait: bool) -> Result<RootLock, LockError> {
+        let file = open_lock_file(path)?;
+        let result = match (exclusive, wait) {
+            (true, true) => FileExt::lock_exclusive(&file),
+            (false, true) => FileExt::lock_shared(&file),
+            (true, false) => FileExt::try_lock_exclusive(&file),
+            (false, false) => FileExt::try_lock_shared(&file),
+        };
+        match result {
+            Ok(()) => Ok(RootLock { file, exclusive }),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Err(LockError::WouldBlock(path.to_path_buf()))
+            }
+            Err(e) => Err(io_err("lock", path)(e)),
+        }
+    }
+
+    /// Whether this is the exclusive (GC) lock.
+    pub fn is_exclusive(&self) -> bool {
+        self.exclusive
+    }
+}
+
+impl Drop for RootLock {
+    fn drop(&mut self) {
+        let _ = FileExt::unlock(&self.file);
+    }
+}
+
+/// An exclusive lock on one lock file, for "one process computes X". Released on drop.
+#[derive(Debug)]
+pub struct EntryLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl EntryLock {
+    /// Locks `path` (created if missing), waiting for the current holder.
+    pub fn acquire(path: impl Into<PathBuf>) -> Result<EntryLock, LockError> {
+        let path = path.into();
+        let file = open_lock_file(&path)?;
+        FileExt::lock_exclusive(&file).map_err(io_err("lock", &path))?;
+        Ok(EntryLock { file, path })
+    }
+
+    /// Locks `path` if free; `Ok(None)` if another process holds it.
+    pub fn try_acquire(path: impl Into<PathBuf>) -> Result<Option<EntryLock>, LockError> {
+        let path = path.into();
+        let file = open_lock_file(&path)?;
+        match FileExt::try_lock_exclusive(&file) {
+            Ok(()) => Ok(Some(EntryLock { file, path })),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(io_err("lock", &path)(e)),
+        }
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for EntryLock {
+    fn drop(&mut self) {
+        let _ = FileExt::unlock(&self.file);
+    }
+}
+
+fn open_lock_file(path: &Path) -> Result<File, LockError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_err("open lock file", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_layout_and_locks() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path().join("r")).unwrap();
+        for sub in SUBDIRS {
+            assert!(root.path().join(sub).is_dir(), "{sub}");
+        }
+        let a = root.lock_shared().unwrap();
+        let b = root.lock_shared().unwrap();
+        assert!(matches!(
+            root.try_lock_exclusive(),
+            Err(LockError::WouldBlock(_))
+        ));
+        drop(a);
+        drop(b);
+        let x = root.try_lock_exclusive().unwrap();
+        assert!(x.is_exclusive());
+    }
+
+    #[test]
+    fn entry_lock_excludes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let held = root.lock_entry("keys", "abc").unwrap();
+        assert!(EntryLock::try_acquire(held.path()).unwrap().is_none());
+        let path = held.path().to_path_buf();
+        drop(held);
+        assert!(EntryLock::try_acquire(path).unwrap().is_some());
+    }
+}

@@ -1,0 +1,4 @@
+//! fileops (being written).
+pub mod archive;
+pub mod pattern;
+pub mod root;

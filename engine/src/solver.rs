@@ -1,1 +1,0 @@
-//! solver (in progress).

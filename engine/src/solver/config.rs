@@ -1,0 +1,247 @@
+//! The image config of a stage, folded along its chain of vertices.
+//!
+//! The config is kept as JSON (`serde_json::Value`) in the OCI image-config shape so that fields of
+//! a base image we do not model (or that later versions add) pass through untouched.
+
+use crate::graph::{ConfigChange, HistoryEntry, Platform, HISTORY_COMMENT};
+use serde_json::{json, Map, Value};
+
+/// The PATH BuildKit gives a stage that starts from scratch.
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The config of an empty (`FROM scratch`) image for `platform`.
+pub fn scratch_config(platform: &Platform) -> Value {
+    let mut v = json!({
+        "architecture": platform.architecture,
+        "os": platform.os,
+        "config": { "Env": [DEFAULT_PATH] },
+        "rootfs": { "type": "layers", "diff_ids": [] },
+        "history": [],
+    });
+    if let Some(variant) = &platform.variant {
+        v["variant"] = json!(variant);
+    }
+    v
+}
+
+fn container_config(config: &mut Value) -> &mut Map<String, Value> {
+    if !config.get("config").is_some_and(Value::is_object) {
+        config["config"] = json!({});
+    }
+    config["config"]
+        .as_object_mut()
+        .expect("config.config was just made an object")
+}
+
+/// The `Env` of a config as `(name, value)` pairs.
+pub fn env_of(config: &Value) -> Vec<(String, String)> {
+    config["config"]["Env"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (kv.to_string(), String::new()),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sets or replaces variables in an env list, keeping first-seen order (Docker's behaviour).
+pub fn merge_env(env: &mut Vec<(String, String)>, changes: &[(String, String)]) {
+    for (k, v) in changes {
+        match env.iter_mut().find(|(name, _)| name == k) {
+            Some(slot) => slot.1 = v.clone(),
+            None => env.push((k.clone(), v.clone())),
+        }
+    }
+}
+
+fn set_env(config: &mut Value, env: &[(String, String)]) {
+    let list: Vec<Value> = env.iter().map(|(k, v)| json!(format!("{k}={v}"))).collect();
+    container_config(config).insert("Env".into(), Value::Array(list));
+}
+
+fn add_to_set(config: &mut Value, field: &str, keys: &[String]) {
+    let cfg = container_config(config);
+    let entry = cfg.entry(field).or_insert_with(|| json!({}));
+    if !entry.is_object() {
+        *entry = json!({});
+    }
+    let map = entry.as_object_mut().expect("set field is an object");
+    for k in keys {
+        map.insert(k.clone(), json!({}));
+    }
+}
+
+/// Applies one metadata change to a config.
+pub fn apply_change(config: &mut Value, change: &ConfigChange) {
+    match change {
+        ConfigChange::Env(vars) => {
+            let mut env = env_of(config);
+            merge_env(&mut env, vars);
+            set_env(config, &env);
+        }
+        ConfigChange::Arg(_) => {}
+        ConfigChange::Label(labels) => {
+            let cfg = container_config(config);
+            let entry = cfg.entry("Labels").or_insert_with(|| json!({}));
+            if !entry.is_object() {
+                *entry = json!({});
+            }
+            let map = entry.as_object_mut().expect("labels is an object");
+            for (k, v) in labels {
+                map.insert(k.clone(), json!(v));
+            }
+        }
+        ConfigChange::Cmd(args) => {
+            container_config(config).insert("Cmd".into(), json!(args));
+        }
+        ConfigChange::Entrypoint { args, reset_cmd } => {
+            let cfg = container_config(config);
+            cfg.insert("Entrypoint".into(), json!(args));
+            if *reset_cmd {
+                cfg.insert("Cmd".into(), Value::Null);
+            }
+        }
+        ConfigChange::Workdir(dir) => {
+            let current = config["config"]["WorkingDir"]
+                .as_str()
+                .unwrap_or("/")
+                .to_string();
+            let dir = resolve_workdir(&current, dir);
+            container_config(config).insert("WorkingDir".into(), json!(dir));
+        }
+        ConfigChange::User(user) => {
+            container_config(config).insert("User".into(), json!(user));
+        }
+        ConfigChange::Expose(ports) => add_to_set(config, "ExposedPorts", ports),
+        ConfigChange::Volume(vols) => add_to_set(config, "Volumes", vols),
+        ConfigChange::StopSignal(sig) => {
+            container_config(config).insert("StopSignal".into(), json!(sig));
+        }
+        ConfigChange::Healthcheck(h) => {
+            let mut hc = Map::new();
+            hc.insert("Test".into(), json!(h.test));
+            if h.interval > 0 {
+                hc.insert("Interval".into(), json!(h.interval));
+            }
+            if h.timeout > 0 {
+                hc.insert("Timeout".into(), json!(h.timeout));
+            }
+            if h.start_period > 0 {
+                hc.insert("StartPeriod".into(), json!(h.start_period));
+            }
+            if h.start_interval > 0 {
+                hc.insert("StartInterval".into(), json!(h.start_interval));
+            }
+            if h.retries > 0 {
+                hc.insert("Retries".into(), json!(h.retries));
+            }
+            container_config(config).insert("Healthcheck".into(), Value::Object(hc));
+        }
+        ConfigChange::Shell(shell) => {
+            container_config(config).insert("Shell".into(), json!(shell));
+        }
+        ConfigChange::Onbuild(trigger) => {
+            let cfg = container_config(config);
+            let entry = cfg.entry("OnBuild").or_insert_with(|| json!([]));
+            if !entry.is_array() {
+                *entry = json!([]);
+            }
+            entry
+                .as_array_mut()
+                .expect("OnBuild is an array")
+                .push(json!(trigger));
+        }
+        ConfigChange::Maintainer(author) => {
+            config["author"] = json!(author);
+        }
+    }
+}
+
+/// Resolves a WORKDIR against the current one (relative paths join; the result is clean).
+pub fn resolve_workdir(current: &str, dir: &str) -> String {
+    let joined = if dir.starts_with('/') {
+        dir.to_string()
+    } else {
+        format!("{}/{}", current.trim_end_matches('/'), dir)
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for p in joined.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// Appends a history entry with its creation time (RFC 3339).
+pub fn push_history(config: &mut Value, entry: &HistoryEntry, created: &str) {
+    if !config.get("history").is_some_and(Value::is_array) {
+        config["history"] = json!([]);
+    }
+    let mut h = json!({
+        "created": created,
+        "created_by": entry.created_by,
+        "comment": HISTORY_COMMENT,
+    });
+    if entry.empty_layer {
+        h["empty_layer"] = json!(true);
+    }
+    config["history"]
+        .as_array_mut()
+        .expect("history is an array")
+        .push(h);
+}
+
+/// Formats seconds since the epoch as RFC 3339 UTC, as image configs store times.
+pub fn rfc3339(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_replaces_in_place_and_appends() {
+        let mut c = scratch_config(&Platform::host());
+        apply_change(
+            &mut c,
+            &ConfigChange::Env(vec![("A".into(), "1".into()), ("PATH".into(), "/x".into())]),
+        );
+        assert_eq!(c["config"]["Env"], json!(["PATH=/x", "A=1"]));
+    }
+
+    #[test]
+    fn workdir_resolves_relative_paths() {
+        let mut c = scratch_config(&Platform::host());
+        apply_change(&mut c, &ConfigChange::Workdir("/app".into()));
+        apply_change(&mut c, &ConfigChange::Workdir("src/../lib".into()));
+        assert_eq!(c["config"]["WorkingDir"], "/app/lib");
+    }
+
+    #[test]
+    fn entrypoint_resets_cmd_when_asked() {
+        let mut c = scratch_config(&Platform::host());
+        apply_change(&mut c, &ConfigChange::Cmd(vec!["x".into()]));
+        apply_change(
+            &mut c,
+            &ConfigChange::Entrypoint {
+                args: vec!["/bin/sh".into()],
+                reset_cmd: true,
+            },
+        );
+        assert_eq!(c["config"]["Cmd"], Value::Null);
+        assert_eq!(c["config"]["Entrypoint"], json!(["/bin/sh"]));
+    }
+}

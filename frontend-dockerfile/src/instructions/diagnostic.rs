@@ -1,0 +1,194 @@
+//! Errors that point at the Dockerfile: file, line, column, the line's text and a caret.
+
+use crate::parser::ast::Span;
+use std::fmt;
+
+/// What went wrong, without where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ErrorKind {
+    #[error("unknown instruction `{0}`")]
+    UnknownInstruction(String),
+    #[error("unknown flag `--{flag}` for {instruction}")]
+    UnknownFlag { instruction: String, flag: String },
+    #[error("flag `--{flag}` needs a value")]
+    MissingFlagValue { flag: String },
+    #[error("flag `--{flag}` given more than once")]
+    DuplicateFlag { flag: String },
+    #[error("invalid value `{value}` for `--{flag}`: {reason}")]
+    BadFlagValue {
+        flag: String,
+        value: String,
+        reason: String,
+    },
+    #[error("{instruction} {expected}")]
+    WrongArguments {
+        instruction: String,
+        expected: String,
+    },
+    #[error("invalid {what} `{value}`: {reason}")]
+    BadValue {
+        what: String,
+        value: String,
+        reason: String,
+    },
+    #[error("cannot expand `{word}`: {reason}")]
+    Expansion { word: String, reason: String },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("no FROM instruction: a Dockerfile needs at least one stage")]
+    NoStages,
+    #[error("{instruction} before the first FROM: only ARG may come before FROM")]
+    InstructionBeforeFrom { instruction: String },
+    #[error("stage name `{0}` is used by more than one stage")]
+    DuplicateStageName(String),
+    #[error("stage `{0}` is used before it is defined")]
+    StageUsedBeforeDefinition(String),
+    #[error("stage index {index} is out of range (the Dockerfile has {count} stages)")]
+    StageIndexOutOfRange { index: usize, count: usize },
+    #[error("a stage can not refer to itself")]
+    SelfReference,
+    #[error("circular dependency between stages: {0}")]
+    Cycle(String),
+    #[error("target stage `{0}` could not be found")]
+    UnknownTarget(String),
+    #[error("invalid build argument `{0}`: expected NAME=VALUE")]
+    BadBuildArg(String),
+    #[error("{0}")]
+    Graph(String),
+}
+
+impl ErrorKind {
+    /// True for errors that do not depend on variable values: they are reported for every stage,
+    /// reached by the target or not.
+    pub fn is_structural(&self) -> bool {
+        matches!(
+            self,
+            ErrorKind::UnknownInstruction(_)
+                | ErrorKind::UnknownFlag { .. }
+                | ErrorKind::MissingFlagValue { .. }
+                | ErrorKind::DuplicateFlag { .. }
+                | ErrorKind::WrongArguments { .. }
+                | ErrorKind::Unsupported(_)
+        )
+    }
+}
+
+/// An error located in a Dockerfile, rendered like a compiler error:
+///
+/// ```text
+/// Dockerfile:3:6: unknown flag `--chwon` for COPY
+///   3 | COPY --chwon=app . .
+///     |      ^^^^^^^^^^^
+///     = help: did you mean `--chown`?
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Diagnostic {
+    pub kind: ErrorKind,
+    /// The Dockerfile's name as given by the user (`Dockerfile`, `build/Dockerfile.prod`).
+    pub file: String,
+    /// Where the error is; line and column are 1-based. A zero line means "no location".
+    pub span: Span,
+    /// The text of the offending line (the source line when the caller gave the source text,
+    /// else the first line of the instruction).
+    pub line_text: String,
+    /// A suggestion (`did you mean ...?`).
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    /// A diagnostic of `kind` at `span`, with `line_text` as the shown line.
+    pub fn new(kind: ErrorKind, span: Span, line_text: impl Into<String>) -> Self {
+        Diagnostic {
+            kind,
+            file: String::from("Dockerfile"),
+            span,
+            line_text: line_text.into(),
+            help: None,
+        }
+    }
+
+    /// A diagnostic with no location (bad command-line input, an empty Dockerfile).
+    pub fn unlocated(kind: ErrorKind) -> Self {
+        Self::new(kind, Span::default(), "")
+    }
+
+    /// Adds a suggestion.
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Sets the file name shown.
+    pub fn in_file(mut self, file: &str) -> Self {
+        self.file = file.to_string();
+        self
+    }
+
+    /// Replaces the shown line with the exact source line, when the source is known.
+    pub fn with_source(mut self, source: &str) -> Self {
+        if self.span.line > 0 {
+            if let Some(line) = source.lines().nth(self.span.line - 1) {
+                self.line_text = line.to_string();
+            }
+        }
+        self
+    }
+
+    /// 1-based line (0 when unknown).
+    pub fn line(&self) -> usize {
+        self.span.line
+    }
+
+    /// 1-based column (0 when unknown).
+    pub fn column(&self) -> usize {
+        self.span.column
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.span.line == 0 {
+            write!(f, "{}: {}", self.file, self.kind)?;
+            if let Some(help) = &self.help {
+                write!(f, "\n  = help: {help}")?;
+            }
+            return Ok(());
+        }
+        writeln!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.span.line, self.span.column, self.kind
+        )?;
+        let number = self.span.line.to_string();
+        let pad = " ".repeat(number.len());
+        let text = self.line_text.replace('\t', " ");
+        write!(f, " {number} | {text}")?;
+        let col = self.span.column.max(1);
+        let line_chars = text.chars().count();
+        let available = line_chars.saturating_sub(col - 1).max(1);
+        let span_chars = self.span.end.saturating_sub(self.span.start).max(1);
+        let carets = span_chars.min(available);
+        write!(
+            f,
+            "\n {pad} | {}{}",
+            " ".repeat(col - 1),
+            "^".repeat(carets)
+        )?;
+        if let Some(help) = &self.help {
+            write!(f, "\n {pad} = help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The closest candidate to `input` by Jaro-Winkler similarity, if one is close enough to be a
+/// likely typo.
+pub fn suggest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let input_lower = input.to_ascii_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(&input_lower, &c.to_ascii_lowercase()), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
