@@ -497,20 +497,11 @@ fn bad_flag(ctx: &NodeCtx, f: &flags::GivenFlag, value: &str, reason: String) ->
     )
 }
 
-fn expand_word(
-    ctx: &NodeCtx,
-    ex: &dyn Expander,
-    word: &str,
-    span: Span,
-) -> Result<String, Diagnostic> {
+fn expand_word(ctx: &NodeCtx, ex: &dyn Expander, word: &str, span: Span) -> Result<String, Diagnostic> {
     ex.word(word).map_err(|e| ctx.expand_error(word, e, span))
 }
 
-fn expand_flag(
-    ctx: &NodeCtx,
-    ex: &dyn Expander,
-    f: &flags::GivenFlag,
-) -> Result<String, Diagnostic> {
+fn expand_flag(ctx: &NodeCtx, ex: &dyn Expander, f: &flags::GivenFlag) -> Result<String, Diagnostic> {
     expand_word(ctx, ex, &f.value, f.span)
 }
 
@@ -589,12 +580,7 @@ fn parse_from(ctx: &NodeCtx, ex: &dyn Expander) -> Result<Command, Diagnostic> {
         Some(f) => {
             let v = expand_flag(ctx, ex, f)?;
             if v.is_empty() {
-                return Err(bad_flag(
-                    ctx,
-                    f,
-                    &f.value,
-                    "it expands to an empty string".into(),
-                ));
+                return Err(bad_flag(ctx, f, &f.value, "it expands to an empty string".into()));
             }
             Some(v)
         }
@@ -687,11 +673,7 @@ fn heredoc_word(word: &str) -> Option<String> {
     }
 }
 
-fn parse_copy_args(
-    ctx: &NodeCtx,
-    flags: &Flags,
-    ex: &dyn Expander,
-) -> Result<CopyArgs, Diagnostic> {
+fn parse_copy_args(ctx: &NodeCtx, flags: &Flags, ex: &dyn Expander) -> Result<CopyArgs, Diagnostic> {
     let node = ctx.node;
     if node.args.len() < 2 {
         return Err(ctx
@@ -892,3 +874,4 @@ fn parse_healthcheck(ctx: &NodeCtx) -> Result<Command, Diagnostic> {
         retries,
     }))
 }
+
