@@ -26,6 +26,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Build an image from a Dockerfile.
+    Build(commands::build::BuildArgs),
     /// List images in the local store.
     Images(commands::images::ImagesArgs),
     /// Remove images from the local store.
@@ -48,10 +50,12 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     // The sandbox helper is this binary re-executed; it must take over before anything else runs.
+    engine::worker::register_handlers();
     engine::executor::maybe_run_helper();
     let cli = Cli::parse();
     let root = cli.root.as_deref();
     match cli.command {
+        Command::Build(args) => commands::build::run(&args, root),
         Command::Images(a) => commands::images::images(root, a),
         Command::Rmi(a) => commands::images::rmi(root, a),
         Command::Tag(a) => commands::images::tag(root, a),

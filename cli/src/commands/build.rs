@@ -62,9 +62,6 @@ pub struct BuildArgs {
     /// Write build metadata (digests, names, the steps with cache results) as JSON to this file.
     #[arg(long)]
     pub metadata_file: Option<PathBuf>,
-    /// The cache directory (the same as the global `--root`).
-    #[arg(long = "cache-dir", value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
     /// Layer compression: gzip (default), zstd or uncompressed.
     #[arg(long, default_value = "gzip")]
     pub compression: String,
@@ -91,7 +88,11 @@ impl PathFilter for IgnoreFilter {
 struct StoreResolver<'a>(&'a StoreImages);
 
 impl BaseImageResolver for StoreResolver<'_> {
-    fn resolve(&self, reference: &str, platform: &Platform) -> Result<Option<BaseImageConfig>, String> {
+    fn resolve(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<Option<BaseImageConfig>, String> {
         use engine::solver::ImageSource;
         let Ok(image) = self.0.resolve(reference, platform) else {
             return Ok(None);
@@ -99,7 +100,11 @@ impl BaseImageResolver for StoreResolver<'_> {
         let c = &image.config["config"];
         let strings = |v: &serde_json::Value| -> Vec<String> {
             v.as_array()
-                .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         Ok(Some(BaseImageConfig {
@@ -127,7 +132,9 @@ fn parse_secret(spec: &str) -> Result<(String, Secret)> {
     }
     let id = id.with_context(|| format!("--secret {spec:?}: missing id="))?;
     let bytes = match (src, env) {
-        (Some(path), _) => std::fs::read(&path).with_context(|| format!("--secret {id}: reading {path}"))?,
+        (Some(path), _) => {
+            std::fs::read(&path).with_context(|| format!("--secret {id}: reading {path}"))?
+        }
         (None, Some(var)) => std::env::var(&var)
             .with_context(|| format!("--secret {id}: environment variable {var} is not set"))?
             .into_bytes(),
@@ -164,7 +171,9 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
     let (file, src) = match &args.file {
         Some(f) if f.as_os_str() == "-" => {
             let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).context("reading the Dockerfile from stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading the Dockerfile from stdin")?;
             (PathBuf::from("Dockerfile"), s)
         }
         other => {
@@ -179,8 +188,7 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
         Err(e) => bail!("{shown}:{e}"),
     };
 
-    let root = cache::Root::open_or_default(args.cache_dir.as_deref().or(root))
-        .context("opening the builder root directory")?;
+    let root = cache::Root::open_or_default(root).context("opening the builder root directory")?;
     let _shared = root.lock_shared().context("locking the builder root")?;
     let cas = root.content_store().context("opening the content store")?;
     let images = cache::ImageStore::open(root.images_dir()).context("opening the image store")?;
@@ -259,11 +267,17 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
         },
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let solver = Solver::new(root.clone(), Arc::new(image_source), Arc::new(worker), sink.clone())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let solver = Solver::new(
+        root.clone(),
+        Arc::new(image_source),
+        Arc::new(worker),
+        sink.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let target_name = args.target.clone().unwrap_or_default();
-    let records = cache::records::RecordStore::open(root.path()).context("opening build records")?;
+    let records =
+        cache::records::RecordStore::open(root.path()).context("opening build records")?;
     let target_id = cache::records::target_id(&file, &target_name);
     let mut contexts = HashMap::new();
     contexts.insert(
@@ -322,7 +336,8 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
     for tag in &args.tags {
         names.push(cache::Reference::parse(tag).with_context(|| format!("invalid tag {tag:?}"))?);
     }
-    let record_entry = cache::ImageRecord::new(image.manifest_descriptor.clone(), image.id().clone());
+    let record_entry =
+        cache::ImageRecord::new(image.manifest_descriptor.clone(), image.id().clone());
     if names.is_empty() {
         images.put(record_entry).context("storing the image")?;
     } else {
@@ -334,7 +349,8 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
         let spec = ExportSpec::parse(spec).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut out_names = names.clone();
         for n in &spec.names {
-            out_names.push(cache::Reference::parse(n).with_context(|| format!("invalid name {n:?}"))?);
+            out_names
+                .push(cache::Reference::parse(n).with_context(|| format!("invalid name {n:?}"))?);
         }
         export::export(
             &cas,
@@ -390,7 +406,11 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
         } else {
             format!(
                 " as {}",
-                names.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+                names
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         };
         eprintln!(

@@ -24,7 +24,7 @@
 mod container;
 mod error;
 mod helper;
-mod idmap;
+pub mod idmap;
 mod network;
 mod protocol;
 mod runner;
