@@ -28,7 +28,7 @@ pub fn read_layered(lowers: &[PathBuf], path: &str) -> io::Result<Option<Vec<u8>
         .split('/')
         .filter(|c| !c.is_empty() && *c != ".")
         .collect();
-    if rel.iter().any(|c| *c == "..") {
+    if rel.contains(&"..") {
         return Ok(None);
     }
     'layers: for layer in lowers.iter().rev() {
