@@ -298,6 +298,26 @@ fn network_files_are_mounted_and_not_in_upper() {
 }
 
 #[test]
+fn dangling_symlink_target_is_created_inside_the_root_and_removed() {
+    require_root!();
+    let f = Fixture::new();
+    // As in systemd-based images.
+    std::os::unix::fs::symlink(
+        "../run/systemd/resolve/stub-resolv.conf",
+        f.path("lower/etc/resolv.conf"),
+    )
+    .unwrap();
+    let mut spec = f.spec(&["cat", "/etc/resolv.conf"]);
+    spec.mounts = engine::executor::network_files(Network::None, "sandbox");
+    let lines = run_ok(&spec);
+    assert!(
+        lines.iter().any(|l| l.starts_with("nameserver")),
+        "{lines:?}"
+    );
+    assert_eq!(f.upper_entries(), Vec::<String>::new());
+}
+
+#[test]
 fn stub_parent_with_real_changes_stays() {
     require_root!();
     let f = Fixture::new();
@@ -618,4 +638,61 @@ fn rootless_sandbox_runs_as_a_plain_user() {
         f.upper_entries(),
         ["etc", "etc/data.txt", "newfile", "owned"]
     );
+
+    // With the host's network, sysfs cannot be mounted from a user namespace: a read-only bind
+    // of the host's stands in.
+    let mut spec = f.spec(&["sh", "-c", "ls /sys/class/net | grep -c .; echo x > /sys/x"]);
+    spec.overlays[0].upper = Some(UpperDir {
+        upper: f.path("upper1"),
+        work: f.path("work1"),
+    });
+    let report = run_as(uid, gid, &helper, &spec, f.dir.path());
+    assert_eq!(report["exit_code"], 1, "/sys is read-only: {report}");
+    let text = report["lines"].to_string();
+    assert!(text.contains("Read-only file system"), "{text}");
+
+    // File operations run in the same user namespace, as root of the container.
+    let mut spec = f.spec(&[]);
+    spec.overlays[0].upper = Some(UpperDir {
+        upper: f.path("upper2"),
+        work: f.path("work2"),
+    });
+    spec.action = Action::InProcess {
+        kind: "test.write-files".to_string(),
+        payload: br#"{"/copied.txt":"data\n"}"#.to_vec(),
+    };
+    let report = run_as(uid, gid, &helper, &spec, f.dir.path());
+    assert_eq!(report["exit_code"], 0, "{report}");
+    let copied = std::fs::symlink_metadata(f.path("upper2/copied.txt")).unwrap();
+    assert_eq!(copied.uid(), uid, "container root is the user on the host");
+    assert_eq!(
+        std::fs::read_to_string(f.path("upper2/copied.txt")).unwrap(),
+        "data\n"
+    );
+}
+
+/// Runs `spec` through `helper run-spec` as the given user; returns its JSON report.
+fn run_as(uid: u32, gid: u32, helper: &Path, spec: &SandboxSpec, tmp: &Path) -> serde_json::Value {
+    let spec_file = tmp.join("spec-run-as.json");
+    std::fs::write(&spec_file, serde_json::to_vec(spec).unwrap()).unwrap();
+    let output = std::process::Command::new("setpriv")
+        .args([
+            format!("--reuid={uid}"),
+            format!("--regid={gid}"),
+            "--init-groups".to_string(),
+            "--reset-env".to_string(),
+        ])
+        .arg(helper)
+        .arg("run-spec")
+        .arg(&spec_file)
+        .env("TMPDIR", tmp)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {} {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
 }
