@@ -457,6 +457,41 @@ fn long_lines_are_split() {
 }
 
 #[test]
+fn layers_of_another_stage_mount_read_only_or_discarded() {
+    require_root!();
+    let f = Fixture::new();
+    let (bottom, top) = (f.path("stage-bottom"), f.path("stage-top"));
+    std::fs::create_dir_all(bottom.join("out")).unwrap();
+    std::fs::create_dir_all(top.join("out")).unwrap();
+    std::fs::write(bottom.join("out/a"), "bottom\n").unwrap();
+    std::fs::write(bottom.join("out/b"), "b\n").unwrap();
+    std::fs::write(top.join("out/a"), "top\n").unwrap();
+    let layers = |access| MountSpec {
+        target: PathBuf::from("/src"),
+        kind: MountKind::Layers {
+            lower: vec![bottom.clone(), top.clone()],
+            subpath: PathBuf::from("/out"),
+            access,
+        },
+    };
+    let mut spec = f.spec(&["sh", "-c", "cat /src/a /src/b; echo x > /src/c"]);
+    spec.mounts = vec![layers(BindAccess::ReadOnly)];
+    let (outcome, lines) = run(&spec).unwrap();
+    assert_eq!(outcome.exit_code, 1);
+    assert_eq!(lines[..2], ["top", "b"]);
+    assert!(lines[2].contains("Read-only file system"), "{lines:?}");
+
+    let mut spec = f.spec(&["sh", "-c", "echo x > /src/c && rm /src/a && cat /src/c"]);
+    spec.mounts = vec![layers(BindAccess::Discard)];
+    assert_eq!(run_ok(&spec), ["x"]);
+    assert!(top.join("out/a").exists() && !top.join("out/c").exists());
+    assert_eq!(f.upper_entries(), Vec::<String>::new());
+
+    spec.mounts = vec![layers(BindAccess::ReadWrite)];
+    assert!(matches!(run(&spec), Err(ExecError::InvalidSpec(_))));
+}
+
+#[test]
 fn missing_program_is_a_named_error() {
     require_root!();
     let f = Fixture::new();

@@ -12,8 +12,8 @@ use super::protocol::{send, HelperMessage, HelperRequest};
 use super::spec::{Action, BindAccess, ExecSpec, MountKind, MountSpec};
 use super::stubs::{StubMaker, StubReport, TargetKind};
 use super::sys::{
-    attach_at_fd, attach_at_path, clone_tree, make_tree_readonly, mount_error, open_in_root,
-    os_message, NewFs,
+    attach_at_fd, attach_at_path, clone_tree, clone_tree_at_fd, make_tree_readonly, mount_error,
+    open_in_root, os_message, NewFs,
 };
 use super::{lookup_in_process, InProcessContext};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -342,6 +342,89 @@ fn extra_mount(
                 }
             };
             attach_at_fd(&tree, at.as_fd(), &what, target)
+        }
+        MountKind::Layers {
+            lower,
+            subpath,
+            access,
+        } => {
+            let writable = match access {
+                BindAccess::ReadOnly => false,
+                BindAccess::Discard => true,
+                BindAccess::ReadWrite => {
+                    return Err(ExecError::InvalidSpec(format!(
+                        "layers mounted at {} cannot be read-write",
+                        target.display()
+                    )))
+                }
+            };
+            let scratch = state_dir.join(format!("layers-{index}"));
+            let merged = scratch.join("merged");
+            std::fs::create_dir_all(&merged).map_err(|e| prepare(&merged, e))?;
+            let fs = NewFs::open("overlay", target)?;
+            let empty = state_dir.join("empty");
+            let mut layers: Vec<&Path> = lower.iter().map(PathBuf::as_path).collect();
+            let needed = if writable { 1 } else { 2 };
+            while layers.len() < needed {
+                layers.insert(0, &empty);
+            }
+            for layer in layers.iter().rev() {
+                fs.set_path("lowerdir+", layer, target)?;
+            }
+            if writable {
+                let (upper, work) = (scratch.join("upper"), scratch.join("work"));
+                for dir in [&upper, &work] {
+                    std::fs::create_dir_all(dir).map_err(|e| prepare(dir, e))?;
+                }
+                fs.set_path("upperdir", &upper, target)?;
+                fs.set_path("workdir", &work, target)?;
+            }
+            fs.set(
+                "redirect_dir",
+                if rootless { "nofollow" } else { "off" },
+                target,
+            )?;
+            if rootless {
+                fs.flag("userxattr", target)?;
+            }
+            let attrs = if writable {
+                MountAttrFlags::empty()
+            } else {
+                MountAttrFlags::MOUNT_ATTR_RDONLY
+            };
+            let stack = fs.mount(attrs, target)?;
+            attach_at_path(&stack, &merged, "overlay")?;
+            let merged_fd = rustix::fs::open(
+                &merged,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| prepare(&merged, e.into()))?;
+            let rel = subpath.strip_prefix("/").unwrap_or(subpath.as_path());
+            let source = open_in_root(merged_fd.as_fd(), rel).map_err(|e| {
+                mount_error(
+                    &format!("layers path {}", subpath.display()),
+                    target,
+                    os_message(e),
+                )
+            })?;
+            let is_dir = rustix::fs::fstat(&source)
+                .map(|st| {
+                    rustix::fs::FileType::from_raw_mode(st.st_mode)
+                        == rustix::fs::FileType::Directory
+                })
+                .unwrap_or(true);
+            let kind = if is_dir {
+                TargetKind::Dir
+            } else {
+                TargetKind::File
+            };
+            let at = ensure(stubs, target, kind)?;
+            let tree = clone_tree_at_fd(source.as_fd(), target)?;
+            if !writable {
+                make_tree_readonly(&tree, target)?;
+            }
+            attach_at_fd(&tree, at.as_fd(), "layers", target)
         }
         MountKind::Tmpfs { size_bytes } => {
             let at = ensure(stubs, target, TargetKind::Dir)?;

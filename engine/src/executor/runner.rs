@@ -4,7 +4,7 @@
 use super::error::ExecError;
 use super::idmap;
 use super::protocol::{recv, send, HelperMessage, HelperRequest, RunnerReply, HELPER_ARG};
-use super::spec::{Action, MountKind, SandboxSpec};
+use super::spec::{Action, BindAccess, MountKind, SandboxSpec};
 use super::sys::os_message;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
@@ -333,8 +333,20 @@ fn validate(spec: &SandboxSpec) -> Result<(), ExecError> {
     }
     for mount in &spec.mounts {
         absolute(&mount.target, "mount target")?;
-        if let MountKind::Bind { source, .. } = &mount.kind {
-            absolute(source, "bind source")?;
+        match &mount.kind {
+            MountKind::Bind { source, .. } => absolute(source, "bind source")?,
+            MountKind::Layers { lower, access, .. } => {
+                for layer in lower {
+                    absolute(layer, "layer directory")?;
+                }
+                if *access == BindAccess::ReadWrite {
+                    return Err(ExecError::InvalidSpec(format!(
+                        "layers mounted at {} cannot be read-write",
+                        mount.target.display()
+                    )));
+                }
+            }
+            MountKind::Tmpfs { .. } | MountKind::File { .. } => {}
         }
     }
     if let Action::Exec(exec) = &spec.action {

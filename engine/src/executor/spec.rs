@@ -69,6 +69,18 @@ pub enum MountKind {
         /// What happens to writes.
         access: BindAccess,
     },
+    /// A stack of layer directories, or a path inside it: another stage's result
+    /// (`RUN --mount=type=bind,from=stage,source=/dir`).
+    Layers {
+        /// Read-only layers, bottom (first) to top (last), as in [`OverlayMount::lower`].
+        lower: Vec<PathBuf>,
+        /// The path inside the stacked layers to mount (`/` for all of it); symlinks resolve
+        /// inside the layers.
+        subpath: PathBuf,
+        /// [`BindAccess::ReadOnly`] or [`BindAccess::Discard`]; [`BindAccess::ReadWrite`] is
+        /// refused, as a stack of layers has nowhere to keep writes.
+        access: BindAccess,
+    },
     /// An empty tmpfs.
     Tmpfs {
         /// Size limit in bytes (`None`: the kernel default, half of RAM).
