@@ -492,6 +492,43 @@ fn layers_of_another_stage_mount_read_only_or_discarded() {
 }
 
 #[test]
+fn paths_through_symlinks_and_plain_directory_roots() {
+    require_root!();
+    let f = Fixture::new();
+    std::os::unix::fs::symlink(f.dir.path(), f.path("link")).unwrap();
+    let via_link = f.path("link");
+    let mut spec = f.spec(&["sh", "-c", "echo x > /f"]);
+    spec.overlays[0].target = via_link.join("root");
+    spec.overlays[0].upper = Some(UpperDir {
+        upper: via_link.join("upper"),
+        work: via_link.join("work"),
+    });
+    if let Action::Exec(exec) = &mut spec.action {
+        exec.rootfs = via_link.join("root");
+    }
+    run_ok(&spec);
+    assert_eq!(f.upper_entries(), ["f"]);
+
+    // Without an overlay the step writes into the directory; mount points made for it go.
+    let plain = f.path("plain");
+    std::fs::create_dir_all(plain.join("bin")).unwrap();
+    std::fs::copy("/usr/bin/busybox", plain.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", plain.join("bin/sh")).unwrap();
+    let mut spec = f.spec(&["sh", "-c", "echo y > /g"]);
+    spec.overlays.clear();
+    if let Action::Exec(exec) = &mut spec.action {
+        exec.rootfs = plain.clone();
+    }
+    run_ok(&spec);
+    let mut names: Vec<String> = std::fs::read_dir(&plain)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["bin", "g"]);
+}
+
+#[test]
 fn missing_program_is_a_named_error() {
     require_root!();
     let f = Fixture::new();

@@ -131,7 +131,7 @@ impl Runner {
     ) -> Result<ExecOutcome, ExecError> {
         let started = Instant::now();
         validate(spec)?;
-        prepare_host_dirs(spec)?;
+        let spec = &prepare_host_dirs(spec)?;
         let state_dir = tempfile::Builder::new()
             .prefix("builder-sandbox-")
             .tempdir()
@@ -361,19 +361,26 @@ fn validate(spec: &SandboxSpec) -> Result<(), ExecError> {
     Ok(())
 }
 
-/// Creates overlay targets and upper directories, and a fresh work directory.
-fn prepare_host_dirs(spec: &SandboxSpec) -> Result<(), ExecError> {
-    let create = |p: &Path| {
-        std::fs::create_dir_all(p).map_err(|e| ExecError::Prepare {
-            path: p.to_path_buf(),
-            message: os_message(e),
-        })
+/// Creates overlay targets, upper and work directories (the work directory must be empty), and
+/// returns the spec with those host paths and the rootfs canonical, as the helper compares them
+/// with paths the kernel reports.
+fn prepare_host_dirs(spec: &SandboxSpec) -> Result<SandboxSpec, ExecError> {
+    let prepared = |p: &Path, e: std::io::Error| ExecError::Prepare {
+        path: p.to_path_buf(),
+        message: os_message(e),
     };
-    for overlay in &spec.overlays {
-        create(&overlay.target)?;
-        if let Some(upper) = &overlay.upper {
-            create(&upper.upper)?;
-            create(&upper.work)?;
+    let create = |p: &mut PathBuf| -> Result<(), ExecError> {
+        std::fs::create_dir_all(&*p).map_err(|e| prepared(p, e))?;
+        *p = std::fs::canonicalize(&*p).map_err(|e| prepared(p, e))?;
+        Ok(())
+    };
+    let mut spec = spec.clone();
+    let original_targets: Vec<PathBuf> = spec.overlays.iter().map(|o| o.target.clone()).collect();
+    for overlay in &mut spec.overlays {
+        create(&mut overlay.target)?;
+        if let Some(upper) = &mut overlay.upper {
+            create(&mut upper.upper)?;
+            create(&mut upper.work)?;
             let empty = std::fs::read_dir(&upper.work)
                 .map(|mut d| d.next().is_none())
                 .unwrap_or(false);
@@ -385,5 +392,14 @@ fn prepare_host_dirs(spec: &SandboxSpec) -> Result<(), ExecError> {
             }
         }
     }
-    Ok(())
+    if let Action::Exec(exec) = &mut spec.action {
+        match original_targets.iter().position(|t| *t == exec.rootfs) {
+            Some(i) => exec.rootfs = spec.overlays[i].target.clone(),
+            None => {
+                exec.rootfs =
+                    std::fs::canonicalize(&exec.rootfs).map_err(|e| prepared(&exec.rootfs, e))?
+            }
+        }
+    }
+    Ok(spec)
 }
