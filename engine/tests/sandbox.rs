@@ -4,7 +4,7 @@
 
 use engine::executor::{
     Action, BindAccess, CancelToken, ExecError, ExecOutcome, ExecSpec, ExecUser, MountKind,
-    MountSpec, Network, OverlayMount, Runner, SandboxSpec, UpperDir,
+    MountSpec, Network, OverlayMount, Runner, SandboxSpec, StepUser, UpperDir,
 };
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -73,7 +73,7 @@ impl Fixture {
                 args: args.iter().map(|s| s.to_string()).collect(),
                 env: vec!["PATH=/bin".to_string()],
                 cwd: PathBuf::from("/"),
-                user: ExecUser::default(),
+                user: ExecUser::default().into(),
             }),
         }
     }
@@ -210,7 +210,8 @@ fn env_cwd_and_user_are_applied() {
             uid: 1234,
             gid: 2345,
             additional_gids: vec![3456],
-        };
+        }
+        .into();
     }
     let lines = run_ok(&spec);
     // busybox sh adds PWD, SHLVL to the environment it was given.
@@ -220,6 +221,35 @@ fn env_cwd_and_user_are_applied() {
     );
     let env_count: usize = lines[5].parse().unwrap();
     assert!(env_count <= 4, "clean environment: {lines:?}");
+}
+
+#[test]
+fn named_user_is_resolved_in_the_step_rootfs() {
+    require_root!();
+    let f = Fixture::new();
+    std::fs::write(
+        f.path("lower/etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(
+        f.path("lower/etc/group"),
+        "root:x:0:\napp:x:1001:\nextra:x:1500:app\n",
+    )
+    .unwrap();
+    let mut spec = f.spec(&["sh", "-c", "id -u; id -g; id -G"]);
+    if let Action::Exec(exec) = &mut spec.action {
+        exec.user = StepUser::Named("app".to_string());
+    }
+    assert_eq!(run_ok(&spec), ["1000", "1001", "1001 1500"]);
+    if let Action::Exec(exec) = &mut spec.action {
+        exec.user = StepUser::Named("ghost".to_string());
+    }
+    let err = run(&spec).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unable to find user ghost: no matching entries in passwd file"
+    );
 }
 
 #[test]

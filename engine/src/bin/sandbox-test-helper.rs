@@ -138,7 +138,7 @@ fn true_spec(lower: &Path, step: &Path) -> SandboxSpec {
             args: vec!["true".to_string()],
             env: vec!["PATH=/bin".to_string()],
             cwd: "/".into(),
-            user: ExecUser::default(),
+            user: ExecUser::default().into(),
         }),
     }
 }

@@ -9,7 +9,7 @@
 
 use super::error::ExecError;
 use super::protocol::{send, HelperMessage, HelperRequest};
-use super::spec::{Action, BindAccess, ExecSpec, MountKind, MountSpec};
+use super::spec::{Action, BindAccess, ExecSpec, MountKind, MountSpec, StepUser};
 use super::stubs::{StubMaker, StubReport, TargetKind};
 use super::sys::{
     attach_at_fd, attach_at_path, clone_tree, clone_tree_at_fd, make_tree_readonly, mount_error,
@@ -587,7 +587,13 @@ fn exec_program(exec: &ExecSpec, last_cap: u32) -> Result<(), ExecError> {
                 .map_err(|e| setup_error(format!("drop capability {cap}"), os_message(e)))?;
         }
     }
-    let user = &exec.user;
+    let user = &match &exec.user {
+        StepUser::Ids(ids) => ids.clone(),
+        StepUser::Named(value) => {
+            super::user::resolve(&super::user::rootfs_reader(Path::new("/")), value)
+                .map_err(|e| ExecError::User(e.to_string()))?
+        }
+    };
     let groups: Vec<nix::unistd::Gid> = user
         .additional_gids
         .iter()

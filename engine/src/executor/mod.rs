@@ -39,7 +39,7 @@ pub use protocol::HELPER_ARG;
 pub use runner::{CancelToken, ExecOutcome, OutputLine, Runner, Stream};
 pub use spec::{
     Action, BindAccess, ExecSpec, ExecUser, MountKind, MountSpec, Network, OverlayMount,
-    SandboxSpec, UpperDir,
+    SandboxSpec, StepUser, UpperDir,
 };
 
 use std::collections::BTreeMap;

@@ -149,8 +149,32 @@ pub struct ExecSpec {
     pub env: Vec<String>,
     /// Working directory (container path), created if missing as `runc` does.
     pub cwd: PathBuf,
-    /// Credentials of the process, as [`crate::executor::user::resolve`] returns them.
-    pub user: ExecUser,
+    /// Who the process runs as.
+    pub user: StepUser,
+}
+
+/// The user of a step: numeric ids, or a `USER` value resolved inside the sandbox.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum StepUser {
+    /// Ids already resolved (for instance with [`crate::executor::user::resolve`]).
+    Ids(ExecUser),
+    /// A `USER` value (`name`, `uid`, `name:group`, `uid:gid`), resolved against the step's
+    /// own root filesystem (`/etc/passwd`, `/etc/group`) after its mounts are in place, as
+    /// BuildKit does.
+    Named(String),
+}
+
+impl Default for StepUser {
+    /// Root.
+    fn default() -> Self {
+        StepUser::Ids(ExecUser::default())
+    }
+}
+
+impl From<ExecUser> for StepUser {
+    fn from(ids: ExecUser) -> Self {
+        StepUser::Ids(ids)
+    }
 }
 
 /// Numeric credentials of a step's process, inside the container.
