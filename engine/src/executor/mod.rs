@@ -20,6 +20,39 @@
 //! When not root, the helper makes a user namespace first; the runner maps the user to root and
 //! the user's `/etc/subuid`/`/etc/subgid` range to 1..N with `newuidmap`/`newgidmap` (or only
 //! the user when there is no range).
+//!
+//! A `RUN` step over two cached layers, from async code:
+//!
+//! ```no_run
+//! use engine::executor::{self, Action, ExecSpec, Network, OverlayMount, SandboxSpec, StepUser, UpperDir};
+//! # async fn step() -> Result<(), Box<dyn std::error::Error>> {
+//! let spec = SandboxSpec {
+//!     overlays: vec![OverlayMount {
+//!         lower: vec!["/cache/layers/base".into(), "/cache/layers/deps".into()], // bottom → top
+//!         upper: Some(UpperDir { upper: "/cache/tmp/step1/diff".into(), work: "/cache/tmp/step1/work".into() }),
+//!         target: "/cache/tmp/step1/rootfs".into(),
+//!     }],
+//!     mounts: executor::network_files(Network::Host, "buildsandbox"),
+//!     network: Network::Host,
+//!     hostname: "buildsandbox".into(),
+//!     action: Action::Exec(ExecSpec {
+//!         rootfs: "/cache/tmp/step1/rootfs".into(),
+//!         args: vec!["/bin/sh".into(), "-c".into(), "make".into()],
+//!         env: vec!["PATH=/usr/local/bin:/usr/bin:/bin".into()],
+//!         cwd: "/src".into(),
+//!         user: StepUser::Named("app".into()),
+//!     }),
+//! };
+//! let outcome = tokio::task::spawn_blocking(move || {
+//!     executor::run(&spec, &mut |line| eprintln!("{}", line.text))
+//! })
+//! .await??;
+//! if !outcome.success() {
+//!     // exit code and the last lines of output are in `outcome`
+//! }
+//! // /cache/tmp/step1/diff is now the layer diff (whiteouts as 0:0 char devices).
+//! # Ok(()) }
+//! ```
 
 mod container;
 mod error;
