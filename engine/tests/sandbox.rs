@@ -253,6 +253,27 @@ fn named_user_is_resolved_in_the_step_rootfs() {
 }
 
 #[test]
+fn only_stdio_is_inherited_and_kernel_files_are_masked() {
+    require_root!();
+    let f = Fixture::new();
+    // fd 3 is the directory `ls` reads.
+    assert_eq!(
+        run_ok(&f.spec(&["ls", "/proc/self/fd"])),
+        ["0", "1", "2", "3"]
+    );
+    let lines = run_ok(&f.spec(&[
+        "sh",
+        "-c",
+        "cat /proc/timer_list /proc/keys | grep -c . ; echo 1 > /proc/sys/kernel/domainname || echo ro",
+    ]));
+    assert_eq!(
+        lines[0], "0",
+        "/proc/timer_list and /proc/keys are masked: {lines:?}"
+    );
+    assert!(lines.contains(&"ro".to_string()), "{lines:?}");
+}
+
+#[test]
 fn root_gets_docker_default_capabilities() {
     require_root!();
     let f = Fixture::new();
