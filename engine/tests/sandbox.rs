@@ -121,6 +121,23 @@ fn echo_output_is_captured_and_streamed() {
 }
 
 #[test]
+fn runs_from_async_code() {
+    require_root!();
+    let f = Fixture::new();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let outcome = runtime
+        .block_on(Runner::with_helper(HELPER).run_async(
+            f.spec(&["echo", "async"]),
+            move |line| tx.send(line.text.clone()).unwrap(),
+            CancelToken::new(),
+        ))
+        .unwrap();
+    assert!(outcome.success());
+    assert_eq!(rx.try_iter().collect::<Vec<_>>(), ["async"]);
+}
+
+#[test]
 fn exit_code_is_an_outcome() {
     require_root!();
     let f = Fixture::new();

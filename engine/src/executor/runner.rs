@@ -231,6 +231,34 @@ impl Runner {
     }
 }
 
+impl Runner {
+    /// [`Runner::run_cancellable`] on tokio's blocking pool. Dropping the future (an aborted
+    /// build) cancels the step.
+    pub async fn run_async(
+        &self,
+        spec: SandboxSpec,
+        mut sink: impl FnMut(&OutputLine) + Send + 'static,
+        cancel: CancelToken,
+    ) -> Result<ExecOutcome, ExecError> {
+        /// Cancels the step unless disarmed by completion.
+        struct CancelOnDrop(Option<CancelToken>);
+        impl Drop for CancelOnDrop {
+            fn drop(&mut self) {
+                if let Some(token) = self.0.take() {
+                    token.cancel();
+                }
+            }
+        }
+        let mut guard = CancelOnDrop(Some(cancel.clone()));
+        let runner = self.clone();
+        let result =
+            tokio::task::spawn_blocking(move || runner.run_cancellable(&spec, &mut sink, &cancel))
+                .await;
+        guard.0 = None;
+        result.unwrap_or_else(|e| Err(ExecError::Protocol(format!("runner task: {e}"))))
+    }
+}
+
 fn spawn_error(helper: &Path, e: std::io::Error) -> ExecError {
     ExecError::HelperSpawn {
         helper: helper.to_path_buf(),
