@@ -58,6 +58,7 @@ mod container;
 mod error;
 mod helper;
 mod idmap;
+mod mounts;
 mod network;
 mod protocol;
 mod runner;
