@@ -596,12 +596,21 @@ fn exec_program(exec: &ExecSpec, last_cap: u32) -> Result<(), ExecError> {
         nix::unistd::setgroups(&groups)
             .map_err(|e| setup_error("set supplementary groups", os_message(e)))?;
     }
+    // EINVAL from set*id means the id has no mapping in the user namespace.
+    let id_error = |what: &str, id: u32, e: nix::errno::Errno| {
+        let mut message = os_message(e);
+        if e == nix::errno::Errno::EINVAL {
+            message.push_str(&format!(
+                " ({what} {id} is not mapped: rootless builds need subordinate ids for the user \
+                 in /etc/subuid and /etc/subgid)"
+            ));
+        }
+        setup_error(format!("set {what} {id}"), message)
+    };
     let gid = nix::unistd::Gid::from_raw(user.gid);
-    nix::unistd::setresgid(gid, gid, gid)
-        .map_err(|e| setup_error(format!("set group {}", user.gid), os_message(e)))?;
+    nix::unistd::setresgid(gid, gid, gid).map_err(|e| id_error("group", user.gid, e))?;
     let uid = nix::unistd::Uid::from_raw(user.uid);
-    nix::unistd::setresuid(uid, uid, uid)
-        .map_err(|e| setup_error(format!("set user {}", user.uid), os_message(e)))?;
+    nix::unistd::setresuid(uid, uid, uid).map_err(|e| id_error("user", user.uid, e))?;
     if user.uid == 0 {
         rustix::thread::set_capabilities(
             None,
