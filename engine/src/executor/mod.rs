@@ -17,6 +17,14 @@
 //! - nothing mounted for a step is visible outside its helper;
 //! - a step that exits non-zero is an [`ExecOutcome`], not an [`ExecError`].
 //!
+//! - output lines keep their order within a stream; stdout and stderr are separate pipes, so
+//!   their relative order is only approximate.
+//!
+//! Layout: [`spec`](SandboxSpec) is the data, `runner` the build-process side, `helper` the
+//! namespace-making process, `container` the step's pid 1, `mounts` the one seam through which
+//! every mount goes (with a recording double for unprivileged tests), `stubs` the mount points
+//! made in the root and their removal, `idmap` rootless id maps, [`user`] `USER` resolution.
+//!
 //! When not root, the helper makes a user namespace first; the runner maps the user to root and
 //! the user's `/etc/subuid`/`/etc/subgid` range to 1..N with `newuidmap`/`newgidmap` (or only
 //! the user when there is no range).

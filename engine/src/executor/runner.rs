@@ -42,7 +42,8 @@ pub struct ExecOutcome {
     pub exit_code: i32,
     /// The signal that killed the step, if one did.
     pub signal: Option<i32>,
-    /// The last lines of output, both streams interleaved in arrival order.
+    /// The last lines of output, both streams interleaved in arrival order (exact within a
+    /// stream, approximate between them).
     pub tail: Vec<OutputLine>,
     /// Wall time from spawning the helper to its report.
     pub duration: Duration,
