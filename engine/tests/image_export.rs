@@ -330,10 +330,23 @@ fn skopeo_and_umoci_accept_oci_archive() {
         image.config.rootfs.diff_ids[1].to_string()
     );
 
+    // The layout-directory form (tar=false) is what umoci reads.
     let layout = dir.path().join("layout");
-    tar::Archive::new(std::fs::File::open(&archive).unwrap())
-        .unpack(&layout)
+    export(
+        &cas,
+        &[named(&image, &["app:latest"])],
+        &ExportSpec::parse(&format!("type=oci,tar=false,dest={}", layout.display())).unwrap(),
+    )
+    .unwrap();
+    let out = Command::new(&skopeo)
+        .args(["inspect", &format!("oci:{}:latest", layout.display())])
+        .output()
         .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo inspect oci: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bundle = dir.path().join("bundle");
     let out = Command::new(&umoci)
         .args([

@@ -23,7 +23,7 @@ use crate::image::{Image, ImageError};
 
 pub use docker::write_docker_archive;
 pub use load::{load_archive, load_oci_layout_dir, LoadedImage};
-pub use oci::write_oci_archive;
+pub use oci::{write_oci_archive, write_oci_layout_dir};
 pub use rootfs::{flatten_layers, unpack_rootfs, write_rootfs_tar};
 
 /// Errors of exporting and loading.
@@ -117,6 +117,7 @@ pub enum Destination {
 }
 
 /// A parsed `-o` value: `type=oci,dest=out.tar[,name=app:1]`, or a bare path (`type=local`).
+/// `type=oci,tar=false,dest=DIR` writes an OCI layout directory instead of a tar.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExportSpec {
     /// The format.
@@ -223,7 +224,10 @@ pub fn export(
                 reason: "type=local needs a directory".into(),
             }),
         },
-        ExportKind::Oci => write_to(&spec.dest, |w| write_oci_archive(cas, images, w).map(drop)),
+        ExportKind::Oci => match (&spec.dest, spec.attrs.get("tar").map(String::as_str)) {
+            (Destination::Path(dir), Some("false")) => write_oci_layout_dir(cas, images, dir),
+            (dest, _) => write_to(dest, |w| write_oci_archive(cas, images, w).map(drop)),
+        },
         ExportKind::Docker => write_to(&spec.dest, |w| {
             write_docker_archive(cas, images, w).map(drop)
         }),
