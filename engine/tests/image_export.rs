@@ -548,3 +548,57 @@ fn docker_loads_our_archive_and_we_load_docker_save() {
         tar_listing(&write_rootfs_tar(&cas, &image, Vec::new()).unwrap())
     );
 }
+
+#[test]
+fn loads_pre_1_10_docker_archive() {
+    let base_layer = make_tar(&[E::Dir("bin/"), E::File("bin/tool", b"#!/bin/sh\n", 0o755)]);
+    let top_layer = make_tar(&[E::File("etc/motd", b"hi\n", 0o644)]);
+    let (base, top) = ("a".repeat(64), "b".repeat(64));
+    let base_json = serde_json::json!({
+        "id": base, "created": "2015-01-01T00:00:00Z", "architecture": "amd64", "os": "linux",
+        "container_config": {"Cmd": ["/bin/sh", "-c", "#(nop) ADD file:x in /"]},
+        "config": {"Cmd": ["/bin/sh"]}
+    });
+    let top_json = serde_json::json!({
+        "id": top, "parent": base, "created": "2015-01-02T00:00:00Z", "architecture": "amd64", "os": "linux",
+        "author": "someone", "Size": 3,
+        "container_config": {"Cmd": ["/bin/sh", "-c", "echo hi > /etc/motd"]},
+        "config": {"Cmd": ["cat", "/etc/motd"], "Env": ["A=1"]}
+    });
+    let repos = serde_json::json!({ "old/app": { "v1": top } }).to_string();
+    let (bj, tj) = (base_json.to_string(), top_json.to_string());
+    let archive = make_tar(&[
+        E::File("repositories", repos.as_bytes(), 0o644),
+        E::Dir(&format!("{base}/")),
+        E::File(&format!("{base}/VERSION"), b"1.0", 0o644),
+        E::File(&format!("{base}/json"), bj.as_bytes(), 0o644),
+        E::File(&format!("{base}/layer.tar"), &base_layer, 0o644),
+        E::Dir(&format!("{top}/")),
+        E::File(&format!("{top}/VERSION"), b"1.0", 0o644),
+        E::File(&format!("{top}/json"), tj.as_bytes(), 0o644),
+        E::File(&format!("{top}/layer.tar"), &top_layer, 0o644),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let cas = ContentStore::open(dir.path()).unwrap();
+    let store = ImageStore::open(dir.path().join("images-v1")).unwrap();
+    let loaded = load_archive(&cas, &store, &archive[..]).unwrap();
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0].names[0].to_string(), "docker.io/old/app:v1");
+    let image = read_image(&cas, &loaded[0].manifest.digest, &Platform::host()).unwrap();
+    assert_eq!(
+        image.config.rootfs.diff_ids,
+        vec![Digest::of_bytes(&base_layer), Digest::of_bytes(&top_layer)]
+    );
+    let cfg = image.config.config.as_ref().unwrap();
+    assert_eq!(
+        cfg.cmd.as_deref(),
+        Some(&["cat".to_string(), "/etc/motd".to_string()][..])
+    );
+    assert_eq!(image.config.author.as_deref(), Some("someone"));
+    assert_eq!(image.config.history.len(), 2);
+    assert_eq!(
+        image.config.history[1].created_by.as_deref(),
+        Some("/bin/sh -c echo hi > /etc/motd")
+    );
+    assert!(!image.config.extra.contains_key("parent") && !image.config.extra.contains_key("id"));
+}
