@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use cache::{ContentStore, Descriptor, Digest, ImageStore, Platform, Reference};
 use engine::export::{
-    export, load_archive, load_oci_layout_dir, write_docker_archive, write_oci_archive,
-    write_rootfs_tar, ExportSpec, NamedImage,
+    export, load_archive, load_oci_layout_dir, store_image, write_docker_archive,
+    write_oci_archive, write_rootfs_tar, ExportSpec, NamedImage,
 };
 use engine::image::{
     media_types, read_image, ContainerConfig, HealthConfig, History, Image, ImageConfig, LayerInfo,
@@ -273,6 +273,27 @@ fn save_load_round_trip_docker_and_oci() {
     docker[pos] = b'j';
     let err = load_archive(&cas3, &store3, &docker[..]).unwrap_err();
     assert!(err.to_string().contains("diff id"), "{err}");
+
+    // `name=` in the output spec names the image; store_image records it locally.
+    let named_tar = cas3dir.path().join("named.tar");
+    let spec = format!("type=docker,dest={},name=extra/name:x", named_tar.display());
+    export(
+        &cas,
+        &[named(&image, &[])],
+        &ExportSpec::parse(&spec).unwrap(),
+    )
+    .unwrap();
+    let loaded = load_archive(&cas3, &store3, std::fs::File::open(&named_tar).unwrap()).unwrap();
+    assert_eq!(loaded[0].names[0].to_string(), "docker.io/extra/name:x");
+    let store_a = ImageStore::open(src.path().join("images-v1")).unwrap();
+    let app = Reference::parse("built:1").unwrap();
+    assert!(store_image(&store_a, &image, std::slice::from_ref(&app))
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store_a.resolve("built:1").unwrap().record.config,
+        *image.id()
+    );
 
     // An OCI layout directory loads as well.
     let layout = tempfile::tempdir().unwrap();
