@@ -26,6 +26,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Build an image from a Dockerfile.
+    Build(commands::build::BuildArgs),
     /// List images in the local store.
     Images(commands::images::ImagesArgs),
     /// Remove images from the local store.
@@ -42,14 +44,18 @@ enum Command {
     Load(commands::images::LoadArgs),
     /// Parse a Dockerfile and print its AST (BuildKit's dump) or JSON.
     Parse(commands::parse::ParseArgs),
+    /// Lower a Dockerfile to the build graph and print it (DOT or JSON).
+    Graph(commands::graph::GraphArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     // The sandbox helper is this binary re-executed; it must take over before anything else runs.
+    engine::worker::register_handlers();
     engine::executor::maybe_run_helper();
     let cli = Cli::parse();
     let root = cli.root.as_deref();
     match cli.command {
+        Command::Build(args) => commands::build::run(&args, root),
         Command::Images(a) => commands::images::images(root, a),
         Command::Rmi(a) => commands::images::rmi(root, a),
         Command::Tag(a) => commands::images::tag(root, a),
@@ -58,5 +64,6 @@ fn main() -> anyhow::Result<()> {
         Command::Save(a) => commands::images::save(root, a),
         Command::Load(a) => commands::images::load(root, a),
         Command::Parse(args) => commands::parse::run(&args),
+        Command::Graph(args) => commands::graph::run(&args),
     }
 }
