@@ -184,3 +184,36 @@ async fn registry_killed_mid_push_then_next_push_completes() {
         .unwrap();
     assert_eq!(store_digests(&store), image.all_digests());
 }
+
+#[tokio::test]
+async fn unreachable_registry_is_a_clear_error_after_bounded_retries() {
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let home = tempfile::tempdir().unwrap();
+    let client = test_client(home.path());
+    let events = Events::default();
+    let sink = events.sink();
+    let dir = tempfile::tempdir().unwrap();
+    let reference = parse_reference(&format!("127.0.0.1:{port}/nobody:1")).unwrap();
+    let err = client
+        .pull(&reference, &DirBlobStore::new(dir.path()), &sink)
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    println!("unreachable registry: {text}");
+    assert!(
+        matches!(err, RegistryError::Unreachable { attempts: 3, .. }),
+        "{text}"
+    );
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    let retries = events
+        .take()
+        .into_iter()
+        .filter(|e| matches!(e, ProgressEvent::Retrying { .. }))
+        .count();
+    assert_eq!(retries, 2);
+}
