@@ -17,6 +17,10 @@ struct Cli {
 enum Command {
     /// Parse a Dockerfile and print its AST (BuildKit's dump) or JSON.
     Parse(commands::parse::ParseArgs),
+    /// Log in to a registry (credentials are checked, then kept in the Docker config).
+    Login(commands::login::LoginArgs),
+    /// Log out of a registry.
+    Logout(commands::login::LogoutArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -25,5 +29,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Parse(args) => commands::parse::run(&args),
+        Command::Login(args) => commands::login::run_login(&args),
+        Command::Logout(args) => commands::login::run_logout(&args),
     }
 }
