@@ -328,6 +328,12 @@ impl Session<'_> {
         let concurrency = self.client.options().max_concurrent_transfers.max(1);
         // Collected first: a lazily mapped iterator inside the stream would make the future
         // non-`Send` (a higher-ranked closure lifetime the compiler cannot prove general).
+        for blob in blobs {
+            (self.progress)(ProgressEvent::PullQueued {
+                digest: blob.digest.clone(),
+                size: blob.size,
+            });
+        }
         let transfers: Vec<_> = blobs.iter().map(|d| self.fetch_blob(store, d)).collect();
         futures::stream::iter(transfers)
             .buffer_unordered(concurrency)
