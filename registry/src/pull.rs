@@ -1,6 +1,7 @@
 //! Pull: resolve a tag or digest to a manifest (choosing this machine's platform from an index),
 //! then download only the blobs the store lacks, verifying each against its digest while it
-//! streams into the store.
+//! streams into the store. A download cut short resumes with a `Range` request (bounded
+//! attempts); a digest or size mismatch fails at once and leaves nothing in the store.
 
 use std::io::Write;
 
