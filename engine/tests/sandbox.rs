@@ -3,8 +3,8 @@
 //! a plain user and runs the sandbox as that user.
 
 use engine::executor::{
-    Action, BindAccess, ExecError, ExecOutcome, ExecSpec, ExecUser, MountKind, MountSpec, Network,
-    OverlayMount, Runner, SandboxSpec, UpperDir,
+    Action, BindAccess, CancelToken, ExecError, ExecOutcome, ExecSpec, ExecUser, MountKind,
+    MountSpec, Network, OverlayMount, Runner, SandboxSpec, UpperDir,
 };
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 const HELPER: &str = env!("CARGO_BIN_EXE_sandbox-test-helper");
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "ls", "true", "false", "id", "hostname", "pwd", "rm", "grep", "env",
-    "touch", "mkdir",
+    "touch", "mkdir", "sleep", "head", "tr",
 ];
 
 fn is_root() -> bool {
@@ -287,6 +287,17 @@ fn secret_file_is_visible_and_never_in_upper() {
 }
 
 #[test]
+fn network_files_are_mounted_and_not_in_upper() {
+    require_root!();
+    let f = Fixture::new();
+    let mut spec = f.spec(&["cat", "/etc/hosts"]);
+    spec.mounts = engine::executor::network_files(Network::Host, "sandbox");
+    let lines = run_ok(&spec);
+    assert_eq!(lines[0], "127.0.0.1\tlocalhost sandbox");
+    assert_eq!(f.upper_entries(), Vec::<String>::new());
+}
+
+#[test]
 fn stub_parent_with_real_changes_stays() {
     require_root!();
     let f = Fixture::new();
@@ -387,6 +398,42 @@ fn binds_read_only_discard_and_read_write() {
         "kept\n"
     );
     assert_eq!(f.upper_entries(), Vec::<String>::new());
+}
+
+#[test]
+fn cancelled_step_is_killed_and_cleaned_up() {
+    require_root!();
+    let f = Fixture::new();
+    let spec = f.spec(&["sh", "-c", "echo started; sleep 30"]);
+    let cancel = CancelToken::new();
+    let started = std::time::Instant::now();
+    let canceller = cancel.clone();
+    let result = Runner::with_helper(HELPER).run_cancellable(
+        &spec,
+        &mut |line| {
+            if line.text == "started" {
+                canceller.cancel();
+            }
+        },
+        &cancel,
+    );
+    assert_eq!(result.unwrap_err(), ExecError::Cancelled);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(f.upper_entries(), Vec::<String>::new());
+    assert!(!f.path("work").exists());
+}
+
+#[test]
+fn long_lines_are_split() {
+    require_root!();
+    let f = Fixture::new();
+    let lines = run_ok(&f.spec(&[
+        "sh",
+        "-c",
+        "head -c 150000 /dev/zero | tr '\\0' a; echo; echo end",
+    ]));
+    let lengths: Vec<usize> = lines.iter().map(String::len).collect();
+    assert_eq!(lengths, [65536, 65536, 18928, 3]);
 }
 
 #[test]

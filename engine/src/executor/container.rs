@@ -107,7 +107,7 @@ fn run(req: &HelperRequest, ctx: ChildContext) -> Result<(), ExecError> {
             })?;
             let rootfs = std::fs::canonicalize(&exec.rootfs).map_err(|e| ExecError::Prepare {
                 path: exec.rootfs.clone(),
-                message: e.to_string(),
+                message: os_message(e),
             })?;
             let upper = req
                 .spec
@@ -131,7 +131,7 @@ fn run(req: &HelperRequest, ctx: ChildContext) -> Result<(), ExecError> {
             let mut stubs = StubMaker::new(root.as_fd(), rootfs.clone(), upper).map_err(|e| {
                 ExecError::Prepare {
                     path: rootfs.clone(),
-                    message: e.to_string(),
+                    message: os_message(e),
                 }
             })?;
             let setup = setup_rootfs(&mut stubs, req, &ctx);
@@ -157,7 +157,7 @@ fn ensure(
 ) -> Result<OwnedFd, ExecError> {
     stubs
         .ensure(target, kind)
-        .map_err(|e| mount_error("mount point", target, e.to_string()))
+        .map_err(|e| mount_error("mount point", target, os_message(e)))
 }
 
 fn setup_rootfs(
@@ -216,7 +216,7 @@ fn mount_dev(stubs: &mut StubMaker<'_>) -> Result<(), ExecError> {
     )?;
     attach_at_fd(&dev, at.as_fd(), "tmpfs", target)?;
     let dev = open_in_root(stubs.root_fd(), Path::new("dev"))
-        .map_err(|e| mount_error("tmpfs", target, e.to_string()))?;
+        .map_err(|e| mount_error("tmpfs", target, os_message(e)))?;
     let in_dev = |name: &str| PathBuf::from("/dev").join(name);
     for name in ["null", "zero", "full", "random", "urandom", "tty"] {
         let shown = in_dev(name);
@@ -296,7 +296,7 @@ fn extra_mount(
     let target = mount.target.as_path();
     let prepare = |path: &Path, e: std::io::Error| ExecError::Prepare {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message: os_message(e),
     };
     match &mount.kind {
         MountKind::Bind { source, access } => {
@@ -322,9 +322,9 @@ fn extra_mount(
                         std::fs::create_dir_all(dir).map_err(|e| prepare(dir, e))?;
                     }
                     let fs = NewFs::open("overlay", target)?;
-                    fs.set("lowerdir+", &source.to_string_lossy(), target)?;
-                    fs.set("upperdir", &upper.to_string_lossy(), target)?;
-                    fs.set("workdir", &work.to_string_lossy(), target)?;
+                    fs.set_path("lowerdir+", source, target)?;
+                    fs.set_path("upperdir", &upper, target)?;
+                    fs.set_path("workdir", &work, target)?;
                     fs.set(
                         "redirect_dir",
                         if rootless { "nofollow" } else { "off" },
@@ -437,7 +437,7 @@ fn mask_kernel_paths(root: BorrowedFd<'_>) -> Result<(), ExecError> {
         };
         let shown = Path::new("/").join(rel);
         let host = super::sys::fd_path(at.as_fd())
-            .map_err(|e| mount_error("read-only bind", &shown, e.to_string()))?;
+            .map_err(|e| mount_error("read-only bind", &shown, os_message(e)))?;
         let tree = clone_tree(&host, &shown)?;
         make_tree_readonly(&tree, &shown)?;
         attach_at_fd(&tree, at.as_fd(), "read-only bind", &shown)?;
@@ -457,10 +457,10 @@ fn pivot(root: BorrowedFd<'_>, rootfs: &Path) -> Result<(), ExecError> {
     Ok(())
 }
 
-fn setup_error(step: impl Into<String>, e: impl std::fmt::Display) -> ExecError {
+fn setup_error(step: impl Into<String>, message: String) -> ExecError {
     ExecError::Setup {
         step: step.into(),
-        message: e.to_string(),
+        message,
     }
 }
 
@@ -485,14 +485,14 @@ fn exec_program(exec: &ExecSpec, last_cap: u32) -> Result<(), ExecError> {
     if rc != 0 {
         return Err(setup_error(
             "mark fds close-on-exec",
-            std::io::Error::last_os_error(),
+            os_message(std::io::Error::last_os_error()),
         ));
     }
     if !exec.cwd.as_os_str().is_empty() {
         std::fs::create_dir_all(&exec.cwd).map_err(|e| {
             setup_error(
                 format!("create working directory {}", exec.cwd.display()),
-                e,
+                os_message(e),
             )
         })?;
     }
@@ -514,14 +514,15 @@ fn exec_program(exec: &ExecSpec, last_cap: u32) -> Result<(), ExecError> {
         .map(|s| s.trim() == "deny")
         .unwrap_or(false);
     if !(setgroups_denied && groups.is_empty()) {
-        nix::unistd::setgroups(&groups).map_err(|e| setup_error("set supplementary groups", e))?;
+        nix::unistd::setgroups(&groups)
+            .map_err(|e| setup_error("set supplementary groups", os_message(e)))?;
     }
     let gid = nix::unistd::Gid::from_raw(user.gid);
     nix::unistd::setresgid(gid, gid, gid)
-        .map_err(|e| setup_error(format!("set group {}", user.gid), e))?;
+        .map_err(|e| setup_error(format!("set group {}", user.gid), os_message(e)))?;
     let uid = nix::unistd::Uid::from_raw(user.uid);
     nix::unistd::setresuid(uid, uid, uid)
-        .map_err(|e| setup_error(format!("set user {}", user.uid), e))?;
+        .map_err(|e| setup_error(format!("set user {}", user.uid), os_message(e)))?;
     if user.uid == 0 {
         rustix::thread::set_capabilities(
             None,
@@ -539,7 +540,7 @@ fn exec_program(exec: &ExecSpec, last_cap: u32) -> Result<(), ExecError> {
         std::env::set_current_dir(&exec.cwd).map_err(|e| {
             setup_error(
                 format!("change to working directory {}", exec.cwd.display()),
-                e,
+                os_message(e),
             )
         })?;
     }
@@ -564,7 +565,7 @@ fn exec_program(exec: &ExecSpec, last_cap: u32) -> Result<(), ExecError> {
     };
     Err(ExecError::Exec {
         program: program.clone(),
-        message: std::io::Error::from(err).to_string(),
+        message: os_message(err),
     })
 }
 

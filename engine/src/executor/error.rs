@@ -102,6 +102,9 @@ pub enum ExecError {
         /// The handler's message.
         message: String,
     },
+    /// The step was cancelled through its [`crate::executor::CancelToken`] and killed.
+    #[error("cancelled")]
+    Cancelled,
     /// Removing mount stubs or the work directory after the step failed.
     #[error("clean up {path}: {message}")]
     Cleanup {

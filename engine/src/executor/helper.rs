@@ -19,6 +19,7 @@ use rustix::thread::UnshareFlags;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Entry point of the helper process; `ctl_fd` is the control socket from the runner.
 pub(crate) fn helper_main(ctl_fd: i32) -> ! {
@@ -82,7 +83,7 @@ fn run(ctl: &File, reader: &mut BufReader<File>) -> Result<(i32, Option<i32>), E
         nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
         None::<&str>,
     )
-    .map_err(|e| super::sys::mount_error("private propagation", Path::new("/"), e.to_string()))?;
+    .map_err(|e| super::sys::mount_error("private propagation", Path::new("/"), os_message(e)))?;
     if !spec.hostname.is_empty() {
         rustix::system::sethostname(spec.hostname.as_bytes()).map_err(|e| ExecError::Setup {
             step: "set hostname".to_string(),
@@ -99,7 +100,7 @@ fn run(ctl: &File, reader: &mut BufReader<File>) -> Result<(i32, Option<i32>), E
     let empty = request.state_dir.join("empty");
     std::fs::create_dir(&empty).map_err(|e| ExecError::Prepare {
         path: empty.clone(),
-        message: e.to_string(),
+        message: os_message(e),
     })?;
 
     let mut mounted = Vec::new();
@@ -146,11 +147,11 @@ fn mount_overlays<'a>(
         }
         // `lowerdir+` appends below the layers given so far: give the top layer first.
         for layer in lower.iter().rev() {
-            fs.set("lowerdir+", &layer.to_string_lossy(), target)?;
+            fs.set_path("lowerdir+", layer, target)?;
         }
         if let Some(upper) = &overlay.upper {
-            fs.set("upperdir", &upper.upper.to_string_lossy(), target)?;
-            fs.set("workdir", &upper.work.to_string_lossy(), target)?;
+            fs.set_path("upperdir", &upper.upper, target)?;
+            fs.set_path("workdir", &upper.work, target)?;
             fs.flag("volatile", target)?;
         }
         // With these off, the upper directory is a complete diff by itself. ("off" still
@@ -204,6 +205,7 @@ fn run_step(
             )
         }
         Ok(ForkResult::Parent { child }) => {
+            forward_sigterm_to(child);
             drop(stub_write);
             let mut bytes = Vec::new();
             let _ = File::from(stub_read).read_to_end(&mut bytes);
@@ -218,7 +220,7 @@ fn run_step(
                     Err(e) => {
                         return Err(ExecError::Setup {
                             step: "wait for the step".to_string(),
-                            message: e.to_string(),
+                            message: os_message(e),
                         })
                     }
                 }
@@ -226,9 +228,34 @@ fn run_step(
         }
         Err(e) => Err(ExecError::Setup {
             step: "fork the step's pid 1".to_string(),
-            message: e.to_string(),
+            message: os_message(e),
         }),
     }
+}
+
+/// The step's pid 1, for the SIGTERM handler.
+static STEP_PID: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn kill_step(_: libc::c_int) {
+    let pid = STEP_PID.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// On SIGTERM (a cancelled run), kill the step and carry on to the clean-up.
+fn forward_sigterm_to(child: nix::unistd::Pid) {
+    STEP_PID.store(child.as_raw(), Ordering::SeqCst);
+    let action = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::Handler(kill_step),
+        nix::sys::signal::SaFlags::SA_RESTART,
+        nix::sys::signal::SigSet::empty(),
+    );
+    // SAFETY: the handler only reads an atomic and calls kill(2).
+    let _ = unsafe { nix::sys::signal::sigaction(nix::sys::signal::Signal::SIGTERM, &action) };
 }
 
 /// Removes the mount stubs from the root's upper directory and deletes the work directories.
@@ -247,7 +274,7 @@ fn cleanup(request: &HelperRequest, report: &StubReport) -> Result<(), ExecError
         if let Some(dir) = diff_root {
             remove_stubs(&dir, report).map_err(|(path, e)| ExecError::Cleanup {
                 path,
-                message: e.to_string(),
+                message: os_message(e),
             })?;
         }
     }
@@ -259,7 +286,7 @@ fn cleanup(request: &HelperRequest, report: &StubReport) -> Result<(), ExecError
                 Err(e) => {
                     return Err(ExecError::Cleanup {
                         path: upper.work.clone(),
-                        message: e.to_string(),
+                        message: os_message(e),
                     })
                 }
             }

@@ -24,7 +24,8 @@
 mod container;
 mod error;
 mod helper;
-mod idmap;
+pub mod idmap;
+mod network;
 mod protocol;
 mod runner;
 mod spec;
@@ -33,8 +34,9 @@ mod sys;
 pub mod user;
 
 pub use error::ExecError;
+pub use network::network_files;
 pub use protocol::HELPER_ARG;
-pub use runner::{ExecOutcome, OutputLine, Runner, Stream};
+pub use runner::{CancelToken, ExecOutcome, OutputLine, Runner, Stream};
 pub use spec::{
     Action, BindAccess, ExecSpec, ExecUser, MountKind, MountSpec, Network, OverlayMount,
     SandboxSpec, UpperDir,

@@ -5,6 +5,7 @@ use super::error::ExecError;
 use super::idmap;
 use super::protocol::{recv, send, HelperMessage, HelperRequest, RunnerReply, HELPER_ARG};
 use super::spec::{Action, MountKind, SandboxSpec};
+use super::sys::os_message;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::AsRawFd;
@@ -12,7 +13,8 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 /// Which output stream a line came from.
@@ -53,6 +55,32 @@ impl ExecOutcome {
     }
 }
 
+/// Longest line passed to the sink; longer output is split (a step printing megabytes without a
+/// newline must not hold them all in one line).
+const MAX_LINE_BYTES: u64 = 64 * 1024;
+
+/// Asks a running step to stop: the step's processes are killed, the helper still cleans up and
+/// the run returns [`ExecError::Cancelled`]. Clones share the same flag.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// A token that has not been cancelled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Cancels every run this token was given to.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`CancelToken::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 /// Runs sandbox specs through a helper binary.
 #[derive(Debug, Clone)]
 pub struct Runner {
@@ -66,7 +94,7 @@ impl Runner {
     pub fn new() -> Result<Self, ExecError> {
         let helper = std::env::current_exe().map_err(|e| ExecError::HelperSpawn {
             helper: PathBuf::from("/proc/self/exe"),
-            message: e.to_string(),
+            message: os_message(e),
         })?;
         Ok(Self::with_helper(helper))
     }
@@ -91,6 +119,16 @@ impl Runner {
         spec: &SandboxSpec,
         sink: &mut dyn FnMut(&OutputLine),
     ) -> Result<ExecOutcome, ExecError> {
+        self.run_cancellable(spec, sink, &CancelToken::new())
+    }
+
+    /// [`Runner::run`], stopping the step when `cancel` is cancelled.
+    pub fn run_cancellable(
+        &self,
+        spec: &SandboxSpec,
+        sink: &mut dyn FnMut(&OutputLine),
+        cancel: &CancelToken,
+    ) -> Result<ExecOutcome, ExecError> {
         let started = Instant::now();
         validate(spec)?;
         prepare_host_dirs(spec)?;
@@ -99,7 +137,7 @@ impl Runner {
             .tempdir()
             .map_err(|e| ExecError::Prepare {
                 path: std::env::temp_dir(),
-                message: e.to_string(),
+                message: os_message(e),
             })?;
         let (ours, theirs) = UnixStream::pair().map_err(|e| spawn_error(&self.helper, e))?;
         let their_fd = theirs.as_raw_fd();
@@ -141,7 +179,23 @@ impl Runner {
         let control = std::thread::spawn(move || converse(ours, &request));
 
         let mut tail = VecDeque::with_capacity(self.tail_lines.min(1024));
-        for line in rx {
+        let mut signalled = false;
+        loop {
+            let line = match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => line,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if cancel.is_cancelled() && !signalled {
+                        // The helper kills the step's pid 1 on SIGTERM, then cleans up.
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(child.id() as i32),
+                            nix::sys::signal::Signal::SIGTERM,
+                        );
+                        signalled = true;
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             sink(&line);
             if self.tail_lines > 0 {
                 if tail.len() == self.tail_lines {
@@ -157,6 +211,9 @@ impl Runner {
             .join()
             .unwrap_or_else(|_| Err(ExecError::Protocol("control thread panicked".to_string())));
         let status = child.wait().map_err(|e| spawn_error(&self.helper, e))?;
+        if signalled {
+            return Err(ExecError::Cancelled);
+        }
         let (exit_code, signal) = match reported? {
             Some(done) => done,
             None => {
@@ -177,7 +234,7 @@ impl Runner {
 fn spawn_error(helper: &Path, e: std::io::Error) -> ExecError {
     ExecError::HelperSpawn {
         helper: helper.to_path_buf(),
-        message: e.to_string(),
+        message: os_message(e),
     }
 }
 
@@ -230,7 +287,10 @@ fn read_lines(
         let mut buf = Vec::new();
         loop {
             buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
+            match (&mut reader)
+                .take(MAX_LINE_BYTES)
+                .read_until(b'\n', &mut buf)
+            {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
                     if buf.last() == Some(&b'\n') {
@@ -294,7 +354,7 @@ fn prepare_host_dirs(spec: &SandboxSpec) -> Result<(), ExecError> {
     let create = |p: &Path| {
         std::fs::create_dir_all(p).map_err(|e| ExecError::Prepare {
             path: p.to_path_buf(),
-            message: e.to_string(),
+            message: os_message(e),
         })
     };
     for overlay in &spec.overlays {
