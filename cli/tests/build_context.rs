@@ -15,7 +15,10 @@ fn ignored_files_are_not_copied_and_cannot_be_named() {
         "ignore",
         &[
             ("Dockerfile", "FROM busybox:local\nCOPY . /app/\n"),
-            (".dockerignore", "secret.txt\nnode_modules\n*.log\n!keep.log\n"),
+            (
+                ".dockerignore",
+                "secret.txt\nnode_modules\n*.log\n!keep.log\n",
+            ),
             ("secret.txt", "do not ship\n"),
             ("node_modules/dep/index.js", "x\n"),
             ("debug.log", "noise\n"),
@@ -32,7 +35,11 @@ fn ignored_files_are_not_copied_and_cannot_be_named() {
     assert!(!out_dir.join("app/node_modules").exists());
     assert!(!out_dir.join("app/debug.log").exists());
 
-    std::fs::write(ctx.join("Dockerfile"), "FROM busybox:local\nCOPY secret.txt /\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:local\nCOPY secret.txt /\n",
+    )
+    .unwrap();
     let (out, _) = f.build(&ctx, &[]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -47,7 +54,10 @@ fn context_symlink_to_a_host_file_is_copied_as_a_link() {
     let f = Fixture::new();
     let ctx = f.context(
         "links",
-        &[("Dockerfile", "FROM busybox:local\nCOPY . /ctx/\nCOPY passwd-link /single\n")],
+        &[(
+            "Dockerfile",
+            "FROM busybox:local\nCOPY . /ctx/\nCOPY passwd-link /single\n",
+        )],
     );
     std::os::unix::fs::symlink("/etc/passwd", ctx.join("passwd-link")).unwrap();
     let out_dir = f.dir.path().join("out");
@@ -56,6 +66,9 @@ fn context_symlink_to_a_host_file_is_copied_as_a_link() {
     for p in ["ctx/passwd-link", "single"] {
         let meta = std::fs::symlink_metadata(out_dir.join(p)).unwrap();
         assert!(meta.file_type().is_symlink(), "{p} must stay a symlink");
-        assert_eq!(std::fs::read_link(out_dir.join(p)).unwrap().to_str(), Some("/etc/passwd"));
+        assert_eq!(
+            std::fs::read_link(out_dir.join(p)).unwrap().to_str(),
+            Some("/etc/passwd")
+        );
     }
 }
