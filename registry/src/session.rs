@@ -116,8 +116,15 @@ impl<'a> Session<'a> {
         })
     }
 
+    /// Token cache key: the scopes and who asked (an anonymous token must not serve a
+    /// logged-in user, nor one user's token another).
     fn scope_key(&self) -> String {
-        self.scopes.join(" ")
+        let who = match &self.credentials {
+            None => "",
+            Some(Credentials::Basic { username, .. }) => username.as_str(),
+            Some(Credentials::IdentityToken(_)) => "<token>",
+        };
+        format!("{who}@{}", self.scopes.join(" "))
     }
 
     /// An absolute URL on this registry.
@@ -132,6 +139,13 @@ impl<'a> Session<'a> {
     /// `/v2/<repository>/<rest>` on this registry.
     pub(crate) fn repo_url(&self, rest: &str) -> Result<Url, RegistryError> {
         self.url(&format!("/v2/{}/{rest}", self.repository))
+    }
+
+    /// Whether `url` is on this registry (same scheme, host and port as the API base).
+    fn is_registry_url(&self, url: &Url) -> bool {
+        url.scheme() == self.base.scheme()
+            && url.host_str() == self.base.host_str()
+            && url.port_or_known_default() == self.base.port_or_known_default()
     }
 
     fn set_authorization(&self, value: Option<HeaderValue>) {
@@ -319,13 +333,21 @@ impl<'a> Session<'a> {
         let mut reauthenticated = false;
         loop {
             attempt += 1;
-            let mut request = make();
-            if authenticated {
-                if let Some(value) = self.authorization() {
-                    request = request.header(AUTHORIZATION, value);
+            let (http, request) = make().build_split();
+            let outcome = match request {
+                Ok(mut request) => {
+                    // Credentials go only to the registry itself, never to another host an
+                    // upload `Location` may point at (object stores, CDNs).
+                    if authenticated && self.is_registry_url(request.url()) {
+                        if let Some(value) = self.authorization() {
+                            request.headers_mut().insert(AUTHORIZATION, value);
+                        }
+                    }
+                    http.execute(request).await
                 }
-            }
-            match request.send().await {
+                Err(error) => Err(error),
+            };
+            match outcome {
                 Ok(response) if response.status().is_server_error() && attempt < max_attempts => {
                     let error = format!("{} {}", response.status(), error_message(response).await);
                     self.back_off(what, attempt, error).await;
@@ -377,18 +399,24 @@ impl<'a> Session<'a> {
         let status = response.status();
         let message = error_message(response).await;
         match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => RegistryError::Unauthorized {
-                registry: self.registry.clone(),
-                what: what.to_string(),
-                message: format!(
-                    "{status}{}",
-                    if message.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {message}")
-                    }
-                ),
-            },
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                let mut text = status.to_string();
+                if !message.is_empty() {
+                    text.push_str(": ");
+                    text.push_str(&message);
+                }
+                if self.credentials.is_none() {
+                    text.push_str(&format!(
+                        " (no credentials for {}; run `builder login {}`)",
+                        self.registry, self.registry
+                    ));
+                }
+                RegistryError::Unauthorized {
+                    registry: self.registry.clone(),
+                    what: what.to_string(),
+                    message: text,
+                }
+            }
             _ => RegistryError::Status {
                 registry: self.registry.clone(),
                 what: what.to_string(),
@@ -455,4 +483,31 @@ pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ClientOptions;
+    use crate::progress::no_progress;
+
+    #[test]
+    fn credentials_stay_on_the_registry_host() {
+        let client = Client::new(ClientOptions::default()).unwrap();
+        let session = Session::bare(&client, "localhost:5000", None, &no_progress).unwrap();
+        let on = |u: &str| session.is_registry_url(&Url::parse(u).unwrap());
+        assert!(on("http://localhost:5000/v2/x/blobs/uploads/abc?_state=1"));
+        assert!(!on("http://localhost:5001/v2/x/blobs/uploads/abc"));
+        assert!(!on("https://localhost:5000/v2/"));
+        assert!(!on("http://storage.example/bucket/blob"));
+        let hub = Session::bare(&client, "docker.io", None, &no_progress).unwrap();
+        assert!(hub.is_registry_url(&Url::parse("https://registry-1.docker.io:443/v2/").unwrap()));
+    }
+
+    #[test]
+    fn error_chain_includes_causes() {
+        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let outer = std::io::Error::other(inner);
+        assert!(error_chain(&outer).contains("refused"));
+    }
 }
