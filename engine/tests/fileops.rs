@@ -21,6 +21,7 @@ fn copy(sources: &[&str], dest: &str) -> CopyAction {
         exclude: vec![],
         parents: false,
         checksum: None,
+        follow_symlinks: false,
     }
 }
 
@@ -179,6 +180,21 @@ fn context_symlinks_are_copied_as_links_never_followed_outside() {
         std::fs::read_link(f.rootfs.join("d/pw-in-dir")).unwrap(),
         Path::new("/etc/passwd")
     );
+    // With follow_symlinks (BuildKit's FollowSymlinks) the link is resolved inside the context.
+    std::os::unix::fs::symlink("/etc/inside", f.context.join("rooted")).unwrap();
+    let mut a = copy(&["rooted"], "/followed");
+    a.follow_symlinks = true;
+    fileops::apply(&f.rootfs, &f.roots, &FileAction::Copy(a)).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(f.rootfs.join("followed")).unwrap(),
+        "i"
+    );
+    let mut a = copy(&["pw"], "/followed-pw");
+    a.follow_symlinks = true;
+    let err = fileops::apply(&f.rootfs, &f.roots, &FileAction::Copy(a))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "COPY failed: file not found in build context: \"pw\"");
     // A symlinked parent resolves inside the context: hostetc/inside is <context>/etc/inside ...
     fileops::apply(
         &f.rootfs,

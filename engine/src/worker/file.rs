@@ -129,6 +129,7 @@ pub(super) fn run(
                     exclude: spec.exclude_patterns.clone(),
                     parents: spec.preserve_parents,
                     checksum: None,
+                    follow_symlinks: spec.follow_symlinks,
                 };
                 actions.push(if spec.attempt_unpack {
                     fileops::FileAction::Add(copy)
