@@ -597,7 +597,11 @@ impl<'w, W: Write> ChunkSink<'w, W> {
         }
         self.out.flush()?;
         let diff_id = Digest::from_sha256(&self.diff_hasher.finalize());
-        let digest = Digest::from_sha256(&self.blob_hasher.finalize());
+        let digest = if self.compression == LayerCompression::None {
+            diff_id.clone()
+        } else {
+            Digest::from_sha256(&self.blob_hasher.finalize())
+        };
         Ok((digest, diff_id, self.blob_size))
     }
 }
@@ -624,7 +628,7 @@ impl<W: Write> Write for ChunkSink<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.diff_hasher.update(buf);
         if self.compression == LayerCompression::None {
-            self.blob_hasher.update(buf);
+            // The blob is the tar itself: its digest is the diffID, hashed once in finish().
             self.blob_size += buf.len() as u64;
             self.out.write_all(buf)?;
             return Ok(buf.len());

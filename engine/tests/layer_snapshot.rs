@@ -572,3 +572,59 @@ fn concurrent_unpacks_of_one_layer_share_one_directory() {
         "dir mtimes set last"
     );
 }
+
+#[test]
+fn layers_made_by_gnu_tar_unpack_with_the_right_diff_id() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    sample_tree(&tree);
+    let blob = work.path().join("gnu.tar.gz");
+    // GNU tar writes "./" prefixes, a root entry, GNU long names and its own padding.
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar --xattrs --numeric-owner -C '{}' -cf - . | gzip > '{}'",
+            tree.display(),
+            blob.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let plain = Command::new("gzip")
+        .arg("-dc")
+        .arg(&blob)
+        .output()
+        .unwrap()
+        .stdout;
+    let dest = work.path().join("snap");
+    let diff_id = snapshot::unpack_layer(&blob, &dest, None, OverlayXattrs::Trusted).unwrap();
+    assert_eq!(diff_id, sha256(&plain));
+    assert_eq!(
+        std::fs::read_to_string(dest.join("etc/hostname")).unwrap(),
+        "box\n"
+    );
+    let long = "d".repeat(120);
+    assert_eq!(
+        std::fs::read(dest.join(&long).join("f".repeat(90))).unwrap(),
+        b"long"
+    );
+    assert_eq!(std::fs::metadata(&dest).unwrap().mode() & 0o777, 0o755);
+}
+
+#[test]
+fn an_empty_diff_is_a_valid_empty_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    for compression in [LayerCompression::Gzip, LayerCompression::Zstd] {
+        let opts = LayerOptions {
+            compression,
+            ..Default::default()
+        };
+        let (desc, bytes) = export(dir.path(), 1, &opts);
+        let plain = match compression {
+            LayerCompression::Gzip => run_with_stdin("gzip", &["-dc"], &bytes),
+            _ => run_with_stdin("zstd", &["-dcq"], &bytes),
+        };
+        assert_eq!(plain, vec![0u8; 1024]);
+        assert_eq!(desc.diff_id, sha256(&plain));
+    }
+}
