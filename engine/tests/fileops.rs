@@ -557,3 +557,40 @@ fn mkfile_mkdir_rm_and_the_action_is_serde_data() {
     fileops::apply(&f.rootfs, &f.roots, &a).unwrap();
     assert!(f.rootfs.join("j").is_file());
 }
+
+#[test]
+fn an_existing_destination_dir_keeps_its_metadata_but_nested_dirs_take_the_source() {
+    let f = fixture();
+    let app = f.rootfs.join("app");
+    std::fs::create_dir(&app).unwrap();
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::os::unix::fs::chown(&app, Some(7), Some(7)).unwrap();
+    std::fs::set_permissions(
+        f.context.join("dir"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    std::fs::set_permissions(&f.context, std::fs::Permissions::from_mode(0o750)).unwrap();
+    fileops::apply(&f.rootfs, &f.roots, &FileAction::Copy(copy(&["."], "/app"))).unwrap();
+    let m = std::fs::metadata(&app).unwrap();
+    assert_eq!(
+        (m.mode() & 0o7777, m.uid()),
+        (0o711, 7),
+        "existing dest keeps its metadata"
+    );
+    assert_eq!(
+        std::fs::metadata(app.join("dir")).unwrap().mode() & 0o7777,
+        0o700
+    );
+    fileops::apply(
+        &f.rootfs,
+        &f.roots,
+        &FileAction::Copy(copy(&["."], "/fresh")),
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::metadata(f.rootfs.join("fresh")).unwrap().mode() & 0o7777,
+        0o750,
+        "new dest takes the source's"
+    );
+}

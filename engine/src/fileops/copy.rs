@@ -414,8 +414,13 @@ impl Copier<'_> {
         let ft = meta.file_type();
         if ft.is_dir() {
             let host = self.dest.resolve(dst).map_err(root_err(op))?;
+            // As BuildKit: a destination directory that already existed keeps its own
+            // metadata when a directory's contents are copied into it (`COPY . /app`);
+            // directories below it take the source's.
+            let top = rel.as_ref().is_some_and(|r| r.as_os_str().is_empty());
+            let mut keep_meta = false;
             match std::fs::symlink_metadata(&host) {
-                Ok(m) if m.is_dir() => {}
+                Ok(m) if m.is_dir() => keep_meta = top,
                 Ok(_) => {
                     remove(op, &host)?;
                     self.make_dir(&host)?;
@@ -437,9 +442,10 @@ impl Copier<'_> {
                     child_rel.or(Some(PathBuf::from(&name))),
                 )?;
             }
-            if std::fs::symlink_metadata(&host)
-                .map(|m| m.is_dir())
-                .unwrap_or(false)
+            if !keep_meta
+                && std::fs::symlink_metadata(&host)
+                    .map(|m| m.is_dir())
+                    .unwrap_or(false)
             {
                 self.set_meta(src, &host, &meta)?;
             }
