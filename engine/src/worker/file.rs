@@ -134,6 +134,7 @@ pub(super) fn run(
                     parents: spec.preserve_parents,
                     checksum: None,
                     hidden,
+                    follow_symlinks: spec.follow_symlinks,
                 };
                 actions.push(if spec.attempt_unpack {
                     fileops::FileAction::Add(copy)
