@@ -13,7 +13,7 @@ use crate::parser::ast::Node;
 
 pub(crate) fn check(model: &Model<'_>, context: Option<&ContextInfo>, out: &mut Vec<Finding>) {
     for stage in &model.stages {
-        broad_copy_before_install(stage, context, out);
+        broad_copy_before_install(model, stage, context, out);
         per_build_values(model, stage, out);
         apt_update_alone(stage, out);
         runs_belong_together(stage, out);
@@ -279,13 +279,37 @@ fn apt_list_file(c: &Command) -> Option<(&'static str, String)> {
     None
 }
 
+/// True when a stage this one is built on (`FROM deps`) installs dependencies from manifests.
+fn ancestor_installed(model: &Model<'_>, stage: &Stage<'_>) -> bool {
+    let mut cursor = stage
+        .base
+        .and_then(|b| model.stage_named(&b.value, stage.index));
+    let mut guard = 0;
+    while let Some(s) = cursor {
+        guard += 1;
+        if guard > model.stages.len() {
+            break;
+        }
+        let installs =
+            s.body.iter().filter(|n| n.value == "run").any(|n| {
+                detect_install(&model::run_script(n)).is_some_and(|i| i.prefetch.is_none())
+            });
+        if installs {
+            return true;
+        }
+        cursor = s.base.and_then(|b| model.stage_named(&b.value, s.index));
+    }
+    false
+}
+
 fn broad_copy_before_install(
+    model: &Model<'_>,
     stage: &Stage<'_>,
     context: Option<&ContextInfo>,
     out: &mut Vec<Finding>,
 ) {
     let mut first_broad: Option<(usize, &Node)> = None;
-    let mut prefetched = false;
+    let mut prefetched = ancestor_installed(model, stage);
     for (i, node) in stage.body.iter().enumerate() {
         if let Some(sources) = context_sources(node) {
             if first_broad.is_none() && sources.iter().any(|s| is_broad(s, context)) {
