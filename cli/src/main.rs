@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Parse a Dockerfile and print its AST (BuildKit's dump) or JSON.
     Parse(commands::parse::ParseArgs),
+    /// Lint a Dockerfile: cache-friendly layer order, BuildKit checks, hadolint rules.
+    Lint(commands::lint::LintArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -25,5 +27,6 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Parse(args) => commands::parse::run(&args),
+        Command::Lint(args) => std::process::exit(commands::lint::run(&args)?),
     }
 }

@@ -183,6 +183,9 @@ fn bl1002_per_build_arg_above_run() {
         .find(|f| f.rule == "BL1002" && f.line == 2)
         .unwrap();
     assert_eq!(arg.related_lines, vec![4, 5]);
+    let moved = arg.suggestion.as_deref().unwrap();
+    assert!(moved.starts_with("@@ -2,4 +2,4 @@\n-ARG GIT_COMMIT\n LABEL"), "{moved}");
+    assert!(moved.ends_with(" RUN make\n+ARG GIT_COMMIT\n"), "{moved}");
 }
 
 #[test]
@@ -235,11 +238,10 @@ fn bl1005_add_url_above_runs() {
     let f = lint_src(src);
     let finding = f.iter().find(|f| f.rule == "BL1005").expect("fires");
     assert_eq!(finding.line, 2);
-    assert!(finding
-        .suggestion
-        .as_deref()
-        .unwrap()
-        .contains("just above line 4"));
+    assert_eq!(
+        finding.suggestion.as_deref().unwrap(),
+        "@@ -2,2 +2,2 @@\n-ADD https://example.com/tool.tar.gz /tmp/\n RUN apt-get update && apt-get install -y make\n+ADD https://example.com/tool.tar.gz /tmp/\n"
+    );
     let pinned = "FROM debian:12\nADD --checksum=sha256:0123 https://example.com/tool.tar.gz /tmp/\nRUN tar -xzf /tmp/tool.tar.gz\n";
     assert_eq!(count(&lint_src(pinned), "BL1005"), 0);
     let last = "FROM debian:12\nRUN apt-get update\nADD https://example.com/x /x\n";
@@ -277,6 +279,9 @@ fn bl1007_system_packages_below_copy() {
     let src = "FROM debian:12\nWORKDIR /app\nCOPY . .\nRUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/*\n";
     let f = lint_src(src);
     assert!(has(&f, "BL1007", 4), "{:?}", rules(&f));
+    let moved = f.iter().find(|f| f.rule == "BL1007").unwrap().suggestion.clone().unwrap();
+    assert!(moved.starts_with("@@ -3,2 +3,2 @@\n+RUN apt-get update"), "{moved}");
+    assert!(moved.contains("\n COPY . .\n-RUN apt-get update"), "{moved}");
     let ok = "FROM debian:12\nRUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/*\nWORKDIR /app\nCOPY . .\n";
     assert_eq!(count(&lint_src(ok), "BL1007"), 0);
     let local_deb = "FROM debian:12\nCOPY pkg.deb /tmp/\nRUN apt-get install -y /tmp/pkg.deb\n";

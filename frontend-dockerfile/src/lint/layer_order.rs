@@ -442,6 +442,45 @@ fn render_diff(line: usize, old: &[String], new: &[String]) -> String {
     s
 }
 
+/// A diff moving `body[from]` to just after `body[to]` (`from < to`) or just before it
+/// (`from > to`), with the lines in between as context (long runs elided).
+fn render_move(body: &[&Node], from: usize, to: usize) -> String {
+    let moved = one_line(body[from]);
+    let (lo, hi) = if from < to { (from, to) } else { (to, from) };
+    let mut s = format!(
+        "@@ -{},{} +{},{} @@\n",
+        body[lo].start_line,
+        hi - lo + 1,
+        body[lo].start_line,
+        hi - lo + 1
+    );
+    let context: Vec<String> = if from < to {
+        body[from + 1..=to].iter().map(|n| one_line(n)).collect()
+    } else {
+        body[to..from].iter().map(|n| one_line(n)).collect()
+    };
+    let mut context_text = String::new();
+    if context.len() > 6 {
+        for l in &context[..2] {
+            context_text.push_str(&format!(" {l}\n"));
+        }
+        context_text.push_str(&format!(" ... ({} instructions)\n", context.len() - 4));
+        for l in &context[context.len() - 2..] {
+            context_text.push_str(&format!(" {l}\n"));
+        }
+    } else {
+        for l in &context {
+            context_text.push_str(&format!(" {l}\n"));
+        }
+    }
+    if from < to {
+        s.push_str(&format!("-{moved}\n{context_text}+{moved}\n"));
+    } else {
+        s.push_str(&format!("+{moved}\n{context_text}-{moved}\n"));
+    }
+    s
+}
+
 /// Names of build args whose values change every build.
 fn is_per_build_name(name: &str, has_default: bool) -> bool {
     let upper = name.to_ascii_uppercase();
@@ -532,8 +571,7 @@ fn per_build_values(model: &Model<'_>, stage: &Stage<'_>, out: &mut Vec<Finding>
             )
             .related(expensive.clone())
             .help(format!("declare {what} after line {} (the last RUN of the stage)", last.end_line))
-            .suggestion(render_diff(node.start_line, &[one_line(node)], &[format!("# (moved below line {})", last.end_line)])
-                + &format!("@@ after line {} @@\n+{}\n", last.end_line, one_line(node))),
+            .suggestion(render_move(&stage.body, i, last_run)),
         );
     }
 }
@@ -716,14 +754,9 @@ fn early_add_url(stage: &Stage<'_>, out: &mut Vec<Finding>) {
         .help("pin it with `ADD --checksum=sha256:<digest>` or move it down to the step that uses it");
         if let Some(user) = user {
             if user.start_line != below[0].start_line {
-                f = f.suggestion(format!(
-                    "@@ move line {} to just above line {} @@\n-{}\n+{}\n {}\n",
-                    node.start_line,
-                    user.start_line,
-                    one_line(node),
-                    one_line(node),
-                    one_line(user)
-                ));
+                if let Some(user_index) = stage.body.iter().position(|n| std::ptr::eq(*n, **user)) {
+                    f = f.suggestion(render_move(&stage.body, i, user_index - 1));
+                }
             }
         }
         out.push(f);
@@ -766,7 +799,8 @@ fn stable_below_changing(stage: &Stage<'_>, out: &mut Vec<Finding>) {
     let first_copy = stage.body.iter().position(|n| context_sources(n).is_some());
     let Some(first_copy) = first_copy else { return };
     let copy = stage.body[first_copy];
-    for node in &stage.body[first_copy + 1..] {
+    for (k, node) in stage.body[first_copy + 1..].iter().enumerate() {
+        let index = first_copy + 1 + k;
         if node.value != "run" || !node.flags.is_empty() {
             continue;
         }
@@ -787,7 +821,7 @@ fn stable_below_changing(stage: &Stage<'_>, out: &mut Vec<Finding>) {
             )
             .related([copy.start_line])
             .help(format!("move it above line {}", copy.start_line))
-            .suggestion(format!("@@ move line {} above line {} @@\n+{}\n {}\n-{}\n", node.start_line, copy.start_line, one_line(node), one_line(copy), one_line(node))),
+            .suggestion(render_move(&stage.body, index, first_copy)),
         );
     }
 }
