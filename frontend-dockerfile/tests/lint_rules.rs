@@ -184,7 +184,10 @@ fn bl1002_per_build_arg_above_run() {
         .unwrap();
     assert_eq!(arg.related_lines, vec![4, 5]);
     let moved = arg.suggestion.as_deref().unwrap();
-    assert!(moved.starts_with("@@ -2,4 +2,4 @@\n-ARG GIT_COMMIT\n LABEL"), "{moved}");
+    assert!(
+        moved.starts_with("@@ -2,4 +2,4 @@\n-ARG GIT_COMMIT\n LABEL"),
+        "{moved}"
+    );
     assert!(moved.ends_with(" RUN make\n+ARG GIT_COMMIT\n"), "{moved}");
 }
 
@@ -279,9 +282,21 @@ fn bl1007_system_packages_below_copy() {
     let src = "FROM debian:12\nWORKDIR /app\nCOPY . .\nRUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/*\n";
     let f = lint_src(src);
     assert!(has(&f, "BL1007", 4), "{:?}", rules(&f));
-    let moved = f.iter().find(|f| f.rule == "BL1007").unwrap().suggestion.clone().unwrap();
-    assert!(moved.starts_with("@@ -3,2 +3,2 @@\n+RUN apt-get update"), "{moved}");
-    assert!(moved.contains("\n COPY . .\n-RUN apt-get update"), "{moved}");
+    let moved = f
+        .iter()
+        .find(|f| f.rule == "BL1007")
+        .unwrap()
+        .suggestion
+        .clone()
+        .unwrap();
+    assert!(
+        moved.starts_with("@@ -3,2 +3,2 @@\n+RUN apt-get update"),
+        "{moved}"
+    );
+    assert!(
+        moved.contains("\n COPY . .\n-RUN apt-get update"),
+        "{moved}"
+    );
     let ok = "FROM debian:12\nRUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/*\nWORKDIR /app\nCOPY . .\n";
     assert_eq!(count(&lint_src(ok), "BL1007"), 0);
     let local_deb = "FROM debian:12\nCOPY pkg.deb /tmp/\nRUN apt-get install -y /tmp/pkg.deb\n";
@@ -465,6 +480,12 @@ fn hadolint_fewer_false_positives() {
     let f = lint_src(src);
     assert_eq!(count(&f, "DL3008"), 0, "{:?}", rules(&f));
     assert_eq!(count(&f, "DL4006"), 0, "{:?}", rules(&f));
+    // Package lists in ENV/ARG are expanded and judged by what they hold.
+    let pinned_list = "FROM debian:12\nENV PKGS=\"curl=7.88 git=1:2.39\"\nRUN apt-get install -y --no-install-recommends $PKGS && rm -rf /var/lib/apt/lists/*\n";
+    assert_eq!(count(&lint_src(pinned_list), "DL3008"), 0);
+    let unpinned_list =
+        "FROM alpine:3.20\nARG PKGS=\"curl git=2.45\"\nRUN apk add --no-cache ${PKGS}\n";
+    assert!(has(&lint_src(unpinned_list), "DL3018", 3));
     let shell = "FROM debian:12\nSHELL [\"/bin/bash\", \"-o\", \"pipefail\", \"-c\"]\nRUN curl -s https://x | sh\n";
     assert_eq!(count(&lint_src(shell), "DL4006"), 0);
     let heredoc_pipe = "FROM debian:12\nRUN <<EOF\ncurl -s https://x | sh\nEOF\n";
