@@ -183,3 +183,25 @@ fn history_from_a_file_and_from_the_cache() {
         "records of another target are not used: {out}"
     );
 }
+
+#[test]
+fn lists_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = builder(dir.path(), &["lint", "--list-rules"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("BL1001 ") && l.contains("BroadCopyBeforeDependencyInstall")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("DL3008 ") && l.contains("hadolint")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("StageNameCasing ") && l.contains("buildkit")),
+        "{out}"
+    );
+}

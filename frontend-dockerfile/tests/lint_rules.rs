@@ -407,6 +407,29 @@ fn buildkit_copy_ignored_file() {
 }
 
 #[test]
+fn experimental_definition_description() {
+    let body = "# the base image\nFROM alpine:3.20 AS base\n# VERSION to install\nARG VERSION=1\n# unrelated words\nARG OTHER=2\n";
+    assert_eq!(
+        count(&lint_src(body), "InvalidDefinitionDescription"),
+        0,
+        "experimental rules are off by default"
+    );
+    let on = format!("# check=experimental=InvalidDefinitionDescription\n{body}");
+    let f = lint_src(&on);
+    assert!(
+        has(&f, "InvalidDefinitionDescription", 3),
+        "{:?}",
+        rules(&f)
+    );
+    assert!(
+        has(&f, "InvalidDefinitionDescription", 7),
+        "{:?}",
+        rules(&f)
+    );
+    assert_eq!(count(&f, "InvalidDefinitionDescription"), 2);
+}
+
+#[test]
 fn no_empty_continuation_comes_from_the_parser() {
     let src = "FROM alpine:3.20\nRUN echo a \\\n\n    && echo b\n";
     assert!(

@@ -71,6 +71,9 @@ pub struct LintArgs {
     /// The build target whose records to read (default: the last stage).
     #[arg(long, default_value = "")]
     pub target: String,
+    /// Print every rule (id, name, origin, default severity, what it wants) and exit.
+    #[arg(long)]
+    pub list_rules: bool,
     /// Colour for human output: auto (on a terminal, unless NO_COLOR is set), always or never.
     #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
     pub color: String,
@@ -88,6 +91,22 @@ pub fn run(args: &LintArgs) -> Result<i32> {
 }
 
 fn run_inner(args: &LintArgs) -> Result<i32> {
+    if args.list_rules {
+        let mut out = String::new();
+        for r in lint::rules::RULES {
+            let source = match r.source {
+                lint::RuleSource::Builder => "builder",
+                lint::RuleSource::BuildKit => "buildkit",
+                lint::RuleSource::Hadolint => "hadolint",
+            };
+            out.push_str(&format!(
+                "{:<32} {:<34} {:<9} {:<8} {}\n",
+                r.id, r.name, source, r.severity, r.doc
+            ));
+        }
+        print!("{out}");
+        return Ok(0);
+    }
     let file = args
         .file
         .clone()

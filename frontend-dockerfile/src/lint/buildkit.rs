@@ -44,6 +44,14 @@ pub(crate) fn check(model: &Model<'_>, context: Option<&ContextInfo>, out: &mut 
         }
     }
     instruction_casing(model, out);
+    let directive = super::suppress::CheckDirective::from_dockerfile(df);
+    if directive
+        .experimental
+        .iter()
+        .any(|e| super::rules::matches(e, "InvalidDefinitionDescription"))
+    {
+        definition_descriptions(model, out);
+    }
     let global_args: HashMap<&str, Option<&str>> = model
         .globals
         .iter()
@@ -524,6 +532,40 @@ fn copy_ignored(node: &Node, ctx: &ContextInfo, out: &mut Vec<Finding>) {
                     node.keyword.to_uppercase()
                 ),
             ));
+        }
+    }
+}
+
+/// BuildKit's experimental InvalidDefinitionDescription: the comment directly above a named
+/// stage or an ARG describes it, so it should start with the name.
+fn definition_descriptions(model: &Model<'_>, out: &mut Vec<Finding>) {
+    for node in &model.dockerfile.children {
+        let Some(comment) = node.prev_comments.last() else {
+            continue;
+        };
+        let names: Vec<&str> = match node.value.as_str() {
+            "from" => match node.args.as_slice() {
+                [_, kw, name, ..] if kw.value.eq_ignore_ascii_case("as") => {
+                    vec![name.value.as_str()]
+                }
+                _ => continue,
+            },
+            "arg" => model::arg_decls(node)
+                .into_iter()
+                .map(|(n, _, _)| n)
+                .collect(),
+            _ => continue,
+        };
+        let first = comment.split_whitespace().next().unwrap_or("");
+        if names.len() == 1 && first != names[0] {
+            out.push(
+                Finding::new(
+                    "InvalidDefinitionDescription",
+                    node.keyword_span,
+                    format!("Comment for {} should follow the format: `# {} <description>`", node.keyword.to_uppercase(), names[0]),
+                )
+                .help("start the comment with the name, or leave a blank line if it is not a description"),
+            );
         }
     }
 }
