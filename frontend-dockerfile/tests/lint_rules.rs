@@ -605,3 +605,66 @@ fn output_formats() {
         "{gh}"
     );
 }
+
+// ---- Robustness ---------------------------------------------------------------------------
+
+/// Every parser test case (odd escapes, heredocs, JSON fallbacks, ONBUILD) lints without a panic
+/// and with every finding on a line of the file.
+#[test]
+fn lints_every_parser_test_case() {
+    let dir = match std::env::var_os("BUILDER_CONFORMANCE_DIR") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance"),
+    };
+    let dir = if dir.is_dir() {
+        dir
+    } else {
+        std::path::PathBuf::from("/work/shared/conformance")
+    };
+    let mut seen = 0;
+    for sub in ["buildkit-parser/testfiles", "buildkit-parser/heredoc"] {
+        for entry in std::fs::read_dir(dir.join(sub))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path = if entry.path().is_dir() {
+                entry.path().join("Dockerfile")
+            } else {
+                entry.path()
+            };
+            let Ok(src) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let Ok(df) = parser::parse(&src) else {
+                continue;
+            };
+            let f = lint::lint(
+                &df,
+                &LintInput {
+                    source: &src,
+                    ..Default::default()
+                },
+                &LintConfig::default(),
+            );
+            let lines = src.lines().count().max(1);
+            for finding in &f {
+                assert!(
+                    finding.line >= 1 && finding.line <= lines + 1,
+                    "{}: {finding:?}",
+                    path.display()
+                );
+            }
+            let reports = [Report {
+                file: "Dockerfile",
+                source: &src,
+                findings: &f,
+            }];
+            output::render(Format::Human, &reports, true);
+            seen += 1;
+        }
+    }
+    if seen == 0 {
+        eprintln!("conformance folder not found; set BUILDER_CONFORMANCE_DIR. Skipped.");
+    }
+}
