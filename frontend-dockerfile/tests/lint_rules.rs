@@ -513,6 +513,13 @@ fn hadolint_fewer_false_positives() {
     assert_eq!(count(&lint_src(shell), "DL4006"), 0);
     let heredoc_pipe = "FROM debian:12\nRUN <<EOF\ncurl -s https://x | sh\nEOF\n";
     assert!(has(&lint_src(heredoc_pipe), "DL4006", 2));
+    let onbuild = "FROM debian:12\nONBUILD RUN cd /src && apt-get install -y curl\n";
+    let f = lint_src(onbuild);
+    assert!(
+        has(&f, "DL3003", 2) && has(&f, "DL3008", 2),
+        "{:?}",
+        rules(&f)
+    );
     let dist_clean = "FROM debian:13\nRUN apt-get update && apt-get install -y --no-install-recommends curl=8 && apt-get dist-clean\n";
     assert_eq!(count(&lint_src(dist_clean), "DL3009"), 0);
 }

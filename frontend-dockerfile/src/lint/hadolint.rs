@@ -315,6 +315,16 @@ fn stage_rules(model: &Model<'_>, stage: &Stage<'_>, aliases: &[String], out: &m
                     if ["onbuild", "from", "maintainer"].contains(&inner.value.as_str()) {
                         out.push(Finding::new("DL3043", node.keyword_span, "`ONBUILD`, `FROM` or `MAINTAINER` triggered from within `ONBUILD` instruction."));
                     }
+                    if inner.value == "run" {
+                        // The trigger runs in a child image: judge its script the same way,
+                        // reported on the ONBUILD line.
+                        let mut found = Vec::new();
+                        run_rules(inner, &shell, false, &mut found);
+                        out.extend(found.into_iter().map(|mut f| {
+                            f.line = node.start_line;
+                            f
+                        }));
+                    }
                 }
             }
             _ => {}
