@@ -15,7 +15,7 @@ pub(crate) fn check(model: &Model<'_>, out: &mut Vec<Finding>) {
     first_instruction(model, out);
     let mut aliases: Vec<String> = Vec::new();
     for stage in &model.stages {
-        from_rules(model, stage, &aliases, out);
+        from_rules(stage, &aliases, out);
         if let Some(n) = stage.name {
             aliases.push(n.value.to_lowercase());
         }
@@ -36,12 +36,7 @@ fn first_instruction(model: &Model<'_>, out: &mut Vec<Finding>) {
     }
 }
 
-fn from_rules(
-    model: &Model<'_>,
-    stage: &Stage<'_>,
-    earlier_aliases: &[String],
-    out: &mut Vec<Finding>,
-) {
+fn from_rules(stage: &Stage<'_>, earlier_aliases: &[String], out: &mut Vec<Finding>) {
     let from = stage.from;
     let Some(base) = stage.base else { return };
     let image = base.value.as_str();
@@ -99,7 +94,6 @@ fn from_rules(
             ));
         }
     }
-    let _ = model;
 }
 
 /// Per-stage state the shell rules need.
