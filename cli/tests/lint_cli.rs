@@ -33,7 +33,7 @@ fn project() -> tempfile::TempDir {
 #[test]
 fn exit_codes_follow_the_failure_threshold() {
     let dir = project();
-    let (code, out, _) = builder(dir.path(), &["lint", "--cache-dir", "none-here"]);
+    let (code, out, _) = builder(dir.path(), &["lint", "--root", "none-here"]);
     assert_eq!(
         code, 1,
         "a warning fails at the default threshold (info):\n{out}"
@@ -165,7 +165,7 @@ fn history_from_a_file_and_from_the_cache() {
         dir.path(),
         &[
             "lint",
-            "--cache-dir",
+            "--root",
             root_arg,
             "-f",
             dockerfile.to_str().unwrap(),
@@ -176,7 +176,7 @@ fn history_from_a_file_and_from_the_cache() {
     assert!(out.contains("81000 ms re-running"), "{out}");
     let (_, out, _) = builder(
         dir.path(),
-        &["lint", "--cache-dir", root_arg, "--target", "other", "."],
+        &["lint", "--root", root_arg, "--target", "other", "."],
     );
     assert!(
         !out.contains("BL2001"),

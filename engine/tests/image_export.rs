@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use cache::{ContentStore, Descriptor, Digest, ImageStore, Platform, Reference};
 use engine::export::{
-    export, load_archive, load_oci_layout_dir, write_docker_archive, write_oci_archive,
-    write_rootfs_tar, ExportSpec, NamedImage,
+    export, load_archive, load_oci_layout_dir, store_image, write_docker_archive,
+    write_oci_archive, write_rootfs_tar, ExportSpec, NamedImage,
 };
 use engine::image::{
     media_types, read_image, ContainerConfig, HealthConfig, History, Image, ImageConfig, LayerInfo,
@@ -274,6 +274,27 @@ fn save_load_round_trip_docker_and_oci() {
     let err = load_archive(&cas3, &store3, &docker[..]).unwrap_err();
     assert!(err.to_string().contains("diff id"), "{err}");
 
+    // `name=` in the output spec names the image; store_image records it locally.
+    let named_tar = cas3dir.path().join("named.tar");
+    let spec = format!("type=docker,dest={},name=extra/name:x", named_tar.display());
+    export(
+        &cas,
+        &[named(&image, &[])],
+        &ExportSpec::parse(&spec).unwrap(),
+    )
+    .unwrap();
+    let loaded = load_archive(&cas3, &store3, std::fs::File::open(&named_tar).unwrap()).unwrap();
+    assert_eq!(loaded[0].names[0].to_string(), "docker.io/extra/name:x");
+    let store_a = ImageStore::open(src.path().join("images-v1")).unwrap();
+    let app = Reference::parse("built:1").unwrap();
+    assert!(store_image(&store_a, &image, std::slice::from_ref(&app))
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store_a.resolve("built:1").unwrap().record.config,
+        *image.id()
+    );
+
     // An OCI layout directory loads as well.
     let layout = tempfile::tempdir().unwrap();
     tar::Archive::new(&oci[..]).unpack(layout.path()).unwrap();
@@ -330,10 +351,23 @@ fn skopeo_and_umoci_accept_oci_archive() {
         image.config.rootfs.diff_ids[1].to_string()
     );
 
+    // The layout-directory form (tar=false) is what umoci reads.
     let layout = dir.path().join("layout");
-    tar::Archive::new(std::fs::File::open(&archive).unwrap())
-        .unpack(&layout)
+    export(
+        &cas,
+        &[named(&image, &["app:latest"])],
+        &ExportSpec::parse(&format!("type=oci,tar=false,dest={}", layout.display())).unwrap(),
+    )
+    .unwrap();
+    let out = Command::new(&skopeo)
+        .args(["inspect", &format!("oci:{}:latest", layout.display())])
+        .output()
         .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo inspect oci: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bundle = dir.path().join("bundle");
     let out = Command::new(&umoci)
         .args([
@@ -534,4 +568,58 @@ fn docker_loads_our_archive_and_we_load_docker_save() {
         tar_listing(&write_rootfs_tar(&cas2, &back, Vec::new()).unwrap()),
         tar_listing(&write_rootfs_tar(&cas, &image, Vec::new()).unwrap())
     );
+}
+
+#[test]
+fn loads_pre_1_10_docker_archive() {
+    let base_layer = make_tar(&[E::Dir("bin/"), E::File("bin/tool", b"#!/bin/sh\n", 0o755)]);
+    let top_layer = make_tar(&[E::File("etc/motd", b"hi\n", 0o644)]);
+    let (base, top) = ("a".repeat(64), "b".repeat(64));
+    let base_json = serde_json::json!({
+        "id": base, "created": "2015-01-01T00:00:00Z", "architecture": "amd64", "os": "linux",
+        "container_config": {"Cmd": ["/bin/sh", "-c", "#(nop) ADD file:x in /"]},
+        "config": {"Cmd": ["/bin/sh"]}
+    });
+    let top_json = serde_json::json!({
+        "id": top, "parent": base, "created": "2015-01-02T00:00:00Z", "architecture": "amd64", "os": "linux",
+        "author": "someone", "Size": 3,
+        "container_config": {"Cmd": ["/bin/sh", "-c", "echo hi > /etc/motd"]},
+        "config": {"Cmd": ["cat", "/etc/motd"], "Env": ["A=1"]}
+    });
+    let repos = serde_json::json!({ "old/app": { "v1": top } }).to_string();
+    let (bj, tj) = (base_json.to_string(), top_json.to_string());
+    let archive = make_tar(&[
+        E::File("repositories", repos.as_bytes(), 0o644),
+        E::Dir(&format!("{base}/")),
+        E::File(&format!("{base}/VERSION"), b"1.0", 0o644),
+        E::File(&format!("{base}/json"), bj.as_bytes(), 0o644),
+        E::File(&format!("{base}/layer.tar"), &base_layer, 0o644),
+        E::Dir(&format!("{top}/")),
+        E::File(&format!("{top}/VERSION"), b"1.0", 0o644),
+        E::File(&format!("{top}/json"), tj.as_bytes(), 0o644),
+        E::File(&format!("{top}/layer.tar"), &top_layer, 0o644),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let cas = ContentStore::open(dir.path()).unwrap();
+    let store = ImageStore::open(dir.path().join("images-v1")).unwrap();
+    let loaded = load_archive(&cas, &store, &archive[..]).unwrap();
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0].names[0].to_string(), "docker.io/old/app:v1");
+    let image = read_image(&cas, &loaded[0].manifest.digest, &Platform::host()).unwrap();
+    assert_eq!(
+        image.config.rootfs.diff_ids,
+        vec![Digest::of_bytes(&base_layer), Digest::of_bytes(&top_layer)]
+    );
+    let cfg = image.config.config.as_ref().unwrap();
+    assert_eq!(
+        cfg.cmd.as_deref(),
+        Some(&["cat".to_string(), "/etc/motd".to_string()][..])
+    );
+    assert_eq!(image.config.author.as_deref(), Some("someone"));
+    assert_eq!(image.config.history.len(), 2);
+    assert_eq!(
+        image.config.history[1].created_by.as_deref(),
+        Some("/bin/sh -c echo hi > /etc/motd")
+    );
+    assert!(!image.config.extra.contains_key("parent") && !image.config.extra.contains_key("id"));
 }

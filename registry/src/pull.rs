@@ -1,11 +1,12 @@
 //! Pull: resolve a tag or digest to a manifest (choosing this machine's platform from an index),
 //! then download only the blobs the store lacks, verifying each against its digest while it
-//! streams into the store.
+//! streams into the store. A download cut short resumes with a `Range` request (bounded
+//! attempts); a digest or size mismatch fails at once and leaves nothing in the store.
 
 use std::io::Write;
 
 use futures::{StreamExt, TryStreamExt};
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::header::{ACCEPT, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use reqwest::StatusCode;
 use sha2::{Digest as _, Sha256};
 
@@ -16,7 +17,7 @@ use crate::manifest::{self, Descriptor, Index, Manifest, MANIFEST_ACCEPT};
 use crate::progress::{Progress, ProgressEvent};
 use crate::reference::Reference;
 use crate::session::{error_chain, Session};
-use crate::store::{BlobStore, StoreError};
+use crate::store::{BlobIngest, BlobStore, StoreError};
 
 /// Largest manifest accepted (the limit registries apply too).
 const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
@@ -102,48 +103,51 @@ impl Session<'_> {
         let url = self.repo_url(&format!("manifests/{reference}"))?;
         let what = format!("fetching manifest {}:{reference}", self.repository);
         let http = self.client.http();
-        let response = self
-            .send(&what, || {
-                http.get(url.clone()).header(ACCEPT, MANIFEST_ACCEPT)
-            })
-            .await?;
-        if response.status() == StatusCode::NOT_FOUND {
-            return Err(RegistryError::NotFound {
-                registry: self.registry.clone(),
-                reference: format!("{}/{}:{reference}", self.registry, self.repository)
-                    .replace(":sha256:", "@sha256:"),
-            });
-        }
-        if !response.status().is_success() {
-            return Err(self.fail(response, &what).await);
-        }
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let header_digest = response
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<Digest>().ok());
-        if response.content_length().unwrap_or(0) > MAX_MANIFEST_BYTES as u64 {
-            return Err(self.too_large(&what));
-        }
-        let mut bytes = Vec::new();
-        let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| RegistryError::Unreachable {
-                registry: self.registry.clone(),
-                what: what.clone(),
-                attempts: 1,
-                message: error_chain(&e),
-            })?;
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() > MAX_MANIFEST_BYTES {
-                return Err(self.too_large(&what));
+        let max_attempts = self.client.options().max_attempts;
+        let mut attempt = 0;
+        let (content_type, header_digest, bytes) = loop {
+            attempt += 1;
+            let response = self
+                .send(&what, || {
+                    http.get(url.clone()).header(ACCEPT, MANIFEST_ACCEPT)
+                })
+                .await?;
+            if response.status() == StatusCode::NOT_FOUND {
+                return Err(RegistryError::NotFound {
+                    registry: self.registry.clone(),
+                    reference: format!("{}/{}:{reference}", self.registry, self.repository)
+                        .replace(":sha256:", "@sha256:"),
+                });
             }
-        }
+            if !response.status().is_success() {
+                return Err(self.fail(response, &what).await);
+            }
+            let content_type = response
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let header_digest = response
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<Digest>().ok());
+            match self.read_manifest_body(response, &what).await {
+                Ok(bytes) => break (content_type, header_digest, bytes),
+                Err(DownloadError::Transport(message)) if attempt < max_attempts => {
+                    self.back_off(&what, attempt, message).await;
+                }
+                Err(DownloadError::Transport(message)) => {
+                    return Err(RegistryError::Unreachable {
+                        registry: self.registry.clone(),
+                        what,
+                        attempts: attempt,
+                        message,
+                    })
+                }
+                Err(DownloadError::Fatal(error)) => return Err(error),
+            }
+        };
         let actual = Digest::sha256_of(&bytes);
         let expected = reference.parse::<Digest>().ok().or(header_digest);
         if let Some(expected) = expected {
@@ -167,6 +171,27 @@ impl Session<'_> {
             descriptor: Descriptor::new(media_type, actual, bytes.len() as u64),
             bytes,
         })
+    }
+
+    /// Reads a manifest body, bounded by `MAX_MANIFEST_BYTES`.
+    async fn read_manifest_body(
+        &self,
+        response: reqwest::Response,
+        what: &str,
+    ) -> Result<Vec<u8>, DownloadError> {
+        if response.content_length().unwrap_or(0) > MAX_MANIFEST_BYTES as u64 {
+            return Err(self.too_large(what).into());
+        }
+        let mut bytes = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| DownloadError::Transport(error_chain(&e)))?;
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > MAX_MANIFEST_BYTES {
+                return Err(self.too_large(what).into());
+            }
+        }
+        Ok(bytes)
     }
 
     fn too_large(&self, what: &str) -> RegistryError {
@@ -196,9 +221,13 @@ impl Session<'_> {
         let what = format!("downloading blob {digest} of {}", self.repository);
         let max_attempts = self.client.options().max_attempts;
         let mut attempt = 0;
+        let mut partial = None;
         loop {
             attempt += 1;
-            match self.download_once(store, descriptor, &url, &what).await {
+            match self
+                .download_once(store, descriptor, &url, &what, &mut partial)
+                .await
+            {
                 Ok(()) => break,
                 Err(DownloadError::Transport(message)) if attempt < max_attempts => {
                     self.back_off(&what, attempt, message).await;
@@ -220,59 +249,97 @@ impl Session<'_> {
         Ok(true)
     }
 
-    async fn download_once(
+    /// One GET of a blob, resuming from `partial` with a `Range` request when a previous attempt
+    /// was cut short (falling back to the whole blob if the registry answers 200).
+    async fn download_once<'s>(
         &self,
-        store: &dyn BlobStore,
+        store: &'s dyn BlobStore,
         descriptor: &Descriptor,
         url: &url::Url,
         what: &str,
+        partial: &mut Option<PartialBlob<'s>>,
     ) -> Result<(), DownloadError> {
         let digest = &descriptor.digest;
-        let http = self.client.http();
-        let response = self.send(what, || http.get(url.clone())).await?;
-        if !response.status().is_success() {
-            return Err(self.fail(response, what).await.into());
-        }
         let total = descriptor.size;
-        let mut writer = store.begin_ingest(digest)?;
-        let mut hasher = Sha256::new();
-        let mut received: u64 = 0;
-        let mut reported: u64 = 0;
-        (self.progress)(ProgressEvent::Downloading {
-            digest: digest.clone(),
-            current: 0,
-            total,
-        });
+        let http = self.client.http();
+        let offset = partial.as_ref().map_or(0, |p| p.received);
+        let response = self
+            .send(what, || {
+                let request = http.get(url.clone());
+                if offset > 0 {
+                    request.header(RANGE, format!("bytes={offset}-"))
+                } else {
+                    request
+                }
+            })
+            .await?;
+        let resumed = offset > 0
+            && response.status() == StatusCode::PARTIAL_CONTENT
+            && response
+                .headers()
+                .get(CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with(&format!("bytes {offset}-")));
+        if !resumed {
+            if !response.status().is_success() || response.status() == StatusCode::PARTIAL_CONTENT {
+                return Err(self.fail(response, what).await.into());
+            }
+            // Start over (dropping a previous partial write discards it).
+            *partial = None;
+        }
+        let mut state = match partial.take() {
+            Some(state) => state,
+            None => {
+                (self.progress)(ProgressEvent::Downloading {
+                    digest: digest.clone(),
+                    current: 0,
+                    total,
+                });
+                PartialBlob {
+                    writer: store.begin_ingest(digest)?,
+                    hasher: Sha256::new(),
+                    received: 0,
+                }
+            }
+        };
+        let mut reported = state.received;
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| DownloadError::Transport(error_chain(&e)))?;
-            received += chunk.len() as u64;
-            if received > total {
-                return Err(self.size_mismatch(descriptor, received).into());
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    // Keep what arrived; the next attempt asks for the rest.
+                    *partial = Some(state);
+                    return Err(DownloadError::Transport(error_chain(&e)));
+                }
+            };
+            state.received += chunk.len() as u64;
+            if state.received > total {
+                return Err(self.size_mismatch(descriptor, state.received).into());
             }
-            hasher.update(&chunk);
-            writer.write_all(&chunk).map_err(|source| {
+            state.hasher.update(&chunk);
+            state.writer.write_all(&chunk).map_err(|source| {
                 DownloadError::Fatal(RegistryError::Store(StoreError::Io {
                     action: "writing blob",
                     path: digest.to_string().into(),
                     source,
                 }))
             })?;
-            if received - reported >= PROGRESS_STEP {
-                reported = received;
+            if state.received - reported >= PROGRESS_STEP {
+                reported = state.received;
                 (self.progress)(ProgressEvent::Downloading {
                     digest: digest.clone(),
-                    current: received,
+                    current: state.received,
                     total,
                 });
             }
         }
-        if received != total {
-            return Err(self.size_mismatch(descriptor, received).into());
+        if state.received != total {
+            return Err(self.size_mismatch(descriptor, state.received).into());
         }
-        let actual = Digest::from_hasher(hasher);
+        let actual = Digest::from_hasher(state.hasher);
         if &actual != digest {
-            // Dropping `writer` discards the partial blob.
+            // Dropping the writer discards the partial blob.
             return Err(RegistryError::DigestMismatch {
                 registry: self.registry.clone(),
                 what: format!("blob {digest} of {}", self.repository),
@@ -281,7 +348,9 @@ impl Session<'_> {
             }
             .into());
         }
-        writer.commit()?;
+        let writer = state.writer;
+        // The commit fsyncs; keep that off the async worker where the runtime allows it.
+        off_async_thread(|| writer.commit())?;
         Ok(())
     }
 
@@ -301,7 +370,16 @@ impl Session<'_> {
         blobs: &[Descriptor],
     ) -> Result<(), RegistryError> {
         let concurrency = self.client.options().max_concurrent_transfers.max(1);
-        futures::stream::iter(blobs.iter().map(|d| self.fetch_blob(store, d)))
+        // Collected first: a lazily mapped iterator inside the stream would make the future
+        // non-`Send` (a higher-ranked closure lifetime the compiler cannot prove general).
+        for blob in blobs {
+            (self.progress)(ProgressEvent::PullQueued {
+                digest: blob.digest.clone(),
+                size: blob.size,
+            });
+        }
+        let transfers: Vec<_> = blobs.iter().map(|d| self.fetch_blob(store, d)).collect();
+        futures::stream::iter(transfers)
             .buffer_unordered(concurrency)
             .try_collect::<Vec<_>>()
             .await?;
@@ -335,6 +413,24 @@ impl Session<'_> {
             message: e.to_string(),
         })
     }
+}
+
+/// Runs blocking work (an fsync) with `block_in_place` on a multi-threaded runtime, so other
+/// transfers keep going; runs it inline elsewhere (a current-thread runtime cannot hand off).
+fn off_async_thread<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
+
+/// A blob download cut short: the bytes so far are in the writer and the hasher.
+struct PartialBlob<'s> {
+    writer: Box<dyn BlobIngest + 's>,
+    hasher: Sha256,
+    received: u64,
 }
 
 /// A download failure: worth retrying (transport) or not.

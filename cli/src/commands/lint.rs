@@ -65,9 +65,6 @@ pub struct LintArgs {
     /// the cache holds for this Dockerfile and target.
     #[arg(long)]
     pub history: Option<PathBuf>,
-    /// The cache root to read build records from (default: `$BUILDER_ROOT` or the usual place).
-    #[arg(long, env = "BUILDER_ROOT")]
-    pub cache_dir: Option<PathBuf>,
     /// The build target whose records to read (default: the last stage).
     #[arg(long, default_value = "")]
     pub target: String,
@@ -80,8 +77,9 @@ pub struct LintArgs {
 }
 
 /// Runs lint and returns the process exit code.
-pub fn run(args: &LintArgs) -> Result<i32> {
-    match run_inner(args) {
+/// `root` is the global `--root` (the cache root build records are read from).
+pub fn run(args: &LintArgs, root: Option<&Path>) -> Result<i32> {
+    match run_inner(args, root) {
         Ok(code) => Ok(code),
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -90,7 +88,7 @@ pub fn run(args: &LintArgs) -> Result<i32> {
     }
 }
 
-fn run_inner(args: &LintArgs) -> Result<i32> {
+fn run_inner(args: &LintArgs, root: Option<&Path>) -> Result<i32> {
     if args.list_rules {
         let mut out = String::new();
         for r in lint::rules::RULES {
@@ -144,7 +142,7 @@ fn run_inner(args: &LintArgs) -> Result<i32> {
     } else {
         None
     };
-    let history = load_history(args, &file)?;
+    let history = load_history(args, root, &file)?;
     let findings = lint::lint(
         &dockerfile,
         &LintInput {
@@ -183,12 +181,16 @@ fn run_inner(args: &LintArgs) -> Result<i32> {
 }
 
 /// `--history FILE`, else the build records the cache holds for this Dockerfile and target.
-fn load_history(args: &LintArgs, dockerfile: &Path) -> Result<Option<History>> {
+fn load_history(
+    args: &LintArgs,
+    root: Option<&Path>,
+    dockerfile: &Path,
+) -> Result<Option<History>> {
     if let Some(path) = &args.history {
         return Ok(Some(History::load(path)?));
     }
-    let root = match &args.cache_dir {
-        Some(p) => p.clone(),
+    let root = match root {
+        Some(p) => p.to_path_buf(),
         None => match cache::Root::default_path() {
             Ok(p) => p,
             Err(_) => return Ok(None),

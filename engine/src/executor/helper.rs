@@ -7,10 +7,11 @@
 
 use super::container::{child_main, ChildContext};
 use super::error::ExecError;
+use super::mounts::{overlay_options, AttachPoint, FsOption, KernelMounts, Mounts};
 use super::protocol::{recv, send, HelperMessage, HelperRequest, RunnerReply};
 use super::spec::{Network, OverlayMount};
 use super::stubs::{remove_stubs, StubReport};
-use super::sys::{attach_at_path, os_message, NewFs};
+use super::sys::os_message;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 use rustix::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -19,6 +20,7 @@ use rustix::thread::UnshareFlags;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Entry point of the helper process; `ctl_fd` is the control socket from the runner.
 pub(crate) fn helper_main(ctl_fd: i32) -> ! {
@@ -82,7 +84,7 @@ fn run(ctl: &File, reader: &mut BufReader<File>) -> Result<(i32, Option<i32>), E
         nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
         None::<&str>,
     )
-    .map_err(|e| super::sys::mount_error("private propagation", Path::new("/"), e.to_string()))?;
+    .map_err(|e| super::sys::mount_error("private propagation", Path::new("/"), os_message(e)))?;
     if !spec.hostname.is_empty() {
         rustix::system::sethostname(spec.hostname.as_bytes()).map_err(|e| ExecError::Setup {
             step: "set hostname".to_string(),
@@ -92,18 +94,23 @@ fn run(ctl: &File, reader: &mut BufReader<File>) -> Result<(i32, Option<i32>), E
     if spec.network == Network::None {
         super::sys::loopback_up()?;
     }
-    let state = NewFs::open("tmpfs", &request.state_dir)?;
-    state.set("mode", "700", &request.state_dir)?;
-    let state = state.mount(MountAttrFlags::MOUNT_ATTR_NODEV, &request.state_dir)?;
-    attach_at_path(&state, &request.state_dir, "tmpfs")?;
+    let m = &mut KernelMounts;
+    let state_dir = request.state_dir.as_path();
+    let state = m.new_fs(
+        "tmpfs",
+        &[FsOption::Value("mode", "700".to_string())],
+        MountAttrFlags::MOUNT_ATTR_NODEV,
+        state_dir,
+    )?;
+    m.attach(state, AttachPoint::Path(state_dir), "tmpfs", state_dir)?;
     let empty = request.state_dir.join("empty");
     std::fs::create_dir(&empty).map_err(|e| ExecError::Prepare {
         path: empty.clone(),
-        message: e.to_string(),
+        message: os_message(e),
     })?;
 
     let mut mounted = Vec::new();
-    let result = mount_overlays(&spec.overlays, rootless, &empty, &mut mounted)
+    let result = mount_overlays(m, &spec.overlays, rootless, &empty, &mut mounted)
         .and_then(|()| run_step(&request, ctl, rootless));
     for target in mounted.iter().rev() {
         let _ = rustix::mount::unmount(*target, rustix::mount::UnmountFlags::DETACH);
@@ -130,6 +137,7 @@ fn map_self(uid: u32, gid: u32) -> Result<(), ExecError> {
 }
 
 fn mount_overlays<'a>(
+    m: &mut dyn Mounts,
     overlays: &'a [OverlayMount],
     rootless: bool,
     empty: &Path,
@@ -137,38 +145,19 @@ fn mount_overlays<'a>(
 ) -> Result<(), ExecError> {
     for overlay in overlays {
         let target = overlay.target.as_path();
-        let fs = NewFs::open("overlay", target)?;
-        let mut lower: Vec<&Path> = overlay.lower.iter().map(|p| p.as_path()).collect();
-        // Overlay needs one lower layer, and two when there is no upper.
-        let needed = if overlay.upper.is_some() { 1 } else { 2 };
-        while lower.len() < needed {
-            lower.insert(0, empty);
-        }
-        // `lowerdir+` appends below the layers given so far: give the top layer first.
-        for layer in lower.iter().rev() {
-            fs.set("lowerdir+", &layer.to_string_lossy(), target)?;
-        }
-        if let Some(upper) = &overlay.upper {
-            fs.set("upperdir", &upper.upper.to_string_lossy(), target)?;
-            fs.set("workdir", &upper.work.to_string_lossy(), target)?;
-            fs.flag("volatile", target)?;
-        }
-        // With these off, the upper directory is a complete diff by itself. ("off" still
-        // follows existing redirects, which the kernel refuses together with `userxattr`.)
-        let redirect = if rootless { "nofollow" } else { "off" };
-        fs.set("redirect_dir", redirect, target)?;
-        fs.set("metacopy", "off", target)?;
-        fs.set("index", "off", target)?;
-        if rootless {
-            fs.flag("userxattr", target)?;
-        }
-        let attrs = if overlay.upper.is_some() {
+        let upper = overlay
+            .upper
+            .as_ref()
+            .map(|u| (u.upper.as_path(), u.work.as_path()));
+        // `volatile`: no sync of the upper directory per step; a crash loses only this step.
+        let options = overlay_options(&overlay.lower, upper, true, rootless, empty);
+        let attrs = if upper.is_some() {
             MountAttrFlags::empty()
         } else {
             MountAttrFlags::MOUNT_ATTR_RDONLY
         };
-        let mnt = fs.mount(attrs, target)?;
-        attach_at_path(&mnt, target, "overlay")?;
+        let mount = m.new_fs("overlay", &options, attrs, target)?;
+        m.attach(mount, AttachPoint::Path(target), "overlay", target)?;
         mounted.push(target);
     }
     Ok(())
@@ -204,6 +193,7 @@ fn run_step(
             )
         }
         Ok(ForkResult::Parent { child }) => {
+            forward_sigterm_to(child);
             drop(stub_write);
             let mut bytes = Vec::new();
             let _ = File::from(stub_read).read_to_end(&mut bytes);
@@ -218,7 +208,7 @@ fn run_step(
                     Err(e) => {
                         return Err(ExecError::Setup {
                             step: "wait for the step".to_string(),
-                            message: e.to_string(),
+                            message: os_message(e),
                         })
                     }
                 }
@@ -226,9 +216,34 @@ fn run_step(
         }
         Err(e) => Err(ExecError::Setup {
             step: "fork the step's pid 1".to_string(),
-            message: e.to_string(),
+            message: os_message(e),
         }),
     }
+}
+
+/// The step's pid 1, for the SIGTERM handler.
+static STEP_PID: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn kill_step(_: libc::c_int) {
+    let pid = STEP_PID.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// On SIGTERM (a cancelled run), kill the step and carry on to the clean-up.
+fn forward_sigterm_to(child: nix::unistd::Pid) {
+    STEP_PID.store(child.as_raw(), Ordering::SeqCst);
+    let action = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::Handler(kill_step),
+        nix::sys::signal::SaFlags::SA_RESTART,
+        nix::sys::signal::SigSet::empty(),
+    );
+    // SAFETY: the handler only reads an atomic and calls kill(2).
+    let _ = unsafe { nix::sys::signal::sigaction(nix::sys::signal::Signal::SIGTERM, &action) };
 }
 
 /// Removes the mount stubs from the root's upper directory and deletes the work directories.
@@ -247,7 +262,7 @@ fn cleanup(request: &HelperRequest, report: &StubReport) -> Result<(), ExecError
         if let Some(dir) = diff_root {
             remove_stubs(&dir, report).map_err(|(path, e)| ExecError::Cleanup {
                 path,
-                message: e.to_string(),
+                message: os_message(e),
             })?;
         }
     }
@@ -259,7 +274,7 @@ fn cleanup(request: &HelperRequest, report: &StubReport) -> Result<(), ExecError
                 Err(e) => {
                     return Err(ExecError::Cleanup {
                         path: upper.work.clone(),
-                        message: e.to_string(),
+                        message: os_message(e),
                     })
                 }
             }

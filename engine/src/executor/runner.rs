@@ -4,7 +4,8 @@
 use super::error::ExecError;
 use super::idmap;
 use super::protocol::{recv, send, HelperMessage, HelperRequest, RunnerReply, HELPER_ARG};
-use super::spec::{Action, MountKind, SandboxSpec};
+use super::spec::{Action, BindAccess, MountKind, SandboxSpec};
+use super::sys::os_message;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::AsRawFd;
@@ -12,7 +13,8 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 /// Which output stream a line came from.
@@ -40,7 +42,8 @@ pub struct ExecOutcome {
     pub exit_code: i32,
     /// The signal that killed the step, if one did.
     pub signal: Option<i32>,
-    /// The last lines of output, both streams interleaved in arrival order.
+    /// The last lines of output, both streams interleaved in arrival order (exact within a
+    /// stream, approximate between them).
     pub tail: Vec<OutputLine>,
     /// Wall time from spawning the helper to its report.
     pub duration: Duration,
@@ -50,6 +53,32 @@ impl ExecOutcome {
     /// Whether the step exited with code 0.
     pub fn success(&self) -> bool {
         self.exit_code == 0 && self.signal.is_none()
+    }
+}
+
+/// Longest line passed to the sink; longer output is split (a step printing megabytes without a
+/// newline must not hold them all in one line).
+const MAX_LINE_BYTES: u64 = 64 * 1024;
+
+/// Asks a running step to stop: the step's processes are killed, the helper still cleans up and
+/// the run returns [`ExecError::Cancelled`]. Clones share the same flag.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// A token that has not been cancelled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Cancels every run this token was given to.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`CancelToken::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
     }
 }
 
@@ -66,7 +95,7 @@ impl Runner {
     pub fn new() -> Result<Self, ExecError> {
         let helper = std::env::current_exe().map_err(|e| ExecError::HelperSpawn {
             helper: PathBuf::from("/proc/self/exe"),
-            message: e.to_string(),
+            message: os_message(e),
         })?;
         Ok(Self::with_helper(helper))
     }
@@ -91,15 +120,25 @@ impl Runner {
         spec: &SandboxSpec,
         sink: &mut dyn FnMut(&OutputLine),
     ) -> Result<ExecOutcome, ExecError> {
+        self.run_cancellable(spec, sink, &CancelToken::new())
+    }
+
+    /// [`Runner::run`], stopping the step when `cancel` is cancelled.
+    pub fn run_cancellable(
+        &self,
+        spec: &SandboxSpec,
+        sink: &mut dyn FnMut(&OutputLine),
+        cancel: &CancelToken,
+    ) -> Result<ExecOutcome, ExecError> {
         let started = Instant::now();
         validate(spec)?;
-        prepare_host_dirs(spec)?;
+        let spec = &prepare_host_dirs(spec)?;
         let state_dir = tempfile::Builder::new()
             .prefix("builder-sandbox-")
             .tempdir()
             .map_err(|e| ExecError::Prepare {
                 path: std::env::temp_dir(),
-                message: e.to_string(),
+                message: os_message(e),
             })?;
         let (ours, theirs) = UnixStream::pair().map_err(|e| spawn_error(&self.helper, e))?;
         let their_fd = theirs.as_raw_fd();
@@ -141,7 +180,23 @@ impl Runner {
         let control = std::thread::spawn(move || converse(ours, &request));
 
         let mut tail = VecDeque::with_capacity(self.tail_lines.min(1024));
-        for line in rx {
+        let mut signalled = false;
+        loop {
+            let line = match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => line,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if cancel.is_cancelled() && !signalled {
+                        // The helper kills the step's pid 1 on SIGTERM, then cleans up.
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(child.id() as i32),
+                            nix::sys::signal::Signal::SIGTERM,
+                        );
+                        signalled = true;
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             sink(&line);
             if self.tail_lines > 0 {
                 if tail.len() == self.tail_lines {
@@ -157,6 +212,9 @@ impl Runner {
             .join()
             .unwrap_or_else(|_| Err(ExecError::Protocol("control thread panicked".to_string())));
         let status = child.wait().map_err(|e| spawn_error(&self.helper, e))?;
+        if signalled {
+            return Err(ExecError::Cancelled);
+        }
         let (exit_code, signal) = match reported? {
             Some(done) => done,
             None => {
@@ -174,10 +232,38 @@ impl Runner {
     }
 }
 
+impl Runner {
+    /// [`Runner::run_cancellable`] on tokio's blocking pool. Dropping the future (an aborted
+    /// build) cancels the step.
+    pub async fn run_async(
+        &self,
+        spec: SandboxSpec,
+        mut sink: impl FnMut(&OutputLine) + Send + 'static,
+        cancel: CancelToken,
+    ) -> Result<ExecOutcome, ExecError> {
+        /// Cancels the step unless disarmed by completion.
+        struct CancelOnDrop(Option<CancelToken>);
+        impl Drop for CancelOnDrop {
+            fn drop(&mut self) {
+                if let Some(token) = self.0.take() {
+                    token.cancel();
+                }
+            }
+        }
+        let mut guard = CancelOnDrop(Some(cancel.clone()));
+        let runner = self.clone();
+        let result =
+            tokio::task::spawn_blocking(move || runner.run_cancellable(&spec, &mut sink, &cancel))
+                .await;
+        guard.0 = None;
+        result.unwrap_or_else(|e| Err(ExecError::Protocol(format!("runner task: {e}"))))
+    }
+}
+
 fn spawn_error(helper: &Path, e: std::io::Error) -> ExecError {
     ExecError::HelperSpawn {
         helper: helper.to_path_buf(),
-        message: e.to_string(),
+        message: os_message(e),
     }
 }
 
@@ -230,7 +316,10 @@ fn read_lines(
         let mut buf = Vec::new();
         loop {
             buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
+            match (&mut reader)
+                .take(MAX_LINE_BYTES)
+                .read_until(b'\n', &mut buf)
+            {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
                     if buf.last() == Some(&b'\n') {
@@ -273,8 +362,20 @@ fn validate(spec: &SandboxSpec) -> Result<(), ExecError> {
     }
     for mount in &spec.mounts {
         absolute(&mount.target, "mount target")?;
-        if let MountKind::Bind { source, .. } = &mount.kind {
-            absolute(source, "bind source")?;
+        match &mount.kind {
+            MountKind::Bind { source, .. } => absolute(source, "bind source")?,
+            MountKind::Layers { lower, access, .. } => {
+                for layer in lower {
+                    absolute(layer, "layer directory")?;
+                }
+                if *access == BindAccess::ReadWrite {
+                    return Err(ExecError::InvalidSpec(format!(
+                        "layers mounted at {} cannot be read-write",
+                        mount.target.display()
+                    )));
+                }
+            }
+            MountKind::Tmpfs { .. } | MountKind::File { .. } => {}
         }
     }
     if let Action::Exec(exec) = &spec.action {
@@ -289,19 +390,26 @@ fn validate(spec: &SandboxSpec) -> Result<(), ExecError> {
     Ok(())
 }
 
-/// Creates overlay targets and upper directories, and a fresh work directory.
-fn prepare_host_dirs(spec: &SandboxSpec) -> Result<(), ExecError> {
-    let create = |p: &Path| {
-        std::fs::create_dir_all(p).map_err(|e| ExecError::Prepare {
-            path: p.to_path_buf(),
-            message: e.to_string(),
-        })
+/// Creates overlay targets, upper and work directories (the work directory must be empty), and
+/// returns the spec with those host paths and the rootfs canonical, as the helper compares them
+/// with paths the kernel reports.
+fn prepare_host_dirs(spec: &SandboxSpec) -> Result<SandboxSpec, ExecError> {
+    let prepared = |p: &Path, e: std::io::Error| ExecError::Prepare {
+        path: p.to_path_buf(),
+        message: os_message(e),
     };
-    for overlay in &spec.overlays {
-        create(&overlay.target)?;
-        if let Some(upper) = &overlay.upper {
-            create(&upper.upper)?;
-            create(&upper.work)?;
+    let create = |p: &mut PathBuf| -> Result<(), ExecError> {
+        std::fs::create_dir_all(&*p).map_err(|e| prepared(p, e))?;
+        *p = std::fs::canonicalize(&*p).map_err(|e| prepared(p, e))?;
+        Ok(())
+    };
+    let mut spec = spec.clone();
+    let original_targets: Vec<PathBuf> = spec.overlays.iter().map(|o| o.target.clone()).collect();
+    for overlay in &mut spec.overlays {
+        create(&mut overlay.target)?;
+        if let Some(upper) = &mut overlay.upper {
+            create(&mut upper.upper)?;
+            create(&mut upper.work)?;
             let empty = std::fs::read_dir(&upper.work)
                 .map(|mut d| d.next().is_none())
                 .unwrap_or(false);
@@ -313,5 +421,14 @@ fn prepare_host_dirs(spec: &SandboxSpec) -> Result<(), ExecError> {
             }
         }
     }
-    Ok(())
+    if let Action::Exec(exec) = &mut spec.action {
+        match original_targets.iter().position(|t| *t == exec.rootfs) {
+            Some(i) => exec.rootfs = spec.overlays[i].target.clone(),
+            None => {
+                exec.rootfs =
+                    std::fs::canonicalize(&exec.rootfs).map_err(|e| prepared(&exec.rootfs, e))?
+            }
+        }
+    }
+    Ok(spec)
 }

@@ -12,9 +12,21 @@ use rustix::mount::{
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-/// Renders an OS error the way the rest of the error messages do.
+/// Renders an OS error as Go-based tools do ("no such file or directory"), without Rust's
+/// "(os error N)" suffix, so messages read like Docker's.
 pub(crate) fn os_message(e: impl Into<io::Error>) -> String {
-    e.into().to_string()
+    let e = e.into();
+    match e.raw_os_error() {
+        Some(code) => {
+            let desc = nix::errno::Errno::from_raw(code).desc();
+            let mut chars = desc.chars();
+            match chars.next() {
+                Some(first) => first.to_lowercase().chain(chars).collect(),
+                None => e.to_string(),
+            }
+        }
+        None => e.to_string(),
+    }
 }
 
 /// A filesystem configured through `fsopen`/`fsconfig`, not yet attached anywhere.
@@ -41,6 +53,22 @@ impl NewFs {
                 self.fs_type,
                 target,
                 format!("{key}={value}: {}{}", os_message(e), self.kernel_log()),
+            )
+        })
+    }
+
+    /// Sets `key=path`, for paths that need not be UTF-8.
+    pub(crate) fn set_path(&self, key: &str, value: &Path, target: &Path) -> Result<(), ExecError> {
+        fsconfig_set_string(&self.fd, key, value).map_err(|e| {
+            mount_error(
+                self.fs_type,
+                target,
+                format!(
+                    "{key}={}: {}{}",
+                    value.display(),
+                    os_message(e),
+                    self.kernel_log()
+                ),
             )
         })
     }
@@ -139,6 +167,22 @@ pub(crate) fn clone_tree(source: &Path, shown_target: &Path) -> Result<OwnedFd, 
     .map_err(|e| mount_error(&source.display().to_string(), shown_target, os_message(e)))
 }
 
+/// Clones the mount tree at the object `fd` refers to, detached.
+pub(crate) fn clone_tree_at_fd(
+    fd: BorrowedFd<'_>,
+    shown_target: &Path,
+) -> Result<OwnedFd, ExecError> {
+    open_tree(
+        fd,
+        "",
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_RECURSIVE
+            | OpenTreeFlags::AT_EMPTY_PATH,
+    )
+    .map_err(|e| mount_error("layers", shown_target, os_message(e)))
+}
+
 /// `struct mount_attr` of `mount_setattr(2)`, which rustix does not wrap.
 #[repr(C)]
 struct MountAttr {
@@ -214,7 +258,7 @@ pub(crate) fn fd_path(fd: BorrowedFd<'_>) -> io::Result<PathBuf> {
 pub(crate) fn loopback_up() -> Result<(), ExecError> {
     let fail = |e: io::Error| ExecError::Setup {
         step: "bring up lo".to_string(),
-        message: e.to_string(),
+        message: os_message(e),
     };
     // SAFETY: plain socket/ioctl calls on a zeroed `ifreq` whose name is set below; the socket is
     // closed on every path.

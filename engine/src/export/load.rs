@@ -2,6 +2,8 @@
 //! directories, or the newer layout whose `manifest.json` points into `blobs/sha256/`) and OCI
 //! layouts (as a tar or a directory) into the content store, with names into the image store.
 //!
+//! The pre-1.10 format (only `repositories` and `<id>/json` chains) is read too.
+//!
 //! The archive is read in one pass: blobs stream straight into the content store (checked
 //! against their file names under `blobs/sha256/`), small metadata files stay in memory,
 //! symlinks and hardlinks are remembered and followed. Every layer's diff id is checked
@@ -227,6 +229,8 @@ fn ingest(
         ingest_docker(cas, store, c)
     } else if c.has("index.json") {
         ingest_oci(cas, store, c)
+    } else if c.has("repositories") {
+        ingest_legacy(cas, store, c)
     } else {
         Err(ExportError::BadArchive(
             "neither a docker-archive (manifest.json) nor an OCI layout (index.json)".to_string(),
@@ -254,64 +258,187 @@ fn ingest_docker(
     let mut loaded = Vec::new();
     for e in entries {
         let config_bytes = c.bytes(cas, &e.config)?;
-        let config: ImageConfig = serde_json::from_slice(&config_bytes)
-            .map_err(|err| ExportError::BadArchive(format!("{}: {err}", e.config)))?;
-        if config.rootfs.diff_ids.len() != e.layers.len() {
-            return Err(ExportError::BadArchive(format!(
-                "{} lists {} diff ids but manifest.json lists {} layers",
-                e.config,
-                config.rootfs.diff_ids.len(),
-                e.layers.len()
-            )));
-        }
-        let config_digest = cas.put_bytes(&config_bytes)?;
-        let mut layers = Vec::new();
-        for (path, diff_id) in e.layers.iter().zip(&config.rootfs.diff_ids) {
-            let (digest, size) = c.blob(cas, path)?;
-            let (actual, compression) = layer_diff_id(cas, &digest)?;
-            if &actual != diff_id {
-                return Err(ExportError::DiffIdMismatch {
-                    layer: digest,
-                    expected: diff_id.clone(),
-                    actual,
-                });
-            }
-            layers.push(Descriptor::new(
-                compression.oci_layer_media_type(),
-                digest,
-                size,
-            ));
-        }
-        let manifest = Manifest {
-            schema_version: 2,
-            media_type: Some(media_types::OCI_MANIFEST.to_string()),
-            config: Descriptor::new(
-                media_types::OCI_CONFIG,
-                config_digest.clone(),
-                config_bytes.len() as u64,
-            ),
-            layers,
-            annotations: None,
-        };
-        let manifest_bytes = serde_json::to_vec(&manifest)
-            .map_err(|err| ExportError::BadArchive(format!("serialise manifest: {err}")))?;
-        let md = cas.put_bytes(&manifest_bytes)?;
-        let desc = Descriptor::new(media_types::OCI_MANIFEST, md, manifest_bytes.len() as u64);
+        let layers = e
+            .layers
+            .iter()
+            .map(|p| c.blob(cas, p))
+            .collect::<Result<Vec<_>, _>>()?;
         let names = e
             .repo_tags
             .unwrap_or_default()
             .iter()
             .map(|t| Reference::parse(t))
             .collect::<Result<Vec<_>, _>>()?;
-        store.put_and_tag(
-            ImageRecord::new(desc.clone(), config_digest.clone()),
-            &names,
-        )?;
-        loaded.push(LoadedImage {
-            manifest: desc,
-            config: config_digest,
+        loaded.push(record_image(
+            cas,
+            store,
+            &e.config,
+            config_bytes,
+            layers,
             names,
-        });
+        )?);
+    }
+    Ok(loaded)
+}
+
+/// Checks every layer's diff id against the config, writes an OCI manifest and records the
+/// image under `names`.
+fn record_image(
+    cas: &ContentStore,
+    store: &ImageStore,
+    what: &str,
+    config_bytes: Vec<u8>,
+    layer_blobs: Vec<(Digest, u64)>,
+    names: Vec<Reference>,
+) -> Result<LoadedImage, ExportError> {
+    let config: ImageConfig = serde_json::from_slice(&config_bytes)
+        .map_err(|err| ExportError::BadArchive(format!("{what}: {err}")))?;
+    if config.rootfs.diff_ids.len() != layer_blobs.len() {
+        return Err(ExportError::BadArchive(format!(
+            "{what} lists {} diff ids but the archive has {} layers",
+            config.rootfs.diff_ids.len(),
+            layer_blobs.len()
+        )));
+    }
+    let config_digest = cas.put_bytes(&config_bytes)?;
+    let mut layers = Vec::new();
+    for ((digest, size), diff_id) in layer_blobs.into_iter().zip(&config.rootfs.diff_ids) {
+        let (actual, compression) = layer_diff_id(cas, &digest)?;
+        if &actual != diff_id {
+            return Err(ExportError::DiffIdMismatch {
+                layer: digest,
+                expected: diff_id.clone(),
+                actual,
+            });
+        }
+        layers.push(Descriptor::new(
+            compression.oci_layer_media_type(),
+            digest,
+            size,
+        ));
+    }
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(media_types::OCI_MANIFEST.to_string()),
+        config: Descriptor::new(
+            media_types::OCI_CONFIG,
+            config_digest.clone(),
+            config_bytes.len() as u64,
+        ),
+        layers,
+        annotations: None,
+    };
+    let manifest_bytes = serde_json::to_vec(&manifest)
+        .map_err(|err| ExportError::BadArchive(format!("serialise manifest: {err}")))?;
+    let md = cas.put_bytes(&manifest_bytes)?;
+    let desc = Descriptor::new(media_types::OCI_MANIFEST, md, manifest_bytes.len() as u64);
+    store.put_and_tag(
+        ImageRecord::new(desc.clone(), config_digest.clone()),
+        &names,
+    )?;
+    Ok(LoadedImage {
+        manifest: desc,
+        config: config_digest,
+        names,
+    })
+}
+
+/// The pre-1.10 docker-archive: no `manifest.json`; `repositories` maps names to a top layer
+/// id, each `<id>/json` is a v1 image description with a `parent`, each `<id>/layer.tar` a layer.
+/// The config is rebuilt the way Docker does it: the top v1 JSON without the v1 chain fields,
+/// plus `rootfs` (the layers' diff ids, root first) and one history entry per layer.
+fn ingest_legacy(
+    cas: &ContentStore,
+    store: &ImageStore,
+    c: &Collected,
+) -> Result<Vec<LoadedImage>, ExportError> {
+    let repos: BTreeMap<String, BTreeMap<String, String>> =
+        serde_json::from_slice(&c.bytes(cas, "repositories")?)
+            .map_err(|e| ExportError::BadArchive(format!("repositories: {e}")))?;
+    let mut tops: BTreeMap<String, Vec<Reference>> = BTreeMap::new();
+    for (repo, tags) in &repos {
+        for (tag, id) in tags {
+            let name = Reference::parse(&format!("{repo}:{tag}"))?;
+            tops.entry(id.clone()).or_default().push(name);
+        }
+    }
+    let mut loaded = Vec::new();
+    for (top, names) in tops {
+        let mut chain: Vec<serde_json::Map<String, serde_json::Value>> = Vec::new();
+        let mut ids = Vec::new();
+        let mut next = Some(top.clone());
+        while let Some(id) = next {
+            if ids.contains(&id) || ids.len() > 1000 {
+                return Err(ExportError::BadArchive(format!(
+                    "layer {id} has a parent loop"
+                )));
+            }
+            let json: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(&c.bytes(cas, &format!("{id}/json"))?)
+                    .map_err(|e| ExportError::BadArchive(format!("{id}/json: {e}")))?;
+            next = json
+                .get("parent")
+                .and_then(|p| p.as_str())
+                .filter(|p| !p.is_empty())
+                .map(str::to_string);
+            ids.push(id);
+            chain.push(json);
+        }
+        ids.reverse();
+        chain.reverse();
+        let mut layers = Vec::new();
+        let mut diff_ids = Vec::new();
+        let mut history = Vec::new();
+        for (id, json) in ids.iter().zip(&chain) {
+            let (digest, size) = c.blob(cas, &format!("{id}/layer.tar"))?;
+            diff_ids.push(serde_json::Value::String(
+                layer_diff_id(cas, &digest)?.0.to_string(),
+            ));
+            layers.push((digest, size));
+            let cmd = json
+                .get("container_config")
+                .and_then(|cc| cc.get("Cmd"))
+                .and_then(|c| c.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            let mut h = serde_json::Map::new();
+            for key in ["created", "author", "comment"] {
+                if let Some(v) = json
+                    .get(key)
+                    .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+                {
+                    h.insert(key.to_string(), v.clone());
+                }
+            }
+            if !cmd.is_empty() {
+                h.insert("created_by".to_string(), serde_json::Value::String(cmd));
+            }
+            history.push(serde_json::Value::Object(h));
+        }
+        let mut config = chain.pop().unwrap_or_default();
+        for key in ["id", "parent", "Size", "parent_id", "layer_id", "throwaway"] {
+            config.remove(key);
+        }
+        config.insert(
+            "rootfs".into(),
+            serde_json::json!({ "type": "layers", "diff_ids": diff_ids }),
+        );
+        config.insert("history".into(), serde_json::Value::Array(history));
+        let config_bytes = serde_json::to_vec(&config)
+            .map_err(|e| ExportError::BadArchive(format!("serialise config: {e}")))?;
+        loaded.push(record_image(
+            cas,
+            store,
+            &format!("{top}/json"),
+            config_bytes,
+            layers,
+            names,
+        )?);
     }
     Ok(loaded)
 }

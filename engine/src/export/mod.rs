@@ -16,14 +16,15 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use cache::{
-    CasError, ContentStore, Descriptor, Digest, ImageStoreError, Reference, ReferenceError,
+    CasError, ContentStore, Descriptor, Digest, ImageRecord, ImageStore, ImageStoreError,
+    Reference, ReferenceError,
 };
 
 use crate::image::{Image, ImageError};
 
 pub use docker::write_docker_archive;
 pub use load::{load_archive, load_oci_layout_dir, LoadedImage};
-pub use oci::write_oci_archive;
+pub use oci::{write_oci_archive, write_oci_layout_dir};
 pub use rootfs::{flatten_layers, unpack_rootfs, write_rootfs_tar};
 
 /// Errors of exporting and loading.
@@ -117,6 +118,7 @@ pub enum Destination {
 }
 
 /// A parsed `-o` value: `type=oci,dest=out.tar[,name=app:1]`, or a bare path (`type=local`).
+/// `type=oci,tar=false,dest=DIR` writes an OCI layout directory instead of a tar.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExportSpec {
     /// The format.
@@ -206,15 +208,25 @@ impl ExportSpec {
     }
 }
 
-/// Writes `images` as `spec` says. `type=tar` and `type=local` take the first image only.
+/// Writes `images` as `spec` says. `type=tar` and `type=local` take the first image only;
+/// names from `name=` in the spec are added to the first image.
 pub fn export(
     cas: &ContentStore,
     images: &[NamedImage],
     spec: &ExportSpec,
 ) -> Result<(), ExportError> {
-    let Some(first) = images.first() else {
+    let mut images = images.to_vec();
+    let Some(first) = images.first_mut() else {
         return Err(ExportError::BadArchive("nothing to export".to_string()));
     };
+    for n in &spec.names {
+        let r = Reference::parse(n)?;
+        if !first.names.contains(&r) {
+            first.names.push(r);
+        }
+    }
+    let images = &images[..];
+    let first = &images[0];
     match spec.kind {
         ExportKind::Local => match &spec.dest {
             Destination::Path(dir) => unpack_rootfs(cas, &first.image, dir),
@@ -223,7 +235,10 @@ pub fn export(
                 reason: "type=local needs a directory".into(),
             }),
         },
-        ExportKind::Oci => write_to(&spec.dest, |w| write_oci_archive(cas, images, w).map(drop)),
+        ExportKind::Oci => match (&spec.dest, spec.attrs.get("tar").map(String::as_str)) {
+            (Destination::Path(dir), Some("false")) => write_oci_layout_dir(cas, images, dir),
+            (dest, _) => write_to(dest, |w| write_oci_archive(cas, images, w).map(drop)),
+        },
         ExportKind::Docker => write_to(&spec.dest, |w| {
             write_docker_archive(cas, images, w).map(drop)
         }),
@@ -231,6 +246,17 @@ pub fn export(
             write_rootfs_tar(cas, &first.image, w).map(drop)
         }),
     }
+}
+
+/// Records `image` in the local image store under `names` (the default `type=image` export of
+/// a build). Returns the images the names pointed at before, which may now be dangling.
+pub fn store_image(
+    store: &ImageStore,
+    image: &Image,
+    names: &[Reference],
+) -> Result<Vec<Digest>, ExportError> {
+    let record = ImageRecord::new(image.manifest_descriptor.clone(), image.id().clone());
+    Ok(store.put_and_tag(record, names)?)
 }
 
 /// Runs `f` on stdout or on a temp file that replaces `dest` only when `f` succeeds.

@@ -5,6 +5,7 @@
 //! --image dir:TAG` select by) and the full name in `io.containerd.image.name`.
 
 use std::collections::BTreeMap;
+use std::fs;
 use std::io::Write;
 use std::path::Path;
 
@@ -18,12 +19,13 @@ pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 /// Annotation holding the full image name (containerd).
 pub const CONTAINERD_NAME_ANNOTATION: &str = "io.containerd.image.name";
 
-/// Writes `images` as an OCI layout tar to `out`; returns `out`.
-pub fn write_oci_archive<W: Write>(
+const LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// The `index.json` bytes and every blob to include, in a stable order.
+fn index_and_blobs(
     cas: &ContentStore,
     images: &[NamedImage],
-    out: W,
-) -> Result<W, ExportError> {
+) -> Result<(Vec<u8>, Vec<Descriptor>), ExportError> {
     let mut index_entries = Vec::new();
     let mut blobs: Vec<Descriptor> = Vec::new();
     for named in images {
@@ -49,12 +51,19 @@ pub fn write_oci_archive<W: Write>(
     }
     let index = serde_json::to_vec(&Index::new(index_entries))
         .map_err(|e| ExportError::BadArchive(format!("serialise index.json: {e}")))?;
-    let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
+    Ok((index, blobs))
+}
 
+/// Writes `images` as an OCI layout tar to `out`; returns `out`.
+pub fn write_oci_archive<W: Write>(
+    cas: &ContentStore,
+    images: &[NamedImage],
+    out: W,
+) -> Result<W, ExportError> {
+    let (index, blobs) = index_and_blobs(cas, images)?;
     let mut b = tar::Builder::new(out);
     let werr = |p: &'static str| io_err("write archive entry", Path::new(p));
-    append_file(&mut b, "oci-layout", layout.len() as u64, &layout[..])
-        .map_err(werr("oci-layout"))?;
+    append_file(&mut b, "oci-layout", LAYOUT.len() as u64, LAYOUT).map_err(werr("oci-layout"))?;
     append_file(&mut b, "index.json", index.len() as u64, &index[..])
         .map_err(werr("index.json"))?;
     append_dir(&mut b, "blobs/").map_err(werr("blobs/"))?;
@@ -68,4 +77,36 @@ pub fn write_oci_archive<W: Write>(
         )?;
     }
     b.into_inner().map_err(werr("<archive end>"))
+}
+
+/// Writes `images` as an OCI layout directory (`-o type=oci,tar=false,dest=DIR`). Blobs are
+/// hard-linked from the store where possible, else copied; `index.json` is written last and
+/// atomically, naming exactly `images`.
+pub fn write_oci_layout_dir(
+    cas: &ContentStore,
+    images: &[NamedImage],
+    dir: &Path,
+) -> Result<(), ExportError> {
+    let (index, blobs) = index_and_blobs(cas, images)?;
+    let blob_dir = dir.join("blobs").join("sha256");
+    fs::create_dir_all(&blob_dir).map_err(io_err("create directory", &blob_dir))?;
+    for d in &blobs {
+        let target = blob_dir.join(d.digest.hex());
+        if target.exists() {
+            continue;
+        }
+        let src = cas.path(&d.digest);
+        if fs::hard_link(&src, &target).is_err() {
+            let tmp = blob_dir.join(format!(".tmp-{}", d.digest.hex()));
+            fs::copy(&src, &tmp).map_err(io_err("copy blob to", &tmp))?;
+            fs::rename(&tmp, &target).map_err(io_err("rename into", &target))?;
+        }
+    }
+    for (name, bytes) in [("oci-layout", LAYOUT), ("index.json", &index[..])] {
+        let path = dir.join(name);
+        let tmp = dir.join(format!(".tmp-{name}"));
+        fs::write(&tmp, bytes).map_err(io_err("write", &tmp))?;
+        fs::rename(&tmp, &path).map_err(io_err("rename into", &path))?;
+    }
+    Ok(())
 }

@@ -1,9 +1,8 @@
 //! RUN: a sandboxed process on an overlay of the stage's layers.
 
-use super::rootfs::read_layered;
 use super::LocalWorker;
 use crate::executor::{
-    self, Action, BindAccess, ExecSpec, MountKind as SandboxMount, MountSpec as SandboxMountSpec,
+    Action, BindAccess, ExecSpec, MountKind as SandboxMount, MountSpec as SandboxMountSpec,
     Network, OverlayMount, SandboxSpec, UpperDir,
 };
 use crate::graph::{CacheSharing, MountKind, NetworkMode, SecurityMode};
@@ -12,6 +11,9 @@ use crate::solver::progress::ProgressSink;
 use crate::solver::{ExecRequest, InputState, WorkError};
 use cache::keys::LayerRef;
 use std::path::{Path, PathBuf};
+
+/// The host name inside RUN steps, as BuildKit names it.
+const HOSTNAME: &str = "buildkitsandbox";
 
 fn fail(what: impl std::fmt::Display) -> WorkError {
     WorkError::Failed(what.to_string())
@@ -25,7 +27,9 @@ fn clean_inside(path: &str) -> Result<String, WorkError> {
             "" | "." => {}
             ".." => {
                 if parts.pop().is_none() {
-                    return Err(fail(format!("mount source {path:?} points outside its root")));
+                    return Err(fail(format!(
+                        "mount source {path:?} points outside its root"
+                    )));
                 }
             }
             p => parts.push(p),
@@ -38,11 +42,14 @@ fn clean_inside(path: &str) -> Result<String, WorkError> {
 /// included).
 fn resolve_inside(root: &Path, rel: &str) -> Result<PathBuf, WorkError> {
     let joined = root.join(rel);
-    let canon_root = std::fs::canonicalize(root).map_err(|e| fail(format!("{}: {e}", root.display())))?;
-    let canon = std::fs::canonicalize(&joined)
-        .map_err(|e| fail(format!("mount source {rel:?}: {e}")))?;
+    let canon_root =
+        std::fs::canonicalize(root).map_err(|e| fail(format!("{}: {e}", root.display())))?;
+    let canon =
+        std::fs::canonicalize(&joined).map_err(|e| fail(format!("mount source {rel:?}: {e}")))?;
     if !canon.starts_with(&canon_root) {
-        return Err(fail(format!("mount source {rel:?} resolves outside its root")));
+        return Err(fail(format!(
+            "mount source {rel:?} resolves outside its root"
+        )));
     }
     Ok(canon)
 }
@@ -179,12 +186,17 @@ pub(super) fn run(
             } => {
                 let Some(secret) = worker.opts.secrets.get(id) else {
                     if *required {
-                        return Err(fail(format!("secret {id}: not provided (use --secret id={id},src=FILE)")));
+                        return Err(fail(format!(
+                            "secret {id}: not provided (use --secret id={id},src=FILE)"
+                        )));
                     }
                     continue;
                 };
                 if let Some(name) = env_name {
-                    env.push((name.clone(), String::from_utf8_lossy(&secret.bytes).into_owned()));
+                    env.push((
+                        name.clone(),
+                        String::from_utf8_lossy(&secret.bytes).into_owned(),
+                    ));
                 }
                 if !m.target.is_empty() {
                     mounts.push(SandboxMountSpec {
@@ -200,7 +212,9 @@ pub(super) fn run(
             }
             MountKind::Ssh { id, required, .. } => {
                 if *required {
-                    return Err(fail(format!("ssh mount {id}: SSH agent forwarding is not supported")));
+                    return Err(fail(format!(
+                        "ssh mount {id}: SSH agent forwarding is not supported"
+                    )));
                 }
             }
         }
@@ -214,21 +228,10 @@ pub(super) fn run(
         NetworkMode::None => Network::None,
         NetworkMode::Default | NetworkMode::Host => Network::Host,
     };
-    let has_etc = lowers.iter().any(|l| l.join("etc").is_dir());
-    if network == Network::Host && has_etc {
-        for file in ["/etc/resolv.conf", "/etc/hosts"] {
-            if let Ok(contents) = std::fs::read(file) {
-                mounts.push(SandboxMountSpec {
-                    target: PathBuf::from(file),
-                    kind: SandboxMount::File {
-                        contents,
-                        mode: 0o644,
-                        uid: 0,
-                        gid: 0,
-                    },
-                });
-            }
-        }
+    // /etc/hosts and /etc/resolv.conf, only where the image has an /etc to put them in (the
+    // sandbox removes the stubs before the diff either way).
+    if lowers.iter().any(|l| l.join("etc").is_dir()) {
+        mounts.extend(crate::executor::network_files(network, HOSTNAME));
     }
 
     let workdir = req.config["config"]["WorkingDir"]
@@ -241,18 +244,21 @@ pub(super) fn run(
         resolve_workdir(workdir, &op.cwd)
     };
     let user_spec = if op.user.is_empty() {
-        req.config["config"]["User"].as_str().unwrap_or("").to_string()
+        req.config["config"]["User"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     } else {
         op.user.clone()
     };
-    let reader = |p: &str| read_layered(&lowers, p);
-    let user = executor::user::resolve(&reader, &user_spec).map_err(|e| fail(e.to_string()))?;
+    // Names resolve inside the sandbox, against the step's own /etc/passwd and /etc/group.
+    let user = crate::executor::StepUser::Named(user_spec);
 
     let spec = SandboxSpec {
         overlays,
         mounts,
         network,
-        hostname: "buildkitsandbox".to_string(),
+        hostname: HOSTNAME.to_string(),
         action: Action::Exec(ExecSpec {
             rootfs,
             args: op.args.clone(),
@@ -281,7 +287,8 @@ pub(super) fn run(
 fn create_cache_dir(path: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), WorkError> {
     use std::os::unix::fs::PermissionsExt;
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).map_err(|e| fail(format!("cache mount {}: {e}", path.display())))?;
+    std::fs::create_dir_all(&tmp)
+        .map_err(|e| fail(format!("cache mount {}: {e}", path.display())))?;
     let mode = if mode == 0 { 0o755 } else { mode };
     let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode));
     let _ = std::os::unix::fs::chown(&tmp, Some(uid), Some(gid));
