@@ -177,7 +177,7 @@ fn bl1002_per_build_arg_above_run() {
     let src = "FROM debian:12\nARG GIT_COMMIT\nLABEL org.opencontainers.image.revision=$GIT_COMMIT\nRUN apt-get update && apt-get install -y --no-install-recommends make=4.3 && rm -rf /var/lib/apt/lists/*\nRUN make\n";
     let f = lint_src(src);
     assert!(has(&f, "BL1002", 2), "{:?}", rules(&f));
-    assert!(has(&f, "BL1002", 3), "the LABEL using it is named too");
+    assert!(!has(&f, "BL1002", 3), "a LABEL invalidates nothing");
     let arg = f
         .iter()
         .find(|f| f.rule == "BL1002" && f.line == 2)
@@ -189,11 +189,28 @@ fn bl1002_per_build_arg_above_run() {
         "{moved}"
     );
     assert!(moved.ends_with(" RUN make\n+ARG GIT_COMMIT\n"), "{moved}");
+    assert!(
+        arg.help
+            .as_deref()
+            .unwrap()
+            .contains("ENV/LABEL lines that use it (3)"),
+        "{:?}",
+        arg.help
+    );
+    // Only the RUNs that do not use the value count; the move goes just above the first user.
+    let src = "FROM debian:12\nARG APP_VERSION\nRUN apt-get update\nRUN echo $APP_VERSION > /version\nRUN make\n";
+    let f = lint_src(src);
+    let arg = f.iter().find(|f| f.rule == "BL1002").expect("fires");
+    assert_eq!(arg.related_lines, vec![3]);
+    assert_eq!(
+        arg.suggestion.as_deref().unwrap(),
+        "@@ -2,2 +2,2 @@\n-ARG APP_VERSION\n RUN apt-get update\n+ARG APP_VERSION\n"
+    );
 }
 
 #[test]
 fn bl1002_silent_for_pinned_or_late_values() {
-    let src = "FROM debian:12\nARG GO_VERSION=1.22.5\nRUN echo $GO_VERSION\nARG BUILD_DATE\nLABEL org.opencontainers.image.created=$BUILD_DATE\n";
+    let src = "ARG NODE_VERSION=22\nFROM debian:12\nARG GO_VERSION=1.22.5\nARG NODE_VERSION\nRUN echo $GO_VERSION\nARG RELEASE\nRUN echo $RELEASE\nARG BUILD_DATE\nLABEL org.opencontainers.image.created=$BUILD_DATE\n";
     assert_eq!(
         count(&lint_src(src), "BL1002"),
         0,

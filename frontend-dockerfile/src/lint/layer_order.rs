@@ -508,33 +508,53 @@ fn is_per_build_name(name: &str, has_default: bool) -> bool {
     {
         return true;
     }
-    !has_default
-        && parts
-            .iter()
-            .any(|p| *p == "VERSION" || *p == "RELEASE" || *p == "TAG")
+    // The product's own version, passed in per build (a dependency's `FOO_VERSION` is a pin).
+    const OWN_VERSION: &[&str] = &[
+        "VERSION",
+        "APP_VERSION",
+        "BUILD_VERSION",
+        "RELEASE",
+        "RELEASE_VERSION",
+        "IMAGE_VERSION",
+        "IMAGE_TAG",
+        "TAG",
+        "SEMVER",
+        "PROJECT_VERSION",
+    ];
+    !has_default && OWN_VERSION.contains(&upper.as_str())
 }
 
 fn per_build_values(model: &Model<'_>, stage: &Stage<'_>, out: &mut Vec<Finding>) {
     let escape = model.dockerfile.escape;
-    let last_run = stage.body.iter().rposition(|n| n.value == "run");
-    let Some(last_run) = last_run else { return };
-    let mut volatile_args: Vec<String> = Vec::new();
+    // A stage `ARG NAME` without a value takes the global ARG's default.
+    let global_defaults: Vec<&str> = model
+        .globals
+        .iter()
+        .filter(|n| n.value == "arg")
+        .flat_map(|n| model::arg_decls(n))
+        .filter(|(_, d, _)| d.is_some_and(|d| !d.is_empty()))
+        .map(|(n, _, _)| n)
+        .collect();
+    let mut volatile: Vec<String> = Vec::new();
     for (i, node) in stage.body.iter().enumerate() {
-        if i >= last_run {
-            break;
-        }
+        // ARGs with per-build names, and ENVs whose values carry one (ENV reaches every RUN as
+        // ARG does). LABELs are image metadata: they invalidate nothing.
         let names: Vec<String> = match node.value.as_str() {
             "arg" => model::arg_decls(node)
                 .into_iter()
-                .filter(|(n, d, _)| is_per_build_name(n, d.is_some_and(|d| !d.is_empty())))
+                .filter(|(n, d, _)| {
+                    let has_default =
+                        d.is_some_and(|d| !d.is_empty()) || global_defaults.contains(n);
+                    is_per_build_name(n, has_default)
+                })
                 .map(|(n, _, _)| n.to_string())
                 .collect(),
-            "env" | "label" => model::key_values(node)
+            "env" => model::key_values(node)
                 .into_iter()
                 .filter(|kv| {
                     super::vars::references(&kv.value.value, escape)
                         .iter()
-                        .any(|(r, _)| volatile_args.contains(r))
+                        .any(|(r, _)| volatile.contains(r))
                 })
                 .map(|kv| kv.key.value.clone())
                 .collect(),
@@ -543,35 +563,85 @@ fn per_build_values(model: &Model<'_>, stage: &Stage<'_>, out: &mut Vec<Finding>
         if names.is_empty() {
             continue;
         }
-        if node.value == "arg" {
-            volatile_args.extend(names.iter().cloned());
-        }
-        let expensive: Vec<usize> = stage.body[i + 1..]
+        volatile.extend(names.iter().cloned());
+        // The RUNs below that do not use the value but re-run when it changes: those up to the
+        // first one that uses it (everything after that re-runs anyway).
+        let uses = |n: &Node| {
+            super::vars::references(&model::run_text(n), escape)
+                .iter()
+                .any(|(r, _)| names.contains(r))
+        };
+        let later = &stage.body[i + 1..];
+        let first_use = later.iter().position(|n| n.value == "run" && uses(n));
+        let needless: Vec<usize> = later[..first_use.unwrap_or(later.len())]
             .iter()
             .filter(|n| n.value == "run")
             .map(|n| n.start_line)
             .collect();
-        let last = stage.body[last_run];
-        let what = if node.value == "label" {
-            "its ARG"
-        } else {
-            "it"
+        if needless.is_empty() {
+            continue;
+        }
+        let dependents: Vec<usize> = later
+            .iter()
+            .filter(|n| matches!(n.value.as_str(), "label" | "env"))
+            .filter(|n| {
+                model::key_values(n).iter().any(|kv| {
+                    super::vars::references(&kv.value.value, escape)
+                        .iter()
+                        .any(|(r, _)| names.contains(r))
+                })
+            })
+            .map(|n| n.start_line)
+            .collect();
+        let (target, place) = match first_use {
+            Some(k) => (
+                i + k,
+                format!(
+                    "just above line {}, the first RUN that uses it",
+                    later[k].start_line
+                ),
+            ),
+            None => {
+                let last = stage
+                    .body
+                    .iter()
+                    .rposition(|n| n.value == "run")
+                    .unwrap_or(i);
+                (
+                    last,
+                    format!(
+                        "after line {} (the last RUN of the stage)",
+                        stage.body[last].end_line
+                    ),
+                )
+            }
         };
+        let mut help = format!("declare it {place}");
+        if !dependents.is_empty() {
+            help.push_str(&format!(
+                ", together with the ENV/LABEL lines that use it ({})",
+                dependents
+                    .iter()
+                    .map(|l| l.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         out.push(
             Finding::new(
                 "BL1002",
                 node.keyword_span,
                 format!(
-                    "{} `{}` carries a per-build value above {} RUN step(s) (lines {}): every new value re-runs them",
+                    "{} `{}` carries a per-build value above {} RUN step(s) that do not use it (lines {}): every new value re-runs them",
                     node.keyword.to_uppercase(),
                     names.join("`, `"),
-                    expensive.len(),
-                    expensive.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
+                    needless.len(),
+                    needless.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
                 ),
             )
-            .related(expensive.clone())
-            .help(format!("declare {what} after line {} (the last RUN of the stage)", last.end_line))
-            .suggestion(render_move(&stage.body, i, last_run)),
+            .related(needless.clone())
+            .help(help)
+            .suggestion(render_move(&stage.body, i, target)),
         );
     }
 }
@@ -696,6 +766,14 @@ fn runs_belong_together(stage: &Stage<'_>, out: &mut Vec<Finding>) {
                     .filter_map(package_manager)
                     .any(|p| p == *pm)
             });
+        // Two RUNs that do nothing but drive the same package manager (a long build script that
+        // happens to install something is its own step).
+        let only_packages = |sc: &Script| {
+            sc.commands
+                .iter()
+                .all(|c| package_manager(c).is_some() || is_cleanup(c) || c.name() == "set")
+        };
+        let shared = shared.filter(|_| only_packages(&sa) && only_packages(&sb));
         let why = if cleanup_only {
             "line {b} only cleans up after line {a}: files removed in a later layer still ship in the earlier one".to_string()
         } else if let Some(pm) = shared {
