@@ -52,6 +52,10 @@ enum Command {
     Login(commands::login::LoginArgs),
     /// Log out of a registry.
     Logout(commands::login::LogoutArgs),
+    /// Download an image from a registry into the local store.
+    Pull(commands::registry::PullArgs),
+    /// Upload an image from the local store to a registry.
+    Push(commands::registry::PushArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,5 +78,7 @@ fn main() -> anyhow::Result<()> {
         Command::Graph(args) => commands::graph::run(&args),
         Command::Login(args) => commands::login::run_login(&args),
         Command::Logout(args) => commands::login::run_logout(&args),
+        Command::Pull(args) => commands::registry::pull(root, &args),
+        Command::Push(args) => commands::registry::push(root, &args),
     }
 }

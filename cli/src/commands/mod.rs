@@ -5,4 +5,5 @@ pub mod images;
 pub mod lint;
 pub mod login;
 pub mod parse;
+pub mod registry;
 pub mod template;
