@@ -297,8 +297,8 @@ pub struct Usage {
     pub tmp: u64,
     /// Everything else: directories, lock files, the image name store.
     pub other: u64,
-    /// What garbage collection with `--all` could free (records, their blobs, snapshots,
-    /// cache mounts, tmp).
+    /// What garbage collection with `--all` could free (records, cache-only and unreferenced
+    /// blobs, every snapshot, cache mounts, tmp).
     pub reclaimable: u64,
     /// Every byte of the root, as `du -sb` counts them.
     pub total: u64,
@@ -376,12 +376,6 @@ impl Usage {
             + context_hashes
             + tmp;
         let total = inv.total();
-        let image_snapshots: u64 = inv
-            .images
-            .diff_ids
-            .iter()
-            .map(|h| inv.snapshot_size(h))
-            .sum();
         Usage {
             records,
             key_files,
@@ -399,7 +393,7 @@ impl Usage {
             reclaimable: key_files
                 + cache_blobs
                 + unreferenced_blobs
-                + snapshots.saturating_sub(image_snapshots)
+                + snapshots
                 + cache_mounts
                 + tmp,
             total,

@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build an image from a Dockerfile.
-    Build(commands::build::BuildArgs),
+    Build(Box<commands::build::BuildArgs>),
     /// List images in the local store.
     Images(commands::images::ImagesArgs),
     /// Remove images from the local store.
@@ -50,6 +50,12 @@ enum Command {
     Login(commands::login::LoginArgs),
     /// Log out of a registry.
     Logout(commands::login::LogoutArgs),
+    /// Remove build cache (least recently used first) and everything nothing needs any more.
+    Prune(commands::cache::PruneArgs),
+    /// Show what the root takes on disk: cache records, images, snapshots, cache mounts.
+    Du(commands::cache::DuArgs),
+    /// Check or repair the cache.
+    Cache(commands::cache::CacheArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,5 +77,8 @@ fn main() -> anyhow::Result<()> {
         Command::Graph(args) => commands::graph::run(&args),
         Command::Login(args) => commands::login::run_login(&args),
         Command::Logout(args) => commands::login::run_logout(&args),
+        Command::Prune(a) => commands::cache::prune(root, a),
+        Command::Du(a) => commands::cache::du(root, a),
+        Command::Cache(a) => commands::cache::run(root, a),
     }
 }

@@ -1,5 +1,6 @@
 //! One module per group of `builder` subcommands.
 pub mod build;
+pub mod cache;
 
 pub mod graph;
 pub mod images;
