@@ -8,7 +8,8 @@
 //! - Records go before blobs: a crash midway leaves unreferenced blobs (removed next time), never
 //!   a record pointing at a missing blob.
 //! - Snapshots are derivable from blobs (unpacked again on demand), so they go when no remaining
-//!   record or image names their diffID, and all of them with `all`.
+//!   record names their diffID. Only a plain collection (no `all`, no `keep_storage`) also keeps
+//!   the snapshots of stored images; a size-driven one treats those as cache too.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -219,7 +220,7 @@ pub fn collect(root: &Root, lock: &RootLock, opts: &GcOptions) -> Result<GcRepor
 
     // 3. Blobs and snapshots nothing needs any more.
     let mut live_blobs = inv.images.blobs.clone();
-    let mut live_snaps: BTreeSet<String> = if opts.all {
+    let mut live_snaps: BTreeSet<String> = if opts.all || opts.keep_storage.is_some() {
         BTreeSet::new()
     } else {
         inv.images.diff_ids.clone()
@@ -282,7 +283,7 @@ fn plan_keep_storage(
     eligible: &dyn Fn(u64) -> bool,
     doomed: &mut BTreeSet<usize>,
 ) {
-    let (mut blob_owners, mut snap_owners) = inv.owner_counts();
+    let (mut blob_owners, mut snap_owners) = inv.owner_counts(false);
     let mut size = inv.total();
     // Already-doomed records and garbage.
     let release = |i: usize,

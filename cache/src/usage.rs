@@ -208,8 +208,12 @@ impl Inventory {
         self.tree.snapshots.get(hex).copied().unwrap_or(0)
     }
 
-    /// Owner counts: blob → number of key records and images needing it; diffID hex → same.
-    pub fn owner_counts(&self) -> (BTreeMap<Digest, usize>, BTreeMap<String, usize>) {
+    /// Owner counts: blob → number of key records and images needing it; diffID hex → number
+    /// of records (and images, if `images_own_snapshots`) naming it.
+    pub fn owner_counts(
+        &self,
+        images_own_snapshots: bool,
+    ) -> (BTreeMap<Digest, usize>, BTreeMap<String, usize>) {
         let mut blobs: BTreeMap<Digest, usize> = BTreeMap::new();
         let mut snaps: BTreeMap<String, usize> = BTreeMap::new();
         for set in self.images.per_image.values() {
@@ -217,8 +221,10 @@ impl Inventory {
                 *blobs.entry(d.clone()).or_default() += 1;
             }
         }
-        for hex in &self.images.diff_ids {
-            *snaps.entry(hex.clone()).or_default() += 1;
+        if images_own_snapshots {
+            for hex in &self.images.diff_ids {
+                *snaps.entry(hex.clone()).or_default() += 1;
+            }
         }
         for k in &self.keys {
             for (d, hex) in record_refs(k) {
@@ -307,7 +313,7 @@ pub struct Usage {
 impl Usage {
     /// Computes the usage from an inventory.
     pub fn of(inv: &Inventory) -> Usage {
-        let (blob_owners, snap_owners) = inv.owner_counts();
+        let (blob_owners, snap_owners) = inv.owner_counts(true);
         let mut records: Vec<RecordUsage> = inv
             .keys
             .iter()
