@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build an image from a Dockerfile.
-    Build(commands::build::BuildArgs),
+    Build(Box<commands::build::BuildArgs>),
     /// List images in the local store.
     Images(commands::images::ImagesArgs),
     /// Remove images from the local store.
@@ -56,6 +56,12 @@ enum Command {
     Pull(commands::registry::PullArgs),
     /// Upload an image from the local store to a registry.
     Push(commands::registry::PushArgs),
+    /// Remove build cache (least recently used first) and everything nothing needs any more.
+    Prune(commands::cache::PruneArgs),
+    /// Show what the root takes on disk: cache records, images, snapshots, cache mounts.
+    Du(commands::cache::DuArgs),
+    /// Check or repair the cache.
+    Cache(commands::cache::CacheArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -80,5 +86,8 @@ fn main() -> anyhow::Result<()> {
         Command::Logout(args) => commands::login::run_logout(&args),
         Command::Pull(args) => commands::registry::pull(root, &args),
         Command::Push(args) => commands::registry::push(root, &args),
+        Command::Prune(a) => commands::cache::prune(root, a),
+        Command::Du(a) => commands::cache::du(root, a),
+        Command::Cache(a) => commands::cache::run(root, a),
     }
 }

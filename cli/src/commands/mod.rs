@@ -1,5 +1,7 @@
 //! One module per group of `builder` subcommands.
 pub mod build;
+pub mod cache;
+
 pub mod graph;
 pub mod images;
 pub mod lint;
