@@ -21,6 +21,7 @@ fn copy(sources: &[&str], dest: &str) -> CopyAction {
         exclude: vec![],
         parents: false,
         checksum: None,
+        hidden: vec![],
         follow_symlinks: false,
     }
 }

@@ -175,10 +175,19 @@ struct Copier<'a> {
     owner: Option<(u32, u32)>,
     chmod: Option<Chmod>,
     exclude: ExcludeMatcher,
+    /// Host path of the source root and the paths hidden below it (see `CopyAction::hidden`).
+    hidden: Option<(PathBuf, std::collections::HashSet<PathBuf>)>,
     links: HashMap<(u64, u64), PathBuf>,
     src_root: Option<Root>,
     /// How errors name the source root ("build context" or the root's name).
     place: String,
+}
+
+/// Whether `rel` (relative to a source root) is one of `hidden` or below one.
+fn is_hidden(hidden: &std::collections::HashSet<PathBuf>, rel: &Path) -> bool {
+    rel.ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .any(|a| hidden.contains(a))
 }
 
 pub(super) fn copy(
@@ -211,6 +220,8 @@ pub(super) fn copy(
     }
     let is_url = |s: &str| op == "ADD" && (s.starts_with("http://") || s.starts_with("https://"));
 
+    let hidden_set: std::collections::HashSet<PathBuf> =
+        a.hidden.iter().map(PathBuf::from).collect();
     let mut selected: Vec<Selected> = Vec::new();
     let mut urls: Vec<&str> = Vec::new();
     let mut src_root: Option<Root> = None;
@@ -236,6 +247,9 @@ pub(super) fn copy(
         let mut matches = expand(op, root, source)?;
         if wild {
             matches.retain(|m| !exclude.is_excluded(&m.to_string_lossy()));
+        }
+        if !hidden_set.is_empty() {
+            matches.retain(|m| !is_hidden(&hidden_set, m));
         }
         if matches.is_empty() {
             return Err(FileOpError::NotFound {
@@ -269,12 +283,17 @@ pub(super) fn copy(
         mkdir_all(op, &droot, parent, parent_owner)?;
     }
 
+    let hidden = match (&src_root, hidden_set.is_empty()) {
+        (Some(root), false) => Some((root.host_path().to_path_buf(), hidden_set)),
+        _ => None,
+    };
     let mut copier = Copier {
         op,
         dest: &droot,
         owner,
         chmod,
         exclude,
+        hidden,
         links: HashMap::new(),
         src_root: src_root.clone(),
         place: place(&a.source_root),
@@ -404,6 +423,11 @@ impl Copier<'_> {
         rel: Option<PathBuf>,
     ) -> Result<(), FileOpError> {
         let op = self.op;
+        if let Some((root, hidden)) = &self.hidden {
+            if src.strip_prefix(root).is_ok_and(|r| is_hidden(hidden, r)) {
+                return Ok(());
+            }
+        }
         let meta = std::fs::symlink_metadata(src).map_err(io_err(op, "inspecting", src))?;
         let excluded = rel.as_ref().is_some_and(|r| {
             !r.as_os_str().is_empty() && self.exclude.is_excluded(&r.to_string_lossy())
