@@ -86,3 +86,53 @@ impl Platform {
         }
     }
 }
+
+/// The descriptors an OCI/Docker manifest or index document refers to (config, layers,
+/// manifests, subject), without interpreting media types. Garbage collection uses this to walk
+/// from image roots to every blob they keep alive.
+pub fn referenced_descriptors(document: &[u8]) -> Result<Vec<Descriptor>, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct Doc {
+        #[serde(default)]
+        config: Option<Descriptor>,
+        #[serde(default)]
+        layers: Option<Vec<Descriptor>>,
+        #[serde(default)]
+        manifests: Option<Vec<Descriptor>>,
+        #[serde(default)]
+        subject: Option<Descriptor>,
+    }
+    let doc: Doc = serde_json::from_slice(document)?;
+    let mut out = Vec::new();
+    out.extend(doc.config);
+    out.extend(doc.layers.unwrap_or_default());
+    out.extend(doc.manifests.unwrap_or_default());
+    out.extend(doc.subject);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_referenced_descriptors() {
+        let d = |n: u8| Digest::of_bytes(&[n]);
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "config": {"mediaType": "c", "digest": d(1).to_string(), "size": 1},
+            "layers": [{"mediaType": "l", "digest": d(2).to_string(), "size": 2}]
+        });
+        let got = referenced_descriptors(manifest.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            got.iter().map(|x| x.digest.clone()).collect::<Vec<_>>(),
+            vec![d(1), d(2)]
+        );
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": [
+            {"mediaType": "m", "digest": d(3).to_string(), "size": 3,
+             "platform": {"architecture": "amd64", "os": "linux"}}]});
+        let got = referenced_descriptors(index.to_string().as_bytes()).unwrap();
+        assert_eq!(got[0].platform.as_ref().unwrap().architecture, "amd64");
+        assert!(referenced_descriptors(b"not json").is_err());
+    }
+}

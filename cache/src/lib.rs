@@ -14,7 +14,7 @@ pub mod records;
 pub mod reference;
 
 pub use cas::{BlobWriter, CasError, ContentStore};
-pub use descriptor::{Descriptor, Platform};
+pub use descriptor::{referenced_descriptors, Descriptor, Platform};
 pub use digest::{Digest, DigestError};
 pub use images::{ImageEntry, ImageRecord, ImageStore, ImageStoreError};
 pub use lock::{EntryLock, Root, RootLock};

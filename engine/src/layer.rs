@@ -1,1 +1,648 @@
-//! layer (in progress).
+//! Diff directory (an overlay upperdir) → OCI layer blob.
+//!
+//! Invariants:
+//! - The same tree gives the same bytes, whatever the machine's thread count: entries are
+//!   written depth-first with children sorted by name (byte order), headers carry numeric ids
+//!   only (no user or group names), no atime/ctime, and timestamps are clamped to
+//!   `SOURCE_DATE_EPOCH` when one is given.
+//! - Overlay whiteouts become OCI whiteouts: a char device 0:0 `x` → empty file `.wh.x`; a
+//!   directory with `trusted.overlay.opaque=y` (or `user.overlay.opaque=y`) → the directory
+//!   followed by `dir/.wh..wh..opq`. Overlay's own xattrs are never copied into the layer.
+//! - Hardlinks are detected by (dev, inode): the first path in walk order carries the data,
+//!   later ones are link entries to it. Other xattrs (`security.capability`, ...) become PAX
+//!   `SCHILY.xattr.*` records; long names and link targets become PAX `path`/`linkpath`.
+//! - Compression runs in parallel on fixed-size chunks of the uncompressed tar stream: each
+//!   chunk becomes one gzip member (concatenated members are one valid gzip stream) or one zstd
+//!   frame. Chunk boundaries depend only on the stream, so the bytes do not depend on the thread
+//!   count. The compressed digest (the OCI layer digest) and the diffID are computed in the same
+//!   pass, and at most a bounded number of chunks is held in memory.
+
+use rayon::prelude::*;
+use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// Uncompressed size of one independently compressed chunk.
+pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
+
+/// A sha256 content digest, written `sha256:<hex>` as in OCI descriptors.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct Digest(String);
+
+impl Digest {
+    /// Wraps a finished sha256 hash.
+    pub fn from_sha256(hash: &[u8]) -> Digest {
+        Digest(format!("sha256:{}", hex::encode(hash)))
+    }
+
+    /// Parses `sha256:<64 hex>`; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Digest> {
+        let hex_part = s.strip_prefix("sha256:")?;
+        (hex_part.len() == 64 && hex_part.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| Digest(s.to_ascii_lowercase()))
+    }
+
+    /// The hex part, usable as a file name.
+    pub fn hex(&self) -> &str {
+        &self.0["sha256:".len()..]
+    }
+
+    /// The full `sha256:<hex>` form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The digest of a layer's uncompressed tar (what image configs list in `rootfs.diff_ids`).
+pub type DiffId = Digest;
+
+/// How a layer blob is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerCompression {
+    /// `application/vnd.oci.image.layer.v1.tar+gzip` (the default, readable everywhere).
+    #[default]
+    Gzip,
+    /// `application/vnd.oci.image.layer.v1.tar+zstd`.
+    Zstd,
+    /// `application/vnd.oci.image.layer.v1.tar`.
+    None,
+}
+
+impl LayerCompression {
+    /// The OCI media type of a layer compressed this way.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            LayerCompression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+            LayerCompression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+            LayerCompression::None => "application/vnd.oci.image.layer.v1.tar",
+        }
+    }
+}
+
+/// One contiguous range of a user-namespace id map (as in `/proc/<pid>/uid_map`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdMapping {
+    /// First id inside the container.
+    pub container_id: u32,
+    /// First id on the host.
+    pub host_id: u32,
+    /// Number of ids in the range.
+    pub size: u32,
+}
+
+/// Host → container id translation for rootless builds, whose upperdir holds host ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdMap {
+    /// uid ranges.
+    pub uids: Vec<IdMapping>,
+    /// gid ranges.
+    pub gids: Vec<IdMapping>,
+}
+
+fn to_container(map: &[IdMapping], host: u32) -> Option<u32> {
+    map.iter().find_map(|m| {
+        (host >= m.host_id && host - m.host_id < m.size)
+            .then(|| m.container_id + (host - m.host_id))
+    })
+}
+
+/// How [`write_layer`] builds a layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerOptions {
+    /// Blob compression.
+    pub compression: LayerCompression,
+    /// Compression level (gzip 0-9, zstd 1-22); `None` for the codec's default.
+    pub level: Option<i32>,
+    /// Clamp every mtime to this (seconds since the epoch), for reproducible builds.
+    pub source_date_epoch: Option<i64>,
+    /// Translate host ids to container ids (rootless); `None` writes ids as found.
+    pub id_map: Option<IdMap>,
+    /// Uncompressed bytes per compressed chunk. Part of the output format: changing it changes
+    /// the blob bytes (never the diffID).
+    pub chunk_size: usize,
+}
+
+impl Default for LayerOptions {
+    fn default() -> Self {
+        LayerOptions {
+            compression: LayerCompression::Gzip,
+            level: None,
+            source_date_epoch: None,
+            id_map: None,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        }
+    }
+}
+
+/// What an exporter needs to reference a layer blob.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LayerDescriptor {
+    /// sha256 of the blob as written (the OCI descriptor digest).
+    pub digest: Digest,
+    /// sha256 of the uncompressed tar.
+    pub diff_id: DiffId,
+    /// Size of the blob in bytes.
+    pub size: u64,
+    /// OCI media type of the blob.
+    pub media_type: String,
+}
+
+/// Why a layer could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    /// Reading the diff directory failed.
+    #[error("layer: {what} {path:?}: {source}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// Writing the blob failed.
+    #[error("layer: writing blob: {0}")]
+    Write(#[source] io::Error),
+    /// A file is owned by a host id outside the id map.
+    #[error("layer: {path:?} is owned by host {kind} {id}, which the id map does not cover")]
+    UnmappedId {
+        path: PathBuf,
+        kind: &'static str,
+        id: u32,
+    },
+}
+
+/// Writes the layer for `diff_dir` to `out`, streaming: memory stays bounded by a few chunks
+/// per worker thread whatever the tree's size. Run inside a rayon pool to choose its threads.
+pub fn write_layer(
+    diff_dir: &Path,
+    out: &mut impl Write,
+    opts: &LayerOptions,
+) -> Result<LayerDescriptor, LayerError> {
+    let sink = ChunkSink::new(out, opts);
+    let mut builder = tar::Builder::new(sink);
+    let mut walker = Walker {
+        opts,
+        links: HashMap::new(),
+    };
+    walker.walk_dir(&mut builder, diff_dir, b"")?;
+    builder.finish().map_err(LayerError::Write)?;
+    let sink = builder.into_inner().map_err(LayerError::Write)?;
+    let (digest, diff_id, size) = sink.finish().map_err(LayerError::Write)?;
+    Ok(LayerDescriptor {
+        digest,
+        diff_id,
+        size,
+        media_type: opts.compression.media_type().to_string(),
+    })
+}
+
+/// Writes the layer for `diff_dir` to the file `dest` through a temporary file in the same
+/// directory, synced and renamed: `dest` is either the whole blob or absent.
+pub fn write_layer_file(
+    diff_dir: &Path,
+    dest: &Path,
+    opts: &LayerOptions,
+) -> Result<LayerDescriptor, LayerError> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(LayerError::Write)?;
+    let mut writer = io::BufWriter::with_capacity(1 << 20, tmp);
+    let desc = write_layer(diff_dir, &mut writer, opts)?;
+    let tmp = writer
+        .into_inner()
+        .map_err(|e| LayerError::Write(e.into_error()))?;
+    tmp.as_file().sync_all().map_err(LayerError::Write)?;
+    tmp.persist(dest).map_err(|e| LayerError::Write(e.error))?;
+    Ok(desc)
+}
+
+struct Walker<'a> {
+    opts: &'a LayerOptions,
+    links: HashMap<(u64, u64), Vec<u8>>,
+}
+
+const OVERLAY_XATTR_PREFIXES: [&str; 2] = ["trusted.overlay.", "user.overlay."];
+
+impl Walker<'_> {
+    fn walk_dir<W: Write>(
+        &mut self,
+        builder: &mut tar::Builder<W>,
+        dir: &Path,
+        prefix: &[u8],
+    ) -> Result<(), LayerError> {
+        let read_err = |what| {
+            move |source| LayerError::Read {
+                what,
+                path: dir.to_path_buf(),
+                source,
+            }
+        };
+        let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(dir)
+            .map_err(read_err("reading directory"))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(read_err("reading directory"))?;
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for name in names {
+            let path = dir.join(&name);
+            let mut rel = prefix.to_vec();
+            rel.extend_from_slice(name.as_bytes());
+            self.write_entry(builder, &path, rel)?;
+        }
+        Ok(())
+    }
+
+    fn write_entry<W: Write>(
+        &mut self,
+        builder: &mut tar::Builder<W>,
+        path: &Path,
+        rel: Vec<u8>,
+    ) -> Result<(), LayerError> {
+        let read_err = |what| {
+            move |source| LayerError::Read {
+                what,
+                path: path.to_path_buf(),
+                source,
+            }
+        };
+        let meta = std::fs::symlink_metadata(path).map_err(read_err("inspecting"))?;
+        let ft = meta.file_type();
+        let mtime = self.clamp(meta.mtime());
+        let (uid, gid) = self.ids(path, meta.uid(), meta.gid())?;
+
+        if ft.is_char_device() && meta.rdev() == 0 {
+            let mut wh = parent_of(&rel).to_vec();
+            wh.extend_from_slice(b".wh.");
+            wh.extend_from_slice(base_of(&rel));
+            return self.append_plain(builder, &wh, 0, uid, gid, mtime);
+        }
+        if ft.is_socket() {
+            return Ok(()); // sockets cannot live in a layer (Docker skips them too)
+        }
+
+        let mut header = tar::Header::new_ustar();
+        header.set_mode(meta.mode() & 0o7777);
+        header.set_uid(uid as u64);
+        header.set_gid(gid as u64);
+        header.set_mtime(mtime);
+        header.set_size(0);
+        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut name = rel.clone();
+        let mut data: Option<File> = None;
+
+        if !ft.is_dir() && meta.nlink() > 1 {
+            let key = (meta.dev(), meta.ino());
+            if let Some(first) = self.links.get(&key) {
+                header.set_entry_type(tar::EntryType::Link);
+                set_link(&mut header, &mut pax, first);
+                set_name(&mut header, &mut pax, &name);
+                return append(builder, header, pax, io::empty(), path);
+            }
+            self.links.insert(key, rel.clone());
+        }
+
+        if ft.is_dir() {
+            header.set_entry_type(tar::EntryType::Directory);
+            name.push(b'/');
+        } else if ft.is_file() {
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(meta.len());
+            data = Some(super::fileops::root::open_nofollow(path).map_err(read_err("opening"))?);
+        } else if ft.is_symlink() {
+            header.set_entry_type(tar::EntryType::Symlink);
+            let target = std::fs::read_link(path).map_err(read_err("reading link"))?;
+            set_link(&mut header, &mut pax, target.as_os_str().as_bytes());
+        } else if ft.is_char_device() || ft.is_block_device() {
+            header.set_entry_type(if ft.is_char_device() {
+                tar::EntryType::Char
+            } else {
+                tar::EntryType::Block
+            });
+            let rdev = meta.rdev();
+            let _ = header.set_device_major(libc::major(rdev));
+            let _ = header.set_device_minor(libc::minor(rdev));
+        } else if ft.is_fifo() {
+            header.set_entry_type(tar::EntryType::Fifo);
+        }
+        set_name(&mut header, &mut pax, &name);
+
+        let mut opaque = false;
+        let mut xattrs: Vec<(String, Vec<u8>)> = Vec::new();
+        if let Ok(names) = xattr::list(path) {
+            for attr in names {
+                let attr_name = attr.to_string_lossy().into_owned();
+                if let Some(kind) = OVERLAY_XATTR_PREFIXES
+                    .iter()
+                    .find(|p| attr_name.starts_with(*p))
+                {
+                    if ft.is_dir() && attr_name == format!("{kind}opaque") {
+                        let value = xattr::get(path, &attr).ok().flatten();
+                        opaque |= value.as_deref() == Some(b"y");
+                    }
+                    continue;
+                }
+                if attr_name == "security.selinux" {
+                    continue; // host labels do not belong in an image
+                }
+                if let Some(value) = xattr::get(path, &attr).map_err(read_err("reading xattr"))? {
+                    xattrs.push((format!("SCHILY.xattr.{attr_name}"), value));
+                }
+            }
+        }
+        xattrs.sort();
+        pax.extend(xattrs);
+
+        match data {
+            Some(file) => {
+                let reader = ExactReader {
+                    inner: file,
+                    remaining: meta.len(),
+                };
+                append(builder, header, pax, reader, path)?;
+            }
+            None => append(builder, header, pax, io::empty(), path)?,
+        }
+
+        if ft.is_dir() {
+            if opaque {
+                let mut marker = rel.clone();
+                marker.extend_from_slice(b"/.wh..wh..opq");
+                self.append_plain(builder, &marker, 0, uid, gid, mtime)?;
+            }
+            let mut prefix = rel;
+            prefix.push(b'/');
+            self.walk_dir(builder, path, &prefix)?;
+        }
+        Ok(())
+    }
+
+    fn append_plain<W: Write>(
+        &self,
+        builder: &mut tar::Builder<W>,
+        name: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        mtime: u64,
+    ) -> Result<(), LayerError> {
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(mode);
+        header.set_uid(uid as u64);
+        header.set_gid(gid as u64);
+        header.set_mtime(mtime);
+        header.set_size(0);
+        let mut pax = Vec::new();
+        set_name(&mut header, &mut pax, name);
+        append(
+            builder,
+            header,
+            pax,
+            io::empty(),
+            Path::new(OsStr::from_bytes(name)),
+        )
+    }
+
+    fn clamp(&self, mtime: i64) -> u64 {
+        let t = match self.opts.source_date_epoch {
+            Some(epoch) => mtime.min(epoch),
+            None => mtime,
+        };
+        t.max(0) as u64
+    }
+
+    fn ids(&self, path: &Path, uid: u32, gid: u32) -> Result<(u32, u32), LayerError> {
+        let Some(map) = &self.opts.id_map else {
+            return Ok((uid, gid));
+        };
+        let unmapped = |kind, id| LayerError::UnmappedId {
+            path: path.to_path_buf(),
+            kind,
+            id,
+        };
+        Ok((
+            to_container(&map.uids, uid).ok_or_else(|| unmapped("uid", uid))?,
+            to_container(&map.gids, gid).ok_or_else(|| unmapped("gid", gid))?,
+        ))
+    }
+}
+
+fn parent_of(rel: &[u8]) -> &[u8] {
+    match rel.iter().rposition(|&b| b == b'/') {
+        Some(i) => &rel[..=i],
+        None => b"",
+    }
+}
+
+fn base_of(rel: &[u8]) -> &[u8] {
+    match rel.iter().rposition(|&b| b == b'/') {
+        Some(i) => &rel[i + 1..],
+        None => rel,
+    }
+}
+
+/// Sets the header name, falling back to a PAX `path` record (and a truncated header name, as
+/// Go's archive/tar does) when it does not fit ustar's name/prefix fields.
+fn set_name(header: &mut tar::Header, pax: &mut Vec<(String, Vec<u8>)>, name: &[u8]) {
+    let fits = name.len() <= 100 && name.is_ascii();
+    if fits && header.set_path(OsStr::from_bytes(name)).is_ok() {
+        return;
+    }
+    pax.insert(0, ("path".into(), name.to_vec()));
+    let field = &mut header.as_old_mut().name;
+    *field = [0; 100];
+    let n = name.len().min(100);
+    field[..n].copy_from_slice(&name[..n]);
+}
+
+fn set_link(header: &mut tar::Header, pax: &mut Vec<(String, Vec<u8>)>, target: &[u8]) {
+    if target.len() <= 100 && header.set_link_name_literal(target).is_ok() {
+        return;
+    }
+    pax.push(("linkpath".into(), target.to_vec()));
+    let field = &mut header.as_old_mut().linkname;
+    *field = [0; 100];
+    let n = target.len().min(100);
+    field[..n].copy_from_slice(&target[..n]);
+}
+
+fn append<W: Write>(
+    builder: &mut tar::Builder<W>,
+    mut header: tar::Header,
+    pax: Vec<(String, Vec<u8>)>,
+    data: impl Read,
+    path: &Path,
+) -> Result<(), LayerError> {
+    if !pax.is_empty() {
+        builder
+            .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+            .map_err(LayerError::Write)?;
+    }
+    header.set_cksum();
+    builder.append(&header, data).map_err(|source| {
+        if source.kind() == io::ErrorKind::UnexpectedEof {
+            LayerError::Read {
+                what: "file changed size while reading",
+                path: path.to_path_buf(),
+                source,
+            }
+        } else {
+            LayerError::Write(source)
+        }
+    })
+}
+
+/// Yields exactly `remaining` bytes, failing if the file shrank while it was being read (a short
+/// entry would corrupt the archive).
+struct ExactReader<R> {
+    inner: R,
+    remaining: u64,
+}
+
+impl<R: Read> Read for ExactReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            return Ok(0);
+        }
+        let max = buf.len().min(self.remaining as usize);
+        let n = self.inner.read(&mut buf[..max])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank while being archived",
+            ));
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// The tar stream's sink: hashes the uncompressed bytes, cuts them into fixed-size chunks,
+/// compresses batches of chunks in parallel and writes them in order while hashing the blob.
+struct ChunkSink<'w, W: Write> {
+    out: &'w mut W,
+    compression: LayerCompression,
+    level: Option<i32>,
+    chunk_size: usize,
+    max_pending: usize,
+    current: Vec<u8>,
+    pending: Vec<Vec<u8>>,
+    diff_hasher: Sha256,
+    blob_hasher: Sha256,
+    blob_size: u64,
+}
+
+impl<'w, W: Write> ChunkSink<'w, W> {
+    fn new(out: &'w mut W, opts: &LayerOptions) -> Self {
+        let chunk_size = opts.chunk_size.max(4096);
+        ChunkSink {
+            out,
+            compression: opts.compression,
+            level: opts.level,
+            chunk_size,
+            // Batching only bounds memory; it never changes the output.
+            max_pending: (rayon::current_num_threads() * 2).clamp(2, 16),
+            current: Vec::with_capacity(chunk_size),
+            pending: Vec::new(),
+            diff_hasher: Sha256::new(),
+            blob_hasher: Sha256::new(),
+            blob_size: 0,
+        }
+    }
+
+    fn emit(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.blob_hasher.update(bytes);
+        self.blob_size += bytes.len() as u64;
+        self.out.write_all(bytes)
+    }
+
+    fn flush_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let (compression, level) = (self.compression, self.level);
+        let compressed: Vec<io::Result<Vec<u8>>> = self
+            .pending
+            .par_iter()
+            .map(|chunk| compress_chunk(chunk, compression, level))
+            .collect();
+        self.pending.clear();
+        for chunk in compressed {
+            self.emit(&chunk?)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<(Digest, DiffId, u64)> {
+        if !self.current.is_empty() {
+            let chunk = std::mem::take(&mut self.current);
+            self.pending.push(chunk);
+        }
+        self.flush_pending()?;
+        self.out.flush()?;
+        let diff_id = Digest::from_sha256(&self.diff_hasher.finalize());
+        let digest = Digest::from_sha256(&self.blob_hasher.finalize());
+        Ok((digest, diff_id, self.blob_size))
+    }
+}
+
+impl<W: Write> Write for ChunkSink<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.diff_hasher.update(buf);
+        if self.compression == LayerCompression::None {
+            self.emit(buf)?;
+            return Ok(buf.len());
+        }
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let room = self.chunk_size - self.current.len();
+            let take = room.min(rest.len());
+            self.current.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.current.len() == self.chunk_size {
+                let full =
+                    std::mem::replace(&mut self.current, Vec::with_capacity(self.chunk_size));
+                self.pending.push(full);
+                if self.pending.len() >= self.max_pending {
+                    self.flush_pending()?;
+                }
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(()) // chunk boundaries must not depend on when callers flush
+    }
+}
+
+fn compress_chunk(
+    chunk: &[u8],
+    compression: LayerCompression,
+    level: Option<i32>,
+) -> io::Result<Vec<u8>> {
+    match compression {
+        LayerCompression::Gzip => {
+            let level = flate2::Compression::new(level.unwrap_or(6).clamp(0, 9) as u32);
+            // GzBuilder's defaults (mtime 0, no name, OS "unknown") keep members reproducible.
+            let mut enc =
+                flate2::GzBuilder::new().write(Vec::with_capacity(chunk.len() / 3), level);
+            enc.write_all(chunk)?;
+            enc.finish()
+        }
+        LayerCompression::Zstd => zstd::bulk::compress(chunk, level.unwrap_or(3)),
+        LayerCompression::None => Ok(chunk.to_vec()),
+    }
+}

@@ -15,3 +15,5 @@ pub mod layer;
 pub mod snapshot;
 pub mod solver;
 pub mod source;
+pub mod userdb;
+pub mod worker;

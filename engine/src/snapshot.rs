@@ -1,1 +1,211 @@
-//! snapshot (in progress).
+//! Layer blobs unpacked once into read-only directories usable directly as overlay lowerdirs.
+//!
+//! Invariants:
+//! - A directory under its final name is always complete: layers are unpacked into a temporary
+//!   sibling (`.unpack-*`), verified, and renamed. A killed process leaves only the temporary
+//!   directory behind, never a half-unpacked snapshot.
+//! - Unpacking the same layer from two processes is safe: an exclusive `flock` on `<dest>.lock`
+//!   serialises them, and the second finds the directory already there.
+//! - The diffID (sha256 of the uncompressed tar, every byte up to EOF) is computed while
+//!   unpacking and checked against the expected one before the rename.
+//! - OCI whiteouts are stored in overlay form (`.wh.x` → char device 0:0 `x`, `.wh..wh..opq` →
+//!   opaque xattr on the directory), so the directory is a valid lowerdir as is.
+//! - Hostile archives cannot write outside the directory: names are sanitised as containerd
+//!   does (see [`crate::fileops::archive`] for the exact rules).
+
+use crate::fileops::archive::{self, ArchiveError, ExtractOptions, WhiteoutMode};
+use crate::fileops::root::Root;
+use crate::layer::{DiffId, Digest};
+use sha2::{Digest as _, Sha256};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Which xattr marks an opaque directory in unpacked snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OverlayXattrs {
+    /// `trusted.overlay.opaque` (overlay mounted by real root).
+    #[default]
+    Trusted,
+    /// `user.overlay.opaque` (rootless overlay mounted with `userxattr`).
+    User,
+}
+
+impl OverlayXattrs {
+    /// The opaque-directory xattr name.
+    pub fn opaque_name(self) -> &'static str {
+        match self {
+            OverlayXattrs::Trusted => "trusted.overlay.opaque",
+            OverlayXattrs::User => "user.overlay.opaque",
+        }
+    }
+}
+
+/// Why a layer could not be unpacked.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// Reading the blob or writing the directory failed.
+    #[error("unpacking layer {blob:?}: {what}: {source}")]
+    Io {
+        blob: PathBuf,
+        what: &'static str,
+        source: io::Error,
+    },
+    /// The archive was malformed or hostile in a way that cannot be sanitised.
+    #[error("unpacking layer {blob:?}: {source}")]
+    Archive { blob: PathBuf, source: ArchiveError },
+    /// The uncompressed content does not match the expected diffID.
+    #[error("unpacking layer {blob:?}: diffID mismatch: expected {expected}, got {actual}")]
+    DiffIdMismatch {
+        blob: PathBuf,
+        expected: DiffId,
+        actual: DiffId,
+    },
+}
+
+/// Unpacks `blob` (gzip, zstd, bzip2, xz or plain tar, detected by magic) into `dest`, once.
+///
+/// If `dest` already exists (unpacked earlier or by a concurrent process) it is reused when
+/// `expected` is given; otherwise the blob is unpacked to a temporary sibling, its diffID
+/// checked against `expected`, and the directory renamed into place. Returns the diffID.
+pub fn unpack_layer(
+    blob: &Path,
+    dest: &Path,
+    expected: Option<&DiffId>,
+    xattrs: OverlayXattrs,
+) -> Result<DiffId, SnapshotError> {
+    let io_err = |what| {
+        move |source| SnapshotError::Io {
+            blob: blob.to_path_buf(),
+            what,
+            source,
+        }
+    };
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io_err("creating parent directory"))?;
+    let mut lock_path = dest.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_err("opening lock file"))?;
+    // SAFETY: flock on a descriptor we own; released when `lock` is dropped.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(io_err("locking")(io::Error::last_os_error()));
+    }
+    if let (Some(expected), true) = (expected, dest.is_dir()) {
+        return Ok(expected.clone());
+    }
+
+    let tmp = tempfile::Builder::new()
+        .prefix(".unpack-")
+        .tempdir_in(parent)
+        .map_err(io_err("creating temporary directory"))?;
+    let root = Root::new(tmp.path()).map_err(|e| SnapshotError::Io {
+        blob: blob.to_path_buf(),
+        what: "opening temporary directory",
+        source: io::Error::other(e.to_string()),
+    })?;
+    let file = File::open(blob).map_err(io_err("opening blob"))?;
+    let (_, decompressed) = archive::decompress(io::BufReader::with_capacity(1 << 20, file))
+        .map_err(io_err("reading blob"))?;
+    let mut hashing = HashingReader {
+        inner: decompressed,
+        hasher: Sha256::new(),
+    };
+    let opts = ExtractOptions {
+        whiteouts: WhiteoutMode::Overlay {
+            opaque_xattr: xattrs.opaque_name(),
+        },
+        chown: None,
+    };
+    archive::extract_tar(&mut hashing, &root, &opts).map_err(|source| SnapshotError::Archive {
+        blob: blob.to_path_buf(),
+        source,
+    })?;
+    // The diffID covers the whole stream, including padding after the end-of-archive marker.
+    io::copy(&mut hashing, &mut io::sink()).map_err(io_err("reading blob"))?;
+    let actual = Digest::from_sha256(&hashing.hasher.finalize());
+    if let Some(expected) = expected {
+        if *expected != actual {
+            return Err(SnapshotError::DiffIdMismatch {
+                blob: blob.to_path_buf(),
+                expected: expected.clone(),
+                actual,
+            });
+        }
+    }
+    // tempdir creates 0700; a rootfs `/` is 0755 unless the layer said otherwise.
+    let root_mode = std::fs::metadata(tmp.path())
+        .map_err(io_err("inspecting"))?
+        .permissions()
+        .mode();
+    if root_mode & 0o7777 == 0o700 {
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
+            .map_err(io_err("setting mode"))?;
+    }
+    let tmp_path = tmp.keep();
+    match std::fs::rename(&tmp_path, dest) {
+        Ok(()) => Ok(actual),
+        Err(source) => {
+            let _ = std::fs::remove_dir_all(&tmp_path);
+            if dest.is_dir() {
+                Ok(actual) // already present (unpacked without a known diffID by another caller)
+            } else {
+                Err(io_err("renaming into place")(source))
+            }
+        }
+    }
+}
+
+/// A directory of unpacked layers keyed by diffID: `<root>/sha256/<hex>`.
+#[derive(Debug, Clone)]
+pub struct SnapshotStore {
+    root: PathBuf,
+    xattrs: OverlayXattrs,
+}
+
+impl SnapshotStore {
+    /// Uses (and creates) `root` for snapshots whose opaque dirs carry `xattrs`.
+    pub fn open(root: impl Into<PathBuf>, xattrs: OverlayXattrs) -> io::Result<SnapshotStore> {
+        let root = root.into();
+        std::fs::create_dir_all(root.join("sha256"))?;
+        Ok(SnapshotStore { root, xattrs })
+    }
+
+    /// Where the snapshot of `diff_id` lives (whether or not it exists yet).
+    pub fn path(&self, diff_id: &DiffId) -> PathBuf {
+        self.root.join("sha256").join(diff_id.hex())
+    }
+
+    /// Whether the snapshot of `diff_id` is already unpacked.
+    pub fn contains(&self, diff_id: &DiffId) -> bool {
+        self.path(diff_id).is_dir()
+    }
+
+    /// Returns the lowerdir for `diff_id`, unpacking `blob` first if needed (once, verified).
+    pub fn ensure(&self, blob: &Path, diff_id: &DiffId) -> Result<PathBuf, SnapshotError> {
+        let dest = self.path(diff_id);
+        if !dest.is_dir() {
+            unpack_layer(blob, &dest, Some(diff_id), self.xattrs)?;
+        }
+        Ok(dest)
+    }
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}

@@ -260,7 +260,9 @@ impl Lexer {
         let mut expander = Expander {
             lexer: self,
             src: word,
-            pos: 0,
+            // Like Go's text/scanner (which BuildKit reads words with), a leading byte-order
+            // mark is skipped.
+            pos: if word.starts_with('\u{feff}') { 3 } else { 0 },
             env,
             raw_escapes: self.raw_escapes,
             depth: 0,
@@ -831,7 +833,11 @@ mod tests {
     }
 
     /// (word, environment, expected result)
-    type Case = (&'static str, &'static [(&'static str, &'static str)], &'static str);
+    type Case = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static str,
+    );
 
     fn set(names: &[&str]) -> BTreeSet<String> {
         names.iter().map(|s| s.to_string()).collect()
@@ -1125,6 +1131,11 @@ mod tests {
         assert_eq!(e.kind, ShellErrorKind::TooDeep);
         let ok = format!("{}x{}", "${A:-".repeat(10), "}".repeat(10));
         assert_eq!(word(&ok).unwrap(), "x");
+    }
+
+    #[test]
+    fn leading_byte_order_mark_is_skipped() {
+        assert_eq!(word("\u{feff}$PWD\u{feff}").unwrap(), "/home\u{feff}");
     }
 
     #[test]

@@ -1,2 +1,9 @@
 //! One module per group of `builder` subcommands.
+pub mod build;
+
+pub mod graph;
+pub mod images;
+pub mod login;
 pub mod parse;
+pub mod registry;
+pub mod template;

@@ -1,1 +1,0 @@
-//! executor (in progress).

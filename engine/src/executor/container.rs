@@ -1,0 +1,822 @@
+//! The step's pid 1: the child the helper forks into the new pid namespace.
+//!
+//! For [`Action::Exec`] it makes a mount namespace of its own (so `pivot_root` moves only itself),
+//! builds the root filesystem's mounts (`/proc`, a minimal `/dev`, read-only `/sys`, the spec's
+//! extra mounts), reports the stubs it created to the helper, pivots into the root, drops to
+//! Docker's default capabilities and the step's user, and execs the program. For
+//! [`Action::InProcess`] it calls the registered handler. Errors go to the runner over the
+//! control socket; nothing here returns.
+
+use super::error::ExecError;
+use super::mounts::{overlay_options, AttachPoint, FsOption, KernelMounts, Mounts, TreeSource};
+use super::protocol::{send, HelperMessage, HelperRequest};
+use super::spec::{Action, BindAccess, ExecSpec, MountKind, MountSpec, StepUser};
+use super::stubs::{StubMaker, StubReport, TargetKind};
+use super::sys::{mount_error, open_in_root, os_message};
+use super::{lookup_in_process, InProcessContext};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{Mode, OFlags};
+use rustix::mount::MountAttrFlags;
+use rustix::thread::{CapabilitySet, CapabilitySets, UnshareFlags};
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Write;
+use std::mem::ManuallyDrop;
+use std::os::fd::FromRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// What the helper hands its child besides the request.
+pub(crate) struct ChildContext {
+    /// The control socket to the runner (close-on-exec).
+    pub ctl: i32,
+    /// Where to write the [`StubReport`].
+    pub stub_pipe: OwnedFd,
+    /// Highest capability number the kernel knows.
+    pub last_cap: u32,
+    /// Whether the sandbox runs in a user namespace.
+    pub rootless: bool,
+}
+
+/// Docker's default capability set for containers.
+fn docker_default_caps() -> CapabilitySet {
+    CapabilitySet::CHOWN
+        | CapabilitySet::DAC_OVERRIDE
+        | CapabilitySet::FSETID
+        | CapabilitySet::FOWNER
+        | CapabilitySet::MKNOD
+        | CapabilitySet::NET_RAW
+        | CapabilitySet::SETGID
+        | CapabilitySet::SETUID
+        | CapabilitySet::SETFCAP
+        | CapabilitySet::SETPCAP
+        | CapabilitySet::NET_BIND_SERVICE
+        | CapabilitySet::SYS_CHROOT
+        | CapabilitySet::KILL
+        | CapabilitySet::AUDIT_WRITE
+}
+
+/// Runs the step; never returns.
+pub(crate) fn child_main(req: &HelperRequest, ctx: ChildContext) -> ! {
+    let ctl = ctx.ctl;
+    let code = match run(req, ctx) {
+        Ok(()) => 0,
+        Err(e) => {
+            // SAFETY: `ctl` stays open for the life of the process; ManuallyDrop keeps it open.
+            let file = ManuallyDrop::new(unsafe { File::from_raw_fd(ctl) });
+            let _ = send(&*file, &HelperMessage::Failed(e));
+            1
+        }
+    };
+    // SAFETY: ending a forked child without running the parent's atexit handlers.
+    unsafe { libc::_exit(code) }
+}
+
+fn run(req: &HelperRequest, ctx: ChildContext) -> Result<(), ExecError> {
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    match &req.spec.action {
+        Action::InProcess { kind, payload } => {
+            drop(ctx.stub_pipe);
+            let handler = lookup_in_process(kind)
+                .ok_or_else(|| ExecError::UnknownInProcess { kind: kind.clone() })?;
+            let context = InProcessContext {
+                mounts: req.spec.overlays.iter().map(|o| o.target.clone()).collect(),
+                rootless: ctx.rootless,
+            };
+            match std::panic::catch_unwind(|| handler(&context, payload)) {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(message)) => Err(ExecError::InProcess {
+                    kind: kind.clone(),
+                    message,
+                }),
+                Err(_) => Err(ExecError::InProcess {
+                    kind: kind.clone(),
+                    message: "handler panicked".to_string(),
+                }),
+            }
+        }
+        Action::Exec(exec) => {
+            // SAFETY: pid 1 of the step is single-threaded.
+            unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS) }.map_err(|e| {
+                ExecError::Unshare {
+                    namespaces: "mount (step)".to_string(),
+                    message: os_message(e),
+                }
+            })?;
+            let rootfs = std::fs::canonicalize(&exec.rootfs).map_err(|e| ExecError::Prepare {
+                path: exec.rootfs.clone(),
+                message: os_message(e),
+            })?;
+            let upper = req
+                .spec
+                .overlays
+                .iter()
+                .find(|o| o.target == exec.rootfs || o.target == rootfs)
+                .and_then(|o| o.upper.as_ref())
+                .map(|u| u.upper.clone());
+            let m = &mut KernelMounts;
+            // A bind of the root onto itself makes it a mount point, as pivot_root needs.
+            let tree = m.clone_tree(TreeSource::Path(&rootfs), false, &rootfs)?;
+            m.attach(tree, AttachPoint::Path(&rootfs), "bind", &rootfs)?;
+            let root = rustix::fs::open(
+                &rootfs,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| ExecError::Prepare {
+                path: rootfs.clone(),
+                message: os_message(e),
+            })?;
+            let mut stubs = StubMaker::new(root.as_fd(), rootfs.clone(), upper).map_err(|e| {
+                ExecError::Prepare {
+                    path: rootfs.clone(),
+                    message: os_message(e),
+                }
+            })?;
+            let setup = setup_rootfs(
+                m,
+                &mut stubs,
+                &req.spec.mounts,
+                &req.state_dir,
+                ctx.rootless,
+            );
+            report_stubs(ctx.stub_pipe, &stubs.report);
+            setup?;
+            pivot(root.as_fd(), &rootfs)?;
+            exec_program(exec, ctx.last_cap)
+        }
+    }
+}
+
+fn report_stubs(pipe: OwnedFd, report: &StubReport) {
+    let mut file = File::from(pipe);
+    if let Ok(bytes) = serde_json::to_vec(report) {
+        let _ = file.write_all(&bytes);
+    }
+}
+
+fn ensure(
+    stubs: &mut StubMaker<'_>,
+    target: &Path,
+    kind: TargetKind,
+) -> Result<OwnedFd, ExecError> {
+    stubs
+        .ensure(target, kind)
+        .map_err(|e| mount_error("mount point", target, os_message(e)))
+}
+
+/// Mounts `/proc`, `/dev`, a read-only `/sys`, the spec's extra mounts, and masks kernel files,
+/// creating missing mount points through `stubs`.
+pub(crate) fn setup_rootfs(
+    m: &mut dyn Mounts,
+    stubs: &mut StubMaker<'_>,
+    mounts: &[MountSpec],
+    state_dir: &Path,
+    rootless: bool,
+) -> Result<(), ExecError> {
+    let nosuid_nodev_noexec = MountAttrFlags::MOUNT_ATTR_NOSUID
+        | MountAttrFlags::MOUNT_ATTR_NODEV
+        | MountAttrFlags::MOUNT_ATTR_NOEXEC;
+
+    let proc_target = Path::new("/proc");
+    let at = ensure(stubs, proc_target, TargetKind::Dir)?;
+    let proc = m.new_fs("proc", &[], nosuid_nodev_noexec, proc_target)?;
+    m.attach(proc, AttachPoint::Fd(at.as_fd()), "proc", proc_target)?;
+
+    mount_dev(m, stubs)?;
+
+    let sys_target = Path::new("/sys");
+    let at = ensure(stubs, sys_target, TargetKind::Dir)?;
+    let sysfs = m.new_fs(
+        "sysfs",
+        &[],
+        nosuid_nodev_noexec | MountAttrFlags::MOUNT_ATTR_RDONLY,
+        sys_target,
+    );
+    let sysfs = match sysfs {
+        Ok(mount) => mount,
+        // A user namespace that does not own the network namespace (rootless with host
+        // networking) may not mount sysfs: bind the host's, read-only.
+        Err(_) => m.clone_tree(TreeSource::Path(Path::new("/sys")), true, sys_target)?,
+    };
+    m.attach(sysfs, AttachPoint::Fd(at.as_fd()), "sysfs", sys_target)?;
+
+    for (index, mount) in mounts.iter().enumerate() {
+        extra_mount(m, stubs, mount, index, state_dir, rootless)?;
+    }
+    mask_kernel_paths(m, stubs.root_fd())?;
+    Ok(())
+}
+
+/// A tmpfs `/dev` with the host's harmless devices bound in, devpts, shm and the fd links.
+fn mount_dev(m: &mut dyn Mounts, stubs: &mut StubMaker<'_>) -> Result<(), ExecError> {
+    let target = Path::new("/dev");
+    let at = ensure(stubs, target, TargetKind::Dir)?;
+    let dev = m.new_fs(
+        "tmpfs",
+        &[
+            FsOption::Value("mode", "755".to_string()),
+            FsOption::Value("size", "65536k".to_string()),
+        ],
+        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_STRICTATIME,
+        target,
+    )?;
+    m.attach(dev, AttachPoint::Fd(at.as_fd()), "tmpfs", target)?;
+    let dev = open_in_root(stubs.root_fd(), Path::new("dev"))
+        .map_err(|e| mount_error("tmpfs", target, os_message(e)))?;
+    let in_dev = |name: &str| PathBuf::from("/dev").join(name);
+    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let shown = in_dev(name);
+        let file = rustix::fs::openat(
+            &dev,
+            name,
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o666),
+        )
+        .map_err(|e| mount_error("device stub", &shown, os_message(e)))?;
+        drop(file);
+        let stub = rustix::fs::openat(&dev, name, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| mount_error("device stub", &shown, os_message(e)))?;
+        let host = Path::new("/dev").join(name);
+        let tree = m.clone_tree(TreeSource::Path(&host), false, &shown)?;
+        m.attach(
+            tree,
+            AttachPoint::Fd(stub.as_fd()),
+            &host.display().to_string(),
+            &shown,
+        )?;
+    }
+    let mkdir = |name: &str, mode: u32| {
+        rustix::fs::mkdirat(&dev, name, Mode::from_raw_mode(mode))
+            .map_err(|e| mount_error("directory", &in_dev(name), os_message(e)))?;
+        rustix::fs::openat(&dev, name, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| mount_error("directory", &in_dev(name), os_message(e)))
+    };
+    let pts_target = in_dev("pts");
+    let pts_at = mkdir("pts", 0o755)?;
+    let mut pts_options = vec![
+        FsOption::Flag("newinstance"),
+        FsOption::Value("ptmxmode", "0666".to_string()),
+        FsOption::Value("mode", "0620".to_string()),
+        FsOption::Value("gid", "5".to_string()),
+    ];
+    let pts_attrs = MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NOEXEC;
+    let pts = match m.new_fs("devpts", &pts_options, pts_attrs, &pts_target) {
+        Ok(pts) => pts,
+        // gid 5 (tty) may be unmapped in a user namespace.
+        Err(_) => {
+            pts_options.pop();
+            m.new_fs("devpts", &pts_options, pts_attrs, &pts_target)?
+        }
+    };
+    m.attach(pts, AttachPoint::Fd(pts_at.as_fd()), "devpts", &pts_target)?;
+
+    let shm_target = in_dev("shm");
+    let shm_at = mkdir("shm", 0o1777)?;
+    let shm = m.new_fs(
+        "tmpfs",
+        &[
+            FsOption::Value("mode", "1777".to_string()),
+            FsOption::Value("size", "65536k".to_string()),
+        ],
+        MountAttrFlags::MOUNT_ATTR_NOSUID
+            | MountAttrFlags::MOUNT_ATTR_NODEV
+            | MountAttrFlags::MOUNT_ATTR_NOEXEC,
+        &shm_target,
+    )?;
+    m.attach(shm, AttachPoint::Fd(shm_at.as_fd()), "tmpfs", &shm_target)?;
+
+    for (link, to) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("core", "/proc/kcore"),
+    ] {
+        rustix::fs::symlinkat(to, &dev, link)
+            .map_err(|e| mount_error("symlink", &in_dev(link), os_message(e)))?;
+    }
+    Ok(())
+}
+
+fn extra_mount(
+    m: &mut dyn Mounts,
+    stubs: &mut StubMaker<'_>,
+    mount: &MountSpec,
+    index: usize,
+    state_dir: &Path,
+    rootless: bool,
+) -> Result<(), ExecError> {
+    let target = mount.target.as_path();
+    let prepare = |path: &Path, e: std::io::Error| ExecError::Prepare {
+        path: path.to_path_buf(),
+        message: os_message(e),
+    };
+    let scratch_dirs = |name: String| -> Result<(PathBuf, PathBuf), ExecError> {
+        let scratch = state_dir.join(name);
+        let (upper, work) = (scratch.join("upper"), scratch.join("work"));
+        for dir in [&upper, &work] {
+            std::fs::create_dir_all(dir).map_err(|e| prepare(dir, e))?;
+        }
+        Ok((upper, work))
+    };
+    let empty = state_dir.join("empty");
+    match &mount.kind {
+        MountKind::Bind { source, access } => {
+            let meta = std::fs::metadata(source).map_err(|e| prepare(source, e))?;
+            let kind = if meta.is_dir() {
+                TargetKind::Dir
+            } else {
+                TargetKind::File
+            };
+            let at = ensure(stubs, target, kind)?;
+            let what = source.display().to_string();
+            let tree = match access {
+                BindAccess::ReadOnly => m.clone_tree(TreeSource::Path(source), true, target)?,
+                BindAccess::ReadWrite => m.clone_tree(TreeSource::Path(source), false, target)?,
+                BindAccess::Discard if meta.is_dir() => {
+                    let (upper, work) = scratch_dirs(format!("discard-{index}"))?;
+                    let options = overlay_options(
+                        std::slice::from_ref(source),
+                        Some((&upper, &work)),
+                        false,
+                        rootless,
+                        &empty,
+                    );
+                    m.new_fs("overlay", &options, MountAttrFlags::empty(), target)?
+                }
+                BindAccess::Discard => {
+                    let copy = state_dir.join(format!("discard-{index}"));
+                    std::fs::copy(source, &copy).map_err(|e| prepare(&copy, e))?;
+                    m.clone_tree(TreeSource::Path(&copy), false, target)?
+                }
+            };
+            m.attach(tree, AttachPoint::Fd(at.as_fd()), &what, target)
+        }
+        MountKind::Layers {
+            lower,
+            subpath,
+            access,
+        } => {
+            let writable = match access {
+                BindAccess::ReadOnly => false,
+                BindAccess::Discard => true,
+                BindAccess::ReadWrite => {
+                    return Err(ExecError::InvalidSpec(format!(
+                        "layers mounted at {} cannot be read-write",
+                        target.display()
+                    )))
+                }
+            };
+            let merged = state_dir.join(format!("layers-{index}/merged"));
+            std::fs::create_dir_all(&merged).map_err(|e| prepare(&merged, e))?;
+            let upper_work = if writable {
+                Some(scratch_dirs(format!("layers-{index}"))?)
+            } else {
+                None
+            };
+            let options = overlay_options(
+                lower,
+                upper_work.as_ref().map(|(u, w)| (u.as_path(), w.as_path())),
+                false,
+                rootless,
+                &empty,
+            );
+            let attrs = if writable {
+                MountAttrFlags::empty()
+            } else {
+                MountAttrFlags::MOUNT_ATTR_RDONLY
+            };
+            let stack = m.new_fs("overlay", &options, attrs, target)?;
+            m.attach(stack, AttachPoint::Path(&merged), "overlay", target)?;
+            let merged_fd = rustix::fs::open(
+                &merged,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| prepare(&merged, e.into()))?;
+            let rel = subpath.strip_prefix("/").unwrap_or(subpath.as_path());
+            let source = open_in_root(merged_fd.as_fd(), rel).map_err(|e| {
+                mount_error(
+                    &format!("layers path {}", subpath.display()),
+                    target,
+                    os_message(e),
+                )
+            })?;
+            let is_dir = rustix::fs::fstat(&source)
+                .map(|st| {
+                    rustix::fs::FileType::from_raw_mode(st.st_mode)
+                        == rustix::fs::FileType::Directory
+                })
+                .unwrap_or(true);
+            let kind = if is_dir {
+                TargetKind::Dir
+            } else {
+                TargetKind::File
+            };
+            let at = ensure(stubs, target, kind)?;
+            let tree = m.clone_tree(TreeSource::Fd(source.as_fd()), !writable, target)?;
+            m.attach(tree, AttachPoint::Fd(at.as_fd()), "layers", target)
+        }
+        MountKind::Tmpfs { size_bytes } => {
+            let at = ensure(stubs, target, TargetKind::Dir)?;
+            let mut options = vec![FsOption::Value("mode", "1777".to_string())];
+            if let Some(size) = size_bytes {
+                options.push(FsOption::Value("size", size.to_string()));
+            }
+            let tmpfs = m.new_fs(
+                "tmpfs",
+                &options,
+                MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
+                target,
+            )?;
+            m.attach(tmpfs, AttachPoint::Fd(at.as_fd()), "tmpfs", target)
+        }
+        MountKind::File {
+            contents,
+            mode,
+            uid,
+            gid,
+        } => {
+            let file = state_dir.join(format!("file-{index}"));
+            write_private_file(&file, contents, *mode, *uid, *gid)
+                .map_err(|e| prepare(&file, e))?;
+            let at = ensure(stubs, target, TargetKind::File)?;
+            let tree = m.clone_tree(TreeSource::Path(&file), true, target)?;
+            m.attach(tree, AttachPoint::Fd(at.as_fd()), "file", target)
+        }
+    }
+}
+
+fn write_private_file(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents)?;
+    std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))?;
+    Ok(())
+}
+
+/// Hides or freezes the kernel interfaces Docker hides from containers.
+fn mask_kernel_paths(m: &mut dyn Mounts, root: BorrowedFd<'_>) -> Result<(), ExecError> {
+    const MASKED: &[&str] = &[
+        "proc/asound",
+        "proc/acpi",
+        "proc/kcore",
+        "proc/keys",
+        "proc/latency_stats",
+        "proc/timer_list",
+        "proc/timer_stats",
+        "proc/sched_debug",
+        "proc/scsi",
+        "sys/firmware",
+        "sys/devices/virtual/powercap",
+    ];
+    const READ_ONLY: &[&str] = &[
+        "proc/bus",
+        "proc/fs",
+        "proc/irq",
+        "proc/sys",
+        "proc/sysrq-trigger",
+    ];
+    for rel in MASKED {
+        let Ok(at) = open_in_root(root, Path::new(rel)) else {
+            continue;
+        };
+        let shown = Path::new("/").join(rel);
+        let is_dir = rustix::fs::fstat(&at)
+            .map(|st| {
+                rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+            })
+            .unwrap_or(false);
+        let mask = if is_dir {
+            m.new_fs("tmpfs", &[], MountAttrFlags::MOUNT_ATTR_RDONLY, &shown)?
+        } else {
+            m.clone_tree(TreeSource::Path(Path::new("/dev/null")), false, &shown)?
+        };
+        m.attach(mask, AttachPoint::Fd(at.as_fd()), "mask", &shown)?;
+    }
+    for rel in READ_ONLY {
+        let Ok(at) = open_in_root(root, Path::new(rel)) else {
+            continue;
+        };
+        let shown = Path::new("/").join(rel);
+        let tree = m.clone_tree(TreeSource::Fd(at.as_fd()), true, &shown)?;
+        m.attach(tree, AttachPoint::Fd(at.as_fd()), "read-only bind", &shown)?;
+    }
+    Ok(())
+}
+
+fn pivot(root: BorrowedFd<'_>, rootfs: &Path) -> Result<(), ExecError> {
+    let fail = |e: rustix::io::Errno| ExecError::PivotRoot {
+        rootfs: rootfs.to_path_buf(),
+        message: os_message(e),
+    };
+    rustix::process::fchdir(root).map_err(fail)?;
+    rustix::process::pivot_root(".", ".").map_err(fail)?;
+    rustix::mount::unmount(".", rustix::mount::UnmountFlags::DETACH).map_err(fail)?;
+    rustix::process::chdir("/").map_err(fail)?;
+    Ok(())
+}
+
+fn setup_error(step: impl Into<String>, message: String) -> ExecError {
+    ExecError::Setup {
+        step: step.into(),
+        message,
+    }
+}
+
+/// Inside the new root: credentials, capabilities, clean signals and fds, then `execve`.
+fn exec_program(exec: &ExecSpec, last_cap: u32) -> Result<(), ExecError> {
+    let program = exec
+        .args
+        .first()
+        .ok_or_else(|| ExecError::InvalidSpec("empty argument list".to_string()))?;
+    reset_signals();
+    // Everything but stdin/stdout/stderr closes on exec (the control socket included, which
+    // still reports a failed exec).
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on fds.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+        )
+    };
+    if rc != 0 {
+        return Err(setup_error(
+            "mark fds close-on-exec",
+            os_message(std::io::Error::last_os_error()),
+        ));
+    }
+    if !exec.cwd.as_os_str().is_empty() {
+        std::fs::create_dir_all(&exec.cwd).map_err(|e| {
+            setup_error(
+                format!("create working directory {}", exec.cwd.display()),
+                os_message(e),
+            )
+        })?;
+    }
+    let defaults = docker_default_caps();
+    for cap in 0..=last_cap.min(63) {
+        let set = CapabilitySet::from_bits_retain(1u64 << cap);
+        if !defaults.contains(set) {
+            rustix::thread::remove_capability_from_bounding_set(set)
+                .map_err(|e| setup_error(format!("drop capability {cap}"), os_message(e)))?;
+        }
+    }
+    let user = &match &exec.user {
+        StepUser::Ids(ids) => ids.clone(),
+        StepUser::Named(value) => {
+            super::user::resolve(&super::user::rootfs_reader(Path::new("/")), value)
+                .map_err(|e| ExecError::User(e.to_string()))?
+        }
+    };
+    let groups: Vec<nix::unistd::Gid> = user
+        .additional_gids
+        .iter()
+        .map(|g| nix::unistd::Gid::from_raw(*g))
+        .collect();
+    let setgroups_denied = std::fs::read_to_string("/proc/self/setgroups")
+        .map(|s| s.trim() == "deny")
+        .unwrap_or(false);
+    if !(setgroups_denied && groups.is_empty()) {
+        nix::unistd::setgroups(&groups)
+            .map_err(|e| setup_error("set supplementary groups", os_message(e)))?;
+    }
+    // EINVAL from set*id means the id has no mapping in the user namespace.
+    let id_error = |what: &str, id: u32, e: nix::errno::Errno| {
+        let mut message = os_message(e);
+        if e == nix::errno::Errno::EINVAL {
+            message.push_str(&format!(
+                " ({what} {id} is not mapped: rootless builds need subordinate ids for the user \
+                 in /etc/subuid and /etc/subgid)"
+            ));
+        }
+        setup_error(format!("set {what} {id}"), message)
+    };
+    let gid = nix::unistd::Gid::from_raw(user.gid);
+    nix::unistd::setresgid(gid, gid, gid).map_err(|e| id_error("group", user.gid, e))?;
+    let uid = nix::unistd::Uid::from_raw(user.uid);
+    nix::unistd::setresuid(uid, uid, uid).map_err(|e| id_error("user", user.uid, e))?;
+    if user.uid == 0 {
+        rustix::thread::set_capabilities(
+            None,
+            CapabilitySets {
+                effective: defaults,
+                permitted: defaults,
+                inheritable: CapabilitySet::empty(),
+            },
+        )
+        .map_err(|e| setup_error("set capabilities", os_message(e)))?;
+    }
+    rustix::thread::set_no_new_privs(true)
+        .map_err(|e| setup_error("set no_new_privs", os_message(e)))?;
+    if !exec.cwd.as_os_str().is_empty() {
+        std::env::set_current_dir(&exec.cwd).map_err(|e| {
+            setup_error(
+                format!("change to working directory {}", exec.cwd.display()),
+                os_message(e),
+            )
+        })?;
+    }
+    let path = find_program(program, &exec.env)?;
+    let to_c = |s: &[u8]| {
+        CString::new(s).map_err(|_| ExecError::InvalidSpec("NUL byte in argument".to_string()))
+    };
+    let argv = exec
+        .args
+        .iter()
+        .map(|a| to_c(a.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let envp = exec
+        .env
+        .iter()
+        .map(|e| to_c(e.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let path_c = to_c(path.as_os_str().as_bytes())?;
+    let err = match nix::unistd::execve(&path_c, &argv, &envp) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    Err(ExecError::Exec {
+        program: program.clone(),
+        message: os_message(err),
+    })
+}
+
+/// Restores default signal handling and an empty mask (the Rust runtime ignores SIGPIPE, and
+/// ignored signals survive `execve`).
+fn reset_signals() {
+    for sig in 1..libc::SIGRTMIN() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: resetting a disposition to SIG_DFL is always valid.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+    // SAFETY: an empty, initialised signal set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Finds `program` the way Docker does: as given when it has a `/`, else in the step's `PATH`.
+fn find_program(program: &str, env: &[String]) -> Result<PathBuf, ExecError> {
+    if program.contains('/') {
+        return Ok(PathBuf::from(program));
+    }
+    let path_var = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path_var.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = Path::new(dir).join(program);
+        let is_file = std::fs::metadata(&candidate)
+            .map(|m| m.is_file())
+            .unwrap_or(false);
+        if is_file && nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok() {
+            return Ok(candidate);
+        }
+    }
+    Err(ExecError::ExecutableNotFound {
+        program: program.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::mounts::recording::RecordingMounts;
+
+    /// The mounts of a step, in order, without privileges: only the recorded calls are checked.
+    #[test]
+    fn rootfs_mounts_in_order_with_their_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let state = dir.path().join("state");
+        let cache = dir.path().join("cache");
+        for d in [&root, &state, &cache] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let root = std::fs::canonicalize(root).unwrap();
+        let fd = rustix::fs::open(
+            &root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        let mut stubs = StubMaker::new(fd.as_fd(), root.clone(), None).unwrap();
+        let (uid, gid) = (
+            rustix::process::getuid().as_raw(),
+            rustix::process::getgid().as_raw(),
+        );
+        let mounts = vec![
+            MountSpec {
+                target: "/run/secrets/token".into(),
+                kind: MountKind::File {
+                    contents: b"s".to_vec(),
+                    mode: 0o400,
+                    uid,
+                    gid,
+                },
+            },
+            MountSpec {
+                target: "/root/.cache".into(),
+                kind: MountKind::Bind {
+                    source: cache.clone(),
+                    access: BindAccess::ReadWrite,
+                },
+            },
+            MountSpec {
+                target: "/tmp".into(),
+                kind: MountKind::Tmpfs {
+                    size_bytes: Some(4096),
+                },
+            },
+        ];
+        let mut m = RecordingMounts::default();
+        setup_rootfs(&mut m, &mut stubs, &mounts, &state, false).unwrap();
+        let log: Vec<&str> = m.log.iter().map(String::as_str).collect();
+        let cache = cache.display();
+        let state = state.display();
+        let expected = [
+            "new proc /proc [] MountAttrFlags(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC)".to_string(),
+            "attach proc at /proc".to_string(),
+            "new tmpfs /dev [mode=755 size=65536k] MountAttrFlags(MOUNT_ATTR_NOSUID | MOUNT_ATTR_STRICTATIME)".to_string(),
+            "attach tmpfs at /dev".to_string(),
+            "clone /dev/null rw for /dev/null".to_string(),
+            "attach /dev/null at /dev/null".to_string(),
+            "clone /dev/zero rw for /dev/zero".to_string(),
+            "attach /dev/zero at /dev/zero".to_string(),
+            "clone /dev/full rw for /dev/full".to_string(),
+            "attach /dev/full at /dev/full".to_string(),
+            "clone /dev/random rw for /dev/random".to_string(),
+            "attach /dev/random at /dev/random".to_string(),
+            "clone /dev/urandom rw for /dev/urandom".to_string(),
+            "attach /dev/urandom at /dev/urandom".to_string(),
+            "clone /dev/tty rw for /dev/tty".to_string(),
+            "attach /dev/tty at /dev/tty".to_string(),
+            "new devpts /dev/pts [newinstance ptmxmode=0666 mode=0620 gid=5] MountAttrFlags(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)".to_string(),
+            "attach devpts at /dev/pts".to_string(),
+            "new tmpfs /dev/shm [mode=1777 size=65536k] MountAttrFlags(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC)".to_string(),
+            "attach tmpfs at /dev/shm".to_string(),
+            "new sysfs /sys [] MountAttrFlags(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC)".to_string(),
+            "attach sysfs at /sys".to_string(),
+            format!("clone {state}/file-0 ro for /run/secrets/token"),
+            "attach file at /run/secrets/token".to_string(),
+            format!("clone {cache} rw for /root/.cache"),
+            format!("attach {cache} at /root/.cache"),
+            "new tmpfs /tmp [mode=1777 size=4096] MountAttrFlags(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)".to_string(),
+            "attach tmpfs at /tmp".to_string(),
+        ];
+        assert_eq!(log, expected.iter().map(String::as_str).collect::<Vec<_>>());
+        // Mount points were made in the root and recorded for removal.
+        let created: Vec<String> = stubs
+            .report
+            .created
+            .iter()
+            .map(|c| c.path.display().to_string())
+            .collect();
+        assert_eq!(
+            created,
+            [
+                "proc",
+                "dev",
+                "sys",
+                "run",
+                "run/secrets",
+                "run/secrets/token",
+                "root",
+                "root/.cache",
+                "tmp"
+            ]
+        );
+        // The secret's bytes stay in the private state directory.
+        assert_eq!(std::fs::read(format!("{state}/file-0")).unwrap(), b"s");
+        assert_eq!(
+            std::fs::metadata(root.join("run/secrets/token"))
+                .unwrap()
+                .len(),
+            0
+        );
+    }
+}

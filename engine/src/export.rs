@@ -1,1 +1,0 @@
-//! export (in progress).

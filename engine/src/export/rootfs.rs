@@ -1,0 +1,277 @@
+//! The flattened root filesystem of an image: `-o type=tar` (one tar) and `-o type=local`
+//! (a directory).
+//!
+//! Layers are applied in order with OCI whiteout semantics, in process, in two passes over the
+//! layer tars: the first decides which entry wins for every path (a later entry replaces an
+//! earlier one; `.wh.NAME` deletes NAME and everything below it from lower layers;
+//! `.wh..wh..opq` hides everything below its directory from lower layers; a non-directory
+//! replaces a directory with all its contents), the second copies the winners out in layer
+//! order, so parents come before children and hardlink targets before links. Whiteout entries
+//! are never emitted.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use cache::{ContentStore, Digest};
+
+use super::{io_err, ExportError};
+use crate::image::{open_layer, Image};
+
+const WHITEOUT_PREFIX: &[u8] = b".wh.";
+const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+
+/// (layer index, entry index within the layer)
+type Position = (usize, u64);
+
+/// Writes the flattened root filesystem of `image` as one tar.
+pub fn write_rootfs_tar<W: Write>(
+    cas: &ContentStore,
+    image: &Image,
+    out: W,
+) -> Result<W, ExportError> {
+    let layers: Vec<Digest> = image
+        .manifest
+        .layers
+        .iter()
+        .map(|d| d.digest.clone())
+        .collect();
+    flatten_layers(cas, &layers, out)
+}
+
+/// Unpacks the flattened root filesystem of `image` into `dest` (created if missing).
+/// Ownership and extended attributes are kept when running as root.
+pub fn unpack_rootfs(cas: &ContentStore, image: &Image, dest: &Path) -> Result<(), ExportError> {
+    let scratch_dir = cas.root().join("tmp");
+    let scratch =
+        tempfile::tempfile_in(&scratch_dir).map_err(io_err("create temp file in", &scratch_dir))?;
+    let mut scratch = write_rootfs_tar(cas, image, io::BufWriter::new(scratch))?
+        .into_inner()
+        .map_err(|e| io_err("write", &scratch_dir)(e.into_error()))?;
+    scratch
+        .seek(io::SeekFrom::Start(0))
+        .map_err(io_err("seek", &scratch_dir))?;
+    std::fs::create_dir_all(dest).map_err(io_err("create directory", dest))?;
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut ar = tar::Archive::new(io::BufReader::new(scratch));
+    ar.set_preserve_permissions(true);
+    ar.set_preserve_mtime(true);
+    ar.set_preserve_ownerships(root);
+    ar.set_unpack_xattrs(root);
+    ar.set_overwrite(true);
+    ar.unpack(dest).map_err(io_err("unpack rootfs into", dest))
+}
+
+/// Applies the layer blobs `layers` (bottom first) and writes the result as one tar.
+pub fn flatten_layers<W: Write>(
+    cas: &ContentStore,
+    layers: &[Digest],
+    out: W,
+) -> Result<W, ExportError> {
+    let winners = decide_winners(cas, layers)?;
+    let mut b = tar::Builder::new(out);
+    for (i, layer) in layers.iter().enumerate() {
+        let lerr = |e: io::Error| io_err("read layer", &cas.path(layer))(e);
+        let mut ar = tar::Archive::new(open_layer(cas, layer)?);
+        for (j, entry) in ar.entries().map_err(lerr)?.enumerate() {
+            let mut entry = entry.map_err(lerr)?;
+            let Some(path) = normalise(&entry.path_bytes()) else {
+                continue;
+            };
+            if winners.get(&path) != Some(&(i, j as u64)) {
+                continue;
+            }
+            let link = match entry.header().entry_type() {
+                tar::EntryType::Link => match entry.link_name_bytes().and_then(|l| normalise(&l)) {
+                    // A hardlink whose target was deleted or replaced above has nothing to
+                    // point at; drop it rather than emit a dangling link.
+                    Some(target) if winners.get(&target).is_some_and(|p| *p <= (i, j as u64)) => {
+                        Some(target)
+                    }
+                    _ => continue,
+                },
+                tar::EntryType::Symlink => entry.link_name_bytes().map(|l| l.into_owned()),
+                _ => None,
+            };
+            emit(&mut b, &mut entry, &path, link.as_deref()).map_err(|e| {
+                io_err("write rootfs entry", Path::new(OsStr::from_bytes(&path)))(e)
+            })?;
+        }
+    }
+    b.into_inner()
+        .map_err(io_err("write", Path::new("<rootfs tar>")))
+}
+
+fn decide_winners(
+    cas: &ContentStore,
+    layers: &[Digest],
+) -> Result<BTreeMap<Vec<u8>, Position>, ExportError> {
+    let mut winners: BTreeMap<Vec<u8>, Position> = BTreeMap::new();
+    for (i, layer) in layers.iter().enumerate() {
+        let lerr = |e: io::Error| io_err("read layer", &cas.path(layer))(e);
+        let mut ar = tar::Archive::new(open_layer(cas, layer)?);
+        for (j, entry) in ar.entries().map_err(lerr)?.enumerate() {
+            let entry = entry.map_err(lerr)?;
+            let raw = entry.path_bytes();
+            let Some(path) = normalise(&raw) else {
+                if raw.split(|b| *b == b'/').any(|c| c == b"..") {
+                    return Err(ExportError::BadArchive(format!(
+                        "layer {layer} has an entry outside the root: {}",
+                        String::from_utf8_lossy(&raw)
+                    )));
+                }
+                continue; // the root directory itself
+            };
+            let (dir, base) = match path.iter().rposition(|b| *b == b'/') {
+                Some(k) => (&path[..k], &path[k + 1..]),
+                None => (&b""[..], &path[..]),
+            };
+            if base == OPAQUE_MARKER {
+                remove_below(&mut winners, dir, i);
+                continue;
+            }
+            if let Some(name) = base.strip_prefix(WHITEOUT_PREFIX) {
+                let mut target = dir.to_vec();
+                if !target.is_empty() {
+                    target.push(b'/');
+                }
+                target.extend_from_slice(name);
+                if winners.get(&target).is_some_and(|p| p.0 < i) {
+                    winners.remove(&target);
+                }
+                remove_below(&mut winners, &target, i);
+                continue;
+            }
+            if !entry.header().entry_type().is_dir() {
+                remove_below(&mut winners, &path, i);
+            }
+            winners.insert(path, (i, j as u64));
+        }
+    }
+    Ok(winners)
+}
+
+/// Removes every path strictly below `dir` that came from a layer before `layer`.
+fn remove_below(winners: &mut BTreeMap<Vec<u8>, Position>, dir: &[u8], layer: usize) {
+    let mut prefix = dir.to_vec();
+    if !prefix.is_empty() {
+        prefix.push(b'/');
+    }
+    let doomed: Vec<Vec<u8>> = winners
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .filter(|(_, p)| p.0 < layer)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in doomed {
+        winners.remove(&k);
+    }
+}
+
+/// `./a//b/` → `a/b`; `None` for the root itself or for paths with `..`.
+fn normalise(raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(raw.len());
+    for c in raw.split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return None,
+            c => {
+                if !out.is_empty() {
+                    out.push(b'/');
+                }
+                out.extend_from_slice(c);
+            }
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// Copies one entry to `b` under `path`, keeping PAX records (xattrs) other than the path ones.
+fn emit<W: Write, R: Read>(
+    b: &mut tar::Builder<W>,
+    entry: &mut tar::Entry<'_, R>,
+    path: &[u8],
+    link: Option<&[u8]>,
+) -> io::Result<()> {
+    let mut records: Vec<(String, Vec<u8>)> = Vec::new();
+    if let Some(exts) = entry.pax_extensions()? {
+        for ext in exts {
+            let ext = ext?;
+            let key = ext
+                .key()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            if !matches!(key, "path" | "linkpath" | "size") {
+                records.push((key.to_string(), ext.value_bytes().to_vec()));
+            }
+        }
+    }
+    let mut h = entry.header().clone();
+    let mut rel = path.to_vec();
+    if h.entry_type().is_dir() {
+        rel.push(b'/');
+    }
+    if records.is_empty() {
+        let p = Path::new(OsStr::from_bytes(&rel));
+        return match link {
+            Some(target) => b.append_link(&mut h, p, Path::new(OsStr::from_bytes(target))),
+            None => b.append_data(&mut h, p, entry),
+        };
+    }
+    // With PAX records to keep, carry path and link in PAX too, so one extended header
+    // describes the entry (no GNU long-name headers in between).
+    records.push(("path".to_string(), rel.clone()));
+    if let Some(t) = link {
+        records.push(("linkpath".to_string(), t.to_vec()));
+    }
+    append_pax(b, &records)?;
+    let old = h.as_old_mut();
+    let n = rel.len().min(old.name.len() - 1);
+    old.name.fill(0);
+    old.name[..n].copy_from_slice(&rel[..n]);
+    if let Some(t) = link {
+        let n = t.len().min(old.linkname.len() - 1);
+        old.linkname.fill(0);
+        old.linkname[..n].copy_from_slice(&t[..n]);
+    }
+    h.set_cksum();
+    b.append(&h, entry)
+}
+
+fn append_pax<W: Write>(b: &mut tar::Builder<W>, records: &[(String, Vec<u8>)]) -> io::Result<()> {
+    let mut data = Vec::new();
+    for (k, v) in records {
+        // Each record is "<len> <key>=<value>\n" where <len> counts the whole record.
+        let base = k.len() + v.len() + 3;
+        let mut len = base + 1;
+        while len != base + len.to_string().len() {
+            len = base + len.to_string().len();
+        }
+        data.extend_from_slice(format!("{len} {k}=").as_bytes());
+        data.extend_from_slice(v);
+        data.push(b'\n');
+    }
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_path("././@PaxHeader")?;
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_cksum();
+    b.append(&h, &data[..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_paths() {
+        assert_eq!(normalise(b"./a//b/"), Some(b"a/b".to_vec()));
+        assert_eq!(normalise(b"/etc"), Some(b"etc".to_vec()));
+        assert_eq!(normalise(b"./"), None);
+        assert_eq!(normalise(b"a/../b"), None);
+    }
+}

@@ -1,1 +1,0 @@
-//! fileops (in progress).

@@ -1,0 +1,379 @@
+//! Tar extraction that never writes outside its root, shared by layer unpacking
+//! ([`crate::snapshot`]) and `ADD` of local archives; plus compression detection by content.
+//!
+//! Hostile names are *sanitised* the way containerd's applier does, not rejected:
+//! - an entry name is cleaned as if the extraction root were `/` (`../../x` and `/x` both land
+//!   on `<root>/x`);
+//! - parent directories are resolved inside the root, so a symlink planted by an earlier entry
+//!   (`evil -> /etc` or `evil -> ../../..`) re-roots instead of escaping: `evil/passwd` is written
+//!   to `<root>/etc/passwd`;
+//! - the final component is never followed: an existing entry of another kind is removed and
+//!   replaced, so writing a file over a planted symlink replaces the link, not its target;
+//! - hardlink targets are resolved inside the root the same way and must name an existing
+//!   non-directory there; otherwise the archive is rejected.
+
+use crate::fileops::root::{lexical_clean, Root, RootError};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, BufRead, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Compression of an archive or layer blob, detected from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Plain tar.
+    None,
+    /// gzip (one or more members).
+    Gzip,
+    /// bzip2.
+    Bzip2,
+    /// xz.
+    Xz,
+    /// zstd (one or more frames).
+    Zstd,
+}
+
+/// Detects the compression from the magic number at the start of a stream.
+pub fn detect_compression(head: &[u8]) -> Compression {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if head.starts_with(b"BZh") {
+        Compression::Bzip2
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        Compression::Xz
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else {
+        Compression::None
+    }
+}
+
+/// Wraps `input` in the decompressor its magic number calls for.
+pub fn decompress<'a, R: BufRead + 'a>(
+    mut input: R,
+) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
+    let kind = detect_compression(input.fill_buf()?);
+    let reader: Box<dyn Read + 'a> = match kind {
+        Compression::None => Box::new(input),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+        Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
+        Compression::Xz => Box::new(xz2::bufread::XzDecoder::new_multi_decoder(input)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
+    };
+    Ok((kind, reader))
+}
+
+/// Whether a 512-byte block is a tar header (ustar magic, or a valid v7 checksum).
+pub fn looks_like_tar(block: &[u8]) -> bool {
+    if block.len() < 512 {
+        return false;
+    }
+    if &block[257..262] == b"ustar" {
+        return true;
+    }
+    let field = &block[148..156];
+    let digits: String = field
+        .iter()
+        .map(|&b| b as char)
+        .filter(|c| c.is_digit(8))
+        .collect();
+    let Ok(stored) = u32::from_str_radix(&digits, 8) else {
+        return false;
+    };
+    let sum: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                b as u32
+            }
+        })
+        .sum();
+    block[0] != 0 && sum == stored
+}
+
+/// Whether the file at `path` is a (possibly compressed) tar archive, as `ADD` decides.
+pub fn is_archive(path: &Path) -> io::Result<bool> {
+    let file = File::open(path)?;
+    let (_, mut reader) = decompress(io::BufReader::new(file))?;
+    let mut block = vec![0u8; 512];
+    let mut filled = 0;
+    while filled < 512 {
+        match reader.read(&mut block[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            // A file that merely starts with a magic number but does not decompress is no archive.
+            Err(_) => return Ok(false),
+        }
+    }
+    Ok(looks_like_tar(&block[..filled]))
+}
+
+/// What to do with OCI whiteout entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhiteoutMode {
+    /// Write `.wh.*` entries as ordinary files (what `ADD` does).
+    Keep,
+    /// Convert to overlayfs form: `.wh.x` → char device 0:0 `x`; `.wh..wh..opq` → the given
+    /// xattr (`trusted.overlay.opaque`, or `user.overlay.opaque` for `userxattr` mounts) = `y`.
+    Overlay {
+        /// Name of the opaque-directory xattr.
+        opaque_xattr: &'static str,
+    },
+}
+
+/// How [`extract_tar`] treats ownership and whiteouts.
+#[derive(Debug, Clone, Copy)]
+pub struct ExtractOptions {
+    /// Whiteout handling.
+    pub whiteouts: WhiteoutMode,
+    /// Owner forced on every entry; `None` keeps the ids from the tar headers.
+    pub chown: Option<(u32, u32)>,
+}
+
+/// Why an archive could not be extracted.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// Reading the archive or writing an entry failed.
+    #[error("{what} {path:?}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// An entry's path could not be resolved in the root.
+    #[error(transparent)]
+    Root(#[from] RootError),
+    /// A hardlink points at nothing usable inside the root.
+    #[error("hardlink {path:?} -> {target:?}: {reason}")]
+    BadHardlink {
+        path: PathBuf,
+        target: PathBuf,
+        reason: &'static str,
+    },
+    /// A tar entry type this extractor does not handle.
+    #[error("unsupported tar entry type {kind:?} for {path:?}")]
+    Unsupported { path: PathBuf, kind: char },
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ArchiveError + 'a {
+    move |source| ArchiveError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Extracts a tar stream into `root` with the protections described in the module doc. The
+/// stream is read up to the end-of-archive marker only; callers hashing it drain the rest.
+pub fn extract_tar<R: Read>(
+    input: R,
+    root: &Root,
+    opts: &ExtractOptions,
+) -> Result<(), ArchiveError> {
+    let mut archive = tar::Archive::new(input);
+    let mut dir_times: Vec<(PathBuf, filetime::FileTime)> = Vec::new();
+    let entries = archive
+        .entries()
+        .map_err(io_err("reading archive", root.host_path()))?;
+    for entry in entries {
+        let mut entry = entry.map_err(io_err("reading archive", root.host_path()))?;
+        let raw = entry.path_bytes().into_owned();
+        let rel = lexical_clean(Path::new(OsStr::from_bytes(&raw)));
+        let kind = entry.header().entry_type();
+        if kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
+            continue;
+        }
+        let Some(name) = rel.file_name().map(|n| n.to_os_string()) else {
+            continue; // the root itself ("./" or "/"): its metadata belongs to the parent layer
+        };
+        let parent_rel = rel.parent().unwrap_or(Path::new("")).to_path_buf();
+        let parent = root.resolve(&parent_rel)?;
+        ensure_dir(&parent)?;
+        let name_bytes = name.as_bytes();
+
+        if let WhiteoutMode::Overlay { opaque_xattr } = opts.whiteouts {
+            if let Some(hidden) = name_bytes.strip_prefix(b".wh.") {
+                if hidden == b".wh..opq" {
+                    xattr::set(&parent, opaque_xattr, b"y")
+                        .map_err(io_err("setting opaque xattr on", &parent))?;
+                } else {
+                    let target = parent.join(OsStr::from_bytes(hidden));
+                    remove_existing(&target)?;
+                    mknod(&target, libc::S_IFCHR, 0)?;
+                }
+                continue;
+            }
+        }
+
+        let target = parent.join(&name);
+        let existing = std::fs::symlink_metadata(&target).ok();
+        let is_dir_entry = kind.is_dir();
+        if let Some(meta) = &existing {
+            if !(meta.is_dir() && is_dir_entry) {
+                remove_existing(&target)?;
+            }
+        }
+        let header = entry.header().clone();
+        let mode = header.mode().map_err(io_err("reading mode of", &rel))? & 0o7777;
+        match kind {
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(&target)
+                    .map_err(io_err("creating", &target))?;
+                io::copy(&mut entry, &mut file).map_err(io_err("writing", &target))?;
+            }
+            tar::EntryType::Directory => {
+                if existing.as_ref().map(|m| m.is_dir()) != Some(true) {
+                    std::fs::create_dir(&target).map_err(io_err("creating directory", &target))?;
+                }
+            }
+            tar::EntryType::Symlink => {
+                let link = entry
+                    .link_name_bytes()
+                    .map(|l| l.into_owned())
+                    .unwrap_or_default();
+                std::os::unix::fs::symlink(OsStr::from_bytes(&link), &target)
+                    .map_err(io_err("creating symlink", &target))?;
+            }
+            tar::EntryType::Link => {
+                let link = entry
+                    .link_name_bytes()
+                    .map(|l| l.into_owned())
+                    .unwrap_or_default();
+                let link_rel = lexical_clean(Path::new(OsStr::from_bytes(&link)));
+                let source = root.resolve_parent(&link_rel)?;
+                let bad = |reason| ArchiveError::BadHardlink {
+                    path: rel.clone(),
+                    target: link_rel.clone(),
+                    reason,
+                };
+                match std::fs::symlink_metadata(&source) {
+                    Ok(m) if m.is_dir() => return Err(bad("target is a directory")),
+                    Ok(_) => {}
+                    Err(_) => return Err(bad("target does not exist inside the root")),
+                }
+                std::fs::hard_link(&source, &target)
+                    .map_err(io_err("creating hardlink", &target))?;
+                // A hardlink shares the target's metadata; the header carries nothing more.
+                continue;
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                let major = header.device_major().ok().flatten().unwrap_or(0);
+                let minor = header.device_minor().ok().flatten().unwrap_or(0);
+                let fmt = match kind {
+                    tar::EntryType::Char => libc::S_IFCHR,
+                    tar::EntryType::Block => libc::S_IFBLK,
+                    _ => libc::S_IFIFO,
+                };
+                mknod(&target, fmt, libc::makedev(major, minor))?;
+            }
+            other => {
+                return Err(ArchiveError::Unsupported {
+                    path: rel,
+                    kind: other.as_byte() as char,
+                })
+            }
+        }
+
+        let (uid, gid) = match opts.chown {
+            Some(ids) => ids,
+            None => (
+                header.uid().unwrap_or(0) as u32,
+                header.gid().unwrap_or(0) as u32,
+            ),
+        };
+        lchown(&target, uid, gid)?;
+        if let Ok(Some(pax)) = entry.pax_extensions() {
+            for ext in pax.flatten() {
+                if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+                    let name = OsStr::from_bytes(name);
+                    xattr::set(&target, name, ext.value_bytes())
+                        .map_err(io_err("setting xattr on", &target))?;
+                }
+            }
+        }
+        if kind != tar::EntryType::Symlink {
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
+                .map_err(io_err("setting mode of", &target))?;
+        }
+        let mtime = filetime::FileTime::from_unix_time(header.mtime().unwrap_or(0) as i64, 0);
+        if is_dir_entry {
+            dir_times.push((target, mtime));
+        } else {
+            filetime::set_symlink_file_times(&target, mtime, mtime)
+                .map_err(io_err("setting times of", &target))?;
+        }
+    }
+    // Directory times last, deepest first, so creating children does not disturb them.
+    for (dir, mtime) in dir_times.iter().rev() {
+        filetime::set_symlink_file_times(dir, *mtime, *mtime)
+            .map_err(io_err("setting times of", dir))?;
+    }
+    Ok(())
+}
+
+fn ensure_dir(path: &Path) -> Result<(), ArchiveError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(ArchiveError::Io {
+            what: "parent is not a directory:",
+            path: path.to_path_buf(),
+            source: io::Error::from_raw_os_error(libc::ENOTDIR),
+        }),
+        Err(_) => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(path)
+            .map_err(io_err("creating directory", path)),
+    }
+}
+
+use std::os::unix::fs::DirBuilderExt;
+
+/// Removes whatever is at `path` (file, link, device, or directory tree) without following it.
+pub(crate) fn remove_existing(path: &Path) -> Result<(), ArchiveError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path).map_err(io_err("removing", path)),
+        Ok(_) => std::fs::remove_file(path).map_err(io_err("removing", path)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(ArchiveError::Io {
+            what: "inspecting",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// `mknod(2)` for devices, fifos and overlay whiteouts.
+pub(crate) fn mknod(path: &Path, fmt: libc::mode_t, dev: libc::dev_t) -> Result<(), ArchiveError> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| ArchiveError::Io {
+        what: "creating node",
+        path: path.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"),
+    })?;
+    // SAFETY: mknod with a NUL-terminated path; no memory is shared with the kernel beyond it.
+    let rc = unsafe { libc::mknod(c.as_ptr(), fmt | 0o600, dev) };
+    if rc != 0 {
+        return Err(ArchiveError::Io {
+            what: "creating node",
+            path: path.to_path_buf(),
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+/// `lchown(2)`: never follows a final symlink.
+pub(crate) fn lchown(path: &Path, uid: u32, gid: u32) -> Result<(), ArchiveError> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(io_err("changing owner of", path))
+}

@@ -1,0 +1,296 @@
+//! [`Root`]: the one rooted-path type every file operation on a rootfs goes through.
+//!
+//! A path inside a root is resolved as if the root were `/`: absolute symlink targets are
+//! re-rooted, `..` never climbs above the root, and symlink chains are bounded. Reads use
+//! `openat2(RESOLVE_IN_ROOT)` when the kernel offers it, which the kernel enforces atomically.
+//! Writes go through [`Root::resolve_parent`]: the parent directories are resolved component by
+//! component (`lstat` + `readlink`), and the final component is then operated on without
+//! following it (`O_NOFOLLOW`, `lchown`, `symlink_metadata`). This is hand-written rather than
+//! built on `openat2` for writes because the helper that runs it may have no `/proc` to turn a
+//! directory fd back into a path, and because the trees it writes (a step's rootfs while no
+//! process runs in it, a layer being unpacked by this process) are not changed concurrently.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+/// Symlinks followed in one resolution before giving up (Linux's own limit is 40).
+const MAX_SYMLINKS: usize = 40;
+
+/// A directory treated as `/` for every path resolved through it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Root {
+    host: PathBuf,
+}
+
+/// Why a path could not be resolved inside a root.
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    /// The root directory itself is unusable.
+    #[error("root directory {path:?}: {source}")]
+    Root { path: PathBuf, source: io::Error },
+    /// A component could not be inspected.
+    #[error("resolving {path:?} in root {root:?}: {source}")]
+    Io {
+        root: PathBuf,
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// Symlinks form a loop or a chain too long to follow.
+    #[error("resolving {path:?} in root {root:?}: too many levels of symbolic links")]
+    SymlinkLoop { root: PathBuf, path: PathBuf },
+}
+
+impl Root {
+    /// Opens `path` as a root; it must be an existing directory.
+    pub fn new(path: impl AsRef<Path>) -> Result<Root, RootError> {
+        let path = path.as_ref();
+        let host = std::fs::canonicalize(path).map_err(|source| RootError::Root {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if !host.is_dir() {
+            return Err(RootError::Root {
+                path: path.to_path_buf(),
+                source: io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
+            });
+        }
+        Ok(Root { host })
+    }
+
+    /// The host path of the root directory.
+    pub fn host_path(&self) -> &Path {
+        &self.host
+    }
+
+    /// Resolves `path` inside the root following every symlink, the final one included
+    /// (what `stat` would see if the root were `/`). Missing components are kept lexically.
+    pub fn resolve(&self, path: impl AsRef<Path>) -> Result<PathBuf, RootError> {
+        self.resolve_in_root(path.as_ref(), true)
+            .map(|rel| self.host.join(rel))
+    }
+
+    /// Resolves the parents of `path` inside the root but not its final component, which is
+    /// what a write that replaces or creates that entry needs (what `lstat` would see).
+    pub fn resolve_parent(&self, path: impl AsRef<Path>) -> Result<PathBuf, RootError> {
+        self.resolve_in_root(path.as_ref(), false)
+            .map(|rel| self.host.join(rel))
+    }
+
+    /// Like [`Root::resolve_parent`] but returns the path relative to the root (no leading `/`).
+    pub fn resolve_parent_rel(&self, path: impl AsRef<Path>) -> Result<PathBuf, RootError> {
+        self.resolve_in_root(path.as_ref(), false)
+    }
+
+    /// Opens a file for reading without ever leaving the root and without following a final
+    /// symlink. Uses `openat2(RESOLVE_IN_ROOT)`; falls back to the manual resolver on kernels
+    /// or sandboxes without it.
+    pub fn open_read(&self, path: impl AsRef<Path>) -> Result<File, RootError> {
+        let path = path.as_ref();
+        match self.openat2_read(path) {
+            Ok(file) => Ok(file),
+            Err(err)
+                if matches!(
+                    err.raw_os_error(),
+                    Some(libc::ENOSYS) | Some(libc::EPERM) | Some(libc::EINVAL)
+                ) =>
+            {
+                let host = self.resolve_parent(path)?;
+                open_nofollow(&host).map_err(|source| self.io_err(path, source))
+            }
+            Err(source) => Err(self.io_err(path, source)),
+        }
+    }
+
+    fn io_err(&self, path: &Path, source: io::Error) -> RootError {
+        RootError::Io {
+            root: self.host.clone(),
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn openat2_read(&self, path: &Path) -> io::Result<File> {
+        let root_c = CString::new(self.host.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+        // SAFETY: plain open(2) of a NUL-terminated path; the fd is owned right after.
+        let root_fd = unsafe {
+            libc::open(
+                root_c.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if root_fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: root_fd is a fresh, valid descriptor owned by nobody else.
+        let root_fd = unsafe { OwnedFd::from_raw_fd(root_fd) };
+        let rel = lexical_clean(path);
+        let rel_bytes = if rel.as_os_str().is_empty() {
+            b".".to_vec()
+        } else {
+            rel.as_os_str().as_bytes().to_vec()
+        };
+        let rel_c = CString::new(rel_bytes)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+        // SAFETY: open_how is plain data; all-zero is its documented default.
+        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+        how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64;
+        how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+        use std::os::fd::AsRawFd;
+        // SAFETY: openat2 with a valid dirfd, NUL-terminated path and a correctly sized open_how.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root_fd.as_raw_fd(),
+                rel_c.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the kernel returned a new descriptor that we now own.
+        Ok(unsafe { File::from_raw_fd(fd as i32) })
+    }
+
+    fn resolve_in_root(&self, path: &Path, follow_final: bool) -> Result<PathBuf, RootError> {
+        let mut resolved: Vec<OsString> = Vec::new();
+        let mut pending: Vec<OsString> = components_rev(path);
+        let mut links = 0usize;
+        while let Some(comp) = pending.pop() {
+            if comp == ".." {
+                resolved.pop();
+                continue;
+            }
+            let is_last = pending.is_empty();
+            if is_last && !follow_final {
+                resolved.push(comp);
+                break;
+            }
+            let mut candidate = self.host.clone();
+            candidate.extend(resolved.iter());
+            candidate.push(&comp);
+            match std::fs::symlink_metadata(&candidate) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    links += 1;
+                    if links > MAX_SYMLINKS {
+                        return Err(RootError::SymlinkLoop {
+                            root: self.host.clone(),
+                            path: path.to_path_buf(),
+                        });
+                    }
+                    let target =
+                        std::fs::read_link(&candidate).map_err(|e| self.io_err(path, e))?;
+                    if target.is_absolute() {
+                        resolved.clear();
+                    }
+                    pending.extend(components_rev(&target));
+                }
+                Ok(_) => resolved.push(comp),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => resolved.push(comp),
+                Err(err) if err.raw_os_error() == Some(libc::ENOTDIR) => resolved.push(comp),
+                Err(err) => return Err(self.io_err(path, err)),
+            }
+        }
+        Ok(resolved.iter().collect())
+    }
+}
+
+/// Components of `path` in reverse order (so `pop` yields them front to back), without `/` and `.`.
+fn components_rev(path: &Path) -> Vec<OsString> {
+    let mut out: Vec<OsString> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some(OsString::from("..")),
+            _ => None,
+        })
+        .collect();
+    out.reverse();
+    out
+}
+
+/// Cleans `path` lexically as if it were rooted at `/`, returning a relative path: `..` at the
+/// top is dropped, `.` and empty components vanish. No filesystem access.
+pub fn lexical_clean(path: &Path) -> PathBuf {
+    let mut out: Vec<&OsStr> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out.iter().collect()
+}
+
+/// Opens an existing file read-only without following a final symlink.
+pub(crate) fn open_nofollow(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn absolute_and_dotdot_symlinks_stay_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        std::fs::create_dir_all(dir.path().join("real/etc")).unwrap();
+        symlink("/real", dir.path().join("abs")).unwrap();
+        symlink("../../../../real", dir.path().join("up")).unwrap();
+        symlink("/etc/passwd", dir.path().join("pw")).unwrap();
+        let host = root.host_path().to_path_buf();
+        assert_eq!(root.resolve("abs/etc").unwrap(), host.join("real/etc"));
+        assert_eq!(root.resolve("/up/etc/x").unwrap(), host.join("real/etc/x"));
+        assert_eq!(root.resolve("../../pw").unwrap(), host.join("etc/passwd"));
+        assert_eq!(root.resolve_parent("pw").unwrap(), host.join("pw"));
+        assert_eq!(root.resolve_parent("abs/pw").unwrap(), host.join("real/pw"));
+    }
+
+    #[test]
+    fn symlink_loops_are_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        symlink("b", dir.path().join("a")).unwrap();
+        symlink("a", dir.path().join("b")).unwrap();
+        assert!(matches!(
+            root.resolve("a/x"),
+            Err(RootError::SymlinkLoop { .. })
+        ));
+    }
+
+    #[test]
+    fn open_read_never_leaves_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(dir.path().join("etc/passwd"), b"inside").unwrap();
+        symlink("/etc", dir.path().join("e")).unwrap();
+        let mut s = String::new();
+        use std::io::Read;
+        root.open_read("e/../../e/passwd")
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        assert_eq!(s, "inside");
+        symlink("/etc/passwd", dir.path().join("pw")).unwrap();
+        assert!(
+            root.open_read("pw").is_err(),
+            "final symlink is not followed"
+        );
+    }
+}

@@ -1,0 +1,315 @@
+//! Users and groups of a rootfs: `/etc/passwd` and `/etc/group` read through a [`Root`], and
+//! `user[:group]` resolved the way Docker does.
+//!
+//! Two resolutions exist because Docker has two:
+//! - [`UserDb::resolve_exec_user`] for `USER`/RUN (runc's `GetExecUser`): a numeric user that is
+//!   not in `/etc/passwd` runs with gid 0; a named user must exist; without an explicit group the
+//!   supplementary groups are those of `/etc/group` listing the user.
+//! - [`UserDb::resolve_chown`] for `COPY --chown` (BuildKit): a numeric user without a group gets
+//!   gid = uid; a named user without a group gets its primary gid from `/etc/passwd`.
+//!
+//! Numeric ids never need the files; names must exist in them.
+
+use crate::fileops::root::Root;
+use std::path::Path;
+
+/// One line of `/etc/passwd`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswdEntry {
+    /// Login name.
+    pub name: String,
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Home directory (becomes `HOME` for RUN).
+    pub home: String,
+    /// Login shell.
+    pub shell: String,
+}
+
+/// One line of `/etc/group`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupEntry {
+    /// Group name.
+    pub name: String,
+    /// Group id.
+    pub gid: u32,
+    /// User names listed as members.
+    pub members: Vec<String>,
+}
+
+/// The identity a RUN step executes as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecUser {
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Supplementary group ids (`setgroups`).
+    pub additional_gids: Vec<u32>,
+    /// Home directory, `/` when the user has no passwd entry.
+    pub home: String,
+}
+
+/// Why a user or group could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum UserDbError {
+    /// A named user is not in `/etc/passwd`.
+    #[error("unable to find user {name}: no matching entries in passwd file")]
+    UnknownUser { name: String },
+    /// A named group is not in `/etc/group`.
+    #[error("unable to find group {name}: no matching entries in group file")]
+    UnknownGroup { name: String },
+    /// The spec is not `user`, `user:group`, or ids.
+    #[error("invalid user spec {spec:?}")]
+    InvalidSpec { spec: String },
+    /// A file exists but could not be read.
+    #[error("reading {path:?}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The path could not be resolved inside the root.
+    #[error(transparent)]
+    Root(#[from] crate::fileops::root::RootError),
+}
+
+/// The parsed user and group databases of one rootfs (empty when the files are absent).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserDb {
+    /// Entries of `/etc/passwd` in file order.
+    pub users: Vec<PasswdEntry>,
+    /// Entries of `/etc/group` in file order.
+    pub groups: Vec<GroupEntry>,
+}
+
+impl UserDb {
+    /// Reads `/etc/passwd` and `/etc/group` inside `root` (symlinks resolved in the root).
+    pub fn load(root: &Root) -> Result<UserDb, UserDbError> {
+        let passwd = read_optional(root, "/etc/passwd")?;
+        let group = read_optional(root, "/etc/group")?;
+        Ok(UserDb {
+            users: parse_passwd(&passwd),
+            groups: parse_group(&group),
+        })
+    }
+
+    /// Looks a user up by name, or by id when `spec` is numeric.
+    pub fn find_user(&self, spec: &str) -> Option<&PasswdEntry> {
+        let id = spec.parse::<u32>().ok();
+        self.users
+            .iter()
+            .find(|u| u.name == spec || Some(u.uid) == id)
+    }
+
+    /// Looks a group up by name, or by id when `spec` is numeric.
+    pub fn find_group(&self, spec: &str) -> Option<&GroupEntry> {
+        let id = spec.parse::<u32>().ok();
+        self.groups
+            .iter()
+            .find(|g| g.name == spec || Some(g.gid) == id)
+    }
+
+    /// Resolves a `USER` value for RUN (see the module doc).
+    pub fn resolve_exec_user(&self, spec: &str) -> Result<ExecUser, UserDbError> {
+        let (user_spec, group_spec) = split_spec(spec)?;
+        let mut out = ExecUser {
+            uid: 0,
+            gid: 0,
+            additional_gids: Vec::new(),
+            home: "/".into(),
+        };
+        let mut user_name: Option<String> = None;
+        if !user_spec.is_empty() {
+            match self.find_user(user_spec) {
+                Some(u) => {
+                    out.uid = u.uid;
+                    out.gid = u.gid;
+                    out.home = u.home.clone();
+                    user_name = Some(u.name.clone());
+                }
+                None => match user_spec.parse::<u32>() {
+                    Ok(uid) => out.uid = uid,
+                    Err(_) => {
+                        return Err(UserDbError::UnknownUser {
+                            name: user_spec.into(),
+                        })
+                    }
+                },
+            }
+        }
+        match group_spec {
+            Some(g) => out.gid = self.resolve_group(g)?,
+            None => {
+                if let Some(name) = user_name {
+                    out.additional_gids = self
+                        .groups
+                        .iter()
+                        .filter(|g| g.members.contains(&name))
+                        .map(|g| g.gid)
+                        .collect();
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Resolves a `COPY --chown` value to `(uid, gid)` (see the module doc).
+    pub fn resolve_chown(&self, spec: &str) -> Result<(u32, u32), UserDbError> {
+        let (user_spec, group_spec) = split_spec(spec)?;
+        if user_spec.is_empty() {
+            return Err(UserDbError::InvalidSpec { spec: spec.into() });
+        }
+        let (uid, default_gid) = match user_spec.parse::<u32>() {
+            Ok(uid) => (uid, uid),
+            Err(_) => match self.users.iter().find(|u| u.name == user_spec) {
+                Some(u) => (u.uid, u.gid),
+                None => {
+                    return Err(UserDbError::UnknownUser {
+                        name: user_spec.into(),
+                    })
+                }
+            },
+        };
+        let gid = match group_spec {
+            Some(g) => self.resolve_group(g)?,
+            None => default_gid,
+        };
+        Ok((uid, gid))
+    }
+
+    fn resolve_group(&self, spec: &str) -> Result<u32, UserDbError> {
+        if let Ok(gid) = spec.parse::<u32>() {
+            return Ok(gid);
+        }
+        self.groups
+            .iter()
+            .find(|g| g.name == spec)
+            .map(|g| g.gid)
+            .ok_or_else(|| UserDbError::UnknownGroup { name: spec.into() })
+    }
+}
+
+fn split_spec(spec: &str) -> Result<(&str, Option<&str>), UserDbError> {
+    let mut parts = spec.splitn(3, ':');
+    let user = parts.next().unwrap_or("");
+    let group = parts.next();
+    if parts.next().is_some() || group == Some("") {
+        return Err(UserDbError::InvalidSpec { spec: spec.into() });
+    }
+    Ok((user, group))
+}
+
+fn read_optional(root: &Root, path: &str) -> Result<String, UserDbError> {
+    let host = root.resolve(path)?;
+    match std::fs::read(&host) {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(source) => Err(UserDbError::Io {
+            path: Path::new(path).display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// Parses `/etc/passwd` text; malformed lines are skipped, as libc does.
+pub fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() < 4 {
+                return None;
+            }
+            Some(PasswdEntry {
+                name: f[0].to_string(),
+                uid: f[2].trim().parse().ok()?,
+                gid: f[3].trim().parse().ok()?,
+                home: f.get(5).unwrap_or(&"").to_string(),
+                shell: f.get(6).unwrap_or(&"").to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Parses `/etc/group` text; malformed lines are skipped.
+pub fn parse_group(text: &str) -> Vec<GroupEntry> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() < 3 {
+                return None;
+            }
+            Some(GroupEntry {
+                name: f[0].to_string(),
+                gid: f[2].trim().parse().ok()?,
+                members: f
+                    .get(3)
+                    .unwrap_or(&"")
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> UserDb {
+        UserDb {
+            users: parse_passwd(
+                "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001:App:/home/app:/bin/sh\nbad line\n",
+            ),
+            groups: parse_group(
+                "root:x:0:\nappgrp:x:1001:\nstaff:x:50:app,other\nwheel:x:10:app\n",
+            ),
+        }
+    }
+
+    #[test]
+    fn exec_user_resolution_matches_docker() {
+        let db = db();
+        let u = db.resolve_exec_user("app").unwrap();
+        assert_eq!((u.uid, u.gid, u.home.as_str()), (1000, 1001, "/home/app"));
+        assert_eq!(u.additional_gids, vec![50, 10]);
+        let u = db.resolve_exec_user("app:staff").unwrap();
+        assert_eq!((u.uid, u.gid), (1000, 50));
+        assert!(u.additional_gids.is_empty());
+        let u = db.resolve_exec_user("4242").unwrap();
+        assert_eq!((u.uid, u.gid, u.home.as_str()), (4242, 0, "/"));
+        let u = db.resolve_exec_user("4242:77").unwrap();
+        assert_eq!((u.uid, u.gid), (4242, 77));
+        assert!(matches!(
+            db.resolve_exec_user("nobody"),
+            Err(UserDbError::UnknownUser { .. })
+        ));
+        assert!(matches!(
+            db.resolve_exec_user("app:nogroup"),
+            Err(UserDbError::UnknownGroup { .. })
+        ));
+        assert_eq!(db.resolve_exec_user("").unwrap().uid, 0);
+    }
+
+    #[test]
+    fn chown_resolution_matches_buildkit() {
+        let db = db();
+        assert_eq!(db.resolve_chown("10").unwrap(), (10, 10));
+        assert_eq!(db.resolve_chown("10:20").unwrap(), (10, 20));
+        assert_eq!(db.resolve_chown("app").unwrap(), (1000, 1001));
+        assert_eq!(db.resolve_chown("app:staff").unwrap(), (1000, 50));
+        assert_eq!(db.resolve_chown("1000:appgrp").unwrap(), (1000, 1001));
+        assert!(db.resolve_chown("ghost").is_err());
+        assert!(db.resolve_chown("app:").is_err());
+        assert!(
+            UserDb::default().resolve_chown("5:6").is_ok(),
+            "ids need no files"
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! RUN: a sandboxed process on an overlay of the stage's layers.
+
+use super::LocalWorker;
+use crate::executor::{
+    Action, BindAccess, ExecSpec, MountKind as SandboxMount, MountSpec as SandboxMountSpec,
+    Network, OverlayMount, SandboxSpec, UpperDir,
+};
+use crate::graph::{CacheSharing, MountKind, NetworkMode, SecurityMode};
+use crate::solver::config::{env_of, merge_env, resolve_workdir, DEFAULT_PATH};
+use crate::solver::progress::ProgressSink;
+use crate::solver::{ExecRequest, InputState, WorkError};
+use cache::keys::LayerRef;
+use std::path::{Path, PathBuf};
+
+/// The host name inside RUN steps, as BuildKit names it.
+const HOSTNAME: &str = "buildkitsandbox";
+
+fn fail(what: impl std::fmt::Display) -> WorkError {
+    WorkError::Failed(what.to_string())
+}
+
+/// Cleans a path inside a mount source: no `..` above its root, no leading `/`.
+fn clean_inside(path: &str) -> Result<String, WorkError> {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in path.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(fail(format!(
+                        "mount source {path:?} points outside its root"
+                    )));
+                }
+            }
+            p => parts.push(p),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// Resolves `rel` under `root` on the host and checks the result stays inside `root` (symlinks
+/// included).
+fn resolve_inside(root: &Path, rel: &str) -> Result<PathBuf, WorkError> {
+    let joined = root.join(rel);
+    let canon_root =
+        std::fs::canonicalize(root).map_err(|e| fail(format!("{}: {e}", root.display())))?;
+    let canon =
+        std::fs::canonicalize(&joined).map_err(|e| fail(format!("mount source {rel:?}: {e}")))?;
+    if !canon.starts_with(&canon_root) {
+        return Err(fail(format!(
+            "mount source {rel:?} resolves outside its root"
+        )));
+    }
+    Ok(canon)
+}
+
+pub(super) fn run(
+    worker: &LocalWorker,
+    req: &ExecRequest<'_>,
+    progress: &dyn ProgressSink,
+) -> Result<LayerRef, WorkError> {
+    let op = req.op;
+    if op.security == SecurityMode::Insecure {
+        return Err(fail(
+            "RUN --security=insecure needs the security.insecure entitlement, which is not granted",
+        ));
+    }
+    let base: &[LayerRef] = match req.inputs.first() {
+        Some(InputState::Layers(l)) => l,
+        _ => &[],
+    };
+    let lowers = worker.lowers(base)?;
+    let dir = worker.step_dir()?;
+    let rootfs = dir.path().join("rootfs");
+    let upper = dir.path().join("upper");
+    let mut overlays = vec![OverlayMount {
+        lower: lowers.clone(),
+        upper: Some(UpperDir {
+            upper: upper.clone(),
+            work: dir.path().join("work"),
+        }),
+        target: rootfs.clone(),
+    }];
+
+    // The environment: the image's, then the step's (ENV and visible ARGs), then proxies.
+    let mut env = env_of(req.config);
+    merge_env(&mut env, &op.env);
+    merge_env(&mut env, &op.proxy_env);
+
+    let mut mounts = Vec::new();
+    let mut _locks = Vec::new();
+    for (n, m) in op.mounts.iter().enumerate() {
+        let target = PathBuf::from(&m.target);
+        let input = m.input.and_then(|i| req.inputs.get(i as usize));
+        match &m.kind {
+            MountKind::Bind { source, readonly } => {
+                let access = if *readonly {
+                    BindAccess::ReadOnly
+                } else {
+                    BindAccess::Discard
+                };
+                let rel = clean_inside(source)?;
+                let host = match input {
+                    Some(InputState::Context { name, .. }) => {
+                        let ctx = worker.context(name)?;
+                        resolve_inside(&ctx.dir, &rel)?
+                    }
+                    Some(InputState::Layers(layers)) => {
+                        let mnt = dir.path().join(format!("mount-{n}"));
+                        overlays.push(OverlayMount {
+                            lower: worker.lowers(layers)?,
+                            upper: None,
+                            target: mnt.clone(),
+                        });
+                        mnt.join(rel)
+                    }
+                    None => return Err(fail(format!("bind mount at {} has no source", m.target))),
+                };
+                mounts.push(SandboxMountSpec {
+                    target,
+                    kind: SandboxMount::Bind {
+                        source: host,
+                        access,
+                    },
+                });
+            }
+            MountKind::Cache {
+                id,
+                sharing,
+                readonly,
+                mode,
+                uid,
+                gid,
+                ..
+            } => {
+                let name = blake3::hash(id.as_bytes()).to_hex()[..32].to_string();
+                let mut host = worker.root.mounts_dir().join(&name);
+                match sharing {
+                    CacheSharing::Locked => {
+                        _locks.push(
+                            worker
+                                .root
+                                .lock_entry("mounts", &name)
+                                .map_err(|e| fail(format!("cache mount {id}: {e}")))?,
+                        );
+                    }
+                    CacheSharing::Private => {
+                        match cache::EntryLock::try_acquire(
+                            worker.root.mounts_dir().join(format!("{name}.lock")),
+                        ) {
+                            Ok(Some(lock)) => _locks.push(lock),
+                            // In use by another step: this one gets a fresh private directory.
+                            _ => host = dir.path().join(format!("cache-{n}")),
+                        }
+                    }
+                    CacheSharing::Shared => {}
+                }
+                if !host.exists() {
+                    create_cache_dir(&host, *mode, *uid, *gid)?;
+                }
+                mounts.push(SandboxMountSpec {
+                    target,
+                    kind: SandboxMount::Bind {
+                        source: host,
+                        access: if *readonly {
+                            BindAccess::ReadOnly
+                        } else {
+                            BindAccess::ReadWrite
+                        },
+                    },
+                });
+            }
+            MountKind::Tmpfs { size } => mounts.push(SandboxMountSpec {
+                target,
+                kind: SandboxMount::Tmpfs {
+                    size_bytes: (*size > 0).then_some(*size),
+                },
+            }),
+            MountKind::Secret {
+                id,
+                env: env_name,
+                required,
+                mode,
+                uid,
+                gid,
+            } => {
+                let Some(secret) = worker.opts.secrets.get(id) else {
+                    if *required {
+                        return Err(fail(format!(
+                            "secret {id}: not provided (use --secret id={id},src=FILE)"
+                        )));
+                    }
+                    continue;
+                };
+                if let Some(name) = env_name {
+                    env.push((
+                        name.clone(),
+                        String::from_utf8_lossy(&secret.bytes).into_owned(),
+                    ));
+                }
+                if !m.target.is_empty() {
+                    mounts.push(SandboxMountSpec {
+                        target,
+                        kind: SandboxMount::File {
+                            contents: secret.bytes.clone(),
+                            mode: *mode,
+                            uid: *uid,
+                            gid: *gid,
+                        },
+                    });
+                }
+            }
+            MountKind::Ssh { id, required, .. } => {
+                if *required {
+                    return Err(fail(format!(
+                        "ssh mount {id}: SSH agent forwarding is not supported"
+                    )));
+                }
+            }
+        }
+    }
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        let (k, v) = DEFAULT_PATH.split_once('=').unwrap_or(("PATH", ""));
+        env.insert(0, (k.to_string(), v.to_string()));
+    }
+
+    let network = match op.network {
+        NetworkMode::None => Network::None,
+        NetworkMode::Default | NetworkMode::Host => Network::Host,
+    };
+    // /etc/hosts and /etc/resolv.conf, only where the image has an /etc to put them in (the
+    // sandbox removes the stubs before the diff either way).
+    if lowers.iter().any(|l| l.join("etc").is_dir()) {
+        mounts.extend(crate::executor::network_files(network, HOSTNAME));
+    }
+
+    let workdir = req.config["config"]["WorkingDir"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("/");
+    let cwd = if op.cwd.is_empty() {
+        workdir.to_string()
+    } else {
+        resolve_workdir(workdir, &op.cwd)
+    };
+    let user_spec = if op.user.is_empty() {
+        req.config["config"]["User"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    } else {
+        op.user.clone()
+    };
+    // Names resolve inside the sandbox, against the step's own /etc/passwd and /etc/group.
+    let user = crate::executor::StepUser::Named(user_spec);
+
+    let spec = SandboxSpec {
+        overlays,
+        mounts,
+        network,
+        hostname: HOSTNAME.to_string(),
+        action: Action::Exec(ExecSpec {
+            rootfs,
+            args: op.args.clone(),
+            env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            cwd: PathBuf::from(cwd),
+            user,
+        }),
+    };
+    let mut sink = super::log_sink(progress, req.step);
+    let outcome = worker
+        .runner()?
+        .run(&spec, &mut sink)
+        .map_err(|e| fail(e.to_string()))?;
+    if !outcome.success() {
+        return Err(WorkError::ExitCode {
+            command: op.args.join(" "),
+            code: outcome.exit_code,
+            last_lines: outcome.tail.iter().map(|l| l.text.clone()).collect(),
+        });
+    }
+    let layer = worker.commit_upper(&upper)?;
+    drop(dir);
+    Ok(layer)
+}
+
+fn create_cache_dir(path: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), WorkError> {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)
+        .map_err(|e| fail(format!("cache mount {}: {e}", path.display())))?;
+    let mode = if mode == 0 { 0o755 } else { mode };
+    let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode));
+    let _ = std::os::unix::fs::chown(&tmp, Some(uid), Some(gid));
+    if std::fs::rename(&tmp, path).is_err() {
+        // Another build created it first.
+        let _ = std::fs::remove_dir(&tmp);
+    }
+    Ok(())
+}

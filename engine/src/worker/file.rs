@@ -1,0 +1,213 @@
+//! COPY/ADD/WORKDIR file operations, applied through the sandbox helper on an overlay.
+//!
+//! The graph's file actions are translated into [`crate::fileops`] actions and sent, with the host
+//! paths of their source roots, to the helper as an in-process action: it mounts the destination
+//! overlay (and a read-only overlay per stage or image the step copies from), then applies the
+//! actions with the rooted-path rules of `fileops`. The overlay's upper directory is the diff.
+
+use super::LocalWorker;
+use crate::executor::{
+    self, Action, InProcessContext, Network, OverlayMount, SandboxSpec, UpperDir,
+};
+use crate::fileops::{self, CopyAction, MkdirAction, MkfileAction, RmAction, SourceRoots};
+use crate::graph::{self, FileMode};
+use crate::solver::progress::ProgressSink;
+use crate::solver::{FileRequest, InputState, WorkError};
+use cache::keys::LayerRef;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The in-process action name of file operations.
+const FILEOP_KIND: &str = "builder.fileop";
+
+/// What the helper receives.
+#[derive(Serialize, Deserialize)]
+struct FileJob {
+    /// Source roots by name → host path (visible in the helper's mount namespace).
+    sources: BTreeMap<String, PathBuf>,
+    actions: Vec<fileops::FileAction>,
+}
+
+/// Registers the file-operation handler with the sandbox helper. Call it in `main` before
+/// [`executor::maybe_run_helper`].
+pub fn register_handlers() {
+    executor::register_in_process(FILEOP_KIND, apply_job);
+}
+
+fn apply_job(ctx: &InProcessContext, payload: &[u8]) -> Result<(), String> {
+    let job: FileJob = serde_json::from_slice(payload).map_err(|e| format!("file job: {e}"))?;
+    let dest = ctx
+        .mounts
+        .first()
+        .ok_or_else(|| "file job: no destination mount".to_string())?;
+    let mut roots = SourceRoots::new();
+    for (name, path) in &job.sources {
+        roots.insert(name.clone(), path.clone());
+    }
+    for action in &job.actions {
+        fileops::apply(dest, &roots, action).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn mode_text(mode: &Option<FileMode>) -> Option<String> {
+    mode.as_ref().map(|m| match m {
+        FileMode::Octal(bits) => format!("{bits:o}"),
+        FileMode::Symbolic(s) => s.clone(),
+    })
+}
+
+pub(super) fn run(
+    worker: &LocalWorker,
+    req: &FileRequest<'_>,
+    _progress: &dyn ProgressSink,
+) -> Result<LayerRef, WorkError> {
+    let op = req.op;
+    let base: Vec<LayerRef> = match op.base.and_then(|b| req.inputs.get(b as usize)) {
+        Some(InputState::Layers(l)) => l.clone(),
+        _ => Vec::new(),
+    };
+    let dir = worker.step_dir()?;
+    let rootfs = dir.path().join("rootfs");
+    let upper = dir.path().join("upper");
+    let mut overlays = vec![OverlayMount {
+        lower: worker.lowers(&base)?,
+        upper: Some(UpperDir {
+            upper: upper.clone(),
+            work: dir.path().join("work"),
+        }),
+        target: rootfs,
+    }];
+    let mut sources: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut actions = Vec::new();
+    for action in &op.actions {
+        match action {
+            graph::FileAction::Copy(spec) => {
+                let root_name = format!("input-{}", spec.source_input);
+                let hidden = match req.inputs.get(spec.source_input as usize) {
+                    Some(InputState::Context { hidden, .. }) => hidden.as_ref().clone(),
+                    _ => Vec::new(),
+                };
+                let mut from_context = false;
+                if !sources.contains_key(&root_name) {
+                    match req.inputs.get(spec.source_input as usize) {
+                        Some(InputState::Context { name, .. }) => {
+                            from_context = true;
+                            sources.insert(root_name.clone(), worker.context(name)?.dir);
+                        }
+                        Some(InputState::Layers(layers)) => {
+                            let mnt = dir.path().join(&root_name);
+                            overlays.push(OverlayMount {
+                                lower: worker.lowers(layers)?,
+                                upper: None,
+                                target: mnt.clone(),
+                            });
+                            sources.insert(root_name.clone(), mnt);
+                        }
+                        None => {
+                            return Err(WorkError::Failed(format!(
+                                "copy source input {} is missing",
+                                spec.source_input
+                            )))
+                        }
+                    }
+                } else {
+                    from_context = matches!(
+                        req.inputs.get(spec.source_input as usize),
+                        Some(InputState::Context { .. })
+                    );
+                }
+                let copy = CopyAction {
+                    source_root: root_name,
+                    sources: vec![spec.src.clone()],
+                    dest: spec.dest.clone(),
+                    workdir: "/".to_string(),
+                    // Files from the build context belong to root unless --chown says otherwise,
+                    // as Docker does; files from a stage or image keep their owners.
+                    chown: spec
+                        .owner
+                        .clone()
+                        .or_else(|| from_context.then(|| "0:0".to_string())),
+                    chmod: mode_text(&spec.mode),
+                    exclude: spec.exclude_patterns.clone(),
+                    parents: spec.preserve_parents,
+                    checksum: None,
+                    hidden,
+                };
+                actions.push(if spec.attempt_unpack {
+                    fileops::FileAction::Add(copy)
+                } else {
+                    fileops::FileAction::Copy(copy)
+                });
+            }
+            graph::FileAction::Mkfile {
+                path,
+                mode,
+                data,
+                owner,
+            } => actions.push(fileops::FileAction::Mkfile(MkfileAction {
+                path: path.clone(),
+                workdir: "/".to_string(),
+                data: data.clone(),
+                mode: Some(*mode),
+                chown: owner.clone(),
+                mtime: None,
+            })),
+            graph::FileAction::Mkdir {
+                path,
+                mode,
+                make_parents,
+                owner,
+            } => actions.push(fileops::FileAction::Mkdir(MkdirAction {
+                path: path.clone(),
+                workdir: "/".to_string(),
+                mode: Some(*mode),
+                parents: *make_parents,
+                chown: owner.clone(),
+            })),
+            graph::FileAction::Rm {
+                path,
+                allow_not_found,
+                ..
+            } => actions.push(fileops::FileAction::Rm(RmAction {
+                path: path.clone(),
+                workdir: "/".to_string(),
+                allow_not_found: *allow_not_found,
+            })),
+        }
+    }
+    let payload = serde_json::to_vec(&FileJob { sources, actions })
+        .map_err(|e| WorkError::Failed(format!("file job: {e}")))?;
+    let spec = SandboxSpec {
+        overlays,
+        mounts: Vec::new(),
+        network: Network::Host,
+        hostname: "buildkitsandbox".to_string(),
+        action: Action::InProcess {
+            kind: FILEOP_KIND.to_string(),
+            payload,
+        },
+    };
+    let mut sink = |_: &executor::OutputLine| {};
+    let outcome = worker
+        .runner()?
+        .run(&spec, &mut sink)
+        .map_err(|e| WorkError::Failed(e.to_string()))?;
+    if !outcome.success() {
+        let message = outcome
+            .tail
+            .iter()
+            .map(|l| l.text.clone())
+            .collect::<Vec<_>>()
+            .join("\n");
+        return Err(WorkError::Failed(if message.is_empty() {
+            format!("file operation failed with exit code {}", outcome.exit_code)
+        } else {
+            message
+        }));
+    }
+    let layer = worker.commit_upper(&upper)?;
+    drop(dir);
+    Ok(layer)
+}

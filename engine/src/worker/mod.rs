@@ -1,0 +1,198 @@
+//! The local worker: does a step's work on this machine.
+//!
+//! It implements the solver's [`Worker`](crate::solver::Worker) seam with the real pieces:
+//! base layers unpacked once into the snapshot store ([`crate::snapshot`]), RUN in the sandbox
+//! ([`crate::executor`]) on an overlay whose upper directory is the step's diff, file operations
+//! ([`crate::fileops`]) run through the sandbox helper on an overlay too (so they work the same as
+//! root and rootless), and the diff turned into a layer blob ([`crate::layer`]) streamed into the
+//! content store. A finished upper directory becomes the snapshot of its own layer, so the next
+//! step stacks on it without unpacking anything.
+
+mod exec;
+mod file;
+
+use crate::layer::{DiffId, LayerOptions};
+use crate::snapshot::{OverlayXattrs, SnapshotStore};
+use crate::solver::progress::{Event, ProgressSink, StepId};
+use crate::solver::{ContextInput, ExecRequest, FileRequest, WorkError, Worker};
+use cache::keys::LayerRef;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub use file::register_handlers;
+
+/// A secret given to the build (`--secret id=...`): its bytes, held in memory only.
+#[derive(Clone)]
+pub struct Secret {
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Options of the local worker.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerOptions {
+    /// How layers are written (compression, SOURCE_DATE_EPOCH).
+    pub layer: LayerOptions,
+    /// Secrets by id.
+    pub secrets: HashMap<String, Secret>,
+    /// The sandbox helper binary; `None` re-executes the current binary.
+    pub helper: Option<PathBuf>,
+}
+
+/// The worker that runs steps on this machine.
+pub struct LocalWorker {
+    root: cache::Root,
+    store: cache::ContentStore,
+    snapshots: SnapshotStore,
+    opts: WorkerOptions,
+    contexts: Mutex<HashMap<String, ContextInput>>,
+}
+
+impl LocalWorker {
+    /// A worker over the cache root.
+    pub fn new(root: cache::Root, mut opts: WorkerOptions) -> Result<Self, WorkError> {
+        let rootless = crate::executor::is_rootless();
+        if rootless && opts.layer.id_map.is_none() {
+            // Files in a rootless upper directory belong to host (subordinate) ids.
+            opts.layer.id_map = Some(crate::executor::idmap::layer_id_map());
+        }
+        let xattrs = if rootless {
+            OverlayXattrs::User
+        } else {
+            OverlayXattrs::Trusted
+        };
+        let snapshots = SnapshotStore::open(root.snapshots_dir(), xattrs)
+            .map_err(|e| WorkError::Failed(format!("snapshot store: {e}")))?;
+        let store = root
+            .content_store()
+            .map_err(|e| WorkError::Failed(e.to_string()))?;
+        Ok(LocalWorker {
+            root,
+            store,
+            snapshots,
+            opts,
+            contexts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn runner(&self) -> Result<crate::executor::Runner, WorkError> {
+        match &self.opts.helper {
+            Some(h) => Ok(crate::executor::Runner::with_helper(h)),
+            None => crate::executor::Runner::new().map_err(|e| WorkError::Failed(e.to_string())),
+        }
+    }
+
+    /// The snapshot directories of a layer stack, bottom first, unpacking what is missing.
+    fn lowers(&self, layers: &[LayerRef]) -> Result<Vec<PathBuf>, WorkError> {
+        layers
+            .iter()
+            .map(|l| {
+                let diff_id = DiffId::parse(&l.diff_id)
+                    .ok_or_else(|| WorkError::Failed(format!("bad diffID {}", l.diff_id)))?;
+                let digest: cache::Digest = l.digest.parse().map_err(|e| {
+                    WorkError::Failed(format!("bad layer digest {}: {e}", l.digest))
+                })?;
+                self.snapshots
+                    .ensure(&self.store.path(&digest), &diff_id)
+                    .map_err(|e| WorkError::Failed(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// A fresh scratch directory for one step, removed when dropped.
+    fn step_dir(&self) -> Result<tempfile::TempDir, WorkError> {
+        tempfile::Builder::new()
+            .prefix("step-")
+            .tempdir_in(self.root.tmp_dir())
+            .map_err(|e| WorkError::Failed(format!("creating step directory: {e}")))
+    }
+
+    /// Turns a finished upper directory into a layer blob in the content store, and keeps the
+    /// directory as that layer's snapshot.
+    fn commit_upper(&self, upper: &Path) -> Result<LayerRef, WorkError> {
+        let fail =
+            |what: &str, e: &dyn std::fmt::Display| WorkError::Failed(format!("{what}: {e}"));
+        let mut writer = self.store.writer().map_err(|e| fail("content store", &e))?;
+        let desc = {
+            let mut buffered = std::io::BufWriter::with_capacity(1 << 20, &mut writer);
+            let desc = crate::layer::write_layer(upper, &mut buffered, &self.opts.layer)
+                .map_err(|e| fail("exporting layer", &e))?;
+            std::io::Write::flush(&mut buffered).map_err(|e| fail("exporting layer", &e))?;
+            desc
+        };
+        let expected: cache::Digest = desc
+            .digest
+            .as_str()
+            .parse()
+            .map_err(|e| fail("layer digest", &e))?;
+        writer
+            .commit(Some(&expected))
+            .map_err(|e| fail("storing layer", &e))?;
+        let snapshot = self.snapshots.path(&desc.diff_id);
+        if !snapshot.exists() {
+            // The upper directory is already in overlay form: it becomes the snapshot as is.
+            // A concurrent process may win the rename; either copy is the same layer.
+            let _ = std::fs::rename(upper, &snapshot);
+        }
+        Ok(LayerRef {
+            digest: desc.digest.as_str().to_string(),
+            diff_id: desc.diff_id.as_str().to_string(),
+            size: desc.size,
+            media_type: desc.media_type,
+        })
+    }
+
+    fn context(&self, name: &str) -> Result<ContextInput, WorkError> {
+        self.contexts
+            .lock()
+            .expect("contexts")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| WorkError::Failed(format!("build context {name:?} was not provided")))
+    }
+}
+
+impl Worker for LocalWorker {
+    fn exec(
+        &self,
+        req: &ExecRequest<'_>,
+        progress: &dyn ProgressSink,
+    ) -> Result<LayerRef, WorkError> {
+        exec::run(self, req, progress)
+    }
+
+    fn file(
+        &self,
+        req: &FileRequest<'_>,
+        progress: &dyn ProgressSink,
+    ) -> Result<LayerRef, WorkError> {
+        file::run(self, req, progress)
+    }
+
+    fn set_contexts(&self, contexts: &HashMap<String, ContextInput>) {
+        *self.contexts.lock().expect("contexts") = contexts.clone();
+    }
+}
+
+/// Forwards a step's output lines to progress.
+fn log_sink<'a>(
+    progress: &'a dyn ProgressSink,
+    step: StepId,
+) -> impl FnMut(&crate::executor::OutputLine) + 'a {
+    move |line| {
+        progress.emit(Event::Log {
+            id: step,
+            stream: match line.stream {
+                crate::executor::Stream::Stdout => "stdout",
+                crate::executor::Stream::Stderr => "stderr",
+            },
+            line: line.text.clone(),
+        })
+    }
+}

@@ -1,0 +1,574 @@
+//! Layer export and snapshot unpack against real files, real tools and real overlay mounts.
+
+use engine::layer::{self, Digest, LayerCompression, LayerOptions};
+use engine::snapshot::{self, OverlayXattrs, SnapshotStore};
+use std::ffi::CString;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+fn mknod(path: &Path, mode: libc::mode_t, dev: libc::dev_t) {
+    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+    assert_eq!(
+        unsafe { libc::mknod(c.as_ptr(), mode, dev) },
+        0,
+        "mknod {path:?}"
+    );
+}
+
+/// A tree with every kind of entry a layer can hold, large enough to span many chunks.
+fn sample_tree(dir: &Path) {
+    std::fs::create_dir_all(dir.join("usr/bin")).unwrap();
+    std::fs::create_dir_all(dir.join("etc")).unwrap();
+    let mut big = Vec::with_capacity(3 << 20);
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    while big.len() < (3 << 20) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Half-compressible data, so compressed chunks differ in size.
+        big.extend_from_slice(&x.to_le_bytes()[..4]);
+        big.extend_from_slice(b"abcd");
+    }
+    std::fs::write(dir.join("usr/bin/big"), &big).unwrap();
+    std::fs::write(dir.join("etc/hostname"), b"box\n").unwrap();
+    std::fs::hard_link(dir.join("usr/bin/big"), dir.join("usr/bin/big-link")).unwrap();
+    std::os::unix::fs::symlink("../etc/hostname", dir.join("usr/name")).unwrap();
+    let setuid = dir.join("usr/bin/su");
+    std::fs::write(&setuid, b"#!/bin/sh\n").unwrap();
+    std::os::unix::fs::chown(&setuid, Some(1000), Some(1001)).unwrap();
+    std::fs::set_permissions(&setuid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    xattr::set(
+        &setuid,
+        "security.capability",
+        &[
+            1, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ],
+    )
+    .unwrap();
+    xattr::set(&setuid, "user.note", b"kept").unwrap();
+    mknod(&dir.join("fifo"), libc::S_IFIFO | 0o644, 0);
+    mknod(
+        &dir.join("null"),
+        libc::S_IFCHR | 0o666,
+        libc::makedev(1, 3),
+    );
+    let long = "d".repeat(120);
+    std::fs::create_dir_all(dir.join(&long)).unwrap();
+    std::fs::write(dir.join(&long).join("f".repeat(90)), b"long").unwrap();
+    for p in [
+        "usr/bin/big",
+        "etc/hostname",
+        "usr/bin/su",
+        "usr/bin",
+        "usr",
+        "etc",
+        "fifo",
+        "null",
+    ] {
+        filetime::set_symlink_file_times(
+            dir.join(p),
+            filetime::FileTime::from_unix_time(2_000_000_000, 0),
+            filetime::FileTime::from_unix_time(2_000_000_000, 0),
+        )
+        .unwrap();
+    }
+}
+
+fn export(dir: &Path, threads: usize, opts: &LayerOptions) -> (layer::LayerDescriptor, Vec<u8>) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let mut out = Vec::new();
+        let desc = layer::write_layer(dir, &mut out, opts).unwrap();
+        (desc, out)
+    })
+}
+
+fn sha256(bytes: &[u8]) -> Digest {
+    use sha2::Digest as _;
+    Digest::from_sha256(&sha2::Sha256::digest(bytes))
+}
+
+fn run_with_stdin(cmd: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
+    let mut child = Command::new(cmd)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success(), "{cmd} {args:?} failed");
+    out.stdout
+}
+
+#[test]
+fn same_tree_gives_same_digest_at_1_and_4_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    sample_tree(dir.path());
+    for compression in [
+        LayerCompression::Gzip,
+        LayerCompression::Zstd,
+        LayerCompression::None,
+    ] {
+        let opts = LayerOptions {
+            compression,
+            chunk_size: 256 << 10,
+            ..Default::default()
+        };
+        let (d1, b1) = export(dir.path(), 1, &opts);
+        let (d4, b4) = export(dir.path(), 4, &opts);
+        assert_eq!(d1, d4, "{compression:?}");
+        assert_eq!(b1, b4, "{compression:?}");
+        assert_eq!(d1.digest, sha256(&b1));
+        assert_eq!(d1.size, b1.len() as u64);
+        assert_eq!(d1.media_type, compression.media_type());
+        let plain = match compression {
+            LayerCompression::Gzip => run_with_stdin("gzip", &["-dc"], &b1),
+            LayerCompression::Zstd => run_with_stdin("zstd", &["-dcq"], &b1),
+            LayerCompression::None => b1.clone(),
+        };
+        assert_eq!(
+            d1.diff_id,
+            sha256(&plain),
+            "diffID is the uncompressed digest"
+        );
+        if compression == LayerCompression::Gzip {
+            assert!(b1.len() > 1 << 20, "several members were written");
+        }
+    }
+}
+
+#[test]
+fn tar_entries_are_sorted_numeric_and_carry_xattrs_and_hardlinks() {
+    let dir = tempfile::tempdir().unwrap();
+    sample_tree(dir.path());
+    let opts = LayerOptions {
+        compression: LayerCompression::None,
+        source_date_epoch: Some(1_700_000_000),
+        ..Default::default()
+    };
+    let (_, bytes) = export(dir.path(), 2, &opts);
+    let listing = String::from_utf8(run_with_stdin(
+        "tar",
+        &["-tv", "--numeric-owner", "-f", "-"],
+        &bytes,
+    ))
+    .unwrap();
+    let names: Vec<String> = tar::Archive::new(&bytes[..])
+        .entries()
+        .unwrap()
+        .map(|e| String::from_utf8(e.unwrap().path_bytes().into_owned()).unwrap())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort_by(|a, b| {
+        // depth-first order with children sorted by name == sort by components
+        a.trim_end_matches('/')
+            .split('/')
+            .cmp(b.trim_end_matches('/').split('/'))
+    });
+    assert_eq!(names, sorted);
+    assert!(
+        names.iter().any(|n| n.len() > 200),
+        "long path via PAX: {names:?}"
+    );
+    assert!(
+        listing.contains("usr/bin/big-link link to usr/bin/big")
+            || listing.contains("usr/bin/big-link -> usr/bin/big")
+            || listing.contains("big-link link to"),
+        "{listing}"
+    );
+    let mut archive = tar::Archive::new(&bytes[..]);
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let h = entry.header().clone();
+        assert!(h.username_bytes().is_none_or(|u| u.is_empty()));
+        assert!(h.mtime().unwrap() <= 1_700_000_000, "clamped");
+        if entry.path_bytes().as_ref() == b"usr/bin/su" {
+            assert_eq!(h.mode().unwrap(), 0o4755);
+            assert_eq!((h.uid().unwrap(), h.gid().unwrap()), (1000, 1001));
+            let pax: Vec<String> = entry
+                .pax_extensions()
+                .unwrap()
+                .unwrap()
+                .map(|e| e.unwrap().key().unwrap().to_string())
+                .collect();
+            assert_eq!(
+                pax,
+                ["SCHILY.xattr.security.capability", "SCHILY.xattr.user.note"]
+            );
+        }
+    }
+}
+
+#[test]
+fn id_map_translates_host_ids_and_rejects_unmapped_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), b"x").unwrap();
+    std::os::unix::fs::chown(dir.path().join("f"), Some(100_000), Some(100_005)).unwrap();
+    let map = layer::IdMap {
+        uids: vec![layer::IdMapping {
+            container_id: 0,
+            host_id: 100_000,
+            size: 65536,
+        }],
+        gids: vec![layer::IdMapping {
+            container_id: 0,
+            host_id: 100_000,
+            size: 65536,
+        }],
+    };
+    let opts = LayerOptions {
+        compression: LayerCompression::None,
+        id_map: Some(map),
+        ..Default::default()
+    };
+    let (_, bytes) = export(dir.path(), 1, &opts);
+    let mut archive = tar::Archive::new(&bytes[..]);
+    let entry = archive.entries().unwrap().next().unwrap().unwrap();
+    assert_eq!(
+        (entry.header().uid().unwrap(), entry.header().gid().unwrap()),
+        (0, 5)
+    );
+    std::os::unix::fs::chown(dir.path().join("f"), Some(7), Some(7)).unwrap();
+    let err = layer::write_layer(dir.path(), &mut Vec::new(), &opts).unwrap_err();
+    assert!(
+        matches!(err, layer::LayerError::UnmappedId { id: 7, .. }),
+        "{err}"
+    );
+}
+
+fn write_blob(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn whiteouts_and_opaque_dirs_round_trip_to_overlay_form() {
+    let work = tempfile::tempdir().unwrap();
+    let upper = work.path().join("upper");
+    std::fs::create_dir_all(upper.join("opaque/sub")).unwrap();
+    std::fs::write(upper.join("opaque/sub/new"), b"n").unwrap();
+    xattr::set(upper.join("opaque"), "trusted.overlay.opaque", b"y").unwrap();
+    mknod(&upper.join("gone"), libc::S_IFCHR, 0);
+    let (desc, bytes) = export(&upper, 2, &LayerOptions::default());
+    let names: Vec<String> = {
+        let plain = run_with_stdin("gzip", &["-dc"], &bytes);
+        tar::Archive::new(&plain[..])
+            .entries()
+            .unwrap()
+            .map(|e| String::from_utf8(e.unwrap().path_bytes().into_owned()).unwrap())
+            .collect()
+    };
+    assert_eq!(
+        names,
+        [
+            ".wh.gone",
+            "opaque/",
+            "opaque/.wh..wh..opq",
+            "opaque/sub/",
+            "opaque/sub/new"
+        ]
+    );
+    assert!(
+        !names.iter().any(|n| n.contains("trusted")),
+        "overlay xattrs stay out"
+    );
+
+    let blob = write_blob(work.path(), "blob", &bytes);
+    let store = SnapshotStore::open(work.path().join("snapshots"), OverlayXattrs::Trusted).unwrap();
+    let dest = store.ensure(&blob, &desc.diff_id).unwrap();
+    let gone = std::fs::symlink_metadata(dest.join("gone")).unwrap();
+    assert!(gone.file_type().is_char_device() && gone.rdev() == 0);
+    assert_eq!(
+        xattr::get(dest.join("opaque"), "trusted.overlay.opaque")
+            .unwrap()
+            .as_deref(),
+        Some(&b"y"[..])
+    );
+    assert!(!dest.join(".wh.gone").exists() && !dest.join("opaque/.wh..wh..opq").exists());
+    // Exporting the unpacked snapshot again gives the identical layer.
+    let (again, _) = export(&dest, 1, &LayerOptions::default());
+    assert_eq!(again.digest, desc.digest);
+}
+
+fn mount_overlay(lowers: &[&Path], upper: &Path, workdir: &Path, target: &Path) -> bool {
+    let lower = lowers
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let opts = format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        upper.display(),
+        workdir.display()
+    );
+    let status = Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o", &opts])
+        .arg(target)
+        .status()
+        .unwrap();
+    status.success()
+}
+
+fn umount(target: &Path) {
+    assert!(Command::new("umount")
+        .arg(target)
+        .status()
+        .unwrap()
+        .success());
+}
+
+#[test]
+fn real_overlay_upperdir_exports_and_unpacks_into_working_lowerdirs() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    // Base layer: a file and a populated directory.
+    let base_tree = w.join("base-tree");
+    std::fs::create_dir_all(base_tree.join("d")).unwrap();
+    std::fs::write(base_tree.join("a"), b"a").unwrap();
+    std::fs::write(base_tree.join("d/x"), b"x").unwrap();
+    let base_blob = w.join("base.tar.gz");
+    let base = layer::write_layer_file(&base_tree, &base_blob, &LayerOptions::default()).unwrap();
+    let store = SnapshotStore::open(w.join("snap"), OverlayXattrs::Trusted).unwrap();
+    let lower1 = store.ensure(&base_blob, &base.diff_id).unwrap();
+
+    // A step: delete `a`, replace `d` by a fresh directory, through a real overlay mount.
+    for d in ["upper", "work", "merged"] {
+        std::fs::create_dir_all(w.join(d)).unwrap();
+    }
+    if !mount_overlay(
+        &[&lower1],
+        &w.join("upper"),
+        &w.join("work"),
+        &w.join("merged"),
+    ) {
+        eprintln!("overlay mount unavailable; skipping the mount half of this test");
+        return;
+    }
+    std::fs::remove_file(w.join("merged/a")).unwrap();
+    std::fs::remove_dir_all(w.join("merged/d")).unwrap();
+    std::fs::create_dir(w.join("merged/d")).unwrap();
+    std::fs::write(w.join("merged/d/y"), b"y").unwrap();
+    umount(&w.join("merged"));
+
+    let step_blob = w.join("step.tar.zst");
+    let step = layer::write_layer_file(
+        &w.join("upper"),
+        &step_blob,
+        &LayerOptions {
+            compression: LayerCompression::Zstd,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let lower2 = store.ensure(&step_blob, &step.diff_id).unwrap();
+
+    // Both snapshots as lowerdirs reproduce the step's view.
+    for d in ["upper2", "work2", "merged2"] {
+        std::fs::create_dir_all(w.join(d)).unwrap();
+    }
+    assert!(mount_overlay(
+        &[&lower2, &lower1],
+        &w.join("upper2"),
+        &w.join("work2"),
+        &w.join("merged2")
+    ));
+    let a_exists = w.join("merged2/a").exists();
+    let mut d: Vec<String> = std::fs::read_dir(w.join("merged2/d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    d.sort();
+    umount(&w.join("merged2"));
+    assert!(!a_exists, "whiteout hides a");
+    assert_eq!(d, ["y"], "opaque dir hides d/x");
+}
+
+/// Builds a raw ustar entry with an arbitrary name (the tar crate refuses hostile names).
+fn raw_entry(out: &mut Vec<u8>, name: &str, kind: u8, link: &str, data: &[u8]) {
+    let mut h = tar::Header::new_ustar();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::new(kind));
+    let old = h.as_old_mut();
+    old.name[..name.len()].copy_from_slice(name.as_bytes());
+    old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+    h.set_cksum();
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+}
+
+fn hostile_unpack(
+    entries: &[(&str, u8, &str, &[u8])],
+) -> (tempfile::TempDir, Result<(), snapshot::SnapshotError>) {
+    let work = tempfile::tempdir().unwrap();
+    let mut tar = Vec::new();
+    for (name, kind, link, data) in entries {
+        raw_entry(&mut tar, name, *kind, link, data);
+    }
+    tar.extend_from_slice(&[0; 1024]);
+    // The layer lives two levels down so `../` has somewhere to go.
+    let blob = write_blob(work.path(), "evil.tar", &tar);
+    let dest = work.path().join("a/b/layer");
+    let res = snapshot::unpack_layer(&blob, &dest, None, OverlayXattrs::Trusted).map(|_| ());
+    (work, res)
+}
+
+/// Every file under `root` except those inside `allowed` and the inputs.
+fn stray_files(root: &Path, allowed: &Path) -> Vec<String> {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .map(|e| e.unwrap().path().to_path_buf())
+        .filter(|p| {
+            !p.starts_with(allowed) && p.symlink_metadata().map(|m| !m.is_dir()).unwrap_or(false)
+        })
+        .filter(|p| !p.ends_with("evil.tar") && !p.to_string_lossy().ends_with(".lock"))
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
+#[test]
+fn hostile_tars_never_write_outside_the_destination() {
+    // `../` and absolute names are re-rooted inside the layer.
+    let (work, res) = hostile_unpack(&[
+        ("../../../escaped", b'0', "", b"x"),
+        ("/abs-escaped", b'0', "", b"x"),
+    ]);
+    res.unwrap();
+    let dest = work.path().join("a/b/layer");
+    assert!(dest.join("escaped").is_file() && dest.join("abs-escaped").is_file());
+    assert_eq!(stray_files(work.path(), &dest), Vec::<String>::new());
+
+    // A symlink pointing out, then writes through it: they land inside.
+    let outside = work.path().join("outside-target");
+    let (work, res) = hostile_unpack(&[
+        ("up", b'2', "../../..", b""),
+        ("abs", b'2', "/", b""),
+        ("up/through-rel", b'0', "", b"x"),
+        ("abs/tmp/through-abs", b'0', "", b"x"),
+    ]);
+    res.unwrap();
+    let dest = work.path().join("a/b/layer");
+    assert!(dest.join("through-rel").is_file());
+    assert!(dest.join("tmp/through-abs").is_file());
+    assert_eq!(
+        std::fs::read_link(dest.join("up")).unwrap(),
+        Path::new("../../.."),
+        "links are kept as written"
+    );
+    assert_eq!(stray_files(work.path(), &dest), Vec::<String>::new());
+    assert!(!outside.exists());
+
+    // A file written over a planted symlink replaces the link, not its target.
+    let (work, res) = hostile_unpack(&[
+        ("pw", b'2', "/../../../evil.tar", b""),
+        ("pw", b'0', "", b"over"),
+    ]);
+    res.unwrap();
+    let dest = work.path().join("a/b/layer");
+    assert_eq!(std::fs::read(dest.join("pw")).unwrap(), b"over");
+    assert_ne!(
+        std::fs::read(work.path().join("evil.tar")).unwrap(),
+        b"over"
+    );
+
+    // Hardlinks to something outside resolve inside; a missing target is rejected.
+    let (work, res) = hostile_unpack(&[("hl", b'1', "../../evil.tar", b"")]);
+    let err = res.unwrap_err().to_string();
+    assert!(
+        err.contains("hardlink") && err.contains("does not exist inside the root"),
+        "{err}"
+    );
+    assert!(
+        !work.path().join("a/b/layer").exists(),
+        "no half directory under the final name"
+    );
+    let (work, res) = hostile_unpack(&[
+        ("up", b'2', "../..", b""),
+        ("hl", b'1', "up/a/b/layer/../../../evil.tar", b""),
+    ]);
+    assert!(res.is_err());
+    let _ = work;
+}
+
+#[test]
+fn wrong_diff_id_is_rejected_and_leaves_nothing_behind() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("t");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::write(tree.join("f"), b"f").unwrap();
+    let blob = work.path().join("blob");
+    layer::write_layer_file(&tree, &blob, &LayerOptions::default()).unwrap();
+    let wrong = Digest::parse(&format!("sha256:{}", "0".repeat(64))).unwrap();
+    let store = SnapshotStore::open(work.path().join("snap"), OverlayXattrs::Trusted).unwrap();
+    let err = store.ensure(&blob, &wrong).unwrap_err();
+    assert!(
+        matches!(err, snapshot::SnapshotError::DiffIdMismatch { .. }),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(work.path().join("snap/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn concurrent_unpacks_of_one_layer_share_one_directory() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("t");
+    sample_tree(&tree);
+    let blob = work.path().join("blob");
+    let desc = layer::write_layer_file(&tree, &blob, &LayerOptions::default()).unwrap();
+    let store = SnapshotStore::open(work.path().join("snap"), OverlayXattrs::Trusted).unwrap();
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            let (store, blob, id) = (store.clone(), blob.clone(), desc.diff_id.clone());
+            std::thread::spawn(move || store.ensure(&blob, &id).unwrap())
+        })
+        .collect();
+    let paths: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(paths.windows(2).all(|w| w[0] == w[1]));
+    let su = std::fs::symlink_metadata(paths[0].join("usr/bin/su")).unwrap();
+    assert_eq!(
+        (su.mode() & 0o7777, su.uid(), su.gid()),
+        (0o4755, 1000, 1001)
+    );
+    assert_eq!(
+        xattr::get(paths[0].join("usr/bin/su"), "user.note")
+            .unwrap()
+            .as_deref(),
+        Some(&b"kept"[..])
+    );
+    let big = std::fs::metadata(paths[0].join("usr/bin/big")).unwrap();
+    let link = std::fs::metadata(paths[0].join("usr/bin/big-link")).unwrap();
+    assert_eq!(big.ino(), link.ino(), "hardlink preserved");
+    assert_eq!(big.mtime(), 2_000_000_000);
+    assert!(std::fs::symlink_metadata(paths[0].join("fifo"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    assert_eq!(
+        std::fs::symlink_metadata(paths[0].join("null"))
+            .unwrap()
+            .rdev(),
+        libc::makedev(1, 3)
+    );
+    assert_eq!(
+        std::fs::metadata(paths[0].join("usr")).unwrap().mtime(),
+        2_000_000_000,
+        "dir mtimes set last"
+    );
+}

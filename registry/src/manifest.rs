@@ -1,0 +1,305 @@
+//! The manifest formats the client reads and writes: OCI image manifest and index, Docker
+//! schema 2 manifest and manifest list (same JSON shapes, different media types), and the
+//! platform choice an index requires.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+
+/// OCI image manifest media type.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI image index media type.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Docker schema 2 manifest media type.
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker manifest list media type.
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// OCI image config media type.
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// Docker image config media type.
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+/// OCI gzip layer media type.
+pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// Docker gzip layer media type.
+pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+/// The `Accept` header value for manifest requests: every format this client understands.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Whether a media type is a list of manifests (OCI index or Docker manifest list).
+pub fn is_index(media_type: &str) -> bool {
+    media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
+}
+
+/// Whether a media type is a single image manifest (OCI or Docker schema 2).
+pub fn is_manifest(media_type: &str) -> bool {
+    media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST
+}
+
+/// A content descriptor: what a blob is, its digest and size.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    /// The blob's media type.
+    pub media_type: String,
+    /// The blob's digest.
+    pub digest: Digest,
+    /// The blob's size in bytes.
+    pub size: u64,
+    /// Alternative download locations (foreign layers); kept, not used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
+    /// Free-form annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// The platform of a manifest listed in an index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    /// The artifact type of a manifest listed in an index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+}
+
+impl Descriptor {
+    /// A descriptor with just media type, digest and size.
+    pub fn new(media_type: impl Into<String>, digest: Digest, size: u64) -> Descriptor {
+        Descriptor {
+            media_type: media_type.into(),
+            digest,
+            size,
+            urls: Vec::new(),
+            annotations: BTreeMap::new(),
+            platform: None,
+            artifact_type: None,
+        }
+    }
+
+    /// The descriptor of `bytes` under `media_type`.
+    pub fn of_bytes(media_type: impl Into<String>, bytes: &[u8]) -> Descriptor {
+        Descriptor::new(media_type, Digest::sha256_of(bytes), bytes.len() as u64)
+    }
+}
+
+/// An image (or artifact) manifest: a config blob and an ordered list of layer blobs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    /// Always 2.
+    pub schema_version: u32,
+    /// Media type, when the document states it (Docker always does, OCI usually).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// Artifact type for non-image artifacts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// The config blob.
+    pub config: Descriptor,
+    /// The layer blobs, base first.
+    #[serde(default)]
+    pub layers: Vec<Descriptor>,
+    /// The manifest this one refers to (referrers API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Descriptor>,
+    /// Free-form annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// An OCI index or Docker manifest list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Index {
+    /// Always 2.
+    pub schema_version: u32,
+    /// Media type, when the document states it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// Artifact type for non-image artifacts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// The listed manifests.
+    pub manifests: Vec<Descriptor>,
+    /// Free-form annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// An OS/architecture pair (with optional variant) an image runs on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    /// CPU architecture in Go's naming (`amd64`, `arm64`, `arm`).
+    pub architecture: String,
+    /// Operating system (`linux`).
+    pub os: String,
+    /// OS version (Windows images).
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub os_version: Option<String>,
+    /// Required OS features.
+    #[serde(rename = "os.features", default, skip_serializing_if = "Vec::is_empty")]
+    pub os_features: Vec<String>,
+    /// CPU variant (`v7` for arm, `v8` for arm64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// A platform from its parts.
+    pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
+        Platform {
+            architecture: architecture.to_string(),
+            os: os.to_string(),
+            os_version: None,
+            os_features: Vec::new(),
+            variant: variant.map(str::to_string),
+        }
+    }
+
+    /// This machine's platform, in the names images use.
+    pub fn host() -> Platform {
+        let (arch, variant) = match std::env::consts::ARCH {
+            "x86_64" => ("amd64", None),
+            "x86" => ("386", None),
+            "aarch64" => ("arm64", Some("v8")),
+            "arm" => ("arm", Some("v7")),
+            "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", None),
+            "powerpc64" => ("ppc64", None),
+            "riscv64" => ("riscv64", None),
+            "s390x" => ("s390x", None),
+            "loongarch64" => ("loong64", None),
+            "mips64" => ("mips64", None),
+            other => (other, None),
+        };
+        Platform::new(std::env::consts::OS, arch, variant)
+    }
+
+    /// Parses `os/arch[/variant]` (`linux/arm/v7`).
+    pub fn parse(s: &str) -> Option<Platform> {
+        let parts: Vec<&str> = s.split('/').collect();
+        match parts.as_slice() {
+            [os, arch] if !os.is_empty() && !arch.is_empty() => Some(Platform::new(os, arch, None)),
+            [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => {
+                Some(Platform::new(os, arch, Some(variant)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Variants of this platform's architecture an image may have and still run here, best
+    /// first. An arm64 host runs `v8` or unspecified; an arm/v7 host also runs v6 and v5; amd64
+    /// treats unspecified as `v1`.
+    fn acceptable_variants(&self) -> Vec<Option<String>> {
+        let own = self.variant.clone();
+        let v = |s: &str| Some(s.to_string());
+        match (self.architecture.as_str(), own.as_deref()) {
+            ("arm64", None | Some("v8")) => vec![v("v8"), None],
+            ("arm", Some("v8")) => vec![v("v8"), v("v7"), v("v6"), v("v5"), None],
+            ("arm", None | Some("v7")) => vec![v("v7"), v("v6"), v("v5"), None],
+            ("arm", Some("v6")) => vec![v("v6"), v("v5"), None],
+            ("arm", Some("v5")) => vec![v("v5"), None],
+            ("amd64", None | Some("v1")) => vec![None, v("v1")],
+            ("amd64", Some(level)) => {
+                // A vN host runs every level at or below N, the highest first.
+                let n: u32 = level.trim_start_matches('v').parse().unwrap_or(1);
+                let mut list: Vec<Option<String>> =
+                    (2..=n).rev().map(|i| Some(format!("v{i}"))).collect();
+                list.push(None);
+                list.push(v("v1"));
+                list
+            }
+            (_, None) => vec![None],
+            (_, Some(variant)) => vec![v(variant), None],
+        }
+    }
+
+    /// The descriptor in `manifests` that best fits this platform: same OS and architecture, the
+    /// most preferred compatible variant, first listed among equals.
+    pub fn select<'a>(&self, manifests: &'a [Descriptor]) -> Option<&'a Descriptor> {
+        let variants = self.acceptable_variants();
+        manifests
+            .iter()
+            .filter_map(|d| {
+                let p = d.platform.as_ref()?;
+                if p.os != self.os || p.architecture != self.architecture {
+                    return None;
+                }
+                let rank = variants.iter().position(|v| *v == p.variant)?;
+                Some((rank, d))
+            })
+            .min_by_key(|(rank, _)| *rank)
+            .map(|(_, d)| d)
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(variant) = &self.variant {
+            write!(f, "/{variant}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(platform: &str, byte: u8) -> Descriptor {
+        let mut d = Descriptor::of_bytes(OCI_MANIFEST, &[byte]);
+        d.platform = Platform::parse(platform);
+        d
+    }
+
+    #[test]
+    fn selects_platform_with_variant_rules() {
+        let list = vec![
+            listed("linux/arm/v6", 1),
+            listed("linux/arm/v7", 2),
+            listed("linux/arm64/v8", 3),
+            listed("linux/amd64", 4),
+            listed("windows/amd64", 5),
+        ];
+        let pick = |p: &str| {
+            Platform::parse(p)
+                .unwrap()
+                .select(&list)
+                .map(|d| d.digest.clone())
+        };
+        assert_eq!(pick("linux/amd64"), Some(list[3].digest.clone()));
+        assert_eq!(pick("linux/arm64"), Some(list[2].digest.clone()));
+        assert_eq!(pick("linux/arm/v7"), Some(list[1].digest.clone()));
+        assert_eq!(pick("linux/arm/v6"), Some(list[0].digest.clone()));
+        assert_eq!(pick("linux/s390x"), None);
+        let only_v6 = vec![listed("linux/arm/v6", 1)];
+        assert!(Platform::parse("linux/arm/v7")
+            .unwrap()
+            .select(&only_v6)
+            .is_some());
+        assert!(Platform::parse("linux/arm/v5")
+            .unwrap()
+            .select(&only_v6)
+            .is_none());
+        let amd_v1 = vec![listed("linux/amd64/v1", 1)];
+        assert!(Platform::parse("linux/amd64")
+            .unwrap()
+            .select(&amd_v1)
+            .is_some());
+    }
+
+    #[test]
+    fn docker_and_oci_manifests_parse() {
+        let json = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}","config":{{"mediaType":"{DOCKER_CONFIG}","size":2,"digest":"{}"}},"layers":[]}}"#,
+            Digest::sha256_of(b"{}")
+        );
+        let m: Manifest = serde_json::from_str(&json).unwrap();
+        assert_eq!(m.config.size, 2);
+        assert!(is_manifest(m.media_type.as_deref().unwrap()));
+    }
+}
