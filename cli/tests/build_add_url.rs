@@ -47,18 +47,31 @@ fn add_url_is_keyed_by_its_body_and_checksums_are_verified() {
     let out_dir = f.dir.path().join("out");
     let dest = format!("type=local,dest={}", out_dir.display());
     f.build_ok(&ctx, &["-o", &dest]);
-    assert_eq!(std::fs::read(out_dir.join("copy.txt")).unwrap(), b"version 1\n");
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(out_dir.join("data/data.txt")).unwrap().permissions(),
+    assert_eq!(
+        std::fs::read(out_dir.join("copy.txt")).unwrap(),
+        b"version 1\n"
     );
-    assert_eq!(mode & 0o777, 0o600, "downloaded files are 0600, as Docker makes them");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(out_dir.join("data/data.txt"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "downloaded files are 0600, as Docker makes them"
+    );
 
     let meta = f.build_ok(&ctx, &[]);
     assert_eq!(step(&meta, "ADD http")["cached"], true, "same body: cached");
 
     *body.lock().unwrap() = b"version 2\n".to_vec();
     let meta = f.build_ok(&ctx, &[]);
-    assert_eq!(step(&meta, "ADD http")["cached"], false, "new body: rebuilt");
+    assert_eq!(
+        step(&meta, "ADD http")["cached"],
+        false,
+        "new body: rebuilt"
+    );
     assert_eq!(step(&meta, "RUN cat")["cached"], false);
 
     let bad = format!(
