@@ -274,11 +274,24 @@ pub struct RecordUsage {
     pub last_used: u64,
 }
 
+/// One stored image's footprint for `du`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImageUsage {
+    /// The manifest (or index) digest.
+    pub manifest: String,
+    /// Bytes of every blob the image needs.
+    pub size: u64,
+    /// Of `size`, bytes a cache record or another image needs too.
+    pub shared: u64,
+}
+
 /// The whole root by category, every byte counted once.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Usage {
     /// Per key record, least recently used first.
     pub records: Vec<RecordUsage>,
+    /// Per stored image.
+    pub image_list: Vec<ImageUsage>,
     /// Key record files.
     pub key_files: u64,
     /// Blobs only cache records need.
@@ -382,8 +395,29 @@ impl Usage {
             + context_hashes
             + tmp;
         let total = inv.total();
+        let image_list = inv
+            .images
+            .per_image
+            .iter()
+            .map(|(manifest, blobs)| {
+                let (mut size, mut shared) = (0, 0);
+                for d in blobs {
+                    let b = inv.blobs.get(d).copied().unwrap_or(0);
+                    size += b;
+                    if blob_owners.get(d).copied().unwrap_or(0) > 1 {
+                        shared += b;
+                    }
+                }
+                ImageUsage {
+                    manifest: manifest.to_string(),
+                    size,
+                    shared,
+                }
+            })
+            .collect();
         Usage {
             records,
+            image_list,
             key_files,
             cache_blobs,
             image_blobs,

@@ -158,10 +158,15 @@ fn builds_killed_at_random_points_leave_a_consistent_root() {
         std::thread::sleep(Duration::from_millis(delay));
         if child.try_wait().unwrap().is_some() {
             finished += 1;
-        } else {
+        } else if i % 2 == 0 {
             // SIGKILL the build process only; its sandbox helper may be left running, as after
             // an OOM kill.
             child.kill().unwrap();
+            killed += 1;
+        } else {
+            // SIGKILL the whole process tree, as a killed session or cgroup does.
+            // SAFETY: signalling the process group this test created.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
             killed += 1;
         }
         child.wait().unwrap();
