@@ -153,8 +153,11 @@ pub struct Inventory {
     pub stray_blob_files: Vec<PathBuf>,
     /// Readable key records.
     pub keys: Vec<KeyEntry>,
-    /// Key files that cannot be read as records.
+    /// Key files (named like a key) that cannot be read as records.
     pub bad_keys: Vec<PathBuf>,
+    /// Temp files of writers killed mid-write (`.tmp*` in the key, build-record and
+    /// context-hash directories): harmless, removed by the next collection.
+    pub temp_files: Vec<PathBuf>,
     /// What images keep alive.
     pub images: ImageRefs,
 }
@@ -180,13 +183,25 @@ impl Inventory {
         let store = KeyStore::open(root.path())?;
         let keys = store.entries();
         let good: HashSet<&Path> = keys.iter().map(|k| k.path.as_path()).collect();
+        let is_temp = |e: &walkdir::DirEntry| e.file_name().to_string_lossy().starts_with(".tmp");
         let bad_keys = walkdir::WalkDir::new(root.keys_dir())
             .min_depth(1)
             .into_iter()
             .flatten()
-            .filter(|e| e.file_type().is_file() && !good.contains(e.path()))
+            .filter(|e| e.file_type().is_file() && !good.contains(e.path()) && !is_temp(e))
             .map(|e| e.path().to_path_buf())
             .collect();
+        let mut temp_files = Vec::new();
+        for dir in ["keys-v1", "records-v1", "contexthash-v1"] {
+            temp_files.extend(
+                walkdir::WalkDir::new(root.path().join(dir))
+                    .min_depth(1)
+                    .into_iter()
+                    .flatten()
+                    .filter(|e| e.file_type().is_file() && is_temp(e))
+                    .map(|e| e.path().to_path_buf()),
+            );
+        }
         let images = image_refs(root)?;
         Ok(Inventory {
             tree,
@@ -194,6 +209,7 @@ impl Inventory {
             stray_blob_files,
             keys,
             bad_keys,
+            temp_files,
             images,
         })
     }
