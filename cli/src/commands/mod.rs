@@ -4,6 +4,8 @@ pub mod cache;
 
 pub mod graph;
 pub mod images;
+pub mod lint;
 pub mod login;
 pub mod parse;
+pub mod registry;
 pub mod template;

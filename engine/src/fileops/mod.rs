@@ -118,6 +118,16 @@ pub struct CopyAction {
     /// `ADD --checksum=sha256:<hex>` for URL sources.
     #[serde(default)]
     pub checksum: Option<String>,
+    /// Paths relative to the source root that do not exist for this copy, each with everything
+    /// below it: the build context's `.dockerignore`d files. Naming one as a source is "not
+    /// found", as in Docker.
+    #[serde(default)]
+    pub hidden: Vec<String>,
+    /// Follow a symlink named as a source (resolved inside the source root, as BuildKit's
+    /// `FollowSymlinks`) and copy what it points at. Off by default: the link itself is copied.
+    /// Symlinks met inside a copied directory are always copied as links.
+    #[serde(default)]
+    pub follow_symlinks: bool,
 }
 
 /// Creates (or replaces) one file with the given content.

@@ -65,8 +65,12 @@ pub struct ContextInput {
 pub enum InputState {
     /// A root filesystem: a stack of layers, bottom first.
     Layers(Vec<LayerRef>),
-    /// A local build context (read in place, never turned into a layer).
-    Context { name: String },
+    /// A local build context (read in place, never turned into a layer), with the paths its
+    /// ignore rules hide.
+    Context {
+        name: String,
+        hidden: Arc<Vec<String>>,
+    },
 }
 
 /// A RUN step for the worker.
@@ -518,7 +522,9 @@ impl Solver {
         };
         let layers = match &resolved.state {
             InputState::Layers(l) => l.clone(),
-            InputState::Context { name } => return Err(SolveError::TargetIsContext(name.clone())),
+            InputState::Context { name, .. } => {
+                return Err(SolveError::TargetIsContext(name.clone()))
+            }
         };
 
         // The image config: the chain's metadata folded over the base, with creation times.
@@ -658,7 +664,10 @@ fn plan(
                     .field(name.as_bytes())
                     .finish(),
                 step_inputs: None,
-                source_state: Some(InputState::Context { name: name.clone() }),
+                source_state: Some(InputState::Context {
+                    name: name.clone(),
+                    hidden: contexts.get(name)?.0.hidden(),
+                }),
                 base_config: None,
             },
             Op::Source(SourceOp::Http { url, .. }) => {
@@ -722,7 +731,7 @@ fn plan_step(
         let Some(input) = vertex.inputs.get(index as usize) else {
             continue;
         };
-        let Some(InputState::Context { name }) =
+        let Some(InputState::Context { name, .. }) =
             planned.get(input).and_then(|p| p.source_state.clone())
         else {
             continue;

@@ -85,6 +85,8 @@ pub struct ContextSnapshot {
     root: PathBuf,
     entries: Vec<ContextEntry>,
     index: HashMap<String, usize>,
+    /// Paths the filter excluded (each with everything below it), sorted.
+    hidden: std::sync::Arc<Vec<String>>,
 }
 
 fn entry_from(rel: String, meta: &fs::Metadata, path: &Path) -> ContextEntry {
@@ -133,6 +135,7 @@ fn walk_dir(
     rel_dir: &str,
     filter: &dyn PathFilter,
     out: &std::sync::Mutex<Vec<ContextEntry>>,
+    hidden: &std::sync::Mutex<Vec<String>>,
     errors: &std::sync::Mutex<Option<ContextError>>,
 ) {
     let dir = if rel_dir.is_empty() {
@@ -151,6 +154,7 @@ fn walk_dir(
         }
     };
     let mut local = Vec::new();
+    let mut local_hidden = Vec::new();
     let mut subdirs = Vec::new();
     for item in read {
         let item = match item {
@@ -180,17 +184,23 @@ fn walk_dir(
             }
         };
         let excluded = filter.is_excluded(&rel);
-        if meta.is_dir() && (!excluded || filter.must_descend(&rel)) {
+        let descend = meta.is_dir() && (!excluded || filter.must_descend(&rel));
+        if descend {
             subdirs.push(rel.clone());
         }
         if !excluded {
             local.push(entry_from(rel, &meta, &path));
+        } else if !descend {
+            // Hidden with everything below it. An excluded directory that is still walked is
+            // not listed: its excluded children are, one by one.
+            local_hidden.push(rel);
         }
     }
     out.lock().expect("walk output").extend(local);
+    hidden.lock().expect("walk output").extend(local_hidden);
     subdirs
         .par_iter()
-        .for_each(|sub| walk_dir(root, sub, filter, out, errors));
+        .for_each(|sub| walk_dir(root, sub, filter, out, hidden, errors));
 }
 
 impl ContextSnapshot {
@@ -198,8 +208,9 @@ impl ContextSnapshot {
     /// excluded directory unless the filter says an exception may re-include something inside).
     pub fn walk(root: &Path, filter: &dyn PathFilter) -> Result<Self, ContextError> {
         let out = std::sync::Mutex::new(Vec::new());
+        let hidden = std::sync::Mutex::new(Vec::new());
         let errors = std::sync::Mutex::new(None);
-        walk_dir(root, "", filter, &out, &errors);
+        walk_dir(root, "", filter, &out, &hidden, &errors);
         if let Some(e) = errors.into_inner().expect("walk error slot") {
             return Err(e);
         }
@@ -210,10 +221,13 @@ impl ContextSnapshot {
             .enumerate()
             .map(|(i, e)| (e.rel.clone(), i))
             .collect();
+        let mut hidden = hidden.into_inner().expect("walk output");
+        hidden.sort();
         Ok(ContextSnapshot {
             root: root.to_path_buf(),
             entries,
             index,
+            hidden: std::sync::Arc::new(hidden),
         })
     }
 
@@ -225,6 +239,12 @@ impl ContextSnapshot {
     /// Every visible entry, sorted by path.
     pub fn entries(&self) -> &[ContextEntry] {
         &self.entries
+    }
+
+    /// The paths the ignore rules hide from the build (each with everything below it): a copy
+    /// from the context must treat them as absent.
+    pub fn hidden(&self) -> std::sync::Arc<Vec<String>> {
+        self.hidden.clone()
     }
 
     /// Looks one entry up by its relative path.

@@ -101,7 +101,7 @@ pub(super) fn run(
                 };
                 let rel = clean_inside(source)?;
                 let host = match input {
-                    Some(InputState::Context { name }) => {
+                    Some(InputState::Context { name, .. }) => {
                         let ctx = worker.context(name)?;
                         resolve_inside(&ctx.dir, &rel)?
                     }

@@ -85,10 +85,14 @@ pub(super) fn run(
         match action {
             graph::FileAction::Copy(spec) => {
                 let root_name = format!("input-{}", spec.source_input);
+                let hidden = match req.inputs.get(spec.source_input as usize) {
+                    Some(InputState::Context { hidden, .. }) => hidden.as_ref().clone(),
+                    _ => Vec::new(),
+                };
                 let mut from_context = false;
                 if !sources.contains_key(&root_name) {
                     match req.inputs.get(spec.source_input as usize) {
-                        Some(InputState::Context { name }) => {
+                        Some(InputState::Context { name, .. }) => {
                             from_context = true;
                             sources.insert(root_name.clone(), worker.context(name)?.dir);
                         }
@@ -129,6 +133,8 @@ pub(super) fn run(
                     exclude: spec.exclude_patterns.clone(),
                     parents: spec.preserve_parents,
                     checksum: None,
+                    hidden,
+                    follow_symlinks: spec.follow_symlinks,
                 };
                 actions.push(if spec.attempt_unpack {
                     fileops::FileAction::Add(copy)
