@@ -113,9 +113,15 @@ pub fn prune(root: Option<&Path>, args: PruneArgs) -> Result<()> {
         }
     }
     let root = Root::open_or_default(root).context("opening the builder root directory")?;
-    let lock = root
-        .lock_exclusive()
-        .context("waiting for running builds to finish")?;
+    let lock = match root.try_lock_exclusive() {
+        Ok(lock) => lock,
+        Err(cache::lock::LockError::WouldBlock(_)) => {
+            eprintln!("waiting for running builds to finish...");
+            root.lock_exclusive()
+                .context("waiting for running builds to finish")?
+        }
+        Err(e) => return Err(e).context("locking the builder root"),
+    };
     let report = gc::collect(&root, &lock, &opts)?;
     if args.json {
         let mut v = serde_json::to_value(&report)?;
