@@ -1,4 +1,5 @@
-//! Layer export throughput next to `tar -c | gzip` / `tar -c | zstd` on the same tree, same run.
+//! Layer export throughput next to `tar -c | gzip` / `tar -c | zstd` on the same tree, same run,
+//! and snapshot unpack throughput next to `tar -xzf` of the same blob.
 //!
 //! Usage: `layer_export_bench <dir> [threads...]` (default threads: 1 and all cores). Prints the
 //! uncompressed tar size, the blob size and MB/s of uncompressed input for each variant. Run a
@@ -50,6 +51,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
+    // Unpack: builder's snapshot unpack (verifying the diffID) against `tar -xzf`, same blob.
+    let scratch = tempfile::tempdir_in(std::env::temp_dir())?;
+    let blob = scratch.path().join("layer.tar.gz");
+    let desc = layer::write_layer_file(&dir, &blob, &LayerOptions::default())?;
+    let start = Instant::now();
+    engine::snapshot::unpack_layer(
+        &blob,
+        &scratch.path().join("snap"),
+        Some(&desc.diff_id),
+        engine::snapshot::OverlayXattrs::Trusted,
+    )?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{:<28} {:>10.1} {secs:>10.2} {:>9.1}",
+        "builder unpack gzip",
+        desc.size as f64 / 1e6,
+        tar_bytes / 1e6 / secs
+    );
+    std::fs::create_dir(scratch.path().join("tarx"))?;
+    let start = Instant::now();
+    run_shell(&format!(
+        "tar --numeric-owner -xzf '{}' -C '{}'",
+        blob.display(),
+        scratch.path().join("tarx").display()
+    ))?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{:<28} {:>10.1} {secs:>10.2} {:>9.1}",
+        "tar -xzf",
+        desc.size as f64 / 1e6,
+        tar_bytes / 1e6 / secs
+    );
+
     for (name, pipeline) in [
         ("tar -c | gzip -6", "gzip -6"),
         ("tar -c | zstd -3", "zstd -3 -q -T1"),

@@ -254,6 +254,26 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
     let sink: Arc<dyn ProgressSink> = Arc::new(Tee {
         inner: progress::sink(mode),
     });
+    // BuildKit's build checks: the lint rules that need no context, printed as warnings (and
+    // failing the build under `# check=error=true`).
+    let checks = frontend_dockerfile::lint::build_checks(&dockerfile);
+    if !checks.is_empty() {
+        let mut text = format!(
+            "{} warning{} found:",
+            checks.len(),
+            if checks.len() == 1 { "" } else { "s" }
+        );
+        for c in &checks {
+            text.push_str(&format!(
+                "\n - {}: {} ({shown}:{}:{})",
+                c.rule, c.message, c.line, c.column
+            ));
+        }
+        sink.emit(Event::Message { text });
+        if frontend_dockerfile::lint::build_checks_are_errors(&dockerfile) {
+            bail!("build checks failed (the Dockerfile sets check=error=true)");
+        }
+    }
     for w in &lowered.warnings {
         let at = w.line.map(|l| format!("{shown}:{l}: ")).unwrap_or_default();
         sink.emit(Event::Message {
