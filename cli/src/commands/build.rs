@@ -361,6 +361,7 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
     super::cache::export_caches(&root, &cache_to, &result, args.quiet)?;
 
     // The image: config and manifest into the content store, names into the image store.
+    let export_started = Instant::now();
     let config: ImageConfig =
         serde_json::from_value(result.config.clone()).context("building the image config")?;
     let layers: Vec<LayerInfo> = result
@@ -435,6 +436,13 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
             },
             "image.name": names.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
             "builder.steps": steps,
+            "builder.timings": {
+                "walk_ms": result.timings.walk_ms,
+                "hash_ms": result.timings.hash_ms,
+                "keys_ms": result.timings.keys_ms,
+                "execute_ms": result.timings.execute_ms,
+                "export_ms": export_started.elapsed().as_millis() as u64,
+            },
             "builder.duration_ms": started.elapsed().as_millis() as u64,
         });
         std::fs::write(path, serde_json::to_vec_pretty(&metadata)?)

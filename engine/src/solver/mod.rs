@@ -196,6 +196,21 @@ pub struct SolveResult {
     pub config: Value,
     /// One report per step, in the order they were decided.
     pub steps: Vec<StepReport>,
+    /// Where the time went.
+    pub timings: SolveTimings,
+}
+
+/// Wall time of the phases of a solve, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct SolveTimings {
+    /// Walking build contexts (one `lstat` per visible entry).
+    pub walk_ms: u64,
+    /// Checksumming the context files steps read (stat-cache lookups and hashing).
+    pub hash_ms: u64,
+    /// Computing every key, walk and hash included, plus image resolution.
+    pub keys_ms: u64,
+    /// Cache lookups, running the steps that missed and exporting their layers.
+    pub execute_ms: u64,
 }
 
 /// Solves build graphs against one cache root.
@@ -233,6 +248,8 @@ struct ContextCache {
     cache_root: PathBuf,
     inputs: HashMap<String, ContextInput>,
     opened: HashMap<String, (ContextSnapshot, StatCache)>,
+    walk: std::time::Duration,
+    hash: std::time::Duration,
 }
 
 impl ContextCache {
@@ -242,7 +259,9 @@ impl ContextCache {
                 .inputs
                 .get(name)
                 .ok_or_else(|| SolveError::MissingContext(name.to_string()))?;
+            let started = Instant::now();
             let snapshot = ContextSnapshot::walk(&input.dir, input.filter.as_ref())?;
+            self.walk += started.elapsed();
             let stat = StatCache::load(&self.cache_root, &input.dir);
             self.opened.insert(name.to_string(), (snapshot, stat));
         }
@@ -326,7 +345,8 @@ impl Solver {
         let opts = Arc::new(opts);
 
         // Phase 1: keys (blocking: context walks, hashing, image resolution).
-        let planned = {
+        let keys_started = Instant::now();
+        let (planned, walk, hash) = {
             let def = def.clone();
             let opts = opts.clone();
             let images = self.images.clone();
@@ -346,6 +366,8 @@ impl Solver {
             .map_err(|e| SolveError::Internal(e.to_string()))??
         };
         let planned = Arc::new(planned);
+        let keys_ms = keys_started.elapsed().as_millis() as u64;
+        let execute_started = Instant::now();
 
         // Phase 2: lookups and reasons.
         let previous_steps: Vec<&StepReport> = opts
@@ -564,6 +586,12 @@ impl Solver {
             layers,
             config,
             steps,
+            timings: SolveTimings {
+                walk_ms: walk.as_millis() as u64,
+                hash_ms: hash.as_millis() as u64,
+                keys_ms,
+                execute_ms: execute_started.elapsed().as_millis() as u64,
+            },
         })
     }
 }
@@ -632,11 +660,20 @@ fn plan(
     images: &dyn ImageSource,
     worker: &dyn Worker,
     cache_root: PathBuf,
-) -> Result<HashMap<VertexId, Planned>, SolveError> {
+) -> Result<
+    (
+        HashMap<VertexId, Planned>,
+        std::time::Duration,
+        std::time::Duration,
+    ),
+    SolveError,
+> {
     let mut contexts = ContextCache {
         cache_root,
         inputs: opts.contexts.clone(),
         opened: HashMap::new(),
+        walk: Default::default(),
+        hash: Default::default(),
     };
     let mut planned: HashMap<VertexId, Planned> = HashMap::new();
     for v in def.ancestors(target) {
@@ -728,7 +765,7 @@ fn plan(
         planned.insert(v, p);
     }
     contexts.save();
-    Ok(planned)
+    Ok((planned, contexts.walk, contexts.hash))
 }
 
 /// The key of a step: its definition, its inputs' keys and what it reads from build contexts.
@@ -779,9 +816,13 @@ fn plan_step(
         else {
             continue;
         };
+        let started = Instant::now();
         let (snapshot, stat) = contexts.get(&name)?;
+        let walked = started.elapsed();
         let selected = snapshot.select(&paths)?;
         let sum = stat.checksum(snapshot.root(), &selected)?;
+        let hashed = started.elapsed().saturating_sub(walked);
+        contexts.hash += hashed;
         kb.field(name.as_bytes()).field(&sum.digest);
         files.extend(summarise_files(&sum.entries));
     }
