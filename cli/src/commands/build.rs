@@ -1,5 +1,6 @@
 //! `builder build`: Dockerfile → graph → solve → image in the store and the requested outputs.
 
+use super::registry_build::{self, RegistryPuller};
 use crate::progress::{self, ProgressMode};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -65,6 +66,12 @@ pub struct BuildArgs {
     /// Layer compression: gzip (default), zstd or uncompressed.
     #[arg(long, default_value = "gzip")]
     pub compression: String,
+    /// Always check the registry for a newer version of each base image.
+    #[arg(long)]
+    pub pull: bool,
+    /// Push the image to the registry each `-t` name points at.
+    #[arg(long)]
+    pub push: bool,
     /// The build context directory.
     pub context: PathBuf,
 }
@@ -188,11 +195,22 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
         Err(e) => bail!("{shown}:{e}"),
     };
 
+    let push_targets = registry_build::push_targets(args.push, &args.tags, &args.outputs)?;
     let root = cache::Root::open_or_default(root).context("opening the builder root directory")?;
     let _shared = root.lock_shared().context("locking the builder root")?;
     let cas = root.content_store().context("opening the content store")?;
     let images = cache::ImageStore::open(root.images_dir()).context("opening the image store")?;
-    let image_source = StoreImages::new(images.clone(), cas.clone());
+    let mode = if args.quiet {
+        ProgressMode::Quiet
+    } else {
+        args.progress
+    };
+    let sink: Arc<dyn ProgressSink> = Arc::new(Tee {
+        inner: progress::sink(mode),
+    });
+    let puller = RegistryPuller::new(cas.clone(), images.clone(), sink.clone());
+    let image_source =
+        StoreImages::new(images.clone(), cas.clone()).with_puller(Arc::new(puller), args.pull);
 
     let mut build_args = BTreeMap::new();
     for text in &args.build_args {
@@ -225,14 +243,6 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
     )
     .map_err(|d| anyhow::anyhow!("{d}"))?;
 
-    let mode = if args.quiet {
-        ProgressMode::Quiet
-    } else {
-        args.progress
-    };
-    let sink: Arc<dyn ProgressSink> = Arc::new(Tee {
-        inner: progress::sink(mode),
-    });
     for w in &lowered.warnings {
         let at = w.line.map(|l| format!("{shown}:{l}: ")).unwrap_or_default();
         sink.emit(Event::Message {
@@ -346,6 +356,9 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
             .context("storing the image")?;
     }
     for spec in &args.outputs {
+        if registry_build::registry_output(spec)?.is_some() {
+            continue;
+        }
         let spec = ExportSpec::parse(spec).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut out_names = names.clone();
         for n in &spec.names {
@@ -362,6 +375,14 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
         )
         .map_err(|e| anyhow::anyhow!("exporting: {e}"))?;
     }
+    registry_build::push_image(
+        &runtime,
+        &cas,
+        &images,
+        &image.manifest_descriptor.digest,
+        &push_targets,
+        &sink,
+    )?;
     let id = image.id().to_string();
     if let Some(path) = &args.iidfile {
         std::fs::write(path, &id).with_context(|| format!("writing {}", path.display()))?;

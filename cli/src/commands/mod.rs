@@ -6,4 +6,5 @@ pub mod images;
 pub mod login;
 pub mod parse;
 pub mod registry;
+pub mod registry_build;
 pub mod template;
