@@ -46,6 +46,14 @@ pub enum CacheTransferError {
     /// The backend is not available yet.
     #[error("{0}")]
     Unsupported(String),
+    /// A remote cache (a registry) could not be read or written.
+    #[error("cache {reference}: {message}")]
+    Remote {
+        /// The cache's reference.
+        reference: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The cache directory is not a cache export.
     #[error("{path}: {message}")]
     Format {
@@ -95,10 +103,12 @@ pub enum CacheSpec {
         /// Whether cache-mount contents travel too.
         mounts: bool,
     },
-    /// `type=registry,ref=NAME`: not available yet.
+    /// `type=registry,ref=NAME[,mode=min|max]`: the backend lives in the registry crate.
     Registry {
         /// The cache image reference.
         reference: String,
+        /// Which steps (export only).
+        mode: CacheMode,
     },
 }
 
@@ -144,6 +154,7 @@ impl CacheSpec {
             }
             Some("registry") => Ok(CacheSpec::Registry {
                 reference: reference.unwrap_or_default(),
+                mode,
             }),
             Some(other) => Err(bad(format!("unknown type {other:?}: expected local"))),
             None => Err(bad("missing type=local".into())),
@@ -167,7 +178,7 @@ impl CacheSpec {
     pub fn mode(&self) -> CacheMode {
         match self {
             CacheSpec::Local { mode, .. } => *mode,
-            CacheSpec::Registry { .. } => CacheMode::Min,
+            CacheSpec::Registry { mode, .. } => *mode,
         }
     }
 }

@@ -390,3 +390,43 @@ fn push_without_a_name_fails_before_building() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("needs name="), "{stderr}");
 }
+
+#[test]
+fn registry_cache_export_and_import_turn_a_fresh_root_into_hits() {
+    if !can_build() {
+        return;
+    }
+    let (_registry, proxy) = start_registry();
+    let cache_ref = format!("{}/demo/cache:build", proxy.registry());
+    let dockerfile = "FROM busybox:local\nRUN echo one > /one\nRUN echo two > /two\n";
+    let f = Fixture::new();
+    let ctx = context(f.dir.path(), "app", dockerfile);
+    let to = format!("type=registry,ref={cache_ref},mode=max");
+    let (first, text) = build_ok(&f.root(), &ctx, &["--cache-to", &to]);
+    assert!(text.contains("exported cache"), "{text}");
+    let first_uploads = proxy.blob_uploads();
+    assert!(first_uploads >= 3, "layers and the cache manifest went up");
+
+    // Exported again: the registry has every blob, only the manifest is stored again.
+    proxy.reset();
+    let (_, text) = build_ok(&f.root(), &ctx, &["--cache-to", &to]);
+    assert_eq!(proxy.blob_uploads(), 0, "{text}");
+    assert!(text.contains(", 0 new blobs"), "{text}");
+
+    // A fresh root with the base loaded: every step hits, the same image comes out, and only
+    // the two RUN layers and the cache manifest are downloaded.
+    let fresh = Fixture::new();
+    let ctx2 = context(fresh.dir.path(), "app", dockerfile);
+    proxy.reset();
+    let from = format!("type=registry,ref={cache_ref}");
+    let (meta, text) = build_ok(&fresh.root(), &ctx2, &["--cache-from", &from]);
+    assert!(text.contains("imported cache"), "{text}");
+    let steps = common::steps(&meta);
+    assert!(steps.iter().all(|s| s.1), "{steps:#?}\n{text}");
+    assert_eq!(manifest_digest(&meta), manifest_digest(&first));
+    assert_eq!(
+        proxy.blob_downloads(),
+        3,
+        "two layers and the cache manifest"
+    );
+}

@@ -25,6 +25,7 @@
 //! ```
 
 pub mod auth;
+pub mod cache_backend;
 pub mod client;
 pub mod digest;
 pub mod error;
@@ -37,6 +38,7 @@ pub mod reference;
 mod session;
 pub mod store;
 
+pub use cache_backend::RegistryCache;
 pub use client::{
     normalize_registry, parse_insecure_registries, Client, ClientOptions, INSECURE_REGISTRIES_ENV,
 };
