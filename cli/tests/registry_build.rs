@@ -366,6 +366,20 @@ fn from_a_registry_base_pulls_it_and_pull_flag_checks_for_newer() {
     assert!(text.contains("Downloaded newer image"), "{text}");
     assert_eq!(std::fs::read_to_string(out2.join("seen")).unwrap(), "v2\n");
     assert_eq!(proxy.blob_downloads(), 2, "the new layer and config only");
+
+    // Pushed to another repository of the same registry: the base's layers are mounted from
+    // the repository the base came from, only the image's own layer and config are uploaded.
+    let app = format!("localhost:{}/team/app:1", proxy.port);
+    proxy.reset();
+    let (meta, text) = build_ok(&root, &ctx_check, &["-t", &app, "--push"]);
+    let layers = image_blobs(&root, &manifest_digest(&meta)).layers.len();
+    assert_eq!(proxy.blob_uploads(), 2, "{text}");
+    assert_eq!(
+        proxy.mount_requests(),
+        layers + 1,
+        "every missing blob is offered a mount"
+    );
+    assert!(text.contains("Mounted from base"), "{text}");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! `repo@digest` for later cross-repository mounts) and a push always offers the repositories
 //! the image came from as mount sources.
 
+use std::collections::BTreeSet;
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -14,7 +15,7 @@ use cache::{CasError, ContentStore, ImageEntry, ImageRecord, ImageStore};
 use crate::client::Client;
 use crate::digest::Digest;
 use crate::error::RegistryError;
-use crate::manifest::{Descriptor, Platform};
+use crate::manifest::{Descriptor, Manifest, Platform};
 use crate::progress::Progress;
 use crate::pull::PulledImage;
 use crate::push::{PushOptions, PushedManifest};
@@ -168,9 +169,71 @@ pub fn manifest_descriptor(entry: &ImageEntry) -> Descriptor {
     )
 }
 
+/// The repositories of `entry`'s record on `reference`'s registry (other than the target).
+fn repositories_on(record: &ImageRecord, reference: &Reference) -> Vec<String> {
+    record
+        .repo_digests
+        .iter()
+        .filter_map(|rd| rd.split('@').next())
+        .filter_map(|name| Reference::parse(name).ok())
+        .filter(|r| r.domain() == reference.domain() && r.path() != reference.path())
+        .map(|r| r.path().to_string())
+        .collect()
+}
+
+/// The layer digests of a stored manifest (empty when it cannot be read: the sources are a
+/// best effort).
+fn layer_digests(cas: &ContentStore, manifest: &Digest) -> BTreeSet<Digest> {
+    cas.read(manifest)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Manifest>(&bytes).ok())
+        .map(|m| m.layers.into_iter().map(|l| l.digest).collect())
+        .unwrap_or_default()
+}
+
+/// Where a push may mount blobs from, best first: the repositories the image itself is known
+/// in, then those of other stored images sharing the most layers with it (the base image a
+/// build started from, pulled from the same registry). The client tries the first source for
+/// each blob the registry lacks; a refused mount costs nothing, the registry opens an upload
+/// instead.
+fn mount_sources(
+    entry: &ImageEntry,
+    reference: &Reference,
+    cas: &ContentStore,
+    images: &ImageStore,
+) -> Vec<String> {
+    let mut sources = repositories_on(&entry.record, reference);
+    let own = layer_digests(cas, &entry.record.target.digest);
+    let mut sharing: Vec<(usize, String)> = Vec::new();
+    if !own.is_empty() {
+        for other in images.list().unwrap_or_default() {
+            if other.record.target.digest == entry.record.target.digest {
+                continue;
+            }
+            let repositories = repositories_on(&other.record, reference);
+            if repositories.is_empty() {
+                continue;
+            }
+            let shared = layer_digests(cas, &other.record.target.digest)
+                .intersection(&own)
+                .count();
+            if shared > 0 {
+                sharing.extend(repositories.into_iter().map(|r| (shared, r)));
+            }
+        }
+    }
+    sharing.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    for (_, repository) in sharing {
+        if !sources.contains(&repository) {
+            sources.push(repository);
+        }
+    }
+    sources
+}
+
 /// Pushes the stored image `entry` to `reference` (only the blobs the registry lacks; blobs are
-/// mounted from other repositories of the same registry the image is known in), then records
-/// the new `repo@digest` in `images`.
+/// mounted from other repositories of the same registry that hold them: the image's own, or
+/// those of stored images sharing its layers), then records the new `repo@digest` in `images`.
 pub async fn push_from_store(
     client: &Client,
     entry: &ImageEntry,
@@ -179,16 +242,9 @@ pub async fn push_from_store(
     images: &ImageStore,
     progress: Progress<'_>,
 ) -> Result<PushedManifest, RegistryError> {
-    let mount_from = entry
-        .record
-        .repo_digests
-        .iter()
-        .filter_map(|rd| rd.split('@').next())
-        .filter_map(|name| Reference::parse(name).ok())
-        .filter(|r| r.domain() == reference.domain() && r.path() != reference.path())
-        .map(|r| r.path().to_string())
-        .collect();
-    let options = PushOptions { mount_from };
+    let options = PushOptions {
+        mount_from: mount_sources(entry, reference, cas, images),
+    };
     let pushed = client
         .push_with(
             reference,
