@@ -211,6 +211,39 @@ fn push_rmi_pull_round_trip_moves_only_missing_blobs() {
         std::fs::read_to_string(out.join("copied")).unwrap(),
         "one\n"
     );
+
+    // Pinned by digest and already stored: the registry is not asked.
+    proxy.reset();
+    let ctx4 = context(
+        f.dir.path(),
+        "four",
+        &format!("FROM {reg}/demo/app@{d1}\nRUN cat /one > /again\n"),
+    );
+    build_ok(&root, &ctx4, &[]);
+    assert!(proxy.requests().is_empty(), "{:?}", proxy.requests());
+
+    // A base neither stored nor in the registry: a clear error naming both.
+    let ctx5 = context(
+        f.dir.path(),
+        "five",
+        &format!("FROM {reg}/demo/missing:1\nRUN true\n"),
+    );
+    let out = builder(
+        &root,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            ctx5.to_string_lossy().as_ref(),
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is not in the local image store and pulling it failed")
+            && stderr.contains("not found"),
+        "{stderr}"
+    );
 }
 
 #[test]

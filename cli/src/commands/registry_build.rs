@@ -39,6 +39,12 @@ impl RegistryPuller {
 
     fn pull_now(&self, reference: &str, platform: &Platform) -> Result<cache::Digest, String> {
         let parsed = Reference::parse(reference).map_err(|e| e.to_string())?;
+        // A digest-pinned image already stored cannot have changed: no registry round trip.
+        if let Some(digest) = parsed.digest() {
+            if let Ok(Some(entry)) = self.images.get(digest) {
+                return Ok(entry.record.target.digest);
+            }
+        }
         let wanted = registry::Platform::new(
             &platform.os,
             &platform.architecture,
@@ -78,7 +84,17 @@ impl RegistryPuller {
                             &self.images,
                             &progress,
                         ))
-                        .map_err(|e| format!("pulling {parsed}: {e}"))
+                        .map_err(|e| {
+                            if self.images.resolve(reference).is_ok() {
+                                format!("pulling {parsed}: {e}")
+                            } else {
+                                format!(
+                                    "{parsed} is not in the local image store and pulling it \
+                                     failed: {e} (load it with `builder load -i`, or check the \
+                                     name and the registry)"
+                                )
+                            }
+                        })
                 })
                 .join()
                 .unwrap_or_else(|_| Err(format!("pulling {parsed}: the pull thread panicked")))
