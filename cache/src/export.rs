@@ -161,7 +161,8 @@ impl CacheSpec {
         }
     }
 
-    /// The backend this spec names.
+    /// The backend this spec names (local only: the registry backend, `registry::RegistryCache`,
+    /// lives in the registry crate, which depends on this one).
     pub fn backend(&self) -> Result<Box<dyn CacheBackend>, CacheTransferError> {
         match self {
             CacheSpec::Local { dir, mounts, .. } => Ok(Box::new(LocalCache {
@@ -169,7 +170,8 @@ impl CacheSpec {
                 mounts: *mounts,
             })),
             CacheSpec::Registry { .. } => Err(CacheTransferError::Unsupported(
-                "type=registry cache export arrives with registry support".into(),
+                "type=registry caches are served by the registry crate (registry::RegistryCache)"
+                    .into(),
             )),
         }
     }
@@ -582,7 +584,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             err.to_string(),
-            "type=registry cache export arrives with registry support"
+            "type=registry caches are served by the registry crate (registry::RegistryCache)"
         );
     }
 
