@@ -7,7 +7,7 @@
 # Method: a local /usr/bin/docker-registry on 127.0.0.1, wall-clock seconds of each command;
 # the base is the examples' busybox image (one ~2 MB layer). Compare within one run only.
 # Measured 2026-11-23 with a debug build on the shared 2-core VM (load average 6-9), two runs:
-#   push image (base layers + 1 + config), incl. cached build   0.17-0.20 s
+#   build (one RUN) + push (base layers + 1 + config)           0.17-0.20 s
 #   push again (nothing to send)                                0.04 s
 #   fresh root: pull base (~2 MB) + build with one RUN          0.39-0.48 s
 #   same build, --pull, base up to date                         0.05-0.06 s
