@@ -48,7 +48,8 @@ pub struct BuildArgs {
     /// Print only the image id.
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Outputs: `type=oci|docker|tar|local,dest=PATH` (dest `-` is stdout), or a directory.
+    /// Outputs: `type=oci|docker|tar|local,dest=PATH` (dest `-` is stdout), a directory, or
+    /// `type=registry,name=NAME` (push).
     #[arg(short = 'o', long = "output")]
     pub outputs: Vec<String>,
     /// A secret for `RUN --mount=type=secret`: `id=NAME,src=FILE` or `id=NAME,env=VAR`.
@@ -72,10 +73,11 @@ pub struct BuildArgs {
     /// Push the image to the registry each `-t` name points at.
     #[arg(long)]
     pub push: bool,
-    /// Import build cache: `type=local,src=DIR[,mounts=true]`.
+    /// Import build cache: `type=local,src=DIR[,mounts=true]` or `type=registry,ref=NAME`.
     #[arg(long = "cache-from", value_name = "SPEC")]
     pub cache_from: Vec<String>,
-    /// Export build cache: `type=local,dest=DIR[,mode=min|max][,mounts=true]`.
+    /// Export build cache: `type=local,dest=DIR[,mode=min|max][,mounts=true]` or
+    /// `type=registry,ref=NAME[,mode=min|max]`.
     #[arg(long = "cache-to", value_name = "SPEC")]
     pub cache_to: Vec<String>,
     /// After the build, collect cache down to this size if the root is bigger (`0`: never).
