@@ -46,6 +46,14 @@ pub enum CacheTransferError {
     /// The backend is not available yet.
     #[error("{0}")]
     Unsupported(String),
+    /// A remote cache (a registry) could not be read or written.
+    #[error("cache {reference}: {message}")]
+    Remote {
+        /// The cache's reference.
+        reference: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The cache directory is not a cache export.
     #[error("{path}: {message}")]
     Format {
@@ -95,10 +103,12 @@ pub enum CacheSpec {
         /// Whether cache-mount contents travel too.
         mounts: bool,
     },
-    /// `type=registry,ref=NAME`: not available yet.
+    /// `type=registry,ref=NAME[,mode=min|max]`: the backend lives in the registry crate.
     Registry {
         /// The cache image reference.
         reference: String,
+        /// Which steps (export only).
+        mode: CacheMode,
     },
 }
 
@@ -144,13 +154,15 @@ impl CacheSpec {
             }
             Some("registry") => Ok(CacheSpec::Registry {
                 reference: reference.unwrap_or_default(),
+                mode,
             }),
             Some(other) => Err(bad(format!("unknown type {other:?}: expected local"))),
             None => Err(bad("missing type=local".into())),
         }
     }
 
-    /// The backend this spec names.
+    /// The backend this spec names (local only: the registry backend, `registry::RegistryCache`,
+    /// lives in the registry crate, which depends on this one).
     pub fn backend(&self) -> Result<Box<dyn CacheBackend>, CacheTransferError> {
         match self {
             CacheSpec::Local { dir, mounts, .. } => Ok(Box::new(LocalCache {
@@ -158,7 +170,8 @@ impl CacheSpec {
                 mounts: *mounts,
             })),
             CacheSpec::Registry { .. } => Err(CacheTransferError::Unsupported(
-                "type=registry cache export arrives with registry support".into(),
+                "type=registry caches are served by the registry crate (registry::RegistryCache)"
+                    .into(),
             )),
         }
     }
@@ -167,7 +180,7 @@ impl CacheSpec {
     pub fn mode(&self) -> CacheMode {
         match self {
             CacheSpec::Local { mode, .. } => *mode,
-            CacheSpec::Registry { .. } => CacheMode::Min,
+            CacheSpec::Registry { mode, .. } => *mode,
         }
     }
 }
@@ -571,7 +584,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             err.to_string(),
-            "type=registry cache export arrives with registry support"
+            "type=registry caches are served by the registry crate (registry::RegistryCache)"
         );
     }
 

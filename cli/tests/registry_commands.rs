@@ -152,7 +152,7 @@ fn seed_image(reference: &str) -> String {
     let layer = tar.into_inner().unwrap();
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": "amd64", "os": "linux", "config": {"Cmd": ["/hello"]},
-        "rootfs": {"type": "layers", "diff_ids": [Digest::sha256_of(&layer).to_string()]},
+        "rootfs": {"type": "layers", "diff_ids": [Digest::of_bytes(&layer).to_string()]},
         "history": [{"created_by": "seed"}],
     }))
     .unwrap();
@@ -171,7 +171,7 @@ fn seed_image(reference: &str) -> String {
     let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
     for bytes in [&layer, &config, &manifest_bytes] {
         store
-            .ingest(&Digest::sha256_of(bytes), &mut bytes.as_slice())
+            .ingest(&Digest::of_bytes(bytes), &mut bytes.as_slice())
             .unwrap();
     }
     let descriptor = Descriptor::of_bytes(manifest::OCI_MANIFEST, &manifest_bytes);

@@ -18,6 +18,9 @@ pub enum RegistryError {
     /// The local blob store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The local image store (names and records) failed.
+    #[error(transparent)]
+    ImageStore(#[from] cache::ImageStoreError),
     /// The HTTP client could not be built (TLS set-up).
     #[error("cannot set up the HTTP client: {0}")]
     ClientSetup(#[source] reqwest::Error),

@@ -25,9 +25,11 @@
 //! ```
 
 pub mod auth;
+pub mod cache_backend;
 pub mod client;
 pub mod digest;
 pub mod error;
+pub mod local;
 pub mod manifest;
 pub mod progress;
 pub mod pull;
@@ -36,14 +38,16 @@ pub mod reference;
 mod session;
 pub mod store;
 
+pub use cache_backend::RegistryCache;
 pub use client::{
     normalize_registry, parse_insecure_registries, Client, ClientOptions, INSECURE_REGISTRIES_ENV,
 };
 pub use digest::Digest;
 pub use error::RegistryError;
+pub use local::{pull_to_store, push_from_store, StoredImage};
 pub use manifest::{Descriptor, Index, Manifest, Platform};
 pub use progress::{no_progress, Progress, ProgressEvent};
 pub use pull::{FetchedManifest, PulledArtifact, PulledImage};
 pub use push::{BlobPush, PushOptions, PushedManifest};
-pub use reference::{parse_reference, Reference, ReferenceError};
+pub use reference::{parse_reference, Reference, ReferenceError, RegistryReference};
 pub use store::{BlobIngest, BlobReader, BlobStore, DirBlobStore, StoreError};

@@ -78,7 +78,7 @@ impl Descriptor {
 
     /// The descriptor of `bytes` under `media_type`.
     pub fn of_bytes(media_type: impl Into<String>, bytes: &[u8]) -> Descriptor {
-        Descriptor::new(media_type, Digest::sha256_of(bytes), bytes.len() as u64)
+        Descriptor::new(media_type, Digest::of_bytes(bytes), bytes.len() as u64)
     }
 }
 
@@ -296,7 +296,7 @@ mod tests {
     fn docker_and_oci_manifests_parse() {
         let json = format!(
             r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}","config":{{"mediaType":"{DOCKER_CONFIG}","size":2,"digest":"{}"}},"layers":[]}}"#,
-            Digest::sha256_of(b"{}")
+            Digest::of_bytes(b"{}")
         );
         let m: Manifest = serde_json::from_str(&json).unwrap();
         assert_eq!(m.config.size, 2);

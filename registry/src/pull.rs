@@ -13,9 +13,9 @@ use sha2::{Digest as _, Sha256};
 use crate::client::Client;
 use crate::digest::Digest;
 use crate::error::RegistryError;
-use crate::manifest::{self, Descriptor, Index, Manifest, MANIFEST_ACCEPT};
+use crate::manifest::{self, Descriptor, Index, Manifest, Platform, MANIFEST_ACCEPT};
 use crate::progress::{Progress, ProgressEvent};
-use crate::reference::Reference;
+use crate::reference::{Reference, RegistryReference};
 use crate::session::{error_chain, Session};
 use crate::store::{BlobIngest, BlobStore, StoreError};
 
@@ -148,7 +148,7 @@ impl Session<'_> {
                 Err(DownloadError::Fatal(error)) => return Err(error),
             }
         };
-        let actual = Digest::sha256_of(&bytes);
+        let actual = Digest::of_bytes(&bytes);
         let expected = reference.parse::<Digest>().ok().or(header_digest);
         if let Some(expected) = expected {
             if expected != actual {
@@ -337,7 +337,7 @@ impl Session<'_> {
         if state.received != total {
             return Err(self.size_mismatch(descriptor, state.received).into());
         }
-        let actual = Digest::from_hasher(state.hasher);
+        let actual = Digest::from_sha256(state.hasher.finalize().into());
         if &actual != digest {
             // Dropping the writer discards the partial blob.
             return Err(RegistryError::DigestMismatch {
@@ -460,8 +460,8 @@ impl Client {
     ) -> Result<FetchedManifest, RegistryError> {
         let session = Session::open(
             self,
-            &reference.registry,
-            &reference.repository,
+            reference.domain(),
+            reference.path(),
             "pull",
             Vec::new(),
             progress,
@@ -481,10 +481,23 @@ impl Client {
         store: &dyn BlobStore,
         progress: Progress<'_>,
     ) -> Result<PulledImage, RegistryError> {
+        let platform = self.options().platform.clone();
+        self.pull_for_platform(reference, &platform, store, progress)
+            .await
+    }
+
+    /// [`Client::pull`] for another platform than this client's (a build for `--platform`).
+    pub async fn pull_for_platform(
+        &self,
+        reference: &Reference,
+        wanted: &Platform,
+        store: &dyn BlobStore,
+        progress: Progress<'_>,
+    ) -> Result<PulledImage, RegistryError> {
         let session = Session::open(
             self,
-            &reference.registry,
-            &reference.repository,
+            reference.domain(),
+            reference.path(),
             "pull",
             Vec::new(),
             progress,
@@ -500,7 +513,6 @@ impl Client {
         let resolved_digest = root.descriptor.digest.clone();
         let (index, fetched) = if manifest::is_index(&root.descriptor.media_type) {
             let index = session.parse_index(&root)?;
-            let wanted = &self.options().platform;
             let chosen = wanted.select(&index.manifests).ok_or_else(|| {
                 RegistryError::NoMatchingPlatform {
                     reference: reference.to_string(),
@@ -553,8 +565,8 @@ impl Client {
     ) -> Result<PulledArtifact, RegistryError> {
         let session = Session::open(
             self,
-            &reference.registry,
-            &reference.repository,
+            reference.domain(),
+            reference.path(),
             "pull",
             Vec::new(),
             progress,

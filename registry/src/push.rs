@@ -361,22 +361,22 @@ impl Client {
         let extra_scopes = options
             .mount_from
             .iter()
-            .filter(|s| **s != reference.repository)
+            .filter(|s| s.as_str() != reference.path())
             .map(|s| format!("repository:{s}:pull"))
             .collect();
         let session = Session::open(
             self,
-            &reference.registry,
-            &reference.repository,
+            reference.domain(),
+            reference.path(),
             "pull,push",
             extra_scopes,
             progress,
         )
         .await?;
-        if let Some(digest) = &reference.digest {
+        if let Some(digest) = reference.digest() {
             if digest != &manifest.digest {
                 return Err(RegistryError::DigestMismatch {
-                    registry: reference.registry.clone(),
+                    registry: reference.domain().to_string(),
                     what: format!("push of {reference}: the reference pins another manifest"),
                     expected: digest.clone(),
                     actual: manifest.digest.clone(),
@@ -384,15 +384,9 @@ impl Client {
             }
         }
         session
-            .push_tree(
-                store,
-                manifest,
-                reference.tag.as_deref(),
-                &options.mount_from,
-                0,
-            )
+            .push_tree(store, manifest, reference.tag(), &options.mount_from, 0)
             .await?;
-        let pushed = match &reference.tag {
+        let pushed = match reference.tag() {
             Some(tag) => reference.with_tag(tag)?,
             None => reference.with_digest(manifest.digest.clone()),
         };
@@ -418,8 +412,8 @@ impl Client {
     ) -> Result<BlobPush, RegistryError> {
         let session = Session::open(
             self,
-            &reference.registry,
-            &reference.repository,
+            reference.domain(),
+            reference.path(),
             "pull,push",
             Vec::new(),
             progress,
@@ -438,15 +432,17 @@ impl Client {
     ) -> Result<Digest, RegistryError> {
         let session = Session::open(
             self,
-            &reference.registry,
-            &reference.repository,
+            reference.domain(),
+            reference.path(),
             "pull,push",
             Vec::new(),
             progress,
         )
         .await?;
-        let digest = Digest::sha256_of(bytes);
-        let target = reference.tag.clone().unwrap_or_else(|| digest.to_string());
+        let digest = Digest::of_bytes(bytes);
+        let target = reference
+            .tag()
+            .map_or_else(|| digest.to_string(), str::to_string);
         session.put_manifest(&target, media_type, bytes).await?;
         Ok(digest)
     }
@@ -462,8 +458,8 @@ impl Client {
     ) -> Result<bool, RegistryError> {
         let session = Session::open(
             self,
-            &reference.registry,
-            &reference.repository,
+            reference.domain(),
+            reference.path(),
             "pull",
             Vec::new(),
             progress,

@@ -248,7 +248,7 @@ impl BlobIngest for DirIngest {
             expected,
             target,
         } = *self;
-        let actual = Digest::from_hasher(hasher);
+        let actual = Digest::from_sha256(hasher.finalize().into());
         if actual != expected {
             // Dropping `temp` deletes the partial file.
             return Err(StoreError::DigestMismatch { expected, actual });
@@ -281,13 +281,13 @@ mod tests {
     fn ingest_verifies_and_publishes_atomically() {
         let dir = tempfile::tempdir().unwrap();
         let store = DirBlobStore::new(dir.path());
-        let good = Digest::sha256_of(b"hello");
+        let good = Digest::of_bytes(b"hello");
         assert!(!store.has(&good));
         store.ingest(&good, &mut &b"hello"[..]).unwrap();
         assert!(store.has(&good));
         assert_eq!(store.read_all(&good).unwrap(), b"hello");
 
-        let other = Digest::sha256_of(b"other");
+        let other = Digest::of_bytes(b"other");
         let err = store.ingest(&other, &mut &b"not other"[..]).unwrap_err();
         assert!(matches!(err, StoreError::DigestMismatch { .. }));
         assert!(!store.has(&other));

@@ -312,7 +312,7 @@ async fn artifacts_with_arbitrary_blobs_round_trip() {
     let config = br#"{"layers":[0,1]}"#.to_vec();
     for bytes in [&blob_a, &blob_b, &config] {
         source
-            .ingest(&registry::Digest::sha256_of(bytes), &mut bytes.as_slice())
+            .ingest(&registry::Digest::of_bytes(bytes), &mut bytes.as_slice())
             .unwrap();
     }
     let manifest = registry::Manifest {

@@ -1,5 +1,6 @@
 //! `builder build`: Dockerfile → graph → solve → image in the store and the requested outputs.
 
+use super::registry_build::{self, RegistryPuller};
 use crate::progress::{self, ProgressMode};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -47,7 +48,8 @@ pub struct BuildArgs {
     /// Print only the image id.
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Outputs: `type=oci|docker|tar|local,dest=PATH` (dest `-` is stdout), or a directory.
+    /// Outputs: `type=oci|docker|tar|local,dest=PATH` (dest `-` is stdout), a directory, or
+    /// `type=registry,name=NAME` (push).
     #[arg(short = 'o', long = "output")]
     pub outputs: Vec<String>,
     /// A secret for `RUN --mount=type=secret`: `id=NAME,src=FILE` or `id=NAME,env=VAR`.
@@ -65,10 +67,17 @@ pub struct BuildArgs {
     /// Layer compression: gzip (default), zstd or uncompressed.
     #[arg(long, default_value = "gzip")]
     pub compression: String,
-    /// Import build cache: `type=local,src=DIR[,mounts=true]`.
+    /// Always check the registry for a newer version of each base image.
+    #[arg(long)]
+    pub pull: bool,
+    /// Push the image to the registry each `-t` name points at.
+    #[arg(long)]
+    pub push: bool,
+    /// Import build cache: `type=local,src=DIR[,mounts=true]` or `type=registry,ref=NAME`.
     #[arg(long = "cache-from", value_name = "SPEC")]
     pub cache_from: Vec<String>,
-    /// Export build cache: `type=local,dest=DIR[,mode=min|max][,mounts=true]`.
+    /// Export build cache: `type=local,dest=DIR[,mode=min|max][,mounts=true]` or
+    /// `type=registry,ref=NAME[,mode=min|max]`.
     #[arg(long = "cache-to", value_name = "SPEC")]
     pub cache_to: Vec<String>,
     /// After the build, collect cache down to this size if the root is bigger (`0`: never).
@@ -202,6 +211,7 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
         Err(e) => bail!("{shown}:{e}"),
     };
 
+    let push_targets = registry_build::push_targets(args.push, &args.tags, &args.outputs)?;
     let root = cache::Root::open_or_default(root).context("opening the builder root directory")?;
     let _shared = root.lock_shared().context("locking the builder root")?;
     let cache_to = super::cache::parse_specs(&args.cache_to, true)?;
@@ -213,7 +223,17 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
     )?;
     let cas = root.content_store().context("opening the content store")?;
     let images = cache::ImageStore::open(root.images_dir()).context("opening the image store")?;
-    let image_source = StoreImages::new(images.clone(), cas.clone());
+    let mode = if args.quiet {
+        ProgressMode::Quiet
+    } else {
+        args.progress
+    };
+    let sink: Arc<dyn ProgressSink> = Arc::new(Tee {
+        inner: progress::sink(mode),
+    });
+    let puller = RegistryPuller::new(cas.clone(), images.clone(), sink.clone());
+    let image_source =
+        StoreImages::new(images.clone(), cas.clone()).with_puller(Arc::new(puller), args.pull);
 
     let mut build_args = BTreeMap::new();
     for text in &args.build_args {
@@ -246,14 +266,6 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
     )
     .map_err(|d| anyhow::anyhow!("{d}"))?;
 
-    let mode = if args.quiet {
-        ProgressMode::Quiet
-    } else {
-        args.progress
-    };
-    let sink: Arc<dyn ProgressSink> = Arc::new(Tee {
-        inner: progress::sink(mode),
-    });
     // BuildKit's build checks: the lint rules that need no context, printed as warnings (and
     // failing the build under `# check=error=true`).
     let checks = frontend_dockerfile::lint::build_checks(&dockerfile);
@@ -389,6 +401,9 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
             .context("storing the image")?;
     }
     for spec in &args.outputs {
+        if registry_build::registry_output(spec)?.is_some() {
+            continue;
+        }
         let spec = ExportSpec::parse(spec).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut out_names = names.clone();
         for n in &spec.names {
@@ -405,6 +420,14 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
         )
         .map_err(|e| anyhow::anyhow!("exporting: {e}"))?;
     }
+    registry_build::push_image(
+        &runtime,
+        &cas,
+        &images,
+        &image.manifest_descriptor.digest,
+        &push_targets,
+        &sink,
+    )?;
     let id = image.id().to_string();
     if let Some(path) = &args.iidfile {
         std::fs::write(path, &id).with_context(|| format!("writing {}", path.display()))?;

@@ -278,13 +278,29 @@ fn check(root: Option<&Path>, args: CheckArgs) -> Result<()> {
     Ok(())
 }
 
+/// The backend a spec names; registry caches go through the registry client.
+fn backend(spec: &CacheSpec) -> Result<Box<dyn cache::export::CacheBackend>> {
+    match spec {
+        CacheSpec::Registry { reference, .. } => {
+            if reference.is_empty() {
+                anyhow::bail!("type=registry needs ref=REGISTRY/REPOSITORY[:TAG]");
+            }
+            Ok(Box::new(registry::RegistryCache::new(
+                reference,
+                registry::ClientOptions::from_env(),
+            )?))
+        }
+        other => Ok(other.backend()?),
+    }
+}
+
 /// Parses every `--cache-from`/`--cache-to` value up front, so a typo fails before any work.
 pub fn parse_specs(values: &[String], export: bool) -> Result<Vec<CacheSpec>> {
     values
         .iter()
         .map(|v| {
             let spec = CacheSpec::parse(v, export)?;
-            spec.backend()?;
+            backend(&spec)?;
             Ok(spec)
         })
         .collect()
@@ -294,7 +310,7 @@ pub fn parse_specs(values: &[String], export: bool) -> Result<Vec<CacheSpec>> {
 /// unreadable source is a warning (the build runs without it), as in BuildKit.
 pub fn import_caches(root: &Root, specs: &[CacheSpec], quiet: bool) -> Result<()> {
     for spec in specs {
-        match spec.backend()?.import(root) {
+        match backend(spec)?.import(root) {
             Ok(r) if !quiet => eprintln!(
                 "imported cache: {} keys ({} new records, {} blobs copied, {} cache mounts)",
                 r.keys, r.records_added, r.blobs_copied, r.mounts_restored
@@ -327,8 +343,7 @@ pub fn export_caches(
             CacheMode::Max => all.clone(),
             CacheMode::Min => select_min(all.clone(), &result.layers),
         };
-        let r = spec
-            .backend()?
+        let r = backend(spec)?
             .export(root, &records)
             .context("exporting the build cache")?;
         if !quiet {

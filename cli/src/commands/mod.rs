@@ -8,4 +8,5 @@ pub mod lint;
 pub mod login;
 pub mod parse;
 pub mod registry;
+pub mod registry_build;
 pub mod template;

@@ -1,16 +1,11 @@
 //! `builder pull` / `builder push`: move images between the local store and a registry, moving
 //! only the blobs the other side lacks, with `docker pull`/`docker push`-style output.
 
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
-use cache::{CasError, ContentStore, ImageRecord, Reference as LocalName};
 use clap::Args;
-use registry::{
-    BlobIngest, BlobReader, BlobStore, Client, ClientOptions, Descriptor, Digest, Platform,
-    ProgressEvent, PushOptions, StoreError,
-};
+use registry::{Client, ClientOptions, Platform, ProgressEvent};
 
 use super::images::LocalImages;
 
@@ -35,96 +30,6 @@ pub struct PushArgs {
     pub quiet: bool,
     /// Local image name to push; it names the registry and repository too.
     pub name: String,
-}
-
-/// The local content store seen through the registry client's blob-store seam.
-struct CasBlobs<'a>(&'a ContentStore);
-
-fn to_cas(digest: &Digest) -> Result<cache::Digest, StoreError> {
-    cache::Digest::from_hex(digest.hex()).map_err(|e| StoreError::Io {
-        action: "converting digest",
-        path: PathBuf::from(digest.to_string()),
-        source: io::Error::other(e.to_string()),
-    })
-}
-
-fn from_cas(digest: &cache::Digest) -> Option<Digest> {
-    digest.to_string().parse().ok()
-}
-
-fn store_error(error: CasError, digest: &Digest, root: &Path) -> StoreError {
-    match error {
-        CasError::NotFound(_) => StoreError::NotFound(digest.clone()),
-        CasError::DigestMismatch { actual, .. } => StoreError::DigestMismatch {
-            expected: digest.clone(),
-            actual: from_cas(&actual).unwrap_or_else(|| digest.clone()),
-        },
-        other => StoreError::Io {
-            action: "content store",
-            path: root.to_path_buf(),
-            source: io::Error::other(other.to_string()),
-        },
-    }
-}
-
-struct CasIngest<'a> {
-    writer: cache::BlobWriter,
-    expected: Digest,
-    root: &'a Path,
-}
-
-impl Write for CasIngest<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.writer.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.writer.flush()
-    }
-}
-
-impl BlobIngest for CasIngest<'_> {
-    fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        let expected = to_cas(&self.expected)?;
-        self.writer
-            .commit(Some(&expected))
-            .map(|_| ())
-            .map_err(|e| store_error(e, &self.expected, self.root))
-    }
-}
-
-impl BlobStore for CasBlobs<'_> {
-    fn has(&self, digest: &Digest) -> bool {
-        to_cas(digest).is_ok_and(|d| self.0.has(&d))
-    }
-
-    fn open(&self, digest: &Digest) -> Result<BlobReader, StoreError> {
-        let d = to_cas(digest)?;
-        let file = self
-            .0
-            .open_blob(&d)
-            .map_err(|e| store_error(e, digest, self.0.root()))?;
-        let len = self
-            .0
-            .size(&d)
-            .map_err(|e| store_error(e, digest, self.0.root()))?;
-        Ok(BlobReader {
-            reader: Box::new(file),
-            len,
-        })
-    }
-
-    fn begin_ingest(&self, expected: &Digest) -> Result<Box<dyn BlobIngest + '_>, StoreError> {
-        let writer = self
-            .0
-            .writer()
-            .map_err(|e| store_error(e, expected, self.0.root()))?;
-        Ok(Box::new(CasIngest {
-            writer,
-            expected: expected.clone(),
-            root: self.0.root(),
-        }))
-    }
 }
 
 /// Prints the per-layer lines `docker pull`/`docker push` print (byte counts are left out).
@@ -158,42 +63,30 @@ pub fn pull(root: Option<&Path>, args: &PullArgs) -> Result<()> {
         })?;
     }
     let client = Client::new(options)?;
+    let platform = client.options().platform.clone();
     let local = LocalImages::open(root)?;
-    let blobs = CasBlobs(&local.cas);
     if !args.quiet {
         println!(
             "{}: Pulling from {}",
-            reference.tag.as_deref().unwrap_or("latest"),
-            reference.repository
+            reference.tag().unwrap_or("latest"),
+            reference.path()
         );
     }
     let progress = printer(args.quiet);
-    let pulled = runtime()?.block_on(client.pull(&reference, &blobs, &progress))?;
-    let manifest = &pulled.manifest.descriptor;
-    let target = cache::Descriptor::new(
-        manifest.media_type.clone(),
-        to_cas(&manifest.digest)?,
-        manifest.size,
-    );
-    let mut record = ImageRecord::new(target, to_cas(&pulled.parsed_manifest.config.digest)?);
-    record.repo_digests = vec![format!(
-        "{}@{}",
-        LocalName::parse(&reference.name())?.familiar_repository(),
-        pulled.resolved_digest
-    )];
-    let mut names = Vec::new();
-    if reference.tag.is_some() {
-        let tagged = reference.with_tag(reference.tag.as_deref().unwrap_or("latest"))?;
-        names.push(LocalName::parse(&tagged.to_string())?);
-    }
-    let existed = local.store.get(&record.target.digest)?.is_some();
-    local.store.put_and_tag(record, &names)?;
-    let shown = LocalName::parse(&reference.to_string())?.familiar();
+    let stored = runtime()?.block_on(registry::pull_to_store(
+        &client,
+        &reference,
+        &platform,
+        &local.cas,
+        &local.store,
+        &progress,
+    ))?;
+    let shown = reference.familiar();
     if args.quiet {
         println!("{shown}");
     } else {
-        println!("Digest: {}", pulled.resolved_digest);
-        if existed {
+        println!("Digest: {}", stored.pulled.resolved_digest);
+        if stored.existed {
             println!("Status: Image is up to date for {shown}");
         } else {
             println!("Status: Downloaded newer image for {shown}");
@@ -212,49 +105,23 @@ pub fn push(root: Option<&Path>, args: &PushArgs) -> Result<()> {
         .store
         .resolve(&args.name)
         .with_context(|| format!("no such image: {}", args.name))?;
-    let target = &entry.record.target;
-    let manifest = Descriptor::new(
-        target.media_type.clone(),
-        from_cas(&target.digest).context("image digest")?,
-        target.size,
-    );
-    // Repositories on the same registry that already hold this image's blobs.
-    let mount_from = entry
-        .record
-        .repo_digests
-        .iter()
-        .filter_map(|rd| rd.split('@').next())
-        .filter_map(|name| registry::parse_reference(name).ok())
-        .filter(|r| r.registry == reference.registry && r.repository != reference.repository)
-        .map(|r| r.repository)
-        .collect();
     let client = Client::new(ClientOptions::from_env())?;
-    let blobs = CasBlobs(&local.cas);
     if !args.quiet {
-        println!("The push refers to repository [{}]", reference.name());
+        println!("The push refers to repository [{}]", reference.repository());
     }
     let progress = printer(args.quiet);
-    let options = PushOptions { mount_from };
-    let pushed = runtime()?
-        .block_on(client.push_with(&reference, &manifest, &blobs, &options, &progress))?;
-    let repo_digest = format!(
-        "{}@{}",
-        LocalName::parse(&reference.name())?.familiar_repository(),
-        pushed.digest
-    );
-    let key = target.digest.clone();
-    local.store.update(|state| {
-        if let Some(record) = state.images.get_mut(&key) {
-            if !record.repo_digests.contains(&repo_digest) {
-                record.repo_digests.push(repo_digest);
-            }
-        }
-        Ok(())
-    })?;
+    let pushed = runtime()?.block_on(registry::push_from_store(
+        &client,
+        &entry,
+        &reference,
+        &local.cas,
+        &local.store,
+        &progress,
+    ))?;
     if !args.quiet {
         println!(
             "{}: digest: {} size: {}",
-            reference.tag.as_deref().unwrap_or("latest"),
+            reference.tag().unwrap_or("latest"),
             pushed.digest,
             pushed.size
         );

@@ -381,7 +381,7 @@ pub fn make_layer(seed: u64, size: usize) -> (Vec<u8>, Digest) {
     tar.append_data(&mut header, format!("file-{seed}"), data.as_slice())
         .expect("tar");
     let raw = tar.into_inner().expect("tar finish");
-    let diff_id = Digest::sha256_of(&raw);
+    let diff_id = Digest::of_bytes(&raw);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&raw).expect("gzip");
     (gz.finish().expect("gzip finish"), diff_id)
@@ -407,7 +407,7 @@ impl Fixture {
 }
 
 fn put(store: &DirBlobStore, bytes: &[u8]) -> Digest {
-    let digest = Digest::sha256_of(bytes);
+    let digest = Digest::of_bytes(bytes);
     store.ingest(&digest, &mut &bytes[..]).expect("ingest");
     digest
 }
