@@ -10,6 +10,7 @@
 
 mod exec;
 mod file;
+mod unpack;
 
 use crate::layer::{DiffId, LayerOptions};
 use crate::snapshot::{OverlayXattrs, SnapshotStore};
@@ -98,8 +99,17 @@ impl LocalWorker {
                 let digest: cache::Digest = l.digest.parse().map_err(|e| {
                     WorkError::Failed(format!("bad layer digest {}: {e}", l.digest))
                 })?;
+                let blob = self.store.path(&digest);
+                if crate::executor::is_rootless() && !self.snapshots.contains(&diff_id) {
+                    unpack::unpack_in_sandbox(
+                        self,
+                        &blob,
+                        &self.snapshots.path(&diff_id),
+                        &diff_id,
+                    )?;
+                }
                 self.snapshots
-                    .ensure(&self.store.path(&digest), &diff_id)
+                    .ensure(&blob, &diff_id)
                     .map_err(|e| WorkError::Failed(e.to_string()))
             })
             .collect()
