@@ -219,6 +219,16 @@ USER 1000:1000
             secrets: &[],
         },
         Case {
+            // Steps with identical (empty) diffs share one snapshot in the layer stack.
+            name: "empty-runs",
+            context: Context::Files(vec![(
+                "Dockerfile",
+                s("FROM busybox:local\nRUN true\nRUN true # again\nRUN true # and again\nRUN echo done > /done\n"),
+            )]),
+            mount_stubs: &[],
+            secrets: &[],
+        },
+        Case {
             name: "run-mounts",
             context: Context::Files(vec![
                 (

@@ -90,7 +90,24 @@ impl LocalWorker {
     }
 
     /// The snapshot directories of a layer stack, bottom first, unpacking what is missing.
+    ///
+    /// A layer that occurs twice (steps with identical diffs, such as two empty ones, share one
+    /// content-addressed snapshot) is kept only at its topmost place: overlayfs refuses a
+    /// directory given twice (ELOOP), and the merged view is the same, since the upper copy
+    /// names every path, whiteout and opaque directory the lower one does.
     fn lowers(&self, layers: &[LayerRef]) -> Result<Vec<PathBuf>, WorkError> {
+        let dirs = self.snapshot_dirs(layers)?;
+        let mut kept: Vec<PathBuf> = Vec::with_capacity(dirs.len());
+        for (i, d) in dirs.iter().enumerate() {
+            if !dirs[i + 1..].contains(d) {
+                kept.push(d.clone());
+            }
+        }
+        Ok(kept)
+    }
+
+    /// The snapshot directory of each layer, bottom first, unpacking what is missing.
+    fn snapshot_dirs(&self, layers: &[LayerRef]) -> Result<Vec<PathBuf>, WorkError> {
         layers
             .iter()
             .map(|l| {
