@@ -5,13 +5,17 @@
 //! that exist; every on-disk format lives in a versioned directory.
 
 pub mod cas;
+pub mod check;
 pub mod descriptor;
 pub mod digest;
+pub mod export;
+pub mod gc;
 pub mod images;
 pub mod keys;
 pub mod lock;
 pub mod records;
 pub mod reference;
+pub mod usage;
 
 pub use cas::{BlobWriter, CasError, ContentStore};
 pub use descriptor::{referenced_descriptors, Descriptor, Platform};

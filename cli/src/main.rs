@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build an image from a Dockerfile.
-    Build(commands::build::BuildArgs),
+    Build(Box<commands::build::BuildArgs>),
     /// List images in the local store.
     Images(commands::images::ImagesArgs),
     /// Remove images from the local store.
@@ -44,6 +44,8 @@ enum Command {
     Load(commands::images::LoadArgs),
     /// Parse a Dockerfile and print its AST (BuildKit's dump) or JSON.
     Parse(commands::parse::ParseArgs),
+    /// Lint a Dockerfile: cache-friendly layer order, BuildKit checks, hadolint rules.
+    Lint(commands::lint::LintArgs),
     /// Lower a Dockerfile to the build graph and print it (DOT or JSON).
     Graph(commands::graph::GraphArgs),
     /// Log in to a registry (credentials are checked, then kept in the Docker config).
@@ -54,6 +56,12 @@ enum Command {
     Pull(commands::registry::PullArgs),
     /// Upload an image from the local store to a registry.
     Push(commands::registry::PushArgs),
+    /// Remove build cache (least recently used first) and everything nothing needs any more.
+    Prune(commands::cache::PruneArgs),
+    /// Show what the root takes on disk: cache records, images, snapshots, cache mounts.
+    Du(commands::cache::DuArgs),
+    /// Check or repair the cache.
+    Cache(commands::cache::CacheArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -72,10 +80,14 @@ fn main() -> anyhow::Result<()> {
         Command::Save(a) => commands::images::save(root, a),
         Command::Load(a) => commands::images::load(root, a),
         Command::Parse(args) => commands::parse::run(&args),
+        Command::Lint(args) => std::process::exit(commands::lint::run(&args, root)?),
         Command::Graph(args) => commands::graph::run(&args),
         Command::Login(args) => commands::login::run_login(&args),
         Command::Logout(args) => commands::login::run_logout(&args),
         Command::Pull(args) => commands::registry::pull(root, &args),
         Command::Push(args) => commands::registry::push(root, &args),
+        Command::Prune(a) => commands::cache::prune(root, a),
+        Command::Du(a) => commands::cache::du(root, a),
+        Command::Cache(a) => commands::cache::run(root, a),
     }
 }

@@ -17,15 +17,15 @@
 //!   count. The compressed digest (the OCI layer digest) and the diffID are computed in the same
 //!   pass, and at most a bounded number of chunks is held in memory.
 
-use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
 
 /// Uncompressed size of one independently compressed chunk.
 pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
@@ -529,16 +529,18 @@ impl<R: Read> Read for ExactReader<R> {
     }
 }
 
-/// The tar stream's sink: hashes the uncompressed bytes, cuts them into fixed-size chunks,
-/// compresses batches of chunks in parallel and writes them in order while hashing the blob.
+/// The tar stream's sink: hashes the uncompressed bytes, cuts them into fixed-size chunks, hands
+/// each chunk to a rayon task as soon as it is full (so files are read while earlier chunks are
+/// compressed), and writes the compressed chunks strictly in order while hashing the blob. At
+/// most `max_in_flight` chunks exist at once.
 struct ChunkSink<'w, W: Write> {
     out: &'w mut W,
     compression: LayerCompression,
     level: Option<i32>,
     chunk_size: usize,
-    max_pending: usize,
+    max_in_flight: usize,
     current: Vec<u8>,
-    pending: Vec<Vec<u8>>,
+    in_flight: VecDeque<Receiver<io::Result<Vec<u8>>>>,
     diff_hasher: Sha256,
     blob_hasher: Sha256,
     blob_size: u64,
@@ -552,49 +554,73 @@ impl<'w, W: Write> ChunkSink<'w, W> {
             compression: opts.compression,
             level: opts.level,
             chunk_size,
-            // Batching only bounds memory; it never changes the output.
-            max_pending: (rayon::current_num_threads() * 2).clamp(2, 16),
+            // Bounds memory only; it never changes the output.
+            max_in_flight: (rayon::current_num_threads() * 2).clamp(2, 16),
             current: Vec::with_capacity(chunk_size),
-            pending: Vec::new(),
+            in_flight: VecDeque::new(),
             diff_hasher: Sha256::new(),
             blob_hasher: Sha256::new(),
             blob_size: 0,
         }
     }
 
-    fn emit(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.blob_hasher.update(bytes);
-        self.blob_size += bytes.len() as u64;
-        self.out.write_all(bytes)
-    }
-
-    fn flush_pending(&mut self) -> io::Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
+    fn submit(&mut self, chunk: Vec<u8>) -> io::Result<()> {
+        let (tx, rx) = sync_channel(1);
         let (compression, level) = (self.compression, self.level);
-        let compressed: Vec<io::Result<Vec<u8>>> = self
-            .pending
-            .par_iter()
-            .map(|chunk| compress_chunk(chunk, compression, level))
-            .collect();
-        self.pending.clear();
-        for chunk in compressed {
-            self.emit(&chunk?)?;
+        rayon::spawn(move || {
+            let _ = tx.send(compress_chunk(&chunk, compression, level));
+        });
+        self.in_flight.push_back(rx);
+        while self.in_flight.len() >= self.max_in_flight {
+            self.write_oldest()?;
         }
         Ok(())
+    }
+
+    fn write_oldest(&mut self) -> io::Result<()> {
+        let Some(rx) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let compressed = wait_for(&rx)?;
+        self.blob_hasher.update(&compressed);
+        self.blob_size += compressed.len() as u64;
+        self.out.write_all(&compressed)
     }
 
     fn finish(mut self) -> io::Result<(Digest, DiffId, u64)> {
         if !self.current.is_empty() {
             let chunk = std::mem::take(&mut self.current);
-            self.pending.push(chunk);
+            self.submit(chunk)?;
         }
-        self.flush_pending()?;
+        while !self.in_flight.is_empty() {
+            self.write_oldest()?;
+        }
         self.out.flush()?;
         let diff_id = Digest::from_sha256(&self.diff_hasher.finalize());
-        let digest = Digest::from_sha256(&self.blob_hasher.finalize());
+        let digest = if self.compression == LayerCompression::None {
+            diff_id.clone()
+        } else {
+            Digest::from_sha256(&self.blob_hasher.finalize())
+        };
         Ok((digest, diff_id, self.blob_size))
+    }
+}
+
+/// Waits for a chunk's compression. On a rayon worker (the caller ran us inside
+/// `pool.install`) it keeps executing pool jobs meanwhile, so a one-thread pool cannot
+/// deadlock waiting for a job queued behind it.
+fn wait_for(rx: &Receiver<io::Result<Vec<u8>>>) -> io::Result<Vec<u8>> {
+    let gone = || io::Error::other("compression task vanished");
+    loop {
+        match rx.try_recv() {
+            Ok(result) => return result,
+            Err(TryRecvError::Disconnected) => return Err(gone()),
+            Err(TryRecvError::Empty) => match rayon::yield_now() {
+                Some(rayon::Yield::Executed) => {}
+                Some(rayon::Yield::Idle) => std::thread::yield_now(),
+                None => return rx.recv().map_err(|_| gone())?,
+            },
+        }
     }
 }
 
@@ -602,7 +628,9 @@ impl<W: Write> Write for ChunkSink<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.diff_hasher.update(buf);
         if self.compression == LayerCompression::None {
-            self.emit(buf)?;
+            // The blob is the tar itself: its digest is the diffID, hashed once in finish().
+            self.blob_size += buf.len() as u64;
+            self.out.write_all(buf)?;
             return Ok(buf.len());
         }
         let mut rest = buf;
@@ -614,10 +642,7 @@ impl<W: Write> Write for ChunkSink<'_, W> {
             if self.current.len() == self.chunk_size {
                 let full =
                     std::mem::replace(&mut self.current, Vec::with_capacity(self.chunk_size));
-                self.pending.push(full);
-                if self.pending.len() >= self.max_pending {
-                    self.flush_pending()?;
-                }
+                self.submit(full)?;
             }
         }
         Ok(buf.len())

@@ -2,8 +2,9 @@
 //!
 //! Invariants:
 //! - A directory under its final name is always complete: layers are unpacked into a temporary
-//!   sibling (`.unpack-*`), verified, and renamed. A killed process leaves only the temporary
-//!   directory behind, never a half-unpacked snapshot.
+//!   sibling (`.unpack-<name>-*`), verified, and renamed. A killed process leaves only the
+//!   temporary directory behind, never a half-unpacked snapshot; the next unpack of the same
+//!   layer removes it.
 //! - Unpacking the same layer from two processes is safe: an exclusive `flock` on `<dest>.lock`
 //!   serialises them, and the second finds the directory already there.
 //! - The diffID (sha256 of the uncompressed tar, every byte up to EOF) is computed while
@@ -101,8 +102,22 @@ pub fn unpack_layer(
         return Ok(expected.clone());
     }
 
+    // Holding the lock, any earlier temporary directory for this destination belongs to a
+    // process that died mid-unpack: remove it.
+    let dest_name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp_prefix = format!(".unpack-{dest_name}-");
+    if let Ok(entries) = std::fs::read_dir(parent) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&tmp_prefix) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
     let tmp = tempfile::Builder::new()
-        .prefix(".unpack-")
+        .prefix(&tmp_prefix)
         .tempdir_in(parent)
         .map_err(io_err("creating temporary directory"))?;
     let root = Root::new(tmp.path()).map_err(|e| SnapshotError::Io {

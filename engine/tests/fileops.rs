@@ -22,6 +22,7 @@ fn copy(sources: &[&str], dest: &str) -> CopyAction {
         parents: false,
         checksum: None,
         hidden: vec![],
+        follow_symlinks: false,
     }
 }
 
@@ -180,6 +181,21 @@ fn context_symlinks_are_copied_as_links_never_followed_outside() {
         std::fs::read_link(f.rootfs.join("d/pw-in-dir")).unwrap(),
         Path::new("/etc/passwd")
     );
+    // With follow_symlinks (BuildKit's FollowSymlinks) the link is resolved inside the context.
+    std::os::unix::fs::symlink("/etc/inside", f.context.join("rooted")).unwrap();
+    let mut a = copy(&["rooted"], "/followed");
+    a.follow_symlinks = true;
+    fileops::apply(&f.rootfs, &f.roots, &FileAction::Copy(a)).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(f.rootfs.join("followed")).unwrap(),
+        "i"
+    );
+    let mut a = copy(&["pw"], "/followed-pw");
+    a.follow_symlinks = true;
+    let err = fileops::apply(&f.rootfs, &f.roots, &FileAction::Copy(a))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "COPY failed: file not found in build context: \"pw\"");
     // A symlinked parent resolves inside the context: hostetc/inside is <context>/etc/inside ...
     fileops::apply(
         &f.rootfs,
@@ -541,4 +557,41 @@ fn mkfile_mkdir_rm_and_the_action_is_serde_data() {
     let a: FileAction = serde_json::from_str(json).unwrap();
     fileops::apply(&f.rootfs, &f.roots, &a).unwrap();
     assert!(f.rootfs.join("j").is_file());
+}
+
+#[test]
+fn an_existing_destination_dir_keeps_its_metadata_but_nested_dirs_take_the_source() {
+    let f = fixture();
+    let app = f.rootfs.join("app");
+    std::fs::create_dir(&app).unwrap();
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::os::unix::fs::chown(&app, Some(7), Some(7)).unwrap();
+    std::fs::set_permissions(
+        f.context.join("dir"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    std::fs::set_permissions(&f.context, std::fs::Permissions::from_mode(0o750)).unwrap();
+    fileops::apply(&f.rootfs, &f.roots, &FileAction::Copy(copy(&["."], "/app"))).unwrap();
+    let m = std::fs::metadata(&app).unwrap();
+    assert_eq!(
+        (m.mode() & 0o7777, m.uid()),
+        (0o711, 7),
+        "existing dest keeps its metadata"
+    );
+    assert_eq!(
+        std::fs::metadata(app.join("dir")).unwrap().mode() & 0o7777,
+        0o700
+    );
+    fileops::apply(
+        &f.rootfs,
+        &f.roots,
+        &FileAction::Copy(copy(&["."], "/fresh")),
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::metadata(f.rootfs.join("fresh")).unwrap().mode() & 0o7777,
+        0o750,
+        "new dest takes the source's"
+    );
 }

@@ -260,6 +260,10 @@ fn whiteouts_and_opaque_dirs_round_trip_to_overlay_form() {
     std::fs::write(upper.join("opaque/sub/new"), b"n").unwrap();
     xattr::set(upper.join("opaque"), "trusted.overlay.opaque", b"y").unwrap();
     mknod(&upper.join("gone"), libc::S_IFCHR, 0);
+    let old = filetime::FileTime::from_unix_time(1_000_000_000, 0);
+    for p in ["gone", "opaque/sub/new", "opaque/sub", "opaque"] {
+        filetime::set_symlink_file_times(upper.join(p), old, old).unwrap();
+    }
     let (desc, bytes) = export(&upper, 2, &LayerOptions::default());
     let names: Vec<String> = {
         let plain = run_with_stdin("gzip", &["-dc"], &bytes);
@@ -570,5 +574,99 @@ fn concurrent_unpacks_of_one_layer_share_one_directory() {
         std::fs::metadata(paths[0].join("usr")).unwrap().mtime(),
         2_000_000_000,
         "dir mtimes set last"
+    );
+}
+
+#[test]
+fn layers_made_by_gnu_tar_unpack_with_the_right_diff_id() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    sample_tree(&tree);
+    let blob = work.path().join("gnu.tar.gz");
+    // GNU tar writes "./" prefixes, a root entry, GNU long names and its own padding.
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar --xattrs --numeric-owner -C '{}' -cf - . | gzip > '{}'",
+            tree.display(),
+            blob.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let plain = Command::new("gzip")
+        .arg("-dc")
+        .arg(&blob)
+        .output()
+        .unwrap()
+        .stdout;
+    let dest = work.path().join("snap");
+    let diff_id = snapshot::unpack_layer(&blob, &dest, None, OverlayXattrs::Trusted).unwrap();
+    assert_eq!(diff_id, sha256(&plain));
+    assert_eq!(
+        std::fs::read_to_string(dest.join("etc/hostname")).unwrap(),
+        "box\n"
+    );
+    let long = "d".repeat(120);
+    assert_eq!(
+        std::fs::read(dest.join(&long).join("f".repeat(90))).unwrap(),
+        b"long"
+    );
+    assert_eq!(std::fs::metadata(&dest).unwrap().mode() & 0o777, 0o755);
+}
+
+#[test]
+fn an_empty_diff_is_a_valid_empty_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    for compression in [LayerCompression::Gzip, LayerCompression::Zstd] {
+        let opts = LayerOptions {
+            compression,
+            ..Default::default()
+        };
+        let (desc, bytes) = export(dir.path(), 1, &opts);
+        let plain = match compression {
+            LayerCompression::Gzip => run_with_stdin("gzip", &["-dc"], &bytes),
+            _ => run_with_stdin("zstd", &["-dcq"], &bytes),
+        };
+        assert_eq!(plain, vec![0u8; 1024]);
+        assert_eq!(desc.diff_id, sha256(&plain));
+    }
+}
+
+#[test]
+fn overlay_xattrs_in_a_layer_are_dropped_and_stale_temp_dirs_cleaned() {
+    let work = tempfile::tempdir().unwrap();
+    let mut tar_bytes = Vec::new();
+    {
+        let mut b = tar::Builder::new(&mut tar_bytes);
+        b.append_pax_extensions([
+            ("SCHILY.xattr.trusted.overlay.redirect", &b"/elsewhere"[..]),
+            ("SCHILY.xattr.user.kept", &b"1"[..]),
+        ])
+        .unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_path("d/").unwrap();
+        h.set_size(0);
+        h.set_mode(0o755);
+        h.set_cksum();
+        b.append(&h, std::io::empty()).unwrap();
+        b.finish().unwrap();
+    }
+    let blob = write_blob(work.path(), "x.tar", &tar_bytes);
+    let dest = work.path().join("snap");
+    std::fs::create_dir_all(work.path().join(".unpack-snap-stale/junk")).unwrap();
+    snapshot::unpack_layer(&blob, &dest, None, OverlayXattrs::Trusted).unwrap();
+    assert_eq!(
+        xattr::get(dest.join("d"), "trusted.overlay.redirect").unwrap(),
+        None
+    );
+    assert_eq!(
+        xattr::get(dest.join("d"), "user.kept").unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+    assert!(
+        !work.path().join(".unpack-snap-stale").exists(),
+        "a dead unpack's temp dir is removed"
     );
 }

@@ -65,6 +65,20 @@ pub struct BuildArgs {
     /// Layer compression: gzip (default), zstd or uncompressed.
     #[arg(long, default_value = "gzip")]
     pub compression: String,
+    /// Import build cache: `type=local,src=DIR[,mounts=true]`.
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<String>,
+    /// Export build cache: `type=local,dest=DIR[,mode=min|max][,mounts=true]`.
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<String>,
+    /// After the build, collect cache down to this size if the root is bigger (`0`: never).
+    #[arg(
+        long,
+        env = "BUILDER_CACHE_MAX_SIZE",
+        default_value = "10GB",
+        value_name = "SIZE"
+    )]
+    pub cache_max_size: String,
     /// The build context directory.
     pub context: PathBuf,
 }
@@ -190,6 +204,12 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
 
     let root = cache::Root::open_or_default(root).context("opening the builder root directory")?;
     let _shared = root.lock_shared().context("locking the builder root")?;
+    let cache_to = super::cache::parse_specs(&args.cache_to, true)?;
+    super::cache::import_caches(
+        &root,
+        &super::cache::parse_specs(&args.cache_from, false)?,
+        args.quiet,
+    )?;
     let cas = root.content_store().context("opening the content store")?;
     let images = cache::ImageStore::open(root.images_dir()).context("opening the image store")?;
     let image_source = StoreImages::new(images.clone(), cas.clone());
@@ -233,6 +253,26 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
     let sink: Arc<dyn ProgressSink> = Arc::new(Tee {
         inner: progress::sink(mode),
     });
+    // BuildKit's build checks: the lint rules that need no context, printed as warnings (and
+    // failing the build under `# check=error=true`).
+    let checks = frontend_dockerfile::lint::build_checks(&dockerfile);
+    if !checks.is_empty() {
+        let mut text = format!(
+            "{} warning{} found:",
+            checks.len(),
+            if checks.len() == 1 { "" } else { "s" }
+        );
+        for c in &checks {
+            text.push_str(&format!(
+                "\n - {}: {} ({shown}:{}:{})",
+                c.rule, c.message, c.line, c.column
+            ));
+        }
+        sink.emit(Event::Message { text });
+        if frontend_dockerfile::lint::build_checks_are_errors(&dockerfile) {
+            bail!("build checks failed (the Dockerfile sets check=error=true)");
+        }
+    }
     for w in &lowered.warnings {
         let at = w.line.map(|l| format!("{shown}:{l}: ")).unwrap_or_default();
         sink.emit(Event::Message {
@@ -317,6 +357,7 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
         }
     };
     let _ = records.write(&record(result.steps.clone(), true));
+    super::cache::export_caches(&root, &cache_to, &result, args.quiet)?;
 
     // The image: config and manifest into the content store, names into the image store.
     let config: ImageConfig =
@@ -419,6 +460,8 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
             started.elapsed().as_secs_f64()
         );
     }
+    drop(_shared);
+    super::cache::auto_collect(&root, &args.cache_max_size, args.quiet)?;
     Ok(())
 }
 

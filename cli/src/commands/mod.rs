@@ -1,8 +1,10 @@
 //! One module per group of `builder` subcommands.
 pub mod build;
+pub mod cache;
 
 pub mod graph;
 pub mod images;
+pub mod lint;
 pub mod login;
 pub mod parse;
 pub mod registry;

@@ -59,17 +59,17 @@ pub fn example_secret_arg() -> String {
     )
 }
 
-/// A docker-archive of the base image (`busybox:local`), built once per test process.
+/// A docker-archive of the base image (`busybox:local`), built once per test process into
+/// Cargo's per-target temporary directory (reused while the binary under test is unchanged).
 pub fn base_archive() -> &'static Path {
     static ARCHIVE: OnceLock<PathBuf> = OnceLock::new();
     ARCHIVE.get_or_init(|| {
         let dir = tempfile::Builder::new()
             .prefix("builder-base-")
-            .tempdir()
-            .expect("temp dir")
-            .keep();
-        let root = dir.join("root");
-        let context = dir.join("context");
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .expect("temp dir");
+        let root = dir.path().join("root");
+        let context = dir.path().join("context");
         std::fs::create_dir_all(&context).unwrap();
         std::fs::copy("/usr/bin/busybox", context.join("busybox")).unwrap();
         let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/base/Dockerfile");
@@ -86,7 +86,9 @@ pub fn base_archive() -> &'static Path {
             "base build failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let archive = dir.join("busybox.tar");
+        // One archive per test process; the build root is removed with `dir`.
+        let archive = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("busybox-base-{}.tar", std::process::id()));
         let out = Command::new(builder_bin())
             .arg("--root")
             .arg(&root)

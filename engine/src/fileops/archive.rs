@@ -10,7 +10,9 @@
 //! - the final component is never followed: an existing entry of another kind is removed and
 //!   replaced, so writing a file over a planted symlink replaces the link, not its target;
 //! - hardlink targets are resolved inside the root the same way and must name an existing
-//!   non-directory there; otherwise the archive is rejected.
+//!   non-directory there; otherwise the archive is rejected;
+//! - overlayfs xattrs (`trusted.overlay.*`, `user.overlay.*`) in PAX records are dropped, so an
+//!   archive cannot plant redirects or opaque markers except through OCI whiteout entries.
 
 use crate::fileops::root::{lexical_clean, Root, RootError};
 use std::ffi::OsStr;
@@ -206,6 +208,13 @@ pub fn extract_tar<R: Read>(
                     let target = parent.join(OsStr::from_bytes(hidden));
                     remove_existing(&target)?;
                     mknod(&target, libc::S_IFCHR, 0)?;
+                    // Keep the entry's time so re-exporting the snapshot gives the same layer.
+                    let mtime = filetime::FileTime::from_unix_time(
+                        entry.header().mtime().unwrap_or(0) as i64,
+                        0,
+                    );
+                    filetime::set_symlink_file_times(&target, mtime, mtime)
+                        .map_err(io_err("setting times of", &target))?;
                 }
                 continue;
             }
@@ -296,6 +305,11 @@ pub fn extract_tar<R: Read>(
         if let Ok(Some(pax)) = entry.pax_extensions() {
             for ext in pax.flatten() {
                 if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+                    // Overlay's own xattrs (opaque, redirect, origin, metacopy) in an archive
+                    // would steer the overlay mount; only whiteout entries may produce them.
+                    if name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.") {
+                        continue;
+                    }
                     let name = OsStr::from_bytes(name);
                     xattr::set(&target, name, ext.value_bytes())
                         .map_err(io_err("setting xattr on", &target))?;

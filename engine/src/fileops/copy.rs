@@ -104,6 +104,14 @@ pub(super) fn mkdir_all(
     Ok(())
 }
 
+fn place(source_root: &str) -> String {
+    if source_root == CONTEXT {
+        "build context".to_string()
+    } else {
+        format!("{source_root:?}")
+    }
+}
+
 /// A source path selected by a COPY/ADD argument.
 struct Selected {
     /// Path inside the source root (clean, relative).
@@ -170,6 +178,9 @@ struct Copier<'a> {
     /// Host path of the source root and the paths hidden below it (see `CopyAction::hidden`).
     hidden: Option<(PathBuf, std::collections::HashSet<PathBuf>)>,
     links: HashMap<(u64, u64), PathBuf>,
+    src_root: Option<Root>,
+    /// How errors name the source root ("build context" or the root's name).
+    place: String,
 }
 
 /// Whether `rel` (relative to a source root) is one of `hidden` or below one.
@@ -241,14 +252,9 @@ pub(super) fn copy(
             matches.retain(|m| !is_hidden(&hidden_set, m));
         }
         if matches.is_empty() {
-            let place = if a.source_root == CONTEXT {
-                "build context".to_string()
-            } else {
-                format!("{:?}", a.source_root)
-            };
             return Err(FileOpError::NotFound {
                 op,
-                place,
+                place: place(&a.source_root),
                 path: source.clone(),
             });
         }
@@ -289,10 +295,12 @@ pub(super) fn copy(
         exclude,
         hidden,
         links: HashMap::new(),
+        src_root: src_root.clone(),
+        place: place(&a.source_root),
     };
     for sel in &selected {
         let root = src_root.as_ref().ok_or(FileOpError::NoSources { op })?;
-        copier.copy_selected(root, sel, &dest_rel, into_dir, a.parents)?;
+        copier.copy_selected(root, sel, &dest_rel, into_dir, a.parents, a.follow_symlinks)?;
     }
     for url in urls {
         super::http::download(
@@ -309,6 +317,12 @@ pub(super) fn copy(
 }
 
 impl Copier<'_> {
+    fn src_root_host(&self) -> &Path {
+        self.src_root
+            .as_ref()
+            .map_or(Path::new("/nonexistent"), |r| r.host_path())
+    }
+
     fn copy_selected(
         &mut self,
         src_root: &Root,
@@ -316,11 +330,20 @@ impl Copier<'_> {
         dest_rel: &Path,
         into_dir: bool,
         parents: bool,
+        follow: bool,
     ) -> Result<(), FileOpError> {
         let op = self.op;
-        let src_host = src_root.resolve_parent(&sel.rel).map_err(root_err(op))?;
-        let meta =
+        let mut src_host = src_root.resolve_parent(&sel.rel).map_err(root_err(op))?;
+        let mut meta =
             std::fs::symlink_metadata(&src_host).map_err(io_err(op, "inspecting", &src_host))?;
+        if follow && meta.file_type().is_symlink() {
+            src_host = src_root.resolve(&sel.rel).map_err(root_err(op))?;
+            meta = std::fs::symlink_metadata(&src_host).map_err(|_| FileOpError::NotFound {
+                op,
+                place: self.place.clone(),
+                path: sel.rel.display().to_string(),
+            })?;
+        }
 
         if op == "ADD" && meta.is_file() && archive::is_archive(&src_host).unwrap_or(false) {
             return self.extract(&src_host, sel, dest_rel);
@@ -415,8 +438,13 @@ impl Copier<'_> {
         let ft = meta.file_type();
         if ft.is_dir() {
             let host = self.dest.resolve(dst).map_err(root_err(op))?;
+            // As BuildKit: a destination directory that already existed keeps its own
+            // metadata when a directory's contents are copied into it (`COPY . /app`);
+            // directories below it take the source's.
+            let top = rel.as_ref().is_some_and(|r| r.as_os_str().is_empty());
+            let mut keep_meta = false;
             match std::fs::symlink_metadata(&host) {
-                Ok(m) if m.is_dir() => {}
+                Ok(m) if m.is_dir() => keep_meta = top,
                 Ok(_) => {
                     remove(op, &host)?;
                     self.make_dir(&host)?;
@@ -438,9 +466,10 @@ impl Copier<'_> {
                     child_rel.or(Some(PathBuf::from(&name))),
                 )?;
             }
-            if std::fs::symlink_metadata(&host)
-                .map(|m| m.is_dir())
-                .unwrap_or(false)
+            if !keep_meta
+                && std::fs::symlink_metadata(&host)
+                    .map(|m| m.is_dir())
+                    .unwrap_or(false)
             {
                 self.set_meta(src, &host, &meta)?;
             }
@@ -470,7 +499,12 @@ impl Copier<'_> {
             self.links.insert(key, host.clone());
         }
         if ft.is_file() {
-            let mut input = open_nofollow(src).map_err(io_err(op, "opening", src))?;
+            // Contents are read through openat2(RESOLVE_IN_ROOT) where the kernel has it, so
+            // even a source tree changed under us cannot make this read leave its root.
+            let mut input = match (&self.src_root, src.strip_prefix(self.src_root_host())) {
+                (Some(root), Ok(rel)) => root.open_read(rel).map_err(root_err(op))?,
+                _ => open_nofollow(src).map_err(io_err(op, "opening", src))?,
+            };
             let mut output = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)

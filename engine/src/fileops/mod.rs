@@ -123,6 +123,11 @@ pub struct CopyAction {
     /// found", as in Docker.
     #[serde(default)]
     pub hidden: Vec<String>,
+    /// Follow a symlink named as a source (resolved inside the source root, as BuildKit's
+    /// `FollowSymlinks`) and copy what it points at. Off by default: the link itself is copied.
+    /// Symlinks met inside a copied directory are always copied as links.
+    #[serde(default)]
+    pub follow_symlinks: bool,
 }
 
 /// Creates (or replaces) one file with the given content.

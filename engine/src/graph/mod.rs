@@ -121,6 +121,16 @@ pub struct Vertex {
     pub history: Option<HistoryEntry>,
 }
 
+/// One metadata step of a chain (see [`Definition::config_steps`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigStep<'a> {
+    pub vertex: VertexId,
+    /// The config change, for [`Op::Config`] vertices.
+    pub change: Option<&'a ConfigChange>,
+    /// The history entry the step adds, if any.
+    pub history: Option<&'a HistoryEntry>,
+}
+
 /// What the graph knows about one build stage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StageInfo {
@@ -132,8 +142,10 @@ pub struct StageInfo {
     pub index: usize,
     /// What the stage starts from.
     pub base: StageBase,
-    /// Whether the base image's config (env, workdir, user, shell) was known while lowering;
-    /// when false, exec ops hold overrides relative to it (see [`ExecOp`]).
+    /// Whether the base image's config (env, workdir, user, shell, ONBUILD triggers) was known
+    /// while lowering; when false, exec ops hold overrides relative to it (see [`ExecOp`]) and the
+    /// base image's ONBUILD triggers have not been applied (lower again with a resolver to get
+    /// them).
     pub base_config_resolved: bool,
     /// The vertex holding the stage's final state.
     pub final_vertex: VertexId,
@@ -235,35 +247,45 @@ impl Definition {
         platform: &Platform,
         inputs: &[VertexId],
     ) -> Result<(Digest, Digest), GraphError> {
+        // Proxy variables are not part of the identity: hash a copy without them.
+        let stripped;
         let hashed_op = match op {
             Op::Exec(e) if !e.proxy_env.is_empty() => {
                 let mut e = e.clone();
                 e.proxy_env.clear();
-                Op::Exec(e)
+                stripped = Op::Exec(e);
+                &stripped
             }
-            _ => op.clone(),
+            _ => op,
         };
+        let input_digests: Vec<Digest> = inputs
+            .iter()
+            .map(|&i| self.graph[i.node()].digest)
+            .collect();
         let full = Preimage {
-            op: &hashed_op,
+            op: hashed_op,
             platform,
-            inputs: inputs
-                .iter()
-                .map(|&i| self.graph[i.node()].digest)
-                .collect(),
+            inputs: input_digests,
         };
         let digest = Digest::of(&serde_json::to_vec(&full)?);
         let fs_digest = match (op, inputs.first()) {
             (Op::Config(_), Some(&input)) => self.graph[input.node()].fs_digest,
             _ => {
-                let fs = Preimage {
-                    op: &hashed_op,
-                    platform,
-                    inputs: inputs
-                        .iter()
-                        .map(|&i| self.graph[i.node()].fs_digest)
-                        .collect(),
-                };
-                Digest::of(&serde_json::to_vec(&fs)?)
+                let fs_inputs: Vec<Digest> = inputs
+                    .iter()
+                    .map(|&i| self.graph[i.node()].fs_digest)
+                    .collect();
+                if fs_inputs == full.inputs {
+                    // Same preimage, same hash.
+                    digest
+                } else {
+                    let fs = Preimage {
+                        op: hashed_op,
+                        platform,
+                        inputs: fs_inputs,
+                    };
+                    Digest::of(&serde_json::to_vec(&fs)?)
+                }
             }
         };
         Ok((digest, fs_digest))
@@ -354,6 +376,27 @@ impl Definition {
         }
         out.reverse();
         out
+    }
+
+    /// The metadata steps along [`Definition::chain`] of `id`, base first: fold them over the
+    /// base image's config (set env, labels, cmd ...; append history) to get the image config
+    /// of the state at `id`.
+    pub fn config_steps(&self, id: VertexId) -> Vec<ConfigStep<'_>> {
+        self.chain(id)
+            .into_iter()
+            .filter_map(|v| {
+                let vertex = self.vertex(v)?;
+                let change = match &vertex.op {
+                    Op::Config(c) => Some(c),
+                    _ => None,
+                };
+                (change.is_some() || vertex.history.is_some()).then_some(ConfigStep {
+                    vertex: v,
+                    change,
+                    history: vertex.history.as_ref(),
+                })
+            })
+            .collect()
     }
 
     /// Registers a stage; returns its id.

@@ -117,7 +117,8 @@ pub struct ExecOp {
     pub args: Vec<String>,
     /// Environment, in order, as `(name, value)`. When the base image's config was not resolved
     /// at lowering time (see `StageInfo::base_config_resolved`), these entries are overrides to
-    /// apply on top of the base image's `Env`.
+    /// apply on top of the base image's `Env`, and the executor adds BuildKit's default
+    /// `PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` when neither sets one.
     pub env: Vec<(String, String)>,
     /// Proxy variables (`HTTP_PROXY`, ...) given as build args: passed to the process but, as in
     /// BuildKit, left out of the vertex digest so that changing a proxy does not bust the cache.
@@ -346,6 +347,8 @@ pub enum ConfigChange {
     Shell(Vec<String>),
     /// Add an ONBUILD trigger (the instruction text after `ONBUILD `).
     Onbuild(String),
+    /// Remove every ONBUILD trigger: the base's triggers have run in this stage.
+    ClearOnbuild,
     /// Set the image author.
     Maintainer(String),
 }

@@ -36,6 +36,8 @@ fn truncate(s: &str, max: usize) -> String {
 fn label(v: &Vertex) -> String {
     let text = if !v.name.is_empty() {
         v.name.clone()
+    } else if let Some(h) = &v.history {
+        h.created_by.clone()
     } else {
         match &v.op {
             Op::Source(SourceOp::Image { reference, .. }) => format!("image {reference}"),

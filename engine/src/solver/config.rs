@@ -157,6 +157,9 @@ pub fn apply_change(config: &mut Value, change: &ConfigChange) {
                 .expect("OnBuild is an array")
                 .push(json!(trigger));
         }
+        ConfigChange::ClearOnbuild => {
+            container_config(config).remove("OnBuild");
+        }
         ConfigChange::Maintainer(author) => {
             config["author"] = json!(author);
         }

@@ -85,7 +85,11 @@ pub(super) fn run(
     for action in &op.actions {
         match action {
             graph::FileAction::Copy(spec) => {
-                let root_name = format!("input-{}", spec.source_input);
+                // The build context is named as fileops names it, so errors say "build context".
+                let root_name = match req.inputs.get(spec.source_input as usize) {
+                    Some(InputState::Context { .. }) => fileops::CONTEXT.to_string(),
+                    _ => format!("input-{}", spec.source_input),
+                };
                 let hidden = match req.inputs.get(spec.source_input as usize) {
                     Some(InputState::Context { hidden, .. }) => hidden.as_ref().clone(),
                     _ => Vec::new(),
@@ -135,6 +139,7 @@ pub(super) fn run(
                     parents: spec.preserve_parents,
                     checksum: None,
                     hidden,
+                    follow_symlinks: spec.follow_symlinks,
                 };
                 actions.push(if spec.attempt_unpack {
                     fileops::FileAction::Add(copy)

@@ -892,3 +892,6 @@ fn parse_healthcheck(ctx: &NodeCtx) -> Result<Command, Diagnostic> {
         retries,
     }))
 }
+
+#[cfg(test)]
+mod tests;

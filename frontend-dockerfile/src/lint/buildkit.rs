@@ -44,6 +44,14 @@ pub(crate) fn check(model: &Model<'_>, context: Option<&ContextInfo>, out: &mut 
         }
     }
     instruction_casing(model, out);
+    let directive = super::suppress::CheckDirective::from_dockerfile(df);
+    if directive
+        .experimental
+        .iter()
+        .any(|e| super::rules::matches(e, "InvalidDefinitionDescription"))
+    {
+        definition_descriptions(model, out);
+    }
     let global_args: HashMap<&str, Option<&str>> = model
         .globals
         .iter()
@@ -51,6 +59,27 @@ pub(crate) fn check(model: &Model<'_>, context: Option<&ContextInfo>, out: &mut 
         .flat_map(|n| model::arg_decls(n))
         .map(|(name, default, _)| (name, default))
         .collect();
+    // Global ARG values with earlier globals expanded in their defaults
+    // (`ARG CLI_VERSION=${VERSION}`), as BuildKit evaluates them; unset is empty.
+    let mut global_values: Vec<(String, String)> = Vec::new();
+    for (name, default) in model
+        .globals
+        .iter()
+        .filter(|n| n.value == "arg")
+        .flat_map(|n| model::arg_decls(n))
+        .map(|(name, default, _)| (name, default))
+    {
+        let raw = default.unwrap_or("").trim_matches('"');
+        let value = vars::expand(raw, &|n: &str| {
+            global_values
+                .iter()
+                .rev()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap_or_else(|| raw.to_string());
+        global_values.push((name.to_string(), value));
+    }
     let mut seen_names: HashMap<String, usize> = HashMap::new();
     for stage in &model.stages {
         let from = stage.from;
@@ -140,11 +169,11 @@ pub(crate) fn check(model: &Model<'_>, context: Option<&ContextInfo>, out: &mut 
         if let Some(base) = stage.base {
             if base.value.contains('$') {
                 let lookup = |n: &str| -> Option<String> {
-                    match global_args.get(n) {
-                        Some(Some(d)) => Some(d.trim_matches('"').to_string()),
-                        Some(None) => Some(String::new()),
-                        None => None,
-                    }
+                    global_values
+                        .iter()
+                        .rev()
+                        .find(|(k, _)| k == n)
+                        .map(|(_, v)| v.clone())
                 };
                 if let Some(expanded) = vars::expand(&base.value, &lookup) {
                     if !valid_reference(&expanded) {
@@ -412,9 +441,18 @@ pub(crate) fn suggest<'a>(
     name: &str,
     candidates: impl Iterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    suggest_within(name, candidates, usize::MAX)
+}
+
+/// [`suggest`] limited to edit distance `max`.
+fn suggest_within<'a>(
+    name: &str,
+    candidates: impl Iterator<Item = &'a str>,
+    max: usize,
+) -> Option<&'a str> {
     candidates
         .map(|c| (strsim::damerau_levenshtein(name, c), c))
-        .filter(|(d, c)| *d > 0 && *d <= 2.max(c.len() / 4) && *d < c.len())
+        .filter(|(d, c)| *d > 0 && *d <= max && *d <= 2.max(c.len() / 4) && *d < c.len())
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
@@ -470,7 +508,10 @@ fn undefined_vars(model: &Model<'_>, index: usize, out: &mut Vec<Finding>) {
                 if has_default || known.contains(&name) {
                     continue;
                 }
-                let suggestion = suggest(&name, known.iter().map(String::as_str));
+                // With an unknown base image, only a near-certain typo (one edit from a name
+                // defined here) is reported: the image may define anything else.
+                let max = if chain_known { usize::MAX } else { 1 };
+                let suggestion = suggest_within(&name, known.iter().map(String::as_str), max);
                 if !chain_known && suggestion.is_none() {
                     continue;
                 }
@@ -524,6 +565,40 @@ fn copy_ignored(node: &Node, ctx: &ContextInfo, out: &mut Vec<Finding>) {
                     node.keyword.to_uppercase()
                 ),
             ));
+        }
+    }
+}
+
+/// BuildKit's experimental InvalidDefinitionDescription: the comment directly above a named
+/// stage or an ARG describes it, so it should start with the name.
+fn definition_descriptions(model: &Model<'_>, out: &mut Vec<Finding>) {
+    for node in &model.dockerfile.children {
+        let Some(comment) = node.prev_comments.last() else {
+            continue;
+        };
+        let names: Vec<&str> = match node.value.as_str() {
+            "from" => match node.args.as_slice() {
+                [_, kw, name, ..] if kw.value.eq_ignore_ascii_case("as") => {
+                    vec![name.value.as_str()]
+                }
+                _ => continue,
+            },
+            "arg" => model::arg_decls(node)
+                .into_iter()
+                .map(|(n, _, _)| n)
+                .collect(),
+            _ => continue,
+        };
+        let first = comment.split_whitespace().next().unwrap_or("");
+        if names.len() == 1 && first != names[0] {
+            out.push(
+                Finding::new(
+                    "InvalidDefinitionDescription",
+                    node.keyword_span,
+                    format!("Comment for {} should follow the format: `# {} <description>`", node.keyword.to_uppercase(), names[0]),
+                )
+                .help("start the comment with the name, or leave a blank line if it is not a description"),
+            );
         }
     }
 }

@@ -15,7 +15,7 @@ pub(crate) fn check(model: &Model<'_>, out: &mut Vec<Finding>) {
     first_instruction(model, out);
     let mut aliases: Vec<String> = Vec::new();
     for stage in &model.stages {
-        from_rules(model, stage, &aliases, out);
+        from_rules(stage, &aliases, out);
         if let Some(n) = stage.name {
             aliases.push(n.value.to_lowercase());
         }
@@ -36,12 +36,7 @@ fn first_instruction(model: &Model<'_>, out: &mut Vec<Finding>) {
     }
 }
 
-fn from_rules(
-    model: &Model<'_>,
-    stage: &Stage<'_>,
-    earlier_aliases: &[String],
-    out: &mut Vec<Finding>,
-) {
+fn from_rules(stage: &Stage<'_>, earlier_aliases: &[String], out: &mut Vec<Finding>) {
     let from = stage.from;
     let Some(base) = stage.base else { return };
     let image = base.value.as_str();
@@ -99,7 +94,6 @@ fn from_rules(
             ));
         }
     }
-    let _ = model;
 }
 
 /// Per-stage state the shell rules need.
@@ -107,6 +101,41 @@ fn from_rules(
 struct ShellState {
     /// `SHELL` set `-o pipefail` (or a shell where pipes need no such option).
     pipefail: bool,
+    /// ENV values and ARG defaults defined so far in the stage, later entries winning.
+    env: Vec<(String, String)>,
+}
+
+impl ShellState {
+    fn lookup(&self, name: &str) -> Option<String> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Whether `package` is unpinned by `pinned`, expanding `$VARS` the stage defines: a
+    /// package list in an ENV is judged by its contents. `unknown` is the answer when a
+    /// variable is not known here.
+    fn unpinned(&self, package: &str, pinned: fn(&str) -> bool, unknown: bool) -> bool {
+        if !package.contains('$') {
+            return !pinned(package);
+        }
+        match super::vars::expand(package, &|n| self.lookup(n)) {
+            Some(expanded) => expanded.split_whitespace().any(|p| !pinned(p)),
+            None => unknown && !pinned(package),
+        }
+    }
+}
+
+fn unquote(v: &str) -> String {
+    let t = v.trim();
+    for q in ['"', '\''] {
+        if t.len() >= 2 && t.starts_with(q) && t.ends_with(q) {
+            return t[1..t.len() - 1].to_string();
+        }
+    }
+    t.to_string()
 }
 
 fn stage_rules(model: &Model<'_>, stage: &Stage<'_>, aliases: &[String], out: &mut Vec<Finding>) {
@@ -237,6 +266,10 @@ fn stage_rules(model: &Model<'_>, stage: &Stage<'_>, aliases: &[String], out: &m
             }
             "env" => {
                 let kvs = model::key_values(node);
+                shell.env.extend(
+                    kvs.iter()
+                        .map(|kv| (kv.key.value.clone(), unquote(&kv.value.value))),
+                );
                 let defined: Vec<&str> = kvs.iter().map(|kv| kv.key.value.as_str()).collect();
                 for (i, kv) in kvs.iter().enumerate() {
                     let refs = super::vars::references(&kv.value.value, model.dockerfile.escape);
@@ -246,7 +279,11 @@ fn stage_rules(model: &Model<'_>, stage: &Stage<'_>, aliases: &[String], out: &m
                     }
                 }
             }
-            "arg" => {}
+            "arg" => shell.env.extend(
+                model::arg_decls(node)
+                    .into_iter()
+                    .filter_map(|(n, d, _)| d.map(|d| (n.to_string(), unquote(d)))),
+            ),
             "label" => {
                 for kv in model::key_values(node) {
                     let k = kv.key.value.trim_matches('"');
@@ -271,6 +308,16 @@ fn stage_rules(model: &Model<'_>, stage: &Stage<'_>, aliases: &[String], out: &m
                 if let Some(inner) = &node.inner {
                     if ["onbuild", "from", "maintainer"].contains(&inner.value.as_str()) {
                         out.push(Finding::new("DL3043", node.keyword_span, "`ONBUILD`, `FROM` or `MAINTAINER` triggered from within `ONBUILD` instruction."));
+                    }
+                    if inner.value == "run" {
+                        // The trigger runs in a child image: judge its script the same way,
+                        // reported on the ONBUILD line.
+                        let mut found = Vec::new();
+                        run_rules(inner, &shell, false, &mut found);
+                        out.extend(found.into_iter().map(|mut f| {
+                            f.line = node.start_line;
+                            f
+                        }));
                     }
                 }
             }
@@ -491,10 +538,11 @@ fn run_rules(node: &Node, shell: &ShellState, is_last_stage: bool, out: &mut Vec
         .iter()
         .filter(|c| c.name() == "apt-get" && c.has_arg("install"))
         .collect();
-    if apt_installs
-        .iter()
-        .any(|c| apt_packages(c).iter().any(|p| !apt_pinned(p)))
-    {
+    if apt_installs.iter().any(|c| {
+        apt_packages(c)
+            .iter()
+            .any(|p| shell.unpinned(p, apt_pinned, true))
+    }) {
         push("DL3008", "Pin versions in apt get install. Instead of `apt-get install <package>` use `apt-get install <package>=<version>`");
     }
     if apt_installs
@@ -551,7 +599,7 @@ fn run_rules(node: &Node, shell: &ShellState, is_last_stage: bool, out: &mut Vec
             ],
         )
         .iter()
-        .any(|p| !p.contains('=') && !p.ends_with(".apk") && !p.contains('$'))
+        .any(|p| shell.unpinned(p, apk_pinned, false))
     }) {
         push("DL3018", "Pin versions in apk add. Instead of `apk add <package>` use `apk add <package>=<version>`");
     }
@@ -809,6 +857,10 @@ fn apt_packages(c: &Command) -> Vec<&str> {
             "--config-file",
         ],
     )
+}
+
+fn apk_pinned(p: &str) -> bool {
+    p.contains('=') || p.ends_with(".apk")
 }
 
 fn apt_pinned(p: &str) -> bool {

@@ -73,16 +73,13 @@ impl History {
 
     /// Parses build records from JSON text (an object with `builds`, or a bare array of builds).
     pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Either {
-            Object(History),
-            Array(Vec<BuildRecord>),
+        if text.trim_start().starts_with('[') {
+            Ok(History {
+                builds: serde_json::from_str(text)?,
+            })
+        } else {
+            serde_json::from_str(text)
         }
-        Ok(match serde_json::from_str(text)? {
-            Either::Object(h) => h,
-            Either::Array(builds) => History { builds },
-        })
     }
 
     /// Per line: how often the step missed and the time spent, in that step and below it, in the

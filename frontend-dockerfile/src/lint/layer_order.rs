@@ -13,7 +13,7 @@ use crate::parser::ast::Node;
 
 pub(crate) fn check(model: &Model<'_>, context: Option<&ContextInfo>, out: &mut Vec<Finding>) {
     for stage in &model.stages {
-        broad_copy_before_install(stage, context, out);
+        broad_copy_before_install(model, stage, context, out);
         per_build_values(model, stage, out);
         apt_update_alone(stage, out);
         runs_belong_together(stage, out);
@@ -279,13 +279,37 @@ fn apt_list_file(c: &Command) -> Option<(&'static str, String)> {
     None
 }
 
+/// True when a stage this one is built on (`FROM deps`) installs dependencies from manifests.
+fn ancestor_installed(model: &Model<'_>, stage: &Stage<'_>) -> bool {
+    let mut cursor = stage
+        .base
+        .and_then(|b| model.stage_named(&b.value, stage.index));
+    let mut guard = 0;
+    while let Some(s) = cursor {
+        guard += 1;
+        if guard > model.stages.len() {
+            break;
+        }
+        let installs =
+            s.body.iter().filter(|n| n.value == "run").any(|n| {
+                detect_install(&model::run_script(n)).is_some_and(|i| i.prefetch.is_none())
+            });
+        if installs {
+            return true;
+        }
+        cursor = s.base.and_then(|b| model.stage_named(&b.value, s.index));
+    }
+    false
+}
+
 fn broad_copy_before_install(
+    model: &Model<'_>,
     stage: &Stage<'_>,
     context: Option<&ContextInfo>,
     out: &mut Vec<Finding>,
 ) {
     let mut first_broad: Option<(usize, &Node)> = None;
-    let mut prefetched = false;
+    let mut prefetched = ancestor_installed(model, stage);
     for (i, node) in stage.body.iter().enumerate() {
         if let Some(sources) = context_sources(node) {
             if first_broad.is_none() && sources.iter().any(|s| is_broad(s, context)) {
@@ -418,6 +442,45 @@ fn render_diff(line: usize, old: &[String], new: &[String]) -> String {
     s
 }
 
+/// A diff moving `body[from]` to just after `body[to]` (`from < to`) or just before it
+/// (`from > to`), with the lines in between as context (long runs elided).
+fn render_move(body: &[&Node], from: usize, to: usize) -> String {
+    let moved = one_line(body[from]);
+    let (lo, hi) = if from < to { (from, to) } else { (to, from) };
+    let mut s = format!(
+        "@@ -{},{} +{},{} @@\n",
+        body[lo].start_line,
+        hi - lo + 1,
+        body[lo].start_line,
+        hi - lo + 1
+    );
+    let context: Vec<String> = if from < to {
+        body[from + 1..=to].iter().map(|n| one_line(n)).collect()
+    } else {
+        body[to..from].iter().map(|n| one_line(n)).collect()
+    };
+    let mut context_text = String::new();
+    if context.len() > 6 {
+        for l in &context[..2] {
+            context_text.push_str(&format!(" {l}\n"));
+        }
+        context_text.push_str(&format!(" ... ({} instructions)\n", context.len() - 4));
+        for l in &context[context.len() - 2..] {
+            context_text.push_str(&format!(" {l}\n"));
+        }
+    } else {
+        for l in &context {
+            context_text.push_str(&format!(" {l}\n"));
+        }
+    }
+    if from < to {
+        s.push_str(&format!("-{moved}\n{context_text}+{moved}\n"));
+    } else {
+        s.push_str(&format!("+{moved}\n{context_text}-{moved}\n"));
+    }
+    s
+}
+
 /// Names of build args whose values change every build.
 fn is_per_build_name(name: &str, has_default: bool) -> bool {
     let upper = name.to_ascii_uppercase();
@@ -445,33 +508,53 @@ fn is_per_build_name(name: &str, has_default: bool) -> bool {
     {
         return true;
     }
-    !has_default
-        && parts
-            .iter()
-            .any(|p| *p == "VERSION" || *p == "RELEASE" || *p == "TAG")
+    // The product's own version, passed in per build (a dependency's `FOO_VERSION` is a pin).
+    const OWN_VERSION: &[&str] = &[
+        "VERSION",
+        "APP_VERSION",
+        "BUILD_VERSION",
+        "RELEASE",
+        "RELEASE_VERSION",
+        "IMAGE_VERSION",
+        "IMAGE_TAG",
+        "TAG",
+        "SEMVER",
+        "PROJECT_VERSION",
+    ];
+    !has_default && OWN_VERSION.contains(&upper.as_str())
 }
 
 fn per_build_values(model: &Model<'_>, stage: &Stage<'_>, out: &mut Vec<Finding>) {
     let escape = model.dockerfile.escape;
-    let last_run = stage.body.iter().rposition(|n| n.value == "run");
-    let Some(last_run) = last_run else { return };
-    let mut volatile_args: Vec<String> = Vec::new();
+    // A stage `ARG NAME` without a value takes the global ARG's default.
+    let global_defaults: Vec<&str> = model
+        .globals
+        .iter()
+        .filter(|n| n.value == "arg")
+        .flat_map(|n| model::arg_decls(n))
+        .filter(|(_, d, _)| d.is_some_and(|d| !d.is_empty()))
+        .map(|(n, _, _)| n)
+        .collect();
+    let mut volatile: Vec<String> = Vec::new();
     for (i, node) in stage.body.iter().enumerate() {
-        if i >= last_run {
-            break;
-        }
+        // ARGs with per-build names, and ENVs whose values carry one (ENV reaches every RUN as
+        // ARG does). LABELs are image metadata: they invalidate nothing.
         let names: Vec<String> = match node.value.as_str() {
             "arg" => model::arg_decls(node)
                 .into_iter()
-                .filter(|(n, d, _)| is_per_build_name(n, d.is_some_and(|d| !d.is_empty())))
+                .filter(|(n, d, _)| {
+                    let has_default =
+                        d.is_some_and(|d| !d.is_empty()) || global_defaults.contains(n);
+                    is_per_build_name(n, has_default)
+                })
                 .map(|(n, _, _)| n.to_string())
                 .collect(),
-            "env" | "label" => model::key_values(node)
+            "env" => model::key_values(node)
                 .into_iter()
                 .filter(|kv| {
                     super::vars::references(&kv.value.value, escape)
                         .iter()
-                        .any(|(r, _)| volatile_args.contains(r))
+                        .any(|(r, _)| volatile.contains(r))
                 })
                 .map(|kv| kv.key.value.clone())
                 .collect(),
@@ -480,36 +563,85 @@ fn per_build_values(model: &Model<'_>, stage: &Stage<'_>, out: &mut Vec<Finding>
         if names.is_empty() {
             continue;
         }
-        if node.value == "arg" {
-            volatile_args.extend(names.iter().cloned());
-        }
-        let expensive: Vec<usize> = stage.body[i + 1..]
+        volatile.extend(names.iter().cloned());
+        // The RUNs below that do not use the value but re-run when it changes: those up to the
+        // first one that uses it (everything after that re-runs anyway).
+        let uses = |n: &Node| {
+            super::vars::references(&model::run_text(n), escape)
+                .iter()
+                .any(|(r, _)| names.contains(r))
+        };
+        let later = &stage.body[i + 1..];
+        let first_use = later.iter().position(|n| n.value == "run" && uses(n));
+        let needless: Vec<usize> = later[..first_use.unwrap_or(later.len())]
             .iter()
             .filter(|n| n.value == "run")
             .map(|n| n.start_line)
             .collect();
-        let last = stage.body[last_run];
-        let what = if node.value == "label" {
-            "its ARG"
-        } else {
-            "it"
+        if needless.is_empty() {
+            continue;
+        }
+        let dependents: Vec<usize> = later
+            .iter()
+            .filter(|n| matches!(n.value.as_str(), "label" | "env"))
+            .filter(|n| {
+                model::key_values(n).iter().any(|kv| {
+                    super::vars::references(&kv.value.value, escape)
+                        .iter()
+                        .any(|(r, _)| names.contains(r))
+                })
+            })
+            .map(|n| n.start_line)
+            .collect();
+        let (target, place) = match first_use {
+            Some(k) => (
+                i + k,
+                format!(
+                    "just above line {}, the first RUN that uses it",
+                    later[k].start_line
+                ),
+            ),
+            None => {
+                let last = stage
+                    .body
+                    .iter()
+                    .rposition(|n| n.value == "run")
+                    .unwrap_or(i);
+                (
+                    last,
+                    format!(
+                        "after line {} (the last RUN of the stage)",
+                        stage.body[last].end_line
+                    ),
+                )
+            }
         };
+        let mut help = format!("declare it {place}");
+        if !dependents.is_empty() {
+            help.push_str(&format!(
+                ", together with the ENV/LABEL lines that use it ({})",
+                dependents
+                    .iter()
+                    .map(|l| l.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         out.push(
             Finding::new(
                 "BL1002",
                 node.keyword_span,
                 format!(
-                    "{} `{}` carries a per-build value above {} RUN step(s) (lines {}): every new value re-runs them",
+                    "{} `{}` carries a per-build value above {} RUN step(s) that do not use it (lines {}): every new value re-runs them",
                     node.keyword.to_uppercase(),
                     names.join("`, `"),
-                    expensive.len(),
-                    expensive.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
+                    needless.len(),
+                    needless.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
                 ),
             )
-            .related(expensive.clone())
-            .help(format!("declare {what} after line {} (the last RUN of the stage)", last.end_line))
-            .suggestion(render_diff(node.start_line, &[one_line(node)], &[format!("# (moved below line {})", last.end_line)])
-                + &format!("@@ after line {} @@\n+{}\n", last.end_line, one_line(node))),
+            .related(needless.clone())
+            .help(help)
+            .suggestion(render_move(&stage.body, i, target)),
         );
     }
 }
@@ -634,6 +766,14 @@ fn runs_belong_together(stage: &Stage<'_>, out: &mut Vec<Finding>) {
                     .filter_map(package_manager)
                     .any(|p| p == *pm)
             });
+        // Two RUNs that do nothing but drive the same package manager (a long build script that
+        // happens to install something is its own step).
+        let only_packages = |sc: &Script| {
+            sc.commands
+                .iter()
+                .all(|c| package_manager(c).is_some() || is_cleanup(c) || c.name() == "set")
+        };
+        let shared = shared.filter(|_| only_packages(&sa) && only_packages(&sb));
         let why = if cleanup_only {
             "line {b} only cleans up after line {a}: files removed in a later layer still ship in the earlier one".to_string()
         } else if let Some(pm) = shared {
@@ -692,14 +832,9 @@ fn early_add_url(stage: &Stage<'_>, out: &mut Vec<Finding>) {
         .help("pin it with `ADD --checksum=sha256:<digest>` or move it down to the step that uses it");
         if let Some(user) = user {
             if user.start_line != below[0].start_line {
-                f = f.suggestion(format!(
-                    "@@ move line {} to just above line {} @@\n-{}\n+{}\n {}\n",
-                    node.start_line,
-                    user.start_line,
-                    one_line(node),
-                    one_line(node),
-                    one_line(user)
-                ));
+                if let Some(user_index) = stage.body.iter().position(|n| std::ptr::eq(*n, **user)) {
+                    f = f.suggestion(render_move(&stage.body, i, user_index - 1));
+                }
             }
         }
         out.push(f);
@@ -742,7 +877,8 @@ fn stable_below_changing(stage: &Stage<'_>, out: &mut Vec<Finding>) {
     let first_copy = stage.body.iter().position(|n| context_sources(n).is_some());
     let Some(first_copy) = first_copy else { return };
     let copy = stage.body[first_copy];
-    for node in &stage.body[first_copy + 1..] {
+    for (k, node) in stage.body[first_copy + 1..].iter().enumerate() {
+        let index = first_copy + 1 + k;
         if node.value != "run" || !node.flags.is_empty() {
             continue;
         }
@@ -763,7 +899,7 @@ fn stable_below_changing(stage: &Stage<'_>, out: &mut Vec<Finding>) {
             )
             .related([copy.start_line])
             .help(format!("move it above line {}", copy.start_line))
-            .suggestion(format!("@@ move line {} above line {} @@\n+{}\n {}\n-{}\n", node.start_line, copy.start_line, one_line(node), one_line(copy), one_line(node))),
+            .suggestion(render_move(&stage.body, index, first_copy)),
         );
     }
 }

@@ -197,6 +197,25 @@ fn sarif_level(s: Severity) -> &'static str {
     }
 }
 
+/// The SARIF `uri` of a file: a relative reference for a relative path (`./` dropped), a `file://`
+/// URI for an absolute one; characters outside RFC 3986's unreserved set and `/` are
+/// percent-encoded.
+fn artifact_uri(path: &str) -> String {
+    let (prefix, rest) = match path.strip_prefix('/') {
+        Some(rest) => ("file:///", rest),
+        None => ("", path.trim_start_matches("./")),
+    };
+    let mut out = String::from(prefix);
+    for b in rest.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// A SARIF 2.1.0 log with one run; the driver lists the rules that fired.
 pub fn sarif(reports: &[Report<'_>]) -> Value {
     let mut rule_ids: Vec<&str> = reports
@@ -211,11 +230,14 @@ pub fn sarif(reports: &[Report<'_>]) -> Value {
             let info = rules::find(id);
             let mut v = json!({
                 "id": id,
-                "name": info.map(|i| i.name).unwrap_or(id),
                 "shortDescription": { "text": info.map(|i| i.doc).unwrap_or(id) },
                 "defaultConfiguration": { "level": sarif_level(info.map(|i| i.severity).unwrap_or(Severity::Warning)) },
             });
             if let Some(i) = info {
+                // SARIF 3.49.7: `name` is omitted when it would repeat the id.
+                if i.name != *id {
+                    v["name"] = json!(i.name);
+                }
                 v["properties"] = json!({ "source": i.source });
             }
             v
@@ -238,7 +260,7 @@ pub fn sarif(reports: &[Report<'_>]) -> Value {
                     "message": { "text": message },
                     "locations": [{
                         "physicalLocation": {
-                            "artifactLocation": { "uri": r.file },
+                            "artifactLocation": { "uri": artifact_uri(r.file) },
                             "region": { "startLine": f.line.max(1), "startColumn": f.column.max(1) }
                         }
                     }],
@@ -252,7 +274,7 @@ pub fn sarif(reports: &[Report<'_>]) -> Value {
                                 json!({
                                     "id": i,
                                     "physicalLocation": {
-                                        "artifactLocation": { "uri": r.file },
+                                        "artifactLocation": { "uri": artifact_uri(r.file) },
                                         "region": { "startLine": (*l).max(1) }
                                     }
                                 })

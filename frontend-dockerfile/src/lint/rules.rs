@@ -80,6 +80,7 @@ pub static RULES: &[RuleInfo] = &[
     rule!("CopyIgnoredFile", "CopyIgnoredFile", BuildKit, Warning, "COPY/ADD names a source that .dockerignore excludes."),
     rule!("ExposeProtoCasing", "ExposeProtoCasing", BuildKit, Warning, "The EXPOSE protocol should be lowercase."),
     rule!("ExposeInvalidFormat", "ExposeInvalidFormat", BuildKit, Warning, "EXPOSE lists container ports only, without IP addresses or host ports."),
+    rule!("InvalidDefinitionDescription", "InvalidDefinitionDescription", BuildKit, Warning, "Experimental: a comment right above `FROM ... AS name` or `ARG name` should start with that name."),
     // hadolint.
     rule!("DL3000", "AbsoluteWorkdir", Hadolint, Error, "Use an absolute WORKDIR."),
     rule!("DL3001", "PointlessCommand", Hadolint, Info, "Commands like ssh, vim, shutdown, service, ps, free, top, kill or mount make little sense in RUN."),

@@ -10,6 +10,8 @@ use crate::parser::ast::Dockerfile;
 pub struct CheckDirective {
     pub skip: Vec<String>,
     pub error: bool,
+    /// Experimental checks switched on (`experimental=Rule,...|all`).
+    pub experimental: Vec<String>,
 }
 
 impl CheckDirective {
@@ -25,6 +27,12 @@ impl CheckDirective {
                     continue;
                 };
                 match key.trim().to_ascii_lowercase().as_str() {
+                    "experimental" => out.experimental.extend(
+                        value
+                            .split(',')
+                            .map(|s| s.trim().to_string())
+                            .filter(|s| !s.is_empty()),
+                    ),
                     "skip" => out.skip.extend(
                         value
                             .split(',')

@@ -1,5 +1,9 @@
 //! Variable references in instruction words (`$NAME`, `${NAME}`, `${NAME:-default}`), for the
 //! checks that compare uses against ARG/ENV definitions.
+//!
+//! Separate from [`crate::shell`] because lint needs what the expander does not report: which
+//! references carry a default (`${A:-x}` never counts as undefined), and a best-effort expansion
+//! that never fails on words the build would reject later.
 
 /// The names referenced in `word`, in order, skipping single-quoted text and escaped `$`.
 /// For `${A:-$B}`, both `A` and `B` are returned; names whose use has a default (`${A:-x}`,

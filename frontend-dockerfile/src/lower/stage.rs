@@ -462,6 +462,17 @@ impl<'a> Lowerer<'a> {
             .iter()
             .filter(|n| matches!(n.value.as_str(), "run" | "copy" | "add" | "workdir"))
             .count();
+        if !triggers.is_empty() {
+            // The triggers run here, once: the new image does not carry them on.
+            let meta = Self::meta(&st, from_node, String::new(), None);
+            st.current = self.add(
+                from_node,
+                Op::Config(ConfigChange::ClearOnbuild),
+                vec![st.current],
+                &st.platform.clone(),
+                meta,
+            )?;
+        }
         for node in &triggers {
             self.dispatch(&mut st, node)?;
         }

@@ -438,6 +438,13 @@ fn onbuild_triggers_of_a_base_stage_run_first() {
         })
         .collect();
     assert_eq!(cmds, ["echo triggered", "after"]);
+    // Folding the chain: the base's trigger is recorded, then cleared when it has run.
+    let changes: Vec<String> = def
+        .config_steps(def.target().unwrap())
+        .iter()
+        .filter_map(|s| s.change.map(|c| format!("{c:?}")))
+        .collect();
+    assert_eq!(changes, ["Onbuild(\"RUN echo triggered\")", "ClearOnbuild"]);
 }
 
 struct FakeResolver;

@@ -1,0 +1,436 @@
+//! What a root holds and who holds on to it: the inventory garbage collection, `du` and `check`
+//! share.
+//!
+//! Sizes are apparent sizes (`st_size`) of every file, directory and link in the root, each inode
+//! counted once, exactly as `du -sb` counts them, so the total of [`Inventory::total`] matches
+//! `du -sb <root>`. Ownership: a key record owns the blobs and snapshots of its layers; an image
+//! owns its manifest (or index), config and layer blobs and the snapshots of its diffIDs. A blob
+//! or snapshot with more than one owner is shared; with none it is garbage.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::descriptor::referenced_descriptors;
+use crate::digest::Digest;
+use crate::images::{ImageStore, ImageStoreError};
+use crate::keys::{KeyEntry, KeyStore, KeyStoreError};
+use crate::lock::Root;
+
+/// Errors while taking the inventory.
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    /// The image store could not be read.
+    #[error(transparent)]
+    Images(#[from] ImageStoreError),
+    /// The key store could not be opened.
+    #[error(transparent)]
+    Keys(#[from] KeyStoreError),
+}
+
+/// Bytes under each top-level entry of the root (plus the root directory itself under `""`).
+#[derive(Debug, Clone, Default)]
+pub struct TreeSizes {
+    /// Top-level name (`blobs`, `keys-v1`, ...) → bytes.
+    pub by_top: BTreeMap<String, u64>,
+    /// Snapshot directory name (diffID hex, or a leftover's name) → bytes.
+    pub snapshots: BTreeMap<String, u64>,
+    /// Every byte, as `du -sb` counts it.
+    pub total: u64,
+}
+
+/// Walks `root` once, as `du -sb` does: apparent sizes, hard links once, symlinks not followed.
+pub fn tree_sizes(root: &Path) -> TreeSizes {
+    let mut out = TreeSizes::default();
+    let mut seen: HashSet<(u64, u64)> = HashSet::new();
+    for entry in walkdir::WalkDir::new(root).follow_links(false).into_iter() {
+        // Entries vanishing under the walk (a concurrent build's temp files) are skipped.
+        let Ok(entry) = entry else { continue };
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.nlink() > 1 && !meta.is_dir() && !seen.insert((meta.dev(), meta.ino())) {
+            continue;
+        }
+        let size = meta.len();
+        out.total += size;
+        let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
+        let mut comps = rel.iter().map(|c| c.to_string_lossy().into_owned());
+        let top = comps.next().unwrap_or_default();
+        if top == "snapshots-v1" {
+            if let (Some(sha), Some(name)) = (comps.next(), comps.next()) {
+                if sha == "sha256" {
+                    *out.snapshots.entry(name).or_default() += size;
+                }
+            }
+        }
+        *out.by_top.entry(top).or_default() += size;
+    }
+    out
+}
+
+/// Apparent size of one tree (hard links inside it once).
+pub fn tree_size(path: &Path) -> u64 {
+    let mut seen: HashSet<(u64, u64)> = HashSet::new();
+    walkdir::WalkDir::new(path)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.nlink() <= 1 || m.is_dir() || seen.insert((m.dev(), m.ino())))
+        .map(|m| m.len())
+        .sum()
+}
+
+/// What the images in the store keep alive.
+#[derive(Debug, Clone, Default)]
+pub struct ImageRefs {
+    /// Every blob some image needs (manifests, indexes, configs, layers).
+    pub blobs: BTreeSet<Digest>,
+    /// diffID hex of every layer of every image (their snapshots).
+    pub diff_ids: BTreeSet<String>,
+    /// Per image (manifest digest): the blobs it needs that are missing.
+    pub missing: Vec<(Digest, Digest)>,
+    /// Manifest digest → blobs it needs (for per-image sizes).
+    pub per_image: BTreeMap<Digest, BTreeSet<Digest>>,
+}
+
+/// Walks every stored image from its manifest (or index) to everything it references.
+pub fn image_refs(root: &Root) -> Result<ImageRefs, UsageError> {
+    let images = ImageStore::open(root.images_dir())?;
+    let state = images.state()?;
+    let blob_path = |d: &Digest| root.path().join("blobs/sha256").join(d.hex());
+    let mut out = ImageRefs::default();
+    for (manifest, record) in &state.images {
+        let mut mine = BTreeSet::new();
+        let mut queue = vec![record.target.clone()];
+        queue.push(crate::Descriptor::new(
+            "application/vnd.oci.image.config.v1+json",
+            record.config.clone(),
+            0,
+        ));
+        while let Some(desc) = queue.pop() {
+            if !mine.insert(desc.digest.clone()) {
+                continue;
+            }
+            let path = blob_path(&desc.digest);
+            if !path.is_file() {
+                out.missing.push((manifest.clone(), desc.digest.clone()));
+                continue;
+            }
+            // Only JSON documents reference anything; layers are never read.
+            let is_json = desc.media_type.ends_with("json") || desc.media_type.is_empty();
+            if !is_json || fs::metadata(&path).map(|m| m.len()).unwrap_or(0) > 16 << 20 {
+                continue;
+            }
+            let Ok(bytes) = fs::read(&path) else { continue };
+            if let Ok(children) = referenced_descriptors(&bytes) {
+                queue.extend(children);
+            }
+            if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                if let Some(ids) = doc["rootfs"]["diff_ids"].as_array() {
+                    for id in ids.iter().filter_map(|v| v.as_str()) {
+                        if let Some(hex) = id.strip_prefix("sha256:") {
+                            out.diff_ids.insert(hex.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        out.blobs.extend(mine.iter().cloned());
+        out.per_image.insert(manifest.clone(), mine);
+    }
+    Ok(out)
+}
+
+/// Everything in a root, with sizes and owners.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// Sizes of the whole tree.
+    pub tree: TreeSizes,
+    /// Blob → size.
+    pub blobs: BTreeMap<Digest, u64>,
+    /// Files in `blobs/sha256` whose names are not digests (leftovers).
+    pub stray_blob_files: Vec<PathBuf>,
+    /// Readable key records.
+    pub keys: Vec<KeyEntry>,
+    /// Key files that cannot be read as records.
+    pub bad_keys: Vec<PathBuf>,
+    /// What images keep alive.
+    pub images: ImageRefs,
+}
+
+impl Inventory {
+    /// Takes the inventory of `root` (one walk of the tree, one read of every key and manifest).
+    pub fn take(root: &Root) -> Result<Inventory, UsageError> {
+        let tree = tree_sizes(root.path());
+        let mut blobs = BTreeMap::new();
+        let mut stray_blob_files = Vec::new();
+        let blob_dir = root.path().join("blobs/sha256");
+        if let Ok(dir) = fs::read_dir(&blob_dir) {
+            for entry in dir.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                match (Digest::from_hex(&name), entry.metadata()) {
+                    (Ok(d), Ok(m)) if m.is_file() => {
+                        blobs.insert(d, m.len());
+                    }
+                    _ => stray_blob_files.push(entry.path()),
+                }
+            }
+        }
+        let store = KeyStore::open(root.path())?;
+        let keys = store.entries();
+        let good: HashSet<&Path> = keys.iter().map(|k| k.path.as_path()).collect();
+        let bad_keys = walkdir::WalkDir::new(root.keys_dir())
+            .min_depth(1)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file() && !good.contains(e.path()))
+            .map(|e| e.path().to_path_buf())
+            .collect();
+        let images = image_refs(root)?;
+        Ok(Inventory {
+            tree,
+            blobs,
+            stray_blob_files,
+            keys,
+            bad_keys,
+            images,
+        })
+    }
+
+    /// The total bytes of the root, as `du -sb` counts them.
+    pub fn total(&self) -> u64 {
+        self.tree.total
+    }
+
+    /// Size of a snapshot directory by diffID hex (0 if absent).
+    pub fn snapshot_size(&self, hex: &str) -> u64 {
+        self.tree.snapshots.get(hex).copied().unwrap_or(0)
+    }
+
+    /// Owner counts: blob → number of key records and images needing it; diffID hex → number
+    /// of records (and images, if `images_own_snapshots`) naming it.
+    pub fn owner_counts(
+        &self,
+        images_own_snapshots: bool,
+    ) -> (BTreeMap<Digest, usize>, BTreeMap<String, usize>) {
+        let mut blobs: BTreeMap<Digest, usize> = BTreeMap::new();
+        let mut snaps: BTreeMap<String, usize> = BTreeMap::new();
+        for set in self.images.per_image.values() {
+            for d in set {
+                *blobs.entry(d.clone()).or_default() += 1;
+            }
+        }
+        if images_own_snapshots {
+            for hex in &self.images.diff_ids {
+                *snaps.entry(hex.clone()).or_default() += 1;
+            }
+        }
+        for k in &self.keys {
+            for (d, hex) in record_refs(k) {
+                if let Some(d) = d {
+                    *blobs.entry(d).or_default() += 1;
+                }
+                if let Some(hex) = hex {
+                    *snaps.entry(hex).or_default() += 1;
+                }
+            }
+        }
+        (blobs, snaps)
+    }
+}
+
+/// The blobs and snapshot names (diffID hex) a key record needs, layer by layer, deduplicated.
+pub fn record_refs(entry: &KeyEntry) -> Vec<(Option<Digest>, Option<String>)> {
+    let mut seen = HashSet::new();
+    entry
+        .record
+        .layers
+        .iter()
+        .filter(|l| seen.insert(l.digest.clone()))
+        .map(|l| {
+            (
+                l.digest.parse::<Digest>().ok(),
+                l.diff_id.strip_prefix("sha256:").map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+/// One key record's footprint for `du`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecordUsage {
+    /// The cache key (hex).
+    pub key: String,
+    /// Bytes of everything the record needs (its file, blobs and snapshots).
+    pub size: u64,
+    /// Of `size`, bytes also needed by another record or an image.
+    pub shared: u64,
+    /// Of `size`, bytes only this record needs (freed when it goes).
+    pub exclusive: u64,
+    /// Number of layers.
+    pub layers: usize,
+    /// Last use, seconds since the epoch.
+    pub last_used: u64,
+}
+
+/// The whole root by category, every byte counted once.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Usage {
+    /// Per key record, least recently used first.
+    pub records: Vec<RecordUsage>,
+    /// Key record files.
+    pub key_files: u64,
+    /// Blobs only cache records need.
+    pub cache_blobs: u64,
+    /// Blobs an image needs.
+    pub image_blobs: u64,
+    /// Blobs nothing needs.
+    pub unreferenced_blobs: u64,
+    /// Number of images.
+    pub images: usize,
+    /// Unpacked layers (`snapshots-v1`).
+    pub snapshots: u64,
+    /// Number of snapshot directories.
+    pub snapshot_count: usize,
+    /// RUN cache-mount contents (`mounts-v1`).
+    pub cache_mounts: u64,
+    /// Build records (`records-v1`).
+    pub build_records: u64,
+    /// Context stat caches (`contexthash-v1`).
+    pub context_hashes: u64,
+    /// Leftover scratch (`tmp`).
+    pub tmp: u64,
+    /// Everything else: directories, lock files, the image name store.
+    pub other: u64,
+    /// What garbage collection with `--all` could free (records, cache-only and unreferenced
+    /// blobs, every snapshot, cache mounts, tmp).
+    pub reclaimable: u64,
+    /// Every byte of the root, as `du -sb` counts them.
+    pub total: u64,
+}
+
+impl Usage {
+    /// Computes the usage from an inventory.
+    pub fn of(inv: &Inventory) -> Usage {
+        let (blob_owners, snap_owners) = inv.owner_counts(true);
+        let mut records: Vec<RecordUsage> = inv
+            .keys
+            .iter()
+            .map(|k| {
+                let mut shared = 0;
+                let mut exclusive = k.file_size;
+                for (d, hex) in record_refs(k) {
+                    if let Some(d) = d {
+                        let size = inv.blobs.get(&d).copied().unwrap_or(0);
+                        if blob_owners.get(&d).copied().unwrap_or(0) > 1 {
+                            shared += size;
+                        } else {
+                            exclusive += size;
+                        }
+                    }
+                    if let Some(hex) = hex {
+                        let size = inv.snapshot_size(&hex);
+                        if snap_owners.get(&hex).copied().unwrap_or(0) > 1 {
+                            shared += size;
+                        } else {
+                            exclusive += size;
+                        }
+                    }
+                }
+                RecordUsage {
+                    key: k.key.to_hex(),
+                    size: shared + exclusive,
+                    shared,
+                    exclusive,
+                    layers: k.record.layers.len(),
+                    last_used: k.last_used,
+                }
+            })
+            .collect();
+        records.sort_by_key(|r| (r.last_used, r.key.clone()));
+        let cache_refs: HashSet<Digest> = inv
+            .keys
+            .iter()
+            .flat_map(record_refs)
+            .filter_map(|(d, _)| d)
+            .collect();
+        let (mut cache_blobs, mut image_blobs, mut unreferenced_blobs) = (0, 0, 0);
+        for (d, size) in &inv.blobs {
+            if inv.images.blobs.contains(d) {
+                image_blobs += size;
+            } else if cache_refs.contains(d) {
+                cache_blobs += size;
+            } else {
+                unreferenced_blobs += size;
+            }
+        }
+        let top = |name: &str| inv.tree.by_top.get(name).copied().unwrap_or(0);
+        let key_files = top("keys-v1");
+        let snapshots = top("snapshots-v1");
+        let cache_mounts = top("mounts-v1");
+        let build_records = top("records-v1");
+        let context_hashes = top("contexthash-v1");
+        let tmp = top("tmp");
+        let counted = key_files
+            + cache_blobs
+            + image_blobs
+            + unreferenced_blobs
+            + snapshots
+            + cache_mounts
+            + build_records
+            + context_hashes
+            + tmp;
+        let total = inv.total();
+        Usage {
+            records,
+            key_files,
+            cache_blobs,
+            image_blobs,
+            unreferenced_blobs,
+            images: inv.images.per_image.len(),
+            snapshots,
+            snapshot_count: inv.tree.snapshots.len(),
+            cache_mounts,
+            build_records,
+            context_hashes,
+            tmp,
+            other: total.saturating_sub(counted),
+            reclaimable: key_files
+                + cache_blobs
+                + unreferenced_blobs
+                + snapshots
+                + cache_mounts
+                + tmp,
+            total,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn tree_size_counts_like_du_sb() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        fs::create_dir_all(p.join("a/b")).unwrap();
+        fs::write(p.join("a/f"), vec![0u8; 1000]).unwrap();
+        fs::hard_link(p.join("a/f"), p.join("a/b/g")).unwrap();
+        symlink("a/f", p.join("link")).unwrap();
+        let dirs: u64 = [p.to_path_buf(), p.join("a"), p.join("a/b")]
+            .iter()
+            .map(|d| fs::metadata(d).unwrap().len())
+            .sum();
+        assert_eq!(tree_size(p), dirs + 1000 + 3);
+        let out = std::process::Command::new("du").arg("-sb").arg(p).output();
+        if let Ok(out) = out {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let du: u64 = text.split_whitespace().next().unwrap().parse().unwrap();
+            assert_eq!(tree_size(p), du);
+            assert_eq!(tree_sizes(p).total, du);
+        }
+    }
+}
