@@ -213,7 +213,7 @@ pub fn collect(root: &Root, lock: &RootLock, opts: &GcOptions) -> Result<GcRepor
         keys.remove(&k.key).map_err(UsageError::from)?;
         report.removed_records.push(k.key.to_hex());
     }
-    for path in &inv.bad_keys {
+    for path in inv.bad_keys.iter().chain(&inv.temp_files) {
         remove_path(path)?;
         report.removed_leftovers += 1;
     }
@@ -412,6 +412,8 @@ mod tests {
         fs::create_dir_all(root.tmp_dir().join("step-x/upper")).unwrap();
         fs::write(root.tmp_dir().join("blob-123"), b"half").unwrap();
         fs::create_dir_all(root.snapshots_dir().join("sha256/.unpack-1")).unwrap();
+        fs::create_dir_all(root.keys_dir().join("ab")).unwrap();
+        fs::write(root.keys_dir().join("ab/.tmpXYZ"), b"{half").unwrap();
         let lock = root.lock_exclusive().unwrap();
         let report = collect(&root, &lock, &GcOptions::default()).unwrap();
         assert!(report.removed_records.is_empty());
@@ -419,6 +421,7 @@ mod tests {
         assert!(cas.has(&used[0]));
         assert!(!cas.has(&garbage));
         assert_eq!(fs::read_dir(root.tmp_dir()).unwrap().count(), 0);
+        assert!(!root.keys_dir().join("ab/.tmpXYZ").exists());
         assert!(report.reclaimed() > 0);
         assert_eq!(report.after, crate::usage::tree_size(root.path()));
     }

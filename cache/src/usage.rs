@@ -102,31 +102,41 @@ pub fn image_refs(root: &Root) -> Result<ImageRefs, UsageError> {
     let mut out = ImageRefs::default();
     for (manifest, record) in &state.images {
         let mut mine = BTreeSet::new();
-        let mut queue = vec![record.target.clone()];
-        queue.push(crate::Descriptor::new(
-            "application/vnd.oci.image.config.v1+json",
-            record.config.clone(),
-            0,
+        // (descriptor, optional): the manifests an index lists are optional, since a pull
+        // stores only the platforms it needs; everything a manifest names is required.
+        let mut queue = vec![(record.target.clone(), false)];
+        queue.push((
+            crate::Descriptor::new(
+                "application/vnd.oci.image.config.v1+json",
+                record.config.clone(),
+                0,
+            ),
+            false,
         ));
-        while let Some(desc) = queue.pop() {
-            if !mine.insert(desc.digest.clone()) {
+        while let Some((desc, optional)) = queue.pop() {
+            if mine.contains(&desc.digest) {
                 continue;
             }
             let path = blob_path(&desc.digest);
             if !path.is_file() {
-                out.missing.push((manifest.clone(), desc.digest.clone()));
+                if !optional {
+                    out.missing.push((manifest.clone(), desc.digest.clone()));
+                }
                 continue;
             }
+            mine.insert(desc.digest.clone());
             // Only JSON documents reference anything; layers are never read.
             let is_json = desc.media_type.ends_with("json") || desc.media_type.is_empty();
             if !is_json || fs::metadata(&path).map(|m| m.len()).unwrap_or(0) > 16 << 20 {
                 continue;
             }
             let Ok(bytes) = fs::read(&path) else { continue };
+            let doc = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+            let is_index = doc.as_ref().is_some_and(|d| d["manifests"].is_array());
             if let Ok(children) = referenced_descriptors(&bytes) {
-                queue.extend(children);
+                queue.extend(children.into_iter().map(|c| (c, is_index)));
             }
-            if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+            if let Some(doc) = doc {
                 if let Some(ids) = doc["rootfs"]["diff_ids"].as_array() {
                     for id in ids.iter().filter_map(|v| v.as_str()) {
                         if let Some(hex) = id.strip_prefix("sha256:") {
@@ -153,8 +163,11 @@ pub struct Inventory {
     pub stray_blob_files: Vec<PathBuf>,
     /// Readable key records.
     pub keys: Vec<KeyEntry>,
-    /// Key files that cannot be read as records.
+    /// Key files (named like a key) that cannot be read as records.
     pub bad_keys: Vec<PathBuf>,
+    /// Temp files of writers killed mid-write (`.tmp*` in the key, build-record and
+    /// context-hash directories): harmless, removed by the next collection.
+    pub temp_files: Vec<PathBuf>,
     /// What images keep alive.
     pub images: ImageRefs,
 }
@@ -180,13 +193,25 @@ impl Inventory {
         let store = KeyStore::open(root.path())?;
         let keys = store.entries();
         let good: HashSet<&Path> = keys.iter().map(|k| k.path.as_path()).collect();
+        let is_temp = |e: &walkdir::DirEntry| e.file_name().to_string_lossy().starts_with(".tmp");
         let bad_keys = walkdir::WalkDir::new(root.keys_dir())
             .min_depth(1)
             .into_iter()
             .flatten()
-            .filter(|e| e.file_type().is_file() && !good.contains(e.path()))
+            .filter(|e| e.file_type().is_file() && !good.contains(e.path()) && !is_temp(e))
             .map(|e| e.path().to_path_buf())
             .collect();
+        let mut temp_files = Vec::new();
+        for dir in ["keys-v1", "records-v1", "contexthash-v1"] {
+            temp_files.extend(
+                walkdir::WalkDir::new(root.path().join(dir))
+                    .min_depth(1)
+                    .into_iter()
+                    .flatten()
+                    .filter(|e| e.file_type().is_file() && is_temp(e))
+                    .map(|e| e.path().to_path_buf()),
+            );
+        }
         let images = image_refs(root)?;
         Ok(Inventory {
             tree,
@@ -194,6 +219,7 @@ impl Inventory {
             stray_blob_files,
             keys,
             bad_keys,
+            temp_files,
             images,
         })
     }
@@ -274,11 +300,24 @@ pub struct RecordUsage {
     pub last_used: u64,
 }
 
+/// One stored image's footprint for `du`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImageUsage {
+    /// The manifest (or index) digest.
+    pub manifest: String,
+    /// Bytes of every blob the image needs.
+    pub size: u64,
+    /// Of `size`, bytes a cache record or another image needs too.
+    pub shared: u64,
+}
+
 /// The whole root by category, every byte counted once.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Usage {
     /// Per key record, least recently used first.
     pub records: Vec<RecordUsage>,
+    /// Per stored image.
+    pub image_list: Vec<ImageUsage>,
     /// Key record files.
     pub key_files: u64,
     /// Blobs only cache records need.
@@ -382,8 +421,29 @@ impl Usage {
             + context_hashes
             + tmp;
         let total = inv.total();
+        let image_list = inv
+            .images
+            .per_image
+            .iter()
+            .map(|(manifest, blobs)| {
+                let (mut size, mut shared) = (0, 0);
+                for d in blobs {
+                    let b = inv.blobs.get(d).copied().unwrap_or(0);
+                    size += b;
+                    if blob_owners.get(d).copied().unwrap_or(0) > 1 {
+                        shared += b;
+                    }
+                }
+                ImageUsage {
+                    manifest: manifest.to_string(),
+                    size,
+                    shared,
+                }
+            })
+            .collect();
         Usage {
             records,
+            image_list,
             key_files,
             cache_blobs,
             image_blobs,
@@ -411,6 +471,49 @@ impl Usage {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn platforms_an_index_lists_but_the_store_lacks_are_not_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let cas = root.content_store().unwrap();
+        let layer = cas.put_bytes(b"layer").unwrap();
+        let config = cas
+            .put_bytes(br#"{"rootfs":{"type":"layers","diff_ids":["sha256:ab"]}}"#)
+            .unwrap();
+        let manifest = serde_json::json!({"schemaVersion": 2,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config.to_string(), "size": 1},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": layer.to_string(), "size": 5},
+                       {"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": Digest::of_bytes(b"gone").to_string(), "size": 4}]});
+        let m = cas.put_bytes(manifest.to_string().as_bytes()).unwrap();
+        let other_platform = Digest::of_bytes(b"arm64 manifest");
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+             "digest": m.to_string(), "size": 1},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+             "digest": other_platform.to_string(), "size": 1}]});
+        let i = cas.put_bytes(index.to_string().as_bytes()).unwrap();
+        crate::ImageStore::open(root.images_dir())
+            .unwrap()
+            .put(crate::ImageRecord::new(
+                crate::Descriptor::new("application/vnd.oci.image.index.v1+json", i.clone(), 1),
+                config.clone(),
+            ))
+            .unwrap();
+        let refs = image_refs(&root).unwrap();
+        assert_eq!(
+            refs.missing,
+            vec![(i.clone(), Digest::of_bytes(b"gone"))],
+            "a missing layer counts, an absent platform does not"
+        );
+        for d in [&i, &m, &config, &layer] {
+            assert!(refs.blobs.contains(d));
+        }
+        assert!(refs.diff_ids.contains("ab"));
+    }
 
     #[test]
     fn tree_size_counts_like_du_sb() {

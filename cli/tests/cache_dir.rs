@@ -139,7 +139,7 @@ fn builds_killed_at_random_points_leave_a_consistent_root() {
         });
     eprintln!("kill test seed {seed}, an uninterrupted build takes {full:?}");
     let mut rng = Rng(seed);
-    let (mut killed, mut finished) = (0, 0);
+    let (mut killed, mut finished, mut orphaned) = (0, 0, 0);
     for i in 1..=30 {
         std::fs::write(ctx.join("Dockerfile"), kill_dockerfile(i)).unwrap();
         std::fs::write(ctx.join("data.txt"), format!("{i}\n")).unwrap();
@@ -158,16 +158,28 @@ fn builds_killed_at_random_points_leave_a_consistent_root() {
         std::thread::sleep(Duration::from_millis(delay));
         if child.try_wait().unwrap().is_some() {
             finished += 1;
-        } else {
+        } else if i % 2 == 0 {
             // SIGKILL the build process only; its sandbox helper may be left running, as after
             // an OOM kill.
             child.kill().unwrap();
             killed += 1;
+        } else {
+            // SIGKILL the whole process tree, as a killed session or cgroup does.
+            // SAFETY: signalling the process group this test created.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            killed += 1;
         }
         child.wait().unwrap();
+        // SAFETY: signal 0 only checks whether the group still has members.
+        if unsafe { libc::kill(-pgid, 0) } == 0 {
+            orphaned += 1;
+        }
         reap_group(pgid, Duration::from_secs(20));
     }
-    eprintln!("kill test: {killed} builds killed, {finished} finished before their kill point");
+    eprintln!(
+        "kill test: {killed} builds killed, {finished} finished before their kill point, \
+         {orphaned} left sandbox processes running"
+    );
     assert!(
         killed >= 5,
         "the kill points missed the builds ({killed} killed)"

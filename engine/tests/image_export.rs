@@ -209,10 +209,22 @@ fn flattened_rootfs_applies_whiteouts() {
         std::fs::read_link(root.join("bin/sh")).unwrap(),
         Path::new("busybox")
     );
-    let out = Command::new(root.join("bin/busybox"))
-        .args(["cat", root.join("data/c").to_str().unwrap()])
-        .output()
-        .unwrap();
+    // A just-written executable can be briefly "busy" when another test thread forks while
+    // its write fd is open (ETXTBSY); retry rather than fail on that race.
+    let out = (0..50)
+        .find_map(|_| {
+            match Command::new(root.join("bin/busybox"))
+                .args(["cat", root.join("data/c").to_str().unwrap()])
+                .output()
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    None
+                }
+                other => Some(other.unwrap()),
+            }
+        })
+        .expect("busybox stayed busy");
     assert_eq!(out.stdout, b"c");
 }
 

@@ -205,6 +205,7 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
     let root = cache::Root::open_or_default(root).context("opening the builder root directory")?;
     let _shared = root.lock_shared().context("locking the builder root")?;
     let cache_to = super::cache::parse_specs(&args.cache_to, true)?;
+    let cache_max_size = super::cache::parse_max_size(&args.cache_max_size)?;
     super::cache::import_caches(
         &root,
         &super::cache::parse_specs(&args.cache_from, false)?,
@@ -461,7 +462,7 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
         );
     }
     drop(_shared);
-    super::cache::auto_collect(&root, &args.cache_max_size, args.quiet)?;
+    super::cache::auto_collect(&root, cache_max_size, args.quiet)?;
     Ok(())
 }
 

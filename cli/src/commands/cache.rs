@@ -113,9 +113,15 @@ pub fn prune(root: Option<&Path>, args: PruneArgs) -> Result<()> {
         }
     }
     let root = Root::open_or_default(root).context("opening the builder root directory")?;
-    let lock = root
-        .lock_exclusive()
-        .context("waiting for running builds to finish")?;
+    let lock = match root.try_lock_exclusive() {
+        Ok(lock) => lock,
+        Err(cache::lock::LockError::WouldBlock(_)) => {
+            eprintln!("waiting for running builds to finish...");
+            root.lock_exclusive()
+                .context("waiting for running builds to finish")?
+        }
+        Err(e) => return Err(e).context("locking the builder root"),
+    };
     let report = gc::collect(&root, &lock, &opts)?;
     if args.json {
         let mut v = serde_json::to_value(&report)?;
@@ -165,6 +171,20 @@ pub fn du(root: Option<&Path>, args: DuArgs) -> Result<()> {
                 human_size(r.shared),
                 human_size(r.exclusive),
                 ago(r.last_used),
+            ));
+        }
+        out.push('\n');
+        out.push_str(&format!(
+            "{:<27}{:>18}{:>10}\n",
+            "IMAGE (manifest)", "SIZE", "SHARED"
+        ));
+        for i in &usage.image_list {
+            let hex = i.manifest.trim_start_matches("sha256:");
+            out.push_str(&format!(
+                "{:<27}{:>18}{:>10}\n",
+                &hex[..25.min(hex.len())],
+                human_size(i.size),
+                human_size(i.shared)
             ));
         }
         out.push('\n');
@@ -324,11 +344,15 @@ pub fn export_caches(
     Ok(())
 }
 
-/// After a build: collects down to `max_size` (`--cache-max-size`, `0` = never) when the root is
-/// bigger, if no other build holds the root. Failures only warn: the build itself succeeded.
-pub fn auto_collect(root: &Root, max_size: &str, quiet: bool) -> Result<()> {
-    let limit = gc::parse_size(max_size)
-        .with_context(|| format!("--cache-max-size {max_size:?}: expected a size like 10GB"))?;
+/// Parses `--cache-max-size` (before the build, so a typo fails early).
+pub fn parse_max_size(text: &str) -> Result<u64> {
+    gc::parse_size(text)
+        .with_context(|| format!("--cache-max-size {text:?}: expected a size like 10GB"))
+}
+
+/// After a build: collects down to `limit` bytes (`--cache-max-size`, `0` = never) when the root
+/// is bigger, if no other build holds the root. Failures only warn: the build itself succeeded.
+pub fn auto_collect(root: &Root, limit: u64, quiet: bool) -> Result<()> {
     if limit == 0 || gc::root_size(root) <= limit {
         return Ok(());
     }

@@ -624,6 +624,12 @@ fn exec_program(exec: &ExecSpec, last_cap: u32) -> Result<(), ExecError> {
     }
     rustix::thread::set_no_new_privs(true)
         .map_err(|e| setup_error("set no_new_privs", os_message(e)))?;
+    // The credential switch cleared the parent-death signal: set it again so the step dies with
+    // its helper (and so with a killed build) instead of running on unseen.
+    // SAFETY: prctl with PR_SET_PDEATHSIG and a signal number has no memory effects.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+    }
     if !exec.cwd.as_os_str().is_empty() {
         std::env::set_current_dir(&exec.cwd).map_err(|e| {
             setup_error(

@@ -157,6 +157,11 @@ impl Runner {
                 if libc::fcntl(their_fd, libc::F_SETFD, 0) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                // A killed build takes its sandbox with it (prctl is async-signal-safe). The
+                // signal follows the forking thread, which stays blocked in `run` meanwhile.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 Ok(())
             });
         }

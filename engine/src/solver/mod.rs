@@ -111,6 +111,18 @@ pub trait Worker: Send + Sync {
     ) -> Result<LayerRef, WorkError>;
     /// Checks that the context inputs are available (called once per build before any work).
     fn set_contexts(&self, _contexts: &HashMap<String, ContextInput>) {}
+    /// Downloads `url` (verifying `checksum` when given) into a one-file layer named `filename`;
+    /// returns the layer and the sha256 of the body, which keys the source.
+    fn fetch_http(
+        &self,
+        url: &str,
+        _checksum: Option<&str>,
+        _filename: &str,
+    ) -> Result<(LayerRef, String), WorkError> {
+        Err(WorkError::Failed(format!(
+            "this worker cannot download {url}"
+        )))
+    }
 }
 
 /// Why a step's work failed.
@@ -318,9 +330,17 @@ impl Solver {
             let def = def.clone();
             let opts = opts.clone();
             let images = self.images.clone();
+            let worker = self.worker.clone();
             let cache_root = self.root.path().to_path_buf();
             tokio::task::spawn_blocking(move || {
-                plan(&def, target, &opts, images.as_ref(), cache_root)
+                plan(
+                    &def,
+                    target,
+                    &opts,
+                    images.as_ref(),
+                    worker.as_ref(),
+                    cache_root,
+                )
             })
             .await
             .map_err(|e| SolveError::Internal(e.to_string()))??
@@ -610,6 +630,7 @@ fn plan(
     target: VertexId,
     opts: &SolveOptions,
     images: &dyn ImageSource,
+    worker: &dyn Worker,
     cache_root: PathBuf,
 ) -> Result<HashMap<VertexId, Planned>, SolveError> {
     let mut contexts = ContextCache {
@@ -670,10 +691,32 @@ fn plan(
                 }),
                 base_config: None,
             },
-            Op::Source(SourceOp::Http { url, .. }) => {
-                return Err(SolveError::Unsupported(format!(
-                    "ADD of a URL as a separate source ({url})"
-                )))
+            Op::Source(SourceOp::Http {
+                url,
+                checksum,
+                filename,
+            }) => {
+                // The body is part of the key: fetching is how a URL's content is known.
+                let (layer, body) = worker
+                    .fetch_http(url, checksum.as_deref(), filename)
+                    .map_err(|e| SolveError::Step {
+                        name: vertex.name.clone(),
+                        line_range: vertex.line_range,
+                        source: e,
+                    })?;
+                Planned {
+                    key: key::KeyBuilder::new("http")
+                        .field(url.as_bytes())
+                        .field(filename.as_bytes())
+                        .field(body.as_bytes())
+                        .finish(),
+                    step_inputs: Some(StepInputs {
+                        files: BTreeMap::from([(url.clone(), body)]),
+                        ..Default::default()
+                    }),
+                    source_state: Some(InputState::Layers(vec![layer])),
+                    base_config: None,
+                }
             }
             Op::Source(SourceOp::Git { remote, .. }) => {
                 return Err(SolveError::Unsupported(format!("git sources ({remote})")))

@@ -217,3 +217,50 @@ pub(super) fn run(
     drop(dir);
     Ok(layer)
 }
+
+/// `ADD <url>` as a source: the body downloaded (and checked against `checksum`) into a fresh
+/// directory as `filename` with mode 0600, as Docker does, and committed as a one-file layer.
+/// Runs in-process: it only writes a new file into a directory of its own.
+pub(super) fn fetch_http(
+    worker: &LocalWorker,
+    url: &str,
+    checksum: Option<&str>,
+    filename: &str,
+) -> Result<(LayerRef, String), WorkError> {
+    let dir = worker.step_dir()?;
+    let upper = dir.path().join("upper");
+    std::fs::create_dir_all(&upper)
+        .map_err(|e| WorkError::Failed(format!("creating {}: {e}", upper.display())))?;
+    let dest = if filename.is_empty() {
+        "/".to_string()
+    } else {
+        format!("/{filename}")
+    };
+    let action = fileops::FileAction::Add(CopyAction {
+        source_root: String::new(),
+        sources: vec![url.to_string()],
+        dest,
+        workdir: "/".to_string(),
+        chown: None,
+        chmod: None,
+        exclude: Vec::new(),
+        parents: false,
+        checksum: checksum.map(str::to_string),
+        hidden: Vec::new(),
+        follow_symlinks: false,
+    });
+    fileops::apply(&upper, &SourceRoots::new(), &action)
+        .map_err(|e| WorkError::Failed(e.to_string()))?;
+    let mut body_digest = String::new();
+    for entry in std::fs::read_dir(&upper)
+        .map_err(|e| WorkError::Failed(format!("reading {}: {e}", upper.display())))?
+        .flatten()
+    {
+        let bytes = std::fs::read(entry.path())
+            .map_err(|e| WorkError::Failed(format!("reading download: {e}")))?;
+        body_digest = cache::Digest::of_bytes(&bytes).to_string();
+    }
+    let layer = worker.commit_upper(&upper)?;
+    drop(dir);
+    Ok((layer, body_digest))
+}

@@ -205,6 +205,15 @@ impl Worker for LocalWorker {
     fn set_contexts(&self, contexts: &HashMap<String, ContextInput>) {
         *self.contexts.lock().expect("contexts") = contexts.clone();
     }
+
+    fn fetch_http(
+        &self,
+        url: &str,
+        checksum: Option<&str>,
+        filename: &str,
+    ) -> Result<(LayerRef, String), WorkError> {
+        file::fetch_http(self, url, checksum, filename)
+    }
 }
 
 /// Forwards a step's output lines to progress.
