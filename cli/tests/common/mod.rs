@@ -2,6 +2,8 @@
 //! busybox base image loaded, and helpers to run `builder` and read `--metadata-file`.
 #![allow(dead_code)]
 
+pub mod dockerd;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -28,6 +30,33 @@ pub fn can_build() -> bool {
 fn nix_is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// The repository's `examples/` directory.
+pub fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+/// The example Dockerfiles that build on the base image: every directory of `examples/` with a
+/// Dockerfile, but `base` (which [`base_archive`] builds), sorted by name.
+pub fn example_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(examples_dir())
+        .expect("examples/")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("Dockerfile").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "base")
+        .collect();
+    names.sort();
+    names
+}
+
+/// The `--secret` the examples need (`examples/mounts`).
+pub fn example_secret_arg() -> String {
+    format!(
+        "id=token,src={}",
+        examples_dir().join("mounts/token.txt").display()
+    )
 }
 
 /// A docker-archive of the base image (`busybox:local`), built once per test process into

@@ -117,12 +117,6 @@ fn decide_winners(
             let entry = entry.map_err(lerr)?;
             let raw = entry.path_bytes();
             let Some(path) = normalise(&raw) else {
-                if raw.split(|b| *b == b'/').any(|c| c == b"..") {
-                    return Err(ExportError::BadArchive(format!(
-                        "layer {layer} has an entry outside the root: {}",
-                        String::from_utf8_lossy(&raw)
-                    )));
-                }
                 continue; // the root directory itself
             };
             let (dir, base) = match path.iter().rposition(|b| *b == b'/') {
@@ -171,22 +165,21 @@ fn remove_below(winners: &mut BTreeMap<Vec<u8>, Position>, dir: &[u8], layer: us
     }
 }
 
-/// `./a//b/` → `a/b`; `None` for the root itself or for paths with `..`.
+/// `./a//b/` → `a/b`; `None` for the root itself. `..` is resolved as if the root were `/`
+/// (`../../x` and `/x` are both `x`), as layer extraction and BuildKit do, so the flattened tree
+/// is the one a build saw.
 fn normalise(raw: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(raw.len());
+    let mut parts: Vec<&[u8]> = Vec::new();
     for c in raw.split(|b| *b == b'/') {
         match c {
             b"" | b"." => {}
-            b".." => return None,
-            c => {
-                if !out.is_empty() {
-                    out.push(b'/');
-                }
-                out.extend_from_slice(c);
+            b".." => {
+                parts.pop();
             }
+            c => parts.push(c),
         }
     }
-    (!out.is_empty()).then_some(out)
+    (!parts.is_empty()).then(|| parts.join(&b'/'))
 }
 
 /// Copies one entry to `b` under `path`, keeping PAX records (xattrs) other than the path ones.
@@ -272,6 +265,8 @@ mod tests {
         assert_eq!(normalise(b"./a//b/"), Some(b"a/b".to_vec()));
         assert_eq!(normalise(b"/etc"), Some(b"etc".to_vec()));
         assert_eq!(normalise(b"./"), None);
-        assert_eq!(normalise(b"a/../b"), None);
+        assert_eq!(normalise(b"a/../b"), Some(b"b".to_vec()));
+        assert_eq!(normalise(b"../../x/y"), Some(b"x/y".to_vec()));
+        assert_eq!(normalise(b".."), None);
     }
 }

@@ -9,12 +9,13 @@ use serde_json::{json, Map, Value};
 /// The PATH BuildKit gives a stage that starts from scratch.
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// The config of an empty (`FROM scratch`) image for `platform`.
+/// The config of an empty (`FROM scratch`) image for `platform`: BuildKit's empty image, with
+/// the default PATH and `/` as working directory.
 pub fn scratch_config(platform: &Platform) -> Value {
     let mut v = json!({
         "architecture": platform.architecture,
         "os": platform.os,
-        "config": { "Env": [DEFAULT_PATH] },
+        "config": { "Env": [DEFAULT_PATH], "WorkingDir": "/" },
         "rootfs": { "type": "layers", "diff_ids": [] },
         "history": [],
     });
@@ -223,6 +224,13 @@ mod tests {
             &ConfigChange::Env(vec![("A".into(), "1".into()), ("PATH".into(), "/x".into())]),
         );
         assert_eq!(c["config"]["Env"], json!(["PATH=/x", "A=1"]));
+    }
+
+    #[test]
+    fn scratch_has_buildkit_empty_image_defaults() {
+        let c = scratch_config(&Platform::host());
+        assert_eq!(c["config"]["WorkingDir"], "/");
+        assert_eq!(c["config"]["Env"], json!([DEFAULT_PATH]));
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub(super) fn run(
     let dir = worker.step_dir()?;
     let rootfs = dir.path().join("rootfs");
     let upper = dir.path().join("upper");
-    let mut overlays = vec![OverlayMount {
+    let overlays = vec![OverlayMount {
         lower: lowers.clone(),
         upper: Some(UpperDir {
             upper: upper.clone(),
@@ -100,29 +100,24 @@ pub(super) fn run(
                     BindAccess::Discard
                 };
                 let rel = clean_inside(source)?;
-                let host = match input {
+                let kind = match input {
                     Some(InputState::Context { name, .. }) => {
                         let ctx = worker.context(name)?;
-                        resolve_inside(&ctx.dir, &rel)?
+                        SandboxMount::Bind {
+                            source: resolve_inside(&ctx.dir, &rel)?,
+                            access,
+                        }
                     }
-                    Some(InputState::Layers(layers)) => {
-                        let mnt = dir.path().join(format!("mount-{n}"));
-                        overlays.push(OverlayMount {
-                            lower: worker.lowers(layers)?,
-                            upper: None,
-                            target: mnt.clone(),
-                        });
-                        mnt.join(rel)
-                    }
-                    None => return Err(fail(format!("bind mount at {} has no source", m.target))),
-                };
-                mounts.push(SandboxMountSpec {
-                    target,
-                    kind: SandboxMount::Bind {
-                        source: host,
+                    // The sandbox resolves the source inside the stacked layers, so a symlink
+                    // in them (`/link -> /etc`) names the layers' path, never the host's.
+                    Some(InputState::Layers(layers)) => SandboxMount::Layers {
+                        lower: worker.lowers(layers)?,
+                        subpath: Path::new("/").join(rel),
                         access,
                     },
-                });
+                    None => return Err(fail(format!("bind mount at {} has no source", m.target))),
+                };
+                mounts.push(SandboxMountSpec { target, kind });
             }
             MountKind::Cache {
                 id,

@@ -29,10 +29,11 @@ struct FileJob {
     actions: Vec<fileops::FileAction>,
 }
 
-/// Registers the file-operation handler with the sandbox helper. Call it in `main` before
+/// Registers the file-operation and (rootless) layer-unpack handlers with the sandbox helper. Call it in `main` before
 /// [`executor::maybe_run_helper`].
 pub fn register_handlers() {
     executor::register_in_process(FILEOP_KIND, apply_job);
+    executor::register_in_process(super::unpack::UNPACK_KIND, super::unpack::apply_job);
 }
 
 fn apply_job(ctx: &InProcessContext, payload: &[u8]) -> Result<(), String> {

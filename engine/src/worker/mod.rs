@@ -10,6 +10,7 @@
 
 mod exec;
 mod file;
+mod unpack;
 
 use crate::layer::{DiffId, LayerOptions};
 use crate::snapshot::{OverlayXattrs, SnapshotStore};
@@ -89,7 +90,24 @@ impl LocalWorker {
     }
 
     /// The snapshot directories of a layer stack, bottom first, unpacking what is missing.
+    ///
+    /// A layer that occurs twice (steps with identical diffs, such as two empty ones, share one
+    /// content-addressed snapshot) is kept only at its topmost place: overlayfs refuses a
+    /// directory given twice (ELOOP), and the merged view is the same, since the upper copy
+    /// names every path, whiteout and opaque directory the lower one does.
     fn lowers(&self, layers: &[LayerRef]) -> Result<Vec<PathBuf>, WorkError> {
+        let dirs = self.snapshot_dirs(layers)?;
+        let mut kept: Vec<PathBuf> = Vec::with_capacity(dirs.len());
+        for (i, d) in dirs.iter().enumerate() {
+            if !dirs[i + 1..].contains(d) {
+                kept.push(d.clone());
+            }
+        }
+        Ok(kept)
+    }
+
+    /// The snapshot directory of each layer, bottom first, unpacking what is missing.
+    fn snapshot_dirs(&self, layers: &[LayerRef]) -> Result<Vec<PathBuf>, WorkError> {
         layers
             .iter()
             .map(|l| {
@@ -98,8 +116,17 @@ impl LocalWorker {
                 let digest: cache::Digest = l.digest.parse().map_err(|e| {
                     WorkError::Failed(format!("bad layer digest {}: {e}", l.digest))
                 })?;
+                let blob = self.store.path(&digest);
+                if crate::executor::is_rootless() && !self.snapshots.contains(&diff_id) {
+                    unpack::unpack_in_sandbox(
+                        self,
+                        &blob,
+                        &self.snapshots.path(&diff_id),
+                        &diff_id,
+                    )?;
+                }
                 self.snapshots
-                    .ensure(&self.store.path(&digest), &diff_id)
+                    .ensure(&blob, &diff_id)
                     .map_err(|e| WorkError::Failed(e.to_string()))
             })
             .collect()

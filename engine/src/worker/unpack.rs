@@ -1,0 +1,75 @@
+//! Rootless layer unpacking: a plain user cannot give files the ids a layer records (root's, or
+//! any other), so the unpack runs as an in-process action of the sandbox helper, inside the
+//! user namespace whose map (the user → 0, the subordinate ids → 1…) puts each file on the host
+//! id the rootless overlay will show as the layer's id.
+
+use super::LocalWorker;
+use crate::executor::{self, Action, InProcessContext, Network, SandboxSpec};
+use crate::layer::DiffId;
+use crate::snapshot::{unpack_layer, OverlayXattrs};
+use crate::solver::WorkError;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The in-process action name of a layer unpack.
+pub(super) const UNPACK_KIND: &str = "builder.unpack-layer";
+
+/// What the helper receives.
+#[derive(Serialize, Deserialize)]
+struct UnpackJob {
+    blob: PathBuf,
+    dest: PathBuf,
+    diff_id: String,
+}
+
+/// The helper side: unpacks with container ids, as root of the user namespace.
+pub(super) fn apply_job(_ctx: &InProcessContext, payload: &[u8]) -> Result<(), String> {
+    let job: UnpackJob = serde_json::from_slice(payload).map_err(|e| format!("unpack job: {e}"))?;
+    let diff_id =
+        DiffId::parse(&job.diff_id).ok_or_else(|| format!("bad diffID {}", job.diff_id))?;
+    unpack_layer(&job.blob, &job.dest, Some(&diff_id), OverlayXattrs::User)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Unpacks `blob` into `dest` through the helper (rootless only).
+pub(super) fn unpack_in_sandbox(
+    worker: &LocalWorker,
+    blob: &Path,
+    dest: &Path,
+    diff_id: &DiffId,
+) -> Result<(), WorkError> {
+    let payload = serde_json::to_vec(&UnpackJob {
+        blob: blob.to_path_buf(),
+        dest: dest.to_path_buf(),
+        diff_id: diff_id.to_string(),
+    })
+    .map_err(|e| WorkError::Failed(format!("unpack job: {e}")))?;
+    let spec = SandboxSpec {
+        overlays: Vec::new(),
+        mounts: Vec::new(),
+        network: Network::None,
+        hostname: "buildkitsandbox".to_string(),
+        action: Action::InProcess {
+            kind: UNPACK_KIND.to_string(),
+            payload,
+        },
+    };
+    let mut sink = |_: &executor::OutputLine| {};
+    let outcome = worker
+        .runner()?
+        .run(&spec, &mut sink)
+        .map_err(|e| WorkError::Failed(e.to_string()))?;
+    if !outcome.success() {
+        let message: Vec<String> = outcome.tail.iter().map(|l| l.text.clone()).collect();
+        return Err(WorkError::Failed(format!(
+            "unpacking layer {diff_id}: {}",
+            if message.is_empty() {
+                format!("exit code {}", outcome.exit_code)
+            } else {
+                message.join("\n")
+            }
+        )));
+    }
+    Ok(())
+}
