@@ -52,7 +52,7 @@ for _ in $(seq "$RUNS"); do
   # The floor: lstat every entry of the tree, two walkers in parallel (the machine's cores).
   t0=$(now_ms)
   find "$work/ctx" -mindepth 1 -maxdepth 1 -type d -print0 \
-    | xargs -0 -P2 -I{} find {} -printf '%s\n' >/dev/null
+    | xargs -0 -P2 -n 100 sh -c 'find "$@" -printf "%s\n"' _ >/dev/null
   t1=$(now_ms); floor+=($((t1 - t0)))
 done
 noop_med=$(printf '%s\n' "${noop[@]}" | median)
