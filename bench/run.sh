@@ -127,6 +127,7 @@ floor() {
   case $kind in
     stat) (cd "$ctx" && find . -type f -print0 | xargs -0 -P2 -n 1000 stat >/dev/null) ;;
     targz) tar -cf - -C "$ctx" "$late" | gzip >/dev/null ;;
+    tar) tar -cf - -C "$ctx" . | cat >/dev/null ;;
   esac
   t1=$EPOCHREALTIME
   elapsed "$t0" "$t1"
@@ -165,7 +166,10 @@ for wl in $WORKLOADS; do
         [ "$tool" = builder ] && cp "$work/meta.json" "$results/meta-$wl-$sc.json"
       done
       case $sc in
-        noop) record "$wl" "$sc" floor "$i" "$(floor stat "$ctx" "$LATE_LAYER")" null ;;
+        noop)
+          record "$wl" "$sc" floor "$i" "$(floor stat "$ctx" "$LATE_LAYER")" null
+          record "$wl" "$sc" upload "$i" "$(floor tar "$ctx" "$LATE_LAYER")" null
+          ;;
         edit-late) record "$wl" "$sc" floor "$i" "$(floor targz "$ctx" "$LATE_LAYER")" null ;;
       esac
     done
