@@ -23,7 +23,7 @@ SCENARIOS="cold noop edit-late edit-early"
 DOCKER_DRIVER=${BENCH_DOCKER_DRIVER:-overlay2}
 BUILDAH_DRIVER=${BENCH_BUILDAH_DRIVER:-overlay}
 results=$here/results
-mkdir -p "$results"
+mkdir -p "$results" && rm -f "$results"/*.json
 
 for t in dockerd docker curl buildah busybox python3 /usr/bin/time; do
   command -v "$t" >/dev/null || { echo "run.sh: $t is missing (see the header)" >&2; exit 1; }
@@ -133,6 +133,35 @@ floor() {
   elapsed "$t0" "$t1"
 }
 
+# Writes runs.json and env.json and regenerates BENCHMARKS.md (after every workload, so an
+# interrupted run still leaves the workloads it finished).
+report() {
+python3 - "$runs_json" "$results/runs.json" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+json.dump(rows, open(sys.argv[2], "w"), indent=1)
+PY
+
+cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
+python3 - "$results/env.json" <<PY
+import json, sys
+json.dump({
+  "date": "$(date -u +%FT%TZ)",
+  "cpu": "$cpu", "cores": $(nproc), "mem_gib": $(awk '/MemTotal/ { printf "%.1f", $2/1048576 }' /proc/meminfo),
+  "kernel": "$(uname -r)",
+  "builder": "$(cd "$repo" && git rev-parse --short HEAD) ($builder_kind)",
+  "dockerd": "$(docker version -f '{{.Server.Version}}')",
+  "docker_storage": "$DOCKER_DRIVER",
+  "buildah": "$(buildah --version | awk '{ print $3 }')",
+  "buildah_storage": "$BUILDAH_DRIVER",
+  "runs": $RUNS, "large_runs": $LARGE_RUNS,
+  "large_files": ${BENCH_LARGE_FILES:-20000}, "large_mb": ${BENCH_LARGE_MB:-300},
+  "load_at_end": "$(cut -d' ' -f1-3 /proc/loadavg)",
+}, open(sys.argv[1], "w"), indent=1)
+PY
+python3 "$here/report.py" "$results" "$here/BENCHMARKS.md"
+}
+
 runs_json=$work/runs.jsonl
 : >"$runs_json"
 record() { # workload scenario tool run seconds rss
@@ -175,30 +204,7 @@ for wl in $WORKLOADS; do
     done
   done
   docker rmi -f "bench-$wl" >/dev/null 2>&1 || true
+  report
 done
 
-python3 - "$runs_json" "$results/runs.json" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-json.dump(rows, open(sys.argv[2], "w"), indent=1)
-PY
-
-cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
-python3 - "$results/env.json" <<PY
-import json, sys
-json.dump({
-  "date": "$(date -u +%FT%TZ)",
-  "cpu": "$cpu", "cores": $(nproc), "mem_gib": $(awk '/MemTotal/ { printf "%.1f", $2/1048576 }' /proc/meminfo),
-  "kernel": "$(uname -r)",
-  "builder": "$(cd "$repo" && git rev-parse --short HEAD) ($builder_kind)",
-  "dockerd": "$(docker version -f '{{.Server.Version}}')",
-  "docker_storage": "$DOCKER_DRIVER",
-  "buildah": "$(buildah --version | awk '{ print $3 }')",
-  "buildah_storage": "$BUILDAH_DRIVER",
-  "runs": $RUNS, "large_runs": $LARGE_RUNS,
-  "large_files": ${BENCH_LARGE_FILES:-20000}, "large_mb": ${BENCH_LARGE_MB:-300},
-  "load_at_end": "$(cut -d' ' -f1-3 /proc/loadavg)",
-}, open(sys.argv[1], "w"), indent=1)
-PY
-python3 "$here/report.py" "$results" "$here/BENCHMARKS.md"
 log "done: $results, $here/BENCHMARKS.md"
