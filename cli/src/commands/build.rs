@@ -67,6 +67,11 @@ pub struct BuildArgs {
     /// Layer compression: gzip (default), zstd or uncompressed.
     #[arg(long, default_value = "gzip")]
     pub compression: String,
+    /// Compression level (gzip 0-9, zstd 1-22). gzip defaults to 1: local builds compress every
+    /// new layer, and level 1 is about 2.4x faster than 6 for about 9% more bytes; use 6 or 9
+    /// for images meant for distribution.
+    #[arg(long, value_name = "LEVEL")]
+    pub compression_level: Option<i32>,
     /// Always check the registry for a newer version of each base image.
     #[arg(long)]
     pub pull: bool,
@@ -298,7 +303,24 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
         let (id, secret) = parse_secret(spec)?;
         secrets.insert(id, secret);
     }
-    let compression = match args.compression.as_str() {
+    // `-o ...,compression=zstd[,compression-level=N]` picks how this build's layers are written
+    // (they are compressed once, when made), as `--compression` does.
+    let mut compression_name = args.compression.clone();
+    let mut compression_level = args.compression_level;
+    for spec in &args.outputs {
+        if let Ok(spec) = ExportSpec::parse(spec) {
+            if let Some(c) = spec.attrs.get("compression") {
+                compression_name = c.clone();
+            }
+            if let Some(l) = spec.attrs.get("compression-level") {
+                compression_level = Some(
+                    l.parse()
+                        .with_context(|| format!("compression-level={l:?} is not a number"))?,
+                );
+            }
+        }
+    }
+    let compression = match compression_name.as_str() {
         "gzip" => engine::layer::LayerCompression::Gzip,
         "zstd" => engine::layer::LayerCompression::Zstd,
         "uncompressed" | "none" => engine::layer::LayerCompression::None,
@@ -312,6 +334,10 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
         WorkerOptions {
             layer: engine::layer::LayerOptions {
                 compression,
+                level: compression_level.or(match compression {
+                    engine::layer::LayerCompression::Gzip => Some(1),
+                    _ => None,
+                }),
                 source_date_epoch,
                 ..Default::default()
             },
