@@ -519,7 +519,11 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
         );
     }
     drop(_shared);
-    super::cache::auto_collect(&root, cache_max_size, args.quiet)?;
+    // Only a build that wrote something can have pushed the root over its limit; a fully cached
+    // rebuild skips the size walk (one stat per file of every snapshot).
+    if result.steps.iter().any(|s| !s.cached) {
+        super::cache::auto_collect(&root, cache_max_size, args.quiet)?;
+    }
     Ok(())
 }
 

@@ -286,17 +286,33 @@ fn summarise_files(entries: &[(String, [u8; 32])]) -> BTreeMap<String, String> {
             .map(|(p, d)| (p.clone(), hex::encode(&d[..16])))
             .collect();
     }
-    let mut groups: BTreeMap<String, blake3::Hasher> = BTreeMap::new();
-    for (p, d) in entries {
-        let group: String = p.splitn(3, '/').take(2).collect::<Vec<_>>().join("/");
-        let h = groups.entry(format!("{group}/**")).or_default();
-        h.update(p.as_bytes());
-        h.update(d);
+    // Too many files to keep one by one: one digest per directory prefix, shallower until few
+    // enough (a change is then reported as `dir/**` changed).
+    for depth in [2usize, 1, 0] {
+        // (depth 0: everything in one group)
+        let mut groups: BTreeMap<String, blake3::Hasher> = BTreeMap::new();
+        for (p, d) in entries {
+            // The entry's parent directories, cut to `depth`.
+            let parts: Vec<&str> = p.split('/').collect();
+            let dirs = &parts[..parts.len() - 1];
+            let group = dirs[..dirs.len().min(depth)].join("/");
+            let key = if group.is_empty() {
+                "**".to_string()
+            } else {
+                format!("{group}/**")
+            };
+            let h = groups.entry(key).or_default();
+            h.update(p.as_bytes());
+            h.update(d);
+        }
+        if groups.len() <= MAX_RECORDED_FILES / 10 || depth == 0 {
+            return groups
+                .into_iter()
+                .map(|(g, h)| (g, h.finalize().to_hex()[..32].to_string()))
+                .collect();
+        }
     }
-    groups
-        .into_iter()
-        .map(|(g, h)| (g, h.finalize().to_hex()[..32].to_string()))
-        .collect()
+    BTreeMap::new()
 }
 
 /// The instruction text of a step: its progress name without the `[stage n/m] ` prefix.

@@ -325,3 +325,22 @@ fn failed_step_keeps_earlier_steps_cached() {
     assert_eq!(f.runs(), 1, "only the failed step runs again");
     assert_eq!(r.steps.iter().filter(|s| s.cached).count(), 2);
 }
+
+#[test]
+fn large_selections_are_summarised_per_directory() {
+    let entries: Vec<(String, [u8; 32])> = (0..20_000)
+        .map(|i| (format!("d{:03}/f{i}", i % 200), [i as u8; 32]))
+        .collect();
+    let summary = summarise_files(&entries);
+    assert_eq!(summary.len(), 200);
+    assert!(summary.contains_key("d007/**"));
+    let mut changed = entries.clone();
+    changed[1207].1 = [9; 32];
+    let after = summarise_files(&changed);
+    let differing: Vec<_> = summary
+        .iter()
+        .filter(|(k, v)| after.get(*k) != Some(v))
+        .collect();
+    assert_eq!(differing.len(), 1, "one directory's digest changes");
+    assert_eq!(differing[0].0, "d007/**");
+}
