@@ -260,9 +260,15 @@ impl ContextCache {
                 .get(name)
                 .ok_or_else(|| SolveError::MissingContext(name.to_string()))?;
             let started = Instant::now();
-            let snapshot = ContextSnapshot::walk(&input.dir, input.filter.as_ref())?;
+            // The stat cache loads (deserialises) while the walk waits on the kernel.
+            let (snapshot, stat) = std::thread::scope(|scope| {
+                let stat = scope.spawn(|| StatCache::load(&self.cache_root, &input.dir));
+                let snapshot = ContextSnapshot::walk(&input.dir, input.filter.as_ref());
+                let stat = stat.join().unwrap_or_else(|_| StatCache::in_memory());
+                (snapshot, stat)
+            });
+            let snapshot = snapshot?;
             self.walk += started.elapsed();
-            let stat = StatCache::load(&self.cache_root, &input.dir);
             self.opened.insert(name.to_string(), (snapshot, stat));
         }
         Ok(&self.opened[name])
