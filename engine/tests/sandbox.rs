@@ -4,7 +4,7 @@
 
 use engine::executor::{
     Action, BindAccess, CancelToken, ExecError, ExecOutcome, ExecSpec, ExecUser, MountKind,
-    MountSpec, Network, OverlayMount, Runner, SandboxSpec, UpperDir,
+    MountSpec, Network, OverlayMount, Runner, SandboxSpec, StepUser, Stream, UpperDir,
 };
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -73,7 +73,7 @@ impl Fixture {
                 args: args.iter().map(|s| s.to_string()).collect(),
                 env: vec!["PATH=/bin".to_string()],
                 cwd: PathBuf::from("/"),
-                user: ExecUser::default(),
+                user: ExecUser::default().into(),
             }),
         }
     }
@@ -103,6 +103,16 @@ fn run(spec: &SandboxSpec) -> Result<(ExecOutcome, Vec<String>), ExecError> {
     Ok((outcome, lines))
 }
 
+/// The stdout lines kept in an outcome's tail.
+fn stdout_of(outcome: &ExecOutcome) -> Vec<&str> {
+    outcome
+        .tail
+        .iter()
+        .filter(|l| l.stream == Stream::Stdout)
+        .map(|l| l.text.as_str())
+        .collect()
+}
+
 fn run_ok(spec: &SandboxSpec) -> Vec<String> {
     let (outcome, lines) = run(spec).expect("sandbox runs");
     assert_eq!(outcome.exit_code, 0, "output: {lines:?}");
@@ -118,6 +128,23 @@ fn echo_output_is_captured_and_streamed() {
     assert!(outcome.success());
     assert_eq!(outcome.tail.len(), 1);
     assert_eq!(outcome.tail[0].text, "hi");
+}
+
+#[test]
+fn runs_from_async_code() {
+    require_root!();
+    let f = Fixture::new();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let outcome = runtime
+        .block_on(Runner::with_helper(HELPER).run_async(
+            f.spec(&["echo", "async"]),
+            move |line| tx.send(line.text.clone()).unwrap(),
+            CancelToken::new(),
+        ))
+        .unwrap();
+    assert!(outcome.success());
+    assert_eq!(rx.try_iter().collect::<Vec<_>>(), ["async"]);
 }
 
 #[test]
@@ -210,7 +237,8 @@ fn env_cwd_and_user_are_applied() {
             uid: 1234,
             gid: 2345,
             additional_gids: vec![3456],
-        };
+        }
+        .into();
     }
     let lines = run_ok(&spec);
     // busybox sh adds PWD, SHLVL to the environment it was given.
@@ -220,6 +248,56 @@ fn env_cwd_and_user_are_applied() {
     );
     let env_count: usize = lines[5].parse().unwrap();
     assert!(env_count <= 4, "clean environment: {lines:?}");
+}
+
+#[test]
+fn named_user_is_resolved_in_the_step_rootfs() {
+    require_root!();
+    let f = Fixture::new();
+    std::fs::write(
+        f.path("lower/etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(
+        f.path("lower/etc/group"),
+        "root:x:0:\napp:x:1001:\nextra:x:1500:app\n",
+    )
+    .unwrap();
+    let mut spec = f.spec(&["sh", "-c", "id -u; id -g; id -G"]);
+    if let Action::Exec(exec) = &mut spec.action {
+        exec.user = StepUser::Named("app".to_string());
+    }
+    assert_eq!(run_ok(&spec), ["1000", "1001", "1001 1500"]);
+    if let Action::Exec(exec) = &mut spec.action {
+        exec.user = StepUser::Named("ghost".to_string());
+    }
+    let err = run(&spec).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unable to find user ghost: no matching entries in passwd file"
+    );
+}
+
+#[test]
+fn only_stdio_is_inherited_and_kernel_files_are_masked() {
+    require_root!();
+    let f = Fixture::new();
+    // fd 3 is the directory `ls` reads.
+    assert_eq!(
+        run_ok(&f.spec(&["ls", "/proc/self/fd"])),
+        ["0", "1", "2", "3"]
+    );
+    let lines = run_ok(&f.spec(&[
+        "sh",
+        "-c",
+        "cat /proc/timer_list /proc/keys | grep -c . ; echo 1 2>/dev/null > /proc/sys/kernel/domainname || echo ro",
+    ]));
+    assert_eq!(
+        lines[0], "0",
+        "/proc/timer_list and /proc/keys are masked: {lines:?}"
+    );
+    assert!(lines.contains(&"ro".to_string()), "{lines:?}");
 }
 
 #[test]
@@ -294,6 +372,26 @@ fn network_files_are_mounted_and_not_in_upper() {
     spec.mounts = engine::executor::network_files(Network::Host, "sandbox");
     let lines = run_ok(&spec);
     assert_eq!(lines[0], "127.0.0.1\tlocalhost sandbox");
+    assert_eq!(f.upper_entries(), Vec::<String>::new());
+}
+
+#[test]
+fn dangling_symlink_target_is_created_inside_the_root_and_removed() {
+    require_root!();
+    let f = Fixture::new();
+    // As in systemd-based images.
+    std::os::unix::fs::symlink(
+        "../run/systemd/resolve/stub-resolv.conf",
+        f.path("lower/etc/resolv.conf"),
+    )
+    .unwrap();
+    let mut spec = f.spec(&["cat", "/etc/resolv.conf"]);
+    spec.mounts = engine::executor::network_files(Network::None, "sandbox");
+    let lines = run_ok(&spec);
+    assert!(
+        lines.iter().any(|l| l.starts_with("nameserver")),
+        "{lines:?}"
+    );
     assert_eq!(f.upper_entries(), Vec::<String>::new());
 }
 
@@ -373,8 +471,12 @@ fn binds_read_only_discard_and_read_write() {
     spec.mounts = vec![bind("/ro", &host, BindAccess::ReadOnly)];
     let (outcome, lines) = run(&spec).unwrap();
     assert_ne!(outcome.exit_code, 0);
-    assert_eq!(lines[0], "host");
-    assert!(lines[1].contains("Read-only file system"), "{lines:?}");
+    // stdout and stderr are separate pipes: their relative order is not kept.
+    assert_eq!(stdout_of(&outcome), ["host"]);
+    assert!(
+        lines.iter().any(|l| l.contains("Read-only file system")),
+        "{lines:?}"
+    );
     assert!(!host.join("g").exists());
 
     let mut spec = f.spec(&[
@@ -434,6 +536,81 @@ fn long_lines_are_split() {
     ]));
     let lengths: Vec<usize> = lines.iter().map(String::len).collect();
     assert_eq!(lengths, [65536, 65536, 18928, 3]);
+}
+
+#[test]
+fn layers_of_another_stage_mount_read_only_or_discarded() {
+    require_root!();
+    let f = Fixture::new();
+    let (bottom, top) = (f.path("stage-bottom"), f.path("stage-top"));
+    std::fs::create_dir_all(bottom.join("out")).unwrap();
+    std::fs::create_dir_all(top.join("out")).unwrap();
+    std::fs::write(bottom.join("out/a"), "bottom\n").unwrap();
+    std::fs::write(bottom.join("out/b"), "b\n").unwrap();
+    std::fs::write(top.join("out/a"), "top\n").unwrap();
+    let layers = |access| MountSpec {
+        target: PathBuf::from("/src"),
+        kind: MountKind::Layers {
+            lower: vec![bottom.clone(), top.clone()],
+            subpath: PathBuf::from("/out"),
+            access,
+        },
+    };
+    let mut spec = f.spec(&["sh", "-c", "cat /src/a /src/b; echo x > /src/c"]);
+    spec.mounts = vec![layers(BindAccess::ReadOnly)];
+    let (outcome, lines) = run(&spec).unwrap();
+    assert_eq!(outcome.exit_code, 1);
+    assert_eq!(stdout_of(&outcome), ["top", "b"]);
+    assert!(
+        lines.iter().any(|l| l.contains("Read-only file system")),
+        "{lines:?}"
+    );
+
+    let mut spec = f.spec(&["sh", "-c", "echo x > /src/c && rm /src/a && cat /src/c"]);
+    spec.mounts = vec![layers(BindAccess::Discard)];
+    assert_eq!(run_ok(&spec), ["x"]);
+    assert!(top.join("out/a").exists() && !top.join("out/c").exists());
+    assert_eq!(f.upper_entries(), Vec::<String>::new());
+
+    spec.mounts = vec![layers(BindAccess::ReadWrite)];
+    assert!(matches!(run(&spec), Err(ExecError::InvalidSpec(_))));
+}
+
+#[test]
+fn paths_through_symlinks_and_plain_directory_roots() {
+    require_root!();
+    let f = Fixture::new();
+    std::os::unix::fs::symlink(f.dir.path(), f.path("link")).unwrap();
+    let via_link = f.path("link");
+    let mut spec = f.spec(&["sh", "-c", "echo x > /f"]);
+    spec.overlays[0].target = via_link.join("root");
+    spec.overlays[0].upper = Some(UpperDir {
+        upper: via_link.join("upper"),
+        work: via_link.join("work"),
+    });
+    if let Action::Exec(exec) = &mut spec.action {
+        exec.rootfs = via_link.join("root");
+    }
+    run_ok(&spec);
+    assert_eq!(f.upper_entries(), ["f"]);
+
+    // Without an overlay the step writes into the directory; mount points made for it go.
+    let plain = f.path("plain");
+    std::fs::create_dir_all(plain.join("bin")).unwrap();
+    std::fs::copy("/usr/bin/busybox", plain.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", plain.join("bin/sh")).unwrap();
+    let mut spec = f.spec(&["sh", "-c", "echo y > /g"]);
+    spec.overlays.clear();
+    if let Action::Exec(exec) = &mut spec.action {
+        exec.rootfs = plain.clone();
+    }
+    run_ok(&spec);
+    let mut names: Vec<String> = std::fs::read_dir(&plain)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["bin", "g"]);
 }
 
 #[test]
@@ -618,4 +795,117 @@ fn rootless_sandbox_runs_as_a_plain_user() {
         f.upper_entries(),
         ["etc", "etc/data.txt", "newfile", "owned"]
     );
+
+    // With the host's network, sysfs cannot be mounted from a user namespace: a read-only bind
+    // of the host's stands in.
+    let mut spec = f.spec(&["sh", "-c", "ls /sys/class/net | grep -c .; echo x > /sys/x"]);
+    spec.overlays[0].upper = Some(UpperDir {
+        upper: f.path("upper1"),
+        work: f.path("work1"),
+    });
+    let report = run_as(uid, gid, &helper, &spec, f.dir.path());
+    assert_eq!(report["exit_code"], 1, "/sys is read-only: {report}");
+    let text = report["lines"].to_string();
+    assert!(text.contains("Read-only file system"), "{text}");
+
+    // File operations run in the same user namespace, as root of the container.
+    let mut spec = f.spec(&[]);
+    spec.overlays[0].upper = Some(UpperDir {
+        upper: f.path("upper2"),
+        work: f.path("work2"),
+    });
+    spec.action = Action::InProcess {
+        kind: "test.write-files".to_string(),
+        payload: br#"{"/copied.txt":"data\n"}"#.to_vec(),
+    };
+    let report = run_as(uid, gid, &helper, &spec, f.dir.path());
+    assert_eq!(report["exit_code"], 0, "{report}");
+    let copied = std::fs::symlink_metadata(f.path("upper2/copied.txt")).unwrap();
+    assert_eq!(copied.uid(), uid, "container root is the user on the host");
+    assert_eq!(
+        std::fs::read_to_string(f.path("upper2/copied.txt")).unwrap(),
+        "data\n"
+    );
+}
+
+#[test]
+fn rootless_without_subordinate_ids_maps_only_the_user() {
+    require_root!();
+    const NAME: &str = "buildertest2";
+    if nix::unistd::User::from_name(NAME).ok().flatten().is_none() {
+        let created = std::process::Command::new("useradd")
+            .args(["-m", "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0", NAME])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !created {
+            eprintln!("skipping: cannot create {NAME}");
+            return;
+        }
+    }
+    let subuids = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
+    if subuids.lines().any(|l| l.starts_with("buildertest2:")) {
+        eprintln!("skipping: {NAME} has subordinate ids");
+        return;
+    }
+    let user = nix::unistd::User::from_name(NAME).unwrap().unwrap();
+    let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
+    let f = Fixture::new();
+    let helper = f.path("helper");
+    std::fs::copy(HELPER, &helper).unwrap();
+    std::fs::set_permissions(f.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for entry in walkdir::WalkDir::new(f.dir.path()) {
+        std::os::unix::fs::lchown(entry.unwrap().path(), Some(uid), Some(gid)).unwrap();
+    }
+    let spec = f.spec(&["sh", "-c", "id -u; cat /proc/self/uid_map; echo x > /f"]);
+    let report = run_as(uid, gid, &helper, &spec, f.dir.path());
+    assert_eq!(report["exit_code"], 0, "{report}");
+    let lines = report["lines"].as_array().unwrap();
+    assert_eq!(lines[0], "0");
+    let map: Vec<&str> = lines[1].as_str().unwrap().split_whitespace().collect();
+    assert_eq!(map, ["0", &uid.to_string(), "1"]);
+    assert_eq!(f.upper_entries(), ["f"]);
+
+    let mut spec = f.spec(&["true"]);
+    spec.overlays[0].upper = Some(UpperDir {
+        upper: f.path("upper1"),
+        work: f.path("work1"),
+    });
+    if let Action::Exec(exec) = &mut spec.action {
+        exec.user = ExecUser {
+            uid: 5,
+            gid: 5,
+            additional_gids: vec![],
+        }
+        .into();
+    }
+    let report = run_as(uid, gid, &helper, &spec, f.dir.path());
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(error.contains("group 5 is not mapped"), "{report}");
+}
+
+/// Runs `spec` through `helper run-spec` as the given user; returns its JSON report.
+fn run_as(uid: u32, gid: u32, helper: &Path, spec: &SandboxSpec, tmp: &Path) -> serde_json::Value {
+    let spec_file = tmp.join("spec-run-as.json");
+    std::fs::write(&spec_file, serde_json::to_vec(spec).unwrap()).unwrap();
+    let output = std::process::Command::new("setpriv")
+        .args([
+            format!("--reuid={uid}"),
+            format!("--regid={gid}"),
+            "--init-groups".to_string(),
+            "--reset-env".to_string(),
+        ])
+        .arg(helper)
+        .arg("run-spec")
+        .arg(&spec_file)
+        .env("TMPDIR", tmp)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {} {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
 }

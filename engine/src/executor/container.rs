@@ -8,13 +8,11 @@
 //! control socket; nothing here returns.
 
 use super::error::ExecError;
+use super::mounts::{overlay_options, AttachPoint, FsOption, KernelMounts, Mounts, TreeSource};
 use super::protocol::{send, HelperMessage, HelperRequest};
-use super::spec::{Action, BindAccess, ExecSpec, MountKind, MountSpec};
+use super::spec::{Action, BindAccess, ExecSpec, MountKind, MountSpec, StepUser};
 use super::stubs::{StubMaker, StubReport, TargetKind};
-use super::sys::{
-    attach_at_fd, attach_at_path, clone_tree, make_tree_readonly, mount_error, open_in_root,
-    os_message, NewFs,
-};
+use super::sys::{mount_error, open_in_root, os_message};
 use super::{lookup_in_process, InProcessContext};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
@@ -116,9 +114,10 @@ fn run(req: &HelperRequest, ctx: ChildContext) -> Result<(), ExecError> {
                 .find(|o| o.target == exec.rootfs || o.target == rootfs)
                 .and_then(|o| o.upper.as_ref())
                 .map(|u| u.upper.clone());
+            let m = &mut KernelMounts;
             // A bind of the root onto itself makes it a mount point, as pivot_root needs.
-            let tree = clone_tree(&rootfs, &rootfs)?;
-            attach_at_path(&tree, &rootfs, "bind")?;
+            let tree = m.clone_tree(TreeSource::Path(&rootfs), false, &rootfs)?;
+            m.attach(tree, AttachPoint::Path(&rootfs), "bind", &rootfs)?;
             let root = rustix::fs::open(
                 &rootfs,
                 OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -134,7 +133,13 @@ fn run(req: &HelperRequest, ctx: ChildContext) -> Result<(), ExecError> {
                     message: os_message(e),
                 }
             })?;
-            let setup = setup_rootfs(&mut stubs, req, &ctx);
+            let setup = setup_rootfs(
+                m,
+                &mut stubs,
+                &req.spec.mounts,
+                &req.state_dir,
+                ctx.rootless,
+            );
             report_stubs(ctx.stub_pipe, &stubs.report);
             setup?;
             pivot(root.as_fd(), &rootfs)?;
@@ -160,10 +165,14 @@ fn ensure(
         .map_err(|e| mount_error("mount point", target, os_message(e)))
 }
 
-fn setup_rootfs(
+/// Mounts `/proc`, `/dev`, a read-only `/sys`, the spec's extra mounts, and masks kernel files,
+/// creating missing mount points through `stubs`.
+pub(crate) fn setup_rootfs(
+    m: &mut dyn Mounts,
     stubs: &mut StubMaker<'_>,
-    req: &HelperRequest,
-    ctx: &ChildContext,
+    mounts: &[MountSpec],
+    state_dir: &Path,
+    rootless: bool,
 ) -> Result<(), ExecError> {
     let nosuid_nodev_noexec = MountAttrFlags::MOUNT_ATTR_NOSUID
         | MountAttrFlags::MOUNT_ATTR_NODEV
@@ -171,50 +180,48 @@ fn setup_rootfs(
 
     let proc_target = Path::new("/proc");
     let at = ensure(stubs, proc_target, TargetKind::Dir)?;
-    let proc = NewFs::open("proc", proc_target)?.mount(nosuid_nodev_noexec, proc_target)?;
-    attach_at_fd(&proc, at.as_fd(), "proc", proc_target)?;
+    let proc = m.new_fs("proc", &[], nosuid_nodev_noexec, proc_target)?;
+    m.attach(proc, AttachPoint::Fd(at.as_fd()), "proc", proc_target)?;
 
-    mount_dev(stubs)?;
+    mount_dev(m, stubs)?;
 
     let sys_target = Path::new("/sys");
     let at = ensure(stubs, sys_target, TargetKind::Dir)?;
-    let sysfs = NewFs::open("sysfs", sys_target).and_then(|fs| {
-        fs.mount(
-            nosuid_nodev_noexec | MountAttrFlags::MOUNT_ATTR_RDONLY,
-            sys_target,
-        )
-    });
+    let sysfs = m.new_fs(
+        "sysfs",
+        &[],
+        nosuid_nodev_noexec | MountAttrFlags::MOUNT_ATTR_RDONLY,
+        sys_target,
+    );
     let sysfs = match sysfs {
-        Ok(m) => m,
+        Ok(mount) => mount,
         // A user namespace that does not own the network namespace (rootless with host
         // networking) may not mount sysfs: bind the host's, read-only.
-        Err(_) => {
-            let tree = clone_tree(Path::new("/sys"), sys_target)?;
-            make_tree_readonly(&tree, sys_target)?;
-            tree
-        }
+        Err(_) => m.clone_tree(TreeSource::Path(Path::new("/sys")), true, sys_target)?,
     };
-    attach_at_fd(&sysfs, at.as_fd(), "sysfs", sys_target)?;
+    m.attach(sysfs, AttachPoint::Fd(at.as_fd()), "sysfs", sys_target)?;
 
-    for (index, mount) in req.spec.mounts.iter().enumerate() {
-        extra_mount(stubs, mount, index, &req.state_dir, ctx.rootless)?;
+    for (index, mount) in mounts.iter().enumerate() {
+        extra_mount(m, stubs, mount, index, state_dir, rootless)?;
     }
-    mask_kernel_paths(stubs.root_fd())?;
+    mask_kernel_paths(m, stubs.root_fd())?;
     Ok(())
 }
 
 /// A tmpfs `/dev` with the host's harmless devices bound in, devpts, shm and the fd links.
-fn mount_dev(stubs: &mut StubMaker<'_>) -> Result<(), ExecError> {
+fn mount_dev(m: &mut dyn Mounts, stubs: &mut StubMaker<'_>) -> Result<(), ExecError> {
     let target = Path::new("/dev");
     let at = ensure(stubs, target, TargetKind::Dir)?;
-    let fs = NewFs::open("tmpfs", target)?;
-    fs.set("mode", "755", target)?;
-    fs.set("size", "65536k", target)?;
-    let dev = fs.mount(
+    let dev = m.new_fs(
+        "tmpfs",
+        &[
+            FsOption::Value("mode", "755".to_string()),
+            FsOption::Value("size", "65536k".to_string()),
+        ],
         MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_STRICTATIME,
         target,
     )?;
-    attach_at_fd(&dev, at.as_fd(), "tmpfs", target)?;
+    m.attach(dev, AttachPoint::Fd(at.as_fd()), "tmpfs", target)?;
     let dev = open_in_root(stubs.root_fd(), Path::new("dev"))
         .map_err(|e| mount_error("tmpfs", target, os_message(e)))?;
     let in_dev = |name: &str| PathBuf::from("/dev").join(name);
@@ -231,8 +238,13 @@ fn mount_dev(stubs: &mut StubMaker<'_>) -> Result<(), ExecError> {
         let stub = rustix::fs::openat(&dev, name, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| mount_error("device stub", &shown, os_message(e)))?;
         let host = Path::new("/dev").join(name);
-        let tree = clone_tree(&host, &shown)?;
-        attach_at_fd(&tree, stub.as_fd(), &host.display().to_string(), &shown)?;
+        let tree = m.clone_tree(TreeSource::Path(&host), false, &shown)?;
+        m.attach(
+            tree,
+            AttachPoint::Fd(stub.as_fd()),
+            &host.display().to_string(),
+            &shown,
+        )?;
     }
     let mkdir = |name: &str, mode: u32| {
         rustix::fs::mkdirat(&dev, name, Mode::from_raw_mode(mode))
@@ -242,35 +254,37 @@ fn mount_dev(stubs: &mut StubMaker<'_>) -> Result<(), ExecError> {
     };
     let pts_target = in_dev("pts");
     let pts_at = mkdir("pts", 0o755)?;
-    let devpts = |with_gid: bool| -> Result<OwnedFd, ExecError> {
-        let fs = NewFs::open("devpts", &pts_target)?;
-        fs.flag("newinstance", &pts_target)?;
-        fs.set("ptmxmode", "0666", &pts_target)?;
-        fs.set("mode", "0620", &pts_target)?;
-        if with_gid {
-            fs.set("gid", "5", &pts_target)?;
+    let mut pts_options = vec![
+        FsOption::Flag("newinstance"),
+        FsOption::Value("ptmxmode", "0666".to_string()),
+        FsOption::Value("mode", "0620".to_string()),
+        FsOption::Value("gid", "5".to_string()),
+    ];
+    let pts_attrs = MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NOEXEC;
+    let pts = match m.new_fs("devpts", &pts_options, pts_attrs, &pts_target) {
+        Ok(pts) => pts,
+        // gid 5 (tty) may be unmapped in a user namespace.
+        Err(_) => {
+            pts_options.pop();
+            m.new_fs("devpts", &pts_options, pts_attrs, &pts_target)?
         }
-        fs.mount(
-            MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NOEXEC,
-            &pts_target,
-        )
     };
-    // gid 5 (tty) may be unmapped in a user namespace.
-    let pts = devpts(true).or_else(|_| devpts(false))?;
-    attach_at_fd(&pts, pts_at.as_fd(), "devpts", &pts_target)?;
+    m.attach(pts, AttachPoint::Fd(pts_at.as_fd()), "devpts", &pts_target)?;
 
     let shm_target = in_dev("shm");
     let shm_at = mkdir("shm", 0o1777)?;
-    let fs = NewFs::open("tmpfs", &shm_target)?;
-    fs.set("mode", "1777", &shm_target)?;
-    fs.set("size", "65536k", &shm_target)?;
-    let shm = fs.mount(
+    let shm = m.new_fs(
+        "tmpfs",
+        &[
+            FsOption::Value("mode", "1777".to_string()),
+            FsOption::Value("size", "65536k".to_string()),
+        ],
         MountAttrFlags::MOUNT_ATTR_NOSUID
             | MountAttrFlags::MOUNT_ATTR_NODEV
             | MountAttrFlags::MOUNT_ATTR_NOEXEC,
         &shm_target,
     )?;
-    attach_at_fd(&shm, shm_at.as_fd(), "tmpfs", &shm_target)?;
+    m.attach(shm, AttachPoint::Fd(shm_at.as_fd()), "tmpfs", &shm_target)?;
 
     for (link, to) in [
         ("ptmx", "pts/ptmx"),
@@ -287,6 +301,7 @@ fn mount_dev(stubs: &mut StubMaker<'_>) -> Result<(), ExecError> {
 }
 
 fn extra_mount(
+    m: &mut dyn Mounts,
     stubs: &mut StubMaker<'_>,
     mount: &MountSpec,
     index: usize,
@@ -298,6 +313,15 @@ fn extra_mount(
         path: path.to_path_buf(),
         message: os_message(e),
     };
+    let scratch_dirs = |name: String| -> Result<(PathBuf, PathBuf), ExecError> {
+        let scratch = state_dir.join(name);
+        let (upper, work) = (scratch.join("upper"), scratch.join("work"));
+        for dir in [&upper, &work] {
+            std::fs::create_dir_all(dir).map_err(|e| prepare(dir, e))?;
+        }
+        Ok((upper, work))
+    };
+    let empty = state_dir.join("empty");
     match &mount.kind {
         MountKind::Bind { source, access } => {
             let meta = std::fs::metadata(source).map_err(|e| prepare(source, e))?;
@@ -309,52 +333,105 @@ fn extra_mount(
             let at = ensure(stubs, target, kind)?;
             let what = source.display().to_string();
             let tree = match access {
-                BindAccess::ReadOnly => {
-                    let tree = clone_tree(source, target)?;
-                    make_tree_readonly(&tree, target)?;
-                    tree
-                }
-                BindAccess::ReadWrite => clone_tree(source, target)?,
+                BindAccess::ReadOnly => m.clone_tree(TreeSource::Path(source), true, target)?,
+                BindAccess::ReadWrite => m.clone_tree(TreeSource::Path(source), false, target)?,
                 BindAccess::Discard if meta.is_dir() => {
-                    let scratch = state_dir.join(format!("discard-{index}"));
-                    let (upper, work) = (scratch.join("upper"), scratch.join("work"));
-                    for dir in [&upper, &work] {
-                        std::fs::create_dir_all(dir).map_err(|e| prepare(dir, e))?;
-                    }
-                    let fs = NewFs::open("overlay", target)?;
-                    fs.set_path("lowerdir+", source, target)?;
-                    fs.set_path("upperdir", &upper, target)?;
-                    fs.set_path("workdir", &work, target)?;
-                    fs.set(
-                        "redirect_dir",
-                        if rootless { "nofollow" } else { "off" },
-                        target,
-                    )?;
-                    if rootless {
-                        fs.flag("userxattr", target)?;
-                    }
-                    fs.mount(MountAttrFlags::empty(), target)?
+                    let (upper, work) = scratch_dirs(format!("discard-{index}"))?;
+                    let options = overlay_options(
+                        std::slice::from_ref(source),
+                        Some((&upper, &work)),
+                        false,
+                        rootless,
+                        &empty,
+                    );
+                    m.new_fs("overlay", &options, MountAttrFlags::empty(), target)?
                 }
                 BindAccess::Discard => {
                     let copy = state_dir.join(format!("discard-{index}"));
                     std::fs::copy(source, &copy).map_err(|e| prepare(&copy, e))?;
-                    clone_tree(&copy, target)?
+                    m.clone_tree(TreeSource::Path(&copy), false, target)?
                 }
             };
-            attach_at_fd(&tree, at.as_fd(), &what, target)
+            m.attach(tree, AttachPoint::Fd(at.as_fd()), &what, target)
+        }
+        MountKind::Layers {
+            lower,
+            subpath,
+            access,
+        } => {
+            let writable = match access {
+                BindAccess::ReadOnly => false,
+                BindAccess::Discard => true,
+                BindAccess::ReadWrite => {
+                    return Err(ExecError::InvalidSpec(format!(
+                        "layers mounted at {} cannot be read-write",
+                        target.display()
+                    )))
+                }
+            };
+            let merged = state_dir.join(format!("layers-{index}/merged"));
+            std::fs::create_dir_all(&merged).map_err(|e| prepare(&merged, e))?;
+            let upper_work = if writable {
+                Some(scratch_dirs(format!("layers-{index}"))?)
+            } else {
+                None
+            };
+            let options = overlay_options(
+                lower,
+                upper_work.as_ref().map(|(u, w)| (u.as_path(), w.as_path())),
+                false,
+                rootless,
+                &empty,
+            );
+            let attrs = if writable {
+                MountAttrFlags::empty()
+            } else {
+                MountAttrFlags::MOUNT_ATTR_RDONLY
+            };
+            let stack = m.new_fs("overlay", &options, attrs, target)?;
+            m.attach(stack, AttachPoint::Path(&merged), "overlay", target)?;
+            let merged_fd = rustix::fs::open(
+                &merged,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| prepare(&merged, e.into()))?;
+            let rel = subpath.strip_prefix("/").unwrap_or(subpath.as_path());
+            let source = open_in_root(merged_fd.as_fd(), rel).map_err(|e| {
+                mount_error(
+                    &format!("layers path {}", subpath.display()),
+                    target,
+                    os_message(e),
+                )
+            })?;
+            let is_dir = rustix::fs::fstat(&source)
+                .map(|st| {
+                    rustix::fs::FileType::from_raw_mode(st.st_mode)
+                        == rustix::fs::FileType::Directory
+                })
+                .unwrap_or(true);
+            let kind = if is_dir {
+                TargetKind::Dir
+            } else {
+                TargetKind::File
+            };
+            let at = ensure(stubs, target, kind)?;
+            let tree = m.clone_tree(TreeSource::Fd(source.as_fd()), !writable, target)?;
+            m.attach(tree, AttachPoint::Fd(at.as_fd()), "layers", target)
         }
         MountKind::Tmpfs { size_bytes } => {
             let at = ensure(stubs, target, TargetKind::Dir)?;
-            let fs = NewFs::open("tmpfs", target)?;
-            fs.set("mode", "1777", target)?;
+            let mut options = vec![FsOption::Value("mode", "1777".to_string())];
             if let Some(size) = size_bytes {
-                fs.set("size", &size.to_string(), target)?;
+                options.push(FsOption::Value("size", size.to_string()));
             }
-            let mnt = fs.mount(
+            let tmpfs = m.new_fs(
+                "tmpfs",
+                &options,
                 MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
                 target,
             )?;
-            attach_at_fd(&mnt, at.as_fd(), "tmpfs", target)
+            m.attach(tmpfs, AttachPoint::Fd(at.as_fd()), "tmpfs", target)
         }
         MountKind::File {
             contents,
@@ -366,9 +443,8 @@ fn extra_mount(
             write_private_file(&file, contents, *mode, *uid, *gid)
                 .map_err(|e| prepare(&file, e))?;
             let at = ensure(stubs, target, TargetKind::File)?;
-            let tree = clone_tree(&file, target)?;
-            make_tree_readonly(&tree, target)?;
-            attach_at_fd(&tree, at.as_fd(), "file", target)
+            let tree = m.clone_tree(TreeSource::Path(&file), true, target)?;
+            m.attach(tree, AttachPoint::Fd(at.as_fd()), "file", target)
         }
     }
 }
@@ -393,7 +469,7 @@ fn write_private_file(
 }
 
 /// Hides or freezes the kernel interfaces Docker hides from containers.
-fn mask_kernel_paths(root: BorrowedFd<'_>) -> Result<(), ExecError> {
+fn mask_kernel_paths(m: &mut dyn Mounts, root: BorrowedFd<'_>) -> Result<(), ExecError> {
     const MASKED: &[&str] = &[
         "proc/asound",
         "proc/acpi",
@@ -425,22 +501,19 @@ fn mask_kernel_paths(root: BorrowedFd<'_>) -> Result<(), ExecError> {
             })
             .unwrap_or(false);
         let mask = if is_dir {
-            NewFs::open("tmpfs", &shown)?.mount(MountAttrFlags::MOUNT_ATTR_RDONLY, &shown)?
+            m.new_fs("tmpfs", &[], MountAttrFlags::MOUNT_ATTR_RDONLY, &shown)?
         } else {
-            clone_tree(Path::new("/dev/null"), &shown)?
+            m.clone_tree(TreeSource::Path(Path::new("/dev/null")), false, &shown)?
         };
-        attach_at_fd(&mask, at.as_fd(), "mask", &shown)?;
+        m.attach(mask, AttachPoint::Fd(at.as_fd()), "mask", &shown)?;
     }
     for rel in READ_ONLY {
         let Ok(at) = open_in_root(root, Path::new(rel)) else {
             continue;
         };
         let shown = Path::new("/").join(rel);
-        let host = super::sys::fd_path(at.as_fd())
-            .map_err(|e| mount_error("read-only bind", &shown, os_message(e)))?;
-        let tree = clone_tree(&host, &shown)?;
-        make_tree_readonly(&tree, &shown)?;
-        attach_at_fd(&tree, at.as_fd(), "read-only bind", &shown)?;
+        let tree = m.clone_tree(TreeSource::Fd(at.as_fd()), true, &shown)?;
+        m.attach(tree, AttachPoint::Fd(at.as_fd()), "read-only bind", &shown)?;
     }
     Ok(())
 }
@@ -504,7 +577,13 @@ fn exec_program(exec: &ExecSpec, last_cap: u32) -> Result<(), ExecError> {
                 .map_err(|e| setup_error(format!("drop capability {cap}"), os_message(e)))?;
         }
     }
-    let user = &exec.user;
+    let user = &match &exec.user {
+        StepUser::Ids(ids) => ids.clone(),
+        StepUser::Named(value) => {
+            super::user::resolve(&super::user::rootfs_reader(Path::new("/")), value)
+                .map_err(|e| ExecError::User(e.to_string()))?
+        }
+    };
     let groups: Vec<nix::unistd::Gid> = user
         .additional_gids
         .iter()
@@ -517,12 +596,21 @@ fn exec_program(exec: &ExecSpec, last_cap: u32) -> Result<(), ExecError> {
         nix::unistd::setgroups(&groups)
             .map_err(|e| setup_error("set supplementary groups", os_message(e)))?;
     }
+    // EINVAL from set*id means the id has no mapping in the user namespace.
+    let id_error = |what: &str, id: u32, e: nix::errno::Errno| {
+        let mut message = os_message(e);
+        if e == nix::errno::Errno::EINVAL {
+            message.push_str(&format!(
+                " ({what} {id} is not mapped: rootless builds need subordinate ids for the user \
+                 in /etc/subuid and /etc/subgid)"
+            ));
+        }
+        setup_error(format!("set {what} {id}"), message)
+    };
     let gid = nix::unistd::Gid::from_raw(user.gid);
-    nix::unistd::setresgid(gid, gid, gid)
-        .map_err(|e| setup_error(format!("set group {}", user.gid), os_message(e)))?;
+    nix::unistd::setresgid(gid, gid, gid).map_err(|e| id_error("group", user.gid, e))?;
     let uid = nix::unistd::Uid::from_raw(user.uid);
-    nix::unistd::setresuid(uid, uid, uid)
-        .map_err(|e| setup_error(format!("set user {}", user.uid), os_message(e)))?;
+    nix::unistd::setresuid(uid, uid, uid).map_err(|e| id_error("user", user.uid, e))?;
     if user.uid == 0 {
         rustix::thread::set_capabilities(
             None,
@@ -612,4 +700,123 @@ fn find_program(program: &str, env: &[String]) -> Result<PathBuf, ExecError> {
     Err(ExecError::ExecutableNotFound {
         program: program.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::mounts::recording::RecordingMounts;
+
+    /// The mounts of a step, in order, without privileges: only the recorded calls are checked.
+    #[test]
+    fn rootfs_mounts_in_order_with_their_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let state = dir.path().join("state");
+        let cache = dir.path().join("cache");
+        for d in [&root, &state, &cache] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let root = std::fs::canonicalize(root).unwrap();
+        let fd = rustix::fs::open(
+            &root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        let mut stubs = StubMaker::new(fd.as_fd(), root.clone(), None).unwrap();
+        let (uid, gid) = (
+            rustix::process::getuid().as_raw(),
+            rustix::process::getgid().as_raw(),
+        );
+        let mounts = vec![
+            MountSpec {
+                target: "/run/secrets/token".into(),
+                kind: MountKind::File {
+                    contents: b"s".to_vec(),
+                    mode: 0o400,
+                    uid,
+                    gid,
+                },
+            },
+            MountSpec {
+                target: "/root/.cache".into(),
+                kind: MountKind::Bind {
+                    source: cache.clone(),
+                    access: BindAccess::ReadWrite,
+                },
+            },
+            MountSpec {
+                target: "/tmp".into(),
+                kind: MountKind::Tmpfs {
+                    size_bytes: Some(4096),
+                },
+            },
+        ];
+        let mut m = RecordingMounts::default();
+        setup_rootfs(&mut m, &mut stubs, &mounts, &state, false).unwrap();
+        let log: Vec<&str> = m.log.iter().map(String::as_str).collect();
+        let cache = cache.display();
+        let state = state.display();
+        let expected = [
+            "new proc /proc [] MountAttrFlags(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC)".to_string(),
+            "attach proc at /proc".to_string(),
+            "new tmpfs /dev [mode=755 size=65536k] MountAttrFlags(MOUNT_ATTR_NOSUID | MOUNT_ATTR_STRICTATIME)".to_string(),
+            "attach tmpfs at /dev".to_string(),
+            "clone /dev/null rw for /dev/null".to_string(),
+            "attach /dev/null at /dev/null".to_string(),
+            "clone /dev/zero rw for /dev/zero".to_string(),
+            "attach /dev/zero at /dev/zero".to_string(),
+            "clone /dev/full rw for /dev/full".to_string(),
+            "attach /dev/full at /dev/full".to_string(),
+            "clone /dev/random rw for /dev/random".to_string(),
+            "attach /dev/random at /dev/random".to_string(),
+            "clone /dev/urandom rw for /dev/urandom".to_string(),
+            "attach /dev/urandom at /dev/urandom".to_string(),
+            "clone /dev/tty rw for /dev/tty".to_string(),
+            "attach /dev/tty at /dev/tty".to_string(),
+            "new devpts /dev/pts [newinstance ptmxmode=0666 mode=0620 gid=5] MountAttrFlags(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)".to_string(),
+            "attach devpts at /dev/pts".to_string(),
+            "new tmpfs /dev/shm [mode=1777 size=65536k] MountAttrFlags(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC)".to_string(),
+            "attach tmpfs at /dev/shm".to_string(),
+            "new sysfs /sys [] MountAttrFlags(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC)".to_string(),
+            "attach sysfs at /sys".to_string(),
+            format!("clone {state}/file-0 ro for /run/secrets/token"),
+            "attach file at /run/secrets/token".to_string(),
+            format!("clone {cache} rw for /root/.cache"),
+            format!("attach {cache} at /root/.cache"),
+            "new tmpfs /tmp [mode=1777 size=4096] MountAttrFlags(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)".to_string(),
+            "attach tmpfs at /tmp".to_string(),
+        ];
+        assert_eq!(log, expected.iter().map(String::as_str).collect::<Vec<_>>());
+        // Mount points were made in the root and recorded for removal.
+        let created: Vec<String> = stubs
+            .report
+            .created
+            .iter()
+            .map(|c| c.path.display().to_string())
+            .collect();
+        assert_eq!(
+            created,
+            [
+                "proc",
+                "dev",
+                "sys",
+                "run",
+                "run/secrets",
+                "run/secrets/token",
+                "root",
+                "root/.cache",
+                "tmp"
+            ]
+        );
+        // The secret's bytes stay in the private state directory.
+        assert_eq!(std::fs::read(format!("{state}/file-0")).unwrap(), b"s");
+        assert_eq!(
+            std::fs::metadata(root.join("run/secrets/token"))
+                .unwrap()
+                .len(),
+            0
+        );
+    }
 }

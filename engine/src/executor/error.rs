@@ -74,6 +74,9 @@ pub enum ExecError {
         /// OS error.
         message: String,
     },
+    /// The step's `USER` could not be resolved in its root filesystem.
+    #[error("{0}")]
+    User(String),
     /// The program is not in the step's `PATH`.
     #[error("exec: \"{program}\": executable file not found in $PATH")]
     ExecutableNotFound {

@@ -7,10 +7,11 @@
 
 use super::container::{child_main, ChildContext};
 use super::error::ExecError;
+use super::mounts::{overlay_options, AttachPoint, FsOption, KernelMounts, Mounts};
 use super::protocol::{recv, send, HelperMessage, HelperRequest, RunnerReply};
 use super::spec::{Network, OverlayMount};
 use super::stubs::{remove_stubs, StubReport};
-use super::sys::{attach_at_path, os_message, NewFs};
+use super::sys::os_message;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 use rustix::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -93,10 +94,15 @@ fn run(ctl: &File, reader: &mut BufReader<File>) -> Result<(i32, Option<i32>), E
     if spec.network == Network::None {
         super::sys::loopback_up()?;
     }
-    let state = NewFs::open("tmpfs", &request.state_dir)?;
-    state.set("mode", "700", &request.state_dir)?;
-    let state = state.mount(MountAttrFlags::MOUNT_ATTR_NODEV, &request.state_dir)?;
-    attach_at_path(&state, &request.state_dir, "tmpfs")?;
+    let m = &mut KernelMounts;
+    let state_dir = request.state_dir.as_path();
+    let state = m.new_fs(
+        "tmpfs",
+        &[FsOption::Value("mode", "700".to_string())],
+        MountAttrFlags::MOUNT_ATTR_NODEV,
+        state_dir,
+    )?;
+    m.attach(state, AttachPoint::Path(state_dir), "tmpfs", state_dir)?;
     let empty = request.state_dir.join("empty");
     std::fs::create_dir(&empty).map_err(|e| ExecError::Prepare {
         path: empty.clone(),
@@ -104,7 +110,7 @@ fn run(ctl: &File, reader: &mut BufReader<File>) -> Result<(i32, Option<i32>), E
     })?;
 
     let mut mounted = Vec::new();
-    let result = mount_overlays(&spec.overlays, rootless, &empty, &mut mounted)
+    let result = mount_overlays(m, &spec.overlays, rootless, &empty, &mut mounted)
         .and_then(|()| run_step(&request, ctl, rootless));
     for target in mounted.iter().rev() {
         let _ = rustix::mount::unmount(*target, rustix::mount::UnmountFlags::DETACH);
@@ -131,6 +137,7 @@ fn map_self(uid: u32, gid: u32) -> Result<(), ExecError> {
 }
 
 fn mount_overlays<'a>(
+    m: &mut dyn Mounts,
     overlays: &'a [OverlayMount],
     rootless: bool,
     empty: &Path,
@@ -138,38 +145,19 @@ fn mount_overlays<'a>(
 ) -> Result<(), ExecError> {
     for overlay in overlays {
         let target = overlay.target.as_path();
-        let fs = NewFs::open("overlay", target)?;
-        let mut lower: Vec<&Path> = overlay.lower.iter().map(|p| p.as_path()).collect();
-        // Overlay needs one lower layer, and two when there is no upper.
-        let needed = if overlay.upper.is_some() { 1 } else { 2 };
-        while lower.len() < needed {
-            lower.insert(0, empty);
-        }
-        // `lowerdir+` appends below the layers given so far: give the top layer first.
-        for layer in lower.iter().rev() {
-            fs.set_path("lowerdir+", layer, target)?;
-        }
-        if let Some(upper) = &overlay.upper {
-            fs.set_path("upperdir", &upper.upper, target)?;
-            fs.set_path("workdir", &upper.work, target)?;
-            fs.flag("volatile", target)?;
-        }
-        // With these off, the upper directory is a complete diff by itself. ("off" still
-        // follows existing redirects, which the kernel refuses together with `userxattr`.)
-        let redirect = if rootless { "nofollow" } else { "off" };
-        fs.set("redirect_dir", redirect, target)?;
-        fs.set("metacopy", "off", target)?;
-        fs.set("index", "off", target)?;
-        if rootless {
-            fs.flag("userxattr", target)?;
-        }
-        let attrs = if overlay.upper.is_some() {
+        let upper = overlay
+            .upper
+            .as_ref()
+            .map(|u| (u.upper.as_path(), u.work.as_path()));
+        // `volatile`: no sync of the upper directory per step; a crash loses only this step.
+        let options = overlay_options(&overlay.lower, upper, true, rootless, empty);
+        let attrs = if upper.is_some() {
             MountAttrFlags::empty()
         } else {
             MountAttrFlags::MOUNT_ATTR_RDONLY
         };
-        let mnt = fs.mount(attrs, target)?;
-        attach_at_path(&mnt, target, "overlay")?;
+        let mount = m.new_fs("overlay", &options, attrs, target)?;
+        m.attach(mount, AttachPoint::Path(target), "overlay", target)?;
         mounted.push(target);
     }
     Ok(())

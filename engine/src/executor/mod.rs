@@ -17,14 +17,56 @@
 //! - nothing mounted for a step is visible outside its helper;
 //! - a step that exits non-zero is an [`ExecOutcome`], not an [`ExecError`].
 //!
+//! - output lines keep their order within a stream; stdout and stderr are separate pipes, so
+//!   their relative order is only approximate.
+//!
+//! Layout: [`spec`](SandboxSpec) is the data, `runner` the build-process side, `helper` the
+//! namespace-making process, `container` the step's pid 1, `mounts` the one seam through which
+//! every mount goes (with a recording double for unprivileged tests), `stubs` the mount points
+//! made in the root and their removal, `idmap` rootless id maps, [`user`] `USER` resolution.
+//!
 //! When not root, the helper makes a user namespace first; the runner maps the user to root and
 //! the user's `/etc/subuid`/`/etc/subgid` range to 1..N with `newuidmap`/`newgidmap` (or only
 //! the user when there is no range).
+//!
+//! A `RUN` step over two cached layers, from async code:
+//!
+//! ```no_run
+//! use engine::executor::{self, Action, ExecSpec, Network, OverlayMount, SandboxSpec, StepUser, UpperDir};
+//! # async fn step() -> Result<(), Box<dyn std::error::Error>> {
+//! let spec = SandboxSpec {
+//!     overlays: vec![OverlayMount {
+//!         lower: vec!["/cache/layers/base".into(), "/cache/layers/deps".into()], // bottom → top
+//!         upper: Some(UpperDir { upper: "/cache/tmp/step1/diff".into(), work: "/cache/tmp/step1/work".into() }),
+//!         target: "/cache/tmp/step1/rootfs".into(),
+//!     }],
+//!     mounts: executor::network_files(Network::Host, "buildsandbox"),
+//!     network: Network::Host,
+//!     hostname: "buildsandbox".into(),
+//!     action: Action::Exec(ExecSpec {
+//!         rootfs: "/cache/tmp/step1/rootfs".into(),
+//!         args: vec!["/bin/sh".into(), "-c".into(), "make".into()],
+//!         env: vec!["PATH=/usr/local/bin:/usr/bin:/bin".into()],
+//!         cwd: "/src".into(),
+//!         user: StepUser::Named("app".into()),
+//!     }),
+//! };
+//! let outcome = tokio::task::spawn_blocking(move || {
+//!     executor::run(&spec, &mut |line| eprintln!("{}", line.text))
+//! })
+//! .await??;
+//! if !outcome.success() {
+//!     // exit code and the last lines of output are in `outcome`
+//! }
+//! // /cache/tmp/step1/diff is now the layer diff (whiteouts as 0:0 char devices).
+//! # Ok(()) }
+//! ```
 
 mod container;
 mod error;
 mod helper;
 pub mod idmap;
+mod mounts;
 mod network;
 mod protocol;
 mod runner;
@@ -39,7 +81,7 @@ pub use protocol::HELPER_ARG;
 pub use runner::{CancelToken, ExecOutcome, OutputLine, Runner, Stream};
 pub use spec::{
     Action, BindAccess, ExecSpec, ExecUser, MountKind, MountSpec, Network, OverlayMount,
-    SandboxSpec, UpperDir,
+    SandboxSpec, StepUser, UpperDir,
 };
 
 use std::collections::BTreeMap;

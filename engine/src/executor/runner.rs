@@ -4,7 +4,7 @@
 use super::error::ExecError;
 use super::idmap;
 use super::protocol::{recv, send, HelperMessage, HelperRequest, RunnerReply, HELPER_ARG};
-use super::spec::{Action, MountKind, SandboxSpec};
+use super::spec::{Action, BindAccess, MountKind, SandboxSpec};
 use super::sys::os_message;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
@@ -42,7 +42,8 @@ pub struct ExecOutcome {
     pub exit_code: i32,
     /// The signal that killed the step, if one did.
     pub signal: Option<i32>,
-    /// The last lines of output, both streams interleaved in arrival order.
+    /// The last lines of output, both streams interleaved in arrival order (exact within a
+    /// stream, approximate between them).
     pub tail: Vec<OutputLine>,
     /// Wall time from spawning the helper to its report.
     pub duration: Duration,
@@ -131,7 +132,7 @@ impl Runner {
     ) -> Result<ExecOutcome, ExecError> {
         let started = Instant::now();
         validate(spec)?;
-        prepare_host_dirs(spec)?;
+        let spec = &prepare_host_dirs(spec)?;
         let state_dir = tempfile::Builder::new()
             .prefix("builder-sandbox-")
             .tempdir()
@@ -228,6 +229,34 @@ impl Runner {
             tail: tail.into(),
             duration: started.elapsed(),
         })
+    }
+}
+
+impl Runner {
+    /// [`Runner::run_cancellable`] on tokio's blocking pool. Dropping the future (an aborted
+    /// build) cancels the step.
+    pub async fn run_async(
+        &self,
+        spec: SandboxSpec,
+        mut sink: impl FnMut(&OutputLine) + Send + 'static,
+        cancel: CancelToken,
+    ) -> Result<ExecOutcome, ExecError> {
+        /// Cancels the step unless disarmed by completion.
+        struct CancelOnDrop(Option<CancelToken>);
+        impl Drop for CancelOnDrop {
+            fn drop(&mut self) {
+                if let Some(token) = self.0.take() {
+                    token.cancel();
+                }
+            }
+        }
+        let mut guard = CancelOnDrop(Some(cancel.clone()));
+        let runner = self.clone();
+        let result =
+            tokio::task::spawn_blocking(move || runner.run_cancellable(&spec, &mut sink, &cancel))
+                .await;
+        guard.0 = None;
+        result.unwrap_or_else(|e| Err(ExecError::Protocol(format!("runner task: {e}"))))
     }
 }
 
@@ -333,8 +362,20 @@ fn validate(spec: &SandboxSpec) -> Result<(), ExecError> {
     }
     for mount in &spec.mounts {
         absolute(&mount.target, "mount target")?;
-        if let MountKind::Bind { source, .. } = &mount.kind {
-            absolute(source, "bind source")?;
+        match &mount.kind {
+            MountKind::Bind { source, .. } => absolute(source, "bind source")?,
+            MountKind::Layers { lower, access, .. } => {
+                for layer in lower {
+                    absolute(layer, "layer directory")?;
+                }
+                if *access == BindAccess::ReadWrite {
+                    return Err(ExecError::InvalidSpec(format!(
+                        "layers mounted at {} cannot be read-write",
+                        mount.target.display()
+                    )));
+                }
+            }
+            MountKind::Tmpfs { .. } | MountKind::File { .. } => {}
         }
     }
     if let Action::Exec(exec) = &spec.action {
@@ -349,19 +390,26 @@ fn validate(spec: &SandboxSpec) -> Result<(), ExecError> {
     Ok(())
 }
 
-/// Creates overlay targets and upper directories, and a fresh work directory.
-fn prepare_host_dirs(spec: &SandboxSpec) -> Result<(), ExecError> {
-    let create = |p: &Path| {
-        std::fs::create_dir_all(p).map_err(|e| ExecError::Prepare {
-            path: p.to_path_buf(),
-            message: os_message(e),
-        })
+/// Creates overlay targets, upper and work directories (the work directory must be empty), and
+/// returns the spec with those host paths and the rootfs canonical, as the helper compares them
+/// with paths the kernel reports.
+fn prepare_host_dirs(spec: &SandboxSpec) -> Result<SandboxSpec, ExecError> {
+    let prepared = |p: &Path, e: std::io::Error| ExecError::Prepare {
+        path: p.to_path_buf(),
+        message: os_message(e),
     };
-    for overlay in &spec.overlays {
-        create(&overlay.target)?;
-        if let Some(upper) = &overlay.upper {
-            create(&upper.upper)?;
-            create(&upper.work)?;
+    let create = |p: &mut PathBuf| -> Result<(), ExecError> {
+        std::fs::create_dir_all(&*p).map_err(|e| prepared(p, e))?;
+        *p = std::fs::canonicalize(&*p).map_err(|e| prepared(p, e))?;
+        Ok(())
+    };
+    let mut spec = spec.clone();
+    let original_targets: Vec<PathBuf> = spec.overlays.iter().map(|o| o.target.clone()).collect();
+    for overlay in &mut spec.overlays {
+        create(&mut overlay.target)?;
+        if let Some(upper) = &mut overlay.upper {
+            create(&mut upper.upper)?;
+            create(&mut upper.work)?;
             let empty = std::fs::read_dir(&upper.work)
                 .map(|mut d| d.next().is_none())
                 .unwrap_or(false);
@@ -373,5 +421,14 @@ fn prepare_host_dirs(spec: &SandboxSpec) -> Result<(), ExecError> {
             }
         }
     }
-    Ok(())
+    if let Action::Exec(exec) = &mut spec.action {
+        match original_targets.iter().position(|t| *t == exec.rootfs) {
+            Some(i) => exec.rootfs = spec.overlays[i].target.clone(),
+            None => {
+                exec.rootfs =
+                    std::fs::canonicalize(&exec.rootfs).map_err(|e| prepared(&exec.rootfs, e))?
+            }
+        }
+    }
+    Ok(spec)
 }

@@ -69,6 +69,18 @@ pub enum MountKind {
         /// What happens to writes.
         access: BindAccess,
     },
+    /// A stack of layer directories, or a path inside it: another stage's result
+    /// (`RUN --mount=type=bind,from=stage,source=/dir`).
+    Layers {
+        /// Read-only layers, bottom (first) to top (last), as in [`OverlayMount::lower`].
+        lower: Vec<PathBuf>,
+        /// The path inside the stacked layers to mount (`/` for all of it); symlinks resolve
+        /// inside the layers.
+        subpath: PathBuf,
+        /// [`BindAccess::ReadOnly`] or [`BindAccess::Discard`]; [`BindAccess::ReadWrite`] is
+        /// refused, as a stack of layers has nowhere to keep writes.
+        access: BindAccess,
+    },
     /// An empty tmpfs.
     Tmpfs {
         /// Size limit in bytes (`None`: the kernel default, half of RAM).
@@ -137,8 +149,32 @@ pub struct ExecSpec {
     pub env: Vec<String>,
     /// Working directory (container path), created if missing as `runc` does.
     pub cwd: PathBuf,
-    /// Credentials of the process, as [`crate::executor::user::resolve`] returns them.
-    pub user: ExecUser,
+    /// Who the process runs as.
+    pub user: StepUser,
+}
+
+/// The user of a step: numeric ids, or a `USER` value resolved inside the sandbox.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum StepUser {
+    /// Ids already resolved (for instance with [`crate::executor::user::resolve`]).
+    Ids(ExecUser),
+    /// A `USER` value (`name`, `uid`, `name:group`, `uid:gid`), resolved against the step's
+    /// own root filesystem (`/etc/passwd`, `/etc/group`) after its mounts are in place, as
+    /// BuildKit does.
+    Named(String),
+}
+
+impl Default for StepUser {
+    /// Root.
+    fn default() -> Self {
+        StepUser::Ids(ExecUser::default())
+    }
+}
+
+impl From<ExecUser> for StepUser {
+    fn from(ids: ExecUser) -> Self {
+        StepUser::Ids(ids)
+    }
 }
 
 /// Numeric credentials of a step's process, inside the container.

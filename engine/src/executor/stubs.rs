@@ -12,7 +12,9 @@ use super::sys::{fd_path, mount_id, open_in_root};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -82,65 +84,90 @@ impl<'a> StubMaker<'a> {
     /// Returns an `O_PATH` fd of `target` (a container path) inside the root, creating it (and
     /// missing parents) as `kind` when missing.
     pub(crate) fn ensure(&mut self, target: &Path, kind: TargetKind) -> io::Result<OwnedFd> {
-        let components = container_components(target)?;
-        let mut rel = PathBuf::new();
-        for (i, name) in components.iter().enumerate() {
-            let last = i + 1 == components.len();
-            let parent_rel = rel.clone();
-            rel.push(name);
-            match open_in_root(self.root, &rel) {
+        // Components still to walk; `resolved` is the real (symlink-free) root-relative path of
+        // the directory reached so far.
+        let mut pending: VecDeque<PathBuf> = container_components(target)?.into();
+        let mut resolved = PathBuf::new();
+        let mut links_followed = 0;
+        while let Some(name) = pending.pop_front() {
+            let last = pending.is_empty();
+            let candidate = resolved.join(&name);
+            match open_in_root(self.root, &candidate) {
                 Ok(fd) => {
                     if last {
                         return Ok(fd);
                     }
+                    resolved = self.relative(fd.as_fd())?;
+                    continue;
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    let parent = open_in_root(self.root, &parent_rel)?;
-                    let on_root = mount_id(parent.as_fd())? == self.root_mount;
-                    let parent_resolved = self.relative(parent.as_fd())?;
-                    if on_root {
-                        self.note_copy_up(&parent_resolved)?;
-                    }
-                    let dir = !last || kind == TargetKind::Dir;
-                    if dir {
-                        rustix::fs::mkdirat(&parent, name.as_path(), Mode::from_raw_mode(0o755))?;
-                    } else {
-                        rustix::fs::openat(
-                            &parent,
-                            name.as_path(),
-                            OFlags::CREATE
-                                | OFlags::EXCL
-                                | OFlags::WRONLY
-                                | OFlags::NOFOLLOW
-                                | OFlags::CLOEXEC,
-                            Mode::from_raw_mode(0o644),
-                        )
-                        .map_err(|e| {
-                            if e == rustix::io::Errno::EXIST {
-                                io::Error::other(format!(
-                                    "{} is a dangling symbolic link",
-                                    target.display()
-                                ))
-                            } else {
-                                e.into()
-                            }
-                        })?;
-                    }
-                    if on_root {
-                        self.report.created.push(CreatedStub {
-                            path: parent_resolved.join(name),
-                            dir,
-                        });
-                    }
-                    let fd = open_in_root(self.root, &rel)?;
-                    if last {
-                        return Ok(fd);
-                    }
-                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
+            let parent = open_in_root(self.root, &resolved)?;
+            // A dangling symlink: create what it points to, inside the root (as runc does).
+            if let Ok(link) = rustix::fs::readlinkat(&parent, name.as_path(), Vec::new()) {
+                links_followed += 1;
+                if links_followed > 40 {
+                    return Err(io::Error::other(format!(
+                        "{}: too many levels of symbolic links",
+                        target.display()
+                    )));
+                }
+                let link = PathBuf::from(std::ffi::OsStr::from_bytes(link.as_bytes()));
+                if link.is_absolute() {
+                    resolved = PathBuf::new();
+                }
+                let mut front = Vec::new();
+                for c in link.components() {
+                    match c {
+                        Component::Normal(n) => front.push(PathBuf::from(n)),
+                        // `resolved` has no symlinks, so `..` is its parent (never above root).
+                        Component::ParentDir if front.is_empty() => {
+                            resolved.pop();
+                        }
+                        Component::ParentDir => {
+                            front.pop();
+                        }
+                        _ => {}
+                    }
+                }
+                for c in front.into_iter().rev() {
+                    pending.push_front(c);
+                }
+                continue;
+            }
+            let on_root = mount_id(parent.as_fd())? == self.root_mount;
+            if on_root {
+                self.note_copy_up(&resolved)?;
+            }
+            let dir = !last || kind == TargetKind::Dir;
+            if dir {
+                rustix::fs::mkdirat(&parent, name.as_path(), Mode::from_raw_mode(0o755))?;
+            } else {
+                rustix::fs::openat(
+                    &parent,
+                    name.as_path(),
+                    OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::WRONLY
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o644),
+                )?;
+            }
+            if on_root {
+                self.report.created.push(CreatedStub {
+                    path: resolved.join(&name),
+                    dir,
+                });
+            }
+            let fd = open_in_root(self.root, &candidate)?;
+            if last {
+                return Ok(fd);
+            }
+            resolved = candidate;
         }
-        // `container_components` never returns an empty list for a path other than "/".
+        // Only "/" itself has no components.
         open_in_root(self.root, Path::new(""))
     }
 
@@ -168,6 +195,7 @@ impl<'a> StubMaker<'a> {
             prefix.push(c);
             if upper.join(&prefix).symlink_metadata().is_ok()
                 || self.report.copied_up.iter().any(|d| d.path == prefix)
+                || self.report.created.iter().any(|d| d.path == prefix)
             {
                 continue;
             }
@@ -276,6 +304,94 @@ mod tests {
         );
         assert!(container_components(Path::new("/a/../b")).is_err());
         assert!(container_components(Path::new("a/b")).is_err());
+    }
+
+    fn open_dir(path: &Path) -> OwnedFd {
+        rustix::fs::open(
+            path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn ensure_creates_and_records_missing_targets_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let upper = dir.path().join("upper");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(&upper).unwrap();
+        std::fs::write(root.join("etc/hosts"), "x").unwrap();
+        let root = std::fs::canonicalize(root).unwrap();
+        let fd = open_dir(&root);
+        let mut maker = StubMaker::new(fd.as_fd(), root.clone(), Some(upper)).unwrap();
+        maker
+            .ensure(Path::new("/etc/hosts"), TargetKind::File)
+            .unwrap();
+        maker
+            .ensure(Path::new("/etc/resolv.conf"), TargetKind::File)
+            .unwrap();
+        maker
+            .ensure(Path::new("/run/secrets/token"), TargetKind::File)
+            .unwrap();
+        maker.ensure(Path::new("/proc"), TargetKind::Dir).unwrap();
+        let created: Vec<(String, bool)> = maker
+            .report
+            .created
+            .iter()
+            .map(|c| (c.path.display().to_string(), c.dir))
+            .collect();
+        assert_eq!(
+            created,
+            [
+                ("etc/resolv.conf".to_string(), false),
+                ("run".to_string(), true),
+                ("run/secrets".to_string(), true),
+                ("run/secrets/token".to_string(), false),
+                ("proc".to_string(), true),
+            ]
+        );
+        let copied: Vec<String> = maker
+            .report
+            .copied_up
+            .iter()
+            .map(|c| c.path.display().to_string())
+            .collect();
+        assert_eq!(copied, ["etc"], "only existing parents are copied up");
+        assert!(root.join("run/secrets/token").is_file());
+    }
+
+    #[test]
+    fn ensure_stays_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        // An absolute symlink and a `..` escape both resolve inside the root.
+        std::os::unix::fs::symlink(&outside, root.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../outside", root.join("rel")).unwrap();
+        std::os::unix::fs::symlink("/nowhere/file", root.join("dangling")).unwrap();
+        let root = std::fs::canonicalize(root).unwrap();
+        let fd = open_dir(&root);
+        let mut maker = StubMaker::new(fd.as_fd(), root.clone(), None).unwrap();
+        maker.ensure(Path::new("/abs/x"), TargetKind::File).unwrap();
+        maker.ensure(Path::new("/rel/y"), TargetKind::Dir).unwrap();
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        assert!(root
+            .join(outside.strip_prefix("/").unwrap())
+            .join("x")
+            .is_file());
+        // A dangling symlink's target is created inside the root.
+        maker
+            .ensure(Path::new("/dangling"), TargetKind::File)
+            .unwrap();
+        assert!(root.join("nowhere/file").is_file());
+        assert!(root.join("outside/y").is_dir());
+        assert!(maker
+            .ensure(Path::new("/a/../b"), TargetKind::File)
+            .is_err());
     }
 
     #[test]

@@ -167,6 +167,22 @@ pub(crate) fn clone_tree(source: &Path, shown_target: &Path) -> Result<OwnedFd, 
     .map_err(|e| mount_error(&source.display().to_string(), shown_target, os_message(e)))
 }
 
+/// Clones the mount tree at the object `fd` refers to, detached.
+pub(crate) fn clone_tree_at_fd(
+    fd: BorrowedFd<'_>,
+    shown_target: &Path,
+) -> Result<OwnedFd, ExecError> {
+    open_tree(
+        fd,
+        "",
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_RECURSIVE
+            | OpenTreeFlags::AT_EMPTY_PATH,
+    )
+    .map_err(|e| mount_error("layers", shown_target, os_message(e)))
+}
+
 /// `struct mount_attr` of `mount_setattr(2)`, which rustix does not wrap.
 #[repr(C)]
 struct MountAttr {

@@ -4,6 +4,7 @@
 //! [`json`] the per-instruction objects of the real-world goldens (`conformance/FORMAT.md` §8).
 
 use super::ast::{Dockerfile, Node};
+use super::split::go_upper;
 use serde_json::{json, Value};
 use unicode_general_category::{get_general_category, GeneralCategory as Gc};
 
@@ -101,7 +102,7 @@ pub fn json(file: &Dockerfile) -> Value {
 
 fn node_json(node: &Node) -> Value {
     let (target, sub_cmd) = match &node.inner {
-        Some(inner) => (inner.as_ref(), Value::String(inner.keyword.to_uppercase())),
+        Some(inner) => (inner.as_ref(), Value::String(go_upper(&inner.keyword))),
         None => (node, Value::Null),
     };
     let flat = matches!(target.value.as_str(), "env" | "label");
@@ -121,7 +122,7 @@ fn node_json(node: &Node) -> Value {
         )
         .collect();
     json!({
-        "cmd": node.keyword.to_uppercase(),
+        "cmd": go_upper(&node.keyword),
         "sub_cmd": sub_cmd,
         "flags": flags,
         "value": value,

@@ -17,7 +17,7 @@ mod error;
 pub mod heredoc;
 mod json_array;
 mod source;
-mod split;
+pub(crate) mod split;
 
 pub use ast::{Directive, Dockerfile, Heredoc, Node, ParseWarning, Span, Word};
 pub use error::{ParseError, ParseErrorKind};
@@ -92,7 +92,6 @@ pub fn parse(src: &str) -> Result<Dockerfile, ParseError> {
         off += text.len();
     }
     Reader {
-        src,
         index,
         lines,
         next: 0,
@@ -106,7 +105,6 @@ pub fn parse(src: &str) -> Result<Dockerfile, ParseError> {
 }
 
 struct Reader<'a> {
-    src: &'a str,
     index: SourceIndex<'a>,
     lines: Vec<PhysLine<'a>>,
     /// Index of the next physical line to read (also: lines read so far).
@@ -263,7 +261,8 @@ impl<'a> Reader<'a> {
             self.children.push(node);
         }
         if self.children.is_empty() {
-            let off = self.src.len();
+            // Point at the last line read, as BuildKit does.
+            let off = self.lines.last().map(|l| l.start).unwrap_or(0);
             return Err(self.error_at(off, 0, ParseErrorKind::NoInstructions));
         }
         Ok(Dockerfile {
@@ -353,7 +352,7 @@ impl<'a> Reader<'a> {
             Box::new(n)
         });
         Node {
-            value: parsed.keyword.value.to_lowercase(),
+            value: split::go_lower(&parsed.keyword.value),
             keyword: parsed.keyword.value.clone(),
             flags: parsed.flags.iter().map(|p| self.word(p, logical)).collect(),
             args: parsed.args.iter().map(|p| self.word(p, logical)).collect(),

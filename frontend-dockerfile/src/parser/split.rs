@@ -54,6 +54,35 @@ fn is_separator(c: char) -> bool {
     matches!(c, '\t' | '\x0b' | '\x0c' | '\r' | ' ')
 }
 
+/// Go's `strings.ToLower`: simple (one-to-one) case mapping per character.
+pub(crate) fn go_lower(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\u{130}' => 'i',
+            c => {
+                let mut l = c.to_lowercase();
+                match (l.next(), l.next()) {
+                    (Some(one), None) => one,
+                    _ => c,
+                }
+            }
+        })
+        .collect()
+}
+
+/// Go's `strings.ToUpper`: simple (one-to-one) case mapping per character.
+pub(crate) fn go_upper(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            let mut u = c.to_uppercase();
+            match (u.next(), u.next()) {
+                (Some(one), None) => one,
+                _ => c,
+            }
+        })
+        .collect()
+}
+
 /// Smallest char boundary at or after `i`.
 fn ceil_boundary(s: &str, mut i: usize) -> usize {
     while i < s.len() && !s.is_char_boundary(i) {
@@ -101,7 +130,7 @@ pub(crate) fn parse_instruction(
         args_end = rest_base + rest_start + re;
     }
     let rest = &line[args_start..args_end];
-    let lower = keyword.value.to_ascii_lowercase();
+    let lower = go_lower(&keyword.value);
     let mut parsed = Parsed {
         keyword,
         flags,

@@ -171,3 +171,11 @@ fn overlong_line_is_an_error() {
         ParseErrorKind::LineTooLong(_)
     ));
 }
+
+#[test]
+fn keywords_use_go_simple_case_mapping() {
+    // U+212A KELVIN SIGN lowercases to `k`, so BuildKit dispatches this as HEALTHCHECK.
+    assert_eq!(sexp("HEALTHCHEC\u{212a} NONE"), "(healthcheck \"NONE\")\n");
+    let f = parse("stra\u{df}e x").unwrap();
+    assert_eq!(dump::json(&f)[0]["cmd"], "STRA\u{df}E");
+}
