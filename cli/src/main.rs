@@ -46,6 +46,10 @@ enum Command {
     Parse(commands::parse::ParseArgs),
     /// Lower a Dockerfile to the build graph and print it (DOT or JSON).
     Graph(commands::graph::GraphArgs),
+    /// Log in to a registry (credentials are checked, then kept in the Docker config).
+    Login(commands::login::LoginArgs),
+    /// Log out of a registry.
+    Logout(commands::login::LogoutArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,5 +69,7 @@ fn main() -> anyhow::Result<()> {
         Command::Load(a) => commands::images::load(root, a),
         Command::Parse(args) => commands::parse::run(&args),
         Command::Graph(args) => commands::graph::run(&args),
+        Command::Login(args) => commands::login::run_login(&args),
+        Command::Logout(args) => commands::login::run_logout(&args),
     }
 }

@@ -9,6 +9,20 @@
 //!
 //! It does not own local storage: callers pass any [`BlobStore`] (the project's content store, or
 //! [`DirBlobStore`]).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), registry::RegistryError> {
+//! use registry::{parse_reference, Client, ClientOptions, DirBlobStore, ProgressEvent};
+//!
+//! let client = Client::new(ClientOptions::from_env())?;
+//! let store = DirBlobStore::new("/var/lib/builder/content");
+//! let print = |event: ProgressEvent| println!("{}", event.docker_line());
+//! let image = client.pull(&parse_reference("alpine:3.19")?, &store, &print).await?;
+//! let target = parse_reference("localhost:5000/mirror/alpine:3.19")?;
+//! client.push(&target, &image.manifest.descriptor, &store, &print).await?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod auth;
 pub mod client;

@@ -10,6 +10,10 @@ use crate::digest::Digest;
 pub enum ProgressEvent {
     /// The reference resolved to a manifest.
     Resolved { reference: String, digest: Digest },
+    /// Pull: the blob is part of the image and waits its turn (`Pulling fs layer`).
+    PullQueued { digest: Digest, size: u64 },
+    /// Push: the blob is part of the image and waits its turn (`Preparing`).
+    PushQueued { digest: Digest, size: u64 },
     /// Pull: the store already holds the blob; nothing is downloaded.
     AlreadyExists { digest: Digest },
     /// Pull: bytes arrived (`current` of `total`).
@@ -50,6 +54,10 @@ impl ProgressEvent {
             ProgressEvent::Resolved { reference, digest } => {
                 format!("{reference}: digest: {digest}")
             }
+            ProgressEvent::PullQueued { digest, .. } => {
+                format!("{}: Pulling fs layer", digest.short())
+            }
+            ProgressEvent::PushQueued { digest, .. } => format!("{}: Preparing", digest.short()),
             ProgressEvent::AlreadyExists { digest } => {
                 format!("{}: Already exists", digest.short())
             }

@@ -1,11 +1,12 @@
 //! Pull: resolve a tag or digest to a manifest (choosing this machine's platform from an index),
 //! then download only the blobs the store lacks, verifying each against its digest while it
-//! streams into the store.
+//! streams into the store. A download cut short resumes with a `Range` request (bounded
+//! attempts); a digest or size mismatch fails at once and leaves nothing in the store.
 
 use std::io::Write;
 
 use futures::{StreamExt, TryStreamExt};
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::header::{ACCEPT, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use reqwest::StatusCode;
 use sha2::{Digest as _, Sha256};
 
@@ -16,7 +17,7 @@ use crate::manifest::{self, Descriptor, Index, Manifest, MANIFEST_ACCEPT};
 use crate::progress::{Progress, ProgressEvent};
 use crate::reference::Reference;
 use crate::session::{error_chain, Session};
-use crate::store::{BlobStore, StoreError};
+use crate::store::{BlobIngest, BlobStore, StoreError};
 
 /// Largest manifest accepted (the limit registries apply too).
 const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
@@ -220,9 +221,13 @@ impl Session<'_> {
         let what = format!("downloading blob {digest} of {}", self.repository);
         let max_attempts = self.client.options().max_attempts;
         let mut attempt = 0;
+        let mut partial = None;
         loop {
             attempt += 1;
-            match self.download_once(store, descriptor, &url, &what).await {
+            match self
+                .download_once(store, descriptor, &url, &what, &mut partial)
+                .await
+            {
                 Ok(()) => break,
                 Err(DownloadError::Transport(message)) if attempt < max_attempts => {
                     self.back_off(&what, attempt, message).await;
@@ -244,59 +249,97 @@ impl Session<'_> {
         Ok(true)
     }
 
-    async fn download_once(
+    /// One GET of a blob, resuming from `partial` with a `Range` request when a previous attempt
+    /// was cut short (falling back to the whole blob if the registry answers 200).
+    async fn download_once<'s>(
         &self,
-        store: &dyn BlobStore,
+        store: &'s dyn BlobStore,
         descriptor: &Descriptor,
         url: &url::Url,
         what: &str,
+        partial: &mut Option<PartialBlob<'s>>,
     ) -> Result<(), DownloadError> {
         let digest = &descriptor.digest;
-        let http = self.client.http();
-        let response = self.send(what, || http.get(url.clone())).await?;
-        if !response.status().is_success() {
-            return Err(self.fail(response, what).await.into());
-        }
         let total = descriptor.size;
-        let mut writer = store.begin_ingest(digest)?;
-        let mut hasher = Sha256::new();
-        let mut received: u64 = 0;
-        let mut reported: u64 = 0;
-        (self.progress)(ProgressEvent::Downloading {
-            digest: digest.clone(),
-            current: 0,
-            total,
-        });
+        let http = self.client.http();
+        let offset = partial.as_ref().map_or(0, |p| p.received);
+        let response = self
+            .send(what, || {
+                let request = http.get(url.clone());
+                if offset > 0 {
+                    request.header(RANGE, format!("bytes={offset}-"))
+                } else {
+                    request
+                }
+            })
+            .await?;
+        let resumed = offset > 0
+            && response.status() == StatusCode::PARTIAL_CONTENT
+            && response
+                .headers()
+                .get(CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with(&format!("bytes {offset}-")));
+        if !resumed {
+            if !response.status().is_success() || response.status() == StatusCode::PARTIAL_CONTENT {
+                return Err(self.fail(response, what).await.into());
+            }
+            // Start over (dropping a previous partial write discards it).
+            *partial = None;
+        }
+        let mut state = match partial.take() {
+            Some(state) => state,
+            None => {
+                (self.progress)(ProgressEvent::Downloading {
+                    digest: digest.clone(),
+                    current: 0,
+                    total,
+                });
+                PartialBlob {
+                    writer: store.begin_ingest(digest)?,
+                    hasher: Sha256::new(),
+                    received: 0,
+                }
+            }
+        };
+        let mut reported = state.received;
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| DownloadError::Transport(error_chain(&e)))?;
-            received += chunk.len() as u64;
-            if received > total {
-                return Err(self.size_mismatch(descriptor, received).into());
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    // Keep what arrived; the next attempt asks for the rest.
+                    *partial = Some(state);
+                    return Err(DownloadError::Transport(error_chain(&e)));
+                }
+            };
+            state.received += chunk.len() as u64;
+            if state.received > total {
+                return Err(self.size_mismatch(descriptor, state.received).into());
             }
-            hasher.update(&chunk);
-            writer.write_all(&chunk).map_err(|source| {
+            state.hasher.update(&chunk);
+            state.writer.write_all(&chunk).map_err(|source| {
                 DownloadError::Fatal(RegistryError::Store(StoreError::Io {
                     action: "writing blob",
                     path: digest.to_string().into(),
                     source,
                 }))
             })?;
-            if received - reported >= PROGRESS_STEP {
-                reported = received;
+            if state.received - reported >= PROGRESS_STEP {
+                reported = state.received;
                 (self.progress)(ProgressEvent::Downloading {
                     digest: digest.clone(),
-                    current: received,
+                    current: state.received,
                     total,
                 });
             }
         }
-        if received != total {
-            return Err(self.size_mismatch(descriptor, received).into());
+        if state.received != total {
+            return Err(self.size_mismatch(descriptor, state.received).into());
         }
-        let actual = Digest::from_hasher(hasher);
+        let actual = Digest::from_hasher(state.hasher);
         if &actual != digest {
-            // Dropping `writer` discards the partial blob.
+            // Dropping the writer discards the partial blob.
             return Err(RegistryError::DigestMismatch {
                 registry: self.registry.clone(),
                 what: format!("blob {digest} of {}", self.repository),
@@ -305,6 +348,7 @@ impl Session<'_> {
             }
             .into());
         }
+        let writer = state.writer;
         // The commit fsyncs; keep that off the async worker where the runtime allows it.
         off_async_thread(|| writer.commit())?;
         Ok(())
@@ -328,6 +372,12 @@ impl Session<'_> {
         let concurrency = self.client.options().max_concurrent_transfers.max(1);
         // Collected first: a lazily mapped iterator inside the stream would make the future
         // non-`Send` (a higher-ranked closure lifetime the compiler cannot prove general).
+        for blob in blobs {
+            (self.progress)(ProgressEvent::PullQueued {
+                digest: blob.digest.clone(),
+                size: blob.size,
+            });
+        }
         let transfers: Vec<_> = blobs.iter().map(|d| self.fetch_blob(store, d)).collect();
         futures::stream::iter(transfers)
             .buffer_unordered(concurrency)
@@ -374,6 +424,13 @@ fn off_async_thread<T>(work: impl FnOnce() -> T) -> T {
         }
         _ => work(),
     }
+}
+
+/// A blob download cut short: the bytes so far are in the writer and the hasher.
+struct PartialBlob<'s> {
+    writer: Box<dyn BlobIngest + 's>,
+    hasher: Sha256,
+    received: u64,
 }
 
 /// A download failure: worth retrying (transport) or not.

@@ -304,6 +304,12 @@ impl Session<'_> {
             let parsed: Manifest =
                 serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
             let concurrency = self.client.options().max_concurrent_transfers.max(1);
+            for blob in parsed.layers.iter().chain([&parsed.config]) {
+                (self.progress)(ProgressEvent::PushQueued {
+                    digest: blob.digest.clone(),
+                    size: blob.size,
+                });
+            }
             // Collected first so the future stays `Send` (see `fetch_blobs`).
             let uploads: Vec<_> = parsed
                 .layers

@@ -141,6 +141,13 @@ impl<'a> Session<'a> {
         self.url(&format!("/v2/{}/{rest}", self.repository))
     }
 
+    /// Whether `url` is on this registry (same scheme, host and port as the API base).
+    fn is_registry_url(&self, url: &Url) -> bool {
+        url.scheme() == self.base.scheme()
+            && url.host_str() == self.base.host_str()
+            && url.port_or_known_default() == self.base.port_or_known_default()
+    }
+
     fn set_authorization(&self, value: Option<HeaderValue>) {
         if let Ok(mut guard) = self.authorization.lock() {
             *guard = value;
@@ -326,13 +333,21 @@ impl<'a> Session<'a> {
         let mut reauthenticated = false;
         loop {
             attempt += 1;
-            let mut request = make();
-            if authenticated {
-                if let Some(value) = self.authorization() {
-                    request = request.header(AUTHORIZATION, value);
+            let (http, request) = make().build_split();
+            let outcome = match request {
+                Ok(mut request) => {
+                    // Credentials go only to the registry itself, never to another host an
+                    // upload `Location` may point at (object stores, CDNs).
+                    if authenticated && self.is_registry_url(request.url()) {
+                        if let Some(value) = self.authorization() {
+                            request.headers_mut().insert(AUTHORIZATION, value);
+                        }
+                    }
+                    http.execute(request).await
                 }
-            }
-            match request.send().await {
+                Err(error) => Err(error),
+            };
+            match outcome {
                 Ok(response) if response.status().is_server_error() && attempt < max_attempts => {
                     let error = format!("{} {}", response.status(), error_message(response).await);
                     self.back_off(what, attempt, error).await;
@@ -468,4 +483,31 @@ pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ClientOptions;
+    use crate::progress::no_progress;
+
+    #[test]
+    fn credentials_stay_on_the_registry_host() {
+        let client = Client::new(ClientOptions::default()).unwrap();
+        let session = Session::bare(&client, "localhost:5000", None, &no_progress).unwrap();
+        let on = |u: &str| session.is_registry_url(&Url::parse(u).unwrap());
+        assert!(on("http://localhost:5000/v2/x/blobs/uploads/abc?_state=1"));
+        assert!(!on("http://localhost:5001/v2/x/blobs/uploads/abc"));
+        assert!(!on("https://localhost:5000/v2/"));
+        assert!(!on("http://storage.example/bucket/blob"));
+        let hub = Session::bare(&client, "docker.io", None, &no_progress).unwrap();
+        assert!(hub.is_registry_url(&Url::parse("https://registry-1.docker.io:443/v2/").unwrap()));
+    }
+
+    #[test]
+    fn error_chain_includes_causes() {
+        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let outer = std::io::Error::other(inner);
+        assert!(error_chain(&outer).contains("refused"));
+    }
 }

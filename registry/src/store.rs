@@ -5,6 +5,10 @@
 //! absent (never half-written). [`BlobStore`] is that contract; the project's content store
 //! implements it, and [`DirBlobStore`] is a small OCI-layout-compatible implementation
 //! (`<root>/blobs/sha256/<hex>`) used by this crate's tests and usable on its own.
+//!
+//! A content store with a "temp writer, then commit with an expected digest" API maps onto the
+//! trait directly: `has` → its `has`, `open` → open the blob file plus its size, `begin_ingest` →
+//! a writer whose `commit` checks the expected digest and renames into place.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};

@@ -184,3 +184,83 @@ async fn registry_killed_mid_push_then_next_push_completes() {
         .unwrap();
     assert_eq!(store_digests(&store), image.all_digests());
 }
+
+#[tokio::test]
+async fn unreachable_registry_is_a_clear_error_after_bounded_retries() {
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let home = tempfile::tempdir().unwrap();
+    let client = test_client(home.path());
+    let events = Events::default();
+    let sink = events.sink();
+    let dir = tempfile::tempdir().unwrap();
+    let reference = parse_reference(&format!("127.0.0.1:{port}/nobody:1")).unwrap();
+    let err = client
+        .pull(&reference, &DirBlobStore::new(dir.path()), &sink)
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    println!("unreachable registry: {text}");
+    assert!(
+        matches!(err, RegistryError::Unreachable { attempts: 3, .. }),
+        "{text}"
+    );
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    let retries = events
+        .take()
+        .into_iter()
+        .filter(|e| matches!(e, ProgressEvent::Retrying { .. }))
+        .count();
+    assert_eq!(retries, 2);
+}
+
+#[tokio::test]
+async fn download_cut_short_resumes_with_a_range_request() {
+    let registry = RegistryProcess::start(None);
+    let proxy = CountingProxy::start(registry.port);
+    let home = tempfile::tempdir().unwrap();
+    let mut options = test_options(home.path());
+    options.max_concurrent_transfers = 1;
+    let client = registry::Client::new(options).unwrap();
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = DirBlobStore::new(source_dir.path());
+    let image = make_image(&source, &[90], 256 * 1024, "amd64");
+    let reference = parse_reference(&format!("{}/resume:1", proxy.registry())).unwrap();
+    client
+        .push(&reference, &image.manifest, &source, &registry::no_progress)
+        .await
+        .unwrap();
+
+    proxy.reset();
+    *proxy.truncate_blob_gets.lock().unwrap() = 1;
+    let dir = tempfile::tempdir().unwrap();
+    let store = DirBlobStore::new(dir.path());
+    let pulled = client
+        .pull(&reference, &store, &registry::no_progress)
+        .await
+        .unwrap();
+    assert_eq!(store_digests(&store), image.all_digests());
+    assert_eq!(pulled.manifest.descriptor.digest, image.manifest.digest);
+    let gets: Vec<_> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.target.contains("/blobs/sha256:"))
+        .collect();
+    println!(
+        "pull with one download cut short: {} blob GETs, ranges {:?}",
+        gets.len(),
+        gets.iter().map(|g| g.range.clone()).collect::<Vec<_>>()
+    );
+    // config + layer, plus one resumed request for the cut-off blob.
+    assert_eq!(gets.len(), 3);
+    let resumed: Vec<_> = gets.iter().filter_map(|g| g.range.as_ref()).collect();
+    assert_eq!(resumed.len(), 1);
+    assert!(
+        resumed[0].starts_with("bytes=") && resumed[0] != "bytes=0-",
+        "{resumed:?}"
+    );
+}

@@ -127,6 +127,14 @@ async fn push_then_pull_round_trips_and_moves_only_missing_blobs() {
         4,
         "{pull_lines:?}"
     );
+    assert_eq!(
+        pull_lines
+            .iter()
+            .filter(|l| l.ends_with(": Pulling fs layer"))
+            .count(),
+        4,
+        "{pull_lines:?}"
+    );
 
     // Pull B where A (so the base) is present: only the new layer and config download.
     proxy.reset();

@@ -3,5 +3,6 @@ pub mod build;
 
 pub mod graph;
 pub mod images;
+pub mod login;
 pub mod parse;
 pub mod template;

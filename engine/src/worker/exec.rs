@@ -1,9 +1,8 @@
 //! RUN: a sandboxed process on an overlay of the stage's layers.
 
-use super::rootfs::read_layered;
 use super::LocalWorker;
 use crate::executor::{
-    self, Action, BindAccess, ExecSpec, MountKind as SandboxMount, MountSpec as SandboxMountSpec,
+    Action, BindAccess, ExecSpec, MountKind as SandboxMount, MountSpec as SandboxMountSpec,
     Network, OverlayMount, SandboxSpec, UpperDir,
 };
 use crate::graph::{CacheSharing, MountKind, NetworkMode, SecurityMode};
@@ -12,6 +11,9 @@ use crate::solver::progress::ProgressSink;
 use crate::solver::{ExecRequest, InputState, WorkError};
 use cache::keys::LayerRef;
 use std::path::{Path, PathBuf};
+
+/// The host name inside RUN steps, as BuildKit names it.
+const HOSTNAME: &str = "buildkitsandbox";
 
 fn fail(what: impl std::fmt::Display) -> WorkError {
     WorkError::Failed(what.to_string())
@@ -226,21 +228,10 @@ pub(super) fn run(
         NetworkMode::None => Network::None,
         NetworkMode::Default | NetworkMode::Host => Network::Host,
     };
-    let has_etc = lowers.iter().any(|l| l.join("etc").is_dir());
-    if network == Network::Host && has_etc {
-        for file in ["/etc/resolv.conf", "/etc/hosts"] {
-            if let Ok(contents) = std::fs::read(file) {
-                mounts.push(SandboxMountSpec {
-                    target: PathBuf::from(file),
-                    kind: SandboxMount::File {
-                        contents,
-                        mode: 0o644,
-                        uid: 0,
-                        gid: 0,
-                    },
-                });
-            }
-        }
+    // /etc/hosts and /etc/resolv.conf, only where the image has an /etc to put them in (the
+    // sandbox removes the stubs before the diff either way).
+    if lowers.iter().any(|l| l.join("etc").is_dir()) {
+        mounts.extend(crate::executor::network_files(network, HOSTNAME));
     }
 
     let workdir = req.config["config"]["WorkingDir"]
@@ -260,14 +251,14 @@ pub(super) fn run(
     } else {
         op.user.clone()
     };
-    let reader = |p: &str| read_layered(&lowers, p);
-    let user = executor::user::resolve(&reader, &user_spec).map_err(|e| fail(e.to_string()))?;
+    // Names resolve inside the sandbox, against the step's own /etc/passwd and /etc/group.
+    let user = crate::executor::StepUser::Named(user_spec);
 
     let spec = SandboxSpec {
         overlays,
         mounts,
         network,
-        hostname: "buildkitsandbox".to_string(),
+        hostname: HOSTNAME.to_string(),
         action: Action::Exec(ExecSpec {
             rootfs,
             args: op.args.clone(),

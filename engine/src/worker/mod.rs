@@ -10,7 +10,6 @@
 
 mod exec;
 mod file;
-mod rootfs;
 
 use crate::layer::{DiffId, LayerOptions};
 use crate::snapshot::{OverlayXattrs, SnapshotStore};

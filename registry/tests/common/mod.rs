@@ -138,18 +138,23 @@ impl Drop for RegistryProcess {
 pub struct SeenRequest {
     pub method: String,
     pub target: String,
+    /// The `Range` header, if the request had one.
+    pub range: Option<String>,
 }
 
 type Hook = Box<dyn FnMut(&SeenRequest) + Send>;
 
 /// A counting HTTP/1.1 proxy in front of the registry: one request per connection (it forwards
 /// with `Connection: close`), every request logged; it can corrupt one blob's body, answer 503 a
-/// number of times, and run a hook before forwarding.
+/// number of times, cut blob downloads short, and run a hook before forwarding.
+#[derive(Clone)]
 pub struct CountingProxy {
     pub port: u16,
     pub seen: Arc<Mutex<Vec<SeenRequest>>>,
     pub corrupt_blob: Arc<Mutex<Option<Digest>>>,
     pub fail_blob_gets: Arc<Mutex<u32>>,
+    /// Blob downloads to cut off halfway through the body.
+    pub truncate_blob_gets: Arc<Mutex<u32>>,
     pub hook: Arc<Mutex<Option<Hook>>>,
 }
 
@@ -162,20 +167,15 @@ impl CountingProxy {
             seen: Arc::default(),
             corrupt_blob: Arc::default(),
             fail_blob_gets: Arc::default(),
+            truncate_blob_gets: Arc::default(),
             hook: Arc::default(),
         };
-        let (seen, corrupt, fail, hook) = (
-            proxy.seen.clone(),
-            proxy.corrupt_blob.clone(),
-            proxy.fail_blob_gets.clone(),
-            proxy.hook.clone(),
-        );
+        let shared = proxy.clone();
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let (seen, corrupt, fail, hook) =
-                    (seen.clone(), corrupt.clone(), fail.clone(), hook.clone());
+                let shared = shared.clone();
                 thread::spawn(move || {
-                    let _ = handle(client, upstream_port, &seen, &corrupt, &fail, &hook);
+                    let _ = handle(client, upstream_port, &shared);
                 });
             }
         });
@@ -231,22 +231,22 @@ impl CountingProxy {
     }
 }
 
-fn handle(
-    client: TcpStream,
-    upstream_port: u16,
-    seen: &Mutex<Vec<SeenRequest>>,
-    corrupt: &Mutex<Option<Digest>>,
-    fail: &Mutex<u32>,
-    hook: &Mutex<Option<Hook>>,
-) -> std::io::Result<()> {
+fn handle(client: TcpStream, upstream_port: u16, proxy: &CountingProxy) -> std::io::Result<()> {
+    let (seen, corrupt, fail, hook) = (
+        &proxy.seen,
+        &proxy.corrupt_blob,
+        &proxy.fail_blob_gets,
+        &proxy.hook,
+    );
     let mut reader = BufReader::new(client.try_clone()?);
     let mut head = Vec::new();
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let mut parts = line.split_whitespace();
-    let request = SeenRequest {
+    let mut request = SeenRequest {
         method: parts.next().unwrap_or("").to_string(),
         target: parts.next().unwrap_or("").to_string(),
+        range: None,
     };
     head.extend_from_slice(line.as_bytes());
     let mut content_length: Option<usize> = None;
@@ -265,6 +265,9 @@ fn handle(
         }
         if let Some(v) = lower.strip_prefix("content-length:") {
             content_length = v.trim().parse().ok();
+        }
+        if lower.starts_with("range:") {
+            request.range = Some(header[6..].trim().to_string());
         }
         if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
             chunked = true;
@@ -329,6 +332,21 @@ fn handle(
         if let Some(last) = response.last_mut() {
             *last ^= 0xff;
         }
+    }
+    let truncate_this = is_blob_get && response.starts_with(b"HTTP/1.1 200") && {
+        let mut remaining = proxy.truncate_blob_gets.lock().unwrap();
+        let hit = *remaining > 0;
+        *remaining = remaining.saturating_sub(1);
+        hit
+    };
+    if truncate_this {
+        // Head plus half the body, then the connection drops.
+        let body_start = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(0, |p| p + 4);
+        let cut = body_start + (response.len() - body_start) / 2;
+        response.truncate(cut);
     }
     let mut client = client;
     client.write_all(&response)?;
