@@ -278,6 +278,23 @@ mod tests {
     }
 
     #[test]
+    fn default_path_honours_env_and_euid() {
+        std::env::set_var(ROOT_ENV, "/tmp/builder-root-from-env");
+        assert_eq!(
+            Root::default_path().unwrap(),
+            PathBuf::from("/tmp/builder-root-from-env")
+        );
+        std::env::remove_var(ROOT_ENV);
+        let p = Root::default_path().unwrap();
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            assert_eq!(p, PathBuf::from("/var/lib/builder"));
+        } else {
+            assert!(p.ends_with("builder"), "{}", p.display());
+        }
+    }
+
+    #[test]
     fn entry_lock_excludes() {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::open(dir.path()).unwrap();

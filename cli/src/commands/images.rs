@@ -242,6 +242,20 @@ fn rfc3339_nano(t: DateTime<Utc>) -> String {
     }
 }
 
+/// Go's `time.Time.String()` in UTC, fractional seconds trimmed.
+fn go_time_string(t: DateTime<Utc>) -> String {
+    let base = t.format("%Y-%m-%d %H:%M:%S").to_string();
+    let nanos = t.timestamp_subsec_nanos();
+    if nanos == 0 {
+        format!("{base} +0000 UTC")
+    } else {
+        format!(
+            "{base}.{} +0000 UTC",
+            format!("{nanos:09}").trim_end_matches('0')
+        )
+    }
+}
+
 /// Docker's `stringutils.Ellipsis`: at most `max` characters, the last one `…` when cut.
 fn ellipsis(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
@@ -624,6 +638,15 @@ fn inspect_value(entry: &ImageEntry, image: &Image) -> InspectImage {
 /// The inspect JSON as a template sees it: Go prints a nil slice as `[]` and a nil map as
 /// `map[]`, so those nulls become empty values (the JSON output keeps them `null`).
 fn template_view(mut v: serde_json::Value) -> serde_json::Value {
+    // `LastTagTime` is a Go time.Time: a template prints it with Time.String().
+    if let Some(t) = v.pointer_mut("/Metadata/LastTagTime") {
+        if let Some(parsed) = t
+            .as_str()
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        {
+            *t = serde_json::Value::String(go_time_string(parsed.to_utc()));
+        }
+    }
     if let Some(cfg) = v.get_mut("Config").and_then(|c| c.as_object_mut()) {
         for k in ["Env", "Cmd", "Entrypoint", "OnBuild", "Shell"] {
             if cfg.get(k).is_none_or(|x| x.is_null()) {
@@ -635,6 +658,17 @@ fn template_view(mut v: serde_json::Value) -> serde_json::Value {
                 cfg.insert(k.into(), serde_json::json!({}));
             }
         }
+        // Fields the JSON omits when empty still exist on Docker's struct.
+        for (k, empty) in [
+            ("Healthcheck", serde_json::Value::Null),
+            ("StopSignal", serde_json::json!("")),
+            ("ArgsEscaped", serde_json::json!(false)),
+        ] {
+            cfg.entry(k).or_insert(empty);
+        }
+    }
+    if let Some(top) = v.as_object_mut() {
+        top.entry("Variant").or_insert(serde_json::json!(""));
     }
     v
 }
@@ -859,6 +893,7 @@ mod tests {
             .to_utc();
         assert_eq!(rfc3339_nano(t), "2024-05-06T07:08:09.12Z");
         assert_eq!(created_at(Some(t)), "2024-05-06 07:08:09 +0000 UTC");
+        assert_eq!(go_time_string(t), "2024-05-06 07:08:09.12 +0000 UTC");
         assert_eq!(ellipsis("abcdef", 4), "abc…");
         assert_eq!(ellipsis("abc", 4), "abc");
     }

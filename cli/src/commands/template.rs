@@ -198,11 +198,71 @@ pub fn go_format(v: &Value) -> String {
         }
         Value::Object(o) => {
             let mut keys: Vec<&String> = o.keys().collect();
-            keys.sort();
+            keys.sort_by_key(|k| (field_rank(k), k.as_str()));
             let items: Vec<String> = keys.iter().map(|k| go_format(&o[*k])).collect();
             format!("{{{}}}", items.join(" "))
         }
     }
+}
+
+/// Docker's struct field order (image inspect, container config, healthcheck, history rows):
+/// Go prints a struct's fields in declaration order, and template objects lose that order.
+/// Fields of one struct keep their relative order in this list.
+const FIELD_ORDER: &[&str] = &[
+    "Id",
+    "ID",
+    "RepoTags",
+    "RepoDigests",
+    "Parent",
+    "Comment",
+    "Created",
+    "DockerVersion",
+    "Author",
+    "Config",
+    "Architecture",
+    "Variant",
+    "Os",
+    "Size",
+    "RootFS",
+    "Metadata",
+    "Hostname",
+    "Domainname",
+    "User",
+    "AttachStdin",
+    "AttachStdout",
+    "AttachStderr",
+    "ExposedPorts",
+    "Tty",
+    "OpenStdin",
+    "StdinOnce",
+    "Env",
+    "Cmd",
+    "Healthcheck",
+    "ArgsEscaped",
+    "Image",
+    "Volumes",
+    "WorkingDir",
+    "Entrypoint",
+    "OnBuild",
+    "Labels",
+    "StopSignal",
+    "Shell",
+    "Type",
+    "Layers",
+    "Test",
+    "Interval",
+    "Timeout",
+    "StartPeriod",
+    "StartInterval",
+    "Retries",
+    "LastTagTime",
+];
+
+fn field_rank(key: &str) -> usize {
+    FIELD_ORDER
+        .iter()
+        .position(|k| *k == key)
+        .unwrap_or(FIELD_ORDER.len())
 }
 
 fn to_json(v: &Value) -> serde_json::Value {
@@ -428,6 +488,10 @@ mod tests {
             "A=1,B=2"
         );
         assert_eq!(render("{{.Config.Entrypoint}}", data.clone()), "<nil>");
+        assert_eq!(
+            render("{{.RootFS}}", data.clone()),
+            "{layers [sha256:a sha256:b]}"
+        );
         assert_eq!(render("{{upper \"a}}b\"}}", data), "A}}B");
         assert!(GoTemplate::parse("{{.Foo").is_err());
     }

@@ -24,7 +24,9 @@ use crate::image::{Image, ImageError};
 
 pub use docker::write_docker_archive;
 pub use load::{load_archive, load_oci_layout_dir, LoadedImage};
-pub use oci::{write_oci_archive, write_oci_layout_dir};
+pub use oci::{
+    write_oci_archive, write_oci_layout_dir, CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION,
+};
 pub use rootfs::{flatten_layers, unpack_rootfs, write_rootfs_tar};
 
 /// Errors of exporting and loading.
