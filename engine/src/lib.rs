@@ -16,3 +16,4 @@ pub mod snapshot;
 pub mod solver;
 pub mod source;
 pub mod userdb;
+pub mod worker;

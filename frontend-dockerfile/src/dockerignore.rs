@@ -219,6 +219,21 @@ impl PatternMatcher {
         })
     }
 
+    /// Fails with the first pattern that was accepted but cannot be matched (a reversed class
+    /// range). Upstream only reports it when the pattern is first used; calling this before a
+    /// walk turns that into an up-front error, after which matching never fails.
+    pub fn check_usable(&self) -> Result<(), PatternError> {
+        for p in &self.patterns {
+            if let Kind::Bad(reason) = &p.kind {
+                return Err(PatternError::BadPattern {
+                    pattern: p.cleaned.clone(),
+                    reason: reason.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The compiled patterns, in order.
     pub fn patterns(&self) -> &[Pattern] {
         &self.patterns
@@ -483,6 +498,19 @@ impl DockerIgnore {
     /// See [`PatternMatcher::could_match_inside`].
     pub fn could_match_inside(&self, dir: &str) -> bool {
         self.matcher.could_match_inside(dir)
+    }
+}
+
+/// The engine's context walk asks through this seam. A walk without parent info re-checks
+/// ancestors, which is always correct. A pattern that cannot be used counts as excluding (fail
+/// closed): call [`PatternMatcher::check_usable`] first to report it instead.
+impl engine::source::context::PathFilter for DockerIgnore {
+    fn is_excluded(&self, rel: &str) -> bool {
+        self.matcher.matches_or_parent_matches(rel).unwrap_or(true)
+    }
+
+    fn must_descend(&self, rel_dir: &str) -> bool {
+        self.matcher.could_match_inside(rel_dir)
     }
 }
 
@@ -864,6 +892,14 @@ mod tests {
         }
         // Accepted, but unusable: reported when used, and again on a second use.
         let m = PatternMatcher::new(["[Local-Only]/"]).unwrap();
+        assert!(matches!(
+            m.check_usable(),
+            Err(PatternError::BadPattern { .. })
+        ));
+        assert!(PatternMatcher::new(["[a-z]", "!x"])
+            .unwrap()
+            .check_usable()
+            .is_ok());
         assert!(m.matches_or_parent_matches("x").is_err());
         assert!(m.matches_or_parent_matches("x").is_err());
         // An unusable exception is only consulted once something matched.
@@ -925,6 +961,31 @@ mod tests {
         assert!(!m.could_match_inside("a/c"));
         let m = PatternMatcher::new(["a", "!**/*.md"]).unwrap();
         assert!(m.could_match_inside("a"));
+    }
+
+    #[test]
+    fn engine_context_walk_honours_the_rules() {
+        use engine::source::context::ContextSnapshot;
+        let ctx = tempfile::tempdir().unwrap();
+        let root = ctx.path();
+        for dir in ["docs", "build/deep", "src"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        for file in [
+            "docs/README.md",
+            "docs/other.md",
+            "build/deep/out.o",
+            "src/main.rs",
+            "src/x.log",
+        ] {
+            std::fs::write(root.join(file), file).unwrap();
+        }
+        let ignore = DockerIgnore::parse(b"docs\n!docs/README.md\nbuild\n**/*.log\n").unwrap();
+        assert!(!ignore.could_match_inside("build"));
+        let snapshot = ContextSnapshot::walk(root, &ignore).unwrap();
+        let mut seen: Vec<&str> = snapshot.entries().iter().map(|e| e.rel.as_str()).collect();
+        seen.sort();
+        assert_eq!(seen, vec!["docs/README.md", "src", "src/main.rs"]);
     }
 
     #[test]

@@ -64,15 +64,29 @@ impl ClientOptions {
     pub fn from_env() -> ClientOptions {
         let mut options = ClientOptions::default();
         if let Ok(list) = std::env::var(INSECURE_REGISTRIES_ENV) {
-            options.insecure_registries.extend(
-                list.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string),
-            );
+            options
+                .insecure_registries
+                .extend(parse_insecure_registries(&list));
         }
         options
     }
+}
+
+/// Parses a comma-separated list of insecure registries (`host`, `host:port`, or with an
+/// `http://` prefix and trailing slash, which are dropped).
+pub fn parse_insecure_registries(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .map(|entry| {
+            entry
+                .strip_prefix("http://")
+                .or_else(|| entry.strip_prefix("https://"))
+                .unwrap_or(entry)
+                .trim_end_matches('/')
+        })
+        .filter(|entry| !entry.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// A registry client. Cheap to share by reference; holds the connection pool and bearer tokens.
@@ -275,6 +289,30 @@ mod tests {
                 "{registry}"
             );
         }
+    }
+
+    #[test]
+    fn parses_insecure_registry_lists() {
+        assert_eq!(
+            parse_insecure_registries(" a.example:5000, ,http://b.internal/,c "),
+            vec!["a.example:5000", "b.internal", "c"]
+        );
+    }
+
+    #[test]
+    fn transfer_futures_can_be_spawned() {
+        fn assert_send<T: Send>(_: &T) {}
+        let client = Client::new(ClientOptions::default()).unwrap();
+        let store = crate::store::DirBlobStore::new("/nonexistent");
+        let reference = crate::reference::parse_reference("localhost:1/x").unwrap();
+        let pull = client.pull(&reference, &store, &no_progress);
+        assert_send(&pull);
+        let descriptor =
+            crate::manifest::Descriptor::of_bytes(crate::manifest::OCI_MANIFEST, b"{}");
+        let push = client.push(&reference, &descriptor, &store, &no_progress);
+        assert_send(&push);
+        let artifact = client.pull_artifact(&reference, &store, &no_progress);
+        assert_send(&artifact);
     }
 
     #[test]

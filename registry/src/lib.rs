@@ -22,7 +22,9 @@ pub mod reference;
 mod session;
 pub mod store;
 
-pub use client::{normalize_registry, Client, ClientOptions, INSECURE_REGISTRIES_ENV};
+pub use client::{
+    normalize_registry, parse_insecure_registries, Client, ClientOptions, INSECURE_REGISTRIES_ENV,
+};
 pub use digest::Digest;
 pub use error::RegistryError;
 pub use manifest::{Descriptor, Index, Manifest, Platform};

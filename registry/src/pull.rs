@@ -102,48 +102,51 @@ impl Session<'_> {
         let url = self.repo_url(&format!("manifests/{reference}"))?;
         let what = format!("fetching manifest {}:{reference}", self.repository);
         let http = self.client.http();
-        let response = self
-            .send(&what, || {
-                http.get(url.clone()).header(ACCEPT, MANIFEST_ACCEPT)
-            })
-            .await?;
-        if response.status() == StatusCode::NOT_FOUND {
-            return Err(RegistryError::NotFound {
-                registry: self.registry.clone(),
-                reference: format!("{}/{}:{reference}", self.registry, self.repository)
-                    .replace(":sha256:", "@sha256:"),
-            });
-        }
-        if !response.status().is_success() {
-            return Err(self.fail(response, &what).await);
-        }
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let header_digest = response
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<Digest>().ok());
-        if response.content_length().unwrap_or(0) > MAX_MANIFEST_BYTES as u64 {
-            return Err(self.too_large(&what));
-        }
-        let mut bytes = Vec::new();
-        let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| RegistryError::Unreachable {
-                registry: self.registry.clone(),
-                what: what.clone(),
-                attempts: 1,
-                message: error_chain(&e),
-            })?;
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() > MAX_MANIFEST_BYTES {
-                return Err(self.too_large(&what));
+        let max_attempts = self.client.options().max_attempts;
+        let mut attempt = 0;
+        let (content_type, header_digest, bytes) = loop {
+            attempt += 1;
+            let response = self
+                .send(&what, || {
+                    http.get(url.clone()).header(ACCEPT, MANIFEST_ACCEPT)
+                })
+                .await?;
+            if response.status() == StatusCode::NOT_FOUND {
+                return Err(RegistryError::NotFound {
+                    registry: self.registry.clone(),
+                    reference: format!("{}/{}:{reference}", self.registry, self.repository)
+                        .replace(":sha256:", "@sha256:"),
+                });
             }
-        }
+            if !response.status().is_success() {
+                return Err(self.fail(response, &what).await);
+            }
+            let content_type = response
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let header_digest = response
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<Digest>().ok());
+            match self.read_manifest_body(response, &what).await {
+                Ok(bytes) => break (content_type, header_digest, bytes),
+                Err(DownloadError::Transport(message)) if attempt < max_attempts => {
+                    self.back_off(&what, attempt, message).await;
+                }
+                Err(DownloadError::Transport(message)) => {
+                    return Err(RegistryError::Unreachable {
+                        registry: self.registry.clone(),
+                        what,
+                        attempts: attempt,
+                        message,
+                    })
+                }
+                Err(DownloadError::Fatal(error)) => return Err(error),
+            }
+        };
         let actual = Digest::sha256_of(&bytes);
         let expected = reference.parse::<Digest>().ok().or(header_digest);
         if let Some(expected) = expected {
@@ -167,6 +170,27 @@ impl Session<'_> {
             descriptor: Descriptor::new(media_type, actual, bytes.len() as u64),
             bytes,
         })
+    }
+
+    /// Reads a manifest body, bounded by `MAX_MANIFEST_BYTES`.
+    async fn read_manifest_body(
+        &self,
+        response: reqwest::Response,
+        what: &str,
+    ) -> Result<Vec<u8>, DownloadError> {
+        if response.content_length().unwrap_or(0) > MAX_MANIFEST_BYTES as u64 {
+            return Err(self.too_large(what).into());
+        }
+        let mut bytes = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| DownloadError::Transport(error_chain(&e)))?;
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > MAX_MANIFEST_BYTES {
+                return Err(self.too_large(what).into());
+            }
+        }
+        Ok(bytes)
     }
 
     fn too_large(&self, what: &str) -> RegistryError {
@@ -281,7 +305,8 @@ impl Session<'_> {
             }
             .into());
         }
-        writer.commit()?;
+        // The commit fsyncs; keep that off the async worker where the runtime allows it.
+        off_async_thread(|| writer.commit())?;
         Ok(())
     }
 
@@ -301,7 +326,10 @@ impl Session<'_> {
         blobs: &[Descriptor],
     ) -> Result<(), RegistryError> {
         let concurrency = self.client.options().max_concurrent_transfers.max(1);
-        futures::stream::iter(blobs.iter().map(|d| self.fetch_blob(store, d)))
+        // Collected first: a lazily mapped iterator inside the stream would make the future
+        // non-`Send` (a higher-ranked closure lifetime the compiler cannot prove general).
+        let transfers: Vec<_> = blobs.iter().map(|d| self.fetch_blob(store, d)).collect();
+        futures::stream::iter(transfers)
             .buffer_unordered(concurrency)
             .try_collect::<Vec<_>>()
             .await?;
@@ -334,6 +362,17 @@ impl Session<'_> {
             what: format!("{}@{}", self.repository, fetched.descriptor.digest),
             message: e.to_string(),
         })
+    }
+}
+
+/// Runs blocking work (an fsync) with `block_in_place` on a multi-threaded runtime, so other
+/// transfers keep going; runs it inline elsewhere (a current-thread runtime cannot hand off).
+fn off_async_thread<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
     }
 }
 

@@ -304,15 +304,16 @@ impl Session<'_> {
             let parsed: Manifest =
                 serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
             let concurrency = self.client.options().max_concurrent_transfers.max(1);
-            futures::stream::iter(
-                parsed
-                    .layers
-                    .iter()
-                    .map(|layer| self.push_blob(store, layer, mount_from)),
-            )
-            .buffer_unordered(concurrency)
-            .try_collect::<Vec<_>>()
-            .await?;
+            // Collected first so the future stays `Send` (see `fetch_blobs`).
+            let uploads: Vec<_> = parsed
+                .layers
+                .iter()
+                .map(|layer| self.push_blob(store, layer, mount_from))
+                .collect();
+            futures::stream::iter(uploads)
+                .buffer_unordered(concurrency)
+                .try_collect::<Vec<_>>()
+                .await?;
             self.push_blob(store, &parsed.config, mount_from).await?;
         }
         let target = tag.map_or_else(|| descriptor.digest.to_string(), str::to_string);

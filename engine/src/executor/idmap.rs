@@ -77,6 +77,34 @@ pub(crate) fn write_maps(pid: i32) -> Result<bool, ExecError> {
     Ok(true)
 }
 
+/// The id map a rootless sandbox uses, as the layer writer needs it to turn host ids found in an
+/// upper directory back into container ids: container 0 is the user, 1.. the subordinate ranges.
+pub fn layer_id_map() -> crate::layer::IdMap {
+    fn mappings(own: u32, ranges: &[SubRange]) -> Vec<crate::layer::IdMapping> {
+        let mut out = vec![crate::layer::IdMapping {
+            container_id: 0,
+            host_id: own,
+            size: 1,
+        }];
+        let mut next = 1u64;
+        for r in ranges {
+            out.push(crate::layer::IdMapping {
+                container_id: next as u32,
+                host_id: r.start as u32,
+                size: r.count as u32,
+            });
+            next += r.count;
+        }
+        out
+    }
+    let uid = nix::unistd::getuid().as_raw();
+    let gid = nix::unistd::getgid().as_raw();
+    crate::layer::IdMap {
+        uids: mappings(uid, &own_ranges(Path::new("/etc/subuid"), uid)),
+        gids: mappings(gid, &own_ranges(Path::new("/etc/subgid"), uid)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,7 +65,7 @@
 mod container;
 mod error;
 mod helper;
-mod idmap;
+pub mod idmap;
 mod mounts;
 mod network;
 mod protocol;

@@ -1,4 +1,279 @@
-//! fileops (being written).
+//! COPY/ADD and the other file operations of a build, applied to a destination rootfs.
+//!
+//! Every path goes through [`root::Root`]: sources are resolved inside their source root
+//! (build context, another stage's rootfs), destinations inside the destination root, so no
+//! symlink in either can make an operation read or write outside them.
+//!
+//! A [`FileAction`] is plain serde data because it is sent as a payload to the sandbox helper
+//! process that applies it on an overlay-mounted rootfs; [`apply`] is the whole entry point.
+//! It is synchronous (and `ADD <url>` uses a blocking HTTP client): call it from a blocking
+//! thread, not from inside an async task.
+//!
+//! Semantics follow Docker/BuildKit; see [`CopyAction`] for the rules.
+
 pub mod archive;
+pub mod chmod;
+mod copy;
+mod http;
 pub mod pattern;
 pub mod root;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The name under which the build context is registered in [`SourceRoots`]. Errors about it
+/// say "build context"; other roots are named as registered (e.g. a stage name).
+pub const CONTEXT: &str = "context";
+
+/// Named source directories a COPY/ADD may read from (context, stage rootfs, ...).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceRoots {
+    roots: BTreeMap<String, PathBuf>,
+}
+
+impl SourceRoots {
+    /// No roots.
+    pub fn new() -> SourceRoots {
+        SourceRoots::default()
+    }
+
+    /// Registers `path` under `name`, replacing an earlier one.
+    pub fn insert(&mut self, name: impl Into<String>, path: impl Into<PathBuf>) {
+        self.roots.insert(name.into(), path.into());
+    }
+
+    /// Builder form of [`SourceRoots::insert`].
+    pub fn with(mut self, name: impl Into<String>, path: impl Into<PathBuf>) -> SourceRoots {
+        self.insert(name, path);
+        self
+    }
+
+    /// The directory registered as `name`.
+    pub fn get(&self, name: &str) -> Option<&Path> {
+        self.roots.get(name).map(PathBuf::as_path)
+    }
+}
+
+fn default_workdir() -> String {
+    "/".to_string()
+}
+
+/// One file operation of a build step.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum FileAction {
+    /// `COPY`.
+    Copy(CopyAction),
+    /// `ADD`: like COPY, plus local tar archives (plain, gzip, bzip2, xz, zstd; detected by
+    /// content) extracted into the destination, and `http(s)://` sources downloaded.
+    Add(CopyAction),
+    /// Create a file with given content (`COPY <<EOF /dest` heredocs).
+    Mkfile(MkfileAction),
+    /// `mkdir [-p]`.
+    Mkdir(MkdirAction),
+    /// Remove a path.
+    Rm(RmAction),
+}
+
+/// COPY/ADD. Rules, as Docker/BuildKit:
+/// - `sources` are relative to the source root (leading `/` and `..` cannot leave it) and may
+///   use `filepath.Match` wildcards in any component; a symlink named as a source, or met while
+///   copying, is copied as a symlink (a context link to `/etc/passwd` copies the link).
+/// - `dest` is relative to `workdir` unless absolute. It names a directory when it ends in `/`
+///   (or is `.`), when it already exists as a directory, or with `parents`. More than one
+///   source argument requires a trailing `/`; a wildcard matching several files requires a
+///   directory destination.
+/// - A directory source copies its contents (not the directory itself) into `dest`.
+/// - Missing parents of the destination are created 0755, owned by the `chown` target or root.
+/// - Modes, mtimes and xattrs are preserved; ownership too unless `chown` is given (frontends
+///   pass `0:0` for the build context, as Docker does). `chmod` (octal or symbolic) applies to
+///   every copied file and directory.
+/// - `exclude` patterns are matched against each wildcard match (relative to the source root)
+///   and against paths inside a copied directory (relative to that directory).
+/// - `parents` keeps each source's path under `dest`; a `/./` in a source marks where the kept
+///   part starts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CopyAction {
+    /// Key in [`SourceRoots`] (e.g. [`CONTEXT`] or a stage name). Unused by URL sources.
+    pub source_root: String,
+    /// Source paths or patterns (ADD: also `http://`/`https://` URLs).
+    pub sources: Vec<String>,
+    /// Destination path as written in the instruction.
+    pub dest: String,
+    /// The stage's WORKDIR, against which a relative `dest` is resolved.
+    #[serde(default = "default_workdir")]
+    pub workdir: String,
+    /// `--chown` value (`user[:group]`, names looked up in the destination's `/etc/passwd`).
+    #[serde(default)]
+    pub chown: Option<String>,
+    /// `--chmod` value.
+    #[serde(default)]
+    pub chmod: Option<String>,
+    /// `--exclude` patterns.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// `--parents`.
+    #[serde(default)]
+    pub parents: bool,
+    /// `ADD --checksum=sha256:<hex>` for URL sources.
+    #[serde(default)]
+    pub checksum: Option<String>,
+}
+
+/// Creates (or replaces) one file with the given content.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MkfileAction {
+    /// Path of the file; relative paths are resolved against `workdir`.
+    pub path: String,
+    /// The stage's WORKDIR.
+    #[serde(default = "default_workdir")]
+    pub workdir: String,
+    /// File content.
+    pub data: String,
+    /// Permission bits; 0644 when absent.
+    #[serde(default)]
+    pub mode: Option<u32>,
+    /// Owner (`user[:group]`), root when absent.
+    #[serde(default)]
+    pub chown: Option<String>,
+    /// Modification time in seconds since the epoch; now when absent.
+    #[serde(default)]
+    pub mtime: Option<i64>,
+}
+
+/// Creates a directory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MkdirAction {
+    /// Path of the directory; relative paths are resolved against `workdir`.
+    pub path: String,
+    /// The stage's WORKDIR.
+    #[serde(default = "default_workdir")]
+    pub workdir: String,
+    /// Permission bits; 0755 when absent.
+    #[serde(default)]
+    pub mode: Option<u32>,
+    /// Create missing parents and accept an existing directory (`mkdir -p`).
+    #[serde(default)]
+    pub parents: bool,
+    /// Owner (`user[:group]`), root when absent.
+    #[serde(default)]
+    pub chown: Option<String>,
+}
+
+/// Removes a path (recursively for directories).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RmAction {
+    /// Path to remove; relative paths are resolved against `workdir`.
+    pub path: String,
+    /// The stage's WORKDIR.
+    #[serde(default = "default_workdir")]
+    pub workdir: String,
+    /// Succeed when the path does not exist.
+    #[serde(default)]
+    pub allow_not_found: bool,
+}
+
+/// Why a file operation failed. Every message starts with the instruction and names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum FileOpError {
+    /// A source path or pattern matched nothing.
+    #[error("{op} failed: file not found in {place}: {path:?}")]
+    NotFound {
+        op: &'static str,
+        place: String,
+        path: String,
+    },
+    /// The action names a source root that was not provided.
+    #[error("{op} failed: unknown source {name:?}")]
+    UnknownSourceRoot { op: &'static str, name: String },
+    /// No sources at all.
+    #[error("{op} failed: no source files were specified")]
+    NoSources { op: &'static str },
+    /// Several sources but the destination is not a directory.
+    #[error("{op} failed: when using {op} with more than one source file, the destination must be a directory and end with a /: {dest:?}")]
+    DestNotDir { op: &'static str, dest: String },
+    /// A directory would be copied onto a non-directory.
+    #[error("{op} failed: cannot copy directory {src:?} to non-directory {dest:?}")]
+    DirOntoFile {
+        op: &'static str,
+        src: String,
+        dest: String,
+    },
+    /// A filesystem call failed.
+    #[error("{op} failed: {what} {path:?}: {source}")]
+    Io {
+        op: &'static str,
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A path could not be resolved inside its root.
+    #[error("{op} failed: {source}")]
+    Root {
+        op: &'static str,
+        source: root::RootError,
+    },
+    /// A wildcard or `--exclude` pattern is malformed.
+    #[error("{op} failed: {source}")]
+    Pattern {
+        op: &'static str,
+        source: pattern::PatternError,
+    },
+    /// A `--chmod` value is malformed.
+    #[error("{op} failed: {source}")]
+    Chmod {
+        op: &'static str,
+        source: chmod::ChmodError,
+    },
+    /// A `--chown` user or group could not be resolved.
+    #[error("{op} failed: --chown {spec}: {source}")]
+    Chown {
+        op: &'static str,
+        spec: String,
+        source: crate::userdb::UserDbError,
+    },
+    /// An archive could not be extracted.
+    #[error("{op} failed: extracting {path:?}: {source}")]
+    Archive {
+        op: &'static str,
+        path: String,
+        source: archive::ArchiveError,
+    },
+    /// A URL could not be downloaded.
+    #[error("{op} failed: downloading {url}: {message}")]
+    Download {
+        op: &'static str,
+        url: String,
+        message: String,
+    },
+    /// The downloaded content does not match `--checksum`.
+    #[error("{op} failed: checksum mismatch for {url}: expected {expected}, got {actual}")]
+    ChecksumMismatch {
+        op: &'static str,
+        url: String,
+        expected: String,
+        actual: String,
+    },
+    /// A path in the action is unusable (e.g. removing `/`).
+    #[error("{op} failed: invalid path {path:?}: {reason}")]
+    InvalidPath {
+        op: &'static str,
+        path: String,
+        reason: &'static str,
+    },
+}
+
+/// Applies `action` to the rootfs at `dest_root`, reading sources from `sources`.
+pub fn apply(
+    dest_root: &Path,
+    sources: &SourceRoots,
+    action: &FileAction,
+) -> Result<(), FileOpError> {
+    match action {
+        FileAction::Copy(a) => copy::copy(dest_root, sources, a, "COPY"),
+        FileAction::Add(a) => copy::copy(dest_root, sources, a, "ADD"),
+        FileAction::Mkfile(a) => copy::mkfile(dest_root, a),
+        FileAction::Mkdir(a) => copy::mkdir(dest_root, a),
+        FileAction::Rm(a) => copy::rm(dest_root, a),
+    }
+}

@@ -333,6 +333,8 @@ impl Solver {
         let mut records: HashMap<VertexId, StepRecord> = HashMap::new();
         let mut reasons: HashMap<VertexId, MissReason> = HashMap::new();
         let mut missed_name: HashMap<VertexId, String> = HashMap::new();
+        // Steps that must run whatever the cache holds, by the name of the step that forced it.
+        let mut forced: HashMap<VertexId, String> = HashMap::new();
         let mut stage_positions: HashMap<Option<usize>, usize> = HashMap::new();
         for &v in &order {
             let vertex = def.vertex(v).ok_or(SolveError::NoTarget)?;
@@ -346,14 +348,20 @@ impl Solver {
                 if let (Op::Config(_), Some(name)) = (&vertex.op, parent_missed) {
                     missed_name.insert(v, name);
                 }
+                if let Some(name) = vertex.inputs.iter().find_map(|i| forced.get(i).cloned()) {
+                    forced.insert(v, name);
+                }
                 continue;
             }
             let position = stage_positions.entry(vertex.stage).or_default();
             *position += 1;
             let stage_name = stage_name(&def, vertex);
+            // `--no-cache-filter` re-runs a stage's steps and, since their results are new,
+            // every step that uses them.
+            let forced_parent = vertex.inputs.iter().find_map(|i| forced.get(i).cloned());
             let no_cache = opts.no_cache || opts.no_cache_stages.contains(&stage_name);
             let store = &self.store;
-            let hit = if no_cache {
+            let hit = if no_cache || forced_parent.is_some() {
                 None
             } else {
                 self.keys.get(&plan.key, |d| {
@@ -368,6 +376,8 @@ impl Solver {
                     let inputs = plan.step_inputs.clone().unwrap_or_default();
                     let reason = if no_cache {
                         MissReason::NoCache
+                    } else if let Some(parent) = forced_parent {
+                        MissReason::ParentMissed { parent }
                     } else {
                         let prev = find_previous(&previous_steps, &stage_name, &inputs, *position);
                         reason::explain(
@@ -378,6 +388,12 @@ impl Solver {
                             opts.previous.is_some(),
                         )
                     };
+                    if no_cache
+                        || matches!(reason, MissReason::ParentMissed { .. })
+                            && forced_parent_is(&forced, vertex)
+                    {
+                        forced.insert(v, vertex.name.clone());
+                    }
                     reasons.insert(v, reason);
                     missed_name.insert(v, vertex.name.clone());
                 }
@@ -524,6 +540,10 @@ impl Solver {
             steps,
         })
     }
+}
+
+fn forced_parent_is(forced: &HashMap<VertexId, String>, vertex: &Vertex) -> bool {
+    vertex.inputs.iter().any(|i| forced.contains_key(i))
 }
 
 fn stage_name(def: &Definition, vertex: &Vertex) -> String {
@@ -725,19 +745,23 @@ fn plan_step(
             }
         }
     }
-    let base_digest = vertex
-        .inputs
-        .first()
-        .and_then(|i| planned.get(i))
-        .and_then(|p| p.step_inputs.as_ref())
-        .and_then(|s| s.base_digest.clone())
-        .filter(|_| {
-            vertex
-                .inputs
-                .first()
-                .and_then(|i| def.vertex(*i))
-                .is_some_and(|v| matches!(v.op, Op::Source(SourceOp::Image { .. })))
-        });
+    // The base image digest, for the first step of a chain: walk input 0 back through
+    // metadata-only vertices to an image source.
+    let mut base_digest = None;
+    let mut cur = vertex.inputs.first().copied();
+    while let Some(v) = cur.and_then(|id| def.vertex(id)) {
+        match &v.op {
+            Op::Config(_) => cur = v.inputs.first().copied(),
+            Op::Source(SourceOp::Image { .. }) => {
+                base_digest = planned
+                    .get(&v.id)
+                    .and_then(|p| p.step_inputs.as_ref())
+                    .and_then(|s| s.base_digest.clone());
+                break;
+            }
+            _ => break,
+        }
+    }
     Ok(Planned {
         key,
         step_inputs: Some(StepInputs {

@@ -113,12 +113,6 @@ pub fn explain(
             };
         }
     }
-    if old.instruction != now.instruction {
-        return MissReason::InstructionChanged {
-            old: old.instruction.clone(),
-            new: now.instruction.clone(),
-        };
-    }
     let arg_names = old.args.keys().chain(now.args.keys());
     for name in arg_names {
         let (o, n) = (old.args.get(name), now.args.get(name));
@@ -129,6 +123,12 @@ pub fn explain(
                 new: n.cloned(),
             };
         }
+    }
+    if old.instruction != now.instruction {
+        return MissReason::InstructionChanged {
+            old: old.instruction.clone(),
+            new: now.instruction.clone(),
+        };
     }
     let paths = old.files.keys().chain(now.files.keys());
     for path in paths {

@@ -2,3 +2,4 @@
 //! step reads it) and, through the image store or a registry, base images.
 
 pub mod context;
+pub mod image;

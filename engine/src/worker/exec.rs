@@ -25,7 +25,9 @@ fn clean_inside(path: &str) -> Result<String, WorkError> {
             "" | "." => {}
             ".." => {
                 if parts.pop().is_none() {
-                    return Err(fail(format!("mount source {path:?} points outside its root")));
+                    return Err(fail(format!(
+                        "mount source {path:?} points outside its root"
+                    )));
                 }
             }
             p => parts.push(p),
@@ -38,11 +40,14 @@ fn clean_inside(path: &str) -> Result<String, WorkError> {
 /// included).
 fn resolve_inside(root: &Path, rel: &str) -> Result<PathBuf, WorkError> {
     let joined = root.join(rel);
-    let canon_root = std::fs::canonicalize(root).map_err(|e| fail(format!("{}: {e}", root.display())))?;
-    let canon = std::fs::canonicalize(&joined)
-        .map_err(|e| fail(format!("mount source {rel:?}: {e}")))?;
+    let canon_root =
+        std::fs::canonicalize(root).map_err(|e| fail(format!("{}: {e}", root.display())))?;
+    let canon =
+        std::fs::canonicalize(&joined).map_err(|e| fail(format!("mount source {rel:?}: {e}")))?;
     if !canon.starts_with(&canon_root) {
-        return Err(fail(format!("mount source {rel:?} resolves outside its root")));
+        return Err(fail(format!(
+            "mount source {rel:?} resolves outside its root"
+        )));
     }
     Ok(canon)
 }
@@ -179,12 +184,17 @@ pub(super) fn run(
             } => {
                 let Some(secret) = worker.opts.secrets.get(id) else {
                     if *required {
-                        return Err(fail(format!("secret {id}: not provided (use --secret id={id},src=FILE)")));
+                        return Err(fail(format!(
+                            "secret {id}: not provided (use --secret id={id},src=FILE)"
+                        )));
                     }
                     continue;
                 };
                 if let Some(name) = env_name {
-                    env.push((name.clone(), String::from_utf8_lossy(&secret.bytes).into_owned()));
+                    env.push((
+                        name.clone(),
+                        String::from_utf8_lossy(&secret.bytes).into_owned(),
+                    ));
                 }
                 if !m.target.is_empty() {
                     mounts.push(SandboxMountSpec {
@@ -200,7 +210,9 @@ pub(super) fn run(
             }
             MountKind::Ssh { id, required, .. } => {
                 if *required {
-                    return Err(fail(format!("ssh mount {id}: SSH agent forwarding is not supported")));
+                    return Err(fail(format!(
+                        "ssh mount {id}: SSH agent forwarding is not supported"
+                    )));
                 }
             }
         }
@@ -241,7 +253,10 @@ pub(super) fn run(
         resolve_workdir(workdir, &op.cwd)
     };
     let user_spec = if op.user.is_empty() {
-        req.config["config"]["User"].as_str().unwrap_or("").to_string()
+        req.config["config"]["User"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     } else {
         op.user.clone()
     };
@@ -258,7 +273,7 @@ pub(super) fn run(
             args: op.args.clone(),
             env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             cwd: PathBuf::from(cwd),
-            user,
+            user: user.into(),
         }),
     };
     let mut sink = super::log_sink(progress, req.step);
@@ -281,7 +296,8 @@ pub(super) fn run(
 fn create_cache_dir(path: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), WorkError> {
     use std::os::unix::fs::PermissionsExt;
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).map_err(|e| fail(format!("cache mount {}: {e}", path.display())))?;
+    std::fs::create_dir_all(&tmp)
+        .map_err(|e| fail(format!("cache mount {}: {e}", path.display())))?;
     let mode = if mode == 0 { 0o755 } else { mode };
     let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode));
     let _ = std::os::unix::fs::chown(&tmp, Some(uid), Some(gid));

@@ -6,7 +6,9 @@
 //! actions with the rooted-path rules of `fileops`. The overlay's upper directory is the diff.
 
 use super::LocalWorker;
-use crate::executor::{self, Action, InProcessContext, Network, OverlayMount, SandboxSpec, UpperDir};
+use crate::executor::{
+    self, Action, InProcessContext, Network, OverlayMount, SandboxSpec, UpperDir,
+};
 use crate::fileops::{self, CopyAction, MkdirAction, MkfileAction, RmAction, SourceRoots};
 use crate::graph::{self, FileMode};
 use crate::solver::progress::ProgressSink;

@@ -12,7 +12,7 @@ mod exec;
 mod file;
 mod rootfs;
 
-use crate::layer::{LayerOptions, DiffId};
+use crate::layer::{DiffId, LayerOptions};
 use crate::snapshot::{OverlayXattrs, SnapshotStore};
 use crate::solver::progress::{Event, ProgressSink, StepId};
 use crate::solver::{ContextInput, ExecRequest, FileRequest, WorkError, Worker};
@@ -53,13 +53,16 @@ pub struct LocalWorker {
     snapshots: SnapshotStore,
     opts: WorkerOptions,
     contexts: Mutex<HashMap<String, ContextInput>>,
-    rootless: bool,
 }
 
 impl LocalWorker {
     /// A worker over the cache root.
-    pub fn new(root: cache::Root, opts: WorkerOptions) -> Result<Self, WorkError> {
+    pub fn new(root: cache::Root, mut opts: WorkerOptions) -> Result<Self, WorkError> {
         let rootless = crate::executor::is_rootless();
+        if rootless && opts.layer.id_map.is_none() {
+            // Files in a rootless upper directory belong to host (subordinate) ids.
+            opts.layer.id_map = Some(crate::executor::idmap::layer_id_map());
+        }
         let xattrs = if rootless {
             OverlayXattrs::User
         } else {
@@ -76,7 +79,6 @@ impl LocalWorker {
             snapshots,
             opts,
             contexts: Mutex::new(HashMap::new()),
-            rootless,
         })
     }
 
@@ -94,10 +96,9 @@ impl LocalWorker {
             .map(|l| {
                 let diff_id = DiffId::parse(&l.diff_id)
                     .ok_or_else(|| WorkError::Failed(format!("bad diffID {}", l.diff_id)))?;
-                let digest: cache::Digest = l
-                    .digest
-                    .parse()
-                    .map_err(|e| WorkError::Failed(format!("bad layer digest {}: {e}", l.digest)))?;
+                let digest: cache::Digest = l.digest.parse().map_err(|e| {
+                    WorkError::Failed(format!("bad layer digest {}: {e}", l.digest))
+                })?;
                 self.snapshots
                     .ensure(&self.store.path(&digest), &diff_id)
                     .map_err(|e| WorkError::Failed(e.to_string()))
@@ -116,7 +117,8 @@ impl LocalWorker {
     /// Turns a finished upper directory into a layer blob in the content store, and keeps the
     /// directory as that layer's snapshot.
     fn commit_upper(&self, upper: &Path) -> Result<LayerRef, WorkError> {
-        let fail = |what: &str, e: &dyn std::fmt::Display| WorkError::Failed(format!("{what}: {e}"));
+        let fail =
+            |what: &str, e: &dyn std::fmt::Display| WorkError::Failed(format!("{what}: {e}"));
         let mut writer = self.store.writer().map_err(|e| fail("content store", &e))?;
         let desc = {
             let mut buffered = std::io::BufWriter::with_capacity(1 << 20, &mut writer);
@@ -158,11 +160,19 @@ impl LocalWorker {
 }
 
 impl Worker for LocalWorker {
-    fn exec(&self, req: &ExecRequest<'_>, progress: &dyn ProgressSink) -> Result<LayerRef, WorkError> {
+    fn exec(
+        &self,
+        req: &ExecRequest<'_>,
+        progress: &dyn ProgressSink,
+    ) -> Result<LayerRef, WorkError> {
         exec::run(self, req, progress)
     }
 
-    fn file(&self, req: &FileRequest<'_>, progress: &dyn ProgressSink) -> Result<LayerRef, WorkError> {
+    fn file(
+        &self,
+        req: &FileRequest<'_>,
+        progress: &dyn ProgressSink,
+    ) -> Result<LayerRef, WorkError> {
         file::run(self, req, progress)
     }
 

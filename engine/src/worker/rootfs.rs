@@ -28,7 +28,7 @@ pub fn read_layered(lowers: &[PathBuf], path: &str) -> io::Result<Option<Vec<u8>
         .split('/')
         .filter(|c| !c.is_empty() && *c != ".")
         .collect();
-    if rel.iter().any(|c| *c == "..") {
+    if rel.contains(&"..") {
         return Ok(None);
     }
     'layers: for layer in lowers.iter().rev() {
@@ -81,7 +81,10 @@ mod tests {
         std::fs::create_dir_all(top.path().join("etc")).unwrap();
         std::fs::write(top.path().join("etc/passwd"), "top").unwrap();
         let lowers = vec![base.path().to_path_buf(), top.path().to_path_buf()];
-        assert_eq!(read_layered(&lowers, "/etc/passwd").unwrap().unwrap(), b"top");
+        assert_eq!(
+            read_layered(&lowers, "/etc/passwd").unwrap().unwrap(),
+            b"top"
+        );
         assert_eq!(read_layered(&lowers, "/etc/group").unwrap().unwrap(), b"g");
         assert!(read_layered(&lowers, "/etc/shadow").unwrap().is_none());
         if nix::unistd::geteuid().is_root() {

@@ -83,7 +83,8 @@ impl ErrorKind {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct Diagnostic {
-    pub kind: ErrorKind,
+    /// What went wrong (boxed to keep `Result<_, Diagnostic>` small).
+    pub kind: Box<ErrorKind>,
     /// The Dockerfile's name as given by the user (`Dockerfile`, `build/Dockerfile.prod`).
     pub file: String,
     /// Where the error is; line and column are 1-based. A zero line means "no location".
@@ -99,7 +100,7 @@ impl Diagnostic {
     /// A diagnostic of `kind` at `span`, with `line_text` as the shown line.
     pub fn new(kind: ErrorKind, span: Span, line_text: impl Into<String>) -> Self {
         Diagnostic {
-            kind,
+            kind: Box::new(kind),
             file: String::from("Dockerfile"),
             span,
             line_text: line_text.into(),
@@ -187,7 +188,12 @@ pub fn suggest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -
     let input_lower = input.to_ascii_lowercase();
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(&input_lower, &c.to_ascii_lowercase()), c))
+        .map(|c| {
+            (
+                strsim::jaro_winkler(&input_lower, &c.to_ascii_lowercase()),
+                c,
+            )
+        })
         .filter(|(score, _)| *score >= 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)

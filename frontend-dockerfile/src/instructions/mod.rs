@@ -497,11 +497,20 @@ fn bad_flag(ctx: &NodeCtx, f: &flags::GivenFlag, value: &str, reason: String) ->
     )
 }
 
-fn expand_word(ctx: &NodeCtx, ex: &dyn Expander, word: &str, span: Span) -> Result<String, Diagnostic> {
+fn expand_word(
+    ctx: &NodeCtx,
+    ex: &dyn Expander,
+    word: &str,
+    span: Span,
+) -> Result<String, Diagnostic> {
     ex.word(word).map_err(|e| ctx.expand_error(word, e, span))
 }
 
-fn expand_flag(ctx: &NodeCtx, ex: &dyn Expander, f: &flags::GivenFlag) -> Result<String, Diagnostic> {
+fn expand_flag(
+    ctx: &NodeCtx,
+    ex: &dyn Expander,
+    f: &flags::GivenFlag,
+) -> Result<String, Diagnostic> {
     expand_word(ctx, ex, &f.value, f.span)
 }
 
@@ -580,7 +589,12 @@ fn parse_from(ctx: &NodeCtx, ex: &dyn Expander) -> Result<Command, Diagnostic> {
         Some(f) => {
             let v = expand_flag(ctx, ex, f)?;
             if v.is_empty() {
-                return Err(bad_flag(ctx, f, &f.value, "it expands to an empty string".into()));
+                return Err(bad_flag(
+                    ctx,
+                    f,
+                    &f.value,
+                    "it expands to an empty string".into(),
+                ));
             }
             Some(v)
         }
@@ -673,7 +687,11 @@ fn heredoc_word(word: &str) -> Option<String> {
     }
 }
 
-fn parse_copy_args(ctx: &NodeCtx, flags: &Flags, ex: &dyn Expander) -> Result<CopyArgs, Diagnostic> {
+fn parse_copy_args(
+    ctx: &NodeCtx,
+    flags: &Flags,
+    ex: &dyn Expander,
+) -> Result<CopyArgs, Diagnostic> {
     let node = ctx.node;
     if node.args.len() < 2 {
         return Err(ctx
@@ -745,7 +763,7 @@ fn parse_pairs(ctx: &NodeCtx, ex: &dyn Expander) -> Result<Vec<(String, String)>
         return Err(ctx.args_error("requires at least one argument"));
     }
     // The parser gives (key, value, separator) triples.
-    if args.len() % 3 != 0 {
+    if !args.chunks_exact(3).remainder().is_empty() {
         return Err(ctx.args_error("requires KEY=VALUE pairs"));
     }
     let mut out = Vec::new();
@@ -874,4 +892,3 @@ fn parse_healthcheck(ctx: &NodeCtx) -> Result<Command, Diagnostic> {
         retries,
     }))
 }
-

@@ -317,14 +317,20 @@ pub(crate) fn parse_mount(
             return Err(bad("a secret mount can not have `from`".into()));
         }
         if m.source.is_none() && m.target.is_none() && m.id.is_none() && m.env.is_none() {
-            return Err(bad("a secret mount needs one of `id`, `source`, `target` or `env`".into()));
+            return Err(bad(
+                "a secret mount needs one of `id`, `source`, `target` or `env`".into(),
+            ));
         }
         if m.source.is_some() && m.id.is_some() {
-            return Err(bad("a secret mount can not have both `source` and `id`".into()));
+            return Err(bad(
+                "a secret mount can not have both `source` and `id`".into()
+            ));
         }
     }
     if matches!(m.kind, MountType::Tmpfs | MountType::Ssh) && m.from.is_some() {
-        return Err(bad(format!("a {:?} mount can not have `from`", m.kind).to_lowercase()));
+        return Err(bad(
+            format!("a {:?} mount can not have `from`", m.kind).to_lowercase()
+        ));
     }
     Ok(m)
 }

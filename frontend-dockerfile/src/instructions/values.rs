@@ -90,9 +90,8 @@ pub fn parse_port_spec(raw: &str) -> Result<Vec<String>, String> {
 
 const SIGNALS: &[&str] = &[
     "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL",
-    "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP",
-    "TSTP", "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN",
-    "RTMAX",
+    "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP",
+    "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX",
 ];
 
 /// Checks a STOPSIGNAL value (`SIGTERM`, `TERM`, `9`, `SIGRTMIN+3`) as moby's `signal.ParseSignal`.
@@ -181,7 +180,9 @@ pub fn validate_digest(raw: &str) -> Result<(), String> {
             .chars()
             .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
     {
-        return Err(format!("expected {len} lowercase hex digits after `{algo}:`"));
+        return Err(format!(
+            "expected {len} lowercase hex digits after `{algo}:`"
+        ));
     }
     Ok(())
 }
@@ -211,7 +212,10 @@ mod tests {
             parse_port_spec("8000-8002").unwrap(),
             vec!["8000/tcp", "8001/tcp", "8002/tcp"]
         );
-        assert_eq!(parse_port_spec("127.0.0.1:80:8080").unwrap(), vec!["8080/tcp"]);
+        assert_eq!(
+            parse_port_spec("127.0.0.1:80:8080").unwrap(),
+            vec!["8080/tcp"]
+        );
         assert!(parse_port_spec("80/xyz").is_err());
         assert!(parse_port_spec("http").is_err());
         assert!(parse_port_spec("70000").is_err());
@@ -227,7 +231,10 @@ mod tests {
         assert!(validate_signal("SIGFOO").is_err());
         assert!(validate_signal("0").is_err());
         assert_eq!(parse_chmod("755"), Ok(FileMode::Octal(0o755)));
-        assert_eq!(parse_chmod("u+x,go-w"), Ok(FileMode::Symbolic("u+x,go-w".into())));
+        assert_eq!(
+            parse_chmod("u+x,go-w"),
+            Ok(FileMode::Symbolic("u+x,go-w".into()))
+        );
         assert!(parse_chmod("789").is_err());
         assert!(parse_chmod("17777").is_err());
         assert!(parse_chmod("rwx").is_err());

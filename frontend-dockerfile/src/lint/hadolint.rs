@@ -122,7 +122,11 @@ fn stage_rules(model: &Model<'_>, stage: &Stage<'_>, aliases: &[String], out: &m
             "run" => {
                 run_rules(node, &shell, is_last_stage, out);
                 if let Some(prev) = previous.filter(|p| p.value == "run") {
-                    if prev.flags == node.flags || flag_values(prev) == flag_values(node) {
+                    // Like hadolint: only RUNs of a single command each are worth merging.
+                    if flag_values(prev) == flag_values(node)
+                        && command_count(prev) <= 1
+                        && command_count(node) <= 1
+                    {
                         out.push(Finding::new(
                             "DL3059",
                             node.keyword_span,
@@ -274,6 +278,15 @@ fn stage_rules(model: &Model<'_>, stage: &Stage<'_>, aliases: &[String], out: &m
         }
         previous = Some(node);
     }
+}
+
+/// Commands of a RUN, substitutions included and `[ ... ]` tests not counted.
+fn command_count(node: &Node) -> usize {
+    model::run_script(node)
+        .commands
+        .iter()
+        .filter(|c| !matches!(c.name(), "[" | "[["))
+        .count()
 }
 
 /// Flag words without spans, for comparing two instructions' flags.
@@ -505,10 +518,12 @@ fn run_rules(node: &Node, shell: &ShellState, is_last_stage: bool, out: &mut Vec
         );
     }
     let apt_update = any(&|c| c.name() == "apt-get" && c.has_arg("update"));
-    let lists_removed =
-        any(&|c| c.name() == "rm" && c.args().iter().any(|a| a.starts_with("/var/lib/apt/lists")));
-    let _ = is_last_stage;
-    if apt_update && !lists_removed && !has_cache_mount(node, "/var/lib/apt") {
+    let lists_removed = any(&|c| {
+        (c.name() == "rm" && c.args().iter().any(|a| a.starts_with("/var/lib/apt/lists")))
+            || (c.name() == "apt-get" && c.subcommand(&["-o"]) == Some("dist-clean"))
+    });
+    // Like hadolint: lists left in an intermediate stage do not reach the final image.
+    if is_last_stage && apt_update && !lists_removed && !has_cache_mount(node, "/var/lib/apt") {
         push(
             "DL3009",
             "Delete the apt lists (/var/lib/apt/lists) after installing something",
@@ -723,7 +738,7 @@ fn run_rules(node: &Node, shell: &ShellState, is_last_stage: bool, out: &mut Vec
     }
     // yarn.
     if cmds.iter().any(|c| {
-        c.name() == "yarn" && (c.subcommand(&[]).is_none() || c.subcommand(&[]) == Some("install"))
+        c.name() == "yarn" && (c.args().is_empty() || c.subcommand(&[]) == Some("install"))
     }) && !cmds
         .iter()
         .any(|c| c.name() == "yarn" && c.has_arg("cache") && c.has_arg("clean"))

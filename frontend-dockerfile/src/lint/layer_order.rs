@@ -769,7 +769,7 @@ fn stable_below_changing(stage: &Stage<'_>, out: &mut Vec<Finding>) {
 }
 
 fn copy_without_dockerignore(stage: &Stage<'_>, ctx: &ContextInfo, out: &mut Vec<Finding>) {
-    if ctx.ignore_patterns.is_some() {
+    if ctx.ignore.is_some() {
         return;
     }
     let heavy: Vec<&str> = HEAVY_DIRS.iter().copied().filter(|d| ctx.has(d)).collect();

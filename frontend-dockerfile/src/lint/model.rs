@@ -103,7 +103,11 @@ pub struct KeyValue<'n> {
 
 /// The pairs of an ENV or LABEL node: the parser gives triples `key value sep`.
 pub fn key_values(node: &Node) -> Vec<KeyValue<'_>> {
-    let step = if node.args.len().is_multiple_of(3) { 3 } else { 2 };
+    let step = if node.args.len().is_multiple_of(3) {
+        3
+    } else {
+        2
+    };
     node.args
         .chunks(step)
         .filter(|c| c.len() >= 2)

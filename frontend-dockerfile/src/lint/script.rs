@@ -12,6 +12,8 @@ pub struct Command {
     pub words: Vec<String>,
     /// True when this command's output is piped into the next (`a | b`: true for `a`).
     pub pipes_into_next: bool,
+    /// True for a command inside a command substitution (`$(...)` or backticks).
+    pub in_substitution: bool,
 }
 
 impl Command {
@@ -128,13 +130,16 @@ fn is_assignment(word: &str) -> bool {
 /// A script split into simple commands.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Script {
+    /// Commands in order; those of command substitutions follow the command that holds them.
     pub commands: Vec<Command>,
+    /// Number of `|` pipe operators (not `||`), substitutions included.
+    pub pipes: usize,
 }
 
 impl Script {
-    /// True when any command pipes into another (`|`, not `||`).
+    /// True when any command pipes into another (`|`, not `||`), including `{ ...; } | tee`.
     pub fn has_pipe(&self) -> bool {
-        self.commands.iter().any(|c| c.pipes_into_next)
+        self.pipes > 0
     }
 
     /// The commands named `name`.
@@ -161,8 +166,17 @@ enum Token {
 
 /// Splits `text` into simple commands.
 pub fn parse(text: &str) -> Script {
-    let tokens = tokenize(text);
+    parse_depth(text, 0)
+}
+
+/// Substitutions nest; past this depth their insides are not read.
+const MAX_DEPTH: usize = 8;
+
+fn parse_depth(text: &str, depth: usize) -> Script {
+    let mut substitutions = Vec::new();
+    let tokens = tokenize(text, &mut substitutions);
     let mut commands = Vec::new();
+    let mut pipes = 0;
     let mut current = Command::default();
     let mut skip_until_separator = false;
     let mut iter = tokens.into_iter().peekable();
@@ -191,6 +205,7 @@ pub fn parse(text: &str) -> Script {
                 }
             }
             Token::Pipe => {
+                pipes += 1;
                 skip_until_separator = false;
                 if !current.words.is_empty() {
                     current.pipes_into_next = true;
@@ -208,10 +223,20 @@ pub fn parse(text: &str) -> Script {
     if !current.words.is_empty() {
         commands.push(current);
     }
-    Script { commands }
+    if depth < MAX_DEPTH {
+        for sub in substitutions {
+            let inner = parse_depth(&sub, depth + 1);
+            pipes += inner.pipes;
+            commands.extend(inner.commands.into_iter().map(|mut c| {
+                c.in_substitution = true;
+                c
+            }));
+        }
+    }
+    Script { commands, pipes }
 }
 
-fn tokenize(text: &str) -> Vec<Token> {
+fn tokenize(text: &str, substitutions: &mut Vec<String>) -> Vec<Token> {
     let chars: Vec<char> = text.chars().collect();
     let mut tokens = Vec::new();
     let mut word = String::new();
@@ -255,7 +280,7 @@ fn tokenize(text: &str) -> Vec<Token> {
                         continue;
                     }
                     if chars[i] == '$' && chars.get(i + 1) == Some(&'(') {
-                        i = copy_balanced(&chars, i, &mut word);
+                        i = copy_balanced(&chars, i, &mut word, substitutions);
                         continue;
                     }
                     word.push(chars[i]);
@@ -264,18 +289,21 @@ fn tokenize(text: &str) -> Vec<Token> {
             }
             '$' if matches!(chars.get(i + 1), Some('(') | Some('{')) => {
                 in_word = true;
-                i = copy_balanced(&chars, i, &mut word);
+                i = copy_balanced(&chars, i, &mut word, substitutions);
                 continue;
             }
             '`' => {
                 in_word = true;
                 word.push('`');
                 i += 1;
+                let mut inner = String::new();
                 while i < chars.len() && chars[i] != '`' {
                     word.push(chars[i]);
+                    inner.push(chars[i]);
                     i += 1;
                 }
                 word.push('`');
+                substitutions.push(inner);
             }
             '#' if !in_word => {
                 while i < chars.len() && chars[i] != '\n' {
@@ -330,7 +358,7 @@ fn tokenize(text: &str) -> Vec<Token> {
                 }
                 if chars.get(j) == Some(&'(') {
                     // Process substitution `<(cmd)`: keep it as a word.
-                    i = copy_balanced(&chars, j - 1, &mut word);
+                    i = copy_balanced(&chars, j - 1, &mut word, substitutions);
                     in_word = true;
                     continue;
                 }
@@ -349,23 +377,51 @@ fn tokenize(text: &str) -> Vec<Token> {
     tokens
 }
 
-/// Copies `$(...)`, `${...}` or `<(...)` starting at `start` verbatim into `word`, balancing brackets;
-/// returns the index after the closing bracket.
-fn copy_balanced(chars: &[char], start: usize, word: &mut String) -> usize {
+/// Copies `$(...)`, `${...}` or `<(...)` starting at `start` verbatim into `word`, balancing brackets
+/// (quotes respected); the inside of a `(...)` is also recorded in `substitutions`. Returns the index
+/// after the closing bracket.
+fn copy_balanced(
+    chars: &[char],
+    start: usize,
+    word: &mut String,
+    substitutions: &mut Vec<String>,
+) -> usize {
     let open = chars.get(start + 1).copied().unwrap_or('(');
     let close = if open == '{' { '}' } else { ')' };
     let mut depth = 0usize;
     let mut i = start;
+    let mut quote: Option<char> = None;
+    let body_start = start + 2;
     while i < chars.len() {
         let c = chars[i];
         word.push(c);
-        if c == open {
-            depth += 1;
-        } else if c == close {
-            depth = depth.saturating_sub(1);
-            if depth == 0 {
-                return i + 1;
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some('"') if c == '\\' => {
+                if let Some(&n) = chars.get(i + 1) {
+                    word.push(n);
+                    i += 1;
+                }
             }
+            Some(_) => {}
+            None if (c == '\'' || c == '"') && i > start + 1 => quote = Some(c),
+            None if c == '\\' => {
+                if let Some(&n) = chars.get(i + 1) {
+                    word.push(n);
+                    i += 1;
+                }
+            }
+            None if c == open => depth += 1,
+            None if c == close => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    if open == '(' {
+                        substitutions.push(chars[body_start.min(i)..i].iter().collect());
+                    }
+                    return i + 1;
+                }
+            }
+            None => {}
         }
         i += 1;
     }
@@ -399,7 +455,12 @@ mod tests {
         assert!(parse("curl -s x | tar -x").has_pipe());
         assert!(!parse("a || b").has_pipe());
         assert!(!parse("echo 'a | b'").has_pipe());
-        assert!(!parse("echo $(a | b)").has_pipe());
+        assert!(
+            parse("x=\"$(a | b)\"").has_pipe(),
+            "pipes inside substitutions count"
+        );
+        assert!(parse("{ echo a; } | tee f").has_pipe());
+        assert_eq!(parse("v=$(cat f | tr a b); echo `pwd`").commands.len(), 5);
     }
 
     #[test]

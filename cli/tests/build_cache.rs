@@ -1,0 +1,225 @@
+//! End-to-end cache behaviour of `builder build`, judged from `--metadata-file`: what hits, what
+//! misses and why.
+
+mod common;
+
+use common::{can_build, step, steps, Fixture};
+
+const DOCKERFILE: &str = "\
+FROM busybox:local AS deps
+ARG LEVEL=1
+COPY manifest.txt /app/
+RUN cat /app/manifest.txt > /app/deps.txt
+FROM busybox:local AS other
+RUN echo other > /other.txt
+FROM deps
+ARG FLAVOR=plain
+COPY src/ /app/src/
+RUN echo $FLAVOR > /app/flavor.txt && ls /app/src > /app/list.txt
+COPY --from=other /other.txt /app/
+";
+
+fn project(f: &Fixture) -> std::path::PathBuf {
+    f.context(
+        "project",
+        &[
+            ("Dockerfile", DOCKERFILE),
+            ("manifest.txt", "deps v1\n"),
+            ("src/a.txt", "a\n"),
+            ("src/b.txt", "b\n"),
+            ("unread.txt", "never copied\n"),
+        ],
+    )
+}
+
+fn digest(meta: &serde_json::Value) -> String {
+    meta["containerimage.digest"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn unchanged_rebuild_and_mtime_touch_hit_every_step_with_the_same_digest() {
+    if !can_build() {
+        return;
+    }
+    let f = Fixture::new();
+    let ctx = project(&f);
+    let first = f.build_ok(&ctx, &["-t", "app"]);
+    assert!(
+        steps(&first).iter().all(|s| !s.1),
+        "cold build runs everything"
+    );
+    assert!(steps(&first).iter().all(|s| s.2 == "no_previous_record"));
+    let second = f.build_ok(&ctx, &["-t", "app"]);
+    assert!(steps(&second).iter().all(|s| s.1), "{:#?}", steps(&second));
+    assert_eq!(digest(&first), digest(&second));
+    filetime::set_file_mtime(
+        ctx.join("src/a.txt"),
+        filetime::FileTime::from_unix_time(1000, 0),
+    )
+    .unwrap();
+    let third = f.build_ok(&ctx, &["-t", "app"]);
+    assert!(steps(&third).iter().all(|s| s.1), "mtime must not matter");
+    assert_eq!(digest(&first), digest(&third));
+}
+
+#[test]
+fn editing_a_copied_file_misses_from_its_line_down_only() {
+    if !can_build() {
+        return;
+    }
+    let f = Fixture::new();
+    let ctx = project(&f);
+    f.build_ok(&ctx, &[]);
+    std::fs::write(ctx.join("unread.txt"), "changed\n").unwrap();
+    let meta = f.build_ok(&ctx, &[]);
+    assert!(
+        steps(&meta).iter().all(|s| s.1),
+        "a file never read does not matter"
+    );
+
+    std::fs::write(ctx.join("src/a.txt"), "a changed\n").unwrap();
+    let meta = f.build_ok(&ctx, &[]);
+    let copy = step(&meta, "COPY src/");
+    assert_eq!(copy["cached"], false);
+    assert_eq!(copy["reason"]["kind"], "file_changed");
+    assert_eq!(copy["reason"]["path"], "src/a.txt");
+    assert_eq!(copy["line"], 9);
+    let run = step(&meta, "flavor.txt");
+    assert_eq!(run["reason"]["kind"], "parent_missed");
+    assert_eq!(step(&meta, "COPY --from=other")["cached"], false);
+    // Above the change, and in the unrelated stage: cached.
+    assert_eq!(step(&meta, "COPY manifest.txt")["cached"], true);
+    assert_eq!(step(&meta, "RUN cat /app/manifest.txt")["cached"], true);
+    assert_eq!(step(&meta, "RUN echo other")["cached"], true);
+}
+
+#[test]
+fn build_args_miss_only_where_visible() {
+    if !can_build() {
+        return;
+    }
+    let f = Fixture::new();
+    let ctx = project(&f);
+    f.build_ok(&ctx, &[]);
+    let meta = f.build_ok(&ctx, &["--build-arg", "FLAVOR=spicy"]);
+    let run = step(&meta, "flavor.txt");
+    assert_eq!(run["cached"], false);
+    assert_eq!(run["reason"]["kind"], "arg_changed");
+    assert_eq!(run["reason"]["name"], "FLAVOR");
+    assert_eq!(run["reason"]["old"], "plain");
+    assert_eq!(run["reason"]["new"], "spicy");
+    assert_eq!(step(&meta, "COPY src/")["cached"], true);
+    assert_eq!(step(&meta, "RUN cat /app/manifest.txt")["cached"], true);
+
+    let meta = f.build_ok(
+        &ctx,
+        &["--build-arg", "FLAVOR=spicy", "--build-arg", "LEVEL=2"],
+    );
+    let deps_run = step(&meta, "RUN cat /app/manifest.txt");
+    assert_eq!(deps_run["reason"]["kind"], "arg_changed");
+    assert_eq!(deps_run["reason"]["name"], "LEVEL");
+    assert_eq!(
+        step(&meta, "RUN echo other")["cached"],
+        true,
+        "LEVEL is not visible there"
+    );
+}
+
+#[test]
+fn a_new_base_digest_misses_its_stage() {
+    if !can_build() {
+        return;
+    }
+    let f = Fixture::new();
+    let ctx = project(&f);
+    f.build_ok(&ctx, &[]);
+    let base2 = f.context(
+        "base2",
+        &[(
+            "Dockerfile",
+            "FROM busybox:local\nRUN echo v2 > /base-version\n",
+        )],
+    );
+    f.build_ok(&base2, &["-t", "busybox:local"]);
+    let meta = f.build_ok(&ctx, &[]);
+    let first = step(&meta, "COPY manifest.txt");
+    assert_eq!(first["cached"], false);
+    assert_eq!(first["reason"]["kind"], "base_image_changed");
+    assert_eq!(
+        step(&meta, "RUN echo other")["reason"]["kind"],
+        "base_image_changed"
+    );
+}
+
+#[test]
+fn the_same_step_in_two_dockerfiles_shares_the_cache() {
+    if !can_build() {
+        return;
+    }
+    let f = Fixture::new();
+    let a = f.context(
+        "a",
+        &[(
+            "Dockerfile",
+            "FROM busybox:local\nRUN echo shared > /shared.txt\n",
+        )],
+    );
+    let b = f.context(
+        "b",
+        &[(
+            "Dockerfile",
+            "FROM busybox:local\nRUN echo shared > /shared.txt\nRUN echo only-b > /b.txt\n",
+        )],
+    );
+    f.build_ok(&a, &["-t", "a"]);
+    let meta = f.build_ok(&b, &["-t", "b"]);
+    assert_eq!(step(&meta, "RUN echo shared")["cached"], true);
+    assert_eq!(step(&meta, "RUN echo only-b")["cached"], false);
+}
+
+#[test]
+fn a_failed_step_caches_nothing_and_keeps_earlier_steps() {
+    if !can_build() {
+        return;
+    }
+    let f = Fixture::new();
+    let ctx = f.context(
+        "fail",
+        &[(
+            "Dockerfile",
+            "FROM busybox:local\nRUN echo first > /first.txt\nRUN echo boom && exit 3\n",
+        )],
+    );
+    let (out, _) = f.build(&ctx, &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("exit code: 3"), "{stderr}");
+    assert!(
+        stderr.contains("boom"),
+        "the step's output is shown: {stderr}"
+    );
+    assert!(stderr.contains(":3"), "the failing line is named: {stderr}");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:local\nRUN echo first > /first.txt\nRUN echo fixed\n",
+    )
+    .unwrap();
+    let meta = f.build_ok(&ctx, &[]);
+    assert_eq!(step(&meta, "RUN echo first")["cached"], true);
+    assert_eq!(step(&meta, "RUN echo fixed")["cached"], false);
+}
+
+#[test]
+fn no_cache_and_no_cache_filter() {
+    if !can_build() {
+        return;
+    }
+    let f = Fixture::new();
+    let ctx = project(&f);
+    f.build_ok(&ctx, &[]);
+    let meta = f.build_ok(&ctx, &["--no-cache-filter", "other"]);
+    assert_eq!(step(&meta, "RUN echo other")["reason"]["kind"], "no_cache");
+    assert_eq!(step(&meta, "RUN cat /app/manifest.txt")["cached"], true);
+    let meta = f.build_ok(&ctx, &["--no-cache"]);
+    assert!(steps(&meta).iter().all(|s| s.2 == "no_cache"));
+}

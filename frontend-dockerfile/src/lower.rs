@@ -1,1 +1,0 @@
-//! lower (in progress).

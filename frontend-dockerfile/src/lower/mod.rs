@@ -1,0 +1,493 @@
+//! Parsed Dockerfile + build args + target → [`engine::graph::Definition`].
+//!
+//! Each stage becomes a chain of vertices from its base (an image source, scratch, or another
+//! stage's final vertex): one vertex per instruction that changes files (RUN, COPY, ADD,
+//! WORKDIR's mkdir) or metadata (ENV, LABEL, CMD, ... as `Op::Config`). `FROM <stage>`,
+//! `COPY --from` and `RUN --mount=from=` become edges. Only the stages the target needs are
+//! lowered; the default target is the last stage.
+//!
+//! What a step's digest sees: its own op (argv, env with the ARGs visible at that point, cwd,
+//! user, mounts ...) and its inputs. ARGs a step cannot see never reach it, and proxy build args
+//! are passed outside the digest (see [`args`]).
+//!
+//! Base image configs: lowering does not fetch images. When a [`BaseImageResolver`] is given it
+//! is asked for each base image's env, workdir, user, shell and ONBUILD triggers, and exec ops
+//! come out complete, as BuildKit's. Without one, exec ops hold overrides relative to the base
+//! image's config and `StageInfo::base_config_resolved` is false (see `engine::graph::ExecOp`).
+
+mod args;
+mod history;
+mod stage;
+
+pub use args::PROXY_ARGS;
+
+use crate::instructions::{self, Command, Diagnostic, ErrorKind, Expander, Verbatim};
+use crate::parser::ast::{Dockerfile, Node, Span};
+use crate::shell::Lexer;
+use args::ArgValues;
+use engine::graph::{normalize_image_reference, Definition, Platform};
+use std::collections::{BTreeMap, HashMap};
+
+/// What to build and with which values.
+#[derive(Clone)]
+pub struct LowerOptions<'a> {
+    /// The Dockerfile's name as shown in errors (`Dockerfile`, `docker/Dockerfile.prod`).
+    pub file_name: String,
+    /// The Dockerfile's text, so errors can show the exact source line.
+    pub source: Option<&'a str>,
+    /// `--build-arg NAME=VALUE` values.
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`: the stage to build; `None` = the last stage.
+    pub target: Option<String>,
+    /// The platform to build for; `None` = the host's.
+    pub platform: Option<Platform>,
+    /// The platform the build runs on; `None` = the host's.
+    pub build_platform: Option<Platform>,
+    /// The name of the main build context source.
+    pub context_name: String,
+    /// `.dockerignore` patterns, passed to every context source.
+    pub dockerignore: Vec<String>,
+    /// Answers questions about base images (env, workdir, ONBUILD triggers), when available.
+    pub resolver: Option<&'a dyn BaseImageResolver>,
+}
+
+impl Default for LowerOptions<'_> {
+    fn default() -> Self {
+        LowerOptions {
+            file_name: "Dockerfile".to_string(),
+            source: None,
+            build_args: BTreeMap::new(),
+            target: None,
+            platform: None,
+            build_platform: None,
+            context_name: "context".to_string(),
+            dockerignore: Vec::new(),
+            resolver: None,
+        }
+    }
+}
+
+/// The parts of a base image's config that change how later steps are lowered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BaseImageConfig {
+    pub env: Vec<(String, String)>,
+    pub working_dir: String,
+    pub user: String,
+    pub shell: Vec<String>,
+    /// ONBUILD triggers, as the image config stores them (`RUN make`).
+    pub onbuild: Vec<String>,
+}
+
+/// The hook through which the solver (or a test) tells lowering about base images.
+pub trait BaseImageResolver {
+    /// The config of `reference` (normalised) for `platform`; `Ok(None)` when unknown.
+    fn resolve(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<Option<BaseImageConfig>, String>;
+}
+
+/// A non-fatal finding while lowering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub message: String,
+    /// 1-based line it concerns, if any.
+    pub line: Option<usize>,
+}
+
+/// The result of lowering.
+#[derive(Debug, Clone)]
+pub struct Lowered {
+    pub definition: Definition,
+    pub warnings: Vec<Warning>,
+}
+
+/// Parses `NAME=VALUE` (`--build-arg`); a bare `NAME` takes the value of the environment
+/// variable `NAME` as docker does, and is skipped when that is unset.
+pub fn parse_build_arg(text: &str) -> Result<Option<(String, String)>, Diagnostic> {
+    match text.split_once('=') {
+        Some(("", _)) => Err(Diagnostic::unlocated(ErrorKind::BadBuildArg(text.into()))),
+        Some((k, v)) => Ok(Some((k.to_string(), v.to_string()))),
+        None if text.is_empty() => Err(Diagnostic::unlocated(ErrorKind::BadBuildArg(text.into()))),
+        None => Ok(std::env::var(text).ok().map(|v| (text.to_string(), v))),
+    }
+}
+
+/// Expands words with the shell lexer over one set of variables.
+pub(crate) struct ShellExpander<'a> {
+    lexer: &'a Lexer,
+    env: &'a [(String, String)],
+}
+
+impl<'a> ShellExpander<'a> {
+    pub fn new(lexer: &'a Lexer, env: &'a [(String, String)]) -> Self {
+        ShellExpander { lexer, env }
+    }
+}
+
+impl Expander for ShellExpander<'_> {
+    fn word(&self, word: &str) -> Result<String, String> {
+        self.lexer
+            .process_word(word, self.env)
+            .map_err(|e| e.kind.to_string())
+    }
+    fn words(&self, text: &str) -> Result<Vec<String>, String> {
+        self.lexer
+            .process_words(text, self.env)
+            .map_err(|e| e.kind.to_string())
+    }
+    fn raw(&self, text: &str) -> Result<String, String> {
+        self.lexer
+            .clone()
+            .raw_escapes(true)
+            .skip_process_quotes(true)
+            .process_word(text, self.env)
+            .map_err(|e| e.kind.to_string())
+    }
+}
+
+/// What a `--from` / `from=` value refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SourceRef {
+    Stage(usize),
+    Image(String),
+}
+
+/// A stage's instructions as found in the file.
+pub(crate) struct StageNodes<'a> {
+    pub from_node: &'a Node,
+    pub from: instructions::From,
+    pub body: Vec<&'a Node>,
+}
+
+/// What a stage starts from, resolved against the other stages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Base {
+    Stage(usize),
+    Scratch,
+    Image(String),
+}
+
+/// Lowers `dockerfile` into a build graph for `opts.target`.
+pub fn lower(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, Diagnostic> {
+    lower_inner(dockerfile, opts).map_err(|d| {
+        let d = d.in_file(&opts.file_name);
+        match opts.source {
+            Some(src) => d.with_source(src),
+            None => d,
+        }
+    })
+}
+
+fn lower_inner(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, Diagnostic> {
+    let file = opts.file_name.as_str();
+    // Structure first: unknown instructions and flags anywhere are errors, reached or not.
+    for node in &dockerfile.children {
+        if let Err(d) = instructions::parse(node, &Verbatim, file) {
+            if d.kind.is_structural() {
+                return Err(d);
+            }
+        }
+    }
+
+    let target_platform = opts.platform.clone().unwrap_or_else(Platform::host);
+    let build_platform = opts.build_platform.clone().unwrap_or_else(Platform::host);
+    let mut arg_values = ArgValues::new(
+        opts.build_args.clone(),
+        args::platform_args(&target_platform, &build_platform),
+    );
+    let lexer = Lexer::new(dockerfile.escape);
+
+    // Split into the global ARGs and the stages.
+    let mut stages: Vec<StageNodes> = Vec::new();
+    for node in &dockerfile.children {
+        if node.value == "from" {
+            let env = arg_values.global_env();
+            let ex = ShellExpander::new(&lexer, &env);
+            let parsed = instructions::parse(node, &ex, file)?;
+            let Command::From(from) = parsed.command else {
+                unreachable!("a FROM node parses to Command::From")
+            };
+            stages.push(StageNodes {
+                from_node: node,
+                from,
+                body: Vec::new(),
+            });
+        } else if let Some(stage) = stages.last_mut() {
+            stage.body.push(node);
+        } else if node.value == "arg" {
+            let env = arg_values.global_env();
+            let ex = ShellExpander::new(&lexer, &env);
+            if let Command::Arg(decls) = instructions::parse(node, &ex, file)?.command {
+                for d in decls {
+                    arg_values.declare_global(&d.name, d.default);
+                }
+            }
+        } else {
+            let ctx_err = Diagnostic::new(
+                ErrorKind::InstructionBeforeFrom {
+                    instruction: node.value.to_ascii_uppercase(),
+                },
+                node.keyword_span,
+                node.original.lines().next().unwrap_or(""),
+            )
+            .with_help("start the stage with `FROM <image>`");
+            return Err(ctx_err);
+        }
+    }
+    if stages.is_empty() {
+        return Err(Diagnostic::unlocated(ErrorKind::NoStages)
+            .with_help("add `FROM <image>` (or `FROM scratch`)"));
+    }
+
+    // Stage names.
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for (i, st) in stages.iter().enumerate() {
+        if let Some(name) = &st.from.name {
+            if names.insert(name.clone(), i).is_some() {
+                let span = st.from_node.args.get(2).map(|w| w.span).unwrap_or_default();
+                return Err(node_error(
+                    st.from_node,
+                    ErrorKind::DuplicateStageName(name.clone()),
+                    span,
+                ));
+            }
+        }
+    }
+
+    // Bases.
+    let mut bases = Vec::new();
+    for (i, st) in stages.iter().enumerate() {
+        let image = &st.from.image;
+        let span = st
+            .from_node
+            .args
+            .first()
+            .map(|w| w.span)
+            .unwrap_or_default();
+        let base = match names.get(&image.to_ascii_lowercase()) {
+            Some(&j) if j < i => Base::Stage(j),
+            Some(&j) if j > i => {
+                return Err(node_error(
+                    st.from_node,
+                    ErrorKind::StageUsedBeforeDefinition(image.clone()),
+                    span,
+                )
+                .with_help(format!(
+                    "move the stage `{image}` above this FROM, or name the image differently"
+                )))
+            }
+            _ if image.eq_ignore_ascii_case("scratch") => Base::Scratch,
+            _ => Base::Image(normalize_image_reference(image).map_err(|e| {
+                node_error(
+                    st.from_node,
+                    ErrorKind::BadValue {
+                        what: "image reference".into(),
+                        value: image.clone(),
+                        reason: e.to_string(),
+                    },
+                    span,
+                )
+            })?),
+        };
+        bases.push(base);
+    }
+
+    // Edges between stages: base stages, COPY --from, RUN --mount from=, inherited triggers.
+    let mut deps: Vec<Vec<(usize, &Node)>> = vec![Vec::new(); stages.len()];
+    for i in 0..stages.len() {
+        if let Base::Stage(j) = bases[i] {
+            deps[i].push((j, stages[i].from_node));
+        }
+        let mut nodes: Vec<&Node> = stages[i].body.clone();
+        if let Base::Stage(j) = bases[i] {
+            nodes.extend(stages[j].body.iter().filter_map(|n| n.inner.as_deref()));
+        }
+        for node in nodes {
+            for (value, span) in from_refs(node) {
+                if let SourceRef::Stage(j) = resolve_ref(&value, &names, stages.len(), node, span)?
+                {
+                    if j == i {
+                        return Err(node_error(node, ErrorKind::SelfReference, span)
+                            .with_help("copy from an earlier stage or an image"));
+                    }
+                    deps[i].push((j, node));
+                }
+            }
+        }
+    }
+    check_cycles(&stages, &deps)?;
+
+    // Target and the stages it needs.
+    let target = match &opts.target {
+        None => stages.len() - 1,
+        Some(t) => match names.get(&t.to_ascii_lowercase()) {
+            Some(&i) => i,
+            None => {
+                let mut d = Diagnostic::unlocated(ErrorKind::UnknownTarget(t.clone()));
+                let known: Vec<&str> = names.keys().map(String::as_str).collect();
+                if let Some(s) = instructions::suggest(t, known.iter().copied()) {
+                    d = d.with_help(format!("did you mean `{s}`?"));
+                } else if !known.is_empty() {
+                    let mut known = known;
+                    known.sort();
+                    d = d.with_help(format!("stages: {}", known.join(", ")));
+                }
+                return Err(d);
+            }
+        },
+    };
+    let mut order = Vec::new();
+    let mut seen = vec![false; stages.len()];
+    postorder(target, &deps, &mut seen, &mut order);
+
+    let mut lowerer = stage::Lowerer::new(
+        opts,
+        &lexer,
+        &stages,
+        &bases,
+        &names,
+        arg_values,
+        target_platform,
+    );
+    for &i in &order {
+        lowerer.lower_stage(i)?;
+    }
+    lowerer.finish(target)
+}
+
+/// A located error for `node` at `span`.
+pub(crate) fn node_error(node: &Node, kind: ErrorKind, span: Span) -> Diagnostic {
+    let span = if span.line == 0 { node.span } else { span };
+    let mut line = node.original.lines().next().unwrap_or("").to_string();
+    if span.line == node.start_line {
+        line = format!("{}{}", " ".repeat(node.span.column.saturating_sub(1)), line);
+    }
+    Diagnostic::new(kind, span, line)
+}
+
+/// The `--from` and `--mount=...,from=` values of a node, unexpanded, with their spans.
+pub(crate) fn from_refs(node: &Node) -> Vec<(String, Span)> {
+    let mut out = Vec::new();
+    for f in &node.flags {
+        let text = f.value.strip_prefix("--").unwrap_or(&f.value);
+        if node.value == "copy" {
+            if let Some(v) = text.strip_prefix("from=") {
+                out.push((v.to_string(), f.span));
+            }
+        } else if node.value == "run" {
+            if let Some(v) = text.strip_prefix("mount=") {
+                for field in v.split(',') {
+                    if let Some((k, val)) = field.split_once('=') {
+                        if k.eq_ignore_ascii_case("from") {
+                            out.push((val.trim_matches('"').to_string(), f.span));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Resolves a `--from` value: a stage index, a stage name, or else an image.
+pub(crate) fn resolve_ref(
+    value: &str,
+    names: &HashMap<String, usize>,
+    count: usize,
+    node: &Node,
+    span: Span,
+) -> Result<SourceRef, Diagnostic> {
+    if let Ok(index) = value.parse::<usize>() {
+        if index >= count {
+            return Err(
+                node_error(node, ErrorKind::StageIndexOutOfRange { index, count }, span)
+                    .with_help(format!("stage indexes run from 0 to {}", count - 1)),
+            );
+        }
+        return Ok(SourceRef::Stage(index));
+    }
+    if let Some(&i) = names.get(&value.to_ascii_lowercase()) {
+        return Ok(SourceRef::Stage(i));
+    }
+    Ok(SourceRef::Image(value.to_string()))
+}
+
+fn check_cycles(stages: &[StageNodes], deps: &[Vec<(usize, &Node)>]) -> Result<(), Diagnostic> {
+    // 0 = unvisited, 1 = on the stack, 2 = done.
+    fn visit(
+        i: usize,
+        deps: &[Vec<(usize, &Node)>],
+        state: &mut [u8],
+        stack: &mut Vec<usize>,
+    ) -> Option<(Vec<usize>, usize)> {
+        state[i] = 1;
+        stack.push(i);
+        for (pos, &(j, _)) in deps[i].iter().enumerate() {
+            if state[j] == 1 {
+                let start = stack.iter().position(|&s| s == j).unwrap_or(0);
+                let mut cycle = stack[start..].to_vec();
+                cycle.push(j);
+                return Some((cycle, pos));
+            }
+            if state[j] == 0 {
+                if let Some(found) = visit(j, deps, state, stack) {
+                    return Some(found);
+                }
+            }
+        }
+        stack.pop();
+        state[i] = 2;
+        None
+    }
+    let mut state = vec![0u8; stages.len()];
+    for i in 0..stages.len() {
+        if state[i] != 0 {
+            continue;
+        }
+        let mut stack = Vec::new();
+        if let Some((cycle, _)) = visit(i, deps, &mut state, &mut stack) {
+            let name = |s: usize| {
+                stages[s]
+                    .from
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("stage-{s}"))
+            };
+            let text: Vec<String> = cycle.iter().map(|&s| name(s)).collect();
+            // Point at the instruction that closes the cycle.
+            let from = cycle[cycle.len() - 2];
+            let to = cycle[cycle.len() - 1];
+            let node = deps[from]
+                .iter()
+                .find(|(j, _)| *j == to)
+                .map(|(_, n)| *n)
+                .unwrap_or(stages[from].from_node);
+            let span = from_refs(node)
+                .first()
+                .map(|(_, s)| *s)
+                .unwrap_or(node.keyword_span);
+            return Err(node_error(node, ErrorKind::Cycle(text.join(" -> ")), span)
+                .with_help("a stage can only use stages that do not use it"));
+        }
+    }
+    Ok(())
+}
+
+fn postorder(i: usize, deps: &[Vec<(usize, &Node)>], seen: &mut [bool], out: &mut Vec<usize>) {
+    if seen[i] {
+        return;
+    }
+    seen[i] = true;
+    let mut next: Vec<usize> = deps[i].iter().map(|(j, _)| *j).collect();
+    next.sort();
+    next.dedup();
+    for j in next {
+        postorder(j, deps, seen, out);
+    }
+    out.push(i);
+}
+
+#[cfg(test)]
+mod tests;
