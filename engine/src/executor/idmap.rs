@@ -99,9 +99,16 @@ pub fn layer_id_map() -> crate::layer::IdMap {
     }
     let uid = nix::unistd::getuid().as_raw();
     let gid = nix::unistd::getgid().as_raw();
+    let mut uids = own_ranges(Path::new("/etc/subuid"), uid);
+    let mut gids = own_ranges(Path::new("/etc/subgid"), uid);
+    // As in `write_maps`: without both ranges, only the user itself is mapped.
+    if uids.is_empty() || gids.is_empty() {
+        uids.clear();
+        gids.clear();
+    }
     crate::layer::IdMap {
-        uids: mappings(uid, &own_ranges(Path::new("/etc/subuid"), uid)),
-        gids: mappings(gid, &own_ranges(Path::new("/etc/subgid"), uid)),
+        uids: mappings(uid, &uids),
+        gids: mappings(gid, &gids),
     }
 }
 
