@@ -259,7 +259,7 @@ pub(super) fn run(
             args: op.args.clone(),
             env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             cwd: PathBuf::from(cwd),
-            user: user.into(),
+            user,
         }),
     };
     let mut sink = super::log_sink(progress, req.step);
