@@ -458,15 +458,7 @@ impl Client {
         reference: &Reference,
         progress: Progress<'_>,
     ) -> Result<FetchedManifest, RegistryError> {
-        let session = Session::open(
-            self,
-            reference.domain(),
-            reference.path(),
-            "pull",
-            Vec::new(),
-            progress,
-        )
-        .await?;
+        let session = Session::for_pull(self, reference, progress).await?;
         session
             .fetch_manifest(&reference.manifest_reference())
             .await
@@ -494,22 +486,8 @@ impl Client {
         store: &dyn BlobStore,
         progress: Progress<'_>,
     ) -> Result<PulledImage, RegistryError> {
-        let session = Session::open(
-            self,
-            reference.domain(),
-            reference.path(),
-            "pull",
-            Vec::new(),
-            progress,
-        )
-        .await?;
-        let root = session
-            .fetch_manifest(&reference.manifest_reference())
-            .await?;
-        progress(ProgressEvent::Resolved {
-            reference: reference.to_string(),
-            digest: root.descriptor.digest.clone(),
-        });
+        let session = Session::for_pull(self, reference, progress).await?;
+        let root = resolve_root(&session, reference, progress).await?;
         let resolved_digest = root.descriptor.digest.clone();
         let (index, fetched) = if manifest::is_index(&root.descriptor.media_type) {
             let index = session.parse_index(&root)?;
@@ -563,22 +541,8 @@ impl Client {
         store: &dyn BlobStore,
         progress: Progress<'_>,
     ) -> Result<PulledArtifact, RegistryError> {
-        let session = Session::open(
-            self,
-            reference.domain(),
-            reference.path(),
-            "pull",
-            Vec::new(),
-            progress,
-        )
-        .await?;
-        let root = session
-            .fetch_manifest(&reference.manifest_reference())
-            .await?;
-        progress(ProgressEvent::Resolved {
-            reference: reference.to_string(),
-            digest: root.descriptor.digest.clone(),
-        });
+        let session = Session::for_pull(self, reference, progress).await?;
+        let root = resolve_root(&session, reference, progress).await?;
         let mut reached = Vec::new();
         let mut pending = vec![(root.clone(), 0usize)];
         while let Some((document, depth)) = pending.pop() {
@@ -609,4 +573,20 @@ impl Client {
             blobs: reached,
         })
     }
+}
+
+/// Fetches the manifest or index `reference` names and reports what it resolved to.
+async fn resolve_root(
+    session: &Session<'_>,
+    reference: &Reference,
+    progress: Progress<'_>,
+) -> Result<FetchedManifest, RegistryError> {
+    let root = session
+        .fetch_manifest(&reference.manifest_reference())
+        .await?;
+    progress(ProgressEvent::Resolved {
+        reference: reference.to_string(),
+        digest: root.descriptor.digest.clone(),
+    });
+    Ok(root)
 }

@@ -456,15 +456,7 @@ impl Client {
         store: &dyn BlobStore,
         progress: Progress<'_>,
     ) -> Result<bool, RegistryError> {
-        let session = Session::open(
-            self,
-            reference.domain(),
-            reference.path(),
-            "pull",
-            Vec::new(),
-            progress,
-        )
-        .await?;
+        let session = Session::for_pull(self, reference, progress).await?;
         session.fetch_blob(store, blob).await
     }
 }

@@ -13,6 +13,7 @@ use crate::auth::{self, parse_challenges, Challenge, Credentials};
 use crate::client::Client;
 use crate::error::RegistryError;
 use crate::progress::{Progress, ProgressEvent};
+use crate::reference::Reference;
 
 /// An authenticated channel to one repository.
 pub(crate) struct Session<'a> {
@@ -44,6 +45,23 @@ pub(crate) fn is_retryable(error: &reqwest::Error) -> bool {
 }
 
 impl<'a> Session<'a> {
+    /// A session that may read `reference`'s repository.
+    pub(crate) async fn for_pull(
+        client: &'a Client,
+        reference: &Reference,
+        progress: Progress<'a>,
+    ) -> Result<Session<'a>, RegistryError> {
+        Session::open(
+            client,
+            reference.domain(),
+            reference.path(),
+            "pull",
+            Vec::new(),
+            progress,
+        )
+        .await
+    }
+
     /// Opens a session for `repository` with `actions` (`pull`, `pull,push`), plus any extra
     /// scopes (pull access to a mount source). Pings `/v2/` and authenticates if challenged.
     pub(crate) async fn open(
