@@ -251,6 +251,35 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    /// A one-file filesystem holding a heredoc body (`/<name>`), for RUN and COPY to use.
+    fn inline_document(
+        &mut self,
+        node: &Node,
+        name: &str,
+        data: &str,
+        mode: u32,
+        platform: &Platform,
+    ) -> Result<VertexId, Diagnostic> {
+        self.add(
+            node,
+            Op::File(FileOp {
+                base: None,
+                actions: vec![FileAction::Mkfile {
+                    path: format!("/{name}"),
+                    mode,
+                    data: data.to_string(),
+                    owner: None,
+                }],
+            }),
+            vec![],
+            platform,
+            VertexMeta {
+                name: "preparing inline document".into(),
+                ..VertexMeta::default()
+            },
+        )
+    }
+
     fn image_source(
         &mut self,
         node: &Node,
@@ -846,24 +875,8 @@ impl<'a> Lowerer<'a> {
                 heredoc_delimiter(cmdline.trim()).as_deref() == Some(first.name.as_str());
             if whole_is_heredoc && first.data.starts_with("#!") {
                 // A script with a shebang: write it to a file and run that.
-                let file = self.add(
-                    node,
-                    Op::File(FileOp {
-                        base: None,
-                        actions: vec![FileAction::Mkfile {
-                            path: format!("/{}", first.name),
-                            mode: 0o755,
-                            data: first.data.clone(),
-                            owner: None,
-                        }],
-                    }),
-                    vec![],
-                    &platform,
-                    VertexMeta {
-                        name: "preparing inline document".into(),
-                        ..VertexMeta::default()
-                    },
-                )?;
+                let file =
+                    self.inline_document(node, &first.name, &first.data, 0o755, &platform)?;
                 inputs.push(file);
                 mounts.push(MountSpec {
                     input: Some((inputs.len() - 1) as InputIndex),
@@ -1214,24 +1227,7 @@ impl<'a> Lowerer<'a> {
         }
         for inline in &c.inline {
             created.push_str(&format!(" <<{}", inline.name));
-            let v = self.add(
-                node,
-                Op::File(FileOp {
-                    base: None,
-                    actions: vec![FileAction::Mkfile {
-                        path: format!("/{}", inline.name),
-                        mode: 0o644,
-                        data: inline.data.clone(),
-                        owner: None,
-                    }],
-                }),
-                vec![],
-                &platform,
-                VertexMeta {
-                    name: "preparing inline document".into(),
-                    ..VertexMeta::default()
-                },
-            )?;
+            let v = self.inline_document(node, &inline.name, &inline.data, 0o644, &platform)?;
             let mut spec = base_spec(input_of(v, &mut inputs), format!("/{}", inline.name));
             spec.follow_symlinks = false;
             spec.dir_contents_only = false;
