@@ -285,36 +285,54 @@ impl ContextCache {
 /// Most per-file digests a step record keeps; bigger selections are summarised per directory.
 const MAX_RECORDED_FILES: usize = 4000;
 
-fn summarise_files(entries: &[(String, [u8; 32])]) -> BTreeMap<String, String> {
+/// The first `depth` parent directories of a slash-separated path (all of them when it has
+/// fewer), as a prefix of it: `parent_prefix("a/b/c/d", 2) == "a/b"`.
+fn parent_prefix(path: &str, depth: usize) -> &str {
+    if depth == 0 {
+        return "";
+    }
+    let parents_end = path.rfind('/').unwrap_or(0);
+    path.match_indices('/')
+        .nth(depth - 1)
+        .map_or(&path[..parents_end], |(i, _)| &path[..i])
+}
+
+fn summarise_files(entries: &[(&str, [u8; 32])]) -> BTreeMap<String, String> {
     if entries.len() <= MAX_RECORDED_FILES {
         return entries
             .iter()
-            .map(|(p, d)| (p.clone(), hex::encode(&d[..16])))
+            .map(|(p, d)| (p.to_string(), hex::encode(&d[..16])))
             .collect();
     }
     // Too many files to keep one by one: one digest per directory prefix, shallower until few
-    // enough (a change is then reported as `dir/**` changed).
+    // enough (a change is then reported as `dir/**` changed). No allocation per file: a group
+    // is a prefix of the path, and a depth gives up as soon as it has too many groups.
+    let limit = MAX_RECORDED_FILES / 10;
     for depth in [2usize, 1, 0] {
         // (depth 0: everything in one group)
-        let mut groups: BTreeMap<String, blake3::Hasher> = BTreeMap::new();
+        let mut groups: HashMap<&str, blake3::Hasher> = HashMap::new();
+        let mut too_many = false;
         for (p, d) in entries {
-            // The entry's parent directories, cut to `depth`.
-            let parts: Vec<&str> = p.split('/').collect();
-            let dirs = &parts[..parts.len() - 1];
-            let group = dirs[..dirs.len().min(depth)].join("/");
-            let key = if group.is_empty() {
-                "**".to_string()
-            } else {
-                format!("{group}/**")
-            };
-            let h = groups.entry(key).or_default();
+            let group = parent_prefix(p, depth);
+            if !groups.contains_key(group) && groups.len() == limit && depth > 0 {
+                too_many = true;
+                break;
+            }
+            let h = groups.entry(group).or_default();
             h.update(p.as_bytes());
             h.update(d);
         }
-        if groups.len() <= MAX_RECORDED_FILES / 10 || depth == 0 {
+        if !too_many {
             return groups
                 .into_iter()
-                .map(|(g, h)| (g, h.finalize().to_hex()[..32].to_string()))
+                .map(|(g, h)| {
+                    let key = if g.is_empty() {
+                        "**".to_string()
+                    } else {
+                        format!("{g}/**")
+                    };
+                    (key, h.finalize().to_hex()[..32].to_string())
+                })
                 .collect();
         }
     }
@@ -844,9 +862,9 @@ fn plan_step(
         let selected = snapshot.select(&paths)?;
         let sum = stat.checksum(snapshot.root(), &selected)?;
         let hashed = started.elapsed().saturating_sub(walked);
-        contexts.hash += hashed;
         kb.field(name.as_bytes()).field(&sum.digest);
         files.extend(summarise_files(&sum.entries));
+        contexts.hash += hashed;
     }
     let key = kb.finish();
 

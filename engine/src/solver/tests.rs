@@ -331,6 +331,7 @@ fn large_selections_are_summarised_per_directory() {
     let entries: Vec<(String, [u8; 32])> = (0..20_000)
         .map(|i| (format!("d{:03}/f{i}", i % 200), [i as u8; 32]))
         .collect();
+    let entries: Vec<(&str, [u8; 32])> = entries.iter().map(|(p, d)| (p.as_str(), *d)).collect();
     let summary = summarise_files(&entries);
     assert_eq!(summary.len(), 200);
     assert!(summary.contains_key("d007/**"));
@@ -343,4 +344,14 @@ fn large_selections_are_summarised_per_directory() {
         .collect();
     assert_eq!(differing.len(), 1, "one directory's digest changes");
     assert_eq!(differing[0].0, "d007/**");
+}
+
+#[test]
+fn parent_prefix_cuts_at_the_depth() {
+    assert_eq!(parent_prefix("a/b/c/d", 2), "a/b");
+    assert_eq!(parent_prefix("a/b/c", 2), "a/b");
+    assert_eq!(parent_prefix("a/b", 2), "a");
+    assert_eq!(parent_prefix("a", 2), "");
+    assert_eq!(parent_prefix("a/b/c", 1), "a");
+    assert_eq!(parent_prefix("a/b/c", 0), "");
 }
