@@ -311,16 +311,33 @@ fn summarise_files(entries: &[(&str, [u8; 32])]) -> BTreeMap<String, String> {
     for depth in [2usize, 1, 0] {
         // (depth 0: everything in one group)
         let mut groups: HashMap<&str, blake3::Hasher> = HashMap::new();
+        // Sorted paths keep a group's entries together, so the group being filled is kept
+        // aside and goes into the map only when the next entry belongs elsewhere.
+        let mut current: Option<(&str, blake3::Hasher)> = None;
         let mut too_many = false;
         for (p, d) in entries {
             let group = parent_prefix(p, depth);
-            if !groups.contains_key(group) && groups.len() == limit && depth > 0 {
-                too_many = true;
-                break;
+            if current.as_ref().is_none_or(|(g, _)| *g != group) {
+                if let Some((g, h)) = current.take() {
+                    groups.insert(g, h);
+                }
+                let h = match groups.remove(group) {
+                    Some(h) => h,
+                    None if groups.len() + 1 > limit && depth > 0 => {
+                        too_many = true;
+                        break;
+                    }
+                    None => blake3::Hasher::new(),
+                };
+                current = Some((group, h));
             }
-            let h = groups.entry(group).or_default();
-            h.update(p.as_bytes());
-            h.update(d);
+            if let Some((_, h)) = current.as_mut() {
+                h.update(p.as_bytes());
+                h.update(d);
+            }
+        }
+        if let Some((g, h)) = current {
+            groups.insert(g, h);
         }
         if !too_many {
             return groups
