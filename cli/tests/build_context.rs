@@ -1,5 +1,6 @@
-//! The build context as a build sees it: `.dockerignore`d files are absent from COPY, and a
-//! symlink in the context is copied as a link, never followed out of the context.
+//! The build context as a build sees it: `.dockerignore`d files are absent from COPY and from
+//! `RUN --mount=type=bind`, and a symlink in the context is copied as a link, never followed out
+//! of the context.
 
 mod common;
 
@@ -83,4 +84,68 @@ fn context_symlink_to_a_host_file_is_never_followed_out_of_the_context() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("passwd-link"), "{stderr}");
     assert!(stderr.contains("build context"), "{stderr}");
+}
+
+#[test]
+fn ignored_files_are_absent_from_bind_mounts_of_the_context() {
+    use std::os::unix::fs::PermissionsExt;
+    if !can_build() {
+        return;
+    }
+    let f = Fixture::new();
+    let ctx = f.context(
+        "bind-ignore",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox:local\n\
+                 RUN --mount=type=bind,target=/ctx,rw \\\n\
+                 \x20 (cd /ctx && find . | sort > /seen-all && stat -c %a src > /src-mode \\\n\
+                 \x20 && echo scratch > src/written && cat src/written > /wrote)\n\
+                 RUN --mount=type=bind,source=src,target=/src find /src | sort > /seen-src\n",
+            ),
+            (
+                ".dockerignore",
+                "secret.txt\nnode_modules\nsrc/gen\n*.log\n!keep.log\n",
+            ),
+            ("secret.txt", "do not ship\n"),
+            ("node_modules/dep/index.js", "x\n"),
+            ("debug.log", "noise\n"),
+            ("keep.log", "kept\n"),
+            ("src/main.txt", "main\n"),
+            ("src/gen/out.txt", "generated\n"),
+        ],
+    );
+    std::fs::set_permissions(ctx.join("src"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    let out_dir = f.dir.path().join("out");
+    let dest = format!("type=local,dest={}", out_dir.display());
+    f.build_ok(&ctx, &["-o", &dest]);
+    let read = |p: &str| std::fs::read_to_string(out_dir.join(p)).unwrap();
+    assert_eq!(
+        read("seen-all"),
+        ".\n./.dockerignore\n./Dockerfile\n./keep.log\n./src\n./src/main.txt\n"
+    );
+    assert_eq!(
+        read("src-mode"),
+        "750\n",
+        "a masked directory keeps its mode"
+    );
+    assert_eq!(read("wrote"), "scratch\n", "the mount takes writes");
+    assert!(
+        !ctx.join("src/written").exists(),
+        "writes never reach the context"
+    );
+    assert_eq!(read("seen-src"), "/src\n/src/main.txt\n");
+
+    // Naming an ignored path as the mount source fails as COPY does.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:local\nRUN --mount=type=bind,source=node_modules,target=/m ls /m\n",
+    )
+    .unwrap();
+    let (out, _) = f.build(&ctx, &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("node_modules"), "{stderr}");
+    assert!(stderr.contains(".dockerignore"), "{stderr}");
 }

@@ -134,10 +134,16 @@ fn a_plain_user_builds_the_hello_example_with_root_owned_files() {
         app_ctx.join("Dockerfile"),
         "FROM hello:rootless\n\
          COPY --chown=app:app note.txt /tmp/note.txt\n\
-         RUN id -u > /tmp/uid.txt && id -g >> /tmp/uid.txt && touch /tmp/by-app\n",
+         RUN id -u > /tmp/uid.txt && id -g >> /tmp/uid.txt && touch /tmp/by-app\n\
+         RUN --mount=type=bind,target=/ctx ls -A /ctx /ctx/sub > /tmp/ctx.txt\n",
     )
     .unwrap();
     std::fs::write(app_ctx.join("note.txt"), "note\n").unwrap();
+    // Ignored files are hidden from the bind mount by a layer of whiteouts the user makes.
+    std::fs::write(app_ctx.join(".dockerignore"), "secret.txt\nsub/gen\n").unwrap();
+    std::fs::write(app_ctx.join("secret.txt"), "secret\n").unwrap();
+    std::fs::create_dir_all(app_ctx.join("sub/gen")).unwrap();
+    std::fs::write(app_ctx.join("sub/kept.txt"), "kept\n").unwrap();
     let reachable = Command::new("setpriv")
         .arg(format!("--reuid={uid}"))
         .arg(format!("--regid={gid}"))
@@ -238,4 +244,8 @@ fn a_plain_user_builds_the_hello_example_with_root_owned_files() {
         (1000, 1000)
     );
     assert_eq!((find("/app/greeting.txt").1, find("/etc/passwd").2), (0, 0));
+    assert_eq!(
+        String::from_utf8_lossy(&find("/tmp/ctx.txt").3),
+        "/ctx:\n.dockerignore\nDockerfile\nnote.txt\nsub\n\n/ctx/sub:\nkept.txt\n"
+    );
 }

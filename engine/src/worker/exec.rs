@@ -54,6 +54,99 @@ fn resolve_inside(root: &Path, rel: &str) -> Result<PathBuf, WorkError> {
     Ok(canon)
 }
 
+/// The sandbox mount for a bind of `source` (a resolved path inside the context directory
+/// `context`) that hides the `.dockerignore`d paths below it, as they are absent from the context a
+/// build sees. With nothing to hide, a plain bind; otherwise the source stacked under a layer of
+/// overlay whiteouts (made in `mask`), one per hidden path.
+fn context_bind(
+    context: &Path,
+    source: PathBuf,
+    hidden: &[String],
+    mask: &Path,
+    access: BindAccess,
+) -> Result<SandboxMount, WorkError> {
+    let canon_root =
+        std::fs::canonicalize(context).map_err(|e| fail(format!("{}: {e}", context.display())))?;
+    let sub = source
+        .strip_prefix(&canon_root)
+        .unwrap_or(Path::new(""))
+        .to_string_lossy()
+        .into_owned();
+    let is_below = |path: &str, dir: &str| {
+        dir.is_empty()
+            || path == dir
+            || (path.starts_with(dir) && path.as_bytes().get(dir.len()) == Some(&b'/'))
+    };
+    if let Some(h) = hidden.iter().find(|h| is_below(&sub, h)) {
+        return Err(fail(format!(
+            "mount source {sub:?}: not in the build context (.dockerignore excludes {h:?})"
+        )));
+    }
+    let masked: Vec<&str> = hidden
+        .iter()
+        .filter(|h| is_below(h, &sub))
+        .map(|h| h[sub.len()..].trim_start_matches('/'))
+        .collect();
+    if masked.is_empty() {
+        return Ok(SandboxMount::Bind { source, access });
+    }
+    make_mask(&source, mask, &masked)?;
+    Ok(SandboxMount::Layers {
+        lower: vec![source, mask.to_path_buf()],
+        subpath: PathBuf::from("/"),
+        access,
+    })
+}
+
+/// Makes the layer that hides `paths` (relative to `source`) when stacked over `source`: a
+/// whiteout for each, under directories that carry the mode, owner and times of the source's
+/// directories (an overlay shows a merged directory with its topmost layer's attributes).
+fn make_mask(source: &Path, mask: &Path, paths: &[&str]) -> Result<(), WorkError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let io = |path: &Path, e: &dyn std::fmt::Display| fail(format!("{}: {e}", path.display()));
+    let mirror_dir = |rel: &Path| -> Result<(), WorkError> {
+        let (from, to) = (source.join(rel), mask.join(rel));
+        if to.is_dir() {
+            return Ok(());
+        }
+        let meta = std::fs::symlink_metadata(&from).map_err(|e| io(&from, &e))?;
+        std::fs::create_dir(&to).map_err(|e| io(&to, &e))?;
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+            .map_err(|e| io(&to, &e))?;
+        // Unprivileged builds cannot give a directory away; it then keeps the builder's owner,
+        // which is the source's owner in that case anyway.
+        let _ = std::os::unix::fs::lchown(&to, Some(meta.uid()), Some(meta.gid()));
+        Ok(())
+    };
+    mirror_dir(Path::new(""))?;
+    for rel in paths {
+        let rel = Path::new(rel);
+        let mut parent = PathBuf::new();
+        for part in rel.parent().into_iter().flat_map(Path::components) {
+            parent.push(part);
+            mirror_dir(&parent)?;
+        }
+        let target = mask.join(rel);
+        crate::fileops::archive::mknod(&target, libc::S_IFCHR, 0).map_err(|e| io(&target, &e))?;
+    }
+    // Directory times last, deepest first: creating entries inside them moved their mtimes.
+    let mut dirs: Vec<PathBuf> = paths
+        .iter()
+        .flat_map(|p| Path::new(p).ancestors().skip(1).map(Path::to_path_buf))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    for rel in dirs.iter().rev() {
+        let (from, to) = (source.join(rel), mask.join(rel));
+        if let Ok(meta) = std::fs::symlink_metadata(&from) {
+            let mtime = filetime::FileTime::from_last_modification_time(&meta);
+            let atime = filetime::FileTime::from_last_access_time(&meta);
+            filetime::set_file_times(&to, atime, mtime).map_err(|e| io(&to, &e))?;
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn run(
     worker: &LocalWorker,
     req: &ExecRequest<'_>,
@@ -101,12 +194,16 @@ pub(super) fn run(
                 };
                 let rel = clean_inside(source)?;
                 let kind = match input {
-                    Some(InputState::Context { name, .. }) => {
+                    Some(InputState::Context { name, hidden }) => {
                         let ctx = worker.context(name)?;
-                        SandboxMount::Bind {
-                            source: resolve_inside(&ctx.dir, &rel)?,
+                        let source = resolve_inside(&ctx.dir, &rel)?;
+                        context_bind(
+                            &ctx.dir,
+                            source,
+                            hidden,
+                            &dir.path().join(format!("mask-{n}")),
                             access,
-                        }
+                        )?
                     }
                     // The sandbox resolves the source inside the stacked layers, so a symlink
                     // in them (`/link -> /etc`) names the layers' path, never the host's.
