@@ -49,8 +49,24 @@ fn unchanged_rebuild_and_mtime_touch_hit_every_step_with_the_same_digest() {
         "cold build runs everything"
     );
     assert!(steps(&first).iter().all(|s| s.2 == "no_previous_record"));
-    let second = f.build_ok(&ctx, &["-t", "app"]);
+    let (out, second) = f.build(&ctx, &["-t", "app"]);
+    assert!(out.status.success());
     assert!(steps(&second).iter().all(|s| s.1), "{:#?}", steps(&second));
+    // Plain progress: each step's line, then CACHED on the next, base images included.
+    let progress = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = progress.lines().collect();
+    for name in steps(&second)
+        .iter()
+        .map(|s| s.0.as_str())
+        .chain(["[deps 1/3] FROM docker.io/library/busybox:local"])
+    {
+        let at = lines
+            .iter()
+            .position(|l| l.split_once(' ').is_some_and(|(_, rest)| rest == name))
+            .unwrap_or_else(|| panic!("no line for {name:?} in\n{progress}"));
+        let number = lines[at].split(' ').next().unwrap();
+        assert_eq!(lines[at + 1], format!("{number} CACHED"), "{progress}");
+    }
     assert_eq!(digest(&first), digest(&second));
     filetime::set_file_mtime(
         ctx.join("src/a.txt"),

@@ -508,7 +508,9 @@ impl Solver {
         let created_times: Arc<Mutex<HashMap<VertexId, i64>>> = Arc::default();
         let mut step_ids: HashMap<VertexId, StepId> = HashMap::new();
         for &v in &order {
-            if is_step(&def.vertex(v).ok_or(SolveError::NoTarget)?.op) {
+            let op = &def.vertex(v).ok_or(SolveError::NoTarget)?.op;
+            // Base images are shown too (`[base 1/3] FROM ...`), as BuildKit shows them.
+            if is_step(op) || matches!(op, Op::Source(SourceOp::Image { .. })) {
                 let id = step_ids.len();
                 step_ids.insert(v, id);
             }
@@ -518,10 +520,20 @@ impl Solver {
             let vertex = def.vertex(v).ok_or(SolveError::NoTarget)?;
             let plan = planned[&v].clone();
             let fut: SharedResult = match &vertex.op {
-                Op::Source(_) => {
+                Op::Source(source) => {
                     let state = plan.source_state.clone().ok_or_else(|| {
                         SolveError::Internal(format!("source {} has no state", vertex.name))
                     })?;
+                    if let (SourceOp::Image { .. }, Some(&id)) = (source, step_ids.get(&v)) {
+                        // Resolved (and pulled when missing) while keys were computed: here it
+                        // is already in the store.
+                        self.progress.emit(Event::Started {
+                            id,
+                            name: vertex.name.clone(),
+                            line: vertex.line_range.map(|r| r.0).unwrap_or(0),
+                            reason: None,
+                        });
+                    }
                     futures::future::ready(Ok(Arc::new(Resolved { state })))
                         .boxed()
                         .shared()
