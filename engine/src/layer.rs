@@ -30,42 +30,7 @@ use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
 /// Uncompressed size of one independently compressed chunk.
 pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 
-/// A sha256 content digest, written `sha256:<hex>` as in OCI descriptors.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(transparent)]
-pub struct Digest(String);
-
-impl Digest {
-    /// Wraps a finished sha256 hash.
-    pub fn from_sha256(hash: &[u8]) -> Digest {
-        Digest(format!("sha256:{}", hex::encode(hash)))
-    }
-
-    /// Parses `sha256:<64 hex>`; `None` for anything else.
-    pub fn parse(s: &str) -> Option<Digest> {
-        let hex_part = s.strip_prefix("sha256:")?;
-        (hex_part.len() == 64 && hex_part.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| Digest(s.to_ascii_lowercase()))
-    }
-
-    /// The hex part, usable as a file name.
-    pub fn hex(&self) -> &str {
-        &self.0["sha256:".len()..]
-    }
-
-    /// The full `sha256:<hex>` form.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for Digest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use cache::Digest;
 
 /// The digest of a layer's uncompressed tar (what image configs list in `rootfs.diff_ids`).
 pub type DiffId = Digest;
@@ -596,11 +561,11 @@ impl<'w, W: Write> ChunkSink<'w, W> {
             self.write_oldest()?;
         }
         self.out.flush()?;
-        let diff_id = Digest::from_sha256(&self.diff_hasher.finalize());
+        let diff_id = Digest::from_sha256(self.diff_hasher.finalize().into());
         let digest = if self.compression == LayerCompression::None {
             diff_id.clone()
         } else {
-            Digest::from_sha256(&self.blob_hasher.finalize())
+            Digest::from_sha256(self.blob_hasher.finalize().into())
         };
         Ok((digest, diff_id, self.blob_size))
     }

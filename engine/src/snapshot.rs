@@ -144,7 +144,7 @@ pub fn unpack_layer(
     })?;
     // The diffID covers the whole stream, including padding after the end-of-archive marker.
     io::copy(&mut hashing, &mut io::sink()).map_err(io_err("reading blob"))?;
-    let actual = Digest::from_sha256(&hashing.hasher.finalize());
+    let actual = Digest::from_sha256(hashing.hasher.finalize().into());
     if let Some(expected) = expected {
         if *expected != actual {
             return Err(SnapshotError::DiffIdMismatch {

@@ -90,8 +90,7 @@ fn export(dir: &Path, threads: usize, opts: &LayerOptions) -> (layer::LayerDescr
 }
 
 fn sha256(bytes: &[u8]) -> Digest {
-    use sha2::Digest as _;
-    Digest::from_sha256(&sha2::Sha256::digest(bytes))
+    Digest::of_bytes(bytes)
 }
 
 fn run_with_stdin(cmd: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
@@ -514,7 +513,7 @@ fn wrong_diff_id_is_rejected_and_leaves_nothing_behind() {
     std::fs::write(tree.join("f"), b"f").unwrap();
     let blob = work.path().join("blob");
     layer::write_layer_file(&tree, &blob, &LayerOptions::default()).unwrap();
-    let wrong = Digest::parse(&format!("sha256:{}", "0".repeat(64))).unwrap();
+    let wrong: Digest = format!("sha256:{}", "0".repeat(64)).parse().unwrap();
     let store = SnapshotStore::open(work.path().join("snap"), OverlayXattrs::Trusted).unwrap();
     let err = store.ensure(&blob, &wrong).unwrap_err();
     assert!(

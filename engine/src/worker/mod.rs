@@ -111,8 +111,10 @@ impl LocalWorker {
         layers
             .iter()
             .map(|l| {
-                let diff_id = DiffId::parse(&l.diff_id)
-                    .ok_or_else(|| WorkError::Failed(format!("bad diffID {}", l.diff_id)))?;
+                let diff_id: DiffId = l
+                    .diff_id
+                    .parse()
+                    .map_err(|e| WorkError::Failed(format!("bad diffID {}: {e}", l.diff_id)))?;
                 let digest: cache::Digest = l.digest.parse().map_err(|e| {
                     WorkError::Failed(format!("bad layer digest {}: {e}", l.digest))
                 })?;
@@ -153,13 +155,8 @@ impl LocalWorker {
             std::io::Write::flush(&mut buffered).map_err(|e| fail("exporting layer", &e))?;
             desc
         };
-        let expected: cache::Digest = desc
-            .digest
-            .as_str()
-            .parse()
-            .map_err(|e| fail("layer digest", &e))?;
         writer
-            .commit(Some(&expected))
+            .commit(Some(&desc.digest))
             .map_err(|e| fail("storing layer", &e))?;
         let snapshot = self.snapshots.path(&desc.diff_id);
         if !snapshot.exists() {
@@ -168,8 +165,8 @@ impl LocalWorker {
             let _ = std::fs::rename(upper, &snapshot);
         }
         Ok(LayerRef {
-            digest: desc.digest.as_str().to_string(),
-            diff_id: desc.diff_id.as_str().to_string(),
+            digest: desc.digest.to_string(),
+            diff_id: desc.diff_id.to_string(),
             size: desc.size,
             media_type: desc.media_type,
         })

@@ -25,8 +25,10 @@ struct UnpackJob {
 /// The helper side: unpacks with container ids, as root of the user namespace.
 pub(super) fn apply_job(_ctx: &InProcessContext, payload: &[u8]) -> Result<(), String> {
     let job: UnpackJob = serde_json::from_slice(payload).map_err(|e| format!("unpack job: {e}"))?;
-    let diff_id =
-        DiffId::parse(&job.diff_id).ok_or_else(|| format!("bad diffID {}", job.diff_id))?;
+    let diff_id: DiffId = job
+        .diff_id
+        .parse()
+        .map_err(|e| format!("bad diffID {}: {e}", job.diff_id))?;
     unpack_layer(&job.blob, &job.dest, Some(&diff_id), OverlayXattrs::User)
         .map(|_| ())
         .map_err(|e| e.to_string())
