@@ -83,9 +83,32 @@ impl ProgressSink for PlainProgress {
                 writeln!(err, "#{} DONE {:.1}s", n(id), duration_ms as f64 / 1000.0)
             }
             Event::Failed { id, error } => writeln!(err, "#{} ERROR: {error}", n(id)),
+            Event::ContextLoaded {
+                id,
+                name,
+                files,
+                bytes,
+                hashed,
+                duration_ms,
+            } => writeln!(
+                err,
+                "#{id} {name}\n#{id} {}\n#{id} DONE {:.1}s",
+                context_summary(files, bytes, hashed),
+                duration_ms as f64 / 1000.0,
+                id = n(id),
+            ),
             Event::Message { text } => writeln!(err, "{text}"),
         };
     }
+}
+
+/// `20000 files, 314.57 MB, 1 hashed`: what a context load saw and had to read.
+fn context_summary(files: usize, bytes: u64, hashed: usize) -> String {
+    format!(
+        "{files} file{}, {}, {hashed} hashed",
+        if files == 1 { "" } else { "s" },
+        indicatif::DecimalBytes(bytes)
+    )
 }
 
 /// Rawjson mode: one JSON object per event on stderr.
@@ -193,6 +216,20 @@ impl ProgressSink for TtyProgress {
                     bar.finish_and_clear();
                     let _ = self.multi.println(format!("✘ {name}  ERROR: {error}"));
                 }
+            }
+            Event::ContextLoaded {
+                name,
+                files,
+                bytes,
+                hashed,
+                duration_ms,
+                ..
+            } => {
+                let _ = self.multi.println(format!(
+                    "✔ {name}  {}  {:.1}s",
+                    context_summary(files, bytes, hashed),
+                    duration_ms as f64 / 1000.0
+                ));
             }
             Event::Message { text } => {
                 let _ = self.multi.println(text);

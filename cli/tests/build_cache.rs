@@ -86,15 +86,36 @@ fn editing_a_copied_file_misses_from_its_line_down_only() {
     let f = Fixture::new();
     let ctx = project(&f);
     f.build_ok(&ctx, &[]);
+    // The context load line says how much was read: a file no step reads is never hashed,
+    // an edited file that one reads is hashed once.
+    let context_line = |out: &std::process::Output| -> String {
+        let progress = String::from_utf8_lossy(&out.stderr).into_owned();
+        let lines: Vec<&str> = progress.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.ends_with(" [internal] load build context"))
+            .unwrap_or_else(|| panic!("no context line in\n{progress}"));
+        lines[at + 1].split_once(' ').unwrap().1.to_string()
+    };
     std::fs::write(ctx.join("unread.txt"), "changed\n").unwrap();
-    let meta = f.build_ok(&ctx, &[]);
+    let (out, meta) = f.build(&ctx, &[]);
     assert!(
         steps(&meta).iter().all(|s| s.1),
         "a file never read does not matter"
     );
+    let line = context_line(&out);
+    assert!(
+        line.starts_with("5 files, ") && line.ends_with(", 0 hashed"),
+        "{line}"
+    );
 
     std::fs::write(ctx.join("src/a.txt"), "a changed\n").unwrap();
-    let meta = f.build_ok(&ctx, &[]);
+    let (out, meta) = f.build(&ctx, &[]);
+    let line = context_line(&out);
+    assert!(
+        line.starts_with("5 files, ") && line.ends_with(", 1 hashed"),
+        "{line}"
+    );
     let copy = step(&meta, "COPY src/");
     assert_eq!(copy["cached"], false);
     assert_eq!(copy["reason"]["kind"], "file_changed");

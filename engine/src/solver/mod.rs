@@ -250,6 +250,8 @@ struct ContextCache {
     opened: HashMap<String, (ContextSnapshot, StatCache)>,
     walk: std::time::Duration,
     hash: std::time::Duration,
+    /// Walk and checksum time per context, for progress.
+    spent: HashMap<String, std::time::Duration>,
 }
 
 impl ContextCache {
@@ -269,6 +271,7 @@ impl ContextCache {
             });
             let snapshot = snapshot?;
             self.walk += started.elapsed();
+            *self.spent.entry(name.to_string()).or_default() += started.elapsed();
             self.opened.insert(name.to_string(), (snapshot, stat));
         }
         Ok(&self.opened[name])
@@ -280,6 +283,43 @@ impl ContextCache {
             let _ = stat.save(Some(snapshot));
         }
     }
+
+    /// What each context this build read cost, by context name.
+    fn loads(&self) -> Vec<ContextLoad> {
+        let mut loads: Vec<ContextLoad> = self
+            .opened
+            .iter()
+            .map(|(name, (snapshot, stat))| {
+                let files = snapshot
+                    .entries()
+                    .iter()
+                    .filter(|e| e.kind == crate::source::context::EntryKind::File);
+                ContextLoad {
+                    name: name.clone(),
+                    files: files.clone().count(),
+                    bytes: files.map(|e| e.size).sum(),
+                    hashed: stat.hashed(),
+                    duration: self.spent.get(name).copied().unwrap_or_default(),
+                }
+            })
+            .collect();
+        loads.sort_by(|a, b| a.name.cmp(&b.name));
+        loads
+    }
+}
+
+/// What loading one build context cost: shown as an `[internal] load build context` step.
+#[derive(Debug, Clone)]
+struct ContextLoad {
+    name: String,
+    /// Regular files visible to the build.
+    files: usize,
+    /// Their total size.
+    bytes: u64,
+    /// Files whose content was read because the stat cache could not vouch for them.
+    hashed: usize,
+    /// Walk and checksum time.
+    duration: std::time::Duration,
 }
 
 /// Most per-file digests a step record keeps; bigger selections are summarised per directory.
@@ -403,7 +443,12 @@ impl Solver {
 
         // Phase 1: keys (blocking: context walks, hashing, image resolution).
         let keys_started = Instant::now();
-        let (planned, walk, hash) = {
+        let Plan {
+            planned,
+            walk,
+            hash,
+            context_loads,
+        } = {
             let def = def.clone();
             let opts = opts.clone();
             let images = self.images.clone();
@@ -506,12 +551,27 @@ impl Solver {
         // Phase 3: execution.
         let reports: Arc<Mutex<Vec<StepReport>>> = Arc::new(Mutex::new(Vec::new()));
         let created_times: Arc<Mutex<HashMap<VertexId, i64>>> = Arc::default();
+        // Loading the build contexts comes first, as `[internal]` steps.
+        for (id, load) in context_loads.iter().enumerate() {
+            self.progress.emit(Event::ContextLoaded {
+                id,
+                name: if load.name == "context" {
+                    "[internal] load build context".to_string()
+                } else {
+                    format!("[internal] load build context {}", load.name)
+                },
+                files: load.files,
+                bytes: load.bytes,
+                hashed: load.hashed,
+                duration_ms: load.duration.as_millis() as u64,
+            });
+        }
         let mut step_ids: HashMap<VertexId, StepId> = HashMap::new();
         for &v in &order {
             let op = &def.vertex(v).ok_or(SolveError::NoTarget)?.op;
             // Base images are shown too (`[base 1/3] FROM ...`), as BuildKit shows them.
             if is_step(op) || matches!(op, Op::Source(SourceOp::Image { .. })) {
-                let id = step_ids.len();
+                let id = context_loads.len() + step_ids.len();
                 step_ids.insert(v, id);
             }
         }
@@ -721,6 +781,14 @@ fn report(
     }
 }
 
+/// What phase 1 found: each vertex's key and source state, and what reading contexts cost.
+struct Plan {
+    planned: HashMap<VertexId, Planned>,
+    walk: std::time::Duration,
+    hash: std::time::Duration,
+    context_loads: Vec<ContextLoad>,
+}
+
 /// Phase 1: keys and source states for every vertex the target needs.
 fn plan(
     def: &Definition,
@@ -729,20 +797,14 @@ fn plan(
     images: &dyn ImageSource,
     worker: &dyn Worker,
     cache_root: PathBuf,
-) -> Result<
-    (
-        HashMap<VertexId, Planned>,
-        std::time::Duration,
-        std::time::Duration,
-    ),
-    SolveError,
-> {
+) -> Result<Plan, SolveError> {
     let mut contexts = ContextCache {
         cache_root,
         inputs: opts.contexts.clone(),
         opened: HashMap::new(),
         walk: Default::default(),
         hash: Default::default(),
+        spent: Default::default(),
     };
     let mut planned: HashMap<VertexId, Planned> = HashMap::new();
     for v in def.ancestors(target) {
@@ -834,7 +896,12 @@ fn plan(
         planned.insert(v, p);
     }
     contexts.save();
-    Ok((planned, contexts.walk, contexts.hash))
+    Ok(Plan {
+        planned,
+        walk: contexts.walk,
+        hash: contexts.hash,
+        context_loads: contexts.loads(),
+    })
 }
 
 /// The key of a step: its definition, its inputs' keys and what it reads from build contexts.
@@ -894,6 +961,7 @@ fn plan_step(
         kb.field(name.as_bytes()).field(&sum.digest);
         files.extend(summarise_files(&sum.entries));
         contexts.hash += hashed;
+        *contexts.spent.entry(name.clone()).or_default() += hashed;
     }
     let key = kb.finish();
 

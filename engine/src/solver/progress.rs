@@ -33,6 +33,18 @@ pub enum Event {
     Done { id: StepId, duration_ms: u64 },
     /// The step failed.
     Failed { id: StepId, error: String },
+    /// A build context was walked and checksummed (an `[internal]` step that always runs).
+    ContextLoaded {
+        id: StepId,
+        name: String,
+        /// Regular files the build can see.
+        files: usize,
+        /// Their total size in bytes.
+        bytes: u64,
+        /// Files read and hashed because the stat cache could not vouch for them.
+        hashed: usize,
+        duration_ms: u64,
+    },
     /// A build-level message (warnings, export progress).
     Message { text: String },
 }

@@ -539,6 +539,12 @@ impl StatCache {
         }
     }
 
+    /// How many files this build had to read and hash (new or changed since the cache was
+    /// saved).
+    pub fn hashed(&self) -> usize {
+        self.fresh.len()
+    }
+
     /// Writes the cache back if anything changed (temp file + rename; a concurrent build's save
     /// may win, which only costs rehashing).
     pub fn save(&self, snapshot: Option<&ContextSnapshot>) -> std::io::Result<()> {
