@@ -1,5 +1,6 @@
-//! Users and groups of a rootfs: `/etc/passwd` and `/etc/group` read through a [`Root`], and
-//! `user[:group]` resolved the way Docker does.
+//! Users and groups of a rootfs: `/etc/passwd` and `/etc/group` read through a [`Root`] (or
+//! parsed from their text, as the sandbox does from inside the container), and `user[:group]`
+//! resolved the way Docker does.
 //!
 //! Two resolutions exist because Docker has two:
 //! - [`UserDb::resolve_exec_user`] for `USER`/RUN (runc's `GetExecUser`): a numeric user that is
@@ -113,7 +114,12 @@ impl UserDb {
 
     /// Resolves a `USER` value for RUN (see the module doc).
     pub fn resolve_exec_user(&self, spec: &str) -> Result<ExecUser, UserDbError> {
-        let (user_spec, group_spec) = split_spec(spec)?;
+        // runc reads `user:` as no group at all.
+        let (user_spec, group_spec) = match spec.split_once(':') {
+            Some((u, "")) => (u, None),
+            Some((u, g)) => (u, Some(g)),
+            None => (spec, None),
+        };
         let mut out = ExecUser {
             uid: 0,
             gid: 0,
@@ -143,12 +149,11 @@ impl UserDb {
             Some(g) => out.gid = self.resolve_group(g)?,
             None => {
                 if let Some(name) = user_name {
-                    out.additional_gids = self
-                        .groups
-                        .iter()
-                        .filter(|g| g.members.contains(&name))
-                        .map(|g| g.gid)
-                        .collect();
+                    for g in self.groups.iter().filter(|g| g.members.contains(&name)) {
+                        if !out.additional_gids.contains(&g.gid) {
+                            out.additional_gids.push(g.gid);
+                        }
+                    }
                 }
             }
         }
@@ -295,6 +300,9 @@ mod tests {
             Err(UserDbError::UnknownGroup { .. })
         ));
         assert_eq!(db.resolve_exec_user("").unwrap().uid, 0);
+        let u = db.resolve_exec_user("app:").unwrap();
+        assert_eq!((u.uid, u.gid), (1000, 1001), "an empty group is no group");
+        assert_eq!(u.additional_gids, vec![50, 10]);
     }
 
     #[test]

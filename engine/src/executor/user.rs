@@ -9,32 +9,15 @@
 //!   disables supplementary groups; without one, the supplementary groups are the groups that
 //!   list the user's name as a member.
 //!
-//! The rootfs is read through a caller-supplied function, so the same code serves a mounted
-//! rootfs ([`rootfs_reader`]), a stack of layer directories, or a test table.
+//! The rules live in [`crate::userdb`], shared with `COPY --chown`; this module reads the two
+//! files through a caller-supplied function, so the same code serves a mounted rootfs
+//! ([`rootfs_reader`]) from inside the sandbox, a stack of layer directories, or a test table.
 
 use super::spec::ExecUser;
+use crate::userdb::{parse_group, parse_passwd, UserDb, UserDbError};
 use rustix::fd::AsFd;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-
-/// Why a `USER` value could not be resolved.
-#[derive(Debug, thiserror::Error)]
-pub enum UserError {
-    /// The user name is not in `/etc/passwd`.
-    #[error("unable to find user {0}: no matching entries in passwd file")]
-    UnknownUser(String),
-    /// The group name is not in `/etc/group`.
-    #[error("unable to find group {0}: no matching entries in group file")]
-    UnknownGroup(String),
-    /// Reading a file of the rootfs failed.
-    #[error("read {path}: {source}")]
-    Read {
-        /// Container path.
-        path: String,
-        /// The error.
-        source: io::Error,
-    },
-}
 
 /// Reads a container path from a rootfs: `Ok(None)` when the file does not exist.
 pub type RootfsReader<'a> = dyn Fn(&str) -> io::Result<Option<Vec<u8>>> + 'a;
@@ -69,118 +52,28 @@ pub fn rootfs_reader(root: &Path) -> impl Fn(&str) -> io::Result<Option<Vec<u8>>
     }
 }
 
-struct PasswdEntry {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-struct GroupEntry {
-    name: String,
-    gid: u32,
-    members: Vec<String>,
-}
-
-fn read_lines(read: &RootfsReader<'_>, path: &str) -> Result<Vec<Vec<String>>, UserError> {
-    let bytes = read(path).map_err(|source| UserError::Read {
-        path: path.to_string(),
-        source,
-    })?;
-    let text = bytes
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| l.split(':').map(str::to_string).collect())
-        .collect())
-}
-
-fn passwd(read: &RootfsReader<'_>) -> Result<Vec<PasswdEntry>, UserError> {
-    Ok(read_lines(read, "/etc/passwd")?
-        .into_iter()
-        .filter_map(|f| {
-            Some(PasswdEntry {
-                name: f.first()?.clone(),
-                uid: f.get(2)?.parse().ok()?,
-                gid: f.get(3)?.parse().ok()?,
-            })
-        })
-        .collect())
-}
-
-fn groups(read: &RootfsReader<'_>) -> Result<Vec<GroupEntry>, UserError> {
-    Ok(read_lines(read, "/etc/group")?
-        .into_iter()
-        .filter_map(|f| {
-            Some(GroupEntry {
-                name: f.first()?.clone(),
-                gid: f.get(2)?.parse().ok()?,
-                members: f
-                    .get(3)
-                    .map(|m| {
-                        m.split(',')
-                            .map(str::trim)
-                            .filter(|s| !s.is_empty())
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            })
-        })
-        .collect())
-}
-
-/// Resolves a `USER` value (`user`, `uid`, `user:group`, `uid:gid`, ...) against a rootfs.
-pub fn resolve(read: &RootfsReader<'_>, spec: &str) -> Result<ExecUser, UserError> {
-    let (user_part, group_part) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
+/// Resolves a `USER` value (`user`, `uid`, `user:group`, `uid:gid`, ...) against a rootfs, with
+/// the rules of [`UserDb::resolve_exec_user`].
+pub fn resolve(read: &RootfsReader<'_>, spec: &str) -> Result<ExecUser, UserDbError> {
+    let text = |path: &str| -> Result<String, UserDbError> {
+        let bytes = read(path).map_err(|source| UserDbError::Io {
+            path: path.to_string(),
+            source,
+        })?;
+        Ok(bytes
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default())
     };
-    let mut out = ExecUser::default();
-    let mut user_name = None;
-    if !user_part.is_empty() {
-        let numeric = user_part.parse::<u32>().ok();
-        let entries = passwd(read)?;
-        let found = entries.into_iter().find(|e| match numeric {
-            Some(uid) => e.uid == uid,
-            None => e.name == user_part,
-        });
-        match (found, numeric) {
-            (Some(entry), _) => {
-                out.uid = entry.uid;
-                out.gid = entry.gid;
-                user_name = Some(entry.name);
-            }
-            (None, Some(uid)) => out.uid = uid,
-            (None, None) => return Err(UserError::UnknownUser(user_part.to_string())),
-        }
-    }
-    match group_part {
-        Some(group) if !group.is_empty() => {
-            if let Ok(gid) = group.parse::<u32>() {
-                out.gid = gid;
-            } else {
-                out.gid = groups(read)?
-                    .into_iter()
-                    .find(|g| g.name == group)
-                    .map(|g| g.gid)
-                    .ok_or_else(|| UserError::UnknownGroup(group.to_string()))?;
-            }
-        }
-        _ => {
-            if let Some(name) = &user_name {
-                for group in groups(read)? {
-                    let member = group.members.iter().any(|m| m == name);
-                    if member && !out.additional_gids.contains(&group.gid) {
-                        out.additional_gids.push(group.gid);
-                    }
-                }
-            }
-        }
-    }
-    Ok(out)
+    let db = UserDb {
+        users: parse_passwd(&text("/etc/passwd")?),
+        groups: parse_group(&text("/etc/group")?),
+    };
+    let user = db.resolve_exec_user(spec)?;
+    Ok(ExecUser {
+        uid: user.uid,
+        gid: user.gid,
+        additional_gids: user.additional_gids,
+    })
 }
 
 #[cfg(test)]
