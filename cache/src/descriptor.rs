@@ -49,14 +49,15 @@ impl Descriptor {
     }
 }
 
-/// The platform an image runs on.
+/// The platform an image runs on (OCI image-spec `image-index.md`), and how a host picks among
+/// the platforms of an index. One type serves the image store, the engine and the registry client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Platform {
-    /// CPU architecture in Go's naming (`amd64`, `arm64` ...).
+    /// CPU architecture in Go's naming (`amd64`, `arm64`, `arm`).
     pub architecture: String,
     /// Operating system (`linux`).
     pub os: String,
-    /// CPU variant (`v8`).
+    /// CPU variant (`v7` for arm, `v8` for arm64).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
     /// OS version (Windows only).
@@ -66,24 +67,112 @@ pub struct Platform {
         skip_serializing_if = "Option::is_none"
     )]
     pub os_version: Option<String>,
+    /// Required OS features.
+    #[serde(rename = "os.features", default, skip_serializing_if = "Vec::is_empty")]
+    pub os_features: Vec<String>,
 }
 
 impl Platform {
-    /// The platform of the running machine, in Go's naming.
-    pub fn host() -> Platform {
-        let architecture = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "powerpc64" => "ppc64le",
-            other => other,
-        };
+    /// A platform from its parts.
+    pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
         Platform {
             architecture: architecture.to_string(),
-            os: "linux".to_string(),
-            variant: None,
+            os: os.to_string(),
+            variant: variant.map(str::to_string),
             os_version: None,
+            os_features: Vec::new(),
         }
+    }
+
+    /// The platform of the running machine, in the names images use.
+    pub fn host() -> Platform {
+        let (arch, variant) = match std::env::consts::ARCH {
+            "x86_64" => ("amd64", None),
+            "x86" => ("386", None),
+            "aarch64" => ("arm64", Some("v8")),
+            "arm" => ("arm", Some("v7")),
+            "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", None),
+            "powerpc64" => ("ppc64", None),
+            "riscv64" => ("riscv64", None),
+            "s390x" => ("s390x", None),
+            "loongarch64" => ("loong64", None),
+            "mips64" => ("mips64", None),
+            other => (other, None),
+        };
+        Platform::new(std::env::consts::OS, arch, variant)
+    }
+
+    /// Parses `os/arch[/variant]` (`linux/arm/v7`).
+    pub fn parse(s: &str) -> Option<Platform> {
+        let parts: Vec<&str> = s.split('/').collect();
+        match parts.as_slice() {
+            [os, arch] if !os.is_empty() && !arch.is_empty() => Some(Platform::new(os, arch, None)),
+            [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => {
+                Some(Platform::new(os, arch, Some(variant)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Variants of this platform's architecture an image may have and still run here, best
+    /// first. An arm64 host runs `v8` or unspecified; an arm/v7 host also runs v6 and v5; amd64
+    /// treats unspecified as `v1`.
+    fn acceptable_variants(&self) -> Vec<Option<String>> {
+        let own = self.variant.clone();
+        let v = |s: &str| Some(s.to_string());
+        match (self.architecture.as_str(), own.as_deref()) {
+            ("arm64", None | Some("v8")) => vec![v("v8"), None],
+            ("arm", Some("v8")) => vec![v("v8"), v("v7"), v("v6"), v("v5"), None],
+            ("arm", None | Some("v7")) => vec![v("v7"), v("v6"), v("v5"), None],
+            ("arm", Some("v6")) => vec![v("v6"), v("v5"), None],
+            ("arm", Some("v5")) => vec![v("v5"), None],
+            ("amd64", None | Some("v1")) => vec![None, v("v1")],
+            ("amd64", Some(level)) => {
+                // A vN host runs every level at or below N, the highest first.
+                let n: u32 = level.trim_start_matches('v').parse().unwrap_or(1);
+                let mut list: Vec<Option<String>> =
+                    (2..=n).rev().map(|i| Some(format!("v{i}"))).collect();
+                list.push(None);
+                list.push(v("v1"));
+                list
+            }
+            (_, None) => vec![None],
+            (_, Some(variant)) => vec![v(variant), None],
+        }
+    }
+
+    /// How well an index entry's platform suits this one: `None` when it cannot run here,
+    /// otherwise lower is better. An entry without a platform is accepted last, as containerd
+    /// does (OCI layouts often omit it).
+    pub fn rank(&self, candidate: Option<&Platform>) -> Option<usize> {
+        let variants = self.acceptable_variants();
+        match candidate {
+            None => Some(variants.len()),
+            Some(p) if p.os != self.os || p.architecture != self.architecture => None,
+            Some(p) => variants.iter().position(|v| *v == p.variant),
+        }
+    }
+
+    /// The best-suited of `candidates` (each with its platform), the first listed among equals.
+    pub fn select<'a, T>(
+        &self,
+        candidates: impl IntoIterator<Item = (Option<&'a Platform>, T)>,
+    ) -> Option<T> {
+        candidates
+            .into_iter()
+            .filter_map(|(p, item)| Some((self.rank(p)?, item)))
+            .min_by_key(|(rank, _)| *rank)
+            .map(|(_, item)| item)
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(variant) = &self.variant {
+            write!(f, "/{variant}")?;
+        }
+        Ok(())
     }
 }
 
@@ -114,6 +203,32 @@ pub fn referenced_descriptors(document: &[u8]) -> Result<Vec<Descriptor>, serde_
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platforms_rank_as_a_host_would_pick_them() {
+        let amd64 = Platform::parse("linux/amd64").unwrap();
+        let p = |s: &str| Platform::parse(s).unwrap();
+        assert_eq!(amd64.rank(Some(&p("linux/amd64"))), Some(0));
+        assert_eq!(amd64.rank(Some(&p("linux/amd64/v1"))), Some(1));
+        assert_eq!(
+            amd64.rank(Some(&p("linux/amd64/v3"))),
+            None,
+            "needs a v3 host"
+        );
+        assert_eq!(amd64.rank(Some(&p("linux/arm64"))), None);
+        assert_eq!(amd64.rank(None), Some(2), "no platform: accepted last");
+        let list = [
+            (None, "unlabelled"),
+            (Some(p("linux/arm64/v8")), "arm64"),
+            (Some(p("linux/amd64")), "amd64"),
+        ];
+        let pick = |host: &Platform| host.select(list.iter().map(|(p, n)| (p.as_ref(), *n)));
+        assert_eq!(pick(&amd64), Some("amd64"));
+        assert_eq!(pick(&p("linux/arm64")), Some("arm64"));
+        assert_eq!(pick(&p("linux/s390x")), Some("unlabelled"));
+        assert_eq!(p("linux/arm/v7").to_string(), "linux/arm/v7");
+        assert!(Platform::parse("linux").is_none());
+    }
 
     #[test]
     fn finds_referenced_descriptors() {

@@ -456,28 +456,16 @@ pub fn sniff_document_type(cas: &ContentStore, digest: &Digest) -> Result<String
     })
 }
 
-/// Picks the manifest for `platform` from an index (exact os/architecture, variant if given).
+/// Picks the manifest for `platform` from an index: same os/architecture, the best compatible
+/// variant (see [`Platform::rank`]), an entry without a platform last.
 pub fn select_manifest<'a>(index: &'a Index, platform: &Platform) -> Option<&'a Descriptor> {
-    let candidates = index
-        .manifests
-        .iter()
-        .filter(|d| media_types::is_manifest(&d.media_type));
-    let mut fallback = None;
-    for d in candidates {
-        match &d.platform {
-            Some(p) if p.os == platform.os && p.architecture == platform.architecture => {
-                if platform.variant.is_none() || p.variant == platform.variant {
-                    return Some(d);
-                }
-                fallback.get_or_insert(d);
-            }
-            None => {
-                fallback.get_or_insert(d);
-            }
-            _ => {}
-        }
-    }
-    fallback
+    platform.select(
+        index
+            .manifests
+            .iter()
+            .filter(|d| media_types::is_manifest(&d.media_type))
+            .map(|d| (d.platform.as_ref(), d)),
+    )
 }
 
 /// Reads the image at `digest` (a manifest, or an index resolved for `platform`).

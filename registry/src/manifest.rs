@@ -126,124 +126,16 @@ pub struct Index {
     pub annotations: BTreeMap<String, String>,
 }
 
-/// An OS/architecture pair (with optional variant) an image runs on.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Platform {
-    /// CPU architecture in Go's naming (`amd64`, `arm64`, `arm`).
-    pub architecture: String,
-    /// Operating system (`linux`).
-    pub os: String,
-    /// OS version (Windows images).
-    #[serde(
-        rename = "os.version",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub os_version: Option<String>,
-    /// Required OS features.
-    #[serde(rename = "os.features", default, skip_serializing_if = "Vec::is_empty")]
-    pub os_features: Vec<String>,
-    /// CPU variant (`v7` for arm, `v8` for arm64).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-}
+/// The platform type shared with the image store.
+pub use cache::Platform;
 
-impl Platform {
-    /// A platform from its parts.
-    pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
-        Platform {
-            architecture: architecture.to_string(),
-            os: os.to_string(),
-            os_version: None,
-            os_features: Vec::new(),
-            variant: variant.map(str::to_string),
-        }
-    }
-
-    /// This machine's platform, in the names images use.
-    pub fn host() -> Platform {
-        let (arch, variant) = match std::env::consts::ARCH {
-            "x86_64" => ("amd64", None),
-            "x86" => ("386", None),
-            "aarch64" => ("arm64", Some("v8")),
-            "arm" => ("arm", Some("v7")),
-            "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", None),
-            "powerpc64" => ("ppc64", None),
-            "riscv64" => ("riscv64", None),
-            "s390x" => ("s390x", None),
-            "loongarch64" => ("loong64", None),
-            "mips64" => ("mips64", None),
-            other => (other, None),
-        };
-        Platform::new(std::env::consts::OS, arch, variant)
-    }
-
-    /// Parses `os/arch[/variant]` (`linux/arm/v7`).
-    pub fn parse(s: &str) -> Option<Platform> {
-        let parts: Vec<&str> = s.split('/').collect();
-        match parts.as_slice() {
-            [os, arch] if !os.is_empty() && !arch.is_empty() => Some(Platform::new(os, arch, None)),
-            [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => {
-                Some(Platform::new(os, arch, Some(variant)))
-            }
-            _ => None,
-        }
-    }
-
-    /// Variants of this platform's architecture an image may have and still run here, best
-    /// first. An arm64 host runs `v8` or unspecified; an arm/v7 host also runs v6 and v5; amd64
-    /// treats unspecified as `v1`.
-    fn acceptable_variants(&self) -> Vec<Option<String>> {
-        let own = self.variant.clone();
-        let v = |s: &str| Some(s.to_string());
-        match (self.architecture.as_str(), own.as_deref()) {
-            ("arm64", None | Some("v8")) => vec![v("v8"), None],
-            ("arm", Some("v8")) => vec![v("v8"), v("v7"), v("v6"), v("v5"), None],
-            ("arm", None | Some("v7")) => vec![v("v7"), v("v6"), v("v5"), None],
-            ("arm", Some("v6")) => vec![v("v6"), v("v5"), None],
-            ("arm", Some("v5")) => vec![v("v5"), None],
-            ("amd64", None | Some("v1")) => vec![None, v("v1")],
-            ("amd64", Some(level)) => {
-                // A vN host runs every level at or below N, the highest first.
-                let n: u32 = level.trim_start_matches('v').parse().unwrap_or(1);
-                let mut list: Vec<Option<String>> =
-                    (2..=n).rev().map(|i| Some(format!("v{i}"))).collect();
-                list.push(None);
-                list.push(v("v1"));
-                list
-            }
-            (_, None) => vec![None],
-            (_, Some(variant)) => vec![v(variant), None],
-        }
-    }
-
-    /// The descriptor in `manifests` that best fits this platform: same OS and architecture, the
-    /// most preferred compatible variant, first listed among equals.
-    pub fn select<'a>(&self, manifests: &'a [Descriptor]) -> Option<&'a Descriptor> {
-        let variants = self.acceptable_variants();
-        manifests
-            .iter()
-            .filter_map(|d| {
-                let p = d.platform.as_ref()?;
-                if p.os != self.os || p.architecture != self.architecture {
-                    return None;
-                }
-                let rank = variants.iter().position(|v| *v == p.variant)?;
-                Some((rank, d))
-            })
-            .min_by_key(|(rank, _)| *rank)
-            .map(|(_, d)| d)
-    }
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(variant) = &self.variant {
-            write!(f, "/{variant}")?;
-        }
-        Ok(())
-    }
+/// The entry of an index that best fits `wanted` (see [`Platform::rank`]), first listed among
+/// equals.
+pub fn select_manifest<'a>(
+    wanted: &Platform,
+    manifests: &'a [Descriptor],
+) -> Option<&'a Descriptor> {
+    wanted.select(manifests.iter().map(|d| (d.platform.as_ref(), d)))
 }
 
 #[cfg(test)]
@@ -266,10 +158,7 @@ mod tests {
             listed("windows/amd64", 5),
         ];
         let pick = |p: &str| {
-            Platform::parse(p)
-                .unwrap()
-                .select(&list)
-                .map(|d| d.digest.clone())
+            select_manifest(&Platform::parse(p).unwrap(), &list).map(|d| d.digest.clone())
         };
         assert_eq!(pick("linux/amd64"), Some(list[3].digest.clone()));
         assert_eq!(pick("linux/arm64"), Some(list[2].digest.clone()));
@@ -277,19 +166,10 @@ mod tests {
         assert_eq!(pick("linux/arm/v6"), Some(list[0].digest.clone()));
         assert_eq!(pick("linux/s390x"), None);
         let only_v6 = vec![listed("linux/arm/v6", 1)];
-        assert!(Platform::parse("linux/arm/v7")
-            .unwrap()
-            .select(&only_v6)
-            .is_some());
-        assert!(Platform::parse("linux/arm/v5")
-            .unwrap()
-            .select(&only_v6)
-            .is_none());
+        assert!(select_manifest(&Platform::parse("linux/arm/v7").unwrap(), &only_v6).is_some());
+        assert!(select_manifest(&Platform::parse("linux/arm/v5").unwrap(), &only_v6).is_none());
         let amd_v1 = vec![listed("linux/amd64/v1", 1)];
-        assert!(Platform::parse("linux/amd64")
-            .unwrap()
-            .select(&amd_v1)
-            .is_some());
+        assert!(select_manifest(&Platform::parse("linux/amd64").unwrap(), &amd_v1).is_some());
     }
 
     #[test]

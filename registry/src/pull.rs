@@ -491,7 +491,7 @@ impl Client {
         let resolved_digest = root.descriptor.digest.clone();
         let (index, fetched) = if manifest::is_index(&root.descriptor.media_type) {
             let index = session.parse_index(&root)?;
-            let chosen = wanted.select(&index.manifests).ok_or_else(|| {
+            let chosen = manifest::select_manifest(wanted, &index.manifests).ok_or_else(|| {
                 RegistryError::NoMatchingPlatform {
                     reference: reference.to_string(),
                     wanted: wanted.to_string(),
