@@ -233,26 +233,23 @@ fn created_at(t: Option<DateTime<Utc>>) -> String {
 
 /// Go's RFC3339Nano: fractional seconds with trailing zeros removed.
 fn rfc3339_nano(t: DateTime<Utc>) -> String {
-    let base = t.format("%Y-%m-%dT%H:%M:%S").to_string();
-    let nanos = t.timestamp_subsec_nanos();
-    if nanos == 0 {
-        format!("{base}Z")
-    } else {
-        format!("{base}.{}Z", format!("{nanos:09}").trim_end_matches('0'))
-    }
+    format!("{}{}Z", t.format("%Y-%m-%dT%H:%M:%S"), go_fraction(t))
 }
 
 /// Go's `time.Time.String()` in UTC, fractional seconds trimmed.
 fn go_time_string(t: DateTime<Utc>) -> String {
-    let base = t.format("%Y-%m-%d %H:%M:%S").to_string();
-    let nanos = t.timestamp_subsec_nanos();
-    if nanos == 0 {
-        format!("{base} +0000 UTC")
-    } else {
-        format!(
-            "{base}.{} +0000 UTC",
-            format!("{nanos:09}").trim_end_matches('0')
-        )
+    format!(
+        "{}{} +0000 UTC",
+        t.format("%Y-%m-%d %H:%M:%S"),
+        go_fraction(t)
+    )
+}
+
+/// The fractional seconds as Go prints them: `.12` for 120 ms, nothing for whole seconds.
+fn go_fraction(t: DateTime<Utc>) -> String {
+    match t.timestamp_subsec_nanos() {
+        0 => String::new(),
+        nanos => format!(".{}", format!("{nanos:09}").trim_end_matches('0')),
     }
 }
 

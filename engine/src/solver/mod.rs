@@ -248,10 +248,17 @@ struct ContextCache {
     cache_root: PathBuf,
     inputs: HashMap<String, ContextInput>,
     opened: HashMap<String, (ContextSnapshot, StatCache)>,
+    /// Time spent on each context, for the metadata's timings and for progress.
+    times: HashMap<String, ContextTimes>,
+}
+
+/// Time spent reading one build context.
+#[derive(Debug, Clone, Copy, Default)]
+struct ContextTimes {
+    /// Walking it and loading its stat cache.
     walk: std::time::Duration,
+    /// Selecting and checksumming what steps read from it.
     hash: std::time::Duration,
-    /// Walk and checksum time per context, for progress.
-    spent: HashMap<String, std::time::Duration>,
 }
 
 impl ContextCache {
@@ -270,8 +277,7 @@ impl ContextCache {
                 (snapshot, stat)
             });
             let snapshot = snapshot?;
-            self.walk += started.elapsed();
-            *self.spent.entry(name.to_string()).or_default() += started.elapsed();
+            self.times.entry(name.to_string()).or_default().walk += started.elapsed();
             self.opened.insert(name.to_string(), (snapshot, stat));
         }
         Ok(&self.opened[name])
@@ -290,16 +296,18 @@ impl ContextCache {
             .opened
             .iter()
             .map(|(name, (snapshot, stat))| {
-                let files = snapshot
+                let (files, bytes) = snapshot
                     .entries()
                     .iter()
-                    .filter(|e| e.kind == crate::source::context::EntryKind::File);
+                    .filter(|e| e.kind == crate::source::context::EntryKind::File)
+                    .fold((0, 0), |(n, b), e| (n + 1, b + e.size));
+                let times = self.times.get(name).copied().unwrap_or_default();
                 ContextLoad {
                     name: name.clone(),
-                    files: files.clone().count(),
-                    bytes: files.map(|e| e.size).sum(),
+                    files,
+                    bytes,
                     hashed: stat.hashed(),
-                    duration: self.spent.get(name).copied().unwrap_or_default(),
+                    duration: times.walk + times.hash,
                 }
             })
             .collect();
@@ -802,9 +810,7 @@ fn plan(
         cache_root,
         inputs: opts.contexts.clone(),
         opened: HashMap::new(),
-        walk: Default::default(),
-        hash: Default::default(),
-        spent: Default::default(),
+        times: HashMap::new(),
     };
     let mut planned: HashMap<VertexId, Planned> = HashMap::new();
     for v in def.ancestors(target) {
@@ -898,8 +904,8 @@ fn plan(
     contexts.save();
     Ok(Plan {
         planned,
-        walk: contexts.walk,
-        hash: contexts.hash,
+        walk: contexts.times.values().map(|t| t.walk).sum(),
+        hash: contexts.times.values().map(|t| t.hash).sum(),
         context_loads: contexts.loads(),
     })
 }
@@ -960,8 +966,7 @@ fn plan_step(
         let hashed = started.elapsed().saturating_sub(walked);
         kb.field(name.as_bytes()).field(&sum.digest);
         files.extend(summarise_files(&sum.entries));
-        contexts.hash += hashed;
-        *contexts.spent.entry(name.clone()).or_default() += hashed;
+        contexts.times.entry(name).or_default().hash += hashed;
     }
     let key = kb.finish();
 

@@ -149,16 +149,13 @@ impl WalkSink<'_> {
 /// Everything is looked up relative to the directory's descriptor (`fstatat`, `openat`,
 /// `readlinkat`): the kernel resolves one name per call instead of the whole path, which is most
 /// of what a stat costs in a deep tree.
-fn walk_dir(dir: rustix::fs::Dir, rel_dir: &str, sink: &WalkSink<'_>) {
+fn walk_dir(mut dir: rustix::fs::Dir, rel_dir: &str, sink: &WalkSink<'_>) {
     use rustix::fs::{AtFlags, Mode, OFlags};
-    let mut dir = dir;
-    let dir_fd = match dir.fd() {
-        Ok(fd) => fd.try_clone_to_owned(),
-        Err(e) => Err(e.into()),
-    };
-    let dir_fd = match dir_fd {
-        Ok(fd) => fd,
-        Err(e) => return sink.fail(rel_dir, e),
+    // A descriptor of its own for the lookups, as reading the entries borrows `dir`.
+    let dir_fd = match dir.fd().map(|fd| fd.try_clone_to_owned()) {
+        Ok(Ok(fd)) => fd,
+        Ok(Err(e)) => return sink.fail(rel_dir, e),
+        Err(e) => return sink.fail(rel_dir, e.into()),
     };
     let mut local = Vec::new();
     let mut local_hidden = Vec::new();
@@ -375,12 +372,30 @@ pub fn clean_rel(path: &str) -> String {
 /// What the stat cache remembers about one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct CachedStat {
+    stat: StatFields,
+    digest: [u8; 32],
+}
+
+/// The stat fields that vouch for a file's content: while they are unchanged, so is the digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct StatFields {
     ino: u64,
     size: u64,
     mtime_ns: i64,
     ctime_ns: i64,
     mode: u32,
-    digest: [u8; 32],
+}
+
+impl StatFields {
+    fn of(entry: &ContextEntry) -> StatFields {
+        StatFields {
+            ino: entry.ino,
+            size: entry.size,
+            mtime_ns: entry.mtime_ns,
+            ctime_ns: entry.ctime_ns,
+            mode: entry.mode,
+        }
+    }
 }
 
 /// Name of the versioned directory holding stat caches.
@@ -396,11 +411,7 @@ const STAT_CACHE_FORMAT: u64 = u64::from_le_bytes(*b"bstatc03");
 struct StatRecord {
     start: u32,
     len: u32,
-    ino: u64,
-    size: u64,
-    mtime_ns: i64,
-    ctime_ns: i64,
-    mode: u32,
+    stat: StatFields,
 }
 
 /// The stat cache as stored: every path in one string, one fixed-size record per path sorted by
@@ -428,11 +439,7 @@ impl StatCacheFile {
         let r = self.records.get(index)?;
         let digest = self.digests.get(index * 32..index * 32 + 32)?;
         Some(CachedStat {
-            ino: r.ino,
-            size: r.size,
-            mtime_ns: r.mtime_ns,
-            ctime_ns: r.ctime_ns,
-            mode: r.mode,
+            stat: r.stat,
             digest: digest.try_into().ok()?,
         })
     }
@@ -484,11 +491,7 @@ impl StatCacheFile {
             file.records.push(StatRecord {
                 start,
                 len,
-                ino: stat.ino,
-                size: stat.size,
-                mtime_ns: stat.mtime_ns,
-                ctime_ns: stat.ctime_ns,
-                mode: stat.mode,
+                stat: stat.stat,
             });
             file.digests.extend_from_slice(&stat.digest);
         }
@@ -502,9 +505,9 @@ pub struct StatCache {
     file: Option<PathBuf>,
     /// What the last build saved.
     loaded: StatCacheFile,
-    /// Files hashed by this build (new ones, and ones whose stat fields changed).
+    /// Files hashed by this build (new ones, and ones whose stat fields changed): the cache
+    /// needs saving when this is not empty.
     fresh: DashMap<String, CachedStat>,
-    dirty: std::sync::atomic::AtomicBool,
 }
 
 impl StatCache {
@@ -514,7 +517,6 @@ impl StatCache {
             file: None,
             loaded: StatCacheFile::default(),
             fresh: DashMap::new(),
-            dirty: Default::default(),
         }
     }
 
@@ -535,7 +537,6 @@ impl StatCache {
             file: Some(file),
             loaded,
             fresh: DashMap::new(),
-            dirty: Default::default(),
         }
     }
 
@@ -551,7 +552,7 @@ impl StatCache {
         let Some(file) = &self.file else {
             return Ok(());
         };
-        if !self.dirty.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.fresh.is_empty() {
             return Ok(());
         }
         let fresh: Vec<(String, CachedStat)> = self
@@ -596,13 +597,8 @@ impl StatCache {
         entry: &ContextEntry,
         remembered: Option<CachedStat>,
     ) -> Result<[u8; 32], ContextError> {
-        let unchanged = |c: &CachedStat| {
-            c.ino == entry.ino
-                && c.size == entry.size
-                && c.mtime_ns == entry.mtime_ns
-                && c.ctime_ns == entry.ctime_ns
-                && c.mode == entry.mode
-        };
+        let stat = StatFields::of(entry);
+        let unchanged = |c: &CachedStat| c.stat == stat;
         if let Some(c) = remembered.filter(unchanged) {
             return Ok(c.digest);
         }
@@ -611,18 +607,8 @@ impl StatCache {
         }
         let path = root.join(&entry.rel);
         let digest = hash_file(&path).map_err(|source| ContextError::Io { path, source })?;
-        self.fresh.insert(
-            entry.rel.clone(),
-            CachedStat {
-                ino: entry.ino,
-                size: entry.size,
-                mtime_ns: entry.mtime_ns,
-                ctime_ns: entry.ctime_ns,
-                mode: entry.mode,
-                digest,
-            },
-        );
-        self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.fresh
+            .insert(entry.rel.clone(), CachedStat { stat, digest });
         Ok(digest)
     }
 
@@ -886,6 +872,6 @@ mod tests {
         let reloaded = StatCache::load(root.path(), dir.path());
         assert_eq!(reloaded.loaded.records.len(), 3);
         assert_eq!(reloaded.checksum(dir.path(), &sel).unwrap(), first);
-        assert!(!reloaded.dirty.load(std::sync::atomic::Ordering::Relaxed));
+        assert!(reloaded.fresh.is_empty(), "nothing to save");
     }
 }

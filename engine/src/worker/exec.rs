@@ -67,25 +67,17 @@ fn context_bind(
 ) -> Result<SandboxMount, WorkError> {
     let canon_root =
         std::fs::canonicalize(context).map_err(|e| fail(format!("{}: {e}", context.display())))?;
-    let sub = source
-        .strip_prefix(&canon_root)
-        .unwrap_or(Path::new(""))
-        .to_string_lossy()
-        .into_owned();
-    let is_below = |path: &str, dir: &str| {
-        dir.is_empty()
-            || path == dir
-            || (path.starts_with(dir) && path.as_bytes().get(dir.len()) == Some(&b'/'))
-    };
-    if let Some(h) = hidden.iter().find(|h| is_below(&sub, h)) {
+    let sub = source.strip_prefix(&canon_root).unwrap_or(Path::new(""));
+    // Component-wise prefixes: `a/b` is below `a`, `a-b` is not.
+    if let Some(h) = hidden.iter().find(|h| sub.starts_with(h)) {
         return Err(fail(format!(
-            "mount source {sub:?}: not in the build context (.dockerignore excludes {h:?})"
+            "mount source {:?}: not in the build context (.dockerignore excludes {h:?})",
+            sub.display().to_string()
         )));
     }
-    let masked: Vec<&str> = hidden
+    let masked: Vec<&Path> = hidden
         .iter()
-        .filter(|h| is_below(h, &sub))
-        .map(|h| h[sub.len()..].trim_start_matches('/'))
+        .filter_map(|h| Path::new(h).strip_prefix(sub).ok())
         .collect();
     if masked.is_empty() {
         return Ok(SandboxMount::Bind { source, access });
@@ -101,14 +93,15 @@ fn context_bind(
 /// Makes the layer that hides `paths` (relative to `source`) when stacked over `source`: a
 /// whiteout for each, under directories that carry the mode, owner and times of the source's
 /// directories (an overlay shows a merged directory with its topmost layer's attributes).
-fn make_mask(source: &Path, mask: &Path, paths: &[&str]) -> Result<(), WorkError> {
+fn make_mask(source: &Path, mask: &Path, paths: &[&Path]) -> Result<(), WorkError> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let io = |path: &Path, e: &dyn std::fmt::Display| fail(format!("{}: {e}", path.display()));
-    let mirror_dir = |rel: &Path| -> Result<(), WorkError> {
+    // Every directory the whiteouts sit in, the mask's root included; sorted, parents first.
+    let dirs: std::collections::BTreeSet<&Path> =
+        paths.iter().flat_map(|p| p.ancestors().skip(1)).collect();
+    let mut times = Vec::with_capacity(dirs.len());
+    for rel in &dirs {
         let (from, to) = (source.join(rel), mask.join(rel));
-        if to.is_dir() {
-            return Ok(());
-        }
         let meta = std::fs::symlink_metadata(&from).map_err(|e| io(&from, &e))?;
         std::fs::create_dir(&to).map_err(|e| io(&to, &e))?;
         std::fs::set_permissions(&to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
@@ -116,33 +109,19 @@ fn make_mask(source: &Path, mask: &Path, paths: &[&str]) -> Result<(), WorkError
         // Unprivileged builds cannot give a directory away; it then keeps the builder's owner,
         // which is the source's owner in that case anyway.
         let _ = std::os::unix::fs::lchown(&to, Some(meta.uid()), Some(meta.gid()));
-        Ok(())
-    };
-    mirror_dir(Path::new(""))?;
+        times.push((
+            to,
+            filetime::FileTime::from_last_access_time(&meta),
+            filetime::FileTime::from_last_modification_time(&meta),
+        ));
+    }
     for rel in paths {
-        let rel = Path::new(rel);
-        let mut parent = PathBuf::new();
-        for part in rel.parent().into_iter().flat_map(Path::components) {
-            parent.push(part);
-            mirror_dir(&parent)?;
-        }
         let target = mask.join(rel);
         crate::fileops::archive::mknod(&target, libc::S_IFCHR, 0).map_err(|e| io(&target, &e))?;
     }
     // Directory times last, deepest first: creating entries inside them moved their mtimes.
-    let mut dirs: Vec<PathBuf> = paths
-        .iter()
-        .flat_map(|p| Path::new(p).ancestors().skip(1).map(Path::to_path_buf))
-        .collect();
-    dirs.sort();
-    dirs.dedup();
-    for rel in dirs.iter().rev() {
-        let (from, to) = (source.join(rel), mask.join(rel));
-        if let Ok(meta) = std::fs::symlink_metadata(&from) {
-            let mtime = filetime::FileTime::from_last_modification_time(&meta);
-            let atime = filetime::FileTime::from_last_access_time(&meta);
-            filetime::set_file_times(&to, atime, mtime).map_err(|e| io(&to, &e))?;
-        }
+    for (to, atime, mtime) in times.iter().rev() {
+        filetime::set_file_times(to, *atime, *mtime).map_err(|e| io(to, &e))?;
     }
     Ok(())
 }
