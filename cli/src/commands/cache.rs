@@ -3,9 +3,7 @@
 
 use crate::commands::images::human_size;
 use anyhow::{bail, Context, Result};
-use cache::export::{records_for, select_min, CacheMode, CacheSpec};
 use cache::gc::{self, GcOptions};
-use cache::keys::CacheKey;
 use cache::usage::{Inventory, Usage};
 use cache::Root;
 use clap::{Args, Subcommand};
@@ -278,115 +276,8 @@ fn check(root: Option<&Path>, args: CheckArgs) -> Result<()> {
     Ok(())
 }
 
-/// The backend a spec names; registry caches go through the registry client.
-fn backend(spec: &CacheSpec) -> Result<Box<dyn cache::export::CacheBackend>> {
-    match spec {
-        CacheSpec::Registry { reference, .. } => {
-            if reference.is_empty() {
-                anyhow::bail!("type=registry needs ref=REGISTRY/REPOSITORY[:TAG]");
-            }
-            Ok(Box::new(registry::RegistryCache::new(
-                reference,
-                registry::ClientOptions::from_env(),
-            )?))
-        }
-        other => Ok(other.backend()?),
-    }
-}
-
-/// Parses every `--cache-from`/`--cache-to` value up front, so a typo fails before any work.
-pub fn parse_specs(values: &[String], export: bool) -> Result<Vec<CacheSpec>> {
-    values
-        .iter()
-        .map(|v| {
-            let spec = CacheSpec::parse(v, export)?;
-            backend(&spec)?;
-            Ok(spec)
-        })
-        .collect()
-}
-
-/// `--cache-from`: copies the exported keys and their blobs into the root before solving. An
-/// unreadable source is a warning (the build runs without it), as in BuildKit.
-pub fn import_caches(root: &Root, specs: &[CacheSpec], quiet: bool) -> Result<()> {
-    for spec in specs {
-        match backend(spec)?.import(root) {
-            Ok(r) if !quiet => eprintln!(
-                "imported cache: {} keys ({} new records, {} blobs copied, {} cache mounts)",
-                r.keys, r.records_added, r.blobs_copied, r.mounts_restored
-            ),
-            Ok(_) => {}
-            Err(e) => eprintln!("WARNING: importing cache: {e}"),
-        }
-    }
-    Ok(())
-}
-
-/// `--cache-to`: exports the steps of the build (`mode=max`) or of the final image (`mode=min`).
-pub fn export_caches(
-    root: &Root,
-    specs: &[CacheSpec],
-    result: &engine::solver::SolveResult,
-    quiet: bool,
-) -> Result<()> {
-    if specs.is_empty() {
-        return Ok(());
-    }
-    let keys: Vec<CacheKey> = result
-        .steps
-        .iter()
-        .filter_map(|s| CacheKey::from_hex(&s.key))
-        .collect();
-    let all = records_for(root, &keys)?;
-    for spec in specs {
-        let records = match spec.mode() {
-            CacheMode::Max => all.clone(),
-            CacheMode::Min => select_min(all.clone(), &result.layers),
-        };
-        let r = backend(spec)?
-            .export(root, &records)
-            .context("exporting the build cache")?;
-        if !quiet {
-            eprintln!(
-                "exported cache: {} keys, {} new blobs ({}), {} already there",
-                r.keys,
-                r.blobs_written,
-                human_size(r.bytes_written),
-                r.blobs_reused
-            );
-        }
-    }
-    Ok(())
-}
-
 /// Parses `--cache-max-size` (before the build, so a typo fails early).
 pub fn parse_max_size(text: &str) -> Result<u64> {
     gc::parse_size(text)
         .with_context(|| format!("--cache-max-size {text:?}: expected a size like 10GB"))
-}
-
-/// After a build: collects down to `limit` bytes (`--cache-max-size`, `0` = never) when the root
-/// is bigger, if no other build holds the root. Failures only warn: the build itself succeeded.
-pub fn auto_collect(root: &Root, limit: u64, quiet: bool) -> Result<()> {
-    if limit == 0 || gc::root_size(root) <= limit {
-        return Ok(());
-    }
-    let Ok(lock) = root.try_lock_exclusive() else {
-        return Ok(()); // another build is running; the next one to finish collects
-    };
-    let opts = GcOptions {
-        keep_storage: Some(limit),
-        ..Default::default()
-    };
-    match gc::collect(root, &lock, &opts) {
-        Ok(r) if !quiet => eprintln!(
-            "cache over {}: removed {} records, reclaimed {}",
-            human_size(limit),
-            r.removed_records.len(),
-            human_size(r.reclaimed())
-        ),
-        Ok(_) => {}
-        Err(e) => eprintln!("WARNING: cache collection: {e}"),
-    }
-    Ok(())
 }

@@ -1,39 +1,33 @@
-//! What `builder build` does with registries: pulls base images the local store lacks (or, with
+//! What a build does with registries: pulls base images the local store lacks (or, with
 //! `--pull`, checks for newer ones), and pushes the result (`--push`, `-o type=registry`).
-//!
-//! Kept out of `build.rs` so the build command only wires these in.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-use anyhow::{bail, Context, Result};
+use crate::BuildError;
 use cache::{ContentStore, ImageStore};
 use engine::graph::Platform;
 use engine::solver::progress::{Event, ProgressSink};
 use engine::source::image::Puller;
 use registry::{Client, ClientOptions, ProgressEvent, Reference};
+use std::sync::Arc;
 
 /// Pulls through the registry client into the build's root, reporting on the build's progress
-/// sink. Each reference is pulled at most once per build (lowering and the solver both resolve
-/// base images), and its outcome, success or failure, is remembered for the rest of the build.
-pub struct RegistryPuller {
+/// sink. Remembering outcomes is the caller's job
+/// ([`crate::images::BaseImages`] resolves each image once per build).
+pub(crate) struct RegistryPuller {
     options: ClientOptions,
     cas: ContentStore,
     images: ImageStore,
     sink: Arc<dyn ProgressSink>,
-    pulled: Mutex<HashMap<(String, String), Result<cache::Digest, String>>>,
 }
 
 impl RegistryPuller {
     /// A puller storing into `cas` and `images`, with the client configured from the
     /// environment (Docker credentials, `BUILDER_INSECURE_REGISTRIES`).
-    pub fn new(cas: ContentStore, images: ImageStore, sink: Arc<dyn ProgressSink>) -> Self {
+    pub(crate) fn new(cas: ContentStore, images: ImageStore, sink: Arc<dyn ProgressSink>) -> Self {
         RegistryPuller {
             options: ClientOptions::from_env(),
             cas,
             images,
             sink,
-            pulled: Mutex::new(HashMap::new()),
         }
     }
 
@@ -117,90 +111,33 @@ impl RegistryPuller {
 
 impl Puller for RegistryPuller {
     fn pull(&self, reference: &str, platform: &Platform) -> Result<cache::Digest, String> {
-        let key = (reference.to_string(), platform.to_string());
-        // Held across the pull: concurrent resolutions of the same image wait for one transfer.
-        let mut pulled = self
-            .pulled
-            .lock()
-            .map_err(|_| "image pull state poisoned".to_string())?;
-        if let Some(outcome) = pulled.get(&key) {
-            return outcome.clone();
-        }
-        let outcome = self.pull_now(reference, platform);
-        pulled.insert(key, outcome.clone());
-        outcome
+        self.pull_now(reference, platform)
     }
-}
-
-/// The names an `-o` value asks to push to: `type=registry,name=a[,name=b]` and BuildKit's
-/// `type=image,name=...,push=true`. `None` when the output is not a registry push.
-pub fn registry_output(spec: &str) -> Result<Option<Vec<String>>> {
-    let mut kind = None;
-    let mut push = false;
-    let mut names = Vec::new();
-    for field in spec.split(',') {
-        match field.split_once('=') {
-            Some(("type", v)) => kind = Some(v.trim()),
-            Some(("name", v)) => {
-                names.extend(v.split(';').filter(|s| !s.is_empty()).map(str::to_string))
-            }
-            Some(("push", v)) => push = v.trim() == "true",
-            _ => {}
-        }
-    }
-    let is_push = match kind {
-        Some("registry") => true,
-        Some("image") => push,
-        _ => false,
-    };
-    if !is_push {
-        return Ok(None);
-    }
-    if names.is_empty() {
-        bail!("-o {spec}: a registry output needs name=REGISTRY/REPOSITORY[:TAG]");
-    }
-    Ok(Some(names))
-}
-
-/// Every name a build pushes to: the `-t` names with `--push`, and the names of registry
-/// outputs. Checked before the build starts so a bad request fails fast.
-pub fn push_targets(push: bool, tags: &[String], outputs: &[String]) -> Result<Vec<String>> {
-    let mut targets = Vec::new();
-    if push {
-        if tags.is_empty() {
-            bail!("--push needs a name to push to: give -t REGISTRY/REPOSITORY[:TAG]");
-        }
-        targets.extend(tags.iter().cloned());
-    }
-    for spec in outputs {
-        targets.extend(registry_output(spec)?.unwrap_or_default());
-    }
-    for target in &targets {
-        Reference::parse(target).with_context(|| format!("invalid push target {target:?}"))?;
-    }
-    Ok(targets)
 }
 
 /// Pushes the built image (`manifest`, already in `images`) to every name in `targets`,
 /// reporting on `sink`; only the blobs each registry lacks are uploaded.
-pub fn push_image(
+pub(crate) fn push(
     runtime: &tokio::runtime::Runtime,
     cas: &ContentStore,
     images: &ImageStore,
     manifest: &cache::Digest,
-    targets: &[String],
+    targets: &[cache::Reference],
     sink: &Arc<dyn ProgressSink>,
-) -> Result<()> {
+) -> Result<(), BuildError> {
     if targets.is_empty() {
         return Ok(());
     }
     let entry = images
-        .get(manifest)?
-        .with_context(|| format!("image {manifest} is not in the local store"))?;
-    let client = Client::new(ClientOptions::from_env())?;
+        .get(manifest)
+        .map_err(BuildError::ImageStore)?
+        .ok_or_else(|| BuildError::ImageMissing(manifest.clone()))?;
+    let client = Client::new(ClientOptions::from_env()).map_err(|source| BuildError::Push {
+        reference: String::new(),
+        source,
+    })?;
     for target in targets {
-        let reference =
-            Reference::parse(target).with_context(|| format!("invalid push target {target:?}"))?;
+        let reference = target.clone();
         sink.emit(Event::Message {
             text: format!("pushing {reference}"),
         });
@@ -220,7 +157,10 @@ pub fn push_image(
             .block_on(registry::push_from_store(
                 &client, &entry, &reference, cas, images, &progress,
             ))
-            .with_context(|| format!("pushing {reference}"))?;
+            .map_err(|source| BuildError::Push {
+                reference: reference.to_string(),
+                source,
+            })?;
         sink.emit(Event::Message {
             text: format!(
                 "pushed {}: digest: {} size: {}",
@@ -229,25 +169,4 @@ pub fn push_image(
         });
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recognises_registry_outputs() {
-        assert_eq!(
-            registry_output("type=registry,name=localhost:5000/app:1").unwrap(),
-            Some(vec!["localhost:5000/app:1".to_string()])
-        );
-        assert_eq!(
-            registry_output("type=image,name=r.example/a;r.example/b,push=true").unwrap(),
-            Some(vec!["r.example/a".to_string(), "r.example/b".to_string()])
-        );
-        assert_eq!(registry_output("type=image,name=x").unwrap(), None);
-        assert_eq!(registry_output("type=oci,dest=out.tar").unwrap(), None);
-        assert_eq!(registry_output("out-dir").unwrap(), None);
-        assert!(registry_output("type=registry").is_err());
-    }
 }

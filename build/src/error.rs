@@ -1,0 +1,130 @@
+//! Why a build failed, with enough kept to point at the Dockerfile line that failed.
+
+use engine::solver::{SolveError, WorkError};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A flag or output spec that cannot work (caught before any work).
+    #[error("{0}")]
+    Request(String),
+    #[error("build context {} is not a directory", .0.display())]
+    ContextNotADirectory(PathBuf),
+    #[error("reading {}: {source}", path.display())]
+    ReadDockerfile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The Dockerfile does not parse; `message` starts with the line and column.
+    #[error("{file}:{message}")]
+    Parse { file: String, message: String },
+    #[error("reading the ignore file of {}: {message}", context.display())]
+    IgnoreFile { context: PathBuf, message: String },
+    /// Lowering refused the Dockerfile; the text is the rendered diagnostic (file, line, caret).
+    #[error("{0}")]
+    Lower(String),
+    #[error("build checks failed (the Dockerfile sets check=error=true)")]
+    ChecksFailed,
+    #[error("opening the builder root directory: {0}")]
+    Root(#[source] cache::lock::LockError),
+    #[error("opening the image store: {0}")]
+    ImageStore(#[source] cache::ImageStoreError),
+    #[error("opening build records: {0}")]
+    Records(#[source] cache::records::RecordError),
+    #[error("build cache: {0}")]
+    CacheTransfer(#[source] cache::export::CacheTransferError),
+    #[error("build cache {spec}: {source}")]
+    CacheBackend {
+        spec: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("starting the worker: {0}")]
+    Worker(#[source] WorkError),
+    #[error("starting the solver: {0}")]
+    Solver(#[source] Box<SolveError>),
+    #[error("starting the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// A step (or the solve around it) failed; [`BuildError::render`] shows the Dockerfile lines.
+    #[error("{source}")]
+    Solve {
+        file: String,
+        dockerfile: String,
+        #[source]
+        source: Box<SolveError>,
+    },
+    #[error("building the image config: {0}")]
+    Config(#[source] serde_json::Error),
+    #[error("layer digest {digest:?}: {source}")]
+    LayerDigest {
+        digest: String,
+        source: cache::DigestError,
+    },
+    #[error("writing the image: {0}")]
+    Image(#[source] engine::image::ImageError),
+    #[error("image {0} is not in the local store")]
+    ImageMissing(cache::Digest),
+    #[error("invalid name {name:?}: {source}")]
+    BadName {
+        name: String,
+        source: cache::ReferenceError,
+    },
+    #[error("exporting: {0}")]
+    Export(#[source] engine::export::ExportError),
+    #[error("pushing {reference}: {source}")]
+    Push {
+        reference: String,
+        source: registry::RegistryError,
+    },
+}
+
+impl BuildError {
+    /// The error as a user reads it: for a failed step, its last output lines, the exit code
+    /// and the Dockerfile lines with a caret, as BuildKit prints them; otherwise the message.
+    pub fn render(&self) -> String {
+        let BuildError::Solve {
+            file,
+            dockerfile,
+            source,
+        } = self
+        else {
+            return self.to_string();
+        };
+        let SolveError::Step {
+            name,
+            line_range,
+            source,
+        } = source.as_ref()
+        else {
+            return self.to_string();
+        };
+        let mut out = String::new();
+        if let WorkError::ExitCode { last_lines, .. } = source {
+            if !last_lines.is_empty() {
+                out.push_str("------\n");
+                let skip = last_lines.len().saturating_sub(10);
+                for l in &last_lines[skip..] {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+                out.push_str("------\n");
+            }
+        }
+        if let Some((start, end)) = line_range {
+            let _ = writeln!(out, "{file}:{start}");
+            let lines: Vec<&str> = dockerfile.lines().collect();
+            for n in *start..=*end {
+                if let Some(text) = lines.get(n.saturating_sub(1)) {
+                    let _ = writeln!(out, " {n:>4} | {text}");
+                }
+            }
+            if let Some(text) = lines.get(start.saturating_sub(1)) {
+                let indent = text.len() - text.trim_start().len();
+                let _ = writeln!(out, "      | {}^", " ".repeat(indent));
+            }
+        }
+        let _ = write!(out, "ERROR: failed to build: {name}: {source}");
+        out
+    }
+}

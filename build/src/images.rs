@@ -1,0 +1,87 @@
+//! Base images for one build: resolved once and shared by lowering (which reads their env,
+//! workdir, user, shell and ONBUILD triggers) and the solver (which needs their layers).
+
+use super::registry_io::RegistryPuller;
+use engine::graph::Platform;
+use engine::solver::progress::ProgressSink;
+use engine::solver::{ImageSource, ResolvedImage};
+use engine::source::image::StoreImages;
+use frontend_dockerfile::lower::{BaseImageConfig, BaseImageResolver};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+type Resolved = Result<ResolvedImage, String>;
+
+/// The build's image source: the local store, then the registry; each (reference, platform) is
+/// resolved (and, where needed, pulled) at most once per build, success or failure.
+#[derive(Clone)]
+pub(crate) struct BaseImages {
+    source: Arc<StoreImages>,
+    resolved: Arc<Mutex<HashMap<(String, String), Resolved>>>,
+}
+
+impl BaseImages {
+    /// Resolves from `store`/`cas`, pulling what they lack (always asking the registry with
+    /// `pull`), and reports pulls on `progress`.
+    pub(crate) fn new(
+        store: &cache::ImageStore,
+        cas: &cache::ContentStore,
+        progress: &Arc<dyn ProgressSink>,
+        pull: bool,
+    ) -> BaseImages {
+        let puller = RegistryPuller::new(cas.clone(), store.clone(), progress.clone());
+        BaseImages {
+            source: Arc::new(
+                StoreImages::new(store.clone(), cas.clone()).with_puller(Arc::new(puller), pull),
+            ),
+            resolved: Arc::default(),
+        }
+    }
+}
+
+impl ImageSource for BaseImages {
+    fn resolve(&self, reference: &str, platform: &Platform) -> Resolved {
+        let key = (reference.to_string(), platform.to_string());
+        // Held across the resolution: a second asker waits for the first instead of pulling twice.
+        let mut resolved = self
+            .resolved
+            .lock()
+            .map_err(|_| "image resolution state poisoned".to_string())?;
+        if let Some(done) = resolved.get(&key) {
+            return done.clone();
+        }
+        let done = self.source.resolve(reference, platform);
+        resolved.insert(key, done.clone());
+        done
+    }
+}
+
+impl BaseImageResolver for BaseImages {
+    fn resolve(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<Option<BaseImageConfig>, String> {
+        // An image lowering cannot see yet is the solver's to report, with its own error.
+        let Ok(image) = ImageSource::resolve(self, reference, platform) else {
+            return Ok(None);
+        };
+        let c = &image.config["config"];
+        let strings = |v: &serde_json::Value| -> Vec<String> {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Ok(Some(BaseImageConfig {
+            env: engine::solver::config::env_of(&image.config),
+            working_dir: c["WorkingDir"].as_str().unwrap_or("").to_string(),
+            user: c["User"].as_str().unwrap_or("").to_string(),
+            shell: strings(&c["Shell"]),
+            onbuild: strings(&c["OnBuild"]),
+        }))
+    }
+}

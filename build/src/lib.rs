@@ -1,0 +1,345 @@
+//! A build as one library call: [`Build::new`]`(root, request).`[`run`](Build::run)`(progress)`.
+//!
+//! This crate is where a build happens. It sits above the frontend and the engine (the engine never
+//! learns what a Dockerfile is, so the orchestration cannot live in it): it parses and lowers the
+//! Dockerfile, resolves each base image once for both lowering and solving, solves, writes the
+//! image and its names, runs the exporters, pushes, imports and exports the build cache, keeps
+//! the build record and collects garbage when the root grew past its limit. The `builder` binary
+//! only turns flags into a [`BuildRequest`] and renders the [`BuildOutcome`]; tests call the
+//! same function without spawning a process.
+
+mod cache_io;
+mod error;
+mod images;
+mod registry_io;
+mod request;
+
+pub use cache_io::{
+    parse_specs as parse_cache_specs, CacheExportReport, CacheImportReport, CollectReport,
+};
+pub use error::BuildError;
+pub use request::{BuildRequest, DockerfileInput, Output};
+
+use cache::records::{BuildRecord, RecordStore};
+use engine::export::{self, NamedImage};
+use engine::image::{write_image, Image, ImageConfig, LayerInfo};
+use engine::solver::progress::{Event, ProgressSink};
+use engine::solver::{ContextInput, SolveOptions, SolveResult, Solver};
+use engine::worker::{LocalWorker, WorkerOptions};
+use frontend_dockerfile::lower::{self, LowerOptions};
+use frontend_dockerfile::parser;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// One build of one Dockerfile target against one root directory.
+pub struct Build {
+    root: cache::Root,
+    request: BuildRequest,
+}
+
+/// What a successful build produced.
+#[derive(Debug)]
+pub struct BuildOutcome {
+    /// The image written to the content store (manifest, config, layers).
+    pub image: Image,
+    /// The names the image was stored under (`-t`).
+    pub names: Vec<cache::Reference>,
+    /// The solve: one report per step (cached or why it missed), layers and phase timings.
+    pub solve: SolveResult,
+    /// Writing the image, the outputs and the pushes, in milliseconds.
+    pub export_ms: u64,
+    /// The whole build, in milliseconds.
+    pub duration_ms: u64,
+    /// One report per `--cache-from` source that could be read.
+    pub cache_imports: Vec<CacheImportReport>,
+    /// One report per `--cache-to` destination.
+    pub cache_exports: Vec<CacheExportReport>,
+    /// Warnings that did not stop the build (unreadable cache sources, a failed collection).
+    pub warnings: Vec<String>,
+    /// The garbage collection that followed the build, when the root was over its limit.
+    pub collected: Option<CollectReport>,
+}
+
+impl BuildOutcome {
+    /// The `--metadata-file` document: BuildKit's keys (`containerimage.digest`, ...), plus the
+    /// steps with their cache results and the phase timings under `builder.*`.
+    pub fn metadata(&self) -> serde_json::Value {
+        let descriptor = &self.image.manifest_descriptor;
+        let timings = &self.solve.timings;
+        serde_json::json!({
+            "containerimage.digest": descriptor.digest.to_string(),
+            "containerimage.config.digest": self.image.id().to_string(),
+            "containerimage.descriptor": {
+                "mediaType": descriptor.media_type,
+                "digest": descriptor.digest.to_string(),
+                "size": descriptor.size,
+            },
+            "image.name": self.names.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
+            "builder.steps": self.solve.steps.iter().map(|s| serde_json::json!({
+                "name": s.name,
+                "stage": s.stage,
+                "line": s.line,
+                "end_line": s.end_line,
+                "cached": s.cached,
+                "reason": s.reason,
+                "duration_ms": s.duration_ms,
+                "key": s.key,
+            })).collect::<Vec<_>>(),
+            "builder.timings": {
+                "walk_ms": timings.walk_ms,
+                "hash_ms": timings.hash_ms,
+                "keys_ms": timings.keys_ms,
+                "execute_ms": timings.execute_ms,
+                "export_ms": self.export_ms,
+            },
+            "builder.duration_ms": self.duration_ms,
+        })
+    }
+}
+
+impl Build {
+    /// A build of `request` in `root` (see [`cache::Root::open_or_default`]).
+    pub fn new(root: cache::Root, request: BuildRequest) -> Build {
+        Build { root, request }
+    }
+
+    /// Runs the build, reporting on `progress`. Blocking: it drives its own async runtime.
+    pub fn run(self, progress: Arc<dyn ProgressSink>) -> Result<BuildOutcome, BuildError> {
+        let started = Instant::now();
+        let started_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let Build { root, request: req } = self;
+        if !req.context.is_dir() {
+            return Err(BuildError::ContextNotADirectory(req.context.clone()));
+        }
+        let (file, src) = req.dockerfile.read(&req.context)?;
+        let shown = file.display().to_string();
+        let dockerfile = parser::parse(&src).map_err(|e| BuildError::Parse {
+            file: shown.clone(),
+            message: e.to_string(),
+        })?;
+
+        let _shared = root.lock_shared().map_err(BuildError::Root)?;
+        let mut warnings = Vec::new();
+        let cache_imports = cache_io::import(&root, &req.cache_from, &mut warnings)?;
+        let cas = root.content_store().map_err(BuildError::Root)?;
+        let store = cache::ImageStore::open(root.images_dir()).map_err(BuildError::ImageStore)?;
+        let images = images::BaseImages::new(&store, &cas, &progress, req.pull);
+
+        let ignore = frontend_dockerfile::dockerignore::DockerIgnore::load_for_dockerfile(
+            &req.context,
+            &file,
+        )
+        .map_err(|e| BuildError::IgnoreFile {
+            context: req.context.clone(),
+            message: e.to_string(),
+        })?;
+        let lowered = lower::lower(
+            &dockerfile,
+            &LowerOptions {
+                file_name: shown.clone(),
+                source: Some(&src),
+                build_args: req.build_args.clone(),
+                target: req.target.clone(),
+                platform: req.platform.clone(),
+                resolver: Some(&images),
+                ..Default::default()
+            },
+        )
+        .map_err(|d| BuildError::Lower(d.to_string()))?;
+        report_checks(&dockerfile, &shown, &lowered.warnings, progress.as_ref())?;
+
+        let worker = LocalWorker::new(
+            root.clone(),
+            WorkerOptions {
+                layer: req.layer.clone(),
+                secrets: req.secrets.clone(),
+                helper: req.helper.clone(),
+            },
+        )
+        .map_err(BuildError::Worker)?;
+        let solver = Solver::new(
+            root.clone(),
+            Arc::new(images.clone()),
+            Arc::new(worker),
+            progress.clone(),
+        )
+        .map_err(|e| BuildError::Solver(Box::new(e)))?;
+
+        let target_name = req.target.clone().unwrap_or_default();
+        let records = RecordStore::open(root.path()).map_err(BuildError::Records)?;
+        let target_id = cache::records::target_id(&file, &target_name);
+        let mut contexts = HashMap::new();
+        contexts.insert(
+            "context".to_string(),
+            ContextInput {
+                dir: req.context.clone(),
+                filter: Arc::new(request::IgnoreFilter(ignore)),
+            },
+        );
+        let opts = SolveOptions {
+            no_cache: req.no_cache,
+            no_cache_stages: req.no_cache_filter.clone(),
+            contexts,
+            source_date_epoch: req.layer.source_date_epoch,
+            previous: records.latest(&target_id),
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(BuildError::Runtime)?;
+        let outcome = runtime.block_on(solver.solve(Arc::new(lowered.definition), opts));
+        let record = |steps, success| BuildRecord {
+            target_id: target_id.clone(),
+            dockerfile: shown.clone(),
+            target: target_name.clone(),
+            started_ms,
+            duration_ms: started.elapsed().as_millis() as u64,
+            success,
+            steps,
+        };
+        // A record that cannot be written costs a "why" explanation next time, never the build.
+        let solve = match outcome {
+            Ok(r) => r,
+            Err(source) => {
+                let _ = records.write(&record(Vec::new(), false));
+                return Err(BuildError::Solve {
+                    file: shown,
+                    dockerfile: src,
+                    source: Box::new(source),
+                });
+            }
+        };
+        let _ = records.write(&record(solve.steps.clone(), true));
+        let cache_exports = cache_io::export(&root, &req.cache_to, &solve)?;
+
+        let export_started = Instant::now();
+        let image = store_image(&cas, &store, &solve, &req.tags)?;
+        for output in &req.outputs {
+            if let Output::Export(spec) = output {
+                let mut names = req.tags.clone();
+                for n in &spec.names {
+                    names.push(cache::Reference::parse(n).map_err(|source| {
+                        BuildError::BadName {
+                            name: n.clone(),
+                            source,
+                        }
+                    })?);
+                }
+                export::export(
+                    &cas,
+                    &[NamedImage {
+                        image: image.clone(),
+                        names,
+                    }],
+                    spec,
+                )
+                .map_err(BuildError::Export)?;
+            }
+        }
+        registry_io::push(
+            &runtime,
+            &cas,
+            &store,
+            &image.manifest_descriptor.digest,
+            &req.push_targets(),
+            &progress,
+        )?;
+        let export_ms = export_started.elapsed().as_millis() as u64;
+        drop(_shared);
+
+        // Only a build that wrote something can have pushed the root over its limit; a fully
+        // cached rebuild skips the size walk (one stat per file of every snapshot).
+        let collected = if solve.steps.iter().any(|s| !s.cached) {
+            cache_io::collect(&root, req.cache_max_size, &mut warnings)
+        } else {
+            None
+        };
+        Ok(BuildOutcome {
+            image,
+            names: req.tags,
+            solve,
+            export_ms,
+            duration_ms: started.elapsed().as_millis() as u64,
+            cache_imports,
+            cache_exports,
+            warnings,
+            collected,
+        })
+    }
+}
+
+/// BuildKit's build checks (the lint rules that need no context) and lowering's warnings, shown
+/// as warnings; the checks fail the build under `# check=error=true`.
+fn report_checks(
+    dockerfile: &parser::Dockerfile,
+    shown: &str,
+    lowering: &[lower::Warning],
+    progress: &dyn ProgressSink,
+) -> Result<(), BuildError> {
+    let checks = frontend_dockerfile::lint::build_checks(dockerfile);
+    if !checks.is_empty() {
+        let plural = if checks.len() == 1 { "" } else { "s" };
+        let mut text = format!("{} warning{plural} found:", checks.len());
+        for c in &checks {
+            text.push_str(&format!(
+                "\n - {}: {} ({shown}:{}:{})",
+                c.rule, c.message, c.line, c.column
+            ));
+        }
+        progress.emit(Event::Message { text });
+        if frontend_dockerfile::lint::build_checks_are_errors(dockerfile) {
+            return Err(BuildError::ChecksFailed);
+        }
+    }
+    for w in lowering {
+        let at = w.line.map(|l| format!("{shown}:{l}: ")).unwrap_or_default();
+        progress.emit(Event::Message {
+            text: format!("WARNING: {at}{}", w.message),
+        });
+    }
+    Ok(())
+}
+
+/// Writes the solved image's config and manifest into the content store and its names into the
+/// image store.
+fn store_image(
+    cas: &cache::ContentStore,
+    store: &cache::ImageStore,
+    solve: &SolveResult,
+    names: &[cache::Reference],
+) -> Result<Image, BuildError> {
+    let config: ImageConfig =
+        serde_json::from_value(solve.config.clone()).map_err(BuildError::Config)?;
+    let layers = solve
+        .layers
+        .iter()
+        .map(|l| {
+            let bad = |source| BuildError::LayerDigest {
+                digest: l.digest.clone(),
+                source,
+            };
+            Ok(LayerInfo {
+                descriptor: cache::Descriptor::new(
+                    l.media_type.clone(),
+                    l.digest.parse().map_err(bad)?,
+                    l.size,
+                ),
+                diff_id: l.diff_id.parse().map_err(bad)?,
+            })
+        })
+        .collect::<Result<Vec<_>, BuildError>>()?;
+    let image = write_image(cas, &config, &layers).map_err(BuildError::Image)?;
+    let entry = cache::ImageRecord::new(image.manifest_descriptor.clone(), image.id().clone());
+    if names.is_empty() {
+        store.put(entry).map_err(BuildError::ImageStore)?;
+    } else {
+        store
+            .put_and_tag(entry, names)
+            .map_err(BuildError::ImageStore)?;
+    }
+    Ok(image)
+}
