@@ -9,15 +9,9 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "builder", version, about)]
 struct Cli {
-    /// Root directory for the cache, images and state (default: `$XDG_DATA_HOME/builder`,
-    /// `/var/lib/builder` as root).
-    #[arg(
-        long,
-        global = true,
-        env = "BUILDER_ROOT",
-        alias = "cache-dir",
-        value_name = "DIR"
-    )]
+    /// Root directory for the cache, images and state (default: `$BUILDER_ROOT` when set and
+    /// not empty, else `/var/lib/builder` as root, `$XDG_DATA_HOME/builder` otherwise).
+    #[arg(long, global = true, alias = "cache-dir", value_name = "DIR")]
     root: Option<std::path::PathBuf>,
 
     #[command(subcommand)]
@@ -64,11 +58,27 @@ enum Command {
     Cache(commands::cache::CacheArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     // The sandbox helper is this binary re-executed; it must take over before anything else runs.
     engine::worker::register_handlers();
     engine::executor::maybe_run_helper();
     let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        // A user error is its message and its causes; backtraces are for bugs (panics), so
+        // `RUST_BACKTRACE=1` in the user's environment does not turn this into a stack dump.
+        eprintln!("Error: {e}");
+        let mut causes = e.chain().skip(1).peekable();
+        if causes.peek().is_some() {
+            eprintln!("\nCaused by:");
+            for (i, cause) in causes.enumerate() {
+                eprintln!("    {i}: {cause}");
+            }
+        }
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let root = cli.root.as_deref();
     match cli.command {
         Command::Build(args) => commands::build::run(&args, root),
