@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{can_build, step, Fixture};
+use common::{step, Fixture};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -33,10 +33,12 @@ fn serve(body: Arc<Mutex<Vec<u8>>>) -> u16 {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn add_url_is_keyed_by_its_body_and_checksums_are_verified() {
-    if !can_build() {
-        return;
-    }
+    common::require_build();
     let body = Arc::new(Mutex::new(b"version 1\n".to_vec()));
     let port = serve(body.clone());
     let f = Fixture::new();

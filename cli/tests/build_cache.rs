@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{can_build, step, steps, Fixture};
+use common::{step, steps, Fixture};
 
 const DOCKERFILE: &str = "\
 FROM busybox:local AS deps
@@ -37,10 +37,12 @@ fn digest(meta: &serde_json::Value) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn unchanged_rebuild_and_mtime_touch_hit_every_step_with_the_same_digest() {
-    if !can_build() {
-        return;
-    }
+    common::require_build();
     let f = Fixture::new();
     let ctx = project(&f);
     let first = f.build_ok(&ctx, &["-t", "app"]);
@@ -79,10 +81,12 @@ fn unchanged_rebuild_and_mtime_touch_hit_every_step_with_the_same_digest() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn editing_a_copied_file_misses_from_its_line_down_only() {
-    if !can_build() {
-        return;
-    }
+    common::require_build();
     let f = Fixture::new();
     let ctx = project(&f);
     f.build_ok(&ctx, &[]);
@@ -131,10 +135,12 @@ fn editing_a_copied_file_misses_from_its_line_down_only() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn build_args_miss_only_where_visible() {
-    if !can_build() {
-        return;
-    }
+    common::require_build();
     let f = Fixture::new();
     let ctx = project(&f);
     f.build_ok(&ctx, &[]);
@@ -163,10 +169,12 @@ fn build_args_miss_only_where_visible() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn a_new_base_digest_misses_its_stage() {
-    if !can_build() {
-        return;
-    }
+    common::require_build();
     let f = Fixture::new();
     let ctx = project(&f);
     f.build_ok(&ctx, &[]);
@@ -189,10 +197,12 @@ fn a_new_base_digest_misses_its_stage() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn the_same_step_in_two_dockerfiles_shares_the_cache() {
-    if !can_build() {
-        return;
-    }
+    common::require_build();
     let f = Fixture::new();
     let a = f.context(
         "a",
@@ -215,10 +225,12 @@ fn the_same_step_in_two_dockerfiles_shares_the_cache() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn a_failed_step_caches_nothing_and_keeps_earlier_steps() {
-    if !can_build() {
-        return;
-    }
+    common::require_build();
     let f = Fixture::new();
     let ctx = f.context(
         "fail",
@@ -247,10 +259,12 @@ fn a_failed_step_caches_nothing_and_keeps_earlier_steps() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn no_cache_and_no_cache_filter() {
-    if !can_build() {
-        return;
-    }
+    common::require_build();
     let f = Fixture::new();
     let ctx = project(&f);
     f.build_ok(&ctx, &[]);

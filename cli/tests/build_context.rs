@@ -4,13 +4,15 @@
 
 mod common;
 
-use common::{can_build, Fixture};
+use common::Fixture;
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn ignored_files_are_not_copied_and_cannot_be_named() {
-    if !can_build() {
-        return;
-    }
+    common::require_build();
     let f = Fixture::new();
     let ctx = f.context(
         "ignore",
@@ -48,10 +50,12 @@ fn ignored_files_are_not_copied_and_cannot_be_named() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn context_symlink_to_a_host_file_is_never_followed_out_of_the_context() {
-    if !can_build() {
-        return;
-    }
+    common::require_build();
     let f = Fixture::new();
     let ctx = f.context(
         "links",
@@ -87,11 +91,13 @@ fn context_symlink_to_a_host_file_is_never_followed_out_of_the_context() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn ignored_files_are_absent_from_bind_mounts_of_the_context() {
     use std::os::unix::fs::PermissionsExt;
-    if !can_build() {
-        return;
-    }
+    common::require_build();
     let f = Fixture::new();
     let ctx = f.context(
         "bind-ignore",

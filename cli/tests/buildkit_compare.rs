@@ -29,8 +29,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use common::dockerd::{self, Dockerd};
-use common::{base_archive, can_build, examples_dir, Fixture};
+use common::dockerd::Dockerd;
+use common::{base_archive, examples_dir, Fixture, Need};
 
 /// One Dockerfile to build both ways.
 struct Case {
@@ -531,10 +531,12 @@ fn compare(f: &Fixture, d: &Dockerd, case: &Case) -> Vec<String> {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_docker),
+    ignore = "needs root, /usr/bin/busybox and dockerd"
+)]
 fn builder_and_buildkit_build_the_same_images() {
-    if !can_build() || !dockerd::available() {
-        return;
-    }
+    common::require(&[Need::Root, Need::Busybox, Need::Docker]);
     let f = Fixture::new();
     let d = Dockerd::start();
     d.docker_ok(&["load", "-i", base_archive().to_str().unwrap()]);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{can_build, step, steps, Fixture};
+use common::{step, steps, Fixture};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
@@ -110,10 +110,12 @@ fn kill_dockerfile(i: usize) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn builds_killed_at_random_points_leave_a_consistent_root() {
-    if !can_build() {
-        return;
-    }
+    common::require_build();
     let f = Fixture::new();
     let ctx = f.context(
         "killed",
@@ -213,10 +215,12 @@ fn builds_killed_at_random_points_leave_a_consistent_root() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn four_concurrent_builds_on_one_root_agree() {
-    if !can_build() {
-        return;
-    }
+    common::require_build();
     let f = Fixture::new();
     let ctx = f.context(
         "concurrent",
@@ -267,10 +271,12 @@ fn four_concurrent_builds_on_one_root_agree() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn prune_keeps_images_and_keep_storage_removes_least_recently_used() {
-    if !can_build() {
-        return;
-    }
+    common::require_build();
     let f = Fixture::new();
     let a = f.context(
         "a",
@@ -363,10 +369,12 @@ fn prune_keeps_images_and_keep_storage_removes_least_recently_used() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn automatic_collection_keeps_the_root_under_cache_max_size() {
-    if !can_build() {
-        return;
-    }
+    common::require_build();
     let f = Fixture::new();
     let ctx = f.context(
         "auto",
@@ -420,10 +428,12 @@ fn blob_inodes(dir: &Path) -> BTreeMap<String, (u64, i64)> {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn exported_cache_makes_a_fresh_root_hit_every_step() {
-    if !can_build() {
-        return;
-    }
+    common::require_build();
     let f = Fixture::new();
     let ctx = f.context(
         "export",

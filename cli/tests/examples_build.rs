@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-use common::dockerd::{self, Dockerd};
-use common::{can_build, example_names, example_secret_arg, examples_dir, Fixture};
+use common::dockerd::Dockerd;
+use common::{example_names, example_secret_arg, examples_dir, Fixture, Need};
 
 /// Builds every example once, with OCI and docker-archive outputs; returns
 /// (name, oci archive, docker archive) per example.
@@ -52,14 +52,6 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn tool(path: &str) -> bool {
-    if Path::new(path).exists() {
-        return true;
-    }
-    eprintln!("SKIP: {path} is missing");
-    false
-}
-
 /// What each example's default command prints, derived from its Dockerfile and files.
 fn expected_output(name: &str) -> Option<String> {
     let ex = examples_dir().join(name);
@@ -85,10 +77,12 @@ fn expected_output(name: &str) -> Option<String> {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_skopeo, missing_umoci),
+    ignore = "needs root, /usr/bin/busybox, skopeo and umoci"
+)]
 fn examples_build_and_skopeo_and_umoci_read_the_oci_output() {
-    if !can_build() || !tool("/usr/bin/skopeo") || !tool("/usr/bin/umoci") {
-        return;
-    }
+    common::require(&[Need::Root, Need::Busybox, Need::Skopeo, Need::Umoci]);
     let f = Fixture::new();
     let built = build_examples(&f);
     assert!(built.len() >= 4, "examples found: {built:?}");
@@ -154,10 +148,12 @@ fn examples_build_and_skopeo_and_umoci_read_the_oci_output() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_docker),
+    ignore = "needs root, /usr/bin/busybox and dockerd"
+)]
 fn docker_loads_and_runs_the_examples() {
-    if !can_build() || !dockerd::available() {
-        return;
-    }
+    common::require(&[Need::Root, Need::Busybox, Need::Docker]);
     let f = Fixture::new();
     let built = build_examples(&f);
     let d = Dockerd::start();

@@ -4,16 +4,13 @@
 //! `docker-registry`, and images on one base keep the base's bytes once on disk.
 
 mod common;
-#[allow(unused_imports)]
-#[path = "../../registry/tests/common/mod.rs"]
-mod registry_harness;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{builder_bin, can_build, Fixture};
-use registry_harness::{CountingProxy, RegistryProcess};
+use common::{builder_bin, Fixture, Need};
+use test_support::registry::{CountingProxy, RegistryProcess};
 
 /// A registry with a counting proxy in front; names use the proxy's address.
 fn start_registry() -> (RegistryProcess, CountingProxy) {
@@ -142,10 +139,12 @@ fn present(root: &Path) -> BTreeSet<String> {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_registry),
+    ignore = "needs root, /usr/bin/busybox and docker-registry"
+)]
 fn push_rmi_pull_round_trip_moves_only_missing_blobs() {
-    if !can_build() {
-        return;
-    }
+    common::require(&[Need::Root, Need::Busybox, Need::Registry]);
     let (_registry, proxy) = start_registry();
     let reg = proxy.registry();
     let f = Fixture::new();
@@ -247,10 +246,12 @@ fn push_rmi_pull_round_trip_moves_only_missing_blobs() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_registry),
+    ignore = "needs root, /usr/bin/busybox and docker-registry"
+)]
 fn pull_onto_a_present_base_downloads_and_stores_only_the_new_layers() {
-    if !can_build() {
-        return;
-    }
+    common::require(&[Need::Root, Need::Busybox, Need::Registry]);
     let (_registry, proxy) = start_registry();
     let reg = proxy.registry();
     let producer = Fixture::new();
@@ -321,10 +322,12 @@ fn pull_onto_a_present_base_downloads_and_stores_only_the_new_layers() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_registry),
+    ignore = "needs root, /usr/bin/busybox and docker-registry"
+)]
 fn from_a_registry_base_pulls_it_and_pull_flag_checks_for_newer() {
-    if !can_build() {
-        return;
-    }
+    common::require(&[Need::Root, Need::Busybox, Need::Registry]);
     let (_registry, proxy) = start_registry();
     let base = format!("localhost:{}/base:1", proxy.port);
     let producer = Fixture::new();
@@ -439,10 +442,12 @@ fn push_without_a_name_fails_before_building() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_registry),
+    ignore = "needs root, /usr/bin/busybox and docker-registry"
+)]
 fn registry_cache_export_and_import_turn_a_fresh_root_into_hits() {
-    if !can_build() {
-        return;
-    }
+    common::require(&[Need::Root, Need::Busybox, Need::Registry]);
     let (_registry, proxy) = start_registry();
     let cache_ref = format!("{}/demo/cache:build", proxy.registry());
     let dockerfile = "FROM busybox:local\nRUN echo one > /one\nRUN echo two > /two\n";

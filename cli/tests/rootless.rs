@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{base_archive, builder_bin, can_build, examples_dir};
+use common::{base_archive, builder_bin, examples_dir, Need};
 
 const USER: &str = "buildertest";
 
@@ -99,21 +99,13 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_uidmap),
+    ignore = "needs root, /usr/bin/busybox and newuidmap"
+)]
 fn a_plain_user_builds_the_hello_example_with_root_owned_files() {
-    if !can_build() {
-        return;
-    }
-    if !Path::new("/usr/bin/newuidmap").exists() {
-        eprintln!("SKIP: newuidmap is missing (apt-get install uidmap)");
-        return;
-    }
-    let (uid, gid) = match ensure_user() {
-        Ok(ids) => ids,
-        Err(e) => {
-            eprintln!("SKIP: cannot create {USER}: {e}");
-            return;
-        }
-    };
+    common::require(&[Need::Root, Need::Busybox, Need::Uidmap]);
+    let (uid, gid) = ensure_user().unwrap_or_else(|e| panic!("cannot create {USER}: {e}"));
     let base = base_archive().to_path_buf();
     let dir = tempfile::Builder::new()
         .prefix("builder-rootless-")

@@ -4,8 +4,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use cache::{ContentStore, Descriptor, Digest, ImageStore, Platform, Reference};
 use engine::export::{
@@ -15,6 +14,8 @@ use engine::export::{
 use engine::image::{
     media_types, read_image, ContainerConfig, HealthConfig, History, Image, ImageConfig, LayerInfo,
 };
+use test_support::dockerd::Dockerd;
+use test_support::Need;
 
 fn tool(name: &str) -> Option<PathBuf> {
     ["/usr/bin", "/usr/sbin", "/usr/local/bin", "/bin", "/sbin"]
@@ -315,11 +316,10 @@ fn save_load_round_trip_docker_and_oci() {
 }
 
 #[test]
+#[cfg_attr(any(missing_skopeo, missing_umoci), ignore = "needs skopeo and umoci")]
 fn skopeo_and_umoci_accept_oci_archive() {
-    let (Some(skopeo), Some(umoci)) = (tool("skopeo"), tool("umoci")) else {
-        eprintln!("SKIP: skopeo or umoci not installed");
-        return;
-    };
+    test_support::require(&[Need::Skopeo, Need::Umoci]);
+    let (skopeo, umoci) = (tool("skopeo").unwrap(), tool("umoci").unwrap());
     let dir = tempfile::tempdir().unwrap();
     let cas = ContentStore::open(dir.path().join("store")).unwrap();
     let image = busybox_image(&cas);
@@ -405,92 +405,10 @@ fn skopeo_and_umoci_accept_oci_archive() {
     assert_eq!(spec["process"]["cwd"], "/data");
 }
 
-/// A dockerd on a private socket and data root, stopped on drop.
-struct Dockerd {
-    child: Child,
-    sock: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Dockerd {
-    fn start(dockerd: &Path) -> Dockerd {
-        let dir = tempfile::Builder::new()
-            .prefix("dkr")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let p = dir.path();
-        let sock = format!("unix://{}/docker.sock", p.display());
-        let log = std::fs::File::create(p.join("dockerd.log")).unwrap();
-        let child = Command::new(dockerd)
-            .arg("--host")
-            .arg(&sock)
-            .arg("--data-root")
-            .arg(p.join("root"))
-            .arg("--exec-root")
-            .arg(p.join("exec"))
-            .arg("--pidfile")
-            .arg(p.join("pid"))
-            .args([
-                "--bridge=none",
-                "--iptables=false",
-                "--ip-masq=false",
-                "--storage-driver=vfs",
-            ])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let d = Dockerd {
-            child,
-            sock,
-            _dir: dir,
-        };
-        let start = Instant::now();
-        loop {
-            if d.docker(&["version"]).status.success() {
-                return d;
-            }
-            if start.elapsed() > Duration::from_secs(60) {
-                let log =
-                    std::fs::read_to_string(d._dir.path().join("dockerd.log")).unwrap_or_default();
-                panic!("dockerd did not come up:\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-
-    fn docker(&self, args: &[&str]) -> std::process::Output {
-        Command::new("docker")
-            .arg("-H")
-            .arg(&self.sock)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        // SAFETY: kill on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(15) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
+#[cfg_attr(any(missing_root, missing_docker), ignore = "needs root and dockerd")]
 fn docker_loads_our_archive_and_we_load_docker_save() {
-    let (Some(dockerd), Some(_)) = (tool("dockerd"), tool("docker")) else {
-        eprintln!("SKIP: dockerd or docker not installed");
-        return;
-    };
+    test_support::require(&[Need::Root, Need::Docker]);
     let dir = tempfile::tempdir().unwrap();
     let cas = ContentStore::open(dir.path().join("store")).unwrap();
     let image = busybox_image(&cas);
@@ -502,7 +420,7 @@ fn docker_loads_our_archive_and_we_load_docker_save() {
     )
     .unwrap();
 
-    let d = Dockerd::start(&dockerd);
+    let d = Dockerd::start();
     let out = d.docker(&["load", "-i", archive.to_str().unwrap()]);
     assert!(
         out.status.success(),

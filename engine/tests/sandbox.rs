@@ -8,6 +8,7 @@ use engine::executor::{
 };
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use test_support::Need;
 
 const HELPER: &str = env!("CARGO_BIN_EXE_sandbox-test-helper");
 const APPLETS: &[&str] = &[
@@ -15,17 +16,10 @@ const APPLETS: &[&str] = &[
     "touch", "mkdir", "sleep", "head", "tr",
 ];
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipping: the sandbox tests need root");
-            return;
-        }
-    };
+/// What every test here needs; each also carries
+/// `#[cfg_attr(any(missing_root, missing_busybox), ignore = ...)]` (see `test_support`).
+fn require_sandbox() {
+    test_support::require(&[Need::Root, Need::Busybox]);
 }
 
 /// A busybox rootfs (lower), and fresh upper/work/mount directories.
@@ -120,8 +114,12 @@ fn run_ok(spec: &SandboxSpec) -> Vec<String> {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn echo_output_is_captured_and_streamed() {
-    require_root!();
+    require_sandbox();
     let f = Fixture::new();
     let (outcome, lines) = run(&f.spec(&["echo", "hi"])).unwrap();
     assert_eq!(lines, ["hi"]);
@@ -131,8 +129,12 @@ fn echo_output_is_captured_and_streamed() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn runs_from_async_code() {
-    require_root!();
+    require_sandbox();
     let f = Fixture::new();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -148,8 +150,12 @@ fn runs_from_async_code() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn exit_code_is_an_outcome() {
-    require_root!();
+    require_sandbox();
     let f = Fixture::new();
     let (outcome, _) = run(&f.spec(&["sh", "-c", "echo out; echo err >&2; exit 7"])).unwrap();
     assert_eq!(outcome.exit_code, 7);
@@ -162,8 +168,12 @@ fn exit_code_is_an_outcome() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn written_file_is_the_only_change_in_upper() {
-    require_root!();
+    require_sandbox();
     let f = Fixture::new();
     run_ok(&f.spec(&["sh", "-c", "echo new > /newfile"]));
     assert_eq!(f.upper_entries(), ["newfile"]);
@@ -178,8 +188,12 @@ fn written_file_is_the_only_change_in_upper() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn deleting_a_lower_file_leaves_a_whiteout() {
-    require_root!();
+    require_sandbox();
     let f = Fixture::new();
     run_ok(&f.spec(&["rm", "/etc/data.txt"]));
     let meta = std::fs::symlink_metadata(f.upper().join("etc/data.txt")).unwrap();
@@ -189,8 +203,12 @@ fn deleting_a_lower_file_leaves_a_whiteout() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn network_none_has_only_loopback_up() {
-    require_root!();
+    require_sandbox();
     let f = Fixture::new();
     let mut spec = f.spec(&["cat", "/proc/net/dev"]);
     spec.network = Network::None;
@@ -214,16 +232,24 @@ fn network_none_has_only_loopback_up() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn step_is_pid_1_with_hostname() {
-    require_root!();
+    require_sandbox();
     let f = Fixture::new();
     let lines = run_ok(&f.spec(&["sh", "-c", "echo $$; hostname"]));
     assert_eq!(lines, ["1", "sandbox"]);
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn env_cwd_and_user_are_applied() {
-    require_root!();
+    require_sandbox();
     let f = Fixture::new();
     let mut spec = f.spec(&[
         "sh",
@@ -251,8 +277,12 @@ fn env_cwd_and_user_are_applied() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn named_user_is_resolved_in_the_step_rootfs() {
-    require_root!();
+    require_sandbox();
     let f = Fixture::new();
     std::fs::write(
         f.path("lower/etc/passwd"),
@@ -280,8 +310,12 @@ fn named_user_is_resolved_in_the_step_rootfs() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn only_stdio_is_inherited_and_kernel_files_are_masked() {
-    require_root!();
+    require_sandbox();
     let f = Fixture::new();
     // fd 3 is the directory `ls` reads.
     assert_eq!(
@@ -301,8 +335,12 @@ fn only_stdio_is_inherited_and_kernel_files_are_masked() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn root_gets_docker_default_capabilities() {
-    require_root!();
+    require_sandbox();
     let f = Fixture::new();
     let lines = run_ok(&f.spec(&[
         "grep",
@@ -322,8 +360,12 @@ fn root_gets_docker_default_capabilities() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn secret_file_is_visible_and_never_in_upper() {
-    require_root!();
+    require_sandbox();
     let f = Fixture::new();
     let mut spec = f.spec(&[
         "sh",
@@ -365,8 +407,12 @@ fn secret_file_is_visible_and_never_in_upper() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn network_files_are_mounted_and_not_in_upper() {
-    require_root!();
+    require_sandbox();
     let f = Fixture::new();
     let mut spec = f.spec(&["cat", "/etc/hosts"]);
     spec.mounts = engine::executor::network_files(Network::Host, "sandbox");
@@ -376,8 +422,12 @@ fn network_files_are_mounted_and_not_in_upper() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn dangling_symlink_target_is_created_inside_the_root_and_removed() {
-    require_root!();
+    require_sandbox();
     let f = Fixture::new();
     // As in systemd-based images.
     std::os::unix::fs::symlink(
@@ -396,8 +446,12 @@ fn dangling_symlink_target_is_created_inside_the_root_and_removed() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn stub_parent_with_real_changes_stays() {
-    require_root!();
+    require_sandbox();
     let f = Fixture::new();
     let mut spec = f.spec(&[
         "sh",
@@ -430,8 +484,12 @@ fn stub_parent_with_real_changes_stays() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn tmpfs_mount_is_private_and_discarded() {
-    require_root!();
+    require_sandbox();
     let f = Fixture::new();
     let mut spec = f.spec(&[
         "sh",
@@ -451,8 +509,12 @@ fn tmpfs_mount_is_private_and_discarded() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn binds_read_only_discard_and_read_write() {
-    require_root!();
+    require_sandbox();
     let f = Fixture::new();
     let host = f.path("host-data");
     std::fs::create_dir_all(&host).unwrap();
@@ -503,8 +565,12 @@ fn binds_read_only_discard_and_read_write() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn cancelled_step_is_killed_and_cleaned_up() {
-    require_root!();
+    require_sandbox();
     let f = Fixture::new();
     let spec = f.spec(&["sh", "-c", "echo started; sleep 30"]);
     let cancel = CancelToken::new();
@@ -526,8 +592,12 @@ fn cancelled_step_is_killed_and_cleaned_up() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn long_lines_are_split() {
-    require_root!();
+    require_sandbox();
     let f = Fixture::new();
     let lines = run_ok(&f.spec(&[
         "sh",
@@ -539,8 +609,12 @@ fn long_lines_are_split() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn layers_of_another_stage_mount_read_only_or_discarded() {
-    require_root!();
+    require_sandbox();
     let f = Fixture::new();
     let (bottom, top) = (f.path("stage-bottom"), f.path("stage-top"));
     std::fs::create_dir_all(bottom.join("out")).unwrap();
@@ -577,8 +651,12 @@ fn layers_of_another_stage_mount_read_only_or_discarded() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn paths_through_symlinks_and_plain_directory_roots() {
-    require_root!();
+    require_sandbox();
     let f = Fixture::new();
     std::os::unix::fs::symlink(f.dir.path(), f.path("link")).unwrap();
     let via_link = f.path("link");
@@ -614,8 +692,12 @@ fn paths_through_symlinks_and_plain_directory_roots() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn missing_program_is_a_named_error() {
-    require_root!();
+    require_sandbox();
     let f = Fixture::new();
     let err = run(&f.spec(&["nosuchprog", "x"])).unwrap_err();
     assert_eq!(
@@ -626,8 +708,12 @@ fn missing_program_is_a_named_error() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn in_process_action_writes_into_the_overlay() {
-    require_root!();
+    require_sandbox();
     let f = Fixture::new();
     let mut spec = f.spec(&[]);
     spec.action = Action::InProcess {
@@ -655,8 +741,12 @@ fn in_process_action_writes_into_the_overlay() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn scratch_rootfs_gets_no_stub_dirs_in_upper() {
-    require_root!();
+    require_sandbox();
     let f = Fixture::new();
     // Two lowers, bottom to top: the upper one overrides a file of the bottom one.
     let top = f.path("top");
@@ -712,15 +802,13 @@ fn subuid_range() -> (u64, u64) {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn rootless_sandbox_runs_as_a_plain_user() {
-    require_root!();
-    let (uid, gid) = match ensure_test_user() {
-        Ok(ids) => ids,
-        Err(e) => {
-            eprintln!("skipping rootless test: {e}");
-            return;
-        }
-    };
+    require_sandbox();
+    let (uid, gid) = ensure_test_user().unwrap_or_else(|e| panic!("rootless test user: {e}"));
     let f = Fixture::new();
     // The plain user must reach the helper binary and own the build directories.
     let helper = f.path("helper");
@@ -829,8 +917,12 @@ fn rootless_sandbox_runs_as_a_plain_user() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
 fn rootless_without_subordinate_ids_maps_only_the_user() {
-    require_root!();
+    require_sandbox();
     const NAME: &str = "buildertest2";
     if nix::unistd::User::from_name(NAME).ok().flatten().is_none() {
         let created = std::process::Command::new("useradd")
@@ -838,16 +930,13 @@ fn rootless_without_subordinate_ids_maps_only_the_user() {
             .status()
             .map(|s| s.success())
             .unwrap_or(false);
-        if !created {
-            eprintln!("skipping: cannot create {NAME}");
-            return;
-        }
+        assert!(created, "cannot create the test user {NAME}");
     }
     let subuids = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
-    if subuids.lines().any(|l| l.starts_with("buildertest2:")) {
-        eprintln!("skipping: {NAME} has subordinate ids");
-        return;
-    }
+    assert!(
+        !subuids.lines().any(|l| l.starts_with("buildertest2:")),
+        "{NAME} must have no subordinate ids for this test"
+    );
     let user = nix::unistd::User::from_name(NAME).unwrap().unwrap();
     let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
     let f = Fixture::new();

@@ -11,7 +11,9 @@ fn htpasswd_line(user: &str, password: &str) -> String {
 }
 
 #[tokio::test]
+#[cfg_attr(missing_registry, ignore = "needs docker-registry")]
 async fn basic_auth_login_push_pull_logout() {
+    test_support::require(&[test_support::Need::Registry]);
     let registry = RegistryProcess::start(Some(&htpasswd_line("alice", "s3cret")));
     let home = tempfile::tempdir().unwrap();
     let client = test_client(home.path());
@@ -225,7 +227,9 @@ fn start_token_server(dir: &std::path::Path) -> TokenServer {
 }
 
 #[tokio::test]
+#[cfg_attr(missing_registry, ignore = "needs docker-registry")]
 async fn bearer_token_auth_with_scoped_tokens() {
+    test_support::require(&[test_support::Need::Registry]);
     let dir = tempfile::tempdir().unwrap();
     let tokens = start_token_server(dir.path());
     let auth = format!(

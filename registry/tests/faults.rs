@@ -8,7 +8,9 @@ use common::*;
 use registry::{parse_reference, BlobStore, DirBlobStore, ProgressEvent, RegistryError};
 
 #[tokio::test]
+#[cfg_attr(missing_registry, ignore = "needs docker-registry")]
 async fn corrupt_blob_fails_the_pull_and_leaves_nothing_in_the_store() {
+    test_support::require(&[test_support::Need::Registry]);
     let registry = RegistryProcess::start(None);
     let proxy = CountingProxy::start(registry.port);
     let home = tempfile::tempdir().unwrap();
@@ -23,7 +25,7 @@ async fn corrupt_blob_fails_the_pull_and_leaves_nothing_in_the_store() {
         .unwrap();
 
     let bad = image.layers[1].digest.clone();
-    *proxy.corrupt_blob.lock().unwrap() = Some(bad.clone());
+    *proxy.corrupt_blob.lock().unwrap() = Some(bad.to_string());
     let dir = tempfile::tempdir().unwrap();
     let store = DirBlobStore::new(dir.path());
     let err = client
@@ -70,7 +72,9 @@ async fn corrupt_blob_fails_the_pull_and_leaves_nothing_in_the_store() {
 }
 
 #[tokio::test]
+#[cfg_attr(missing_registry, ignore = "needs docker-registry")]
 async fn server_errors_are_retried_with_backoff() {
+    test_support::require(&[test_support::Need::Registry]);
     let registry = RegistryProcess::start(None);
     let proxy = CountingProxy::start(registry.port);
     let home = tempfile::tempdir().unwrap();
@@ -116,7 +120,9 @@ async fn server_errors_are_retried_with_backoff() {
 }
 
 #[tokio::test]
+#[cfg_attr(missing_registry, ignore = "needs docker-registry")]
 async fn registry_killed_mid_push_then_next_push_completes() {
+    test_support::require(&[test_support::Need::Registry]);
     let registry = Arc::new(Mutex::new(RegistryProcess::start(None)));
     let port = registry.lock().unwrap().port;
     let proxy = CountingProxy::start(port);
@@ -219,7 +225,9 @@ async fn unreachable_registry_is_a_clear_error_after_bounded_retries() {
 }
 
 #[tokio::test]
+#[cfg_attr(missing_registry, ignore = "needs docker-registry")]
 async fn download_cut_short_resumes_with_a_range_request() {
+    test_support::require(&[test_support::Need::Registry]);
     let registry = RegistryProcess::start(None);
     let proxy = CountingProxy::start(registry.port);
     let home = tempfile::tempdir().unwrap();

@@ -37,7 +37,12 @@ fn write_layout(store: &DirBlobStore, image: &Fixture, tag: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    any(missing_registry, missing_skopeo),
+    ignore = "needs docker-registry and skopeo"
+)]
 async fn skopeo_and_this_client_read_each_others_pushes() {
+    test_support::require(&[test_support::Need::Registry, test_support::Need::Skopeo]);
     let registry = RegistryProcess::start(None);
     let home = tempfile::tempdir().unwrap();
     let client = test_client(home.path());

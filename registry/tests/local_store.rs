@@ -10,7 +10,9 @@ use registry::{parse_reference, pull_to_store, push_from_store, Platform};
 const LAYER: usize = 64 * 1024;
 
 #[tokio::test]
+#[cfg_attr(missing_registry, ignore = "needs docker-registry")]
 async fn pull_records_the_image_and_push_mounts_shared_layers() {
+    test_support::require(&[test_support::Need::Registry]);
     let registry = RegistryProcess::start(None);
     let proxy = CountingProxy::start(registry.port);
     let home = tempfile::tempdir().unwrap();

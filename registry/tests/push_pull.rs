@@ -14,7 +14,9 @@ use registry::{
 const LAYER: usize = 300 * 1024;
 
 #[tokio::test]
+#[cfg_attr(missing_registry, ignore = "needs docker-registry")]
 async fn push_then_pull_round_trips_and_moves_only_missing_blobs() {
+    test_support::require(&[test_support::Need::Registry]);
     let registry = RegistryProcess::start(None);
     let proxy = CountingProxy::start(registry.port);
     let home = tempfile::tempdir().unwrap();
@@ -165,7 +167,9 @@ async fn push_then_pull_round_trips_and_moves_only_missing_blobs() {
 }
 
 #[tokio::test]
+#[cfg_attr(missing_registry, ignore = "needs docker-registry")]
 async fn cross_repository_mount_avoids_uploading_the_base() {
+    test_support::require(&[test_support::Need::Registry]);
     let registry = RegistryProcess::start(None);
     let proxy = CountingProxy::start(registry.port);
     let home = tempfile::tempdir().unwrap();
@@ -213,7 +217,9 @@ async fn cross_repository_mount_avoids_uploading_the_base() {
 }
 
 #[tokio::test]
+#[cfg_attr(missing_registry, ignore = "needs docker-registry")]
 async fn pulls_the_host_platform_from_a_docker_manifest_list() {
+    test_support::require(&[test_support::Need::Registry]);
     let registry = RegistryProcess::start(None);
     let home = tempfile::tempdir().unwrap();
     let source_dir = tempfile::tempdir().unwrap();
@@ -301,7 +307,9 @@ async fn pulls_the_host_platform_from_a_docker_manifest_list() {
 }
 
 #[tokio::test]
+#[cfg_attr(missing_registry, ignore = "needs docker-registry")]
 async fn artifacts_with_arbitrary_blobs_round_trip() {
+    test_support::require(&[test_support::Need::Registry]);
     let registry = RegistryProcess::start(None);
     let home = tempfile::tempdir().unwrap();
     let client = test_client(home.path());
@@ -368,7 +376,9 @@ async fn artifacts_with_arbitrary_blobs_round_trip() {
 }
 
 #[tokio::test]
+#[cfg_attr(missing_registry, ignore = "needs docker-registry")]
 async fn missing_tag_is_a_clear_not_found_error() {
+    test_support::require(&[test_support::Need::Registry]);
     let registry = RegistryProcess::start(None);
     let home = tempfile::tempdir().unwrap();
     let client = test_client(home.path());

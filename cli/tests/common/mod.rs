@@ -2,7 +2,10 @@
 //! busybox base image loaded, and helpers to run `builder` and read `--metadata-file`.
 #![allow(dead_code)]
 
-pub mod dockerd;
+#[allow(unused_imports)]
+pub use test_support::dockerd;
+#[allow(unused_imports)]
+pub use test_support::{require, Need};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -13,23 +16,15 @@ pub fn builder_bin() -> &'static str {
     env!("CARGO_BIN_EXE_builder")
 }
 
-/// Whether this machine can run the end-to-end build tests (root for overlay mounts, and a
-/// static busybox for the base image). Prints why not.
-pub fn can_build() -> bool {
-    if !Path::new("/usr/bin/busybox").exists() {
-        eprintln!("SKIP: /usr/bin/busybox is missing (apt-get install busybox-static)");
-        return false;
-    }
-    if !nix_is_root() {
-        eprintln!("SKIP: end-to-end builds need root here (overlay mounts)");
-        return false;
-    }
-    true
-}
+/// What the end-to-end build tests need: root (overlay mounts) and a static busybox for the
+/// base image. Such a test carries
+/// `#[cfg_attr(any(missing_root, missing_busybox), ignore = "needs root and /usr/bin/busybox")]`
+/// and calls this first (see `test_support`).
+pub const BUILD: &[Need] = &[Need::Root, Need::Busybox];
 
-fn nix_is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+/// Fails the test unless [`BUILD`]'s needs are met.
+pub fn require_build() {
+    require(BUILD);
 }
 
 /// The repository's `examples/` directory.

@@ -2,7 +2,7 @@
 //! the `vfs` storage driver (works on any filesystem, needs no overlay support) and no bridge or
 //! iptables changes, so it never touches the host's Docker setup. Stopped on drop.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,17 +12,6 @@ pub const DOCKERD: &str = "/usr/sbin/dockerd";
 /// The Docker client. The 20.10 client is used explicitly: it drives BuildKit builds itself
 /// (`DOCKER_BUILDKIT=1`), where newer clients need the separate buildx plugin.
 pub const DOCKER: &str = "/usr/bin/docker";
-
-/// Whether dockerd and its client are installed; prints why not.
-pub fn available() -> bool {
-    for tool in [DOCKERD, DOCKER] {
-        if !Path::new(tool).exists() {
-            eprintln!("SKIP: {tool} is missing (apt-get install docker.io)");
-            return false;
-        }
-    }
-    true
-}
 
 /// A running private dockerd.
 pub struct Dockerd {
