@@ -39,11 +39,6 @@ impl RegistryPuller {
                 return Ok(entry.record.target.digest);
             }
         }
-        let wanted = registry::Platform::new(
-            &platform.os,
-            &platform.architecture,
-            platform.variant.as_deref(),
-        );
         self.sink.emit(Event::Message {
             text: format!("pulling {parsed} for {platform}"),
         });
@@ -73,7 +68,7 @@ impl RegistryPuller {
                         .block_on(registry::pull_to_store(
                             &client,
                             &parsed,
-                            &wanted,
+                            platform,
                             &self.cas,
                             &self.images,
                             &progress,

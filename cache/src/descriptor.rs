@@ -50,8 +50,10 @@ impl Descriptor {
 }
 
 /// The platform an image runs on (OCI image-spec `image-index.md`), and how a host picks among
-/// the platforms of an index. One type serves the image store, the engine and the registry client.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// the platforms of an index. One type serves the image store, the build graph (which platform a
+/// step builds for), the engine and the registry client, so `--platform` means the same to
+/// `build` and `pull`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Platform {
     /// CPU architecture in Go's naming (`amd64`, `arm64`, `arm`).
     pub architecture: String,
@@ -84,12 +86,13 @@ impl Platform {
         }
     }
 
-    /// The platform of the running machine, in the names images use.
+    /// The platform of the running machine, in the names images use (normalised as
+    /// [`Platform::parse`] normalises: arm64 without its implied `v8`).
     pub fn host() -> Platform {
         let (arch, variant) = match std::env::consts::ARCH {
             "x86_64" => ("amd64", None),
             "x86" => ("386", None),
-            "aarch64" => ("arm64", Some("v8")),
+            "aarch64" => ("arm64", None),
             "arm" => ("arm", Some("v7")),
             "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", None),
             "powerpc64" => ("ppc64", None),
@@ -102,16 +105,51 @@ impl Platform {
         Platform::new(std::env::consts::OS, arch, variant)
     }
 
-    /// Parses `os/arch[/variant]` (`linux/arm/v7`).
-    pub fn parse(s: &str) -> Option<Platform> {
+    /// Parses `os/arch[/variant]`, normalising common aliases as containerd does (`x86_64` →
+    /// `amd64`, `aarch64` → `arm64`, `arm64/v8` → `arm64`, `armhf` → `arm/v7`).
+    pub fn parse(s: &str) -> Result<Platform, PlatformError> {
+        let err = |reason: &str| PlatformError {
+            input: s.to_string(),
+            reason: reason.to_string(),
+        };
         let parts: Vec<&str> = s.split('/').collect();
-        match parts.as_slice() {
-            [os, arch] if !os.is_empty() && !arch.is_empty() => Some(Platform::new(os, arch, None)),
-            [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => {
-                Some(Platform::new(os, arch, Some(variant)))
-            }
-            _ => None,
+        if parts.len() < 2 || parts.len() > 3 {
+            return Err(err("expected os/arch[/variant]"));
         }
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(err("empty component"));
+        }
+        let valid = |p: &str| {
+            p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        };
+        if !parts.iter().all(|p| valid(p)) {
+            return Err(err(
+                "components may hold only letters, digits, `_`, `-` and `.`",
+            ));
+        }
+        let os = parts[0].to_ascii_lowercase();
+        let mut variant = parts.get(2).map(|v| v.to_ascii_lowercase());
+        let architecture = match parts[1].to_ascii_lowercase().as_str() {
+            "x86_64" | "x86-64" | "amd64" => "amd64".to_string(),
+            "aarch64" | "arm64" => {
+                if variant.as_deref() == Some("v8") {
+                    variant = None;
+                }
+                "arm64".to_string()
+            }
+            "armhf" => {
+                variant = Some("v7".into());
+                "arm".to_string()
+            }
+            "armel" => {
+                variant = Some("v6".into());
+                "arm".to_string()
+            }
+            "i386" | "386" => "386".to_string(),
+            other => other.to_string(),
+        };
+        Ok(Platform::new(&os, &architecture, variant.as_deref()))
     }
 
     /// Variants of this platform's architecture an image may have and still run here, best
@@ -163,6 +201,24 @@ impl Platform {
             .filter_map(|(p, item)| Some((self.rank(p)?, item)))
             .min_by_key(|(rank, _)| *rank)
             .map(|(_, item)| item)
+    }
+}
+
+/// Why a platform string was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid platform `{input}`: {reason}")]
+pub struct PlatformError {
+    /// The rejected text.
+    pub input: String,
+    /// What was wrong with it.
+    pub reason: String,
+}
+
+impl std::str::FromStr for Platform {
+    type Err = PlatformError;
+
+    fn from_str(s: &str) -> Result<Platform, PlatformError> {
+        Platform::parse(s)
     }
 }
 
@@ -227,7 +283,19 @@ mod tests {
         assert_eq!(pick(&p("linux/arm64")), Some("arm64"));
         assert_eq!(pick(&p("linux/s390x")), Some("unlabelled"));
         assert_eq!(p("linux/arm/v7").to_string(), "linux/arm/v7");
-        assert!(Platform::parse("linux").is_none());
+        assert!(Platform::parse("linux").is_err());
+    }
+
+    #[test]
+    fn parse_normalises_aliases_for_build_and_pull_alike() {
+        let p = |s: &str| Platform::parse(s).unwrap();
+        assert_eq!(p("linux/aarch64/v8").to_string(), "linux/arm64");
+        assert_eq!(p("linux/arm/v7").variant.as_deref(), Some("v7"));
+        assert_eq!(p("linux/x86_64"), p("linux/amd64"));
+        assert_eq!(p("linux/armhf").to_string(), "linux/arm/v7");
+        assert!(Platform::parse("linux//v7").is_err());
+        assert!(Platform::parse("linux/amd64/v1/x").is_err());
+        assert!(Platform::host().rank(Some(&Platform::host())) == Some(0));
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod reference;
 pub mod usage;
 
 pub use cas::{BlobWriter, CasError, ContentStore};
-pub use descriptor::{referenced_descriptors, Descriptor, Platform};
+pub use descriptor::{referenced_descriptors, Descriptor, Platform, PlatformError};
 pub use digest::{Digest, DigestError};
 pub use images::{ImageEntry, ImageRecord, ImageStore, ImageStoreError};
 pub use lock::{EntryLock, Root, RootLock};

@@ -144,7 +144,7 @@ mod tests {
 
     fn listed(platform: &str, byte: u8) -> Descriptor {
         let mut d = Descriptor::of_bytes(OCI_MANIFEST, &[byte]);
-        d.platform = Platform::parse(platform);
+        d.platform = Platform::parse(platform).ok();
         d
     }
 

@@ -238,9 +238,9 @@ async fn pulls_the_host_platform_from_a_docker_manifest_list() {
     let amd = make(20, "amd64");
     let arm = make(21, "arm64");
     let mut amd_entry = amd.manifest.clone();
-    amd_entry.platform = Platform::parse("linux/amd64");
+    amd_entry.platform = Platform::parse("linux/amd64").ok();
     let mut arm_entry = arm.manifest.clone();
-    arm_entry.platform = Platform::parse("linux/arm64/v8");
+    arm_entry.platform = Platform::parse("linux/arm64/v8").ok();
     let list = Index {
         schema_version: 2,
         media_type: Some(DOCKER_MANIFEST_LIST.to_string()),

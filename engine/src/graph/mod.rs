@@ -18,11 +18,10 @@
 //!   [`HistoryEntry`]s along the stage's chain ([`Definition::chain`]).
 
 mod op;
-mod platform;
 mod render;
 
 pub use op::*;
-pub use platform::{Platform, PlatformError};
+pub use cache::{Platform, PlatformError};
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::{Deserialize, Serialize};

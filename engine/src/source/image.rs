@@ -42,12 +42,7 @@ impl StoreImages {
     }
 
     fn read(&self, manifest: &cache::Digest, platform: &Platform) -> Result<ResolvedImage, String> {
-        let cplatform = cache::Platform::new(
-            &platform.os,
-            &platform.architecture,
-            platform.variant.as_deref(),
-        );
-        let image = read_image(&self.cas, manifest, &cplatform).map_err(|e| e.to_string())?;
+        let image = read_image(&self.cas, manifest, platform).map_err(|e| e.to_string())?;
         // The raw config keeps fields the typed config does not model.
         let config_bytes = self
             .cas
