@@ -25,9 +25,12 @@ pub struct Descriptor {
     /// The platform of the manifest this points at, in an index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
-    /// Alternative locations of the blob (foreign layers).
+    /// Alternative locations of the blob (foreign layers); kept, not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub urls: Option<Vec<String>>,
+    /// The artifact type of a manifest listed in an index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
 }
 
 impl Descriptor {
@@ -40,7 +43,13 @@ impl Descriptor {
             annotations: None,
             platform: None,
             urls: None,
+            artifact_type: None,
         }
+    }
+
+    /// The descriptor of `bytes` under `media_type`.
+    pub fn of_bytes(media_type: impl Into<String>, bytes: &[u8]) -> Descriptor {
+        Descriptor::new(media_type, Digest::of_bytes(bytes), bytes.len() as u64)
     }
 
     /// The value of one annotation, if present.

@@ -1,5 +1,6 @@
 //! The cache root: content-addressed blobs shared by images and cached layers, cache keys and
-//! their records, locks, garbage collection, and cache import/export.
+//! their records, locks, garbage collection, and cache import/export; and the image vocabulary
+//! every crate shares (digests, references, descriptors, platforms, manifests and indexes).
 //!
 //! Invariants: a blob is whole or absent (temp file, fsync, rename); a record only points at blobs
 //! that exist; every on-disk format lives in a versioned directory.
@@ -13,6 +14,7 @@ pub mod gc;
 pub mod images;
 pub mod keys;
 pub mod lock;
+pub mod manifest;
 pub mod records;
 pub mod reference;
 pub mod usage;
@@ -22,4 +24,5 @@ pub use descriptor::{referenced_descriptors, Descriptor, Platform, PlatformError
 pub use digest::{Digest, DigestError};
 pub use images::{ImageEntry, ImageRecord, ImageStore, ImageStoreError};
 pub use lock::{EntryLock, Root, RootLock};
+pub use manifest::{media_types, Index, Manifest};
 pub use reference::{Reference, ReferenceError};

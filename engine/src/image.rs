@@ -15,42 +15,8 @@ use cache::{CasError, ContentStore, Descriptor, Digest, Platform};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Media types this project reads and writes.
-pub mod media_types {
-    /// OCI image manifest.
-    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-    /// OCI image index.
-    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-    /// OCI image config.
-    pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-    /// OCI uncompressed layer.
-    pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-    /// OCI gzip layer.
-    pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-    /// OCI zstd layer.
-    pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-    /// Docker schema2 manifest.
-    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-    /// Docker manifest list.
-    pub const DOCKER_MANIFEST_LIST: &str =
-        "application/vnd.docker.distribution.manifest.list.v2+json";
-    /// Docker image config.
-    pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-    /// Docker gzip layer.
-    pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-    /// Docker uncompressed layer.
-    pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
-
-    /// Whether `mt` names a single-platform manifest.
-    pub fn is_manifest(mt: &str) -> bool {
-        mt == OCI_MANIFEST || mt == DOCKER_MANIFEST
-    }
-
-    /// Whether `mt` names an index / manifest list.
-    pub fn is_index(mt: &str) -> bool {
-        mt == OCI_INDEX || mt == DOCKER_MANIFEST_LIST
-    }
-}
+use cache::manifest::null_as_default;
+pub use cache::manifest::{media_types, Index, Manifest};
 
 /// Errors reading or writing image documents.
 #[derive(Debug, thiserror::Error)]
@@ -285,62 +251,6 @@ impl History {
     }
 }
 
-/// A single-platform image manifest (OCI, or Docker schema2 read as such).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Manifest {
-    /// Always 2.
-    pub schema_version: u32,
-    /// The manifest's own media type.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    /// The config blob.
-    pub config: Descriptor,
-    /// Layer blobs, bottom first.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub layers: Vec<Descriptor>,
-    /// Annotations.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<BTreeMap<String, String>>,
-}
-
-/// An image index / manifest list.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Index {
-    /// Always 2.
-    pub schema_version: u32,
-    /// The index's own media type.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    /// The manifests.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub manifests: Vec<Descriptor>,
-    /// Annotations.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<BTreeMap<String, String>>,
-}
-
-impl Index {
-    /// An empty OCI index.
-    pub fn new(manifests: Vec<Descriptor>) -> Self {
-        Index {
-            schema_version: 2,
-            media_type: Some(media_types::OCI_INDEX.to_string()),
-            manifests,
-            annotations: None,
-        }
-    }
-}
-
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
 /// A layer as the image writer needs it: the blob's descriptor and its diff id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerInfo {
@@ -401,6 +311,8 @@ pub fn write_image(
     let manifest = Manifest {
         schema_version: 2,
         media_type: Some(media_types::OCI_MANIFEST.to_string()),
+        artifact_type: None,
+        subject: None,
         config: Descriptor::new(
             media_types::OCI_CONFIG,
             config_digest,

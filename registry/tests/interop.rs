@@ -31,6 +31,7 @@ fn write_layout(store: &DirBlobStore, image: &Fixture, tag: &str) {
     let mut entry = image.manifest.clone();
     entry
         .annotations
+        .get_or_insert_default()
         .insert("org.opencontainers.image.ref.name".into(), tag.into());
     let index = serde_json::json!({"schemaVersion": 2, "manifests": [entry]});
     std::fs::write(store.root().join("index.json"), index.to_string()).unwrap();

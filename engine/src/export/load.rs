@@ -327,6 +327,8 @@ fn record_image(
     let manifest = Manifest {
         schema_version: 2,
         media_type: Some(media_types::OCI_MANIFEST.to_string()),
+        artifact_type: None,
+        subject: None,
         config: Descriptor::new(
             media_types::OCI_CONFIG,
             config_digest.clone(),

@@ -20,8 +20,8 @@
 mod op;
 mod render;
 
-pub use op::*;
 pub use cache::{Platform, PlatformError};
+pub use op::*;
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::{Deserialize, Serialize};
