@@ -1,6 +1,7 @@
 //! The `builder` command: a thin layer that parses flags, calls the crates and renders output.
 
 mod commands;
+mod docker_flags;
 mod progress;
 
 use clap::{Parser, Subcommand};
@@ -62,6 +63,7 @@ fn main() {
     // The sandbox helper is this binary re-executed; it must take over before anything else runs.
     engine::worker::register_handlers();
     engine::executor::maybe_run_helper();
+    refuse_unsupported_docker_flags();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         // A user error is its message and its causes; backtraces are for bugs (panics), so
@@ -75,6 +77,38 @@ fn main() {
             }
         }
         std::process::exit(1);
+    }
+}
+
+/// `builder build --squash ...`: names the Docker flag we lack and what to do instead, before
+/// clap would answer with a generic "unexpected argument".
+fn refuse_unsupported_docker_flags() {
+    use clap::CommandFactory;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // The subcommand is the first word that is neither a global option nor its value.
+    let mut at = 0;
+    while at < args.len() {
+        match args[at].as_str() {
+            "--root" | "--cache-dir" => at += 2,
+            a if a.starts_with('-') => at += 1,
+            _ => break,
+        }
+    }
+    if args.get(at).map(String::as_str) != Some("build") {
+        return;
+    }
+    let command = Cli::command();
+    let Some(build) = command.find_subcommand("build") else {
+        return;
+    };
+    let supported = |name: &str| {
+        build.get_arguments().any(|a| {
+            a.get_long() == Some(name) || a.get_all_aliases().is_some_and(|al| al.contains(&name))
+        })
+    };
+    if let Some(message) = docker_flags::unsupported_build_flag(&args[at + 1..], &supported) {
+        eprintln!("Error: {message}");
+        std::process::exit(2);
     }
 }
 
