@@ -54,11 +54,15 @@ pub struct GcOptions {
     pub unused_for: Option<Duration>,
 }
 
-/// What a collection removed.
+/// What a collection removed, and what it kept.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct GcReport {
     /// Cache keys (hex) whose records were removed.
     pub removed_records: Vec<String>,
+    /// Records kept because a stored image holds the layer their step made.
+    pub kept_for_images: usize,
+    /// Records kept because they belong to the latest build of a Dockerfile target.
+    pub kept_for_recent_builds: usize,
     /// Blobs removed.
     pub removed_blobs: usize,
     /// Snapshot directories removed.
@@ -199,12 +203,24 @@ pub fn collect(root: &Root, lock: &RootLock, opts: &GcOptions) -> Result<GcRepor
                 .map_or(true, |d| !inv.blobs.contains_key(&d))
         });
         let by_filter = opts.unused_for.is_some() && opts.keep_storage.is_none();
-        if broken || opts.all || (by_filter && old_enough(k.last_used)) {
+        // A plain prune (no --all, size or age) removes dangling cache, as `docker builder
+        // prune` does: records no image and no target's latest build needs.
+        let plain = !opts.all && opts.keep_storage.is_none() && opts.unused_for.is_none();
+        let dangling = plain && inv.keeper(i).is_none();
+        if broken || opts.all || dangling || (by_filter && old_enough(k.last_used)) {
             doomed.insert(i);
         }
     }
     if let (Some(limit), false) = (opts.keep_storage, opts.all) {
         plan_keep_storage(&inv, limit, &old_enough, &mut doomed);
+    }
+
+    for i in (0..inv.keys.len()).filter(|i| !doomed.contains(i)) {
+        match inv.keeper(i) {
+            Some(crate::usage::Keeper::Image) => report.kept_for_images += 1,
+            Some(crate::usage::Keeper::RecentBuild) => report.kept_for_recent_builds += 1,
+            None => {}
+        }
     }
 
     // 2. Records first (so a crash never leaves a record without its blobs).
@@ -283,49 +299,12 @@ fn plan_keep_storage(
     eligible: &dyn Fn(u64) -> bool,
     doomed: &mut BTreeSet<usize>,
 ) {
-    let (mut blob_owners, mut snap_owners) = inv.owner_counts(false);
-    let mut size = inv.total();
+    let mut release = crate::usage::Release::new(inv, false);
     // Already-doomed records and garbage.
-    let release = |i: usize,
-                   blob_owners: &mut std::collections::BTreeMap<Digest, usize>,
-                   snap_owners: &mut std::collections::BTreeMap<String, usize>|
-     -> u64 {
-        let k = &inv.keys[i];
-        let mut freed = k.file_size;
-        for (d, hex) in record_refs(k) {
-            if let Some(d) = d {
-                if let Some(c) = blob_owners.get_mut(&d) {
-                    *c -= 1;
-                    if *c == 0 {
-                        freed += inv.blobs.get(&d).copied().unwrap_or(0);
-                    }
-                }
-            }
-            if let Some(hex) = hex {
-                if let Some(c) = snap_owners.get_mut(&hex) {
-                    *c -= 1;
-                    if *c == 0 {
-                        freed += inv.snapshot_size(&hex);
-                    }
-                }
-            }
-        }
-        freed
-    };
+    let mut size = inv.total().saturating_sub(release.garbage());
     for &i in doomed.iter() {
-        size = size.saturating_sub(release(i, &mut blob_owners, &mut snap_owners));
+        size = size.saturating_sub(release.record(i));
     }
-    for (d, s) in &inv.blobs {
-        if !blob_owners.contains_key(d) {
-            size = size.saturating_sub(*s);
-        }
-    }
-    for (hex, s) in &inv.tree.snapshots {
-        if !snap_owners.contains_key(hex) {
-            size = size.saturating_sub(*s);
-        }
-    }
-    size = size.saturating_sub(inv.tree.by_top.get("tmp").copied().unwrap_or(0));
     let mut order: Vec<usize> = (0..inv.keys.len())
         .filter(|i| !doomed.contains(i) && eligible(inv.keys[*i].last_used))
         .collect();
@@ -334,7 +313,7 @@ fn plan_keep_storage(
         if size <= limit {
             break;
         }
-        size = size.saturating_sub(release(i, &mut blob_owners, &mut snap_owners));
+        size = size.saturating_sub(release.record(i));
         doomed.insert(i);
     }
 }

@@ -176,6 +176,19 @@ impl RecordStore {
             .find_map(|b| serde_json::from_slice(&b).ok())
     }
 
+    /// The cache keys (hex) of every step of the latest build of every target: what a plain
+    /// `prune` keeps because the next build of that target will want it.
+    pub fn recent_keys(&self) -> std::collections::BTreeSet<String> {
+        fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter_map(|target| self.latest(&target))
+            .flat_map(|record| record.steps.into_iter().map(|s| s.key))
+            .collect()
+    }
+
     /// Total bytes of all records (for `du`).
     pub fn disk_usage(&self) -> u64 {
         walkdir::WalkDir::new(&self.dir)

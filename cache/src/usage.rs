@@ -170,6 +170,17 @@ pub struct Inventory {
     pub temp_files: Vec<PathBuf>,
     /// What images keep alive.
     pub images: ImageRefs,
+    /// Cache keys (hex) of the steps of the latest build of every target.
+    pub recent_keys: BTreeSet<String>,
+}
+
+/// Why a plain `prune` keeps a cache record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keeper {
+    /// A stored image holds the layer the step made.
+    Image,
+    /// The step belongs to the latest build of some Dockerfile target.
+    RecentBuild,
 }
 
 impl Inventory {
@@ -213,6 +224,9 @@ impl Inventory {
             );
         }
         let images = image_refs(root)?;
+        let recent_keys = crate::records::RecordStore::open(root.path())
+            .map(|r| r.recent_keys())
+            .unwrap_or_default();
         Ok(Inventory {
             tree,
             blobs,
@@ -221,7 +235,44 @@ impl Inventory {
             bad_keys,
             temp_files,
             images,
+            recent_keys,
         })
+    }
+
+    /// Why the record at `index` is still needed, or `None` when it is dangling: no stored image
+    /// holds the layer its step made, and no target's latest build used it.
+    pub fn keeper(&self, index: usize) -> Option<Keeper> {
+        let k = &self.keys[index];
+        let top = k.record.layers.last();
+        if top
+            .and_then(|l| l.digest.parse::<Digest>().ok())
+            .is_some_and(|d| self.images.blobs.contains(&d))
+        {
+            return Some(Keeper::Image);
+        }
+        self.recent_keys
+            .contains(&k.key.to_hex())
+            .then_some(Keeper::RecentBuild)
+    }
+
+    /// The records a plain `prune` removes (see [`Inventory::keeper`]).
+    pub fn dangling(&self) -> BTreeSet<usize> {
+        (0..self.keys.len())
+            .filter(|&i| self.keeper(i).is_none())
+            .collect()
+    }
+
+    /// Bytes a collection frees by removing the records in `doomed` together with the garbage
+    /// (blobs and snapshots no record or image needs, temp files). Snapshots of image layers
+    /// count as owned by their images when `images_own_snapshots` (a plain or filtered prune
+    /// keeps them; `--keep-storage` does not).
+    pub fn freed_by(&self, doomed: &BTreeSet<usize>, images_own_snapshots: bool) -> u64 {
+        let mut release = Release::new(self, images_own_snapshots);
+        let mut freed = release.garbage();
+        for &i in doomed {
+            freed += release.record(i);
+        }
+        freed
     }
 
     /// The total bytes of the root, as `du -sb` counts them.
@@ -263,6 +314,69 @@ impl Inventory {
             }
         }
         (blobs, snaps)
+    }
+}
+
+/// Simulates removing records one by one: what each removal frees, given what the others
+/// still hold. Shared by `du`'s reclaimable figure and `--keep-storage` planning, so both count
+/// bytes the way the collection removes them.
+pub struct Release<'a> {
+    inv: &'a Inventory,
+    blob_owners: BTreeMap<Digest, usize>,
+    snap_owners: BTreeMap<String, usize>,
+}
+
+impl<'a> Release<'a> {
+    /// Starts from the ownership of `inv` (see [`Inventory::owner_counts`]).
+    pub fn new(inv: &'a Inventory, images_own_snapshots: bool) -> Release<'a> {
+        let (blob_owners, snap_owners) = inv.owner_counts(images_own_snapshots);
+        Release {
+            inv,
+            blob_owners,
+            snap_owners,
+        }
+    }
+
+    /// Bytes that are garbage already: blobs and snapshots nothing owns, and `tmp`.
+    pub fn garbage(&self) -> u64 {
+        let inv = self.inv;
+        let blobs: u64 = inv
+            .blobs
+            .iter()
+            .filter(|(d, _)| !self.blob_owners.contains_key(d))
+            .map(|(_, s)| s)
+            .sum();
+        let snaps: u64 = inv
+            .tree
+            .snapshots
+            .iter()
+            .filter(|(hex, _)| !self.snap_owners.contains_key(*hex))
+            .map(|(_, s)| s)
+            .sum();
+        blobs + snaps + inv.tree.by_top.get("tmp").copied().unwrap_or(0)
+    }
+
+    /// Removes the record at `index`: its file, and each blob or snapshot it was the last owner of.
+    pub fn record(&mut self, index: usize) -> u64 {
+        let k = &self.inv.keys[index];
+        let mut freed = k.file_size;
+        for (d, hex) in record_refs(k) {
+            if let Some(c) = d.as_ref().and_then(|d| self.blob_owners.get_mut(d)) {
+                *c -= 1;
+                if *c == 0 {
+                    freed += d.and_then(|d| self.inv.blobs.get(&d).copied()).unwrap_or(0);
+                }
+            }
+            if let Some(hex) = hex {
+                if let Some(c) = self.snap_owners.get_mut(&hex) {
+                    *c -= 1;
+                    if *c == 0 {
+                        freed += self.inv.snapshot_size(&hex);
+                    }
+                }
+            }
+        }
+        freed
     }
 }
 
@@ -342,9 +456,12 @@ pub struct Usage {
     pub tmp: u64,
     /// Everything else: directories, lock files, the image name store.
     pub other: u64,
-    /// What garbage collection with `--all` could free (records, cache-only and unreferenced
-    /// blobs, every snapshot, cache mounts, tmp).
+    /// What a plain `prune` frees: the records no image and no target's latest build needs,
+    /// what only they hold, and the garbage.
     pub reclaimable: u64,
+    /// What `prune --all` could free (records, cache-only and unreferenced blobs, every
+    /// snapshot, cache mounts, tmp).
+    pub reclaimable_all: u64,
     /// Every byte of the root, as `du -sb` counts them.
     pub total: u64,
 }
@@ -456,7 +573,8 @@ impl Usage {
             context_hashes,
             tmp,
             other: total.saturating_sub(counted),
-            reclaimable: key_files
+            reclaimable: inv.freed_by(&inv.dangling(), true),
+            reclaimable_all: key_files
                 + cache_blobs
                 + unreferenced_blobs
                 + snapshots

@@ -96,6 +96,10 @@ fn parse_prune_options(args: &PruneArgs) -> Result<GcOptions> {
 pub fn prune(root: Option<&Path>, args: PruneArgs) -> Result<()> {
     let opts = parse_prune_options(&args)?;
     if !args.force {
+        use std::io::IsTerminal;
+        if !std::io::stdin().is_terminal() {
+            bail!("prune asks for confirmation and no terminal is attached: pass -f (--force)");
+        }
         let what = if opts.all {
             "all build cache"
         } else {
@@ -133,6 +137,16 @@ pub fn prune(root: Option<&Path>, args: PruneArgs) -> Result<()> {
             println!("{}", &k[..25.min(k.len())]);
         }
         println!();
+    }
+    let kept = report.kept_for_images + report.kept_for_recent_builds;
+    if kept > 0 && !opts.all {
+        println!(
+            "Kept {kept} cache record{}: {} holding layers of stored images, {} from the latest \
+             build of a Dockerfile target (`--all` removes them, `--keep-storage` trims by size)",
+            if kept == 1 { "" } else { "s" },
+            report.kept_for_images,
+            report.kept_for_recent_builds
+        );
     }
     println!("Total reclaimed space: {}", human_size(report.reclaimed()));
     Ok(())
@@ -217,9 +231,11 @@ pub fn du(root: Option<&Path>, args: DuArgs) -> Result<()> {
     }
     let shared: u64 = usage.records.iter().map(|r| r.shared).sum();
     out.push_str(&format!(
-        "{:<36}{:>10}\n{:<36}{:>10}\n",
-        "Reclaimable:",
+        "{:<36}{:>10}\n{:<36}{:>10}\n{:<36}{:>10}\n",
+        "Reclaimable (prune -f):",
         human_size(usage.reclaimable),
+        "Reclaimable (prune --all -f):",
+        human_size(usage.reclaimable_all),
         "Total:",
         human_size(usage.total)
     ));
