@@ -382,11 +382,35 @@ mod tests {
     }
 
     #[test]
-    fn default_keeps_records_and_removes_garbage_and_leftovers() {
+    fn default_keeps_what_the_latest_build_used_and_removes_dangling_records_and_garbage() {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::open(dir.path()).unwrap();
         let cas = root.content_store().unwrap();
-        let (_, used) = put_record(&root, "a", &[b"layer-a"]);
+        let (key, used) = put_record(&root, "a", &[b"layer-a"]);
+        let (dangling_key, dangling) = put_record(&root, "old", &[b"layer-old"]);
+        let step = crate::records::StepReport {
+            name: "RUN a".into(),
+            stage: String::new(),
+            line: 2,
+            end_line: 2,
+            cached: false,
+            reason: serde_json::Value::Null,
+            duration_ms: 1,
+            key: key.to_hex(),
+            inputs: Default::default(),
+        };
+        crate::records::RecordStore::open(root.path())
+            .unwrap()
+            .write(&crate::records::BuildRecord {
+                target_id: "t".into(),
+                dockerfile: "Dockerfile".into(),
+                target: String::new(),
+                started_ms: 1,
+                duration_ms: 1,
+                success: true,
+                steps: vec![step],
+            })
+            .unwrap();
         let garbage = cas.put_bytes(b"nobody needs me").unwrap();
         fs::create_dir_all(root.tmp_dir().join("step-x/upper")).unwrap();
         fs::write(root.tmp_dir().join("blob-123"), b"half").unwrap();
@@ -395,9 +419,11 @@ mod tests {
         fs::write(root.keys_dir().join("ab/.tmpXYZ"), b"{half").unwrap();
         let lock = root.lock_exclusive().unwrap();
         let report = collect(&root, &lock, &GcOptions::default()).unwrap();
-        assert!(report.removed_records.is_empty());
-        assert_eq!(report.removed_blobs, 1);
+        assert_eq!(report.removed_records, vec![dangling_key.to_hex()]);
+        assert_eq!(report.kept_for_recent_builds, 1);
+        assert_eq!(report.removed_blobs, 2);
         assert!(cas.has(&used[0]));
+        assert!(!cas.has(&dangling[0]));
         assert!(!cas.has(&garbage));
         assert_eq!(fs::read_dir(root.tmp_dir()).unwrap().count(), 0);
         assert!(!root.keys_dir().join("ab/.tmpXYZ").exists());
