@@ -61,8 +61,8 @@ impl ContentStore {
     /// in `root/tmp`.
     pub fn open(root: impl AsRef<Path>) -> Result<Self, CasError> {
         let root = root.as_ref().to_path_buf();
-        let blobs = root.join("blobs").join("sha256");
-        let tmp = root.join("tmp");
+        let blobs = crate::layout::blob_dir(&root);
+        let tmp = crate::layout::Bucket::Tmp.path(&root);
         fs::create_dir_all(&blobs).map_err(io_err("create directory", &blobs))?;
         fs::create_dir_all(&tmp).map_err(io_err("create directory", &tmp))?;
         Ok(ContentStore { root, blobs, tmp })

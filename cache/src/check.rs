@@ -127,7 +127,7 @@ pub fn check(root: &Root, repair: bool) -> Result<CheckReport, CheckError> {
         images: inv.images.per_image.len(),
         ..Default::default()
     };
-    let blob_dir = root.path().join("blobs/sha256");
+    let blob_dir = crate::layout::blob_dir(root.path());
     let bad: Vec<(Digest, String)> = inv
         .blobs
         .keys()

@@ -11,6 +11,7 @@
 //!   record names their diffID. Only a plain collection (no `all`, no `keep_storage`) also keeps
 //!   the snapshots of stored images; a size-driven one treats those as cache too.
 
+use crate::layout::Bucket;
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
@@ -254,7 +255,7 @@ pub fn collect(root: &Root, lock: &RootLock, opts: &GcOptions) -> Result<GcRepor
     }
     for d in inv.blobs.keys() {
         if !live_blobs.contains(d) {
-            remove_path(&root.path().join("blobs/sha256").join(d.hex()))?;
+            remove_path(&crate::layout::blob_dir(root.path()).join(d.hex()))?;
             report.removed_blobs += 1;
         }
     }
@@ -271,7 +272,7 @@ pub fn collect(root: &Root, lock: &RootLock, opts: &GcOptions) -> Result<GcRepor
 
     // 4. Leftovers of killed processes and stale locks.
     report.removed_leftovers += clear_dir(&root.tmp_dir(), |_| true)?;
-    report.removed_leftovers += clear_dir(&root.path().join("locks-v1"), |_| true)?;
+    report.removed_leftovers += clear_dir(&Bucket::Locks.path(root.path()), |_| true)?;
     if opts.all {
         clear_dir(&root.mounts_dir(), |_| true)?;
     } else {

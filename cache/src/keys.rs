@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Name of the versioned directory holding key records; bump the suffix when [`StepRecord`] changes.
-pub const KEYS_DIR: &str = "keys-v1";
+pub const KEYS_DIR: &str = crate::layout::Bucket::Keys.dir_name();
 
 /// A step's cache key: 32 bytes of blake3.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

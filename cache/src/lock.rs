@@ -5,6 +5,7 @@
 //! about to use. Within a build, [`EntryLock`] makes sure one process computes a given entry
 //! (a cache key, an unpacked layer) while the others wait and then reuse the result.
 
+use crate::layout::Bucket;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -48,18 +49,6 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Loc
 /// The environment variable that overrides the default root directory.
 pub const ROOT_ENV: &str = "BUILDER_ROOT";
 
-/// The versioned sub-directories of a root. A format change bumps one name and costs one bucket.
-pub const SUBDIRS: &[&str] = &[
-    "blobs",
-    "images-v1",
-    "keys-v1",
-    "snapshots-v1",
-    "mounts-v1",
-    "records-v1",
-    "locks-v1",
-    "tmp",
-];
-
 /// One builder root directory, laid out with its versioned sub-directories.
 #[derive(Clone, Debug)]
 pub struct Root {
@@ -89,8 +78,8 @@ impl Root {
     /// Opens the root at `path`, creating it and its sub-directories as needed.
     pub fn open(path: impl AsRef<Path>) -> Result<Root, LockError> {
         let path = path.as_ref().to_path_buf();
-        for sub in SUBDIRS {
-            let dir = path.join(sub);
+        for bucket in Bucket::ALL {
+            let dir = bucket.path(&path);
             fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
         }
         Ok(Root { path })
@@ -116,32 +105,32 @@ impl Root {
 
     /// Where the image name store keeps its state.
     pub fn images_dir(&self) -> PathBuf {
-        self.path.join("images-v1")
+        Bucket::Images.path(&self.path)
     }
 
     /// Where cache keys and their records live.
     pub fn keys_dir(&self) -> PathBuf {
-        self.path.join("keys-v1")
+        Bucket::Keys.path(&self.path)
     }
 
     /// Where unpacked layers live.
     pub fn snapshots_dir(&self) -> PathBuf {
-        self.path.join("snapshots-v1")
+        Bucket::Snapshots.path(&self.path)
     }
 
     /// Where overlay mounts and their work directories are made.
     pub fn mounts_dir(&self) -> PathBuf {
-        self.path.join("mounts-v1")
+        Bucket::Mounts.path(&self.path)
     }
 
     /// Where build records live.
     pub fn records_dir(&self) -> PathBuf {
-        self.path.join("records-v1")
+        Bucket::Records.path(&self.path)
     }
 
     /// Scratch space on the same filesystem as everything else (for atomic renames).
     pub fn tmp_dir(&self) -> PathBuf {
-        self.path.join("tmp")
+        Bucket::Tmp.path(&self.path)
     }
 
     /// Takes the root lock shared (for builds and reads); waits while GC runs.
@@ -162,7 +151,7 @@ impl Root {
     /// Locks one entry (`namespace` e.g. `"keys"`, `key` a digest or any file-name-safe string)
     /// exclusively, waiting for the current holder.
     pub fn lock_entry(&self, namespace: &str, key: &str) -> Result<EntryLock, LockError> {
-        let dir = self.path.join("locks-v1").join(namespace);
+        let dir = Bucket::Locks.path(&self.path).join(namespace);
         fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
         EntryLock::acquire(dir.join(format!("{key}.lock")))
     }
@@ -262,8 +251,8 @@ mod tests {
     fn root_layout_and_locks() {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::open(dir.path().join("r")).unwrap();
-        for sub in SUBDIRS {
-            assert!(root.path().join(sub).is_dir(), "{sub}");
+        for bucket in Bucket::ALL {
+            assert!(bucket.path(root.path()).is_dir(), "{bucket:?}");
         }
         let a = root.lock_shared().unwrap();
         let b = root.lock_shared().unwrap();

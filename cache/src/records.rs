@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Name of the versioned directory holding build records.
-pub const RECORDS_DIR: &str = "records-v1";
+pub const RECORDS_DIR: &str = crate::layout::Bucket::Records.dir_name();
 
 /// How many records to keep per target; older ones are removed when a new one is written.
 pub const KEEP_PER_TARGET: usize = 50;

@@ -7,6 +7,7 @@
 //! owns its manifest (or index), config and layer blobs and the snapshots of its diffIDs. A blob
 //! or snapshot with more than one owner is shared; with none it is garbage.
 
+use crate::layout::Bucket;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -56,7 +57,7 @@ pub fn tree_sizes(root: &Path) -> TreeSizes {
         let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
         let mut comps = rel.iter().map(|c| c.to_string_lossy().into_owned());
         let top = comps.next().unwrap_or_default();
-        if top == "snapshots-v1" {
+        if top == Bucket::Snapshots.dir_name() {
             if let (Some(sha), Some(name)) = (comps.next(), comps.next()) {
                 if sha == "sha256" {
                     *out.snapshots.entry(name).or_default() += size;
@@ -98,7 +99,7 @@ pub struct ImageRefs {
 pub fn image_refs(root: &Root) -> Result<ImageRefs, UsageError> {
     let images = ImageStore::open(root.images_dir())?;
     let state = images.state()?;
-    let blob_path = |d: &Digest| root.path().join("blobs/sha256").join(d.hex());
+    let blob_path = |d: &Digest| crate::layout::blob_dir(root.path()).join(d.hex());
     let mut out = ImageRefs::default();
     for (manifest, record) in &state.images {
         let mut mine = BTreeSet::new();
@@ -189,7 +190,7 @@ impl Inventory {
         let tree = tree_sizes(root.path());
         let mut blobs = BTreeMap::new();
         let mut stray_blob_files = Vec::new();
-        let blob_dir = root.path().join("blobs/sha256");
+        let blob_dir = crate::layout::blob_dir(root.path());
         if let Ok(dir) = fs::read_dir(&blob_dir) {
             for entry in dir.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
@@ -213,9 +214,9 @@ impl Inventory {
             .map(|e| e.path().to_path_buf())
             .collect();
         let mut temp_files = Vec::new();
-        for dir in ["keys-v1", "records-v1", "contexthash-v1"] {
+        for bucket in [Bucket::Keys, Bucket::Records, Bucket::ContextHash] {
             temp_files.extend(
-                walkdir::WalkDir::new(root.path().join(dir))
+                walkdir::WalkDir::new(bucket.path(root.path()))
                     .min_depth(1)
                     .into_iter()
                     .flatten()
@@ -353,7 +354,14 @@ impl<'a> Release<'a> {
             .filter(|(hex, _)| !self.snap_owners.contains_key(*hex))
             .map(|(_, s)| s)
             .sum();
-        blobs + snaps + inv.tree.by_top.get("tmp").copied().unwrap_or(0)
+        blobs
+            + snaps
+            + inv
+                .tree
+                .by_top
+                .get(Bucket::Tmp.dir_name())
+                .copied()
+                .unwrap_or(0)
     }
 
     /// Removes the record at `index`: its file, and each blob or snapshot it was the last owner of.
@@ -522,12 +530,12 @@ impl Usage {
             }
         }
         let top = |name: &str| inv.tree.by_top.get(name).copied().unwrap_or(0);
-        let key_files = top("keys-v1");
-        let snapshots = top("snapshots-v1");
-        let cache_mounts = top("mounts-v1");
-        let build_records = top("records-v1");
-        let context_hashes = top("contexthash-v1");
-        let tmp = top("tmp");
+        let key_files = top(Bucket::Keys.dir_name());
+        let snapshots = top(Bucket::Snapshots.dir_name());
+        let cache_mounts = top(Bucket::Mounts.dir_name());
+        let build_records = top(Bucket::Records.dir_name());
+        let context_hashes = top(Bucket::ContextHash.dir_name());
+        let tmp = top(Bucket::Tmp.dir_name());
         let counted = key_files
             + cache_blobs
             + image_blobs

@@ -200,11 +200,19 @@ fn images_tag_inspect_history_rmi() {
         .map(|d| format!("{d}\n"))
         .collect();
     assert_eq!(layers, format!("{want}\n"));
+    // Sizes as Docker counts them: the bytes of the layers' files, not of the compressed blobs.
     let size = ok(root, &["inspect", "-f", "{{.Size}}", "app:1"]);
-    assert_eq!(
-        size.trim().parse::<u64>().unwrap(),
+    let files = std::fs::metadata("/usr/bin/busybox").unwrap().len() + "echo one".len() as u64;
+    assert_eq!(size.trim().parse::<u64>().unwrap(), files);
+    assert_ne!(
+        files,
         image.manifest.layers.iter().map(|l| l.size).sum::<u64>()
     );
+    let compressed = ok(
+        root,
+        &["images", "--format", "{{.CompressedSize}}", "app:1"],
+    );
+    assert!(compressed.trim().ends_with('B'), "{compressed}");
 
     // history: newest first, <missing> below the top, truncated CREATED BY.
     let out = ok(root, &["history", "app:1"]);

@@ -475,6 +475,24 @@ pub fn open_layer(cas: &ContentStore, digest: &Digest) -> Result<Box<dyn Read>, 
     Ok(r)
 }
 
+/// A layer's size as Docker counts it (`docker images`, `docker history`): the bytes of its
+/// regular files, read from the decompressed tar.
+pub fn layer_content_size(cas: &ContentStore, digest: &Digest) -> Result<u64, ImageError> {
+    let io_err = |source| ImageError::LayerIo {
+        digest: digest.clone(),
+        source,
+    };
+    let mut archive = tar::Archive::new(open_layer(cas, digest)?);
+    let mut size = 0;
+    for entry in archive.entries().map_err(io_err)? {
+        let entry = entry.map_err(io_err)?;
+        if entry.header().entry_type().is_file() {
+            size += entry.header().size().map_err(io_err)?;
+        }
+    }
+    Ok(size)
+}
+
 /// The diff id of a layer blob (sha256 of its uncompressed tar) and its compression.
 pub fn layer_diff_id(
     cas: &ContentStore,

@@ -20,6 +20,8 @@ pub struct LocalImages {
     pub cas: ContentStore,
     /// Its names.
     pub store: ImageStore,
+    /// Layer content sizes, computed once per layer.
+    sizes: Option<cache::layer_sizes::LayerSizes>,
     _lock: RootLock,
 }
 
@@ -33,8 +35,31 @@ impl LocalImages {
         Ok(LocalImages {
             cas,
             store,
+            sizes: cache::layer_sizes::LayerSizes::open(root.path()).ok(),
             _lock: lock,
         })
+    }
+
+    /// A layer's size as Docker shows it (its files' bytes), computed once and remembered; the
+    /// blob's own (compressed) size when the layer cannot be read.
+    fn layer_size(&self, layer: &engine::image::LayerInfo) -> u64 {
+        if let Some(size) = self.sizes.as_ref().and_then(|m| m.get(&layer.diff_id)) {
+            return size;
+        }
+        match engine::image::layer_content_size(&self.cas, &layer.descriptor.digest) {
+            Ok(size) => {
+                if let Some(memo) = &self.sizes {
+                    let _ = memo.put(&layer.diff_id, size);
+                }
+                size
+            }
+            Err(_) => layer.descriptor.size,
+        }
+    }
+
+    /// An image's size as `docker images` shows it: the sum of its layers' content sizes.
+    fn image_size(&self, image: &Image) -> u64 {
+        image.layers().iter().map(|l| self.layer_size(l)).sum()
     }
 
     fn image(&self, entry: &ImageEntry) -> anyhow::Result<Image> {
@@ -264,7 +289,8 @@ fn ellipsis(s: &str, max: usize) -> String {
     }
 }
 
-fn image_size(image: &Image) -> u64 {
+/// The bytes of an image's layer blobs as stored (compressed).
+fn compressed_size(image: &Image) -> u64 {
     image.manifest.layers.iter().map(|l| l.size).sum()
 }
 
@@ -378,7 +404,8 @@ pub fn images(root: Option<&Path>, args: ImagesArgs) -> anyhow::Result<()> {
                 entry.record.config.short().to_string()
             };
             let created = image.config.created;
-            let size = human_size(image_size(&image));
+            let size = human_size(local.image_size(&image));
+            let compressed = human_size(compressed_size(&image));
             rows.push((
                 created,
                 serde_json::json!({
@@ -390,6 +417,7 @@ pub fn images(root: Option<&Path>, args: ImagesArgs) -> anyhow::Result<()> {
                     "CreatedAt": created_at(created),
                     "Size": size,
                     "VirtualSize": size,
+                    "CompressedSize": compressed,
                     "SharedSize": "N/A",
                     "UniqueSize": "N/A",
                     "Containers": "N/A",
@@ -408,7 +436,7 @@ pub fn images(root: Option<&Path>, args: ImagesArgs) -> anyhow::Result<()> {
     let header = serde_json::json!({
         "Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "Digest": "DIGEST",
         "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE",
-        "VirtualSize": "VIRTUAL SIZE", "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE",
+        "VirtualSize": "VIRTUAL SIZE", "CompressedSize": "COMPRESSED SIZE", "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE",
         "Containers": "CONTAINERS",
     });
     let default = if args.digests {
@@ -559,7 +587,7 @@ struct InspectImage {
     metadata: InspectMetadata,
 }
 
-fn inspect_value(entry: &ImageEntry, image: &Image) -> InspectImage {
+fn inspect_value(entry: &ImageEntry, image: &Image, size: u64) -> InspectImage {
     let c = image.config.config.clone().unwrap_or_default();
     let extra_str = |k: &str| {
         image
@@ -611,7 +639,7 @@ fn inspect_value(entry: &ImageEntry, image: &Image) -> InspectImage {
         architecture: image.config.architecture.clone(),
         variant: image.config.variant.clone(),
         os: image.config.os.clone(),
-        size: image_size(image),
+        size,
         root_fs: InspectRootFs {
             kind: image.config.rootfs.kind.clone(),
             layers: image
@@ -680,7 +708,11 @@ pub fn inspect(root: Option<&Path>, args: InspectArgs) -> anyhow::Result<()> {
         match local.store.resolve(arg) {
             Ok(entry) => {
                 let image = local.image(&entry)?;
-                values.push(serde_json::to_value(inspect_value(&entry, &image))?);
+                values.push(serde_json::to_value(inspect_value(
+                    &entry,
+                    &image,
+                    local.image_size(&image),
+                ))?);
             }
             Err(e) => {
                 eprintln!("Error: {e}");
@@ -730,7 +762,8 @@ pub fn history(root: Option<&Path>, args: HistoryArgs) -> anyhow::Result<()> {
             })
             .collect();
     }
-    let mut layer_sizes = image.manifest.layers.iter().map(|l| l.size);
+    let layers = image.layers();
+    let mut layer_sizes = layers.iter().map(|l| local.layer_size(l));
     let mut rows: Vec<serde_json::Value> = history
         .iter()
         .map(|h| {

@@ -399,7 +399,7 @@ impl StatFields {
 }
 
 /// Name of the versioned directory holding stat caches.
-pub const STAT_CACHE_DIR: &str = "contexthash-v1";
+pub const STAT_CACHE_DIR: &str = cache::Bucket::ContextHash.dir_name();
 
 /// The first field of a stat cache file: its format. A file in any other format (an older one,
 /// or a torn one) reads as an empty cache.
