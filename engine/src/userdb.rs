@@ -184,6 +184,17 @@ impl UserDb {
         Ok((uid, gid))
     }
 
+    /// The home directory of the process running as `uid`, as runc sets `HOME` for it: the first
+    /// `/etc/passwd` entry named or numbered `uid`, else `/`.
+    pub fn home_of_uid(&self, uid: u32) -> String {
+        let name = uid.to_string();
+        self.users
+            .iter()
+            .find(|u| u.uid == uid || u.name == name)
+            .map(|u| u.home.clone())
+            .unwrap_or_else(|| "/".into())
+    }
+
     fn resolve_group(&self, spec: &str) -> Result<u32, UserDbError> {
         if let Ok(gid) = spec.parse::<u32>() {
             return Ok(gid);
@@ -303,6 +314,15 @@ mod tests {
         let u = db.resolve_exec_user("app:").unwrap();
         assert_eq!((u.uid, u.gid), (1000, 1001), "an empty group is no group");
         assert_eq!(u.additional_gids, vec![50, 10]);
+    }
+
+    #[test]
+    fn home_is_the_passwd_entry_of_the_uid_else_root_dir() {
+        let db = db();
+        assert_eq!(db.home_of_uid(0), "/root");
+        assert_eq!(db.home_of_uid(1000), "/home/app");
+        assert_eq!(db.home_of_uid(4242), "/");
+        assert_eq!(UserDb::default().home_of_uid(0), "/");
     }
 
     #[test]

@@ -322,6 +322,11 @@ pub(super) fn run(
     } else {
         op.user.clone()
     };
+    if !env.iter().any(|(k, v)| k == "HOME" && !v.is_empty()) {
+        let home = home_for(worker, &lowers, &user_spec);
+        env.retain(|(k, _)| k != "HOME");
+        env.push(("HOME".into(), home));
+    }
     // Names resolve inside the sandbox, against the step's own /etc/passwd and /etc/group.
     let user = crate::executor::StepUser::Named(user_spec);
 
@@ -353,6 +358,32 @@ pub(super) fn run(
     let layer = worker.commit_upper(&upper)?;
     drop(dir);
     Ok(layer)
+}
+
+/// `HOME` for a step without one, as runc gives it: the home of the step user's uid in the
+/// image's `/etc/passwd` (`/root` for root), `/` when that uid has no entry. A user that does
+/// not resolve gets `/`; the sandbox reports the unknown user.
+fn home_for(worker: &LocalWorker, lowers: &[PathBuf], user_spec: &str) -> String {
+    let stack = crate::snapshot::LayerStack {
+        layers: lowers,
+        xattrs: worker.snapshots.xattrs(),
+    };
+    let text = |path: &str| {
+        stack
+            .read(path)
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    let db = crate::userdb::UserDb {
+        users: crate::userdb::parse_passwd(&text("/etc/passwd")),
+        groups: crate::userdb::parse_group(&text("/etc/group")),
+    };
+    match db.resolve_exec_user(user_spec) {
+        Ok(user) => db.home_of_uid(user.uid),
+        Err(_) => "/".into(),
+    }
 }
 
 fn create_cache_dir(path: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), WorkError> {
