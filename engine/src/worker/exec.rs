@@ -355,7 +355,7 @@ pub(super) fn run(
             last_lines: outcome.tail.iter().map(|l| l.text.clone()).collect(),
         });
     }
-    let layer = worker.commit_upper(&upper)?;
+    let layer = worker.commit_upper(&upper, &lowers)?;
     drop(dir);
     Ok(layer)
 }

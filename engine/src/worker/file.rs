@@ -72,8 +72,9 @@ pub(super) fn run(
     let dir = worker.step_dir()?;
     let rootfs = dir.path().join("rootfs");
     let upper = dir.path().join("upper");
+    let lowers = worker.lowers(&base)?;
     let mut overlays = vec![OverlayMount {
-        lower: worker.lowers(&base)?,
+        lower: lowers.clone(),
         upper: Some(UpperDir {
             upper: upper.clone(),
             work: dir.path().join("work"),
@@ -213,7 +214,7 @@ pub(super) fn run(
             message
         }));
     }
-    let layer = worker.commit_upper(&upper)?;
+    let layer = worker.commit_upper(&upper, &lowers)?;
     drop(dir);
     Ok(layer)
 }
@@ -260,7 +261,7 @@ pub(super) fn fetch_http(
             .map_err(|e| WorkError::Failed(format!("reading download: {e}")))?;
         body_digest = cache::Digest::of_bytes(&bytes).to_string();
     }
-    let layer = worker.commit_upper(&upper)?;
+    let layer = worker.commit_upper(&upper, &[])?;
     drop(dir);
     Ok((layer, body_digest))
 }
