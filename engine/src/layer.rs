@@ -229,8 +229,27 @@ fn prune_dir(
                     .flatten()
                     .is_some_and(|v| v == b"y")
             });
-            if !opaque {
-                prune_dir(&path, &name, lower)?;
+            if opaque {
+                continue;
+            }
+            prune_dir(&path, &name, lower)?;
+            // A directory left empty that the lower one matches (type, mode, owner,
+            // capabilities: BuildKit compares no more for directories) records nothing.
+            let empty = std::fs::read_dir(&path)
+                .map_err(read_err("reading directory", &path))?
+                .next()
+                .is_none();
+            if !empty {
+                continue;
+            }
+            let Some(base) = lower.find(&name).map_err(read_err("inspecting", &path))? else {
+                continue;
+            };
+            let Ok(base_meta) = std::fs::symlink_metadata(&base) else {
+                continue;
+            };
+            if same_stat(&base, &base_meta, &path, &meta) {
+                std::fs::remove_dir(&path).map_err(read_err("removing", &path))?;
             }
             continue;
         }
@@ -250,6 +269,13 @@ fn prune_dir(
     Ok(())
 }
 
+/// Type, mode, owner, device and capabilities: what BuildKit's `sameDirent` compares first.
+fn same_stat(a: &Path, am: &std::fs::Metadata, b: &Path, bm: &std::fs::Metadata) -> bool {
+    let caps = |p: &Path| xattr::get(p, "security.capability").ok().flatten();
+    (am.mode(), am.uid(), am.gid(), am.rdev()) == (bm.mode(), bm.uid(), bm.gid(), bm.rdev())
+        && caps(a) == caps(b)
+}
+
 /// BuildKit's `sameDirent` for non-directories.
 fn same_entry(
     a: &Path,
@@ -257,11 +283,7 @@ fn same_entry(
     b: &Path,
     bm: &std::fs::Metadata,
 ) -> io::Result<bool> {
-    if (am.mode(), am.uid(), am.gid(), am.rdev()) != (bm.mode(), bm.uid(), bm.gid(), bm.rdev()) {
-        return Ok(false);
-    }
-    let caps = |p: &Path| xattr::get(p, "security.capability").ok().flatten();
-    if caps(a) != caps(b) || am.size() != bm.size() || am.mtime() != bm.mtime() {
+    if !same_stat(a, am, b, bm) || am.size() != bm.size() || am.mtime() != bm.mtime() {
         return Ok(false);
     }
     if am.mtime_nsec() != 0 || bm.mtime_nsec() != 0 {
@@ -785,7 +807,13 @@ mod prune_tests {
         );
         assert!(upper.join("group-link").is_file(), "the new name stays");
         assert!(upper.join("etc/hosts").is_file(), "changed content stays");
-        let mut out = Vec::new();
-        write_layer(&upper, &mut out, &LayerOptions::default()).unwrap();
+
+        // Once `etc` holds nothing new, it goes too.
+        std::fs::remove_file(upper.join("etc/hosts")).unwrap();
+        prune_copied_up(&upper, &stack).unwrap();
+        assert!(
+            !upper.join("etc").exists(),
+            "an unchanged, emptied directory records nothing"
+        );
     }
 }

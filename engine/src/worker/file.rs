@@ -129,12 +129,10 @@ pub(super) fn run(
                     sources: vec![spec.src.clone()],
                     dest: spec.dest.clone(),
                     workdir: "/".to_string(),
-                    // Files from the build context belong to root unless --chown says otherwise,
-                    // as Docker does; files from a stage or image keep their owners.
-                    chown: spec
-                        .owner
-                        .clone()
-                        .or_else(|| from_context.then(|| "0:0".to_string())),
+                    chown: spec.owner.clone(),
+                    // Files from the build context belong to root, as BuildKit's client sends
+                    // them; files from a stage or image keep their owners.
+                    source_owner: from_context.then_some((0, 0)),
                     chmod: mode_text(&spec.mode),
                     exclude: spec.exclude_patterns.clone(),
                     parents: spec.preserve_parents,
@@ -243,6 +241,7 @@ pub(super) fn fetch_http(
         dest,
         workdir: "/".to_string(),
         chown: None,
+        source_owner: None,
         chmod: None,
         exclude: Vec::new(),
         parents: false,
