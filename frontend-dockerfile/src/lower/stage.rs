@@ -28,6 +28,8 @@ struct Finished {
     vertex: VertexId,
     stage_id: StageId,
     env: Vec<(String, String)>,
+    /// The ARGs the stage declared (and inherited): a stage built on it starts with them.
+    args: Vec<(String, Option<String>)>,
     workdir: String,
     user: String,
     shell: Vec<String>,
@@ -435,6 +437,9 @@ impl<'a> Lowerer<'a> {
                 })?;
                 st.current = f.vertex;
                 st.env = f.env;
+                // As BuildKit: a stage built on another keeps the ARGs that one declared, with
+                // their values, for its RUN steps, expansions and history.
+                st.args = f.args;
                 st.workdir = f.workdir;
                 st.user = f.user;
                 st.shell = f.shell;
@@ -533,6 +538,7 @@ impl<'a> Lowerer<'a> {
                 vertex: st.current,
                 stage_id,
                 env: st.env,
+                args: st.args,
                 workdir: st.workdir,
                 user: st.user,
                 shell: st.shell,

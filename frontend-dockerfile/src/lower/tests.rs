@@ -236,7 +236,19 @@ fn arg_scoping_table() {
             "BUILDOS",
             Some("linux"),
         ),
-        ("FROM alpine AS a\nARG V=1\nFROM a\nRUN x\n", &[], "V", None),
+        // A stage built on another inherits the ARGs it declared (as BuildKit).
+        (
+            "FROM alpine AS a\nARG V=1\nFROM a\nRUN x\n",
+            &[],
+            "V",
+            Some("1"),
+        ),
+        (
+            "FROM alpine AS a\nARG V=1\nFROM alpine\nRUN x\n",
+            &[],
+            "V",
+            None,
+        ),
         // One ARG line is expanded as a whole before it declares anything (as BuildKit).
         ("FROM alpine\nARG A=1 B=$A\nRUN x\n", &[], "B", Some("")),
         (
@@ -532,6 +544,22 @@ fn network_and_run_history_with_args() {
     assert_eq!(
         target(&def).history.as_ref().unwrap().created_by,
         "RUN |1 V=9 /bin/sh -c make # buildkit"
+    );
+}
+
+#[test]
+fn a_stage_built_on_another_inherits_its_args() {
+    let def = with_args(
+        "FROM alpine AS first\nARG A=1\nARG B\nARG C=c\nFROM first\nARG C=own\nRUN echo $A\n",
+        &[("A", "cli")],
+    );
+    let run = last_exec(&def);
+    assert_eq!(env_of(run, "A"), Some("cli"));
+    assert_eq!(env_of(run, "B"), None);
+    assert_eq!(env_of(run, "C"), Some("own"));
+    assert_eq!(
+        target(&def).history.as_ref().unwrap().created_by,
+        "RUN |3 A=cli B= C=own /bin/sh -c echo $A # buildkit"
     );
 }
 
