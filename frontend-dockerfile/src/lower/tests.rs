@@ -525,8 +525,8 @@ fn shell_and_entrypoint_config() {
             "SHELL [/bin/bash -c]",
             "RUN /bin/bash -c echo # buildkit",
             "ENTRYPOINT [\"/bin/bash\" \"-c\" \"run.sh\"]",
-            "HEALTHCHECK &{[\"CMD-SHELL\" \"curl -f localhost\"] \"30s\" \"0s\" \"0s\" \"0s\" '\\x03'}",
-            "EXPOSE map[443/tcp:{} 80/tcp:{}]",
+            "HEALTHCHECK {Test:[CMD-SHELL curl -f localhost] Interval:30s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}",
+            "EXPOSE [443/tcp 80/tcp]",
             "VOLUME [/data]",
             "STOPSIGNAL SIGINT",
         ]
