@@ -12,6 +12,9 @@ use crate::solver::{ExecRequest, InputState, WorkError};
 use cache::keys::LayerRef;
 use std::path::{Path, PathBuf};
 
+/// Mount points of the kernel filesystems every RUN step has.
+const RUNTIME_DIRS: [&str; 3] = ["/proc", "/dev", "/sys"];
+
 /// The host name inside RUN steps, as BuildKit names it.
 const HOSTNAME: &str = "buildkitsandbox";
 
@@ -305,6 +308,18 @@ pub(super) fn run(
         mounts.extend(crate::executor::network_files(network, HOSTNAME));
     }
 
+    // The kernel filesystems' mount points the image lacks: runc creates them for BuildKit and
+    // they stay in the step's layer (its stub cleaner only knows the step's own mounts).
+    let stack = crate::snapshot::LayerStack {
+        layers: &lowers,
+        xattrs: worker.snapshots.xattrs(),
+    };
+    let missing_runtime_dirs: Vec<&str> = RUNTIME_DIRS
+        .iter()
+        .copied()
+        .filter(|d| matches!(stack.find(d), Ok(None)))
+        .collect();
+
     let workdir = req.config["config"]["WorkingDir"]
         .as_str()
         .filter(|s| !s.is_empty())
@@ -355,9 +370,28 @@ pub(super) fn run(
             last_lines: outcome.tail.iter().map(|l| l.text.clone()).collect(),
         });
     }
+    for dir in missing_runtime_dirs {
+        keep_runtime_dir(&upper, dir)?;
+    }
     let layer = worker.commit_upper(&upper, &lowers)?;
     drop(dir);
     Ok(layer)
+}
+
+/// Puts back in `upper` the mount point `dir` (a runtime directory the image lacked) that the
+/// sandbox removed, as a directory 0755, unless the step left something there itself.
+fn keep_runtime_dir(upper: &Path, dir: &str) -> Result<(), WorkError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let path = upper.join(dir.trim_start_matches('/'));
+    if std::fs::symlink_metadata(&path).is_ok() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o755)
+        .create(&path)
+        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(|e| fail(format!("{}: {e}", path.display())))
 }
 
 /// `HOME` for a step without one, as runc gives it: the home of the step user's uid in the
