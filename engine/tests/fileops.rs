@@ -565,7 +565,7 @@ fn mkfile_mkdir_rm_and_the_action_is_serde_data() {
 }
 
 #[test]
-fn an_existing_destination_dir_keeps_its_metadata_but_nested_dirs_take_the_source() {
+fn a_destination_dir_keeps_its_metadata_or_is_created_like_a_parent_nested_dirs_take_the_source() {
     let f = fixture();
     let app = f.rootfs.join("app");
     std::fs::create_dir(&app).unwrap();
@@ -594,10 +594,19 @@ fn an_existing_destination_dir_keeps_its_metadata_but_nested_dirs_take_the_sourc
         &FileAction::Copy(copy(&["."], "/fresh")),
     )
     .unwrap();
+    // As BuildKit: a destination COPY creates is made first (0755, root), then filled.
+    let m = std::fs::metadata(f.rootfs.join("fresh")).unwrap();
     assert_eq!(
-        std::fs::metadata(f.rootfs.join("fresh")).unwrap().mode() & 0o7777,
-        0o750,
-        "new dest takes the source's"
+        (m.mode() & 0o7777, m.uid()),
+        (0o755, 0),
+        "a new dest does not take the source's metadata"
+    );
+    assert_eq!(
+        std::fs::metadata(f.rootfs.join("fresh/dir"))
+            .unwrap()
+            .mode()
+            & 0o7777,
+        0o700
     );
 }
 

@@ -477,6 +477,10 @@ impl Copier<'_> {
             // As BuildKit: a destination directory that already existed keeps its own
             // metadata when a directory's contents are copied into it (`COPY . /app`);
             // directories below it take the source's.
+            // A destination directory COPY creates for the copied one is made like the
+            // parents on the way (0755 or the numeric --chmod, owned by --chown or root), and
+            // does not take the source directory's metadata either: BuildKit creates it first
+            // and copies into it.
             let top = rel.as_ref().is_some_and(|r| r.as_os_str().is_empty());
             let mut keep_meta = false;
             match std::fs::symlink_metadata(&host) {
@@ -484,6 +488,10 @@ impl Copier<'_> {
                 Ok(_) => {
                     remove(op, &host)?;
                     self.make_dir(&host)?;
+                }
+                Err(_) if top => {
+                    self.mkdir_all(dst)?;
+                    keep_meta = true;
                 }
                 Err(_) if !excluded => self.make_dir(&host)?,
                 Err(_) => {}
