@@ -5,7 +5,8 @@
 //! Two resolutions exist because Docker has two:
 //! - [`UserDb::resolve_exec_user`] for `USER`/RUN (runc's `GetExecUser`): a numeric user that is
 //!   not in `/etc/passwd` runs with gid 0; a named user must exist; without an explicit group the
-//!   supplementary groups are those of `/etc/group` listing the user.
+//!   supplementary groups are those of `/etc/group` listing the user; the primary group is
+//!   always among the supplementary ones, as BuildKit gives them to runc.
 //! - [`UserDb::resolve_chown`] for `COPY --chown` (BuildKit's file operation): the value splits
 //!   at its first `:` into user and group; `root`, ids and an empty side are ids (so `:gid` is
 //!   `0:gid`); a numeric user without a group gets gid = uid; a named user gets its uid and
@@ -158,6 +159,10 @@ impl UserDb {
                 }
             }
         }
+        // BuildKit always lists the primary group among the supplementary ones.
+        if !out.additional_gids.contains(&out.gid) {
+            out.additional_gids.insert(0, out.gid);
+        }
         Ok(out)
     }
 
@@ -299,10 +304,10 @@ mod tests {
         let db = db();
         let u = db.resolve_exec_user("app").unwrap();
         assert_eq!((u.uid, u.gid, u.home.as_str()), (1000, 1001, "/home/app"));
-        assert_eq!(u.additional_gids, vec![50, 10]);
+        assert_eq!(u.additional_gids, vec![1001, 50, 10]);
         let u = db.resolve_exec_user("app:staff").unwrap();
         assert_eq!((u.uid, u.gid), (1000, 50));
-        assert!(u.additional_gids.is_empty());
+        assert_eq!(u.additional_gids, vec![50], "only the primary group");
         let u = db.resolve_exec_user("4242").unwrap();
         assert_eq!((u.uid, u.gid, u.home.as_str()), (4242, 0, "/"));
         let u = db.resolve_exec_user("4242:77").unwrap();
@@ -318,7 +323,7 @@ mod tests {
         assert_eq!(db.resolve_exec_user("").unwrap().uid, 0);
         let u = db.resolve_exec_user("app:").unwrap();
         assert_eq!((u.uid, u.gid), (1000, 1001), "an empty group is no group");
-        assert_eq!(u.additional_gids, vec![50, 10]);
+        assert_eq!(u.additional_gids, vec![1001, 50, 10]);
     }
 
     #[test]
