@@ -52,6 +52,24 @@ fn apply_job(ctx: &InProcessContext, payload: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// The source text fileops selects with. `COPY --parents` reaches the graph as BuildKit's
+/// frontend sends it (the part before a `/./` pivot as the source, the rest as an include
+/// pattern); fileops takes the pattern back under its pivot: `src/./a/*.txt`, or `src/*/x.txt`
+/// when there is no pivot.
+fn copy_source(spec: &graph::CopySpec) -> String {
+    match (spec.preserve_parents, spec.include_patterns.as_slice()) {
+        (true, [pattern]) => {
+            let base = spec.src.trim_matches('/');
+            if base.is_empty() {
+                pattern.clone()
+            } else {
+                format!("{base}/./{pattern}")
+            }
+        }
+        _ => spec.src.clone(),
+    }
+}
+
 fn mode_text(mode: &Option<FileMode>) -> Option<String> {
     mode.as_ref().map(|m| match m {
         FileMode::Octal(bits) => format!("{bits:o}"),
@@ -126,7 +144,7 @@ pub(super) fn run(
                 }
                 let copy = CopyAction {
                     source_root: root_name,
-                    sources: vec![spec.src.clone()],
+                    sources: vec![copy_source(spec)],
                     dest: spec.dest.clone(),
                     workdir: "/".to_string(),
                     chown: spec.owner.clone(),
@@ -263,4 +281,23 @@ pub(super) fn fetch_http(
     let layer = worker.commit_upper(&upper, &[])?;
     drop(dir);
     Ok((layer, body_digest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_parents_patterns_go_back_under_their_pivot() {
+        let mut spec = graph::CopySpec::new(0, "/", "/p/");
+        spec.preserve_parents = true;
+        spec.include_patterns = vec!["src/*/x.txt".into()];
+        assert_eq!(copy_source(&spec), "src/*/x.txt");
+        spec.src = "/src".into();
+        spec.include_patterns = vec!["a/*.txt".into()];
+        assert_eq!(copy_source(&spec), "src/./a/*.txt");
+        spec.preserve_parents = false;
+        spec.include_patterns.clear();
+        assert_eq!(copy_source(&spec), "/src");
+    }
 }
