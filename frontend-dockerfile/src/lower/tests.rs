@@ -563,6 +563,22 @@ fn a_stage_built_on_another_inherits_its_args() {
     );
 }
 
+#[test]
+fn copy_link_with_a_named_chown_is_an_error() {
+    for chown in ["app", "app:app", "1000:staff", ":staff"] {
+        let text = rendered(&format!("FROM alpine\nCOPY --link --chown={chown} a /a\n"));
+        assert!(
+            text.contains("COPY --link cannot look up the name"),
+            "{chown}: {text}"
+        );
+    }
+    for chown in ["1000", "1000:50", "root", ":50", "root:root"] {
+        lower_ok(&format!("FROM alpine\nCOPY --link --chown={chown} a /a\n"));
+    }
+    // With --chmod the copy is not linked (as BuildKit): names resolve in the image.
+    lower_ok("FROM alpine\nCOPY --link --chmod=644 --chown=app a /a\n");
+}
+
 fn rendered(src: &str) -> String {
     err(src).to_string()
 }
