@@ -232,6 +232,16 @@ fn prune_dir(
             if opaque {
                 continue;
             }
+            // A directory the lower stack has no directory for is new, and all below it.
+            let Some(base) = lower.find(&name).map_err(read_err("inspecting", &path))? else {
+                continue;
+            };
+            let Ok(base_meta) = std::fs::symlink_metadata(&base) else {
+                continue;
+            };
+            if !base_meta.is_dir() {
+                continue;
+            }
             prune_dir(&path, &name, lower)?;
             // A directory left empty that the lower one matches (type, mode, owner,
             // capabilities: BuildKit compares no more for directories) records nothing.
@@ -239,16 +249,7 @@ fn prune_dir(
                 .map_err(read_err("reading directory", &path))?
                 .next()
                 .is_none();
-            if !empty {
-                continue;
-            }
-            let Some(base) = lower.find(&name).map_err(read_err("inspecting", &path))? else {
-                continue;
-            };
-            let Ok(base_meta) = std::fs::symlink_metadata(&base) else {
-                continue;
-            };
-            if same_stat(&base, &base_meta, &path, &meta) {
+            if empty && same_stat(&base, &base_meta, &path, &meta) {
                 std::fs::remove_dir(&path).map_err(read_err("removing", &path))?;
             }
             continue;
