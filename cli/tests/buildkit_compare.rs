@@ -291,6 +291,8 @@ RUN echo "$HOME" > /tmp/home-nobody.txt
 USER 0
 ENV HOME=/custom
 RUN echo "$HOME" > /home-env.txt
+ENV HOME=
+RUN echo "[$HOME]" > /home-env-empty.txt
 "#,
             )]),
         ),
