@@ -335,6 +335,14 @@ RUN echo "A=$A C=$C" > /args-again.txt
             ]),
         )
         .current_only("v0.8 leaves the archive's owners on extracted files whatever --chown says"),
+        Case::new(
+            "add_archive_with_chmod",
+            Context::Files(vec![
+                dockerfile("FROM busybox:local\nADD --chmod=600 own.tar f.txt /own-mode/\n"),
+                ("own.tar", tar_of(&[("pkg/", b"", 0o750, 1, 2), ("pkg/x", b"x\n", 0o644, 3, 4)])),
+                file("f.txt", "f\n"),
+            ]),
+        ),
         // 4: every documented --chown form, names resolved in the image.
         Case::new(
             "chown_every_form_group_only_included",

@@ -664,6 +664,15 @@ fn add_archive_keeps_tar_owners_and_chown_applies_to_extracted_files() {
     ] {
         assert_eq!(ids(p), (9, 10), "{p}");
     }
+    // `--chmod` leaves the archive's modes, and the destination the archive makes is 0755.
+    let mode = |p: &str| std::fs::metadata(f.rootfs.join(p)).unwrap().mode() & 0o7777;
+    let mut a = copy(&["own.tar", "a.txt"], "/own-mode/");
+    a.chmod = Some("600".into());
+    fileops::apply(&f.rootfs, &f.roots, &FileAction::Add(a)).unwrap();
+    assert_eq!(mode("own-mode"), 0o755);
+    assert_eq!(mode("own-mode/pkg"), 0o750);
+    assert_eq!(mode("own-mode/pkg/x"), 0o640);
+    assert_eq!(mode("own-mode/a.txt"), 0o600);
 }
 
 #[test]

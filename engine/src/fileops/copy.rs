@@ -280,13 +280,10 @@ pub(super) fn copy(
         });
     }
     let into_dir = trailing_dir || a.parents || selected.len() + urls.len() > 1;
+    // Each source makes the directories it needs on its way, in order, as BuildKit's copies
+    // do: the first one decides their mode (an extracted archive makes them 0755).
     let parent_owner = owner.unwrap_or((0, 0));
     let parent_mode = created_dir_mode(chmod.as_ref());
-    if into_dir {
-        mkdir_all(op, &droot, &dest_rel, parent_owner, parent_mode)?;
-    } else if let Some(parent) = dest_rel.parent() {
-        mkdir_all(op, &droot, parent, parent_owner, parent_mode)?;
-    }
 
     let hidden = match (&src_root, hidden_set.is_empty()) {
         (Some(root), false) => Some((root.host_path().to_path_buf(), hidden_set)),
@@ -433,7 +430,9 @@ impl Copier<'_> {
         dest_rel: &Path,
     ) -> Result<(), FileOpError> {
         let op = self.op;
-        self.mkdir_all(dest_rel)?;
+        // BuildKit's unpack makes the destination 0755 whatever --chmod says (--chmod does not
+        // apply to what an archive holds either).
+        mkdir_all(op, self.dest, dest_rel, self.owner.unwrap_or((0, 0)), 0o755)?;
         let host = self.dest.resolve(dest_rel).map_err(root_err(op))?;
         let extract_root = Root::new(&host).map_err(root_err(op))?;
         let file = open_nofollow(src_host).map_err(io_err(op, "opening", src_host))?;
