@@ -349,7 +349,9 @@ fn digests_are_stable_and_sensitive_to_every_instruction_field() {
         base.replace("make\n", "make all\n"),
         // `--link` takes effect only without `--chmod`, as in BuildKit.
         base.replace("--chmod=644 ", ""),
-        base.replace("--chmod=644 ", "--link "),
+        // (A linked copy needs numeric ids: it has no passwd to look names up in.)
+        base.replace("--chown=app:app --chmod=644 ", "--chown=1000:1000 "),
+        base.replace("--chown=app:app --chmod=644 ", "--chown=1000:1000 --link "),
         base.replace("COPY", "ADD"),
     ];
     let mut seen = std::collections::HashSet::new();
