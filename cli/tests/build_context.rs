@@ -155,3 +155,47 @@ fn ignored_files_are_absent_from_bind_mounts_of_the_context() {
     assert!(stderr.contains("node_modules"), "{stderr}");
     assert!(stderr.contains(".dockerignore"), "{stderr}");
 }
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
+fn copy_parents_with_wildcards_copies_only_the_matches_under_their_pivot() {
+    common::require_build();
+    let f = Fixture::new();
+    let ctx = f.context(
+        "parents",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox:local\nCOPY --parents src/*/x.txt /p/\nCOPY --parents ./src/./a/*.txt /q/\n",
+            ),
+            ("src/a/x.txt", "ax\n"),
+            ("src/a/y.txt", "ay\n"),
+            ("src/b/x.txt", "bx\n"),
+            ("src/c/z.txt", "cz\n"),
+        ],
+    );
+    let out_dir = f.dir.path().join("out");
+    let dest = format!("type=local,dest={}", out_dir.display());
+    f.build_ok(&ctx, &["-o", &dest]);
+    let listing = |dir: &str| {
+        let mut found = Vec::new();
+        let mut stack = vec![out_dir.join(dir)];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    let rel = e.path().strip_prefix(&out_dir).unwrap().to_owned();
+                    found.push(rel.display().to_string());
+                }
+            }
+        }
+        found.sort();
+        found
+    };
+    assert_eq!(listing("p"), ["p/src/a/x.txt", "p/src/b/x.txt"]);
+    assert_eq!(listing("q"), ["q/a/x.txt", "q/a/y.txt"]);
+}

@@ -193,6 +193,142 @@ pub fn write_layer_file(
     Ok(desc)
 }
 
+/// Removes from an overlay upper directory the non-directory entries the overlay only copied up
+/// (same type, mode, owner, device, capabilities, size, mtime and content as the entry of the
+/// `lower` stack at that path), as BuildKit's overlay differ leaves them out of a layer. The
+/// visible difference is hardlinks: `ln /lower/file /new` copies `/lower/file` up next to
+/// `/new`; the layer then holds `/new` alone, a file of its own, and the image's `/lower/file`
+/// stays the lower layer's (not linked to `/new`). The upper directory is also the layer's
+/// snapshot, so it is pruned rather than only skipped when writing, and both stay the same tree.
+pub fn prune_copied_up(
+    upper: &Path,
+    lower: &crate::snapshot::LayerStack<'_>,
+) -> Result<(), LayerError> {
+    prune_dir(upper, "", lower)
+}
+
+fn prune_dir(
+    dir: &Path,
+    at: &str,
+    lower: &crate::snapshot::LayerStack<'_>,
+) -> Result<(), LayerError> {
+    let read_err = |what, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| LayerError::Read { what, path, source }
+    };
+    for entry in std::fs::read_dir(dir).map_err(read_err("reading directory", dir))? {
+        let entry = entry.map_err(read_err("reading directory", dir))?;
+        let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path).map_err(read_err("inspecting", &path))?;
+        let name = format!("{at}/{}", entry.file_name().to_string_lossy());
+        if meta.is_dir() {
+            // Below an opaque directory everything is new.
+            let opaque = OVERLAY_XATTR_PREFIXES.iter().any(|p| {
+                xattr::get(&path, format!("{p}opaque"))
+                    .ok()
+                    .flatten()
+                    .is_some_and(|v| v == b"y")
+            });
+            if opaque {
+                continue;
+            }
+            // A directory the lower stack has no directory for is new, and all below it.
+            let Some(base) = lower.find(&name).map_err(read_err("inspecting", &path))? else {
+                continue;
+            };
+            let Ok(base_meta) = std::fs::symlink_metadata(&base) else {
+                continue;
+            };
+            if !base_meta.is_dir() {
+                continue;
+            }
+            prune_dir(&path, &name, lower)?;
+            // A directory left empty that the lower one matches (type, mode, owner,
+            // capabilities: BuildKit compares no more for directories) records nothing.
+            let empty = std::fs::read_dir(&path)
+                .map_err(read_err("reading directory", &path))?
+                .next()
+                .is_none();
+            if empty && same_stat(&base, &base_meta, &path, &meta) {
+                std::fs::remove_dir(&path).map_err(read_err("removing", &path))?;
+            }
+            continue;
+        }
+        if meta.file_type().is_char_device() && meta.rdev() == 0 {
+            continue; // a whiteout
+        }
+        let Some(base) = lower.find(&name).map_err(read_err("inspecting", &path))? else {
+            continue;
+        };
+        let Ok(base_meta) = std::fs::symlink_metadata(&base) else {
+            continue;
+        };
+        if same_entry(&base, &base_meta, &path, &meta).map_err(read_err("comparing", &path))? {
+            std::fs::remove_file(&path).map_err(read_err("removing", &path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Type, mode, owner, device and capabilities: what BuildKit's `sameDirent` compares first.
+fn same_stat(a: &Path, am: &std::fs::Metadata, b: &Path, bm: &std::fs::Metadata) -> bool {
+    let caps = |p: &Path| xattr::get(p, "security.capability").ok().flatten();
+    (am.mode(), am.uid(), am.gid(), am.rdev()) == (bm.mode(), bm.uid(), bm.gid(), bm.rdev())
+        && caps(a) == caps(b)
+}
+
+/// BuildKit's `sameDirent` for non-directories.
+fn same_entry(
+    a: &Path,
+    am: &std::fs::Metadata,
+    b: &Path,
+    bm: &std::fs::Metadata,
+) -> io::Result<bool> {
+    if !same_stat(a, am, b, bm) || am.size() != bm.size() || am.mtime() != bm.mtime() {
+        return Ok(false);
+    }
+    if am.mtime_nsec() != 0 || bm.mtime_nsec() != 0 {
+        return Ok(am.mtime_nsec() == bm.mtime_nsec());
+    }
+    // Whole seconds on both sides: the times may have been truncated, look at the data.
+    if am.file_type().is_symlink() {
+        return Ok(std::fs::read_link(a)? == std::fs::read_link(b)?);
+    }
+    if am.size() == 0 {
+        return Ok(true);
+    }
+    if !am.is_file() {
+        return Ok(true);
+    }
+    same_content(a, b)
+}
+
+fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
+    let (mut fa, mut fb) = (File::open(a)?, File::open(b)?);
+    let (mut ba, mut bb) = (vec![0u8; 32 * 1024], vec![0u8; 32 * 1024]);
+    loop {
+        let n = read_full(&mut fa, &mut ba)?;
+        let m = read_full(&mut fb, &mut bb)?;
+        if n != m || ba[..n] != bb[..m] {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
 struct Walker<'a> {
     opts: &'a LayerOptions,
     links: HashMap<(u64, u64), Vec<u8>>,
@@ -634,5 +770,51 @@ fn compress_chunk(
         }
         LayerCompression::Zstd => zstd::bulk::compress(chunk, level.unwrap_or(3)),
         LayerCompression::None => Ok(chunk.to_vec()),
+    }
+}
+
+#[cfg(test)]
+mod prune_tests {
+    use super::*;
+
+    #[test]
+    fn hardlink_to_a_lower_file_leaves_the_lower_file_out_of_the_layer() {
+        let t = tempfile::tempdir().unwrap();
+        let (lower, upper) = (t.path().join("lower"), t.path().join("upper"));
+        std::fs::create_dir_all(lower.join("etc")).unwrap();
+        std::fs::create_dir_all(upper.join("etc")).unwrap();
+        let when = filetime::FileTime::from_unix_time(1_600_000_000, 0);
+        for (name, data) in [("group", "root:x:0:\n"), ("hosts", "old\n")] {
+            let p = lower.join("etc").join(name);
+            std::fs::write(&p, data).unwrap();
+            filetime::set_file_mtime(&p, when).unwrap();
+        }
+        // What overlay leaves after `ln /etc/group /group-link`: the copy-up, linked.
+        std::fs::copy(lower.join("etc/group"), upper.join("etc/group")).unwrap();
+        filetime::set_file_mtime(upper.join("etc/group"), when).unwrap();
+        std::fs::hard_link(upper.join("etc/group"), upper.join("group-link")).unwrap();
+        // A changed file with the same size and time keeps its place (content differs).
+        std::fs::write(upper.join("etc/hosts"), "new\n").unwrap();
+        filetime::set_file_mtime(upper.join("etc/hosts"), when).unwrap();
+        let layers = vec![lower];
+        let stack = crate::snapshot::LayerStack {
+            layers: &layers,
+            xattrs: crate::snapshot::OverlayXattrs::Trusted,
+        };
+        prune_copied_up(&upper, &stack).unwrap();
+        assert!(
+            !upper.join("etc/group").exists(),
+            "unchanged copy-up removed"
+        );
+        assert!(upper.join("group-link").is_file(), "the new name stays");
+        assert!(upper.join("etc/hosts").is_file(), "changed content stays");
+
+        // Once `etc` holds nothing new, it goes too.
+        std::fs::remove_file(upper.join("etc/hosts")).unwrap();
+        prune_copied_up(&upper, &stack).unwrap();
+        assert!(
+            !upper.join("etc").exists(),
+            "an unchanged, emptied directory records nothing"
+        );
     }
 }

@@ -197,6 +197,11 @@ impl SnapshotStore {
         self.root.join("sha256").join(diff_id.hex())
     }
 
+    /// The xattr flavour opaque directories carry in this store.
+    pub fn xattrs(&self) -> OverlayXattrs {
+        self.xattrs
+    }
+
     /// Whether the snapshot of `diff_id` is already unpacked.
     pub fn contains(&self, diff_id: &DiffId) -> bool {
         self.path(diff_id).is_dir()
@@ -222,5 +227,229 @@ impl<R: Read> Read for HashingReader<R> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
         Ok(n)
+    }
+}
+
+/// A stack of snapshot directories (bottom first) read as the overlay mount of them would show
+/// it, without mounting: an entry is taken from the topmost layer that has it; a whiteout (char
+/// device 0:0) hides it; an opaque directory hides what the layers below hold under it; a
+/// non-directory hides the directories below it. Symlinks met on the way resolve inside the
+/// stack, as in a container root.
+///
+/// The worker needs this before a step's overlay exists (the user database for `HOME`) and
+/// after it is gone (comparing a finished upper directory with what it was copied up from).
+#[derive(Debug, Clone, Copy)]
+pub struct LayerStack<'a> {
+    /// Snapshot directories, bottom first (the order of overlay `lowerdir`s reversed).
+    pub layers: &'a [PathBuf],
+    /// The xattr that marks opaque directories in them.
+    pub xattrs: OverlayXattrs,
+}
+
+/// How many symlinks one lookup follows before giving up (Linux's `MAXSYMLINKS`).
+const MAX_SYMLINKS: usize = 40;
+
+impl LayerStack<'_> {
+    /// The host path of the entry the merged view shows at container path `path` (the last
+    /// component is not followed when it is a symlink), `None` when the view has nothing there.
+    pub fn find(&self, path: &str) -> io::Result<Option<PathBuf>> {
+        let mut pending: Vec<String> = components(path).into_iter().rev().collect();
+        // The container path of the directory reached so far, and the layers that merge into it
+        // (host paths, topmost first).
+        let mut at: Vec<String> = Vec::new();
+        let mut dirs: Vec<PathBuf> = self.layers.iter().rev().cloned().collect();
+        let mut followed = 0;
+        while let Some(name) = pending.pop() {
+            if name == ".." {
+                // Resolved lexically against the directory reached, as symlink targets are.
+                at.pop();
+                dirs = self.merged_dirs(&at)?;
+                continue;
+            }
+            let last = pending.is_empty();
+            let mut next = Vec::new();
+            let mut other = None;
+            for dir in &dirs {
+                let p = dir.join(&name);
+                let meta = match std::fs::symlink_metadata(&p) {
+                    Ok(m) => m,
+                    Err(e) if is_absent(&e) => continue,
+                    Err(e) => return Err(e),
+                };
+                let ft = meta.file_type();
+                if ft.is_dir() {
+                    let opaque = xattr::get(&p, self.xattrs.opaque_name())
+                        .ok()
+                        .flatten()
+                        .is_some_and(|v| v == b"y");
+                    next.push(p);
+                    if opaque {
+                        break;
+                    }
+                    continue;
+                }
+                if next.is_empty() && !is_whiteout(&meta) {
+                    other = Some((p, ft.is_symlink()));
+                }
+                break;
+            }
+            match other {
+                Some((p, _)) if last => return Ok(Some(p)),
+                Some((p, true)) => {
+                    followed += 1;
+                    if followed > MAX_SYMLINKS {
+                        return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                    }
+                    let target = std::fs::read_link(&p)?;
+                    let target = target.to_string_lossy();
+                    if target.starts_with('/') {
+                        at.clear();
+                        dirs = self.layers.iter().rev().cloned().collect();
+                    }
+                    pending.extend(components(&target).into_iter().rev());
+                }
+                Some((_, false)) => return Ok(None),
+                None if next.is_empty() => return Ok(None),
+                None if last => return Ok(next.into_iter().next()),
+                None => {
+                    at.push(name);
+                    dirs = next;
+                }
+            }
+        }
+        // The root itself.
+        Ok(dirs.into_iter().next())
+    }
+
+    /// Reads the file at container path `path` (symlinks followed inside the stack), `None`
+    /// when there is none.
+    pub fn read(&self, path: &str) -> io::Result<Option<Vec<u8>>> {
+        let mut path = path.to_string();
+        for _ in 0..=MAX_SYMLINKS {
+            let Some(host) = self.find(&path)? else {
+                return Ok(None);
+            };
+            let meta = std::fs::symlink_metadata(&host)?;
+            if !meta.file_type().is_symlink() {
+                return if meta.is_file() {
+                    std::fs::read(&host).map(Some)
+                } else {
+                    Ok(None)
+                };
+            }
+            let target = std::fs::read_link(&host)?.to_string_lossy().into_owned();
+            path = if target.starts_with('/') {
+                target
+            } else {
+                let parent = Path::new(&path).parent().unwrap_or(Path::new("/"));
+                format!("{}/{target}", parent.display())
+            };
+        }
+        Err(io::Error::from_raw_os_error(libc::ELOOP))
+    }
+
+    /// The layer directories merging into the directory at `at` (resolved, no symlinks).
+    fn merged_dirs(&self, at: &[String]) -> io::Result<Vec<PathBuf>> {
+        let mut dirs: Vec<PathBuf> = self.layers.iter().rev().cloned().collect();
+        for name in at {
+            let mut next = Vec::new();
+            for dir in &dirs {
+                let p = dir.join(name);
+                match std::fs::symlink_metadata(&p) {
+                    Ok(m) if m.is_dir() => {
+                        let opaque = xattr::get(&p, self.xattrs.opaque_name())
+                            .ok()
+                            .flatten()
+                            .is_some_and(|v| v == b"y");
+                        next.push(p);
+                        if opaque {
+                            break;
+                        }
+                    }
+                    Ok(_) => break,
+                    Err(e) if is_absent(&e) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            dirs = next;
+        }
+        Ok(dirs)
+    }
+}
+
+fn components(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(str::to_string)
+        .collect()
+}
+
+fn is_absent(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
+}
+
+/// An overlay whiteout: a character device 0:0.
+fn is_whiteout(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    meta.file_type().is_char_device() && meta.rdev() == 0
+}
+
+#[cfg(test)]
+mod stack_tests {
+    use super::*;
+
+    fn write(p: &Path, data: &str) {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+
+    #[test]
+    fn layer_stack_reads_as_the_overlay_shows() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b, c) = (t.path().join("a"), t.path().join("b"), t.path().join("c"));
+        write(&a.join("etc/passwd"), "bottom");
+        write(&a.join("etc/group"), "group");
+        write(&a.join("old/x"), "x");
+        write(&a.join("opaque/hidden"), "h");
+        write(&b.join("etc/passwd"), "middle");
+        std::fs::create_dir_all(b.join("opaque")).unwrap();
+        write(&b.join("opaque/shown"), "s");
+        std::os::unix::fs::symlink("/etc", b.join("etc-link")).unwrap();
+        std::fs::create_dir_all(&c).unwrap();
+        let opaque = xattr::set(b.join("opaque"), "user.overlay.opaque", b"y").is_ok();
+        let whiteout = archive::mknod(&c.join("old"), libc::S_IFCHR, 0).is_ok();
+        let layers = vec![a, b, c];
+        let stack = LayerStack {
+            layers: &layers,
+            xattrs: OverlayXattrs::User,
+        };
+        let read = |p: &str| {
+            stack
+                .read(p)
+                .unwrap()
+                .map(|b| String::from_utf8(b).unwrap())
+        };
+        assert_eq!(read("/etc/passwd").as_deref(), Some("middle"));
+        assert_eq!(read("/etc/group").as_deref(), Some("group"));
+        assert_eq!(read("/etc-link/group").as_deref(), Some("group"));
+        assert_eq!(read("/etc-link/../etc/passwd").as_deref(), Some("middle"));
+        assert_eq!(read("/etc/nothing"), None);
+        assert_eq!(read("/etc/passwd/x"), None);
+        if whiteout {
+            assert_eq!(read("/old/x"), None, "a whiteout hides the directory below");
+        }
+        if opaque {
+            assert_eq!(
+                read("/opaque/hidden"),
+                None,
+                "an opaque directory hides below"
+            );
+        }
+        assert_eq!(read("/opaque/shown").as_deref(), Some("s"));
+        assert!(stack
+            .find("/etc-link")
+            .unwrap()
+            .unwrap()
+            .ends_with("b/etc-link"));
     }
 }

@@ -5,11 +5,16 @@
 //! Two resolutions exist because Docker has two:
 //! - [`UserDb::resolve_exec_user`] for `USER`/RUN (runc's `GetExecUser`): a numeric user that is
 //!   not in `/etc/passwd` runs with gid 0; a named user must exist; without an explicit group the
-//!   supplementary groups are those of `/etc/group` listing the user.
-//! - [`UserDb::resolve_chown`] for `COPY --chown` (BuildKit): a numeric user without a group gets
-//!   gid = uid; a named user without a group gets its primary gid from `/etc/passwd`.
+//!   supplementary groups are those of `/etc/group` listing the user; the primary group is
+//!   always among the supplementary ones, as BuildKit gives them to runc.
+//! - [`UserDb::resolve_chown`] for `COPY --chown` (BuildKit's file operation): the value splits
+//!   at its first `:` into user and group; `root`, ids and an empty side are ids (so `:gid` is
+//!   `0:gid`); a numeric user without a group gets gid = uid; a named user gets its uid and
+//!   primary gid from `/etc/passwd`, or 0:0 when it has no entry; a named group replaces the gid
+//!   when `/etc/group` has it and leaves it alone otherwise. No value is an error, as in
+//!   BuildKit.
 //!
-//! Numeric ids never need the files; names must exist in them.
+//! Numeric ids never need the files; for USER, names must exist in them.
 
 use crate::fileops::root::Root;
 use std::path::Path;
@@ -62,9 +67,6 @@ pub enum UserDbError {
     /// A named group is not in `/etc/group`.
     #[error("unable to find group {name}: no matching entries in group file")]
     UnknownGroup { name: String },
-    /// The spec is not `user`, `user:group`, or ids.
-    #[error("invalid user spec {spec:?}")]
-    InvalidSpec { spec: String },
     /// A file exists but could not be read.
     #[error("reading {path:?}: {source}")]
     Io {
@@ -157,31 +159,50 @@ impl UserDb {
                 }
             }
         }
+        // BuildKit always lists the primary group among the supplementary ones.
+        if !out.additional_gids.contains(&out.gid) {
+            out.additional_gids.insert(0, out.gid);
+        }
         Ok(out)
     }
 
-    /// Resolves a `COPY --chown` value to `(uid, gid)` (see the module doc).
-    pub fn resolve_chown(&self, spec: &str) -> Result<(u32, u32), UserDbError> {
-        let (user_spec, group_spec) = split_spec(spec)?;
-        if user_spec.is_empty() {
-            return Err(UserDbError::InvalidSpec { spec: spec.into() });
-        }
-        let (uid, default_gid) = match user_spec.parse::<u32>() {
-            Ok(uid) => (uid, uid),
-            Err(_) => match self.users.iter().find(|u| u.name == user_spec) {
-                Some(u) => (u.uid, u.gid),
+    /// Resolves a `COPY --chown`/`ADD --chown` value to `(uid, gid)` with BuildKit's rule
+    /// (see the module doc). Every value resolves: BuildKit never rejects one.
+    pub fn resolve_chown(&self, spec: &str) -> (u32, u32) {
+        let (user, group) = match spec.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (spec, None),
+        };
+        let (uid, mut gid) = match chown_id(user) {
+            Some(uid) => (uid, uid),
+            None => self
+                .users
+                .iter()
+                .find(|u| u.name == user)
+                .map_or((0, 0), |u| (u.uid, u.gid)),
+        };
+        if let Some(group) = group {
+            match chown_id(group) {
+                Some(id) => gid = id,
                 None => {
-                    return Err(UserDbError::UnknownUser {
-                        name: user_spec.into(),
-                    })
+                    if let Some(g) = self.groups.iter().find(|g| g.name == group) {
+                        gid = g.gid;
+                    }
                 }
-            },
-        };
-        let gid = match group_spec {
-            Some(g) => self.resolve_group(g)?,
-            None => default_gid,
-        };
-        Ok((uid, gid))
+            }
+        }
+        (uid, gid)
+    }
+
+    /// The home directory of the process running as `uid`, as runc sets `HOME` for it: the first
+    /// `/etc/passwd` entry named or numbered `uid`, else `/`.
+    pub fn home_of_uid(&self, uid: u32) -> String {
+        let name = uid.to_string();
+        self.users
+            .iter()
+            .find(|u| u.uid == uid || u.name == name)
+            .map(|u| u.home.clone())
+            .unwrap_or_else(|| "/".into())
     }
 
     fn resolve_group(&self, spec: &str) -> Result<u32, UserDbError> {
@@ -196,14 +217,14 @@ impl UserDb {
     }
 }
 
-fn split_spec(spec: &str) -> Result<(&str, Option<&str>), UserDbError> {
-    let mut parts = spec.splitn(3, ':');
-    let user = parts.next().unwrap_or("");
-    let group = parts.next();
-    if parts.next().is_some() || group == Some("") {
-        return Err(UserDbError::InvalidSpec { spec: spec.into() });
+/// One side of a `--chown` value as an id, as BuildKit's LLB client reads it: `root` is 0, an
+/// empty side is 0 (an empty name is sent as id 0), a 32-bit signed decimal is that id (a
+/// negative one wraps, as BuildKit's conversion does); anything else is a name.
+fn chown_id(side: &str) -> Option<u32> {
+    match side {
+        "" | "root" => Some(0),
+        _ => side.parse::<i32>().ok().map(|id| id as u32),
     }
-    Ok((user, group))
 }
 
 fn read_optional(root: &Root, path: &str) -> Result<String, UserDbError> {
@@ -283,10 +304,10 @@ mod tests {
         let db = db();
         let u = db.resolve_exec_user("app").unwrap();
         assert_eq!((u.uid, u.gid, u.home.as_str()), (1000, 1001, "/home/app"));
-        assert_eq!(u.additional_gids, vec![50, 10]);
+        assert_eq!(u.additional_gids, vec![1001, 50, 10]);
         let u = db.resolve_exec_user("app:staff").unwrap();
         assert_eq!((u.uid, u.gid), (1000, 50));
-        assert!(u.additional_gids.is_empty());
+        assert_eq!(u.additional_gids, vec![50], "only the primary group");
         let u = db.resolve_exec_user("4242").unwrap();
         assert_eq!((u.uid, u.gid, u.home.as_str()), (4242, 0, "/"));
         let u = db.resolve_exec_user("4242:77").unwrap();
@@ -302,22 +323,57 @@ mod tests {
         assert_eq!(db.resolve_exec_user("").unwrap().uid, 0);
         let u = db.resolve_exec_user("app:").unwrap();
         assert_eq!((u.uid, u.gid), (1000, 1001), "an empty group is no group");
-        assert_eq!(u.additional_gids, vec![50, 10]);
+        assert_eq!(u.additional_gids, vec![1001, 50, 10]);
+    }
+
+    #[test]
+    fn home_is_the_passwd_entry_of_the_uid_else_root_dir() {
+        let db = db();
+        assert_eq!(db.home_of_uid(0), "/root");
+        assert_eq!(db.home_of_uid(1000), "/home/app");
+        assert_eq!(db.home_of_uid(4242), "/");
+        assert_eq!(UserDb::default().home_of_uid(0), "/");
     }
 
     #[test]
     fn chown_resolution_matches_buildkit() {
         let db = db();
-        assert_eq!(db.resolve_chown("10").unwrap(), (10, 10));
-        assert_eq!(db.resolve_chown("10:20").unwrap(), (10, 20));
-        assert_eq!(db.resolve_chown("app").unwrap(), (1000, 1001));
-        assert_eq!(db.resolve_chown("app:staff").unwrap(), (1000, 50));
-        assert_eq!(db.resolve_chown("1000:appgrp").unwrap(), (1000, 1001));
-        assert!(db.resolve_chown("ghost").is_err());
-        assert!(db.resolve_chown("app:").is_err());
-        assert!(
-            UserDb::default().resolve_chown("5:6").is_ok(),
+        assert_eq!(db.resolve_chown("10"), (10, 10));
+        assert_eq!(db.resolve_chown("10:20"), (10, 20));
+        assert_eq!(db.resolve_chown("app"), (1000, 1001));
+        assert_eq!(db.resolve_chown("app:staff"), (1000, 50));
+        assert_eq!(db.resolve_chown("1000:appgrp"), (1000, 1001));
+        assert_eq!(db.resolve_chown("root:staff"), (0, 50));
+        assert_eq!(
+            UserDb::default().resolve_chown("5:6"),
+            (5, 6),
             "ids need no files"
         );
+    }
+
+    #[test]
+    fn chown_group_only_is_root_with_that_group() {
+        let db = db();
+        assert_eq!(db.resolve_chown(":1234"), (0, 1234));
+        assert_eq!(db.resolve_chown(":staff"), (0, 50));
+        assert_eq!(db.resolve_chown(":"), (0, 0));
+    }
+
+    #[test]
+    fn chown_names_without_entries_fall_back_as_buildkit_does() {
+        let db = db();
+        assert_eq!(db.resolve_chown("ghost"), (0, 0));
+        assert_eq!(
+            db.resolve_chown("app:"),
+            (1000, 0),
+            "an empty group is gid 0"
+        );
+        assert_eq!(db.resolve_chown("app:nogroup"), (1000, 1001));
+        assert_eq!(
+            db.resolve_chown("1:2:3"),
+            (1, 1),
+            "the group `2:3` is a name"
+        );
+        assert_eq!(db.resolve_chown("99999999999"), (0, 0), "not a 32-bit id");
     }
 }

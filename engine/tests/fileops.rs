@@ -17,6 +17,7 @@ fn copy(sources: &[&str], dest: &str) -> CopyAction {
         dest: dest.into(),
         workdir: "/".into(),
         chown: None,
+        source_owner: None,
         chmod: None,
         exclude: vec![],
         parents: false,
@@ -287,15 +288,19 @@ fn chown_by_name_and_chmod_and_preserved_metadata() {
         );
     }
 
+    // BuildKit rejects no --chown value: an unknown name is root.
     let mut a = copy(&["a.txt"], "/n");
     a.chown = Some("ghost".into());
-    let err = fileops::apply(&f.rootfs, &f.roots, &FileAction::Copy(a))
-        .unwrap_err()
-        .to_string();
-    assert_eq!(
-        err,
-        "COPY failed: --chown ghost: unable to find user ghost: no matching entries in passwd file"
-    );
+    fileops::apply(&f.rootfs, &f.roots, &FileAction::Copy(a)).unwrap();
+    let m = std::fs::metadata(f.rootfs.join("n")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (0, 0));
+
+    // `--chown=:GID`: root with that group.
+    let mut a = copy(&["a.txt"], "/group-only");
+    a.chown = Some(":staff".into());
+    fileops::apply(&f.rootfs, &f.roots, &FileAction::Copy(a)).unwrap();
+    let m = std::fs::metadata(f.rootfs.join("group-only")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (0, 50));
 }
 
 fn make_archives(dir: &Path) -> Vec<(&'static str, PathBuf)> {
@@ -560,7 +565,7 @@ fn mkfile_mkdir_rm_and_the_action_is_serde_data() {
 }
 
 #[test]
-fn an_existing_destination_dir_keeps_its_metadata_but_nested_dirs_take_the_source() {
+fn a_destination_dir_keeps_its_metadata_or_is_created_like_a_parent_nested_dirs_take_the_source() {
     let f = fixture();
     let app = f.rootfs.join("app");
     std::fs::create_dir(&app).unwrap();
@@ -589,9 +594,154 @@ fn an_existing_destination_dir_keeps_its_metadata_but_nested_dirs_take_the_sourc
         &FileAction::Copy(copy(&["."], "/fresh")),
     )
     .unwrap();
+    // As BuildKit: a destination COPY creates is made first (0755, root), then filled.
+    let m = std::fs::metadata(f.rootfs.join("fresh")).unwrap();
     assert_eq!(
-        std::fs::metadata(f.rootfs.join("fresh")).unwrap().mode() & 0o7777,
+        (m.mode() & 0o7777, m.uid()),
+        (0o755, 0),
+        "a new dest does not take the source's metadata"
+    );
+    assert_eq!(
+        std::fs::metadata(f.rootfs.join("fresh/dir"))
+            .unwrap()
+            .mode()
+            & 0o7777,
+        0o700
+    );
+}
+
+/// A tar of one directory and two files with the given owners.
+fn owned_tar() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, uid, gid, mode) in [
+        ("pkg/", 1234, 5678, 0o750),
+        ("pkg/x", 42, 43, 0o640),
+        ("pkg/y", 0, 0, 0o644),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        let data: &[u8] = if path.ends_with('/') { b"" } else { b"x\n" };
+        h.set_entry_type(if path.ends_with('/') {
+            tar::EntryType::Directory
+        } else {
+            tar::EntryType::Regular
+        });
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        b.append_data(&mut h, path, data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn add_archive_keeps_tar_owners_and_chown_applies_to_extracted_files() {
+    let f = fixture();
+    std::fs::write(f.context.join("own.tar"), owned_tar()).unwrap();
+    let ids = |p: &str| {
+        let m = std::fs::symlink_metadata(f.rootfs.join(p)).unwrap();
+        (m.uid(), m.gid())
+    };
+    // The build context's own files belong to root; the archive's keep the archive's owners.
+    let mut a = copy(&["own.tar", "a.txt"], "/own/");
+    a.source_owner = Some((0, 0));
+    std::os::unix::fs::chown(f.context.join("a.txt"), Some(7), Some(7)).unwrap();
+    fileops::apply(&f.rootfs, &f.roots, &FileAction::Add(a)).unwrap();
+    assert_eq!(ids("own/pkg"), (1234, 5678));
+    assert_eq!(ids("own/pkg/x"), (42, 43));
+    assert_eq!(ids("own/pkg/y"), (0, 0));
+    assert_eq!(ids("own/a.txt"), (0, 0));
+    // `--chown` applies to everything ADD writes, as current BuildKit does.
+    let mut a = copy(&["own.tar"], "/own-chown/");
+    a.chown = Some("9:10".into());
+    a.source_owner = Some((0, 0));
+    fileops::apply(&f.rootfs, &f.roots, &FileAction::Add(a)).unwrap();
+    for p in [
+        "own-chown",
+        "own-chown/pkg",
+        "own-chown/pkg/x",
+        "own-chown/pkg/y",
+    ] {
+        assert_eq!(ids(p), (9, 10), "{p}");
+    }
+    // `--chmod` leaves the archive's modes, and the destination the archive makes is 0755.
+    let mode = |p: &str| std::fs::metadata(f.rootfs.join(p)).unwrap().mode() & 0o7777;
+    let mut a = copy(&["own.tar", "a.txt"], "/own-mode/");
+    a.chmod = Some("600".into());
+    fileops::apply(&f.rootfs, &f.roots, &FileAction::Add(a)).unwrap();
+    assert_eq!(mode("own-mode"), 0o755);
+    assert_eq!(mode("own-mode/pkg"), 0o750);
+    assert_eq!(mode("own-mode/pkg/x"), 0o640);
+    assert_eq!(mode("own-mode/a.txt"), 0o600);
+}
+
+#[test]
+fn copy_chmod_gives_its_mode_to_the_directories_it_creates() {
+    let f = fixture();
+    let mode = |p: &str| std::fs::metadata(f.rootfs.join(p)).unwrap().mode() & 0o7777;
+    let mut a = copy(&["dir"], "/deep/er/copied/");
+    a.chmod = Some("0700".into());
+    fileops::apply(&f.rootfs, &f.roots, &FileAction::Copy(a)).unwrap();
+    for p in ["deep", "deep/er", "deep/er/copied", "deep/er/copied/sub"] {
+        assert_eq!(mode(p), 0o700, "{p}");
+    }
+    assert_eq!(mode("deep/er/copied/x"), 0o700);
+    let mut a = copy(&["a.txt"], "/deep2/er/a.txt");
+    a.chmod = Some("4750".into());
+    fileops::apply(&f.rootfs, &f.roots, &FileAction::Copy(a)).unwrap();
+    assert_eq!(
+        mode("deep2"),
         0o750,
-        "new dest takes the source's"
+        "permission bits only for created parents"
+    );
+    assert_eq!(mode("deep2/er/a.txt"), 0o4750);
+    // A symbolic mode applies to what is copied; created parents are 0755.
+    let mut a = copy(&["a.txt"], "/deep3/a.txt");
+    a.chmod = Some("u+x".into());
+    fileops::apply(&f.rootfs, &f.roots, &FileAction::Copy(a)).unwrap();
+    assert_eq!(mode("deep3"), 0o755);
+}
+
+#[test]
+fn copy_onto_an_existing_symlink_writes_through_it_inside_the_root() {
+    let f = fixture();
+    std::fs::create_dir_all(f.rootfs.join("real")).unwrap();
+    std::os::unix::fs::symlink("/real/target", f.rootfs.join("dest-link")).unwrap();
+    std::os::unix::fs::symlink("/nowhere/t", f.rootfs.join("dangling")).unwrap();
+    fileops::apply(
+        &f.rootfs,
+        &f.roots,
+        &FileAction::Copy(copy(&["a.txt"], "/dest-link")),
+    )
+    .unwrap();
+    assert!(std::fs::symlink_metadata(f.rootfs.join("dest-link"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        std::fs::read_to_string(f.rootfs.join("real/target")).unwrap(),
+        "a"
+    );
+    fileops::apply(
+        &f.rootfs,
+        &f.roots,
+        &FileAction::Copy(copy(&["b.txt"], "/dest-link")),
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(f.rootfs.join("real/target")).unwrap(),
+        "b",
+        "an existing target is replaced through the link"
+    );
+    fileops::apply(
+        &f.rootfs,
+        &f.roots,
+        &FileAction::Copy(copy(&["a.txt"], "/dangling")),
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(f.rootfs.join("nowhere/t")).unwrap(),
+        "a",
+        "missing parents of the target are created"
     );
 }

@@ -592,7 +592,9 @@ fn exec_program(exec: &ExecSpec, last_cap: u32) -> Result<(), ExecError> {
     let setgroups_denied = std::fs::read_to_string("/proc/self/setgroups")
         .map(|s| s.trim() == "deny")
         .unwrap_or(false);
-    if !(setgroups_denied && groups.is_empty()) {
+    // Without setgroups (a user namespace mapped without newgidmap) the primary group alone
+    // is what the process has anyway.
+    if !(setgroups_denied && user.additional_gids.iter().all(|g| *g == user.gid)) {
         nix::unistd::setgroups(&groups)
             .map_err(|e| setup_error("set supplementary groups", os_message(e)))?;
     }

@@ -101,14 +101,14 @@ mod tests {
     fn name_gets_primary_and_member_groups() {
         let u = resolve(&table, "app").unwrap();
         assert_eq!((u.uid, u.gid), (1000, 1000));
-        assert_eq!(u.additional_gids, vec![10, 999]);
+        assert_eq!(u.additional_gids, vec![1000, 10, 999]);
     }
 
     #[test]
     fn explicit_group_disables_supplementary() {
         let u = resolve(&table, "app:www").unwrap();
         assert_eq!((u.uid, u.gid), (1000, 33));
-        assert!(u.additional_gids.is_empty());
+        assert_eq!(u.additional_gids, vec![33], "the primary group only");
         let u = resolve(&table, "app:7").unwrap();
         assert_eq!(u.gid, 7);
     }

@@ -55,15 +55,16 @@ fn resolve_owner(
         source,
     };
     let db = UserDb::load(root).map_err(chown_err)?;
-    db.resolve_chown(spec).map(Some).map_err(chown_err)
+    Ok(Some(db.resolve_chown(spec)))
 }
 
-/// `mkdir -p` inside `root`, creating each missing directory 0755 owned by `owner`.
+/// `mkdir -p` inside `root`, creating each missing directory with `mode` owned by `owner`.
 pub(super) fn mkdir_all(
     op: Op,
     root: &Root,
     rel: &Path,
     owner: (u32, u32),
+    mode: u32,
 ) -> Result<(), FileOpError> {
     let mut prefix = PathBuf::new();
     for comp in rel.components() {
@@ -85,13 +86,13 @@ pub(super) fn mkdir_all(
                     let parent_rel = parent
                         .strip_prefix(root.host_path())
                         .unwrap_or(Path::new(""));
-                    mkdir_all(op, root, parent_rel, owner)?;
+                    mkdir_all(op, root, parent_rel, owner, mode)?;
                 }
                 std::fs::DirBuilder::new()
-                    .mode(0o755)
+                    .mode(mode)
                     .create(&host)
                     .map_err(io_err(op, "creating directory", &host))?;
-                std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o755))
+                std::fs::set_permissions(&host, std::fs::Permissions::from_mode(mode))
                     .map_err(io_err(op, "setting mode of", &host))?;
                 std::os::unix::fs::lchown(&host, Some(owner.0), Some(owner.1)).map_err(io_err(
                     op,
@@ -172,7 +173,10 @@ fn pivot_components(source: &str) -> usize {
 struct Copier<'a> {
     op: Op,
     dest: &'a Root,
+    /// `--chown`, resolved.
     owner: Option<(u32, u32)>,
+    /// The owner of copied (not extracted) files without `--chown` (`CopyAction::source_owner`).
+    source_owner: Option<(u32, u32)>,
     chmod: Option<Chmod>,
     exclude: ExcludeMatcher,
     /// Host path of the source root and the paths hidden below it (see `CopyAction::hidden`).
@@ -276,12 +280,10 @@ pub(super) fn copy(
         });
     }
     let into_dir = trailing_dir || a.parents || selected.len() + urls.len() > 1;
+    // Each source makes the directories it needs on its way, in order, as BuildKit's copies
+    // do: the first one decides their mode (an extracted archive makes them 0755).
     let parent_owner = owner.unwrap_or((0, 0));
-    if into_dir {
-        mkdir_all(op, &droot, &dest_rel, parent_owner)?;
-    } else if let Some(parent) = dest_rel.parent() {
-        mkdir_all(op, &droot, parent, parent_owner)?;
-    }
+    let parent_mode = created_dir_mode(chmod.as_ref());
 
     let hidden = match (&src_root, hidden_set.is_empty()) {
         (Some(root), false) => Some((root.host_path().to_path_buf(), hidden_set)),
@@ -291,6 +293,7 @@ pub(super) fn copy(
         op,
         dest: &droot,
         owner,
+        source_owner: a.source_owner,
         chmod,
         exclude,
         hidden,
@@ -311,12 +314,34 @@ pub(super) fn copy(
             &dest_rel,
             into_dir,
             parent_owner,
+            parent_mode,
         )?;
     }
     Ok(())
 }
 
+/// The mode of the directories a COPY creates on the way to its destination: a numeric
+/// `--chmod` (its permission bits), else 0755, as BuildKit's copy creates them. A symbolic
+/// `--chmod` only applies to what is copied.
+fn created_dir_mode(chmod: Option<&Chmod>) -> u32 {
+    match chmod {
+        Some(Chmod::Octal(mode)) => mode & 0o777,
+        _ => 0o755,
+    }
+}
+
 impl Copier<'_> {
+    /// `mkdir -p` of a directory on the way to a copied path (see [`created_dir_mode`]).
+    fn mkdir_all(&self, rel: &Path) -> Result<(), FileOpError> {
+        mkdir_all(
+            self.op,
+            self.dest,
+            rel,
+            self.owner.unwrap_or((0, 0)),
+            created_dir_mode(self.chmod.as_ref()),
+        )
+    }
+
     fn src_root_host(&self) -> &Path {
         self.src_root
             .as_ref()
@@ -363,6 +388,14 @@ impl Copier<'_> {
                 _ => dest_rel.to_path_buf(),
             }
         };
+        // The destination path itself resolves inside the root, a final symlink included, as
+        // in BuildKit: a COPY onto an existing link writes through it (to its target, which
+        // may not exist yet).
+        let target = if !parents && target == dest_rel {
+            self.dest.resolve_rel(&target).map_err(root_err(op))?
+        } else {
+            target
+        };
         if meta.is_dir() && !parents {
             let host = self.dest.resolve(&target).map_err(root_err(op))?;
             if let Ok(m) = std::fs::metadata(&host) {
@@ -376,7 +409,7 @@ impl Copier<'_> {
             }
         }
         if let Some(parent) = target.parent() {
-            mkdir_all(op, self.dest, parent, self.owner.unwrap_or((0, 0)))?;
+            self.mkdir_all(parent)?;
         }
         // Exclusion inside a directory is relative to that directory.
         self.copy_tree(
@@ -397,7 +430,9 @@ impl Copier<'_> {
         dest_rel: &Path,
     ) -> Result<(), FileOpError> {
         let op = self.op;
-        mkdir_all(op, self.dest, dest_rel, self.owner.unwrap_or((0, 0)))?;
+        // BuildKit's unpack makes the destination 0755 whatever --chmod says (--chmod does not
+        // apply to what an archive holds either).
+        mkdir_all(op, self.dest, dest_rel, self.owner.unwrap_or((0, 0)), 0o755)?;
         let host = self.dest.resolve(dest_rel).map_err(root_err(op))?;
         let extract_root = Root::new(&host).map_err(root_err(op))?;
         let file = open_nofollow(src_host).map_err(io_err(op, "opening", src_host))?;
@@ -441,6 +476,10 @@ impl Copier<'_> {
             // As BuildKit: a destination directory that already existed keeps its own
             // metadata when a directory's contents are copied into it (`COPY . /app`);
             // directories below it take the source's.
+            // A destination directory COPY creates for the copied one is made like the
+            // parents on the way (0755 or the numeric --chmod, owned by --chown or root), and
+            // does not take the source directory's metadata either: BuildKit creates it first
+            // and copies into it.
             let top = rel.as_ref().is_some_and(|r| r.as_os_str().is_empty());
             let mut keep_meta = false;
             match std::fs::symlink_metadata(&host) {
@@ -448,6 +487,10 @@ impl Copier<'_> {
                 Ok(_) => {
                     remove(op, &host)?;
                     self.make_dir(&host)?;
+                }
+                Err(_) if top => {
+                    self.mkdir_all(dst)?;
+                    keep_meta = true;
                 }
                 Err(_) if !excluded => self.make_dir(&host)?,
                 Err(_) => {}
@@ -481,7 +524,7 @@ impl Copier<'_> {
             if !parent.is_dir() {
                 // Only reached below an excluded directory re-included by a `!` pattern.
                 let parent_rel = dst.parent().unwrap_or(Path::new(""));
-                mkdir_all(op, self.dest, parent_rel, self.owner.unwrap_or((0, 0)))?;
+                self.mkdir_all(parent_rel)?;
             }
         }
         if std::fs::symlink_metadata(&host).is_ok() {
@@ -549,7 +592,10 @@ impl Copier<'_> {
 
     fn set_meta(&self, src: &Path, dst: &Path, meta: &Metadata) -> Result<(), FileOpError> {
         let op = self.op;
-        let (uid, gid) = self.owner.unwrap_or((meta.uid(), meta.gid()));
+        let (uid, gid) = self
+            .owner
+            .or(self.source_owner)
+            .unwrap_or((meta.uid(), meta.gid()));
         std::os::unix::fs::lchown(dst, Some(uid), Some(gid)).map_err(io_err(
             op,
             "changing owner of",
@@ -606,7 +652,7 @@ pub(super) fn mkfile(dest_root: &Path, a: &MkfileAction) -> Result<(), FileOpErr
             reason: "not a file path",
         });
     };
-    mkdir_all(op, &root, parent, owner)?;
+    mkdir_all(op, &root, parent, owner, 0o755)?;
     let host = root.resolve_parent(&rel).map_err(root_err(op))?;
     if std::fs::symlink_metadata(&host).is_ok() {
         remove(op, &host)?;
@@ -654,7 +700,9 @@ pub(super) fn mkdir(dest_root: &Path, a: &MkdirAction) -> Result<(), FileOpError
         });
     }
     match rel.parent() {
-        Some(parent) if a.parents => mkdir_all(op, &root, parent, owner)?,
+        Some(parent) if a.parents => {
+            mkdir_all(op, &root, parent, owner, a.mode.unwrap_or(0o755) & 0o777)?
+        }
         Some(parent) => {
             let p = root.resolve(parent).map_err(root_err(op))?;
             if !p.is_dir() {

@@ -50,6 +50,7 @@ pub(super) fn download(
     dest_rel: &Path,
     into_dir: bool,
     owner: (u32, u32),
+    dir_mode: u32,
 ) -> Result<(), FileOpError> {
     let fail = |message: String| FileOpError::Download {
         op,
@@ -85,7 +86,7 @@ pub(super) fn download(
         }
     };
     if let Some(parent) = target_rel.parent() {
-        mkdir_all(op, root, parent, owner)?;
+        mkdir_all(op, root, parent, owner, dir_mode)?;
     }
 
     let response = reqwest::blocking::get(url).map_err(|e| fail(e.to_string()))?;

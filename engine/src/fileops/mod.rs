@@ -104,8 +104,14 @@ pub struct CopyAction {
     #[serde(default = "default_workdir")]
     pub workdir: String,
     /// `--chown` value (`user[:group]`, names looked up in the destination's `/etc/passwd`).
+    /// It applies to everything written, files extracted from an archive by ADD included.
     #[serde(default)]
     pub chown: Option<String>,
+    /// Without `--chown`: the owner of the copied source files, `None` to keep theirs. The
+    /// build context's files belong to root (BuildKit's client sends them as 0:0); files
+    /// extracted from an archive keep the owners stored in the archive either way.
+    #[serde(default)]
+    pub source_owner: Option<(u32, u32)>,
     /// `--chmod` value.
     #[serde(default)]
     pub chmod: Option<String>,

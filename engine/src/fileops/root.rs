@@ -73,6 +73,11 @@ impl Root {
             .map(|rel| self.host.join(rel))
     }
 
+    /// Like [`Root::resolve`] but returns the path relative to the root (no leading `/`).
+    pub fn resolve_rel(&self, path: impl AsRef<Path>) -> Result<PathBuf, RootError> {
+        self.resolve_in_root(path.as_ref(), true)
+    }
+
     /// Resolves the parents of `path` inside the root but not its final component, which is
     /// what a write that replaces or creates that entry needs (what `lstat` would see).
     pub fn resolve_parent(&self, path: impl AsRef<Path>) -> Result<PathBuf, RootError> {

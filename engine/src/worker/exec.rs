@@ -12,6 +12,9 @@ use crate::solver::{ExecRequest, InputState, WorkError};
 use cache::keys::LayerRef;
 use std::path::{Path, PathBuf};
 
+/// Mount points of the kernel filesystems every RUN step has.
+const RUNTIME_DIRS: [&str; 3] = ["/proc", "/dev", "/sys"];
+
 /// The host name inside RUN steps, as BuildKit names it.
 const HOSTNAME: &str = "buildkitsandbox";
 
@@ -305,6 +308,18 @@ pub(super) fn run(
         mounts.extend(crate::executor::network_files(network, HOSTNAME));
     }
 
+    // The kernel filesystems' mount points the image lacks: runc creates them for BuildKit and
+    // they stay in the step's layer (its stub cleaner only knows the step's own mounts).
+    let stack = crate::snapshot::LayerStack {
+        layers: &lowers,
+        xattrs: worker.snapshots.xattrs(),
+    };
+    let missing_runtime_dirs: Vec<&str> = RUNTIME_DIRS
+        .iter()
+        .copied()
+        .filter(|d| matches!(stack.find(d), Ok(None)))
+        .collect();
+
     let workdir = req.config["config"]["WorkingDir"]
         .as_str()
         .filter(|s| !s.is_empty())
@@ -322,6 +337,11 @@ pub(super) fn run(
     } else {
         op.user.clone()
     };
+    if !env.iter().any(|(k, v)| k == "HOME" && !v.is_empty()) {
+        let home = home_for(worker, &lowers, &user_spec);
+        env.retain(|(k, _)| k != "HOME");
+        env.push(("HOME".into(), home));
+    }
     // Names resolve inside the sandbox, against the step's own /etc/passwd and /etc/group.
     let user = crate::executor::StepUser::Named(user_spec);
 
@@ -350,9 +370,54 @@ pub(super) fn run(
             last_lines: outcome.tail.iter().map(|l| l.text.clone()).collect(),
         });
     }
-    let layer = worker.commit_upper(&upper)?;
+    for dir in missing_runtime_dirs {
+        keep_runtime_dir(&upper, dir)?;
+    }
+    let layer = worker.commit_upper(&upper, &lowers)?;
     drop(dir);
     Ok(layer)
+}
+
+/// Puts back in `upper` the mount point `dir` (a runtime directory the image lacked) that the
+/// sandbox removed, as a directory 0755, unless the step left something there itself.
+fn keep_runtime_dir(upper: &Path, dir: &str) -> Result<(), WorkError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let path = upper.join(dir.trim_start_matches('/'));
+    if std::fs::symlink_metadata(&path).is_ok() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o755)
+        .create(&path)
+        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(|e| fail(format!("{}: {e}", path.display())))
+}
+
+/// `HOME` for a step without one, as runc gives it: the home of the step user's uid in the
+/// image's `/etc/passwd` (`/root` for root), `/` when that uid has no entry. A user that does
+/// not resolve gets `/`; the sandbox reports the unknown user.
+fn home_for(worker: &LocalWorker, lowers: &[PathBuf], user_spec: &str) -> String {
+    let stack = crate::snapshot::LayerStack {
+        layers: lowers,
+        xattrs: worker.snapshots.xattrs(),
+    };
+    let text = |path: &str| {
+        stack
+            .read(path)
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    let db = crate::userdb::UserDb {
+        users: crate::userdb::parse_passwd(&text("/etc/passwd")),
+        groups: crate::userdb::parse_group(&text("/etc/group")),
+    };
+    match db.resolve_exec_user(user_spec) {
+        Ok(user) => db.home_of_uid(user.uid),
+        Err(_) => "/".into(),
+    }
 }
 
 fn create_cache_dir(path: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), WorkError> {

@@ -52,6 +52,24 @@ fn apply_job(ctx: &InProcessContext, payload: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// The source text fileops selects with. `COPY --parents` reaches the graph as BuildKit's
+/// frontend sends it (the part before a `/./` pivot as the source, the rest as an include
+/// pattern); fileops takes the pattern back under its pivot: `src/./a/*.txt`, or `src/*/x.txt`
+/// when there is no pivot.
+fn copy_source(spec: &graph::CopySpec) -> String {
+    match (spec.preserve_parents, spec.include_patterns.as_slice()) {
+        (true, [pattern]) => {
+            let base = spec.src.trim_matches('/');
+            if base.is_empty() {
+                pattern.clone()
+            } else {
+                format!("{base}/./{pattern}")
+            }
+        }
+        _ => spec.src.clone(),
+    }
+}
+
 fn mode_text(mode: &Option<FileMode>) -> Option<String> {
     mode.as_ref().map(|m| match m {
         FileMode::Octal(bits) => format!("{bits:o}"),
@@ -72,8 +90,9 @@ pub(super) fn run(
     let dir = worker.step_dir()?;
     let rootfs = dir.path().join("rootfs");
     let upper = dir.path().join("upper");
+    let lowers = worker.lowers(&base)?;
     let mut overlays = vec![OverlayMount {
-        lower: worker.lowers(&base)?,
+        lower: lowers.clone(),
         upper: Some(UpperDir {
             upper: upper.clone(),
             work: dir.path().join("work"),
@@ -125,15 +144,13 @@ pub(super) fn run(
                 }
                 let copy = CopyAction {
                     source_root: root_name,
-                    sources: vec![spec.src.clone()],
+                    sources: vec![copy_source(spec)],
                     dest: spec.dest.clone(),
                     workdir: "/".to_string(),
-                    // Files from the build context belong to root unless --chown says otherwise,
-                    // as Docker does; files from a stage or image keep their owners.
-                    chown: spec
-                        .owner
-                        .clone()
-                        .or_else(|| from_context.then(|| "0:0".to_string())),
+                    chown: spec.owner.clone(),
+                    // Files from the build context belong to root, as BuildKit's client sends
+                    // them; files from a stage or image keep their owners.
+                    source_owner: from_context.then_some((0, 0)),
                     chmod: mode_text(&spec.mode),
                     exclude: spec.exclude_patterns.clone(),
                     parents: spec.preserve_parents,
@@ -213,7 +230,7 @@ pub(super) fn run(
             message
         }));
     }
-    let layer = worker.commit_upper(&upper)?;
+    let layer = worker.commit_upper(&upper, &lowers)?;
     drop(dir);
     Ok(layer)
 }
@@ -242,6 +259,7 @@ pub(super) fn fetch_http(
         dest,
         workdir: "/".to_string(),
         chown: None,
+        source_owner: None,
         chmod: None,
         exclude: Vec::new(),
         parents: false,
@@ -260,7 +278,26 @@ pub(super) fn fetch_http(
             .map_err(|e| WorkError::Failed(format!("reading download: {e}")))?;
         body_digest = cache::Digest::of_bytes(&bytes).to_string();
     }
-    let layer = worker.commit_upper(&upper)?;
+    let layer = worker.commit_upper(&upper, &[])?;
     drop(dir);
     Ok((layer, body_digest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_parents_patterns_go_back_under_their_pivot() {
+        let mut spec = graph::CopySpec::new(0, "/", "/p/");
+        spec.preserve_parents = true;
+        spec.include_patterns = vec!["src/*/x.txt".into()];
+        assert_eq!(copy_source(&spec), "src/*/x.txt");
+        spec.src = "/src".into();
+        spec.include_patterns = vec!["a/*.txt".into()];
+        assert_eq!(copy_source(&spec), "src/./a/*.txt");
+        spec.preserve_parents = false;
+        spec.include_patterns.clear();
+        assert_eq!(copy_source(&spec), "/src");
+    }
 }

@@ -142,11 +142,17 @@ impl LocalWorker {
             .map_err(|e| WorkError::Failed(format!("creating step directory: {e}")))
     }
 
-    /// Turns a finished upper directory into a layer blob in the content store, and keeps the
-    /// directory as that layer's snapshot.
-    fn commit_upper(&self, upper: &Path) -> Result<LayerRef, WorkError> {
+    /// Turns a finished upper directory over `lowers` (bottom first) into a layer blob in the
+    /// content store, and keeps the directory as that layer's snapshot. Entries the overlay only
+    /// copied up from `lowers` are left out first, as BuildKit's differ does.
+    fn commit_upper(&self, upper: &Path, lowers: &[PathBuf]) -> Result<LayerRef, WorkError> {
         let fail =
             |what: &str, e: &dyn std::fmt::Display| WorkError::Failed(format!("{what}: {e}"));
+        let stack = crate::snapshot::LayerStack {
+            layers: lowers,
+            xattrs: self.snapshots.xattrs(),
+        };
+        crate::layer::prune_copied_up(upper, &stack).map_err(|e| fail("diffing layer", &e))?;
         let mut writer = self.store.writer().map_err(|e| fail("content store", &e))?;
         let desc = {
             let mut buffered = std::io::BufWriter::with_capacity(1 << 20, &mut writer);

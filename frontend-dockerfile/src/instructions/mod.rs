@@ -324,7 +324,11 @@ pub fn parse(node: &Node, ex: &dyn Expander, file: &str) -> Result<Instruction, 
                 return Err(ctx.args_error("requires at least one argument"));
             }
             let mut ports = Vec::new();
-            for w in &node.args {
+            // BuildKit sorts the words as written, then expands each in turn: the order of
+            // the ports in the history.
+            let mut words: Vec<_> = node.args.iter().collect();
+            words.sort_by(|a, b| a.value.cmp(&b.value));
+            for w in words {
                 for p in ex
                     .words(&w.value)
                     .map_err(|e| ctx.expand_error(&w.value, e, w.span))?

@@ -80,36 +80,25 @@ fn trim_fraction(value: u64, scale: u64) -> String {
     format!("{whole}.{}", frac_text.trim_end_matches('0'))
 }
 
-/// Go's `%q` of an int: a quoted character literal (`'\x03'`), as BuildKit's HEALTHCHECK
-/// history happens to print the retry count.
-fn go_quote_rune(n: u32) -> String {
-    match char::from_u32(n) {
-        Some(c) if !c.is_control() => format!("'{c}'"),
-        _ if n < 0x100 => format!("'\\x{n:02x}'"),
-        _ => format!("'\\u{n:04x}'"),
-    }
-}
-
-/// `HEALTHCHECK %q` of the config struct, as BuildKit writes it.
+/// `HEALTHCHECK %+v` of the config struct, as current BuildKit writes it:
+/// `HEALTHCHECK {Test:[CMD-SHELL curl -f localhost] Interval:30s Timeout:0s StartPeriod:0s
+/// StartInterval:0s Retries:3}`.
 pub fn healthcheck(h: &Healthcheck) -> String {
     format!(
-        "HEALTHCHECK &{{{} {} {} {} {} {}}}",
-        go_quote_list(&h.test),
-        go_quote(&go_duration(h.interval)),
-        go_quote(&go_duration(h.timeout)),
-        go_quote(&go_duration(h.start_period)),
-        go_quote(&go_duration(h.start_interval)),
-        go_quote_rune(h.retries)
+        "HEALTHCHECK {{Test:[{}] Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
+        h.test.join(" "),
+        go_duration(h.interval),
+        go_duration(h.timeout),
+        go_duration(h.start_period),
+        go_duration(h.start_interval),
+        h.retries
     )
 }
 
-/// `EXPOSE %v` of the port set (Go prints map keys sorted): `EXPOSE map[443/tcp:{} 80/tcp:{}]`.
+/// `EXPOSE %v` of the port list, in the order the instruction produced it (its words sorted,
+/// then expanded): `EXPOSE [443/tcp 80/tcp]`.
 pub fn expose(ports: &[String]) -> String {
-    let mut sorted: Vec<&String> = ports.iter().collect();
-    sorted.sort();
-    sorted.dedup();
-    let items: Vec<String> = sorted.iter().map(|p| format!("{p}:{{}}")).collect();
-    format!("EXPOSE map[{}]", items.join(" "))
+    format!("EXPOSE [{}]", ports.join(" "))
 }
 
 /// The `RUN` history text: declared build args as `|N K=V ...` before the argv, as BuildKit's
@@ -145,8 +134,8 @@ mod tests {
         assert_eq!(go_duration(7_200_000_000_000), "2h0m0s");
         assert_eq!(go_duration(100_000_000), "100ms");
         assert_eq!(
-            expose(&["80/tcp".into(), "443/tcp".into(), "80/tcp".into()]),
-            "EXPOSE map[443/tcp:{} 80/tcp:{}]"
+            expose(&["443/tcp".into(), "80/tcp".into(), "80/tcp".into()]),
+            "EXPOSE [443/tcp 80/tcp 80/tcp]"
         );
         assert_eq!(
             run(

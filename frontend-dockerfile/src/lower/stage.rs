@@ -28,6 +28,8 @@ struct Finished {
     vertex: VertexId,
     stage_id: StageId,
     env: Vec<(String, String)>,
+    /// The ARGs the stage declared (and inherited): a stage built on it starts with them.
+    args: Vec<(String, Option<String>)>,
     workdir: String,
     user: String,
     shell: Vec<String>,
@@ -435,6 +437,9 @@ impl<'a> Lowerer<'a> {
                 })?;
                 st.current = f.vertex;
                 st.env = f.env;
+                // As BuildKit: a stage built on another keeps the ARGs that one declared, with
+                // their values, for its RUN steps, expansions and history.
+                st.args = f.args;
                 st.workdir = f.workdir;
                 st.user = f.user;
                 st.shell = f.shell;
@@ -533,6 +538,7 @@ impl<'a> Lowerer<'a> {
                 vertex: st.current,
                 stage_id,
                 env: st.env,
+                args: st.args,
                 workdir: st.workdir,
                 user: st.user,
                 shell: st.shell,
@@ -1062,6 +1068,24 @@ impl<'a> Lowerer<'a> {
         let is_add = matches!(kind, CopyKind::Add { .. });
         let dest = st.resolve_path(&c.dest);
         let link = c.link && c.chmod.is_none();
+        if let (true, Some(chown)) = (link, &c.chown) {
+            // A linked copy is made apart from the image, so there is no /etc/passwd or
+            // /etc/group to look a name up in; BuildKit fails such a copy.
+            let named = chown
+                .split(':')
+                .take(2)
+                .find(|side| !side.is_empty() && *side != "root" && side.parse::<i32>().is_err());
+            if let Some(name) = named {
+                return Err(node_error(
+                    node,
+                    ErrorKind::Unsupported(format!(
+                        "COPY --link cannot look up the name {name:?} of --chown (a linked copy \
+                         does not see the image's /etc/passwd and /etc/group): use numeric ids"
+                    )),
+                    node.keyword_span,
+                ));
+            }
+        }
         let mut inputs: Vec<VertexId> = if link { Vec::new() } else { vec![st.current] };
         let input_of = |v: VertexId, inputs: &mut Vec<VertexId>| -> InputIndex {
             match inputs.iter().position(|&x| x == v) {

@@ -236,7 +236,19 @@ fn arg_scoping_table() {
             "BUILDOS",
             Some("linux"),
         ),
-        ("FROM alpine AS a\nARG V=1\nFROM a\nRUN x\n", &[], "V", None),
+        // A stage built on another inherits the ARGs it declared (as BuildKit).
+        (
+            "FROM alpine AS a\nARG V=1\nFROM a\nRUN x\n",
+            &[],
+            "V",
+            Some("1"),
+        ),
+        (
+            "FROM alpine AS a\nARG V=1\nFROM alpine\nRUN x\n",
+            &[],
+            "V",
+            None,
+        ),
         // One ARG line is expanded as a whole before it declares anything (as BuildKit).
         ("FROM alpine\nARG A=1 B=$A\nRUN x\n", &[], "B", Some("")),
         (
@@ -337,7 +349,9 @@ fn digests_are_stable_and_sensitive_to_every_instruction_field() {
         base.replace("make\n", "make all\n"),
         // `--link` takes effect only without `--chmod`, as in BuildKit.
         base.replace("--chmod=644 ", ""),
-        base.replace("--chmod=644 ", "--link "),
+        // (A linked copy needs numeric ids: it has no passwd to look names up in.)
+        base.replace("--chown=app:app --chmod=644 ", "--chown=1000:1000 "),
+        base.replace("--chown=app:app --chmod=644 ", "--chown=1000:1000 --link "),
         base.replace("COPY", "ADD"),
     ];
     let mut seen = std::collections::HashSet::new();
@@ -513,8 +527,8 @@ fn shell_and_entrypoint_config() {
             "SHELL [/bin/bash -c]",
             "RUN /bin/bash -c echo # buildkit",
             "ENTRYPOINT [\"/bin/bash\" \"-c\" \"run.sh\"]",
-            "HEALTHCHECK &{[\"CMD-SHELL\" \"curl -f localhost\"] \"30s\" \"0s\" \"0s\" \"0s\" '\\x03'}",
-            "EXPOSE map[443/tcp:{} 80/tcp:{}]",
+            "HEALTHCHECK {Test:[CMD-SHELL curl -f localhost] Interval:30s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}",
+            "EXPOSE [443/tcp 80/tcp]",
             "VOLUME [/data]",
             "STOPSIGNAL SIGINT",
         ]
@@ -533,6 +547,38 @@ fn network_and_run_history_with_args() {
         target(&def).history.as_ref().unwrap().created_by,
         "RUN |1 V=9 /bin/sh -c make # buildkit"
     );
+}
+
+#[test]
+fn a_stage_built_on_another_inherits_its_args() {
+    let def = with_args(
+        "FROM alpine AS first\nARG A=1\nARG B\nARG C=c\nFROM first\nARG C=own\nRUN echo $A\n",
+        &[("A", "cli")],
+    );
+    let run = last_exec(&def);
+    assert_eq!(env_of(run, "A"), Some("cli"));
+    assert_eq!(env_of(run, "B"), None);
+    assert_eq!(env_of(run, "C"), Some("own"));
+    assert_eq!(
+        target(&def).history.as_ref().unwrap().created_by,
+        "RUN |3 A=cli B= C=own /bin/sh -c echo $A # buildkit"
+    );
+}
+
+#[test]
+fn copy_link_with_a_named_chown_is_an_error() {
+    for chown in ["app", "app:app", "1000:staff", ":staff"] {
+        let text = rendered(&format!("FROM alpine\nCOPY --link --chown={chown} a /a\n"));
+        assert!(
+            text.contains("COPY --link cannot look up the name"),
+            "{chown}: {text}"
+        );
+    }
+    for chown in ["1000", "1000:50", "root", ":50", "root:root"] {
+        lower_ok(&format!("FROM alpine\nCOPY --link --chown={chown} a /a\n"));
+    }
+    // With --chmod the copy is not linked (as BuildKit): names resolve in the image.
+    lower_ok("FROM alpine\nCOPY --link --chmod=644 --chown=app a /a\n");
 }
 
 fn rendered(src: &str) -> String {

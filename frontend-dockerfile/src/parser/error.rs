@@ -41,6 +41,9 @@ pub enum ParseErrorKind {
     /// The file ended before the heredoc's terminator line.
     #[error("unterminated heredoc {0:?}")]
     UnterminatedHeredoc(String),
+    /// A JSON-form argument list (`CMD ["a", ["b"]]`) holds something other than strings.
+    #[error("when using JSON array syntax, arrays must be comprised of strings only")]
+    NotStringArray,
     /// A physical line longer than BuildKit's line reader accepts.
     #[error("dockerfile line greater than max allowed size of {0}")]
     LineTooLong(usize),

@@ -7,7 +7,7 @@
 //! All positions are byte offsets into the joined instruction text.
 
 use super::error::ParseErrorKind;
-use super::json_array;
+use super::json_array::{self, JsonArray};
 
 /// One word found in the joined instruction text: its value and `[start, end)` there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,16 +139,16 @@ pub(crate) fn parse_instruction(
         inner: None,
     };
     match lower.as_str() {
-        "add" | "copy" | "volume" => {
-            if let Some(items) = json_array::parse(rest, args_start) {
+        "add" | "copy" | "volume" => match json_array::parse(rest, args_start) {
+            JsonArray::Strings(items) => {
                 parsed.args = items;
                 parsed.json = true;
-            } else {
-                parsed.args = whitespace_delimited(rest, args_start);
             }
-        }
+            JsonArray::NotStrings => return Err(not_string_array(args_start)),
+            JsonArray::NotJson => parsed.args = whitespace_delimited(rest, args_start),
+        },
         "cmd" | "entrypoint" | "run" | "shell" => {
-            let (args, json) = maybe_json(rest, args_start);
+            let (args, json) = maybe_json(rest, args_start)?;
             parsed.args = args;
             parsed.json = json;
         }
@@ -161,7 +161,7 @@ pub(crate) fn parse_instruction(
         }
         "expose" | "from" => parsed.args = whitespace_delimited(rest, args_start),
         "healthcheck" => {
-            let (args, json) = health_config(rest, args_start);
+            let (args, json) = health_config(rest, args_start)?;
             parsed.args = args;
             parsed.json = json;
         }
@@ -402,19 +402,29 @@ fn whitespace_delimited(rest: &str, base: usize) -> Vec<Piece> {
     out
 }
 
-/// BuildKit's `parseMaybeJSON`: a JSON string array, else the whole text as one word.
-fn maybe_json(rest: &str, base: usize) -> (Vec<Piece>, bool) {
-    if rest.is_empty() {
-        return (Vec::new(), false);
-    }
-    match json_array::parse(rest, base) {
-        Some(items) => (items, true),
-        None => (vec![Piece::new(rest, base, base + rest.len())], false),
+/// The error for a JSON array holding something other than strings, at the arguments' start.
+fn not_string_array(pos: usize) -> SplitError {
+    SplitError {
+        kind: ParseErrorKind::NotStringArray,
+        pos,
     }
 }
 
+/// BuildKit's `parseMaybeJSON`: a JSON string array, else the whole text as one word; a JSON
+/// array of anything else is an error.
+fn maybe_json(rest: &str, base: usize) -> Result<(Vec<Piece>, bool), SplitError> {
+    if rest.is_empty() {
+        return Ok((Vec::new(), false));
+    }
+    Ok(match json_array::parse(rest, base) {
+        JsonArray::Strings(items) => (items, true),
+        JsonArray::NotStrings => return Err(not_string_array(base)),
+        JsonArray::NotJson => (vec![Piece::new(rest, base, base + rest.len())], false),
+    })
+}
+
 /// BuildKit's `parseHealthConfig`: the first word (`CMD`, `NONE`, ...), then `parseMaybeJSON`.
-fn health_config(rest: &str, base: usize) -> (Vec<Piece>, bool) {
+fn health_config(rest: &str, base: usize) -> Result<(Vec<Piece>, bool), SplitError> {
     let b = rest.as_bytes();
     let sep = b.iter().position(|&c| is_space_byte(c)).unwrap_or(b.len());
     let next = sep + b[sep..].iter().take_while(|&&c| is_space_byte(c)).count();
@@ -422,12 +432,12 @@ fn health_config(rest: &str, base: usize) -> (Vec<Piece>, bool) {
     let sep = ceil_boundary(rest, sep);
     let next = ceil_boundary(rest, next.max(sep));
     if sep == 0 {
-        return (Vec::new(), false);
+        return Ok((Vec::new(), false));
     }
     let mut out = vec![Piece::new(&rest[..sep], base, base + sep)];
-    let (cmd, json) = maybe_json(&rest[next..], base + next);
+    let (cmd, json) = maybe_json(&rest[next..], base + next)?;
     out.extend(cmd);
-    (out, json)
+    Ok((out, json))
 }
 
 /// BuildKit's `parseNameVal` for ENV and LABEL: `(key, value, separator)` triples.
@@ -519,10 +529,10 @@ mod tests {
 
     #[test]
     fn healthcheck_splits_type_and_command() {
-        let (a, json) = health_config("CMD [\"a\", \"b\"]", 0);
+        let (a, json) = health_config("CMD [\"a\", \"b\"]", 0).unwrap();
         assert!(json);
         assert_eq!(values(&a), ["CMD", "a", "b"]);
-        let (a, json) = health_config("NONE", 0);
+        let (a, json) = health_config("NONE", 0).unwrap();
         assert!(!json);
         assert_eq!(values(&a), ["NONE"]);
     }

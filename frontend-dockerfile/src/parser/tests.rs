@@ -58,7 +58,10 @@ fn directives_only_in_leading_block() {
 #[test]
 fn json_form_and_fallback() {
     assert_eq!(sexp("CMD []"), "(cmd)\n");
-    assert_eq!(sexp("CMD [\"a\", 1]"), "(cmd \"[\\\"a\\\", 1]\")\n");
+    assert_eq!(
+        parse("CMD [\"a\", 1]").unwrap_err().kind,
+        ParseErrorKind::NotStringArray
+    );
     assert_eq!(sexp("COPY [\"a b\", \"c\"]"), "(copy \"a b\" \"c\")\n");
     assert_eq!(
         sexp("COPY [\"a b\" c"),
@@ -178,4 +181,32 @@ fn keywords_use_go_simple_case_mapping() {
     assert_eq!(sexp("HEALTHCHEC\u{212a} NONE"), "(healthcheck \"NONE\")\n");
     let f = parse("stra\u{df}e x").unwrap();
     assert_eq!(dump::json(&f)[0]["cmd"], "STRA\u{df}E");
+}
+
+#[test]
+fn json_arrays_must_be_comprised_of_strings_only() {
+    for text in [
+        "FROM a\nCMD [\"a\", [\"b\"]]\n",
+        "FROM a\nENTRYPOINT [1]\n",
+        "FROM a\nRUN [\"sh\", null]\n",
+        "FROM a\nSHELL [\"sh\", {\"c\": 1}]\n",
+        "FROM a\nHEALTHCHECK CMD [\"a\", 2]\n",
+        "FROM a\nCOPY [\"a\", 2]\n",
+        "FROM a\nVOLUME [true]\n",
+        "FROM a\nONBUILD CMD [[]]\n",
+    ] {
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.kind, ParseErrorKind::NotStringArray, "{text:?}");
+        assert_eq!(e.line, 2, "{text:?}");
+        assert_eq!(
+            e.kind.to_string(),
+            "when using JSON array syntax, arrays must be comprised of strings only"
+        );
+    }
+    // Not JSON at all: the shell form, as before.
+    assert_eq!(
+        sexp("CMD [\"a\", [\"b\"]"),
+        "(cmd \"[\\\"a\\\", [\\\"b\\\"]\")\n"
+    );
+    assert_eq!(sexp("CMD [1,]"), "(cmd \"[1,]\")\n");
 }
