@@ -74,6 +74,7 @@ impl Fixture {
                 env: vec!["PATH=/bin".to_string()],
                 cwd: PathBuf::from("/"),
                 user: ExecUser::default().into(),
+                insecure: false,
             }),
         }
     }

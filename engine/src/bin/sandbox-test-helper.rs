@@ -139,6 +139,7 @@ fn true_spec(lower: &Path, step: &Path) -> SandboxSpec {
             env: vec!["PATH=/bin".to_string()],
             cwd: "/".into(),
             user: ExecUser::default().into(),
+            insecure: false,
         }),
     }
 }

@@ -151,10 +151,12 @@ fn mount_overlays<'a>(
             .map(|u| (u.upper.as_path(), u.work.as_path()));
         // `volatile`: no sync of the upper directory per step; a crash loses only this step.
         let options = overlay_options(&overlay.lower, upper, true, rootless, empty);
+        // `nodev`: device nodes in the image or made by the step do not open (see
+        // `container::NODEV`).
         let attrs = if upper.is_some() {
-            MountAttrFlags::empty()
+            MountAttrFlags::MOUNT_ATTR_NODEV
         } else {
-            MountAttrFlags::MOUNT_ATTR_RDONLY
+            MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NODEV
         };
         let mount = m.new_fs("overlay", &options, attrs, target)?;
         m.attach(mount, AttachPoint::Path(target), "overlay", target)?;

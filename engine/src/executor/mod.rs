@@ -49,6 +49,7 @@
 //!         env: vec!["PATH=/usr/local/bin:/usr/bin:/bin".into()],
 //!         cwd: "/src".into(),
 //!         user: StepUser::Named("app".into()),
+//!         insecure: false,
 //!     }),
 //! };
 //! let outcome = tokio::task::spawn_blocking(move || {
@@ -70,6 +71,7 @@ mod mounts;
 mod network;
 mod protocol;
 mod runner;
+mod seccomp;
 mod spec;
 mod stubs;
 mod sys;

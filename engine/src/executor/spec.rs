@@ -151,6 +151,11 @@ pub struct ExecSpec {
     pub cwd: PathBuf,
     /// Who the process runs as.
     pub user: StepUser,
+    /// Runs without the seccomp filter and with every capability (`RUN --security=insecure`,
+    /// granted by the `security.insecure` entitlement). Normally `false`: Docker's default
+    /// seccomp profile and capability set.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 /// The user of a step: numeric ids, or a `USER` value resolved inside the sandbox.

@@ -132,9 +132,10 @@ pub(super) fn run(
     progress: &dyn ProgressSink,
 ) -> Result<LayerRef, WorkError> {
     let op = req.op;
-    if op.security == SecurityMode::Insecure {
+    if op.security == SecurityMode::Insecure && !worker.opts.allow_insecure {
         return Err(fail(
-            "RUN --security=insecure needs the security.insecure entitlement, which is not granted",
+            "RUN --security=insecure needs the security.insecure entitlement, which is not granted \
+             (build with --allow security.insecure)",
         ));
     }
     let base: &[LayerRef] = match req.inputs.first() {
@@ -336,6 +337,7 @@ pub(super) fn run(
             env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             cwd: PathBuf::from(cwd),
             user,
+            insecure: op.security == SecurityMode::Insecure,
         }),
     };
     let mut sink = super::log_sink(progress, req.step);
