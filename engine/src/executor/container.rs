@@ -597,7 +597,10 @@ fn exec_program(exec: &ExecSpec, last_cap: u32) -> Result<(), ExecError> {
         })?;
     }
     let defaults = if exec.insecure {
-        CapabilitySet::from_bits_retain(u64::MAX >> (63 - last_cap.min(63)))
+        // Every capability this process has (the builder's own bounding set may lack some).
+        rustix::thread::capabilities(None)
+            .map_err(|e| setup_error("read capabilities", os_message(e)))?
+            .permitted
     } else {
         docker_default_caps()
     };

@@ -66,14 +66,14 @@ fn run(ctl: &File, reader: &mut BufReader<File>) -> Result<(i32, Option<i32>), E
         match recv::<RunnerReply>(reader)? {
             Some(RunnerReply::Mapped) => {}
             Some(RunnerReply::MapSelf) => map_self(uid.as_raw(), gid.as_raw())?,
-            Some(RunnerReply::Abort) | None => {
+            Some(RunnerReply::Abort | RunnerReply::NetworkReady) | None => {
                 return Err(ExecError::IdMap("the runner could not map ids".to_string()))
             }
         }
     }
     let mut flags =
         UnshareFlags::NEWNS | UnshareFlags::NEWUTS | UnshareFlags::NEWIPC | UnshareFlags::NEWPID;
-    if spec.network == Network::None {
+    if spec.network != Network::Host {
         flags |= UnshareFlags::NEWNET;
     }
     unshare(flags, "mount, uts, ipc, pid, net")?;
@@ -91,8 +91,25 @@ fn run(ctl: &File, reader: &mut BufReader<File>) -> Result<(i32, Option<i32>), E
             message: os_message(e),
         })?;
     }
-    if spec.network == Network::None {
+    if spec.network != Network::Host {
         super::sys::loopback_up()?;
+    }
+    if spec.network == Network::Nat {
+        send(
+            ctl,
+            &HelperMessage::NeedNetwork {
+                pid: rustix::process::getpid().as_raw_nonzero().get(),
+            },
+        )?;
+        match recv::<RunnerReply>(reader)? {
+            Some(RunnerReply::NetworkReady) => {}
+            _ => {
+                return Err(ExecError::Setup {
+                    step: "connect the step's network".to_string(),
+                    message: "the runner could not start slirp4netns".to_string(),
+                })
+            }
+        }
     }
     let m = &mut KernelMounts;
     let state_dir = request.state_dir.as_path();

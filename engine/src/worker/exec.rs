@@ -298,7 +298,8 @@ pub(super) fn run(
 
     let network = match op.network {
         NetworkMode::None => Network::None,
-        NetworkMode::Default | NetworkMode::Host => Network::Host,
+        NetworkMode::Default => Network::Nat,
+        NetworkMode::Host => Network::Host,
     };
     // /etc/hosts and /etc/resolv.conf, only where the image has an /etc to put them in (the
     // sandbox removes the stubs before the diff either way).
