@@ -910,3 +910,76 @@ fn run_as(uid: u32, gid: u32, helper: &Path, spec: &SandboxSpec, tmp: &Path) -> 
         )
     })
 }
+
+/// The rule: a step has no controlling terminal of the host. The runner is started under a
+/// pseudo-terminal (`script`); the step (the test helper's `tty-probe`, with the host's
+/// libraries bound in read-only) cannot open /dev/tty and TIOCSTI fails on each of its fds.
+/// Outside the sandbox, the same probe opens the terminal, so the set-up does give one.
+#[test]
+fn step_cannot_reach_the_terminal_of_the_build() {
+    require_root!();
+    if !Path::new("/usr/bin/script").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs script (util-linux)"
+        );
+        eprintln!("skipping: script is missing");
+        return;
+    }
+    let f = Fixture::new();
+    let under_pty = |command: String| {
+        let out = std::process::Command::new("script")
+            .args(["-q", "-e", "-c", &command])
+            .arg(f.path("typescript"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let outside = under_pty(format!("{HELPER} tty-probe"));
+    assert!(
+        outside.contains("open /dev/tty: ok"),
+        "script gives no terminal here: {outside}"
+    );
+
+    let mut spec = f.spec(&["/probe", "tty-probe"]);
+    let ro = |source: &str, target: &str| MountSpec {
+        target: target.into(),
+        kind: MountKind::Bind {
+            source: source.into(),
+            access: BindAccess::ReadOnly,
+        },
+    };
+    spec.mounts = vec![ro(HELPER, "/probe")];
+    for dir in ["/lib", "/lib64", "/usr/lib"] {
+        if Path::new(dir).is_dir() {
+            spec.mounts.push(ro(dir, dir));
+        }
+    }
+    let spec_file = f.path("spec.json");
+    std::fs::write(&spec_file, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let inside = under_pty(format!("{HELPER} run-spec {}", spec_file.display()));
+    let report: serde_json::Value = serde_json::from_str(
+        inside
+            .lines()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or_else(|| panic!("no report: {inside}")),
+    )
+    .unwrap();
+    let lines: Vec<&str> = report["lines"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{report}"))
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "open /dev/tty: No such device or address (os error 6)",
+            "TIOCSTI fd 0: Inappropriate ioctl for device (os error 25)",
+            "TIOCSTI fd 1: Inappropriate ioctl for device (os error 25)",
+            "TIOCSTI fd 2: Inappropriate ioctl for device (os error 25)",
+        ],
+        "{report}"
+    );
+}

@@ -7,6 +7,9 @@
 //! `{"exit_code":..,"lines":[..]}` or `{"error":".."}` as JSON (to run a spec as another user).
 //! `sandbox-test-helper bench-start [runs]`: runs `true` in a fresh overlay over a busybox rootfs
 //! `runs` times (default 50) and prints the median, minimum and maximum wall time.
+//! `sandbox-test-helper tty-probe`: what a step could do to a terminal: prints one line per
+//! attempt, `open /dev/tty: <result>` and `TIOCSTI fd N: <result>` for fds 0, 1 and 2 (a
+//! successful TIOCSTI pushes a NUL byte into that terminal's input).
 
 use engine::executor::{self, InProcessContext, Runner, SandboxSpec};
 use engine::executor::{Action, ExecSpec, ExecUser, Network, OverlayMount, UpperDir};
@@ -29,6 +32,10 @@ fn main() {
     executor::register_in_process("test.write-files", write_files);
     executor::maybe_run_helper();
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("tty-probe") {
+        tty_probe();
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("bench-start") {
         let runs = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(50);
         if let Err(e) = bench_start(runs) {
@@ -57,6 +64,30 @@ fn main() {
         Err(e) => serde_json::json!({ "error": e }),
     };
     println!("{out}");
+}
+
+fn tty_probe() {
+    let result = |rc: libc::c_int| {
+        if rc < 0 {
+            std::io::Error::last_os_error().to_string()
+        } else {
+            "ok".to_string()
+        }
+    };
+    // SAFETY: open with a NUL-terminated path; ioctl TIOCSTI reads one byte from a valid pointer.
+    unsafe {
+        let fd = libc::open(c"/dev/tty".as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
+        println!("open /dev/tty: {}", result(fd));
+        let mut fds = vec![0, 1, 2];
+        if fd >= 0 {
+            fds.push(fd);
+        }
+        for fd in fds {
+            let byte: libc::c_char = 0;
+            let rc = libc::ioctl(fd, libc::TIOCSTI, &byte as *const libc::c_char);
+            println!("TIOCSTI fd {fd}: {}", result(rc));
+        }
+    }
 }
 
 /// Times `runs` sandboxed `true` steps, each over a fresh upper and work directory.
