@@ -983,3 +983,56 @@ fn step_cannot_reach_the_terminal_of_the_build() {
         "{report}"
     );
 }
+
+/// A rootless step on the default network gets its own namespace with slirp4netns's `tap0`
+/// (slirp4netns joins the sandbox's user namespace to reach it), or, where the user may not
+/// open /dev/net/tun, a clear error.
+#[test]
+fn rootless_step_gets_a_nat_network_of_its_own() {
+    require_root!();
+    if !std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .any(|d| d.join("slirp4netns").is_file())
+    {
+        assert!(std::env::var_os("CI").is_none(), "CI needs slirp4netns");
+        eprintln!("skipping: slirp4netns is missing");
+        return;
+    }
+    let (uid, gid) = ensure_test_user().expect("test user");
+    let f = Fixture::new();
+    let helper = f.path("helper");
+    std::fs::copy(HELPER, &helper).unwrap();
+    std::fs::set_permissions(f.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for entry in walkdir::WalkDir::new(f.dir.path()) {
+        let entry = entry.unwrap();
+        std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid)).unwrap();
+    }
+    let mut spec = f.spec(&[
+        "sh",
+        "-c",
+        "grep -o '^ *[a-z0-9]*:' /proc/net/dev | tr -d ' :'",
+    ]);
+    spec.network = Network::Nat;
+    let report = run_as(uid, gid, &helper, &spec, f.dir.path());
+    // slirp4netns needs /dev/net/tun, which some machines keep for root (mode 0600): the step
+    // then fails with slirp4netns's reason, not with a network that silently is the host's.
+    let tun_open_to_all = std::fs::metadata("/dev/net/tun")
+        .map(|m| m.permissions().mode() & 0o006 == 0o006)
+        .unwrap_or(false);
+    if !tun_open_to_all {
+        let error = report["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("slirp4netns") && error.contains("/dev/net/tun"),
+            "{report}"
+        );
+        return;
+    }
+    assert_eq!(report["exit_code"], 0, "{report}");
+    let mut interfaces: Vec<&str> = report["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
+    interfaces.sort();
+    assert_eq!(interfaces, ["lo", "tap0"], "{report}");
+}
