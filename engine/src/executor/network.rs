@@ -88,10 +88,15 @@ impl Slirp {
                 if let Some(mut err) = slirp.child.stderr.take() {
                     let _ = err.read_to_string(&mut message);
                 }
-                Err(fail(format!(
-                    "it exited before the network was ready: {}",
-                    message.trim()
-                )))
+                let mut message =
+                    format!("it exited before the network was ready: {}", message.trim());
+                if rootless && message.contains("/dev/net/tun") {
+                    message.push_str(
+                        " (a rootless build needs /dev/net/tun usable by the user: mode 0666, \
+                         as Debian's udev rules set it)",
+                    );
+                }
+                Err(fail(message))
             }
         }
     }
