@@ -1,8 +1,9 @@
 //! The sandbox helper: a fresh, single-threaded copy of the binary that makes the namespaces.
 //!
 //! Order: (rootless) new user namespace, ids mapped by the runner → new mount, UTS, IPC, pid
-//! (and network) namespaces → private propagation, hostname, loopback → a private tmpfs on the
-//! state directory → overlays → fork the step's pid 1 ([`super::container`]) → wait → unmount the
+//! (and network) namespaces → private propagation, hostname, loopback (and, for the NAT network,
+//! ask the runner for slirp4netns) → a private tmpfs on the state directory → overlays → (wait
+//! for the network) → fork the step's pid 1 ([`super::container`]) → wait → unmount the
 //! overlays, remove the mount stubs from the upper directory and the work directories → report.
 
 use super::container::{child_main, ChildContext};
@@ -101,15 +102,7 @@ fn run(ctl: &File, reader: &mut BufReader<File>) -> Result<(i32, Option<i32>), E
                 pid: rustix::process::getpid().as_raw_nonzero().get(),
             },
         )?;
-        match recv::<RunnerReply>(reader)? {
-            Some(RunnerReply::NetworkReady) => {}
-            _ => {
-                return Err(ExecError::Setup {
-                    step: "connect the step's network".to_string(),
-                    message: "the runner could not start slirp4netns".to_string(),
-                })
-            }
-        }
+        // The answer is read just before the step starts: slirp4netns starts meanwhile.
     }
     let m = &mut KernelMounts;
     let state_dir = request.state_dir.as_path();
@@ -128,7 +121,12 @@ fn run(ctl: &File, reader: &mut BufReader<File>) -> Result<(i32, Option<i32>), E
 
     let mut mounted = Vec::new();
     let result = mount_overlays(m, &spec.overlays, rootless, &empty, &mut mounted)
-        .and_then(|()| run_step(&request, ctl, rootless));
+        .and_then(|()| {
+            if spec.network == Network::Nat {
+                await_network(reader)?;
+            }
+            run_step(&request, ctl, rootless)
+        });
     for target in mounted.iter().rev() {
         let _ = rustix::mount::unmount(*target, rustix::mount::UnmountFlags::DETACH);
     }
@@ -141,6 +139,17 @@ fn run(ctl: &File, reader: &mut BufReader<File>) -> Result<(i32, Option<i32>), E
     };
     cleanup(&request, &report)?;
     Ok(status)
+}
+
+/// Waits for the runner's answer to [`HelperMessage::NeedNetwork`].
+fn await_network(reader: &mut BufReader<File>) -> Result<(), ExecError> {
+    match recv::<RunnerReply>(reader)? {
+        Some(RunnerReply::NetworkReady) => Ok(()),
+        _ => Err(ExecError::Setup {
+            step: "connect the step's network".to_string(),
+            message: "the runner could not start slirp4netns".to_string(),
+        }),
+    }
 }
 
 /// Writes a one-id map (our uid and gid as 0) when there are no subordinate ids.
