@@ -23,7 +23,8 @@ const SLIRP_DNS: &str = "10.0.2.3";
 
 /// A running `slirp4netns` serving one step's network namespace; killed when dropped.
 pub(crate) struct Slirp {
-    child: Child,
+    /// `None` once handed to the reaper.
+    child: Option<Child>,
     /// Closing it also ends slirp4netns (`--exit-fd`), should the build process die first.
     _exit: OwnedFd,
 }
@@ -76,17 +77,19 @@ impl Slirp {
         let mut byte = [0u8; 1];
         let ready = std::fs::File::from(ready_read).read(&mut byte);
         let slirp = Slirp {
-            child,
+            child: Some(child),
             _exit: exit_write,
         };
         match ready {
             Ok(1) => Ok(slirp),
             _ => {
-                let mut slirp = slirp;
-                let _ = slirp.child.kill();
                 let mut message = String::new();
-                if let Some(mut err) = slirp.child.stderr.take() {
-                    let _ = err.read_to_string(&mut message);
+                let mut slirp = slirp;
+                if let Some(child) = &mut slirp.child {
+                    let _ = child.kill();
+                    if let Some(mut err) = child.stderr.take() {
+                        let _ = err.read_to_string(&mut message);
+                    }
                 }
                 let mut message =
                     format!("it exited before the network was ready: {}", message.trim());
@@ -104,8 +107,12 @@ impl Slirp {
 
 impl Drop for Slirp {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            // A killed slirp4netns takes a while to go (its namespace's device goes with it):
+            // it is reaped off the step's path.
+            std::thread::spawn(move || child.wait());
+        }
     }
 }
 
