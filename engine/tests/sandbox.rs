@@ -1036,3 +1036,44 @@ fn rootless_step_gets_a_nat_network_of_its_own() {
     interfaces.sort();
     assert_eq!(interfaces, ["lo", "tap0"], "{report}");
 }
+
+/// Docker's seccomp profile holds in a step, with its argument rules: a probe (the test helper
+/// with the host's libraries bound in) gets EPERM for a personality outside the allowed five,
+/// unshare, keyctl and an AF_VSOCK socket, ENOSYS for clone3, and still starts a thread.
+#[test]
+fn step_runs_under_dockers_seccomp_profile() {
+    require_root!();
+    let f = Fixture::new();
+    let mut spec = f.spec(&["/probe", "seccomp-probe"]);
+    let ro = |source: &str, target: &str| MountSpec {
+        target: target.into(),
+        kind: MountKind::Bind {
+            source: source.into(),
+            access: BindAccess::ReadOnly,
+        },
+    };
+    spec.mounts = vec![ro(HELPER, "/probe")];
+    for dir in ["/lib", "/lib64", "/usr/lib"] {
+        if Path::new(dir).is_dir() {
+            spec.mounts.push(ro(dir, dir));
+        }
+    }
+    let expected = [
+        "personality(query): ok",
+        "personality(0x4000000): Operation not permitted (os error 1)",
+        "unshare(CLONE_NEWUSER): Operation not permitted (os error 1)",
+        "keyctl: Operation not permitted (os error 1)",
+        "socket(AF_VSOCK): Operation not permitted (os error 1)",
+        "socket(AF_INET): ok",
+        "clone3: Function not implemented (os error 38)",
+        "thread: ok",
+    ];
+    assert_eq!(run_ok(&spec), expected);
+    // Without the filter (RUN --security=insecure) the same calls get the kernel's own answers.
+    if let Action::Exec(exec) = &mut spec.action {
+        exec.insecure = true;
+    }
+    let insecure = run_ok(&spec);
+    assert_eq!(insecure[2], "unshare(CLONE_NEWUSER): ok", "{insecure:?}");
+    assert_ne!(insecure[6], expected[6], "{insecure:?}");
+}

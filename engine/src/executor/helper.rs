@@ -120,13 +120,12 @@ fn run(ctl: &File, reader: &mut BufReader<File>) -> Result<(i32, Option<i32>), E
     })?;
 
     let mut mounted = Vec::new();
-    let result = mount_overlays(m, &spec.overlays, rootless, &empty, &mut mounted)
-        .and_then(|()| {
-            if spec.network == Network::Nat {
-                await_network(reader)?;
-            }
-            run_step(&request, ctl, rootless)
-        });
+    let result = mount_overlays(m, &spec.overlays, rootless, &empty, &mut mounted).and_then(|()| {
+        if spec.network == Network::Nat {
+            await_network(reader)?;
+        }
+        run_step(&request, ctl, rootless)
+    });
     for target in mounted.iter().rev() {
         let _ = rustix::mount::unmount(*target, rustix::mount::UnmountFlags::DETACH);
     }
