@@ -49,6 +49,9 @@ impl Slirp {
         let mut command = Command::new("slirp4netns");
         command
             .args(["--configure", "--mtu=65520", "--disable-host-loopback"])
+            // slirp4netns parses the step's packets, as root in a rootful build: it confines
+            // itself (an empty root, no capabilities, its own seccomp filter) once configured.
+            .args(["--enable-sandbox", "--enable-seccomp"])
             .arg(format!("--ready-fd={ready_fd}"))
             .arg(format!("--exit-fd={exit_fd}"));
         if rootless {
