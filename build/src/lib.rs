@@ -158,6 +158,7 @@ impl Build {
                 layer: req.layer.clone(),
                 secrets: req.secrets.clone(),
                 helper: req.helper.clone(),
+                allow_insecure: req.allow_insecure,
             },
         )
         .map_err(BuildError::Worker)?;

@@ -135,6 +135,9 @@ pub struct BuildRequest {
     pub cache_max_size: u64,
     /// The sandbox helper binary (`None`: this process's own executable, re-executed).
     pub helper: Option<PathBuf>,
+    /// `--allow security.insecure`: `RUN --security=insecure` may leave the seccomp filter and
+    /// keep every capability.
+    pub allow_insecure: bool,
 }
 
 impl BuildRequest {
@@ -159,6 +162,7 @@ impl BuildRequest {
             cache_to: Vec::new(),
             cache_max_size: 0,
             helper: None,
+            allow_insecure: false,
         }
     }
 

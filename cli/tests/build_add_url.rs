@@ -34,8 +34,8 @@ fn serve(body: Arc<Mutex<Vec<u8>>>) -> u16 {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox),
-    ignore = "needs root and /usr/bin/busybox"
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
 )]
 fn add_url_is_keyed_by_its_body_and_checksums_are_verified() {
     common::require_build();

@@ -38,8 +38,8 @@ fn digest(meta: &serde_json::Value) -> String {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox),
-    ignore = "needs root and /usr/bin/busybox"
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
 )]
 fn unchanged_rebuild_and_mtime_touch_hit_every_step_with_the_same_digest() {
     common::require_build();
@@ -82,8 +82,8 @@ fn unchanged_rebuild_and_mtime_touch_hit_every_step_with_the_same_digest() {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox),
-    ignore = "needs root and /usr/bin/busybox"
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
 )]
 fn editing_a_copied_file_misses_from_its_line_down_only() {
     common::require_build();
@@ -136,8 +136,8 @@ fn editing_a_copied_file_misses_from_its_line_down_only() {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox),
-    ignore = "needs root and /usr/bin/busybox"
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
 )]
 fn build_args_miss_only_where_visible() {
     common::require_build();
@@ -170,8 +170,8 @@ fn build_args_miss_only_where_visible() {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox),
-    ignore = "needs root and /usr/bin/busybox"
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
 )]
 fn a_new_base_digest_misses_its_stage() {
     common::require_build();
@@ -198,8 +198,8 @@ fn a_new_base_digest_misses_its_stage() {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox),
-    ignore = "needs root and /usr/bin/busybox"
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
 )]
 fn the_same_step_in_two_dockerfiles_shares_the_cache() {
     common::require_build();
@@ -226,8 +226,8 @@ fn the_same_step_in_two_dockerfiles_shares_the_cache() {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox),
-    ignore = "needs root and /usr/bin/busybox"
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
 )]
 fn a_failed_step_caches_nothing_and_keeps_earlier_steps() {
     common::require_build();
@@ -260,8 +260,8 @@ fn a_failed_step_caches_nothing_and_keeps_earlier_steps() {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox),
-    ignore = "needs root and /usr/bin/busybox"
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
 )]
 fn no_cache_and_no_cache_filter() {
     common::require_build();

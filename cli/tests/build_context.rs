@@ -8,8 +8,8 @@ use common::Fixture;
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox),
-    ignore = "needs root and /usr/bin/busybox"
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
 )]
 fn ignored_files_are_not_copied_and_cannot_be_named() {
     common::require_build();
@@ -51,8 +51,8 @@ fn ignored_files_are_not_copied_and_cannot_be_named() {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox),
-    ignore = "needs root and /usr/bin/busybox"
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
 )]
 fn context_symlink_to_a_host_file_is_never_followed_out_of_the_context() {
     common::require_build();
@@ -92,8 +92,8 @@ fn context_symlink_to_a_host_file_is_never_followed_out_of_the_context() {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox),
-    ignore = "needs root and /usr/bin/busybox"
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
 )]
 fn ignored_files_are_absent_from_bind_mounts_of_the_context() {
     use std::os::unix::fs::PermissionsExt;
@@ -158,8 +158,8 @@ fn ignored_files_are_absent_from_bind_mounts_of_the_context() {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox),
-    ignore = "needs root and /usr/bin/busybox"
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
 )]
 fn copy_parents_with_wildcards_copies_only_the_matches_under_their_pivot() {
     common::require_build();

@@ -26,11 +26,11 @@ fn layer_media_types(archive: &std::path::Path) -> Vec<String> {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox, missing_skopeo),
+    any(missing_root, missing_busybox, missing_slirp4netns, missing_skopeo),
     ignore = "needs root, /usr/bin/busybox and skopeo"
 )]
 fn output_compression_chooses_how_new_layers_are_written() {
-    common::require(&[Need::Root, Need::Busybox, Need::Skopeo]);
+    common::require(&[Need::Root, Need::Busybox, Need::Slirp4netns, Need::Skopeo]);
     let f = Fixture::new();
     let ctx = f.context(
         "zstd",

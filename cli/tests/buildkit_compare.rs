@@ -1209,7 +1209,7 @@ fn compare(f: &Fixture, oracle: &Oracle, case: &Case, http: &str) -> Vec<String>
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox, missing_docker),
+    any(missing_root, missing_busybox, missing_slirp4netns, missing_docker),
     ignore = "needs root, /usr/bin/busybox and dockerd"
 )]
 fn builder_and_buildkit_build_the_same_images() {
@@ -1218,9 +1218,9 @@ fn builder_and_buildkit_build_the_same_images() {
     let current =
         std::env::var_os("BUILDCTL").is_some() && std::env::var_os("BUILDKIT_ADDR").is_some();
     if current {
-        common::require(&[Need::Root, Need::Busybox]);
+        common::require(&[Need::Root, Need::Busybox, Need::Slirp4netns]);
     } else {
-        common::require(&[Need::Root, Need::Busybox, Need::Docker]);
+        common::require(&[Need::Root, Need::Busybox, Need::Slirp4netns, Need::Docker]);
     }
     let f = Fixture::new();
     let oracle = match BuildKit::from_env(&f) {

@@ -111,8 +111,8 @@ fn kill_dockerfile(i: usize) -> String {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox),
-    ignore = "needs root and /usr/bin/busybox"
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
 )]
 fn builds_killed_at_random_points_leave_a_consistent_root() {
     common::require_build();
@@ -216,8 +216,8 @@ fn builds_killed_at_random_points_leave_a_consistent_root() {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox),
-    ignore = "needs root and /usr/bin/busybox"
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
 )]
 fn four_concurrent_builds_on_one_root_agree() {
     common::require_build();
@@ -272,8 +272,8 @@ fn four_concurrent_builds_on_one_root_agree() {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox),
-    ignore = "needs root and /usr/bin/busybox"
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
 )]
 fn prune_keeps_images_and_keep_storage_removes_least_recently_used() {
     common::require_build();
@@ -370,8 +370,8 @@ fn prune_keeps_images_and_keep_storage_removes_least_recently_used() {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox),
-    ignore = "needs root and /usr/bin/busybox"
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
 )]
 fn automatic_collection_keeps_the_root_under_cache_max_size() {
     common::require_build();
@@ -429,8 +429,8 @@ fn blob_inodes(dir: &Path) -> BTreeMap<String, (u64, i64)> {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox),
-    ignore = "needs root and /usr/bin/busybox"
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
 )]
 fn exported_cache_makes_a_fresh_root_hit_every_step() {
     common::require_build();

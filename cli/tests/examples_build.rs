@@ -78,11 +78,23 @@ fn expected_output(name: &str) -> Option<String> {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox, missing_skopeo, missing_umoci),
+    any(
+        missing_root,
+        missing_busybox,
+        missing_slirp4netns,
+        missing_skopeo,
+        missing_umoci
+    ),
     ignore = "needs root, /usr/bin/busybox, skopeo and umoci"
 )]
 fn examples_build_and_skopeo_and_umoci_read_the_oci_output() {
-    common::require(&[Need::Root, Need::Busybox, Need::Skopeo, Need::Umoci]);
+    common::require(&[
+        Need::Root,
+        Need::Busybox,
+        Need::Slirp4netns,
+        Need::Skopeo,
+        Need::Umoci,
+    ]);
     let f = Fixture::new();
     let built = build_examples(&f);
     assert!(built.len() >= 4, "examples found: {built:?}");
@@ -149,11 +161,11 @@ fn examples_build_and_skopeo_and_umoci_read_the_oci_output() {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox, missing_docker),
+    any(missing_root, missing_busybox, missing_slirp4netns, missing_docker),
     ignore = "needs root, /usr/bin/busybox and dockerd"
 )]
 fn docker_loads_and_runs_the_examples() {
-    common::require(&[Need::Root, Need::Busybox, Need::Docker]);
+    common::require(&[Need::Root, Need::Busybox, Need::Slirp4netns, Need::Docker]);
     let f = Fixture::new();
     let built = build_examples(&f);
     let d = Dockerd::start();

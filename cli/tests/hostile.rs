@@ -243,8 +243,8 @@ fn assert_contained(f: &Fixture, tag: &str, dest: Option<&str>) {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox),
-    ignore = "needs root and /usr/bin/busybox"
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
 )]
 fn layer_tar_entries_with_dotdot_and_absolute_names_stay_in_the_layer() {
     common::require_build();
@@ -284,8 +284,8 @@ fn layer_tar_entries_with_dotdot_and_absolute_names_stay_in_the_layer() {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox),
-    ignore = "needs root and /usr/bin/busybox"
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
 )]
 fn added_tar_entries_with_dotdot_and_absolute_names_stay_in_the_destination() {
     common::require_build();
@@ -323,8 +323,8 @@ fn added_tar_entries_with_dotdot_and_absolute_names_stay_in_the_destination() {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox),
-    ignore = "needs root and /usr/bin/busybox"
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
 )]
 fn writes_through_symlinks_out_of_the_root_stay_in_the_rootfs() {
     common::require_build();
@@ -374,8 +374,8 @@ fn writes_through_symlinks_out_of_the_root_stay_in_the_rootfs() {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox),
-    ignore = "needs root and /usr/bin/busybox"
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
 )]
 fn bind_mount_sources_cannot_leave_their_root() {
     common::require_build();
@@ -501,8 +501,8 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox),
-    ignore = "needs root and /usr/bin/busybox"
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
 )]
 fn secrets_never_reach_layers_history_config_or_cache_records() {
     common::require_build();

@@ -30,8 +30,8 @@ const DOCKERFILE: &str = "FROM busybox:local AS build\n\
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox),
-    ignore = "needs root and /usr/bin/busybox"
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
 )]
 fn prune_removes_dangling_cache_and_keeps_what_images_and_the_latest_build_need() {
     common::require_build();

@@ -140,11 +140,11 @@ fn present(root: &Path) -> BTreeSet<String> {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox, missing_registry),
+    any(missing_root, missing_busybox, missing_slirp4netns, missing_registry),
     ignore = "needs root, /usr/bin/busybox and docker-registry"
 )]
 fn push_rmi_pull_round_trip_moves_only_missing_blobs() {
-    common::require(&[Need::Root, Need::Busybox, Need::Registry]);
+    common::require(&[Need::Root, Need::Busybox, Need::Slirp4netns, Need::Registry]);
     let (_registry, proxy) = start_registry();
     let reg = proxy.registry();
     let f = Fixture::new();
@@ -247,11 +247,11 @@ fn push_rmi_pull_round_trip_moves_only_missing_blobs() {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox, missing_registry),
+    any(missing_root, missing_busybox, missing_slirp4netns, missing_registry),
     ignore = "needs root, /usr/bin/busybox and docker-registry"
 )]
 fn pull_onto_a_present_base_downloads_and_stores_only_the_new_layers() {
-    common::require(&[Need::Root, Need::Busybox, Need::Registry]);
+    common::require(&[Need::Root, Need::Busybox, Need::Slirp4netns, Need::Registry]);
     let (_registry, proxy) = start_registry();
     let reg = proxy.registry();
     let producer = Fixture::new();
@@ -323,11 +323,11 @@ fn pull_onto_a_present_base_downloads_and_stores_only_the_new_layers() {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox, missing_registry),
+    any(missing_root, missing_busybox, missing_slirp4netns, missing_registry),
     ignore = "needs root, /usr/bin/busybox and docker-registry"
 )]
 fn from_a_registry_base_pulls_it_and_pull_flag_checks_for_newer() {
-    common::require(&[Need::Root, Need::Busybox, Need::Registry]);
+    common::require(&[Need::Root, Need::Busybox, Need::Slirp4netns, Need::Registry]);
     let (_registry, proxy) = start_registry();
     let base = format!("localhost:{}/base:1", proxy.port);
     let producer = Fixture::new();
@@ -443,11 +443,11 @@ fn push_without_a_name_fails_before_building() {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox, missing_registry),
+    any(missing_root, missing_busybox, missing_slirp4netns, missing_registry),
     ignore = "needs root, /usr/bin/busybox and docker-registry"
 )]
 fn registry_cache_export_and_import_turn_a_fresh_root_into_hits() {
-    common::require(&[Need::Root, Need::Busybox, Need::Registry]);
+    common::require(&[Need::Root, Need::Busybox, Need::Slirp4netns, Need::Registry]);
     let (_registry, proxy) = start_registry();
     let cache_ref = format!("{}/demo/cache:build", proxy.registry());
     let dockerfile = "FROM busybox:local\nRUN echo one > /one\nRUN echo two > /two\n";

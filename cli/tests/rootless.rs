@@ -100,11 +100,11 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) {
 
 #[test]
 #[cfg_attr(
-    any(missing_root, missing_busybox, missing_uidmap),
+    any(missing_root, missing_busybox, missing_slirp4netns, missing_uidmap),
     ignore = "needs root, /usr/bin/busybox and newuidmap"
 )]
 fn a_plain_user_builds_the_hello_example_with_root_owned_files() {
-    common::require(&[Need::Root, Need::Busybox, Need::Uidmap]);
+    common::require(&[Need::Root, Need::Busybox, Need::Slirp4netns, Need::Uidmap]);
     let (uid, gid) = ensure_user().unwrap_or_else(|e| panic!("cannot create {USER}: {e}"));
     let base = base_archive().to_path_buf();
     let dir = tempfile::Builder::new()

@@ -1,6 +1,6 @@
 //! The sandbox against the real kernel: a busybox rootfs as the lower layer of an overlay.
-//! These tests need root (they are skipped with a message otherwise); the rootless test creates
-//! a plain user and runs the sandbox as that user.
+//! These tests need root (they are skipped with a message otherwise, and fail when `CI` is set);
+//! the rootless tests create a plain user and run the sandbox as that user.
 
 use engine::executor::{
     Action, BindAccess, CancelToken, ExecError, ExecOutcome, ExecSpec, ExecUser, MountKind,
@@ -68,6 +68,7 @@ impl Fixture {
                 env: vec!["PATH=/bin".to_string()],
                 cwd: PathBuf::from("/"),
                 user: ExecUser::default().into(),
+                insecure: false,
             }),
         }
     }
@@ -997,4 +998,183 @@ fn run_as(uid: u32, gid: u32, helper: &Path, spec: &SandboxSpec, tmp: &Path) -> 
             String::from_utf8_lossy(&output.stderr)
         )
     })
+}
+
+/// The rule: a step has no controlling terminal of the host. The runner is started under a
+/// pseudo-terminal (`script`); the step (the test helper's `tty-probe`, with the host's
+/// libraries bound in read-only) cannot open /dev/tty and TIOCSTI fails on each of its fds.
+/// Outside the sandbox, the same probe opens the terminal, so the set-up does give one.
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
+fn step_cannot_reach_the_terminal_of_the_build() {
+    require_sandbox();
+    if !Path::new("/usr/bin/script").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs script (util-linux)"
+        );
+        eprintln!("skipping: script is missing");
+        return;
+    }
+    let f = Fixture::new();
+    let under_pty = |command: String| {
+        let out = std::process::Command::new("script")
+            .args(["-q", "-e", "-c", &command])
+            .arg(f.path("typescript"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let outside = under_pty(format!("{HELPER} tty-probe"));
+    assert!(
+        outside.contains("open /dev/tty: ok"),
+        "script gives no terminal here: {outside}"
+    );
+
+    let mut spec = f.spec(&["/probe", "tty-probe"]);
+    let ro = |source: &str, target: &str| MountSpec {
+        target: target.into(),
+        kind: MountKind::Bind {
+            source: source.into(),
+            access: BindAccess::ReadOnly,
+        },
+    };
+    spec.mounts = vec![ro(HELPER, "/probe")];
+    for dir in ["/lib", "/lib64", "/usr/lib"] {
+        if Path::new(dir).is_dir() {
+            spec.mounts.push(ro(dir, dir));
+        }
+    }
+    let spec_file = f.path("spec.json");
+    std::fs::write(&spec_file, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let inside = under_pty(format!("{HELPER} run-spec {}", spec_file.display()));
+    let report: serde_json::Value = serde_json::from_str(
+        inside
+            .lines()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or_else(|| panic!("no report: {inside}")),
+    )
+    .unwrap();
+    let lines: Vec<&str> = report["lines"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{report}"))
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "open /dev/tty: No such device or address (os error 6)",
+            "TIOCSTI fd 0: Inappropriate ioctl for device (os error 25)",
+            "TIOCSTI fd 1: Inappropriate ioctl for device (os error 25)",
+            "TIOCSTI fd 2: Inappropriate ioctl for device (os error 25)",
+        ],
+        "{report}"
+    );
+}
+
+/// A rootless step on the default network gets its own namespace with slirp4netns's `tap0`
+/// (slirp4netns joins the sandbox's user namespace to reach it), or, where the user may not
+/// open /dev/net/tun, a clear error.
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
+fn rootless_step_gets_a_nat_network_of_its_own() {
+    require_sandbox();
+    if !std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .any(|d| d.join("slirp4netns").is_file())
+    {
+        assert!(std::env::var_os("CI").is_none(), "CI needs slirp4netns");
+        eprintln!("skipping: slirp4netns is missing");
+        return;
+    }
+    let (uid, gid) = ensure_test_user().expect("test user");
+    let f = Fixture::new();
+    let helper = f.path("helper");
+    std::fs::copy(HELPER, &helper).unwrap();
+    std::fs::set_permissions(f.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for entry in walkdir::WalkDir::new(f.dir.path()) {
+        let entry = entry.unwrap();
+        std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid)).unwrap();
+    }
+    let mut spec = f.spec(&[
+        "sh",
+        "-c",
+        "grep -o '^ *[a-z0-9]*:' /proc/net/dev | tr -d ' :'",
+    ]);
+    spec.network = Network::Nat;
+    let report = run_as(uid, gid, &helper, &spec, f.dir.path());
+    // slirp4netns needs /dev/net/tun, which some machines keep for root (mode 0600): the step
+    // then fails with slirp4netns's reason, not with a network that silently is the host's.
+    let tun_open_to_all = std::fs::metadata("/dev/net/tun")
+        .map(|m| m.permissions().mode() & 0o006 == 0o006)
+        .unwrap_or(false);
+    if !tun_open_to_all {
+        let error = report["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("slirp4netns") && error.contains("/dev/net/tun"),
+            "{report}"
+        );
+        return;
+    }
+    assert_eq!(report["exit_code"], 0, "{report}");
+    let mut interfaces: Vec<&str> = report["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
+    interfaces.sort();
+    assert_eq!(interfaces, ["lo", "tap0"], "{report}");
+}
+
+/// Docker's seccomp profile holds in a step, with its argument rules: a probe (the test helper
+/// with the host's libraries bound in) gets EPERM for a personality outside the allowed five,
+/// unshare, keyctl and an AF_VSOCK socket, ENOSYS for clone3, and still starts a thread.
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox),
+    ignore = "needs root and /usr/bin/busybox"
+)]
+fn step_runs_under_dockers_seccomp_profile() {
+    require_sandbox();
+    let f = Fixture::new();
+    let mut spec = f.spec(&["/probe", "seccomp-probe"]);
+    let ro = |source: &str, target: &str| MountSpec {
+        target: target.into(),
+        kind: MountKind::Bind {
+            source: source.into(),
+            access: BindAccess::ReadOnly,
+        },
+    };
+    spec.mounts = vec![ro(HELPER, "/probe")];
+    for dir in ["/lib", "/lib64", "/usr/lib"] {
+        if Path::new(dir).is_dir() {
+            spec.mounts.push(ro(dir, dir));
+        }
+    }
+    let expected = [
+        "personality(query): ok",
+        "personality(0x4000000): Operation not permitted (os error 1)",
+        "unshare(CLONE_NEWUSER): Operation not permitted (os error 1)",
+        "keyctl: Operation not permitted (os error 1)",
+        "socket(AF_VSOCK): Operation not permitted (os error 1)",
+        "socket(AF_INET): ok",
+        "clone3: Function not implemented (os error 38)",
+        "thread: ok",
+    ];
+    assert_eq!(run_ok(&spec), expected);
+    // Without the filter (RUN --security=insecure) the same calls get the kernel's own answers.
+    if let Action::Exec(exec) = &mut spec.action {
+        exec.insecure = true;
+    }
+    let insecure = run_ok(&spec);
+    assert_eq!(insecure[2], "unshare(CLONE_NEWUSER): ok", "{insecure:?}");
+    assert_ne!(insecure[6], expected[6], "{insecure:?}");
 }

@@ -20,11 +20,15 @@ pub enum Need {
     Registry,
     /// `newuidmap`/`newgidmap`, for rootless builds.
     Uidmap,
+    /// `slirp4netns`, the default RUN network.
+    Slirp4netns,
+    /// `script` (util-linux), to give a test a terminal.
+    Script,
 }
 
 impl Need {
     /// Every need, in the order build scripts report them.
-    pub const ALL: [Need; 7] = [
+    pub const ALL: [Need; 9] = [
         Need::Root,
         Need::Busybox,
         Need::Skopeo,
@@ -32,6 +36,8 @@ impl Need {
         Need::Docker,
         Need::Registry,
         Need::Uidmap,
+        Need::Slirp4netns,
+        Need::Script,
     ];
 
     /// The cfg a build script sets when this need is missing (`missing_root`, ...).
@@ -44,6 +50,8 @@ impl Need {
             Need::Docker => "missing_docker",
             Need::Registry => "missing_registry",
             Need::Uidmap => "missing_uidmap",
+            Need::Slirp4netns => "missing_slirp4netns",
+            Need::Script => "missing_script",
         }
     }
 
@@ -57,6 +65,8 @@ impl Need {
             Need::Docker => &["/usr/sbin/dockerd", "/usr/bin/docker"],
             Need::Registry => &["/usr/bin/docker-registry"],
             Need::Uidmap => &["/usr/bin/newuidmap", "/usr/bin/newgidmap"],
+            Need::Slirp4netns => &["/usr/bin/slirp4netns"],
+            Need::Script => &["/usr/bin/script"],
         }
     }
 
@@ -70,6 +80,8 @@ impl Need {
             Need::Docker => "apt-get install docker.io",
             Need::Registry => "apt-get install docker-registry",
             Need::Uidmap => "apt-get install uidmap",
+            Need::Slirp4netns => "apt-get install slirp4netns",
+            Need::Script => "apt-get install bsdutils",
         }
     }
 

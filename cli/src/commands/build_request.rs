@@ -46,6 +46,16 @@ pub struct BuildArgs {
     /// A secret for `RUN --mount=type=secret`: `id=NAME,src=FILE` or `id=NAME,env=VAR`.
     #[arg(long = "secret")]
     pub secrets: Vec<String>,
+    /// Grants an entitlement: `security.insecure` lets `RUN --security=insecure` steps run
+    /// without the seccomp filter and with every capability. (`network.host` is accepted as
+    /// BuildKit spells it; `RUN --network=host` needs no grant here.)
+    #[arg(
+        long = "allow",
+        value_name = "ENTITLEMENT",
+        value_delimiter = ',',
+        value_parser = ["security.insecure", "network.host"]
+    )]
+    pub allow: Vec<String>,
     /// The platform to build for (`linux/amd64`; default: this machine's).
     #[arg(long)]
     pub platform: Option<String>,
@@ -201,6 +211,7 @@ pub fn request(args: &BuildArgs) -> Result<BuildRequest> {
         secrets.insert(id, secret);
     }
     req.secrets = secrets;
+    req.allow_insecure = args.allow.iter().any(|a| a == "security.insecure");
     req.layer = layer_options(args, &req.outputs)?;
     req.cache_from = build::parse_cache_specs(&args.cache_from, false)?;
     req.cache_to = build::parse_cache_specs(&args.cache_to, true)?;

@@ -16,11 +16,11 @@ pub fn builder_bin() -> &'static str {
     env!("CARGO_BIN_EXE_builder")
 }
 
-/// What the end-to-end build tests need: root (overlay mounts) and a static busybox for the
-/// base image. Such a test carries
-/// `#[cfg_attr(any(missing_root, missing_busybox), ignore = "needs root and /usr/bin/busybox")]`
+/// What the end-to-end build tests need: root (overlay mounts), a static busybox for the base
+/// image and slirp4netns (the default network of RUN steps). Such a test carries
+/// `#[cfg_attr(any(missing_root, missing_busybox, missing_slirp4netns), ignore = "...")]`
 /// and calls this first (see `test_support`).
-pub const BUILD: &[Need] = &[Need::Root, Need::Busybox];
+pub const BUILD: &[Need] = &[Need::Root, Need::Busybox, Need::Slirp4netns];
 
 /// Fails the test unless [`BUILD`]'s needs are met.
 pub fn require_build() {

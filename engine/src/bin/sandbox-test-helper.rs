@@ -7,6 +7,11 @@
 //! `{"exit_code":..,"lines":[..]}` or `{"error":".."}` as JSON (to run a spec as another user).
 //! `sandbox-test-helper bench-start [runs]`: runs `true` in a fresh overlay over a busybox rootfs
 //! `runs` times (default 50) and prints the median, minimum and maximum wall time.
+//! `sandbox-test-helper tty-probe`: what a step could do to a terminal: prints one line per
+//! attempt, `open /dev/tty: <result>` and `TIOCSTI fd N: <result>` for fds 0, 1 and 2 (a
+//! successful TIOCSTI pushes a NUL byte into that terminal's input).
+//! `sandbox-test-helper seccomp-probe`: system calls Docker's seccomp profile denies or limits;
+//! prints `<call>: <result>` per line (`ok` or the error).
 
 use engine::executor::{self, InProcessContext, Runner, SandboxSpec};
 use engine::executor::{Action, ExecSpec, ExecUser, Network, OverlayMount, UpperDir};
@@ -29,6 +34,14 @@ fn main() {
     executor::register_in_process("test.write-files", write_files);
     executor::maybe_run_helper();
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("seccomp-probe") {
+        seccomp_probe();
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("tty-probe") {
+        tty_probe();
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("bench-start") {
         let runs = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(50);
         if let Err(e) = bench_start(runs) {
@@ -57,6 +70,72 @@ fn main() {
         Err(e) => serde_json::json!({ "error": e }),
     };
     println!("{out}");
+}
+
+fn seccomp_probe() {
+    // The error is read right after each call, before anything else can change errno.
+    let report = |name: &str, rc: libc::c_long| {
+        let result = if rc < 0 {
+            std::io::Error::last_os_error().to_string()
+        } else {
+            "ok".to_string()
+        };
+        println!("{name}: {result}");
+    };
+    // SAFETY: plain system calls with integer arguments (clone3 with a null argument fails
+    // before it could create anything); no memory is shared with them.
+    unsafe {
+        report("personality(query)", libc::personality(0xffff_ffff) as _);
+        report("personality(0x4000000)", libc::personality(0x400_0000) as _);
+        report(
+            "unshare(CLONE_NEWUSER)",
+            libc::unshare(libc::CLONE_NEWUSER) as _,
+        );
+        report("keyctl", libc::syscall(libc::SYS_keyctl, 0, 0, 0, 0, 0));
+        report(
+            "socket(AF_VSOCK)",
+            libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM, 0) as _,
+        );
+        report(
+            "socket(AF_INET)",
+            libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) as _,
+        );
+        report("clone3", libc::syscall(libc::SYS_clone3, 0, 0));
+    }
+    // Threads start although clone3 is refused: the C library falls back to clone.
+    let thread = std::thread::spawn(|| 7).join();
+    println!(
+        "thread: {}",
+        if matches!(thread, Ok(7)) {
+            "ok"
+        } else {
+            "failed"
+        }
+    );
+}
+
+fn tty_probe() {
+    let result = |rc: libc::c_int| {
+        if rc < 0 {
+            std::io::Error::last_os_error().to_string()
+        } else {
+            "ok".to_string()
+        }
+    };
+    // SAFETY: open with a NUL-terminated path; ioctl TIOCSTI reads one byte from a valid pointer.
+    unsafe {
+        let fd = libc::open(c"/dev/tty".as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
+        println!("open /dev/tty: {}", result(fd));
+        let mut fds = vec![0, 1, 2];
+        if fd >= 0 {
+            fds.push(fd);
+        }
+        for fd in fds {
+            let byte: libc::c_char = 0;
+            let rc = libc::ioctl(fd, libc::TIOCSTI, &byte as *const libc::c_char);
+            println!("TIOCSTI fd {fd}: {}", result(rc));
+        }
+    }
 }
 
 /// Times `runs` sandboxed `true` steps, each over a fresh upper and work directory.
@@ -139,6 +218,7 @@ fn true_spec(lower: &Path, step: &Path) -> SandboxSpec {
             env: vec!["PATH=/bin".to_string()],
             cwd: "/".into(),
             user: ExecUser::default().into(),
+            insecure: false,
         }),
     }
 }

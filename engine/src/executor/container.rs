@@ -38,6 +38,17 @@ pub(crate) struct ChildContext {
     pub rootless: bool,
 }
 
+/// Added to every mount a step can write to or bring files into (the root, binds, layers,
+/// tmpfs, `/dev` itself): device nodes there cannot be opened. A step keeps `CAP_MKNOD` as in
+/// Docker, but of the devices it makes or an image carries none opens; only the host's
+/// harmless devices bound one by one into `/dev` (each its own mount, without `nodev`) do. This
+/// is Docker's device allow-list, enforced by the mount table instead of a cgroup, so it holds
+/// alike for root and rootless builds and on cgroup v1 and v2.
+const NODEV: MountAttrFlags = MountAttrFlags::MOUNT_ATTR_NODEV;
+
+/// [`NODEV`] and read-only.
+const RO_NODEV: MountAttrFlags = MountAttrFlags::MOUNT_ATTR_RDONLY.union(NODEV);
+
 /// Docker's default capability set for containers.
 fn docker_default_caps() -> CapabilitySet {
     CapabilitySet::CHOWN
@@ -116,7 +127,7 @@ fn run(req: &HelperRequest, ctx: ChildContext) -> Result<(), ExecError> {
                 .map(|u| u.upper.clone());
             let m = &mut KernelMounts;
             // A bind of the root onto itself makes it a mount point, as pivot_root needs.
-            let tree = m.clone_tree(TreeSource::Path(&rootfs), false, &rootfs)?;
+            let tree = m.clone_tree(TreeSource::Path(&rootfs), NODEV, &rootfs)?;
             m.attach(tree, AttachPoint::Path(&rootfs), "bind", &rootfs)?;
             let root = rustix::fs::open(
                 &rootfs,
@@ -197,7 +208,11 @@ pub(crate) fn setup_rootfs(
         Ok(mount) => mount,
         // A user namespace that does not own the network namespace (rootless with host
         // networking) may not mount sysfs: bind the host's, read-only.
-        Err(_) => m.clone_tree(TreeSource::Path(Path::new("/sys")), true, sys_target)?,
+        Err(_) => m.clone_tree(
+            TreeSource::Path(Path::new("/sys")),
+            nosuid_nodev_noexec | MountAttrFlags::MOUNT_ATTR_RDONLY,
+            sys_target,
+        )?,
     };
     m.attach(sysfs, AttachPoint::Fd(at.as_fd()), "sysfs", sys_target)?;
 
@@ -218,7 +233,7 @@ fn mount_dev(m: &mut dyn Mounts, stubs: &mut StubMaker<'_>) -> Result<(), ExecEr
             FsOption::Value("mode", "755".to_string()),
             FsOption::Value("size", "65536k".to_string()),
         ],
-        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_STRICTATIME,
+        MountAttrFlags::MOUNT_ATTR_NOSUID | NODEV | MountAttrFlags::MOUNT_ATTR_STRICTATIME,
         target,
     )?;
     m.attach(dev, AttachPoint::Fd(at.as_fd()), "tmpfs", target)?;
@@ -238,7 +253,12 @@ fn mount_dev(m: &mut dyn Mounts, stubs: &mut StubMaker<'_>) -> Result<(), ExecEr
         let stub = rustix::fs::openat(&dev, name, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| mount_error("device stub", &shown, os_message(e)))?;
         let host = Path::new("/dev").join(name);
-        let tree = m.clone_tree(TreeSource::Path(&host), false, &shown)?;
+        // The allowed devices: their binds are the only mounts under /dev without `nodev`.
+        let tree = m.clone_tree(
+            TreeSource::Path(&host),
+            MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NOEXEC,
+            &shown,
+        )?;
         m.attach(
             tree,
             AttachPoint::Fd(stub.as_fd()),
@@ -333,8 +353,8 @@ fn extra_mount(
             let at = ensure(stubs, target, kind)?;
             let what = source.display().to_string();
             let tree = match access {
-                BindAccess::ReadOnly => m.clone_tree(TreeSource::Path(source), true, target)?,
-                BindAccess::ReadWrite => m.clone_tree(TreeSource::Path(source), false, target)?,
+                BindAccess::ReadOnly => m.clone_tree(TreeSource::Path(source), RO_NODEV, target)?,
+                BindAccess::ReadWrite => m.clone_tree(TreeSource::Path(source), NODEV, target)?,
                 BindAccess::Discard if meta.is_dir() => {
                     let (upper, work) = scratch_dirs(format!("discard-{index}"))?;
                     let options = overlay_options(
@@ -344,12 +364,12 @@ fn extra_mount(
                         rootless,
                         &empty,
                     );
-                    m.new_fs("overlay", &options, MountAttrFlags::empty(), target)?
+                    m.new_fs("overlay", &options, NODEV, target)?
                 }
                 BindAccess::Discard => {
                     let copy = state_dir.join(format!("discard-{index}"));
                     std::fs::copy(source, &copy).map_err(|e| prepare(&copy, e))?;
-                    m.clone_tree(TreeSource::Path(&copy), false, target)?
+                    m.clone_tree(TreeSource::Path(&copy), NODEV, target)?
                 }
             };
             m.attach(tree, AttachPoint::Fd(at.as_fd()), &what, target)
@@ -383,11 +403,7 @@ fn extra_mount(
                 rootless,
                 &empty,
             );
-            let attrs = if writable {
-                MountAttrFlags::empty()
-            } else {
-                MountAttrFlags::MOUNT_ATTR_RDONLY
-            };
+            let attrs = if writable { NODEV } else { RO_NODEV };
             let stack = m.new_fs("overlay", &options, attrs, target)?;
             m.attach(stack, AttachPoint::Path(&merged), "overlay", target)?;
             let merged_fd = rustix::fs::open(
@@ -416,7 +432,7 @@ fn extra_mount(
                 TargetKind::File
             };
             let at = ensure(stubs, target, kind)?;
-            let tree = m.clone_tree(TreeSource::Fd(source.as_fd()), !writable, target)?;
+            let tree = m.clone_tree(TreeSource::Fd(source.as_fd()), attrs, target)?;
             m.attach(tree, AttachPoint::Fd(at.as_fd()), "layers", target)
         }
         MountKind::Tmpfs { size_bytes } => {
@@ -443,7 +459,7 @@ fn extra_mount(
             write_private_file(&file, contents, *mode, *uid, *gid)
                 .map_err(|e| prepare(&file, e))?;
             let at = ensure(stubs, target, TargetKind::File)?;
-            let tree = m.clone_tree(TreeSource::Path(&file), true, target)?;
+            let tree = m.clone_tree(TreeSource::Path(&file), RO_NODEV, target)?;
             m.attach(tree, AttachPoint::Fd(at.as_fd()), "file", target)
         }
     }
@@ -503,7 +519,11 @@ fn mask_kernel_paths(m: &mut dyn Mounts, root: BorrowedFd<'_>) -> Result<(), Exe
         let mask = if is_dir {
             m.new_fs("tmpfs", &[], MountAttrFlags::MOUNT_ATTR_RDONLY, &shown)?
         } else {
-            m.clone_tree(TreeSource::Path(Path::new("/dev/null")), false, &shown)?
+            m.clone_tree(
+                TreeSource::Path(Path::new("/dev/null")),
+                MountAttrFlags::empty(),
+                &shown,
+            )?
         };
         m.attach(mask, AttachPoint::Fd(at.as_fd()), "mask", &shown)?;
     }
@@ -512,7 +532,11 @@ fn mask_kernel_paths(m: &mut dyn Mounts, root: BorrowedFd<'_>) -> Result<(), Exe
             continue;
         };
         let shown = Path::new("/").join(rel);
-        let tree = m.clone_tree(TreeSource::Fd(at.as_fd()), true, &shown)?;
+        let tree = m.clone_tree(
+            TreeSource::Fd(at.as_fd()),
+            MountAttrFlags::MOUNT_ATTR_RDONLY,
+            &shown,
+        )?;
         m.attach(tree, AttachPoint::Fd(at.as_fd()), "read-only bind", &shown)?;
     }
     Ok(())
@@ -544,6 +568,9 @@ fn exec_program(exec: &ExecSpec, last_cap: u32) -> Result<(), ExecError> {
         .first()
         .ok_or_else(|| ExecError::InvalidSpec("empty argument list".to_string()))?;
     reset_signals();
+    // A session of its own: the step has no controlling terminal, so `/dev/tty` does not open
+    // and it cannot write to or type into (TIOCSTI) the terminal the build runs in.
+    rustix::process::setsid().map_err(|e| setup_error("start a new session", os_message(e)))?;
     // Everything but stdin/stdout/stderr closes on exec (the control socket included, which
     // still reports a failed exec).
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on fds.
@@ -569,7 +596,20 @@ fn exec_program(exec: &ExecSpec, last_cap: u32) -> Result<(), ExecError> {
             )
         })?;
     }
-    let defaults = docker_default_caps();
+    let defaults = if exec.insecure {
+        // Every capability this process has (the builder's own bounding set may lack some).
+        rustix::thread::capabilities(None)
+            .map_err(|e| setup_error("read capabilities", os_message(e)))?
+            .permitted
+    } else {
+        docker_default_caps()
+    };
+    // Made before the credentials change so that a table error is reported, installed last.
+    let filters = if exec.insecure {
+        Vec::new()
+    } else {
+        super::seccomp::default_filters().map_err(|e| setup_error("seccomp", e.to_string()))?
+    };
     for cap in 0..=last_cap.min(63) {
         let set = CapabilitySet::from_bits_retain(1u64 << cap);
         if !defaults.contains(set) {
@@ -655,6 +695,9 @@ fn exec_program(exec: &ExecSpec, last_cap: u32) -> Result<(), ExecError> {
         .map(|e| to_c(e.as_bytes()))
         .collect::<Result<Vec<_>, _>>()?;
     let path_c = to_c(path.as_os_str().as_bytes())?;
+    // Last before execve: from here on the step's system calls are filtered.
+    super::seccomp::install(&filters)
+        .map_err(|e| setup_error("install the seccomp filter", e.to_string()))?;
     let err = match nix::unistd::execve(&path_c, &argv, &envp) {
         Err(e) => e,
         Ok(never) => match never {},
@@ -769,19 +812,19 @@ mod tests {
         let expected = [
             "new proc /proc [] MountAttrFlags(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC)".to_string(),
             "attach proc at /proc".to_string(),
-            "new tmpfs /dev [mode=755 size=65536k] MountAttrFlags(MOUNT_ATTR_NOSUID | MOUNT_ATTR_STRICTATIME)".to_string(),
+            "new tmpfs /dev [mode=755 size=65536k] MountAttrFlags(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_STRICTATIME)".to_string(),
             "attach tmpfs at /dev".to_string(),
-            "clone /dev/null rw for /dev/null".to_string(),
+            "clone /dev/null for /dev/null MountAttrFlags(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)".to_string(),
             "attach /dev/null at /dev/null".to_string(),
-            "clone /dev/zero rw for /dev/zero".to_string(),
+            "clone /dev/zero for /dev/zero MountAttrFlags(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)".to_string(),
             "attach /dev/zero at /dev/zero".to_string(),
-            "clone /dev/full rw for /dev/full".to_string(),
+            "clone /dev/full for /dev/full MountAttrFlags(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)".to_string(),
             "attach /dev/full at /dev/full".to_string(),
-            "clone /dev/random rw for /dev/random".to_string(),
+            "clone /dev/random for /dev/random MountAttrFlags(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)".to_string(),
             "attach /dev/random at /dev/random".to_string(),
-            "clone /dev/urandom rw for /dev/urandom".to_string(),
+            "clone /dev/urandom for /dev/urandom MountAttrFlags(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)".to_string(),
             "attach /dev/urandom at /dev/urandom".to_string(),
-            "clone /dev/tty rw for /dev/tty".to_string(),
+            "clone /dev/tty for /dev/tty MountAttrFlags(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)".to_string(),
             "attach /dev/tty at /dev/tty".to_string(),
             "new devpts /dev/pts [newinstance ptmxmode=0666 mode=0620 gid=5] MountAttrFlags(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)".to_string(),
             "attach devpts at /dev/pts".to_string(),
@@ -789,9 +832,9 @@ mod tests {
             "attach tmpfs at /dev/shm".to_string(),
             "new sysfs /sys [] MountAttrFlags(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC)".to_string(),
             "attach sysfs at /sys".to_string(),
-            format!("clone {state}/file-0 ro for /run/secrets/token"),
+            format!("clone {state}/file-0 for /run/secrets/token MountAttrFlags(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV)"),
             "attach file at /run/secrets/token".to_string(),
-            format!("clone {cache} rw for /root/.cache"),
+            format!("clone {cache} for /root/.cache MountAttrFlags(MOUNT_ATTR_NODEV)"),
             format!("attach {cache} at /root/.cache"),
             "new tmpfs /tmp [mode=1777 size=4096] MountAttrFlags(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)".to_string(),
             "attach tmpfs at /tmp".to_string(),

@@ -1,8 +1,9 @@
 //! The sandbox helper: a fresh, single-threaded copy of the binary that makes the namespaces.
 //!
 //! Order: (rootless) new user namespace, ids mapped by the runner → new mount, UTS, IPC, pid
-//! (and network) namespaces → private propagation, hostname, loopback → a private tmpfs on the
-//! state directory → overlays → fork the step's pid 1 ([`super::container`]) → wait → unmount the
+//! (and network) namespaces → private propagation, hostname, loopback (and, for the NAT network,
+//! ask the runner for slirp4netns) → a private tmpfs on the state directory → overlays → (wait
+//! for the network) → fork the step's pid 1 ([`super::container`]) → wait → unmount the
 //! overlays, remove the mount stubs from the upper directory and the work directories → report.
 
 use super::container::{child_main, ChildContext};
@@ -66,14 +67,14 @@ fn run(ctl: &File, reader: &mut BufReader<File>) -> Result<(i32, Option<i32>), E
         match recv::<RunnerReply>(reader)? {
             Some(RunnerReply::Mapped) => {}
             Some(RunnerReply::MapSelf) => map_self(uid.as_raw(), gid.as_raw())?,
-            Some(RunnerReply::Abort) | None => {
+            Some(RunnerReply::Abort | RunnerReply::NetworkReady) | None => {
                 return Err(ExecError::IdMap("the runner could not map ids".to_string()))
             }
         }
     }
     let mut flags =
         UnshareFlags::NEWNS | UnshareFlags::NEWUTS | UnshareFlags::NEWIPC | UnshareFlags::NEWPID;
-    if spec.network == Network::None {
+    if spec.network != Network::Host {
         flags |= UnshareFlags::NEWNET;
     }
     unshare(flags, "mount, uts, ipc, pid, net")?;
@@ -91,8 +92,17 @@ fn run(ctl: &File, reader: &mut BufReader<File>) -> Result<(i32, Option<i32>), E
             message: os_message(e),
         })?;
     }
-    if spec.network == Network::None {
+    if spec.network != Network::Host {
         super::sys::loopback_up()?;
+    }
+    if spec.network == Network::Nat {
+        send(
+            ctl,
+            &HelperMessage::NeedNetwork {
+                pid: rustix::process::getpid().as_raw_nonzero().get(),
+            },
+        )?;
+        // The answer is read just before the step starts: slirp4netns starts meanwhile.
     }
     let m = &mut KernelMounts;
     let state_dir = request.state_dir.as_path();
@@ -110,8 +120,12 @@ fn run(ctl: &File, reader: &mut BufReader<File>) -> Result<(i32, Option<i32>), E
     })?;
 
     let mut mounted = Vec::new();
-    let result = mount_overlays(m, &spec.overlays, rootless, &empty, &mut mounted)
-        .and_then(|()| run_step(&request, ctl, rootless));
+    let result = mount_overlays(m, &spec.overlays, rootless, &empty, &mut mounted).and_then(|()| {
+        if spec.network == Network::Nat {
+            await_network(reader)?;
+        }
+        run_step(&request, ctl, rootless)
+    });
     for target in mounted.iter().rev() {
         let _ = rustix::mount::unmount(*target, rustix::mount::UnmountFlags::DETACH);
     }
@@ -124,6 +138,17 @@ fn run(ctl: &File, reader: &mut BufReader<File>) -> Result<(i32, Option<i32>), E
     };
     cleanup(&request, &report)?;
     Ok(status)
+}
+
+/// Waits for the runner's answer to [`HelperMessage::NeedNetwork`].
+fn await_network(reader: &mut BufReader<File>) -> Result<(), ExecError> {
+    match recv::<RunnerReply>(reader)? {
+        Some(RunnerReply::NetworkReady) => Ok(()),
+        _ => Err(ExecError::Setup {
+            step: "connect the step's network".to_string(),
+            message: "the runner could not start slirp4netns".to_string(),
+        }),
+    }
 }
 
 /// Writes a one-id map (our uid and gid as 0) when there are no subordinate ids.
@@ -151,10 +176,12 @@ fn mount_overlays<'a>(
             .map(|u| (u.upper.as_path(), u.work.as_path()));
         // `volatile`: no sync of the upper directory per step; a crash loses only this step.
         let options = overlay_options(&overlay.lower, upper, true, rootless, empty);
+        // `nodev`: device nodes in the image or made by the step do not open (see
+        // `container::NODEV`).
         let attrs = if upper.is_some() {
-            MountAttrFlags::empty()
+            MountAttrFlags::MOUNT_ATTR_NODEV
         } else {
-            MountAttrFlags::MOUNT_ATTR_RDONLY
+            MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NODEV
         };
         let mount = m.new_fs("overlay", &options, attrs, target)?;
         m.attach(mount, AttachPoint::Path(target), "overlay", target)?;

@@ -1,5 +1,7 @@
 //! Runs a build step in an isolated sandbox: namespaces, overlayfs, `pivot_root`, a minimal
-//! `/dev` and `/proc`, network `none` or `host`, as root or rootless.
+//! `/dev` and `/proc`, a network of its own behind user-mode NAT (or `none`, or the host's),
+//! Docker's default capabilities and seccomp profile, as root or rootless. The defences against a
+//! hostile step, and where each lives, are in `docs/SECURITY-sandbox.md`.
 //!
 //! The build process is a multithreaded tokio program, and `unshare`/`fork` from it is unsound,
 //! so [`run`] re-executes a binary (by default the current one) as a small single-threaded
@@ -23,7 +25,8 @@
 //! Layout: [`spec`](SandboxSpec) is the data, `runner` the build-process side, `helper` the
 //! namespace-making process, `container` the step's pid 1, `mounts` the one seam through which
 //! every mount goes (with a recording double for unprivileged tests), `stubs` the mount points
-//! made in the root and their removal, `idmap` rootless id maps, [`user`] `USER` resolution.
+//! made in the root and their removal, `network` the name-resolution files and slirp4netns,
+//! `seccomp` Docker's profile, `idmap` rootless id maps, [`user`] `USER` resolution.
 //!
 //! When not root, the helper makes a user namespace first; the runner maps the user to root and
 //! the user's `/etc/subuid`/`/etc/subgid` range to 1..N with `newuidmap`/`newgidmap` (or only
@@ -49,6 +52,7 @@
 //!         env: vec!["PATH=/usr/local/bin:/usr/bin:/bin".into()],
 //!         cwd: "/src".into(),
 //!         user: StepUser::Named("app".into()),
+//!         insecure: false,
 //!     }),
 //! };
 //! let outcome = tokio::task::spawn_blocking(move || {
@@ -70,6 +74,7 @@ mod mounts;
 mod network;
 mod protocol;
 mod runner;
+mod seccomp;
 mod spec;
 mod stubs;
 mod sys;

@@ -8,9 +8,11 @@
 
 use super::error::ExecError;
 use super::sys::{
-    attach_at_fd, attach_at_path, clone_tree, clone_tree_at_fd, make_tree_readonly, NewFs,
+    attach_at_fd, attach_at_path, clone_tree, clone_tree_at_fd, mount_error, os_message,
+    set_tree_attrs, NewFs,
 };
-use rustix::fd::{BorrowedFd, OwnedFd};
+use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use rustix::fs::{Mode, OFlags};
 use rustix::mount::MountAttrFlags;
 use std::path::{Path, PathBuf};
 
@@ -19,7 +21,7 @@ use std::path::{Path, PathBuf};
 pub(crate) enum FsOption {
     /// `key=value`.
     Value(&'static str, String),
-    /// `key=path` (paths need not be UTF-8).
+    /// `key=path` of a directory (paths need not be UTF-8); passed to the kernel through an fd.
     Path(&'static str, PathBuf),
     /// A flag such as `volatile`.
     Flag(&'static str),
@@ -53,12 +55,12 @@ pub(crate) trait Mounts {
         shown: &Path,
     ) -> Result<OwnedFd, ExecError>;
 
-    /// A detached, recursive copy of the mount tree at `source` (a bind mount), made read-only
-    /// when asked.
+    /// A detached, recursive copy of the mount tree at `source` (a bind mount), with `attrs`
+    /// (read-only, nodev, ...) added to every mount in it.
     fn clone_tree(
         &mut self,
         source: TreeSource<'_>,
-        read_only: bool,
+        attrs: MountAttrFlags,
         shown: &Path,
     ) -> Result<OwnedFd, ExecError>;
 
@@ -87,7 +89,25 @@ impl Mounts for KernelMounts {
         for option in options {
             match option {
                 FsOption::Value(key, value) => fs.set(key, value, shown)?,
-                FsOption::Path(key, path) => fs.set_path(key, path, shown)?,
+                FsOption::Path(key, path) => {
+                    // Given as `/proc/self/fd/N`, which the kernel resolves at once and shows in
+                    // the mount's options instead of the host path: a step reading
+                    // /proc/self/mountinfo does not learn where the layers live.
+                    let dir = rustix::fs::open(
+                        path,
+                        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| {
+                        mount_error(
+                            fs_type,
+                            shown,
+                            format!("{key}={}: {}", path.display(), os_message(e)),
+                        )
+                    })?;
+                    let by_fd = format!("/proc/self/fd/{}", dir.as_raw_fd());
+                    fs.set_path(key, Path::new(&by_fd), shown)?;
+                }
                 FsOption::Flag(key) => fs.flag(key, shown)?,
             }
         }
@@ -97,15 +117,15 @@ impl Mounts for KernelMounts {
     fn clone_tree(
         &mut self,
         source: TreeSource<'_>,
-        read_only: bool,
+        attrs: MountAttrFlags,
         shown: &Path,
     ) -> Result<OwnedFd, ExecError> {
         let tree = match source {
             TreeSource::Path(path) => clone_tree(path, shown)?,
             TreeSource::Fd(fd) => clone_tree_at_fd(fd, shown)?,
         };
-        if read_only {
-            make_tree_readonly(&tree, shown)?;
+        if !attrs.is_empty() {
+            set_tree_attrs(&tree, attrs, shown)?;
         }
         Ok(tree)
     }
@@ -212,16 +232,15 @@ pub(crate) mod recording {
         fn clone_tree(
             &mut self,
             source: TreeSource<'_>,
-            read_only: bool,
+            attrs: MountAttrFlags,
             shown: &Path,
         ) -> Result<OwnedFd, ExecError> {
             let source = match source {
                 TreeSource::Path(p) => p.display().to_string(),
                 TreeSource::Fd(_) => "<fd>".to_string(),
             };
-            let mode = if read_only { "ro" } else { "rw" };
             self.log
-                .push(format!("clone {source} {mode} for {}", shown.display()));
+                .push(format!("clone {source} for {} {attrs:?}", shown.display()));
             Ok(placeholder_fd())
         }
 

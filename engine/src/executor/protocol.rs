@@ -28,6 +28,9 @@ pub(crate) struct HelperRequest {
 pub(crate) enum HelperMessage {
     /// The helper made a user namespace; the runner writes its id maps.
     NeedIdMap { pid: i32 },
+    /// The helper made a network namespace for [`super::spec::Network::Nat`]; the runner
+    /// connects it to the outside.
+    NeedNetwork { pid: i32 },
     /// Setting up or starting the step failed.
     Failed(ExecError),
     /// The step's pid 1 ended.
@@ -43,6 +46,8 @@ pub(crate) enum RunnerReply {
     MapSelf,
     /// Mapping failed; the helper gives up.
     Abort,
+    /// The network namespace is connected.
+    NetworkReady,
 }
 
 /// Writes one message as a line.

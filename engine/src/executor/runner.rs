@@ -3,6 +3,7 @@
 
 use super::error::ExecError;
 use super::idmap;
+use super::network::Slirp;
 use super::protocol::{recv, send, HelperMessage, HelperRequest, RunnerReply, HELPER_ARG};
 use super::spec::{Action, BindAccess, MountKind, SandboxSpec};
 use super::sys::os_message;
@@ -284,8 +285,22 @@ fn converse(
     let mut reader = BufReader::new(socket);
     send(&writer, request)?;
     let mut failure = None;
+    // Lives until the step has ended (this function returns).
+    let mut _slirp = None;
     loop {
         match recv::<HelperMessage>(&mut reader)? {
+            Some(HelperMessage::NeedNetwork { pid }) => {
+                match Slirp::start(pid, super::is_rootless()) {
+                    Ok(slirp) => {
+                        _slirp = Some(slirp);
+                        send(&writer, &RunnerReply::NetworkReady)?;
+                    }
+                    Err(e) => {
+                        send(&writer, &RunnerReply::Abort)?;
+                        failure.get_or_insert(e);
+                    }
+                }
+            }
             None => return failure.map_or(Ok(None), Err),
             Some(HelperMessage::NeedIdMap { pid }) => {
                 let (reply, error) = match idmap::write_maps(pid) {

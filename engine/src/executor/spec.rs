@@ -115,9 +115,13 @@ pub enum BindAccess {
 /// The network a step sees.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Network {
-    /// The host's network namespace (the `RUN` default).
+    /// The host's network namespace (`RUN --network=host`).
     #[default]
     Host,
+    /// A network namespace of its own whose only way out is user-mode NAT (`slirp4netns
+    /// --disable-host-loopback`): the outside is reachable, the host's loopback services are
+    /// not (the `RUN` default, as in rootless BuildKit).
+    Nat,
     /// A fresh network namespace with only the loopback interface, brought up.
     None,
 }
@@ -151,6 +155,11 @@ pub struct ExecSpec {
     pub cwd: PathBuf,
     /// Who the process runs as.
     pub user: StepUser,
+    /// Runs without the seccomp filter and with every capability (`RUN --security=insecure`,
+    /// granted by the `security.insecure` entitlement). Normally `false`: Docker's default
+    /// seccomp profile and capability set.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 /// The user of a step: numeric ids, or a `USER` value resolved inside the sandbox.

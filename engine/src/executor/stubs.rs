@@ -10,12 +10,11 @@
 
 use super::sys::{fd_path, mount_id, open_in_root};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 /// What kind of mount point a target needs.
@@ -57,7 +56,7 @@ pub(crate) struct StubMaker<'a> {
     /// the upper directory and are not recorded.
     root_mount: u64,
     /// The upper directory behind the root, when it is an overlay with one.
-    upper: Option<PathBuf>,
+    upper: Option<OwnedFd>,
     pub report: StubReport,
 }
 
@@ -67,6 +66,14 @@ impl<'a> StubMaker<'a> {
         root_path: PathBuf,
         upper: Option<PathBuf>,
     ) -> io::Result<Self> {
+        let upper = match upper {
+            Some(path) => Some(rustix::fs::open(
+                &path,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?),
+            None => None,
+        };
         Ok(StubMaker {
             root,
             root_mount: mount_id(root)?,
@@ -193,18 +200,19 @@ impl<'a> StubMaker<'a> {
         let mut prefix = PathBuf::new();
         for c in dir.components() {
             prefix.push(c);
-            if upper.join(&prefix).symlink_metadata().is_ok()
+            if lstat_beneath(upper.as_fd(), &prefix)?.is_some()
                 || self.report.copied_up.iter().any(|d| d.path == prefix)
                 || self.report.created.iter().any(|d| d.path == prefix)
             {
                 continue;
             }
-            let merged = self.root_path.join(&prefix).symlink_metadata()?;
+            // `prefix` was resolved inside the root without symlinks: it names the directory.
+            let merged = rustix::fs::fstat(open_in_root(self.root, &prefix)?)?;
             self.report.copied_up.push(CopiedUpDir {
                 path: prefix.clone(),
-                mode: merged.mode(),
-                uid: merged.uid(),
-                gid: merged.gid(),
+                mode: merged.st_mode,
+                uid: merged.st_uid,
+                gid: merged.st_gid,
             });
         }
         Ok(())
@@ -235,62 +243,149 @@ pub(crate) fn container_components(target: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Opens the directory `rel` below `dir` without following any symlink or leaving `dir`: after
+/// a step, every path below its upper directory is the step's to plant links in.
+fn open_dir_beneath(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<OwnedFd> {
+    let rel: &Path = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    Ok(rustix::fs::openat2(
+        dir,
+        rel,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )?)
+}
+
+/// The parent directory of `rel` (opened as [`open_dir_beneath`] does) and its last name, or
+/// `None` when the parent is gone or is no longer a plain directory (a symlink planted by the
+/// step): what is there then is the step's, not a stub.
+fn parent_beneath<'p>(
+    dir: BorrowedFd<'_>,
+    rel: &'p Path,
+) -> io::Result<Option<(OwnedFd, &'p std::ffi::OsStr)>> {
+    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+        return Ok(None);
+    };
+    match open_dir_beneath(dir, parent) {
+        Ok(fd) => Ok(Some((fd, name))),
+        Err(e)
+            if matches!(
+                rustix::io::Errno::from_io_error(&e),
+                Some(
+                    rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP
+                )
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `lstat` of `rel` below `dir`, never through a symlink; `None` when it is not there.
+fn lstat_beneath(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<Option<rustix::fs::Stat>> {
+    let Some((parent, name)) = parent_beneath(dir, rel)? else {
+        return Ok(None);
+    };
+    match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn file_type(st: &rustix::fs::Stat) -> FileType {
+    FileType::from_raw_mode(st.st_mode)
+}
+
 /// Removes from `upper` what `report` says the sandbox created, leaving what the step changed.
+///
+/// Every operation is relative to a directory fd opened without following symlinks
+/// (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`): a step that replaced a stub's parent with a link
+/// to a host directory makes the stub's removal a no-op, never a removal on the host.
 pub(crate) fn remove_stubs(upper: &Path, report: &StubReport) -> Result<(), (PathBuf, io::Error)> {
+    let top = rustix::fs::open(
+        upper,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| (upper.to_path_buf(), e.into()))?;
+    let shown = |rel: &Path| upper.join(rel);
+    let remove = |rel: &Path, dir: bool| -> Result<(), (PathBuf, io::Error)> {
+        let Some((parent, name)) = parent_beneath(top.as_fd(), rel).map_err(|e| (shown(rel), e))?
+        else {
+            return Ok(());
+        };
+        let flags = if dir {
+            AtFlags::REMOVEDIR
+        } else {
+            AtFlags::empty()
+        };
+        match rustix::fs::unlinkat(&parent, name, flags) {
+            Ok(()) | Err(rustix::io::Errno::NOTEMPTY | rustix::io::Errno::NOENT) => Ok(()),
+            Err(e) => Err((shown(rel), e.into())),
+        }
+    };
     let mut created = report.created.clone();
     created.sort_by_key(|s| std::cmp::Reverse(s.path.components().count()));
     for stub in &created {
-        let path = upper.join(&stub.path);
-        let Ok(meta) = path.symlink_metadata() else {
+        let Some(st) =
+            lstat_beneath(top.as_fd(), &stub.path).map_err(|e| (shown(&stub.path), e))?
+        else {
             continue;
         };
-        let result = if stub.dir && meta.is_dir() {
-            std::fs::remove_dir(&path)
-        } else if !stub.dir && meta.is_file() && meta.len() == 0 {
-            std::fs::remove_file(&path)
-        } else {
-            Ok(())
-        };
-        match result {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => {}
-            Err(e) => return Err((path, e)),
+        let kind = file_type(&st);
+        if stub.dir && kind == FileType::Directory {
+            remove(&stub.path, true)?;
+        } else if !stub.dir && kind == FileType::RegularFile && st.st_size == 0 {
+            remove(&stub.path, false)?;
         }
     }
     let mut copied = report.copied_up.clone();
     copied.sort_by_key(|d| std::cmp::Reverse(d.path.components().count()));
     for dir in &copied {
-        let path = upper.join(&dir.path);
-        let Ok(meta) = path.symlink_metadata() else {
+        let Some(st) = lstat_beneath(top.as_fd(), &dir.path).map_err(|e| (shown(&dir.path), e))?
+        else {
             continue;
         };
-        let unchanged = meta.is_dir()
-            && meta.mode() == dir.mode
-            && meta.uid() == dir.uid
-            && meta.gid() == dir.gid
-            && !is_opaque(&path);
-        if !unchanged {
-            continue;
-        }
-        match std::fs::remove_dir(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => {}
-            Err(e) => return Err((path, e)),
+        let unchanged = file_type(&st) == FileType::Directory
+            && st.st_mode == dir.mode
+            && st.st_uid == dir.uid
+            && st.st_gid == dir.gid
+            && !is_opaque(top.as_fd(), &dir.path);
+        if unchanged {
+            remove(&dir.path, true)?;
         }
     }
     Ok(())
 }
 
 /// Whether an upper directory hides the lower layers' content (an opaque directory).
-fn is_opaque(path: &Path) -> bool {
+fn is_opaque(top: BorrowedFd<'_>, rel: &Path) -> bool {
+    let Ok(Some((parent, name))) = parent_beneath(top, rel) else {
+        return false;
+    };
+    let Ok(dir) = rustix::fs::openat(
+        &parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return false;
+    };
     ["trusted.overlay.opaque", "user.overlay.opaque"]
         .iter()
-        .any(|name| rustix::fs::lgetxattr_query(path, *name).is_ok())
+        .any(|name| rustix::fs::fgetxattr(&dir, *name, &mut [0u8; 8]).is_ok())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn components_refuse_parent_and_relative() {
@@ -434,5 +529,61 @@ mod tests {
         assert!(!u.join("run").exists());
         assert!(!u.join("etc/resolv.conf").exists());
         assert!(u.join("etc/real").exists(), "a real change must stay");
+    }
+
+    /// The rule: stub removal never follows a symlink the step planted. A step replaced the
+    /// parents of its stubs with links to a host directory that holds files and directories
+    /// named like the stubs; all of them stay.
+    #[test]
+    fn stub_removal_never_follows_symlinks_planted_by_the_step() {
+        let tmp = tempfile::tempdir().unwrap();
+        let u = tmp.path().join("upper");
+        let host = tmp.path().join("host");
+        std::fs::create_dir_all(host.join("secrets/sub")).unwrap();
+        std::fs::write(host.join("secrets/token"), b"").unwrap();
+        std::fs::write(host.join("canary"), b"keep").unwrap();
+        std::fs::create_dir_all(u.join("etc")).unwrap();
+        std::os::unix::fs::symlink(&host, u.join("run")).unwrap();
+        std::os::unix::fs::symlink(&host, u.join("etc/ssl")).unwrap();
+        let host_meta = host.symlink_metadata().unwrap();
+        let report = StubReport {
+            created: vec![
+                CreatedStub {
+                    path: "run".into(),
+                    dir: true,
+                },
+                CreatedStub {
+                    path: "run/secrets".into(),
+                    dir: true,
+                },
+                CreatedStub {
+                    path: "run/secrets/token".into(),
+                    dir: false,
+                },
+                CreatedStub {
+                    path: "run/secrets/sub".into(),
+                    dir: true,
+                },
+            ],
+            copied_up: vec![CopiedUpDir {
+                path: "etc/ssl".into(),
+                mode: host_meta.mode(),
+                uid: host_meta.uid(),
+                gid: host_meta.gid(),
+            }],
+        };
+        remove_stubs(&u, &report).unwrap();
+        assert!(
+            host.join("secrets/token").is_file(),
+            "a host file was removed"
+        );
+        assert!(
+            host.join("secrets/sub").is_dir(),
+            "a host directory was removed"
+        );
+        assert_eq!(std::fs::read(host.join("canary")).unwrap(), b"keep");
+        // The links themselves are the step's changes and stay in its diff.
+        assert!(u.join("run").symlink_metadata().unwrap().is_symlink());
+        assert!(u.join("etc/ssl").symlink_metadata().unwrap().is_symlink());
     }
 }

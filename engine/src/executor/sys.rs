@@ -192,10 +192,14 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-/// Makes a (detached) mount tree read-only, recursively.
-pub(crate) fn make_tree_readonly(tree: &OwnedFd, shown_target: &Path) -> Result<(), ExecError> {
+/// Sets `attrs` (read-only, nodev, ...) on every mount of a (detached) mount tree.
+pub(crate) fn set_tree_attrs(
+    tree: &OwnedFd,
+    attrs: MountAttrFlags,
+    shown_target: &Path,
+) -> Result<(), ExecError> {
     let attr = MountAttr {
-        attr_set: libc::MOUNT_ATTR_RDONLY,
+        attr_set: u64::from(attrs.bits()),
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
@@ -214,7 +218,7 @@ pub(crate) fn make_tree_readonly(tree: &OwnedFd, shown_target: &Path) -> Result<
     };
     if rc != 0 {
         return Err(mount_error(
-            "read-only attribute",
+            &format!("attributes {attrs:?}"),
             shown_target,
             os_message(io::Error::last_os_error()),
         ));

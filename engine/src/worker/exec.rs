@@ -135,9 +135,10 @@ pub(super) fn run(
     progress: &dyn ProgressSink,
 ) -> Result<LayerRef, WorkError> {
     let op = req.op;
-    if op.security == SecurityMode::Insecure {
+    if op.security == SecurityMode::Insecure && !worker.opts.allow_insecure {
         return Err(fail(
-            "RUN --security=insecure needs the security.insecure entitlement, which is not granted",
+            "RUN --security=insecure needs the security.insecure entitlement, which is not granted \
+             (build with --allow security.insecure)",
         ));
     }
     let base: &[LayerRef] = match req.inputs.first() {
@@ -300,7 +301,8 @@ pub(super) fn run(
 
     let network = match op.network {
         NetworkMode::None => Network::None,
-        NetworkMode::Default | NetworkMode::Host => Network::Host,
+        NetworkMode::Default => Network::Nat,
+        NetworkMode::Host => Network::Host,
     };
     // /etc/hosts and /etc/resolv.conf, only where the image has an /etc to put them in (the
     // sandbox removes the stubs before the diff either way).
@@ -356,6 +358,7 @@ pub(super) fn run(
             env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             cwd: PathBuf::from(cwd),
             user,
+            insecure: op.security == SecurityMode::Insecure,
         }),
     };
     let mut sink = super::log_sink(progress, req.step);

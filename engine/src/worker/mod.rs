@@ -44,6 +44,9 @@ pub struct WorkerOptions {
     pub secrets: HashMap<String, Secret>,
     /// The sandbox helper binary; `None` re-executes the current binary.
     pub helper: Option<PathBuf>,
+    /// The `security.insecure` entitlement: `RUN --security=insecure` steps run without the
+    /// seccomp filter and with every capability. Off unless the user asks (`--allow`).
+    pub allow_insecure: bool,
 }
 
 /// The worker that runs steps on this machine.
