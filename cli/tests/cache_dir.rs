@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{step, steps, Fixture};
+use common::{run_ok, step, steps, Fixture};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
@@ -17,17 +17,6 @@ fn digest(meta: &serde_json::Value) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no digest in {meta:#}"))
         .to_string()
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `builder cache check --json` must report no problem.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::dockerd::Dockerd;
-use common::{example_names, example_secret_arg, examples_dir, Fixture, Need};
+use common::{example_names, example_secret_arg, examples_dir, run_ok, Fixture, Need};
 
 /// Builds every example once, with OCI and docker-archive outputs; returns
 /// (name, oci archive, docker archive) per example.
@@ -39,17 +39,6 @@ fn build_examples(f: &Fixture) -> Vec<(String, PathBuf, PathBuf)> {
         built.push((name, oci, docker));
     }
     built
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// What each example's default command prints, derived from its Dockerfile and files.
@@ -100,9 +89,11 @@ fn examples_build_and_skopeo_and_umoci_read_the_oci_output() {
     assert!(built.len() >= 4, "examples found: {built:?}");
     for (name, oci, _) in &built {
         // skopeo: the manifest and config of the archive.
-        let inspect = run(Command::new("skopeo")
-            .arg("inspect")
-            .arg(format!("oci-archive:{}", oci.display())));
+        let inspect = run_ok(
+            Command::new("skopeo")
+                .arg("inspect")
+                .arg(format!("oci-archive:{}", oci.display())),
+        );
         let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
         let layers = v["Layers"].as_array().map(|a| a.len()).unwrap_or(0);
         assert!(
@@ -110,25 +101,31 @@ fn examples_build_and_skopeo_and_umoci_read_the_oci_output() {
             "{name}: skopeo sees {layers} layers: {inspect}"
         );
         assert_eq!(v["Os"], "linux", "{name}: {inspect}");
-        let config = run(Command::new("skopeo")
-            .args(["inspect", "--config"])
-            .arg(format!("oci-archive:{}", oci.display())));
+        let config = run_ok(
+            Command::new("skopeo")
+                .args(["inspect", "--config"])
+                .arg(format!("oci-archive:{}", oci.display())),
+        );
         let c: serde_json::Value = serde_json::from_str(&config).unwrap();
         assert!(c["config"]["Cmd"].is_array(), "{name}: {config}");
 
         // umoci: unpack the layout by its tag into a runtime bundle.
         let layout = f.dir.path().join(format!("{name}.layout"));
         std::fs::create_dir_all(&layout).unwrap();
-        run(Command::new("tar")
-            .arg("-xf")
-            .arg(oci)
-            .arg("-C")
-            .arg(&layout));
+        run_ok(
+            Command::new("tar")
+                .arg("-xf")
+                .arg(oci)
+                .arg("-C")
+                .arg(&layout),
+        );
         let bundle = f.dir.path().join(format!("{name}.bundle"));
-        run(Command::new("umoci")
-            .args(["unpack", "--image"])
-            .arg(format!("{}:e2e", layout.display()))
-            .arg(&bundle));
+        run_ok(
+            Command::new("umoci")
+                .args(["unpack", "--image"])
+                .arg(format!("{}:e2e", layout.display()))
+                .arg(&bundle),
+        );
         let rootfs = bundle.join("rootfs");
         assert!(
             rootfs.join("bin/busybox").is_file(),

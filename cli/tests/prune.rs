@@ -4,19 +4,8 @@
 
 mod common;
 
-use common::{step, steps, Fixture};
+use common::{run_ok, step, steps, Fixture};
 use std::process::{Command, Stdio};
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn du(f: &Fixture) -> serde_json::Value {
     serde_json::from_str(&run_ok(f.cmd().args(["du", "--json"]))).unwrap()

@@ -210,3 +210,15 @@ pub fn step<'a>(meta: &'a serde_json::Value, needle: &str) -> &'a serde_json::Va
         })
         .unwrap_or_else(|| panic!("no step named like {needle:?} in {meta:#}"))
 }
+
+/// Runs `cmd`, failing the test with its output unless it succeeds; returns its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
