@@ -16,6 +16,7 @@ pub mod chmod;
 mod copy;
 mod http;
 pub mod pattern;
+pub mod plan;
 pub mod root;
 
 use std::collections::BTreeMap;
@@ -128,6 +129,57 @@ pub struct CopyAction {
     /// Symlinks met inside a copied directory are always copied as links.
     #[serde(default)]
     pub follow_symlinks: bool,
+    /// Leave extended attributes behind: a build context's files reach the layer without
+    /// their xattrs, as with BuildKit (its layers do not carry a context file's `user.*`
+    /// attributes). Files from a stage or image keep theirs.
+    #[serde(default)]
+    pub drop_xattrs: bool,
+}
+
+impl CopyAction {
+    /// The copy a graph [`crate::graph::CopySpec`] asks for, reading from the source root
+    /// `source_root`. The worker runs it and the solver keys it: one translation for both.
+    /// `from_context` applies the build context's rules (root ownership unless `--chown`, no
+    /// xattrs); `hidden` are the context's ignored paths.
+    pub fn from_spec(
+        spec: &crate::graph::CopySpec,
+        source_root: String,
+        from_context: bool,
+        hidden: Vec<String>,
+    ) -> CopyAction {
+        // `--parents`: the frontend splits the source at its `/./` pivot (the whole path is the
+        // pattern when there is none); the copy wants it whole, pivot marked.
+        let source = match (spec.preserve_parents, spec.include_patterns.first()) {
+            (true, Some(pattern)) => format!(
+                "{}/./{}",
+                spec.src.trim_end_matches('/'),
+                pattern.trim_start_matches('/')
+            ),
+            _ => spec.src.clone(),
+        };
+        CopyAction {
+            source_root,
+            sources: vec![source],
+            dest: spec.dest.clone(),
+            workdir: "/".to_string(),
+            // Files from the build context belong to root unless --chown says otherwise, as
+            // Docker does; files from a stage or image keep their owners.
+            chown: spec
+                .owner
+                .clone()
+                .or_else(|| from_context.then(|| "0:0".to_string())),
+            chmod: spec.mode.as_ref().map(|m| match m {
+                crate::graph::FileMode::Octal(bits) => format!("{bits:o}"),
+                crate::graph::FileMode::Symbolic(s) => s.clone(),
+            }),
+            exclude: spec.exclude_patterns.clone(),
+            parents: spec.preserve_parents,
+            checksum: None,
+            hidden,
+            follow_symlinks: spec.follow_symlinks,
+            drop_xattrs: from_context,
+        }
+    }
 }
 
 /// Creates (or replaces) one file with the given content.
@@ -193,6 +245,17 @@ pub enum FileOpError {
         place: String,
         path: String,
     },
+    /// A symlink named as a source leads to nothing (or to a path the ignore rules hide).
+    #[error("{op} failed: file not found in {place}: {path:?} is a symlink to {target:?}, which does not exist (or is excluded by .dockerignore)")]
+    DanglingSource {
+        op: &'static str,
+        place: String,
+        path: String,
+        target: String,
+    },
+    /// Resolving a source path met a symlink loop or too long a chain.
+    #[error("{op} failed: resolving {path:?}: too many levels of symbolic links")]
+    SymlinkLoop { op: &'static str, path: String },
     /// The action names a source root that was not provided.
     #[error("{op} failed: unknown source {name:?}")]
     UnknownSourceRoot { op: &'static str, name: String },

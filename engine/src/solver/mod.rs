@@ -939,16 +939,32 @@ fn plan_step(
                 }
             }
         }
-        Op::File(file) => {
-            for action in &file.actions {
-                if let crate::graph::FileAction::Copy(c) = action {
-                    reads.entry(c.source_input).or_default().push(c.src.clone());
-                }
-            }
-        }
         _ => {}
     }
     let mut files = BTreeMap::new();
+    if let Op::File(file) = &vertex.op {
+        for action in &file.actions {
+            let crate::graph::FileAction::Copy(c) = action else {
+                continue;
+            };
+            let Some(input) = vertex.inputs.get(c.source_input as usize) else {
+                continue;
+            };
+            let Some(InputState::Context { name, .. }) =
+                planned.get(input).and_then(|p| p.source_state.clone())
+            else {
+                continue;
+            };
+            let started = Instant::now();
+            let (snapshot, stat) = contexts.get(&name)?;
+            let walked = started.elapsed();
+            let sum = copy_plan_digest(vertex, c, snapshot, stat)?;
+            kb.field(name.as_bytes()).field(&sum.0);
+            files.extend(sum.1);
+            let hashed = started.elapsed().saturating_sub(walked);
+            contexts.times.entry(name).or_default().hash += hashed;
+        }
+    }
     for (index, paths) in reads {
         let Some(input) = vertex.inputs.get(index as usize) else {
             continue;
@@ -1010,6 +1026,52 @@ fn plan_step(
         source_state: None,
         base_config: None,
     })
+}
+
+/// The key part of one COPY/ADD from a build context: the digest of the copy's own plan
+/// ([`crate::fileops::plan::resolve`], the same resolution the copy executes) over the walked
+/// context, with file contents from the stat cache; and what each read entry looked like, for
+/// miss explanations.
+fn copy_plan_digest(
+    vertex: &Vertex,
+    spec: &crate::graph::CopySpec,
+    snapshot: &ContextSnapshot,
+    stat: &StatCache,
+) -> Result<([u8; 32], BTreeMap<String, String>), SolveError> {
+    use crate::fileops::{self, plan};
+    let op = if spec.attempt_unpack { "ADD" } else { "COPY" };
+    let action =
+        fileops::CopyAction::from_spec(spec, fileops::CONTEXT.to_string(), true, Vec::new());
+    let step_err = |e: fileops::FileOpError| SolveError::Step {
+        name: vertex.name.clone(),
+        line_range: vertex.line_range,
+        source: WorkError::Failed(e.to_string()),
+    };
+    let chmod = action
+        .chmod
+        .as_deref()
+        .map(fileops::chmod::Chmod::parse)
+        .transpose()
+        .map_err(|source| step_err(fileops::FileOpError::Chmod { op, source }))?;
+    let resolved = plan::resolve(snapshot, &action, op).map_err(step_err)?;
+    let files = resolved.files();
+    let digests = stat.content_digests(snapshot.root(), &files)?;
+    let content: HashMap<&str, [u8; 32]> = files
+        .iter()
+        .map(|e| e.rel.as_str())
+        .zip(digests)
+        .collect();
+    let sum = resolved.digest(chmod.as_ref(), action.chown.is_none(), &content);
+    let recorded = if sum.entries.len() <= MAX_RECORDED_FILES {
+        sum.entries
+            .iter()
+            .map(|(p, _, facts)| (p.to_string(), facts.describe()))
+            .collect()
+    } else {
+        let pairs: Vec<(&str, [u8; 32])> = sum.entries.iter().map(|(p, d, _)| (*p, *d)).collect();
+        summarise_files(&pairs)
+    };
+    Ok((sum.digest, recorded))
 }
 
 /// Names declared with ARG along the chain leading to `vertex`.

@@ -10,7 +10,7 @@ use crate::executor::{
     self, Action, InProcessContext, Network, OverlayMount, SandboxSpec, UpperDir,
 };
 use crate::fileops::{self, CopyAction, MkdirAction, MkfileAction, RmAction, SourceRoots};
-use crate::graph::{self, FileMode};
+use crate::graph;
 use crate::solver::progress::ProgressSink;
 use crate::solver::{FileRequest, InputState, WorkError};
 use cache::keys::LayerRef;
@@ -50,13 +50,6 @@ fn apply_job(ctx: &InProcessContext, payload: &[u8]) -> Result<(), String> {
         fileops::apply(dest, &roots, action).map_err(|e| e.to_string())?;
     }
     Ok(())
-}
-
-fn mode_text(mode: &Option<FileMode>) -> Option<String> {
-    mode.as_ref().map(|m| match m {
-        FileMode::Octal(bits) => format!("{bits:o}"),
-        FileMode::Symbolic(s) => s.clone(),
-    })
 }
 
 pub(super) fn run(
@@ -123,24 +116,7 @@ pub(super) fn run(
                         Some(InputState::Context { .. })
                     );
                 }
-                let copy = CopyAction {
-                    source_root: root_name,
-                    sources: vec![spec.src.clone()],
-                    dest: spec.dest.clone(),
-                    workdir: "/".to_string(),
-                    // Files from the build context belong to root unless --chown says otherwise,
-                    // as Docker does; files from a stage or image keep their owners.
-                    chown: spec
-                        .owner
-                        .clone()
-                        .or_else(|| from_context.then(|| "0:0".to_string())),
-                    chmod: mode_text(&spec.mode),
-                    exclude: spec.exclude_patterns.clone(),
-                    parents: spec.preserve_parents,
-                    checksum: None,
-                    hidden,
-                    follow_symlinks: spec.follow_symlinks,
-                };
+                let copy = CopyAction::from_spec(spec, root_name, from_context, hidden);
                 actions.push(if spec.attempt_unpack {
                     fileops::FileAction::Add(copy)
                 } else {
@@ -248,6 +224,7 @@ pub(super) fn fetch_http(
         checksum: checksum.map(str::to_string),
         hidden: Vec::new(),
         follow_symlinks: false,
+        drop_xattrs: false,
     });
     fileops::apply(&upper, &SourceRoots::new(), &action)
         .map_err(|e| WorkError::Failed(e.to_string()))?;
