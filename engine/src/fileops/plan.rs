@@ -555,36 +555,68 @@ impl CopyPlan<'_> {
         files
     }
 
-    /// The digest of everything the copy writes from its sources: per match, its name (and the
-    /// kept path with `--parents`); per entry, its path under the match, type, mode as written,
-    /// owner when kept, link target, content and hardlink grouping. `content` gives the digest
-    /// of a file by its source path.
+    /// Where each planned entry lands, relative to the destination (`None`: it writes nothing,
+    /// as the top of a directory copied into a destination directory, which keeps its own
+    /// metadata). A file copied to a destination that is not known to be a directory lands on
+    /// the destination itself (`""`), or below it under its name when the base has a directory
+    /// there: its name is then part of what it writes, so it is kept as `"\0name"`.
+    fn outputs(&self, a: &CopyAction) -> Vec<Vec<Option<String>>> {
+        let trailing_dir =
+            a.dest.is_empty() || a.dest == "." || a.dest.ends_with('/') || a.dest.ends_with("/.");
+        let into_dir = trailing_dir || a.parents || self.matches.len() > 1;
+        self.matches
+            .iter()
+            .map(|m| {
+                let top_dir = m.top().kind == EntryKind::Dir;
+                m.entries
+                    .iter()
+                    .map(|pe| {
+                        if a.parents {
+                            Some(join(&m.kept, &pe.out))
+                        } else if top_dir {
+                            (!pe.out.is_empty() || !into_dir).then(|| pe.out.clone())
+                        } else if into_dir {
+                            Some(m.name().to_string())
+                        } else {
+                            Some(format!("\0{}", m.name()))
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The digest of what the copy writes: for each destination path (the last write of a
+    /// path wins, as on disk), the entry's type, mode as written, owner when kept, link target,
+    /// content and hardlink grouping. Two plans that write the same files give the same digest
+    /// however they got there (another wildcard match, a symlink followed by another path, an
+    /// empty directory matched into an existing destination). `content` gives the digest of a
+    /// file by its source path.
     ///
-    /// Compared with BuildKit's `contenthash`, which hashes a context file's header (mode,
-    /// uid/gid, size, link name) and content: ours leaves the owner out when `--chown` (or the
-    /// build context's root-owned rule) replaces it and applies `--chmod` first, so a change
-    /// the layer cannot show misses nothing; and it is stricter in covering hardlink grouping,
-    /// which the copy preserves, so relinking two files changes the key.
+    /// Compared with BuildKit's `contenthash`, which hashes each selected source path with its
+    /// header (mode, uid/gid, size, link name) and content: ours hashes the destination side,
+    /// leaves the owner out when `--chown` (or the build context's root-owned rule) replaces it
+    /// and applies `--chmod` first, so a change the layer cannot show misses nothing; and it is
+    /// stricter in covering hardlink grouping, which the copy preserves, so relinking two files
+    /// changes the key.
     pub fn digest<'p>(
         &'p self,
+        a: &CopyAction,
         chmod: Option<&Chmod>,
         keep_owner: bool,
         content: &HashMap<&str, [u8; 32]>,
     ) -> PlanDigest<'p> {
-        let mut total = blake3::Hasher::new();
-        let mut out = Vec::new();
-        let mut links: HashMap<(u64, u64), usize> = HashMap::new();
-        let mut n = 0usize;
         let field = |h: &mut blake3::Hasher, b: &[u8]| {
             h.update(&(b.len() as u64).to_le_bytes());
             h.update(b);
         };
-        for m in &self.matches {
-            field(&mut total, b"match");
-            field(&mut total, &(m.source as u64).to_le_bytes());
-            field(&mut total, m.name().as_bytes());
-            field(&mut total, m.kept.as_bytes());
-            for pe in &m.entries {
+        let outputs = self.outputs(a);
+        let mut written: std::collections::BTreeMap<&str, [u8; 32]> = Default::default();
+        let mut out = Vec::new();
+        // First destination written for each multiply-linked inode, as the copy links them.
+        let mut links: HashMap<(u64, u64), &str> = HashMap::new();
+        for (m, outs) in self.matches.iter().zip(&outputs) {
+            for (pe, dest) in m.entries.iter().zip(outs) {
                 let e = pe.entry.as_ref();
                 let mode = match chmod {
                     Some(c) if e.kind != EntryKind::Symlink => {
@@ -600,22 +632,28 @@ impl CopyPlan<'_> {
                     content: (e.kind == EntryKind::File)
                         .then(|| content.get(e.rel.as_str()).copied().unwrap_or_default()),
                 };
-                let link_group = (e.kind != EntryKind::Dir && e.nlink > 1)
-                    .then(|| *links.entry((e.dev, e.ino)).or_insert(n));
                 let mut h = blake3::Hasher::new();
-                field(&mut h, pe.out.as_bytes());
                 field(&mut h, facts.describe().as_bytes());
                 if let Some(c) = &facts.content {
                     field(&mut h, c);
                 }
-                if let Some(g) = link_group {
-                    field(&mut h, &(g as u64).to_le_bytes());
+                if let Some(dest) = dest {
+                    if e.kind != EntryKind::Dir && e.nlink > 1 {
+                        let first = *links.entry((e.dev, e.ino)).or_insert(dest.as_str());
+                        field(&mut h, first.as_bytes());
+                    }
                 }
                 let d = *h.finalize().as_bytes();
-                total.update(&d);
+                if let Some(dest) = dest {
+                    written.insert(dest.as_str(), d);
+                }
                 out.push((e.rel.as_str(), d, facts));
-                n += 1;
             }
+        }
+        let mut total = blake3::Hasher::new();
+        for (path, d) in &written {
+            field(&mut total, path.as_bytes());
+            total.update(d);
         }
         PlanDigest {
             digest: *total.finalize().as_bytes(),

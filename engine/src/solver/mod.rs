@@ -1061,7 +1061,7 @@ fn copy_plan_digest(
         .map(|e| e.rel.as_str())
         .zip(digests)
         .collect();
-    let sum = resolved.digest(chmod.as_ref(), action.chown.is_none(), &content);
+    let sum = resolved.digest(&action, chmod.as_ref(), action.chown.is_none(), &content);
     let recorded = if sum.entries.len() <= MAX_RECORDED_FILES {
         sum.entries
             .iter()
