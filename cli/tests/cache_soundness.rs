@@ -199,11 +199,7 @@ fn dockerignore(rng: &mut Rng, root: &Path) {
     let mut lines = Vec::new();
     for _ in 0..rng.below(4) {
         let dir = t.dirs.first().cloned().unwrap_or_else(|| "sub".into());
-        let any = t
-            .files
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "a".into());
+        let any = t.files.first().cloned().unwrap_or_else(|| "a".into());
         let line = match rng.below(9) {
             0 => "**/*.tmp".to_string(),
             1 => dir.clone(),
@@ -291,7 +287,11 @@ fn dockerfile(rng: &mut Rng, t: &Tree) -> String {
                 srcs.push(source(rng, t));
             }
         }
-        let cmd = if !from && rng.chance(20) { "ADD" } else { "COPY" };
+        let cmd = if !from && rng.chance(20) {
+            "ADD"
+        } else {
+            "COPY"
+        };
         let dest = if srcs.len() == 1 && rng.chance(20) {
             format!("/f{i}")
         } else {
@@ -305,7 +305,13 @@ fn dockerfile(rng: &mut Rng, t: &Tree) -> String {
 /// One random edit of the context or the build arguments; returns what it did.
 fn edit(rng: &mut Rng, ctx: &Path, args: &mut String) -> String {
     let t = scan(ctx);
-    let mut all: Vec<String> = t.files.iter().chain(&t.dirs).chain(&t.links).cloned().collect();
+    let mut all: Vec<String> = t
+        .files
+        .iter()
+        .chain(&t.dirs)
+        .chain(&t.links)
+        .cloned()
+        .collect();
     if all.is_empty() {
         all.push("a".into());
     }
@@ -396,7 +402,8 @@ fn edit(rng: &mut Rng, ctx: &Path, args: &mut String) -> String {
         _ => {
             let mode = *rng.pick(&[0o755, 0o700, 0o750]);
             if let Some(d) = t.dirs.first() {
-                let _ = std::fs::set_permissions(ctx.join(d), std::fs::Permissions::from_mode(mode));
+                let _ =
+                    std::fs::set_permissions(ctx.join(d), std::fs::Permissions::from_mode(mode));
                 format!("chmod {mode:o} dir {d}")
             } else {
                 "nothing".into()
@@ -423,7 +430,13 @@ fn build(root: &Path, ctx: &Path, dockerfile: &Path, arg: &str, work: &Path) -> 
     let out = Command::new(builder_bin())
         .arg("--root")
         .arg(root)
-        .args(["build", "--progress", "plain", "--compression", "uncompressed"])
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--compression",
+            "uncompressed",
+        ])
         .arg("-f")
         .arg(dockerfile)
         .arg("--metadata-file")
@@ -439,7 +452,11 @@ fn build(root: &Path, ctx: &Path, dockerfile: &Path, arg: &str, work: &Path) -> 
     Outcome {
         ok,
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        layers: if ok { layer_prints(&out_tar) } else { Vec::new() },
+        layers: if ok {
+            layer_prints(&out_tar)
+        } else {
+            Vec::new()
+        },
         meta: std::fs::read(&meta)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -578,7 +595,10 @@ fn listing(ctx: &Path) -> String {
 #[test]
 fn incremental_builds_equal_clean_builds() {
     if !can_build() {
-        assert!(std::env::var_os("CI").is_none(), "CI must run the cache soundness test");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the cache soundness test"
+        );
         return;
     }
     let rounds: usize = std::env::var("BUILDER_SOUNDNESS_ROUNDS")

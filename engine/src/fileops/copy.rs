@@ -109,7 +109,8 @@ struct Copier<'a> {
     owner: Option<(u32, u32)>,
     chmod: Option<Chmod>,
     drop_xattrs: bool,
-    /// First destination written for each (dev, ino) of a multiply-linked source file.
+    /// First destination written for each (dev, ino) of a multiply-linked source file, in the
+    /// match being copied.
     links: HashMap<(u64, u64), PathBuf>,
 }
 
@@ -140,7 +141,12 @@ pub(super) fn copy(
         });
     }
     let is_url = |s: &str| op == "ADD" && (s.starts_with("http://") || s.starts_with("https://"));
-    let urls: Vec<&str> = a.sources.iter().map(String::as_str).filter(|s| is_url(s)).collect();
+    let urls: Vec<&str> = a
+        .sources
+        .iter()
+        .map(String::as_str)
+        .filter(|s| is_url(s))
+        .collect();
 
     let tree = if urls.len() < a.sources.len() {
         let path = sources
@@ -220,6 +226,9 @@ impl Copier<'_> {
         parents: bool,
     ) -> Result<(), FileOpError> {
         let op = self.op;
+        // As BuildKit's copy: files hardlinked to each other stay linked within one copied
+        // path (a directory), not across the separate paths a wildcard matched.
+        self.links.clear();
         let top = m.top();
         let is_dir = top.kind == EntryKind::Dir;
         if op == "ADD" && top.kind == EntryKind::File {
@@ -281,7 +290,12 @@ impl Copier<'_> {
         Ok(())
     }
 
-    fn extract(&mut self, src_host: &Path, logical: &str, dest_rel: &Path) -> Result<(), FileOpError> {
+    fn extract(
+        &mut self,
+        src_host: &Path,
+        logical: &str,
+        dest_rel: &Path,
+    ) -> Result<(), FileOpError> {
         let op = self.op;
         mkdir_all(op, self.dest, dest_rel, self.owner.unwrap_or((0, 0)))?;
         let host = self.dest.resolve(dest_rel).map_err(root_err(op))?;
@@ -415,7 +429,12 @@ impl Copier<'_> {
             .map_err(io_err(self.op, "creating directory", host))
     }
 
-    fn set_meta(&self, src_root: &Root, entry: &ContextEntry, dst: &Path) -> Result<(), FileOpError> {
+    fn set_meta(
+        &self,
+        src_root: &Root,
+        entry: &ContextEntry,
+        dst: &Path,
+    ) -> Result<(), FileOpError> {
         let op = self.op;
         let (uid, gid) = self.owner.unwrap_or((entry.uid, entry.gid));
         std::os::unix::fs::lchown(dst, Some(uid), Some(gid)).map_err(io_err(

@@ -139,7 +139,11 @@ impl FsTree {
 }
 
 /// A [`ContextEntry`] from `lstat` metadata.
-pub fn entry_of(rel: String, meta: &std::fs::Metadata, link_target: Option<String>) -> ContextEntry {
+pub fn entry_of(
+    rel: String,
+    meta: &std::fs::Metadata,
+    link_target: Option<String>,
+) -> ContextEntry {
     let ft = meta.file_type();
     let kind = if ft.is_file() {
         EntryKind::File
@@ -256,7 +260,9 @@ pub struct CopyPlan<'t> {
 /// Splits a source path into clean components (no `.`, no empty ones; `..` kept for the
 /// resolver, which cannot leave the root).
 fn components(path: &str) -> Vec<&str> {
-    path.split('/').filter(|c| !c.is_empty() && *c != ".").collect()
+    path.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect()
 }
 
 /// Resolves `rel` inside `tree` the way the kernel would with the root as `/`: symlinks in
@@ -268,7 +274,11 @@ pub fn resolve_path<T: SourceTree + ?Sized>(
     follow_last: bool,
     op: &'static str,
 ) -> Result<String, FileOpError> {
-    let mut stack: Vec<String> = components(rel).into_iter().rev().map(String::from).collect();
+    let mut stack: Vec<String> = components(rel)
+        .into_iter()
+        .rev()
+        .map(String::from)
+        .collect();
     let mut cur: Vec<String> = Vec::new();
     let mut links = 0;
     while let Some(comp) = stack.pop() {
@@ -320,10 +330,7 @@ fn expand<T: SourceTree + ?Sized>(
             }
             let dir = resolve_path(tree, real, true, op)?;
             if is_pattern(comp) {
-                if !tree
-                    .lstat(&dir)?
-                    .is_some_and(|e| e.kind == EntryKind::Dir)
-                {
+                if !tree.lstat(&dir)?.is_some_and(|e| e.kind == EntryKind::Dir) {
                     continue;
                 }
                 for name in tree.children(&dir)? {
@@ -418,12 +425,14 @@ pub fn resolve<'t, T: SourceTree + ?Sized>(
         for (logical, real, mut top) in matches {
             if a.follow_symlinks && top.kind == EntryKind::Symlink {
                 let target = resolve_path(tree, &real, true, op)?;
-                top = tree.lstat(&target)?.ok_or_else(|| FileOpError::DanglingSource {
-                    op,
-                    place: place(&a.source_root),
-                    path: logical.clone(),
-                    target: top.link_target.clone().unwrap_or_default(),
-                })?;
+                top = tree
+                    .lstat(&target)?
+                    .ok_or_else(|| FileOpError::DanglingSource {
+                        op,
+                        place: place(&a.source_root),
+                        path: logical.clone(),
+                        target: top.link_target.clone().unwrap_or_default(),
+                    })?;
             }
             let kept = components(&logical)
                 .into_iter()
@@ -438,7 +447,11 @@ pub fn resolve<'t, T: SourceTree + ?Sized>(
                 out: String::new(),
             });
             if is_dir {
-                let skip = if top_rel.is_empty() { 0 } else { top_rel.len() + 1 };
+                let skip = if top_rel.is_empty() {
+                    0
+                } else {
+                    top_rel.len() + 1
+                };
                 let below = tree.below(&top_rel)?;
                 if exclude.is_empty() {
                     entries.extend(below.into_iter().map(|e| {
@@ -613,9 +626,11 @@ impl CopyPlan<'_> {
         let outputs = self.outputs(a);
         let mut written: std::collections::BTreeMap<&str, [u8; 32]> = Default::default();
         let mut out = Vec::new();
-        // First destination written for each multiply-linked inode, as the copy links them.
+        // First destination written for each multiply-linked inode within a match, as the copy
+        // links them.
         let mut links: HashMap<(u64, u64), &str> = HashMap::new();
         for (m, outs) in self.matches.iter().zip(&outputs) {
+            links.clear();
             for (pe, dest) in m.entries.iter().zip(outs) {
                 let e = pe.entry.as_ref();
                 let mode = match chmod {

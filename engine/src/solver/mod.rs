@@ -1056,11 +1056,8 @@ fn copy_plan_digest(
     let resolved = plan::resolve(snapshot, &action, op).map_err(step_err)?;
     let files = resolved.files();
     let digests = stat.content_digests(snapshot.root(), &files)?;
-    let content: HashMap<&str, [u8; 32]> = files
-        .iter()
-        .map(|e| e.rel.as_str())
-        .zip(digests)
-        .collect();
+    let content: HashMap<&str, [u8; 32]> =
+        files.iter().map(|e| e.rel.as_str()).zip(digests).collect();
     let sum = resolved.digest(&action, chmod.as_ref(), action.chown.is_none(), &content);
     let recorded = if sum.entries.len() <= MAX_RECORDED_FILES {
         sum.entries

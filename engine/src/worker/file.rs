@@ -94,6 +94,16 @@ pub(super) fn run(
                             from_context = true;
                             sources.insert(root_name.clone(), worker.context(name)?.dir);
                         }
+                        Some(InputState::Layers(layers)) if layers.is_empty() => {
+                            // A stage with no filesystem step: an empty directory (an overlay
+                            // of nothing would stack one empty lower on itself, which the
+                            // kernel refuses as a loop).
+                            let empty = dir.path().join(&root_name);
+                            std::fs::create_dir_all(&empty).map_err(|e| {
+                                WorkError::Failed(format!("creating {}: {e}", empty.display()))
+                            })?;
+                            sources.insert(root_name.clone(), empty);
+                        }
                         Some(InputState::Layers(layers)) => {
                             let mnt = dir.path().join(&root_name);
                             overlays.push(OverlayMount {
