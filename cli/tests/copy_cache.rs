@@ -440,3 +440,14 @@ fn a_wildcard_matching_nothing_copies_nothing_and_others_still_copy() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_hardlink_to_a_copied_file_from_outside_the_copy_misses_nothing() {
+    let Some(e) = Env::new() else { return };
+    e.write("f", "f");
+    let df = "FROM scratch\nCOPY --parents f /d/\n";
+    e.build(df);
+    std::fs::hard_link(e.ctx().join("f"), e.ctx().join("other")).unwrap();
+    let (meta, _) = e.build(df);
+    assert!(cached(&meta, "COPY"), "a link the copy does not write is no input: {meta:#}");
+}

@@ -631,6 +631,14 @@ impl CopyPlan<'_> {
         let mut links: HashMap<(u64, u64), &str> = HashMap::new();
         for (m, outs) in self.matches.iter().zip(&outputs) {
             links.clear();
+            // Only inodes met more than once here make links in the layer (a file whose other
+            // names are not copied is a plain file).
+            let mut seen: HashMap<(u64, u64), usize> = HashMap::new();
+            for pe in &m.entries {
+                if pe.entry.kind != EntryKind::Dir && pe.entry.nlink > 1 {
+                    *seen.entry((pe.entry.dev, pe.entry.ino)).or_default() += 1;
+                }
+            }
             for (pe, dest) in m.entries.iter().zip(outs) {
                 let e = pe.entry.as_ref();
                 let mode = match chmod {
@@ -653,7 +661,7 @@ impl CopyPlan<'_> {
                     field(&mut h, c);
                 }
                 if let Some(dest) = dest {
-                    if e.kind != EntryKind::Dir && e.nlink > 1 {
+                    if seen.get(&(e.dev, e.ino)).is_some_and(|n| *n > 1) {
                         let first = *links.entry((e.dev, e.ino)).or_insert(dest.as_str());
                         field(&mut h, first.as_bytes());
                     }
