@@ -1,10 +1,13 @@
 //! The build context: a parallel walk, per-step content checksums, and an on-disk stat cache.
 //!
 //! A build walks its context once ([`ContextSnapshot::walk`]), never descending into directories the
-//! ignore rules exclude. A COPY/ADD step then asks for the checksum of exactly the entries it reads
-//! ([`ContextSnapshot::select`] + [`StatCache::checksum`]). File contents are hashed only when the
-//! stat cache has no digest for the file's current (inode, size, mtime, ctime, mode): an unchanged
-//! context costs one `lstat` per file, a changed file one hash of that file.
+//! ignore rules exclude (unless an exception may re-include something below). A COPY/ADD step's key
+//! is made by `fileops::plan` over this snapshot, with file contents from
+//! [`StatCache::content_digests`]; a RUN mount's from [`ContextSnapshot::select`] +
+//! [`StatCache::checksum`]. File contents are hashed only when the stat cache has a digest for the
+//! file's current (device, inode, size, mtime, ctime, mode): the cache vouches for a hash, never for
+//! the truth, and any change of those fields (a same-size write with the mtime put back still moves
+//! ctime) rehashes. An unchanged context costs one `lstat` per file, a changed file one hash.
 //!
 //! An entry's checksum covers its path, type, permission bits, uid/gid, size, link target and bytes;
 //! never its mtime.
