@@ -449,5 +449,8 @@ fn a_hardlink_to_a_copied_file_from_outside_the_copy_misses_nothing() {
     e.build(df);
     std::fs::hard_link(e.ctx().join("f"), e.ctx().join("other")).unwrap();
     let (meta, _) = e.build(df);
-    assert!(cached(&meta, "COPY"), "a link the copy does not write is no input: {meta:#}");
+    assert!(
+        cached(&meta, "COPY"),
+        "a link the copy does not write is no input: {meta:#}"
+    );
 }

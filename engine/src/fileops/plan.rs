@@ -523,6 +523,38 @@ pub struct EntryFacts {
 }
 
 impl EntryFacts {
+    /// Feeds every fact into `h`, each length-prefixed (no text formatting: this runs once per
+    /// copied entry on every build).
+    fn hash_into(&self, h: &mut blake3::Hasher) {
+        let kind = match self.kind {
+            EntryKind::File => b'f',
+            EntryKind::Dir => b'd',
+            EntryKind::Symlink => b'l',
+            EntryKind::Other => b'o',
+        };
+        h.update(&[kind]);
+        h.update(&self.mode.to_le_bytes());
+        match self.owner {
+            Some((u, g)) => {
+                h.update(&[1]);
+                h.update(&u.to_le_bytes());
+                h.update(&g.to_le_bytes());
+            }
+            None => {
+                h.update(&[0]);
+            }
+        }
+        if let Some(c) = &self.content {
+            h.update(&[1]);
+            h.update(c);
+        } else {
+            h.update(&[0]);
+        }
+        let link = self.link_target.as_deref().unwrap_or("");
+        h.update(&(link.len() as u64).to_le_bytes());
+        h.update(link.as_bytes());
+    }
+
     /// A short text of the facts, for "what changed" explanations.
     pub fn describe(&self) -> String {
         let kind = match self.kind {
@@ -547,7 +579,7 @@ impl EntryFacts {
     }
 }
 
-/// A plan's digest and each entry's facts, keyed by the entry's source path.
+/// A plan's digest and the facts of each entry it writes, with the entry's source path.
 pub struct PlanDigest<'p> {
     pub digest: [u8; 32],
     pub entries: Vec<(&'p str, [u8; 32], EntryFacts)>,
@@ -656,10 +688,7 @@ impl CopyPlan<'_> {
                         .then(|| content.get(e.rel.as_str()).copied().unwrap_or_default()),
                 };
                 let mut h = blake3::Hasher::new();
-                field(&mut h, facts.describe().as_bytes());
-                if let Some(c) = &facts.content {
-                    field(&mut h, c);
-                }
+                facts.hash_into(&mut h);
                 if let Some(dest) = dest {
                     if seen.get(&(e.dev, e.ino)).is_some_and(|n| *n > 1) {
                         let first = *links.entry((e.dev, e.ino)).or_insert(dest.as_str());
@@ -669,8 +698,8 @@ impl CopyPlan<'_> {
                 let d = *h.finalize().as_bytes();
                 if let Some(dest) = dest {
                     written.insert(dest.as_str(), d);
+                    out.push((e.rel.as_str(), d, facts));
                 }
-                out.push((e.rel.as_str(), d, facts));
             }
         }
         let mut total = blake3::Hasher::new();
@@ -682,5 +711,189 @@ impl CopyPlan<'_> {
             digest: *total.finalize().as_bytes(),
             entries: out,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::context::PathFilter;
+    use std::os::unix::fs::symlink;
+
+    /// `.dockerignore`-like: `c` excluded, `c/*d` re-included, `secret` excluded.
+    struct Ignore;
+    impl PathFilter for Ignore {
+        fn is_excluded(&self, rel: &str) -> bool {
+            let reincluded = rel
+                .strip_prefix("c/")
+                .is_some_and(|r| !r.contains('/') && r.ends_with('d'));
+            (rel == "c" || rel.starts_with("c/") || rel == "secret") && !reincluded
+        }
+        fn must_descend(&self, rel_dir: &str) -> bool {
+            rel_dir == "c"
+        }
+    }
+
+    fn context() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        for d in ["real/sub", "c/e", "[x]", "loops"] {
+            std::fs::create_dir_all(p.join(d)).unwrap();
+        }
+        for f in [
+            "real/f",
+            "real/sub/g",
+            "c/xd",
+            "c/y",
+            "c/e/z",
+            "secret",
+            "a",
+            "b",
+            "[x]/in",
+        ] {
+            std::fs::write(p.join(f), f).unwrap();
+        }
+        std::fs::hard_link(p.join("a"), p.join("real/a-link")).unwrap();
+        symlink("real", p.join("dirlink")).unwrap();
+        symlink("/real/f", p.join("abs")).unwrap();
+        symlink("../secret", p.join("loops/to-secret")).unwrap();
+        symlink("loop2", p.join("loops/loop1")).unwrap();
+        symlink("loop1", p.join("loops/loop2")).unwrap();
+        dir
+    }
+
+    fn action(sources: &[&str]) -> CopyAction {
+        CopyAction {
+            source_root: super::super::CONTEXT.into(),
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            dest: "/d/".into(),
+            workdir: "/".into(),
+            chown: None,
+            chmod: None,
+            exclude: vec!["**/g".into(), "!sub/g".into()],
+            parents: false,
+            checksum: None,
+            hidden: vec![],
+            follow_symlinks: true,
+            drop_xattrs: true,
+        }
+    }
+
+    fn shape(plan: &CopyPlan<'_>) -> Vec<(String, String, String)> {
+        plan.matches
+            .iter()
+            .flat_map(|m| {
+                m.entries
+                    .iter()
+                    .map(|e| (m.logical.clone(), e.entry.rel.clone(), e.out.clone()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_snapshot_and_the_filesystem_resolve_alike() {
+        let dir = context();
+        let snap = ContextSnapshot::walk(dir.path(), &Ignore).unwrap();
+        let fs = FsTree::new(Root::new(dir.path()).unwrap(), &snap.hidden(), "COPY");
+        for sources in [
+            &["."][..],
+            &["*"],
+            &["[^a]*"],
+            &["dirlink/f"],
+            &["dirlink/*"],
+            &["abs"],
+            &["c"],
+            &["[[]x]"],
+            &["*\\[x]"],
+            &["nomatch*", "b"],
+            &["real/./sub"],
+        ] {
+            let a = action(sources);
+            let from_snap = resolve(&snap, &a, "COPY").unwrap();
+            let from_fs = resolve(&fs, &a, "COPY").unwrap();
+            assert_eq!(shape(&from_snap), shape(&from_fs), "{sources:?}");
+            let files =
+                |p: &CopyPlan<'_>| p.files().iter().map(|e| e.rel.clone()).collect::<Vec<_>>();
+            assert_eq!(files(&from_snap), files(&from_fs));
+        }
+    }
+
+    #[test]
+    fn resolution_rules() {
+        let dir = context();
+        let snap = ContextSnapshot::walk(dir.path(), &Ignore).unwrap();
+        let plan = |s: &[&str]| resolve(&snap, &action(s), "COPY");
+        // A symlinked parent is followed; the file keeps the name it was asked by.
+        let p = plan(&["dirlink/f"]).unwrap();
+        assert_eq!(p.matches[0].top().rel, "real/f");
+        assert_eq!(p.matches[0].name(), "f");
+        // Excluded directories hold only what an exception re-includes.
+        let outs: Vec<String> = plan(&["c"]).unwrap().matches[0]
+            .entries
+            .iter()
+            .map(|e| e.out.clone())
+            .collect();
+        assert_eq!(outs, ["", "xd"]);
+        // --exclude inside a copied directory, with an exception.
+        let outs: Vec<String> = plan(&["real"]).unwrap().matches[0]
+            .entries
+            .iter()
+            .map(|e| e.out.clone())
+            .collect();
+        assert_eq!(outs, ["", "a-link", "f", "sub", "sub/g"]);
+        // A literal source must exist; a wildcard may match nothing.
+        assert!(matches!(
+            plan(&["missing"]),
+            Err(FileOpError::NotFound { .. })
+        ));
+        assert!(plan(&["zz*"]).unwrap().matches.is_empty());
+        // A followed symlink to an ignored file names both.
+        assert!(matches!(
+            plan(&["loops/to-secret"]),
+            Err(FileOpError::DanglingSource { ref target, .. }) if target == "../secret"
+        ));
+        assert!(matches!(
+            plan(&["loops/loop1"]),
+            Err(FileOpError::SymlinkLoop { .. })
+        ));
+        // Escapes: `\[x]` is literal text (no unescaped wildcard), `*\[x]` a pattern.
+        assert!(!is_pattern("\\[x]"));
+        assert!(is_pattern("*\\[x]"));
+        assert_eq!(plan(&["*\\[x]"]).unwrap().matches[0].logical, "[x]");
+    }
+
+    #[test]
+    fn the_digest_covers_what_is_written_only() {
+        let dir = context();
+        let digest = |a: &CopyAction| {
+            let snap = ContextSnapshot::walk(dir.path(), &Ignore).unwrap();
+            let p = resolve(&snap, a, "COPY").unwrap();
+            let content: HashMap<&str, [u8; 32]> = p
+                .files()
+                .iter()
+                .map(|e| (e.rel.as_str(), [0; 32]))
+                .collect();
+            p.digest(a, None, a.chown.is_none(), &content).digest
+        };
+        let mut a = action(&["real"]);
+        a.chown = Some("0:0".into());
+        let first = digest(&a);
+        // The top of a directory copied into a directory is not written: its mode is no input.
+        std::fs::set_permissions(
+            dir.path().join("real"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        assert_eq!(digest(&a), first);
+        // Owners are replaced by --chown.
+        std::os::unix::fs::lchown(dir.path().join("real/f"), Some(7), Some(7)).unwrap();
+        assert_eq!(digest(&a), first);
+        // Mode bits of a written file are an input.
+        std::fs::set_permissions(
+            dir.path().join("real/f"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        assert_ne!(digest(&a), first);
     }
 }
