@@ -14,8 +14,8 @@
 //! while producing the same layer as the previous incremental build is over-invalidation.
 //!
 //! `BUILDER_SOUNDNESS_ROUNDS` (edits, default 24) and `BUILDER_SOUNDNESS_SEED` (default 1)
-//! choose the run; `BUILDER_SOUNDNESS_KEEP_GOING=1` reports every failure instead of stopping
-//! at the first. A long run (release build):
+//! choose the run; `BUILDER_SOUNDNESS_SECONDS` ends it early; `BUILDER_SOUNDNESS_KEEP_GOING=1`
+//! reports every failure instead of stopping at the first. A long run (release build):
 //! `BUILDER_SOUNDNESS_ROUNDS=20000 BUILDER_SOUNDNESS_SEED=$RANDOM cargo test --release -p cli
 //! --test cache_soundness -- --nocapture`.
 //!
@@ -634,14 +634,26 @@ fn incremental_builds_equal_clean_builds() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
     let keep_going = std::env::var_os("BUILDER_SOUNDNESS_KEEP_GOING").is_some();
+    // A time budget, for long runs that must end by a given time.
+    let budget = std::env::var("BUILDER_SOUNDNESS_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(std::time::Duration::from_secs);
     let edits_per_context = 6;
     let mut rng = Rng(seed);
     let mut failures = Vec::new();
     let mut round = 0;
     let mut contexts = 0;
     let started = std::time::Instant::now();
-    while round < rounds {
+    while round < rounds && budget.is_none_or(|b| started.elapsed() < b) {
         contexts += 1;
+        if contexts % 20 == 0 {
+            eprintln!(
+                "cache soundness: {round} rounds, {} failures, {:.0?}",
+                failures.len(),
+                started.elapsed()
+            );
+        }
         let work = tempfile::Builder::new()
             .prefix("builder-soundness-")
             .tempdir()
