@@ -924,22 +924,18 @@ fn plan_step(
     for k in input_keys {
         kb.input(k);
     }
-    // What the step reads from each context input, by input index.
+    // What a RUN step mounts from each context input, by input index (a COPY/ADD from a
+    // context is keyed by its plan, below).
     let mut reads: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    match &vertex.op {
-        Op::Exec(exec) => {
-            for m in &exec.mounts {
-                if let (Some(i), crate::graph::MountKind::Bind { source, .. }) = (m.input, &m.kind)
-                {
-                    reads.entry(i).or_default().push(source.clone());
-                }
-                if let (Some(i), crate::graph::MountKind::Cache { source, .. }) = (m.input, &m.kind)
-                {
-                    reads.entry(i).or_default().push(source.clone());
-                }
+    if let Op::Exec(exec) = &vertex.op {
+        for m in &exec.mounts {
+            if let (Some(i), crate::graph::MountKind::Bind { source, .. }) = (m.input, &m.kind) {
+                reads.entry(i).or_default().push(source.clone());
+            }
+            if let (Some(i), crate::graph::MountKind::Cache { source, .. }) = (m.input, &m.kind) {
+                reads.entry(i).or_default().push(source.clone());
             }
         }
-        _ => {}
     }
     let mut files = BTreeMap::new();
     if let Op::File(file) = &vertex.op {
