@@ -454,3 +454,33 @@ fn a_hardlink_to_a_copied_file_from_outside_the_copy_misses_nothing() {
         "a link the copy does not write is no input: {meta:#}"
     );
 }
+
+#[test]
+fn an_empty_directory_matched_into_the_destination_misses_nothing() {
+    let Some(e) = Env::new() else { return };
+    e.write("a", "a");
+    let df = "FROM scratch\nCOPY * /d/\n";
+    e.build(df);
+    // A matched directory's contents go into /d/, which keeps its own metadata: an empty one
+    // writes nothing.
+    std::fs::create_dir(e.ctx().join("empty")).unwrap();
+    let (meta, _) = e.build(df);
+    assert!(cached(&meta, "COPY"), "{meta:#}");
+}
+
+#[test]
+fn a_step_below_a_miss_names_its_parent_not_an_entry_it_does_not_write() {
+    let Some(e) = Env::new() else { return };
+    std::fs::create_dir(e.ctx().join("z")).unwrap();
+    e.write("a", "a");
+    let df = "FROM scratch\nCOPY . /d0/\nCOPY z* /d1/\n";
+    e.build(df);
+    std::fs::set_permissions(e.ctx().join("z"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (meta, _) = e.build(df);
+    assert_eq!(step(&meta, "COPY . /d0/")["reason"]["kind"], "file_changed");
+    assert_eq!(
+        step(&meta, "COPY z* /d1/")["reason"]["kind"],
+        "parent_missed",
+        "{meta:#}"
+    );
+}
