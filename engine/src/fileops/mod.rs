@@ -76,19 +76,26 @@ pub enum FileAction {
     Rm(RmAction),
 }
 
-/// COPY/ADD. Rules, as Docker/BuildKit:
+/// COPY/ADD. Rules, as Docker/BuildKit (what is read is decided by [`plan::resolve`], which the
+/// cache key uses too):
 /// - `sources` are relative to the source root (leading `/` and `..` cannot leave it) and may
-///   use `filepath.Match` wildcards in any component; a symlink named as a source, or met while
-///   copying, is copied as a symlink (a context link to `/etc/passwd` copies the link).
+///   use `filepath.Match` wildcards in any component (`\` escapes one; a source without an
+///   unescaped wildcard names a path literally). A literal source must exist; a wildcard may
+///   match nothing, and then copies nothing. A symlink named as a source is copied as a
+///   symlink unless `follow_symlinks`; symlinks met while copying a directory always are (a
+///   context link to `/etc/passwd` copies the link).
 /// - `dest` is relative to `workdir` unless absolute. It names a directory when it ends in `/`
 ///   (or is `.`), when it already exists as a directory, or with `parents`. More than one
 ///   source argument requires a trailing `/`; a wildcard matching several files requires a
 ///   directory destination.
 /// - A directory source copies its contents (not the directory itself) into `dest`.
 /// - Missing parents of the destination are created 0755, owned by the `chown` target or root.
-/// - Modes, mtimes and xattrs are preserved; ownership too unless `chown` is given (frontends
-///   pass `0:0` for the build context, as Docker does). `chmod` (octal or symbolic) applies to
-///   every copied file and directory.
+/// - Modes and mtimes are preserved, xattrs unless `drop_xattrs`; ownership too unless `chown`
+///   is given (frontends pass `0:0` for the build context, as Docker does). `chmod` (octal or
+///   symbolic) applies to every copied file and directory. Files hardlinked to each other stay
+///   linked within one matched path.
+/// - `hidden` paths do not exist; an excluded directory holding a re-included path is copied
+///   with only that path.
 /// - `exclude` patterns are matched against each wildcard match (relative to the source root)
 ///   and against paths inside a copied directory (relative to that directory).
 /// - `parents` keeps each source's path under `dest`; a `/./` in a source marks where the kept
