@@ -484,3 +484,26 @@ fn a_step_below_a_miss_names_its_parent_not_an_entry_it_does_not_write() {
         "{meta:#}"
     );
 }
+
+#[test]
+fn an_added_archives_own_mode_and_name_are_no_input() {
+    let Some(e) = Env::new() else { return };
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "in/x", &b"x"[..]).unwrap();
+    std::fs::write(e.ctx().join("a.tar"), b.into_inner().unwrap()).unwrap();
+    std::os::unix::fs::symlink("a.tar", e.ctx().join("l")).unwrap();
+    let df = "FROM scratch\nADD l /d/\n";
+    let (_, out) = e.build(df);
+    assert_eq!(read(&out, "d/in/x"), "x");
+    // Extraction writes what the archive holds: its own mode does not reach the layer.
+    std::fs::set_permissions(
+        e.ctx().join("a.tar"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    let (meta, _) = e.build(df);
+    assert!(cached(&meta, "ADD"), "{meta:#}");
+}

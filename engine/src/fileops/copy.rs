@@ -231,11 +231,9 @@ impl Copier<'_> {
         self.links.clear();
         let top = m.top();
         let is_dir = top.kind == EntryKind::Dir;
-        if op == "ADD" && top.kind == EntryKind::File {
+        if m.archive {
             let host = src_root.host_path().join(&top.rel);
-            if archive::is_archive(&host).unwrap_or(false) {
-                return self.extract(&host, &m.logical, dest_rel);
-            }
+            return self.extract(&host, &m.logical, dest_rel);
         }
         let target = if parents {
             dest_rel.join(&m.kept)

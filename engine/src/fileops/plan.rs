@@ -32,6 +32,9 @@ pub trait SourceTree {
     fn below(&self, rel: &str) -> Result<Vec<Cow<'_, ContextEntry>>, FileOpError>;
     /// The names of the directory's direct children.
     fn children(&self, rel: &str) -> Result<Vec<String>, FileOpError>;
+    /// Whether the regular file at `rel` is a tar archive (plain or compressed), which ADD
+    /// extracts.
+    fn is_archive(&self, rel: &str) -> bool;
 }
 
 fn join(parent: &str, name: &str) -> String {
@@ -52,6 +55,10 @@ impl SourceTree for ContextSnapshot {
             .iter()
             .map(Cow::Borrowed)
             .collect())
+    }
+
+    fn is_archive(&self, rel: &str) -> bool {
+        super::archive::is_archive(&self.root().join(rel)).unwrap_or(false)
     }
 
     fn children(&self, rel: &str) -> Result<Vec<String>, FileOpError> {
@@ -198,6 +205,11 @@ impl SourceTree for FsTree {
         Ok(out.into_iter().map(Cow::Owned).collect())
     }
 
+    fn is_archive(&self, rel: &str) -> bool {
+        self.host(rel)
+            .is_ok_and(|host| super::archive::is_archive(&host).unwrap_or(false))
+    }
+
     fn children(&self, rel: &str) -> Result<Vec<String>, FileOpError> {
         let host = if rel.is_empty() {
             self.root.host_path().to_path_buf()
@@ -237,6 +249,9 @@ pub struct PlanMatch<'t> {
     pub kept: String,
     /// The match itself first, then (for a directory) what it copies below it, in path order.
     pub entries: Vec<PlanEntry<'t>>,
+    /// ADD of a local tar archive: extracted into the destination, so only its content
+    /// matters.
+    pub archive: bool,
 }
 
 impl PlanMatch<'_> {
@@ -462,11 +477,15 @@ pub fn resolve<'t, T: SourceTree + ?Sized>(
                     entries.extend(filter_excluded(below, skip, &exclude));
                 }
             }
+            let archive = op == "ADD"
+                && entries[0].entry.kind == EntryKind::File
+                && tree.is_archive(&entries[0].entry.rel);
             plan.matches.push(PlanMatch {
                 source: index,
                 logical,
                 kept,
                 entries,
+                archive,
             });
         }
     }
@@ -611,7 +630,11 @@ impl CopyPlan<'_> {
         let into_dir = trailing_dir || a.parents || self.matches.len() > 1;
         self.matches
             .iter()
-            .map(|m| {
+            .enumerate()
+            .map(|(i, m)| {
+                if m.archive {
+                    return vec![Some(format!("\0archive {i}"))];
+                }
                 let top_dir = m.top().kind == EntryKind::Dir;
                 m.entries
                     .iter()
@@ -679,10 +702,11 @@ impl CopyPlan<'_> {
                     }
                     _ => e.mode & 0o7777,
                 };
+                // An extracted archive writes what its bytes say, whatever its own metadata.
                 let facts = EntryFacts {
                     kind: e.kind,
-                    mode,
-                    owner: keep_owner.then_some((e.uid, e.gid)),
+                    mode: if m.archive { 0 } else { mode },
+                    owner: keep_owner.then_some((e.uid, e.gid)).filter(|_| !m.archive),
                     link_target: e.link_target.clone(),
                     content: (e.kind == EntryKind::File)
                         .then(|| content.get(e.rel.as_str()).copied().unwrap_or_default()),
