@@ -507,3 +507,17 @@ fn an_added_archives_own_mode_and_name_are_no_input() {
     let (meta, _) = e.build(df);
     assert!(cached(&meta, "ADD"), "{meta:#}");
 }
+
+#[test]
+fn a_wildcard_that_starts_matching_an_empty_directory_misses() {
+    let Some(e) = Env::new() else { return };
+    e.write("a", "a");
+    let df = "FROM scratch\nCOPY a /a\nCOPY *.txt /d/\n";
+    let (_, out) = e.build(df);
+    assert!(!out.join("d").exists(), "nothing matched, nothing made");
+    // Now the wildcard matches an empty directory: the copy makes /d/ and nothing in it.
+    std::fs::create_dir(e.ctx().join("b.txt")).unwrap();
+    let (meta, out) = e.build(df);
+    assert!(!cached(&meta, "COPY *.txt"), "{meta:#}");
+    assert!(out.join("d").is_dir());
+}

@@ -727,6 +727,17 @@ impl CopyPlan<'_> {
             }
         }
         let mut total = blake3::Hasher::new();
+        // Whether the copy makes its destination at all (a wildcard matching nothing makes
+        // nothing; one matching an empty directory makes the destination directory), and as a
+        // directory or as the parent of a file.
+        let trailing_dir =
+            a.dest.is_empty() || a.dest == "." || a.dest.ends_with('/') || a.dest.ends_with("/.");
+        let makes = match self.matches.len() {
+            0 => 0u8,
+            n if trailing_dir || a.parents || n > 1 => 1,
+            _ => 2,
+        };
+        field(&mut total, &[makes]);
         for (path, d) in &written {
             field(&mut total, path.as_bytes());
             total.update(d);
