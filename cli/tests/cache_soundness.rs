@@ -13,7 +13,7 @@
 //! fail agree. A final-stage step that missed for a reason of its own (not a parent's miss)
 //! while producing the same layer as the previous incremental build is over-invalidation.
 //!
-//! `BUILDER_SOUNDNESS_ROUNDS` (edits, default 24) and `BUILDER_SOUNDNESS_SEED` (default 1)
+//! `BUILDER_SOUNDNESS_ROUNDS` (edits, default 60) and `BUILDER_SOUNDNESS_SEED` (default 1)
 //! choose the run; `BUILDER_SOUNDNESS_SECONDS` ends it early; `BUILDER_SOUNDNESS_KEEP_GOING=1`
 //! reports every failure instead of stopping at the first. A long run (release build):
 //! `BUILDER_SOUNDNESS_ROUNDS=20000 BUILDER_SOUNDNESS_SEED=$RANDOM cargo test --release -p cli
@@ -628,7 +628,7 @@ fn incremental_builds_equal_clean_builds() {
     let rounds: usize = std::env::var("BUILDER_SOUNDNESS_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(24);
+        .unwrap_or(60);
     let seed: u64 = std::env::var("BUILDER_SOUNDNESS_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
