@@ -521,3 +521,23 @@ fn a_wildcard_that_starts_matching_an_empty_directory_misses() {
     assert!(!cached(&meta, "COPY *.txt"), "{meta:#}");
     assert!(out.join("d").is_dir());
 }
+
+#[test]
+fn overlapping_sources_are_keyed_by_what_remains() {
+    let Some(e) = Env::new() else { return };
+    e.write("a", "a");
+    std::fs::create_dir(e.ctx().join("e")).unwrap();
+    std::os::unix::fs::symlink("/a", e.ctx().join("e/l")).unwrap();
+    // `*` copies e's contents (the link l) into /d/; `.` then writes e/ and the rest.
+    let df = "FROM scratch\nCOPY * . /d/\n";
+    e.build(df);
+    // A new top-level l: `*` follows it (a file /d/l), then `.` writes it as the link again,
+    // which is what /d/l already was.
+    std::os::unix::fs::symlink("/a", e.ctx().join("l")).unwrap();
+    let (meta, out) = e.build(df);
+    assert!(cached(&meta, "COPY"), "{meta:#}");
+    assert_eq!(
+        std::fs::read_link(out.join("d/l")).unwrap(),
+        Path::new("/a")
+    );
+}

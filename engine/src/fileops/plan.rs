@@ -598,10 +598,49 @@ impl EntryFacts {
     }
 }
 
-/// A plan's digest and the facts of each entry it writes, with the entry's source path.
-pub struct PlanDigest<'p> {
-    pub digest: [u8; 32],
+/// What one action's plan writes: each destination path (absolute, without the leading `/`)
+/// with the digest of what lands there, in write order; the directory the action makes for
+/// its destination, if any; and the facts of each written entry with its source path.
+pub struct PlanWrites<'p> {
+    pub written: Vec<(String, [u8; 32])>,
+    pub made: Option<String>,
     pub entries: Vec<(&'p str, [u8; 32], EntryFacts)>,
+}
+
+/// What the COPY/ADD actions of one step write, combined in order: the last write of a path
+/// wins, as on disk, so overlapping sources (`COPY * . /d/`) are keyed by what remains.
+#[derive(Debug, Default)]
+pub struct WriteSet {
+    written: std::collections::BTreeMap<String, [u8; 32]>,
+    made: std::collections::BTreeSet<String>,
+}
+
+impl WriteSet {
+    /// Adds the writes of the step's next action.
+    pub fn add(&mut self, w: &PlanWrites<'_>) {
+        for (path, d) in &w.written {
+            self.written.insert(path.clone(), *d);
+        }
+        self.made.extend(w.made.clone());
+    }
+
+    /// The digest of everything written and made.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut total = blake3::Hasher::new();
+        let mut field = |b: &[u8]| {
+            total.update(&(b.len() as u64).to_le_bytes());
+            total.update(b);
+        };
+        for m in &self.made {
+            field(b"made");
+            field(m.as_bytes());
+        }
+        for (path, d) in &self.written {
+            field(path.as_bytes());
+            field(d);
+        }
+        *total.finalize().as_bytes()
+    }
 }
 
 impl CopyPlan<'_> {
@@ -624,29 +663,38 @@ impl CopyPlan<'_> {
     /// metadata). A file copied to a destination that is not known to be a directory lands on
     /// the destination itself (`""`), or below it under its name when the base has a directory
     /// there: its name is then part of what it writes, so it is kept as `"\0name"`.
-    fn outputs(&self, a: &CopyAction) -> Vec<Vec<Option<String>>> {
-        let trailing_dir =
-            a.dest.is_empty() || a.dest == "." || a.dest.ends_with('/') || a.dest.ends_with("/.");
-        let into_dir = trailing_dir || a.parents || self.matches.len() > 1;
+    fn outputs(
+        &self,
+        a: &CopyAction,
+        content: &HashMap<&str, [u8; 32]>,
+    ) -> Vec<Vec<Option<String>>> {
+        let into_dir = into_dir(a, self.matches.len());
+        let dest = super::copy::dest_path(&a.workdir, &a.dest)
+            .to_string_lossy()
+            .into_owned();
         self.matches
             .iter()
-            .enumerate()
-            .map(|(i, m)| {
+            .map(|m| {
                 if m.archive {
-                    return vec![Some(format!("\0archive {i}"))];
+                    // Extracted: what it writes is known from its content only.
+                    let c = content
+                        .get(m.top().rel.as_str())
+                        .copied()
+                        .unwrap_or_default();
+                    return vec![Some(format!("{dest}\0archive {}", hex::encode(c)))];
                 }
                 let top_dir = m.top().kind == EntryKind::Dir;
                 m.entries
                     .iter()
                     .map(|pe| {
                         if a.parents {
-                            Some(join(&m.kept, &pe.out))
+                            Some(join(&dest, &join(&m.kept, &pe.out)))
                         } else if top_dir {
-                            (!pe.out.is_empty() || !into_dir).then(|| pe.out.clone())
+                            (!pe.out.is_empty() || !into_dir).then(|| join(&dest, &pe.out))
                         } else if into_dir {
-                            Some(m.name().to_string())
+                            Some(join(&dest, m.name()))
                         } else {
-                            Some(format!("\0{}", m.name()))
+                            Some(format!("{dest}\0{}", m.name()))
                         }
                     })
                     .collect()
@@ -654,8 +702,7 @@ impl CopyPlan<'_> {
             .collect()
     }
 
-    /// The digest of what the copy writes: for each destination path (the last write of a
-    /// path wins, as on disk), the entry's type, mode as written, owner when kept, link target,
+    /// What the copy writes: for each destination path, the entry's type, mode as written, owner when kept, link target,
     /// content and hardlink grouping. Two plans that write the same files give the same digest
     /// however they got there (another wildcard match, a symlink followed by another path, an
     /// empty directory matched into an existing destination). `content` gives the digest of a
@@ -667,19 +714,19 @@ impl CopyPlan<'_> {
     /// and applies `--chmod` first, so a change the layer cannot show misses nothing; and it is
     /// stricter in covering hardlink grouping, which the copy preserves, so relinking two files
     /// changes the key.
-    pub fn digest<'p>(
+    pub fn writes<'p>(
         &'p self,
         a: &CopyAction,
         chmod: Option<&Chmod>,
         keep_owner: bool,
         content: &HashMap<&str, [u8; 32]>,
-    ) -> PlanDigest<'p> {
+    ) -> PlanWrites<'p> {
         let field = |h: &mut blake3::Hasher, b: &[u8]| {
             h.update(&(b.len() as u64).to_le_bytes());
             h.update(b);
         };
-        let outputs = self.outputs(a);
-        let mut written: std::collections::BTreeMap<&str, [u8; 32]> = Default::default();
+        let outputs = self.outputs(a, content);
+        let mut written: Vec<(String, [u8; 32])> = Vec::new();
         let mut out = Vec::new();
         // First destination written for each multiply-linked inode within a match, as the copy
         // links them.
@@ -721,32 +768,53 @@ impl CopyPlan<'_> {
                 }
                 let d = *h.finalize().as_bytes();
                 if let Some(dest) = dest {
-                    written.insert(dest.as_str(), d);
+                    written.push((dest.clone(), d));
                     out.push((e.rel.as_str(), d, facts));
                 }
             }
         }
-        let mut total = blake3::Hasher::new();
-        // Whether the copy makes its destination at all (a wildcard matching nothing makes
-        // nothing; one matching an empty directory makes the destination directory), and as a
-        // directory or as the parent of a file.
-        let trailing_dir =
-            a.dest.is_empty() || a.dest == "." || a.dest.ends_with('/') || a.dest.ends_with("/.");
-        let makes = match self.matches.len() {
-            0 => 0u8,
-            n if trailing_dir || a.parents || n > 1 => 1,
-            _ => 2,
+        // The directory the copy makes for its destination: none when nothing matched (as
+        // BuildKit), the destination itself when copying into it, else its parent.
+        let dest = super::copy::dest_path(&a.workdir, &a.dest);
+        let owner = a.chown.as_deref().unwrap_or("");
+        let made = match self.matches.len() {
+            0 => None,
+            n if into_dir(a, n) => Some(format!("{} {owner}", dest.display())),
+            _ => Some(format!(
+                "{} {owner}",
+                dest.parent().unwrap_or(Path::new("")).display()
+            )),
         };
-        field(&mut total, &[makes]);
-        for (path, d) in &written {
-            field(&mut total, path.as_bytes());
-            total.update(d);
-        }
-        PlanDigest {
-            digest: *total.finalize().as_bytes(),
+        PlanWrites {
+            written,
+            made,
             entries: out,
         }
     }
+
+    /// The digest of what this plan alone writes ([`CopyPlan::writes`] into a [`WriteSet`]).
+    pub fn digest(
+        &self,
+        a: &CopyAction,
+        chmod: Option<&Chmod>,
+        keep_owner: bool,
+        content: &HashMap<&str, [u8; 32]>,
+    ) -> [u8; 32] {
+        let mut set = WriteSet::default();
+        set.add(&self.writes(a, chmod, keep_owner, content));
+        set.digest()
+    }
+}
+
+/// Whether a copy of `matches` paths writes into its destination as a directory (as the copy
+/// decides: a trailing `/`, `--parents`, or several paths).
+fn into_dir(a: &CopyAction, matches: usize) -> bool {
+    a.dest.is_empty()
+        || a.dest == "."
+        || a.dest.ends_with('/')
+        || a.dest.ends_with("/.")
+        || a.parents
+        || matches > 1
 }
 
 #[cfg(test)]
@@ -908,7 +976,7 @@ mod tests {
                 .iter()
                 .map(|e| (e.rel.as_str(), [0; 32]))
                 .collect();
-            p.digest(a, None, a.chown.is_none(), &content).digest
+            p.digest(a, None, a.chown.is_none(), &content)
         };
         let mut a = action(&["real"]);
         a.chown = Some("0:0".into());

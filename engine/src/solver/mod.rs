@@ -939,6 +939,8 @@ fn plan_step(
     }
     let mut files = BTreeMap::new();
     if let Op::File(file) = &vertex.op {
+        let mut writes = crate::fileops::plan::WriteSet::default();
+        let mut any = false;
         for action in &file.actions {
             let crate::graph::FileAction::Copy(c) = action else {
                 continue;
@@ -954,11 +956,14 @@ fn plan_step(
             let started = Instant::now();
             let (snapshot, stat) = contexts.get(&name)?;
             let walked = started.elapsed();
-            let sum = copy_plan_digest(vertex, c, snapshot, stat)?;
-            kb.field(name.as_bytes()).field(&sum.0);
-            files.extend(sum.1);
+            copy_plan_writes(vertex, c, snapshot, stat, &mut writes, &mut files)?;
+            kb.field(name.as_bytes());
             let hashed = started.elapsed().saturating_sub(walked);
             contexts.times.entry(name).or_default().hash += hashed;
+            any = true;
+        }
+        if any {
+            kb.field(&writes.digest());
         }
     }
     for (index, paths) in reads {
@@ -1024,16 +1029,18 @@ fn plan_step(
     })
 }
 
-/// The key part of one COPY/ADD from a build context: the digest of the copy's own plan
-/// ([`crate::fileops::plan::resolve`], the same resolution the copy executes) over the walked
-/// context, with file contents from the stat cache; and what each read entry looked like, for
-/// miss explanations.
-fn copy_plan_digest(
+/// Adds what one COPY/ADD from a build context writes to the step's `writes`: the copy's own
+/// plan ([`crate::fileops::plan::resolve`], the same resolution the copy executes) over the
+/// walked context, with file contents from the stat cache. Each written entry's facts go into
+/// `files`, for miss explanations.
+fn copy_plan_writes(
     vertex: &Vertex,
     spec: &crate::graph::CopySpec,
     snapshot: &ContextSnapshot,
     stat: &StatCache,
-) -> Result<([u8; 32], BTreeMap<String, String>), SolveError> {
+    writes: &mut crate::fileops::plan::WriteSet,
+    files: &mut BTreeMap<String, String>,
+) -> Result<(), SolveError> {
     use crate::fileops::{self, plan};
     let op = if spec.attempt_unpack { "ADD" } else { "COPY" };
     let action =
@@ -1050,21 +1057,23 @@ fn copy_plan_digest(
         .transpose()
         .map_err(|source| step_err(fileops::FileOpError::Chmod { op, source }))?;
     let resolved = plan::resolve(snapshot, &action, op).map_err(step_err)?;
-    let files = resolved.files();
-    let digests = stat.content_digests(snapshot.root(), &files)?;
+    let read = resolved.files();
+    let digests = stat.content_digests(snapshot.root(), &read)?;
     let content: HashMap<&str, [u8; 32]> =
-        files.iter().map(|e| e.rel.as_str()).zip(digests).collect();
-    let sum = resolved.digest(&action, chmod.as_ref(), action.chown.is_none(), &content);
-    let recorded = if sum.entries.len() <= MAX_RECORDED_FILES {
-        sum.entries
-            .iter()
-            .map(|(p, _, facts)| (p.to_string(), facts.describe()))
-            .collect()
+        read.iter().map(|e| e.rel.as_str()).zip(digests).collect();
+    let w = resolved.writes(&action, chmod.as_ref(), action.chown.is_none(), &content);
+    writes.add(&w);
+    if w.entries.len() <= MAX_RECORDED_FILES {
+        files.extend(
+            w.entries
+                .iter()
+                .map(|(p, _, facts)| (p.to_string(), facts.describe())),
+        );
     } else {
-        let pairs: Vec<(&str, [u8; 32])> = sum.entries.iter().map(|(p, d, _)| (*p, *d)).collect();
-        summarise_files(&pairs)
-    };
-    Ok((sum.digest, recorded))
+        let pairs: Vec<(&str, [u8; 32])> = w.entries.iter().map(|(p, d, _)| (*p, *d)).collect();
+        files.extend(summarise_files(&pairs));
+    }
+    Ok(())
 }
 
 /// Names declared with ARG along the chain leading to `vertex`.
