@@ -702,7 +702,12 @@ fn incremental_builds_equal_clean_builds() {
                     // first stage (for --from) and the final steps before it.
                     let mut upstream_missed = any_step_missed(&inc.meta, "s0");
                     for (i, (name, cached, reason, _)) in steps.iter().enumerate() {
-                        let own = reason["kind"] != "parent_missed" && !upstream_missed;
+                        // A changed instruction text (an ARG in a source) is a changed input.
+                        let kind = reason["kind"].as_str().unwrap_or("");
+                        let own = !matches!(
+                            kind,
+                            "parent_missed" | "instruction_changed" | "arg_changed"
+                        ) && !upstream_missed;
                         upstream_missed |= !cached;
                         if !cached && own && previous.layers.get(i) == inc.layers.get(i) {
                             problem += &format!(
