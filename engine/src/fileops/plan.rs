@@ -617,11 +617,9 @@ pub struct WriteSet {
 
 impl WriteSet {
     /// Adds the writes of the step's next action.
-    pub fn add(&mut self, w: &PlanWrites<'_>) {
-        for (path, d) in &w.written {
-            self.written.insert(path.clone(), *d);
-        }
-        self.made.extend(w.made.clone());
+    pub fn add(&mut self, w: PlanWrites<'_>) {
+        self.written.extend(w.written);
+        self.made.extend(w.made);
     }
 
     /// The digest of everything written and made.
@@ -730,8 +728,8 @@ impl CopyPlan<'_> {
         let mut out = Vec::new();
         // First destination written for each multiply-linked inode within a match, as the copy
         // links them.
-        let mut links: HashMap<(u64, u64), &str> = HashMap::new();
-        for (m, outs) in self.matches.iter().zip(&outputs) {
+        let mut links: HashMap<(u64, u64), String> = HashMap::new();
+        for (m, outs) in self.matches.iter().zip(outputs) {
             links.clear();
             // Only inodes met more than once here make links in the layer (a file whose other
             // names are not copied is a plain file).
@@ -760,15 +758,15 @@ impl CopyPlan<'_> {
                 };
                 let mut h = blake3::Hasher::new();
                 facts.hash_into(&mut h);
-                if let Some(dest) = dest {
+                if let Some(dest) = &dest {
                     if seen.get(&(e.dev, e.ino)).is_some_and(|n| *n > 1) {
-                        let first = *links.entry((e.dev, e.ino)).or_insert(dest.as_str());
+                        let first = links.entry((e.dev, e.ino)).or_insert_with(|| dest.clone());
                         field(&mut h, first.as_bytes());
                     }
                 }
                 let d = *h.finalize().as_bytes();
                 if let Some(dest) = dest {
-                    written.push((dest.clone(), d));
+                    written.push((dest, d));
                     out.push((e.rel.as_str(), d, facts));
                 }
             }
@@ -801,7 +799,7 @@ impl CopyPlan<'_> {
         content: &HashMap<&str, [u8; 32]>,
     ) -> [u8; 32] {
         let mut set = WriteSet::default();
-        set.add(&self.writes(a, chmod, keep_owner, content));
+        set.add(self.writes(a, chmod, keep_owner, content));
         set.digest()
     }
 }

@@ -1062,7 +1062,6 @@ fn copy_plan_writes(
     let content: HashMap<&str, [u8; 32]> =
         read.iter().map(|e| e.rel.as_str()).zip(digests).collect();
     let w = resolved.writes(&action, chmod.as_ref(), action.chown.is_none(), &content);
-    writes.add(&w);
     if w.entries.len() <= MAX_RECORDED_FILES {
         files.extend(
             w.entries
@@ -1073,6 +1072,7 @@ fn copy_plan_writes(
         let pairs: Vec<(&str, [u8; 32])> = w.entries.iter().map(|(p, d, _)| (*p, *d)).collect();
         files.extend(summarise_files(&pairs));
     }
+    writes.add(w);
     Ok(())
 }
 
