@@ -113,7 +113,10 @@ fn refuse_unsupported_docker_flags() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let root = cli.root.as_deref();
+    // Absolute from here on: the root's paths are handed to mounts and to the sandbox helper,
+    // which run in another directory.
+    let root = cli.root.as_deref().map(std::path::absolute).transpose()?;
+    let root = root.as_deref();
     match cli.command {
         Command::Build(args) => commands::build::run(&args, root),
         Command::Images(a) => commands::images::images(root, a),

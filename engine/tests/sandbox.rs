@@ -787,19 +787,18 @@ fn ensure_test_user() -> Result<(u32, u32), String> {
     Ok((user.uid.as_raw(), user.gid.as_raw()))
 }
 
-/// The first subordinate uid range of `buildertest` (useradd may have allocated one).
-fn subuid_range() -> (u64, u64) {
+/// The subordinate uid ranges of `buildertest`, in file order (useradd may have allocated one
+/// besides ours); the sandbox maps them all, one after the other from container uid 1.
+fn subuid_ranges() -> Vec<(u64, u64)> {
     let content = std::fs::read_to_string("/etc/subuid").unwrap();
-    let line = content
+    content
         .lines()
-        .find(|l| l.starts_with("buildertest:"))
-        .unwrap();
-    let fields: Vec<u64> = line
-        .split(':')
-        .skip(1)
-        .map(|f| f.parse().unwrap())
-        .collect();
-    (fields[0], fields[1])
+        .filter_map(|l| l.strip_prefix("buildertest:"))
+        .map(|l| {
+            let (start, count) = l.split_once(':').unwrap();
+            (start.parse().unwrap(), count.parse().unwrap())
+        })
+        .collect()
 }
 
 #[test]
@@ -867,14 +866,20 @@ fn rootless_sandbox_runs_as_a_plain_user() {
     assert_eq!(lines[1], "0", "root inside the user namespace");
     let uid_map: Vec<&str> = lines[2].split_whitespace().collect();
     assert_eq!(uid_map, ["0", &uid.to_string(), "1"]);
-    let (sub_start, sub_count) = subuid_range();
-    let sub_map: Vec<&str> = lines[3].split_whitespace().collect();
-    assert_eq!(
-        sub_map,
-        ["1", &sub_start.to_string(), &sub_count.to_string()]
-    );
-    assert!(lines[4].contains("1000"), "{lines:?}");
-    assert_eq!(lines[5], "s3cret");
+    let ranges = subuid_ranges();
+    let mut inside = 1;
+    for (i, (start, count)) in ranges.iter().enumerate() {
+        let sub_map: Vec<&str> = lines[3 + i].split_whitespace().collect();
+        assert_eq!(
+            sub_map,
+            [inside.to_string(), start.to_string(), count.to_string()]
+        );
+        inside += count;
+    }
+    let sub_start = ranges[0].0;
+    let lines = &lines[2 + ranges.len()..];
+    assert!(lines[1].contains("1000"), "{lines:?}");
+    assert_eq!(lines[2], "s3cret");
     // On the host the upper holds the user's own ids and the subordinate ones.
     let owned = std::fs::symlink_metadata(f.upper().join("owned")).unwrap();
     assert_eq!(u64::from(owned.uid()), sub_start + 999);

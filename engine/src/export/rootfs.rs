@@ -56,13 +56,39 @@ pub fn unpack_rootfs(cas: &ContentStore, image: &Image, dest: &Path) -> Result<(
     std::fs::create_dir_all(dest).map_err(io_err("create directory", dest))?;
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    let mut ar = tar::Archive::new(io::BufReader::new(scratch));
+    let mut ar = tar::Archive::new(io::BufReader::new(&mut scratch));
     ar.set_preserve_permissions(true);
     ar.set_preserve_mtime(true);
     ar.set_preserve_ownerships(root);
     ar.set_unpack_xattrs(root);
     ar.set_overwrite(true);
-    ar.unpack(dest).map_err(io_err("unpack rootfs into", dest))
+    ar.unpack(dest)
+        .map_err(io_err("unpack rootfs into", dest))?;
+    if root {
+        // The `tar` crate skips xattrs whose value holds a newline (see `parse_pax`); set
+        // those from our own reading of the records.
+        scratch
+            .seek(io::SeekFrom::Start(0))
+            .map_err(io_err("seek", &scratch_dir))?;
+        let mut ar = tar::Archive::new(io::BufReader::new(scratch));
+        for_each_member(&mut ar, |_, m| {
+            for (key, value) in &m.pax {
+                let Some(name) = key.strip_prefix(b"SCHILY.xattr.") else {
+                    continue;
+                };
+                if !value.contains(&b'\n') {
+                    continue;
+                }
+                if let Some(rel) = normalise(&m.path) {
+                    let target = dest.join(OsStr::from_bytes(&rel));
+                    xattr::set(&target, OsStr::from_bytes(name), value)?;
+                }
+            }
+            Ok(())
+        })
+        .map_err(io_err("set xattrs in", dest))?;
+    }
+    Ok(())
 }
 
 /// Applies the layer blobs `layers` (bottom first) and writes the result as one tar.
@@ -76,30 +102,34 @@ pub fn flatten_layers<W: Write>(
     for (i, layer) in layers.iter().enumerate() {
         let lerr = |e: io::Error| io_err("read layer", &cas.path(layer))(e);
         let mut ar = tar::Archive::new(open_layer(cas, layer)?);
-        for (j, entry) in ar.entries().map_err(lerr)?.enumerate() {
-            let mut entry = entry.map_err(lerr)?;
-            let Some(path) = normalise(&entry.path_bytes()) else {
-                continue;
+        for_each_member(&mut ar, |j, mut m| {
+            let Some(path) = normalise(&m.path) else {
+                return Ok(());
             };
-            if winners.get(&path) != Some(&(i, j as u64)) {
-                continue;
+            if winners.get(&path) != Some(&(i, j)) {
+                return Ok(());
             }
-            let link = match entry.header().entry_type() {
-                tar::EntryType::Link => match entry.link_name_bytes().and_then(|l| normalise(&l)) {
+            let link = match m.entry.header().entry_type() {
+                tar::EntryType::Link => match m.link.as_deref().and_then(normalise) {
                     // A hardlink whose target was deleted or replaced above has nothing to
                     // point at; drop it rather than emit a dangling link.
-                    Some(target) if winners.get(&target).is_some_and(|p| *p <= (i, j as u64)) => {
+                    Some(target) if winners.get(&target).is_some_and(|p| *p <= (i, j)) => {
                         Some(target)
                     }
-                    _ => continue,
+                    _ => return Ok(()),
                 },
-                tar::EntryType::Symlink => entry.link_name_bytes().map(|l| l.into_owned()),
+                tar::EntryType::Symlink => m.link.clone(),
                 _ => None,
             };
-            emit(&mut b, &mut entry, &path, link.as_deref()).map_err(|e| {
-                io_err("write rootfs entry", Path::new(OsStr::from_bytes(&path)))(e)
-            })?;
-        }
+            emit(&mut b, &mut m, &path, link.as_deref()).map_err(|e| {
+                let path = Path::new(OsStr::from_bytes(&path));
+                io::Error::new(
+                    e.kind(),
+                    format!("write rootfs entry {}: {e}", path.display()),
+                )
+            })
+        })
+        .map_err(lerr)?;
     }
     b.into_inner()
         .map_err(io_err("write", Path::new("<rootfs tar>")))
@@ -113,11 +143,9 @@ fn decide_winners(
     for (i, layer) in layers.iter().enumerate() {
         let lerr = |e: io::Error| io_err("read layer", &cas.path(layer))(e);
         let mut ar = tar::Archive::new(open_layer(cas, layer)?);
-        for (j, entry) in ar.entries().map_err(lerr)?.enumerate() {
-            let entry = entry.map_err(lerr)?;
-            let raw = entry.path_bytes();
-            let Some(path) = normalise(&raw) else {
-                continue; // the root directory itself
+        for_each_member(&mut ar, |j, m| {
+            let Some(path) = normalise(&m.path) else {
+                return Ok(()); // the root directory itself
             };
             let (dir, base) = match path.iter().rposition(|b| *b == b'/') {
                 Some(k) => (&path[..k], &path[k + 1..]),
@@ -125,7 +153,7 @@ fn decide_winners(
             };
             if base == OPAQUE_MARKER {
                 remove_below(&mut winners, dir, i);
-                continue;
+                return Ok(());
             }
             if let Some(name) = base.strip_prefix(WHITEOUT_PREFIX) {
                 let mut target = dir.to_vec();
@@ -137,13 +165,15 @@ fn decide_winners(
                     winners.remove(&target);
                 }
                 remove_below(&mut winners, &target, i);
-                continue;
+                return Ok(());
             }
-            if !entry.header().entry_type().is_dir() {
+            if !m.entry.header().entry_type().is_dir() {
                 remove_below(&mut winners, &path, i);
             }
-            winners.insert(path, (i, j as u64));
-        }
+            winners.insert(path, (i, j));
+            Ok(())
+        })
+        .map_err(lerr)?;
     }
     Ok(winners)
 }
@@ -182,25 +212,123 @@ fn normalise(raw: &[u8]) -> Option<Vec<u8>> {
     (!parts.is_empty()).then(|| parts.join(&b'/'))
 }
 
-/// Copies one entry to `b` under `path`, keeping PAX records (xattrs) other than the path ones.
+/// One member of a layer tar, with what the extension headers before it say about it.
+struct Member<'a, R: Read> {
+    entry: tar::Entry<'a, R>,
+    /// Its path: from a PAX `path` record, a GNU long name, or the header.
+    path: Vec<u8>,
+    /// Its link target, found the same way.
+    link: Option<Vec<u8>>,
+    /// Its PAX records, in order.
+    pax: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Parses the records of a PAX extended header by their length prefixes. (The `tar` crate
+/// splits records at newlines, so an xattr value holding one reads as "malformed pax
+/// extension"; POSIX lengths make such values legal, and layers carry them.)
+fn parse_pax(data: &[u8]) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed pax extension");
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() && rest.iter().any(|b| *b != 0) {
+        let sp = rest.iter().position(|b| *b == b' ').ok_or_else(bad)?;
+        let len: usize = std::str::from_utf8(&rest[..sp])
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(bad)?;
+        if len <= sp + 1 || len > rest.len() || rest[len - 1] != b'\n' {
+            return Err(bad());
+        }
+        let record = &rest[sp + 1..len - 1];
+        let eq = record.iter().position(|b| *b == b'=').ok_or_else(bad)?;
+        out.push((record[..eq].to_vec(), record[eq + 1..].to_vec()));
+        rest = &rest[len..];
+    }
+    Ok(out)
+}
+
+/// Calls `f` with each member of a layer tar and its index among members (extension headers
+/// are not members). The archive is read raw: PAX records and GNU long names are applied here,
+/// with [`parse_pax`].
+fn for_each_member<R: Read>(
+    ar: &mut tar::Archive<R>,
+    mut f: impl FnMut(u64, Member<'_, R>) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut pax: Option<Vec<(Vec<u8>, Vec<u8>)>> = None;
+    let mut long_name: Option<Vec<u8>> = None;
+    let mut long_link: Option<Vec<u8>> = None;
+    let read_all = |entry: &mut tar::Entry<'_, R>| -> io::Result<Vec<u8>> {
+        let mut d = Vec::new();
+        entry.read_to_end(&mut d)?;
+        while d.last() == Some(&0) {
+            d.pop();
+        }
+        Ok(d)
+    };
+    let mut j = 0u64;
+    for entry in ar.entries()?.raw(true) {
+        let mut entry = entry?;
+        let t = entry.header().entry_type();
+        if t.is_pax_local_extensions() {
+            pax = Some(parse_pax(&read_all(&mut entry)?)?);
+            continue;
+        }
+        if t.is_pax_global_extensions() {
+            continue;
+        }
+        if t.is_gnu_longname() {
+            long_name = Some(read_all(&mut entry)?);
+            continue;
+        }
+        if t.is_gnu_longlink() {
+            long_link = Some(read_all(&mut entry)?);
+            continue;
+        }
+        let records = pax.take().unwrap_or_default();
+        let record = |key: &[u8]| {
+            records
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        let path = record(b"path")
+            .or(long_name.take())
+            .unwrap_or_else(|| entry.header().path_bytes().into_owned());
+        let link = record(b"linkpath")
+            .or(long_link.take())
+            .or_else(|| entry.header().link_name_bytes().map(|l| l.into_owned()));
+        long_name = None;
+        long_link = None;
+        f(
+            j,
+            Member {
+                entry,
+                path,
+                link,
+                pax: records,
+            },
+        )?;
+        j += 1;
+    }
+    Ok(())
+}
+
+/// Copies one member to `b` under `path`, keeping PAX records (xattrs) other than the path
+/// ones.
 fn emit<W: Write, R: Read>(
     b: &mut tar::Builder<W>,
-    entry: &mut tar::Entry<'_, R>,
+    m: &mut Member<'_, R>,
     path: &[u8],
     link: Option<&[u8]>,
 ) -> io::Result<()> {
     let mut records: Vec<(String, Vec<u8>)> = Vec::new();
-    if let Some(exts) = entry.pax_extensions()? {
-        for ext in exts {
-            let ext = ext?;
-            let key = ext
-                .key()
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            if !matches!(key, "path" | "linkpath" | "size") {
-                records.push((key.to_string(), ext.value_bytes().to_vec()));
-            }
+    for (key, value) in &m.pax {
+        let key = String::from_utf8_lossy(key);
+        if !matches!(&*key, "path" | "linkpath" | "size") {
+            records.push((key.into_owned(), value.clone()));
         }
     }
+    let entry = &mut m.entry;
     let mut h = entry.header().clone();
     let mut rel = path.to_vec();
     if h.entry_type().is_dir() {
@@ -259,6 +387,51 @@ fn append_pax<W: Write>(b: &mut tar::Builder<W>, records: &[(String, Vec<u8>)]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pax_records_are_read_by_length_so_values_may_hold_newlines() {
+        let mut data = Vec::new();
+        for (k, v) in [
+            ("SCHILY.xattr.user.k", &b"line1\nline2"[..]),
+            ("path", b"a/b"),
+        ] {
+            let base = k.len() + v.len() + 3;
+            let mut len = base + 1;
+            while len != base + len.to_string().len() {
+                len = base + len.to_string().len();
+            }
+            data.extend_from_slice(format!("{len} {k}=").as_bytes());
+            data.extend_from_slice(v);
+            data.push(b'\n');
+        }
+        let records = parse_pax(&data).unwrap();
+        assert_eq!(records[0].1, b"line1\nline2");
+        assert_eq!(records[1], (b"path".to_vec(), b"a/b".to_vec()));
+        assert!(parse_pax(b"99 path=x\n").is_err());
+        // And through the flattening reader, with the xattr kept on the member.
+        let mut b = tar::Builder::new(Vec::new());
+        append_pax(
+            &mut b,
+            &[("SCHILY.xattr.user.k".to_string(), b"a\nb".to_vec())],
+        )
+        .unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "f", &b"x"[..]).unwrap();
+        let bytes = b.into_inner().unwrap();
+        let mut ar = tar::Archive::new(&bytes[..]);
+        let mut seen = Vec::new();
+        for_each_member(&mut ar, |j, m| {
+            seen.push((j, m.path.clone(), m.pax.clone()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].1, b"f");
+        assert_eq!(seen[0].2[0].1, b"a\nb");
+    }
 
     #[test]
     fn normalises_paths() {

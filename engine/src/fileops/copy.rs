@@ -2,15 +2,14 @@
 
 use super::archive::{self, ExtractOptions, WhiteoutMode};
 use super::chmod::Chmod;
-use super::pattern::{has_wildcard, match_component, ExcludeMatcher};
+use super::plan::{self, FsTree, PlanMatch};
 use super::root::{lexical_clean, open_nofollow, Root, RootError};
-use super::{CopyAction, FileOpError, MkdirAction, MkfileAction, RmAction, SourceRoots, CONTEXT};
+use super::{CopyAction, FileOpError, MkdirAction, MkfileAction, RmAction, SourceRoots};
+use crate::source::context::{ContextEntry, EntryKind};
 use crate::userdb::UserDb;
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::Metadata;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -105,71 +104,6 @@ pub(super) fn mkdir_all(
     Ok(())
 }
 
-fn place(source_root: &str) -> String {
-    if source_root == CONTEXT {
-        "build context".to_string()
-    } else {
-        format!("{source_root:?}")
-    }
-}
-
-/// A source path selected by a COPY/ADD argument.
-struct Selected {
-    /// Path inside the source root (clean, relative).
-    rel: PathBuf,
-    /// The part kept under the destination with `--parents`.
-    kept: PathBuf,
-}
-
-/// Expands one source argument (with wildcards) into existing paths, in sorted order.
-fn expand(op: Op, root: &Root, pattern: &str) -> Result<Vec<PathBuf>, FileOpError> {
-    let clean = lexical_clean(Path::new(pattern));
-    let mut found: Vec<PathBuf> = vec![PathBuf::new()];
-    for comp in clean.components() {
-        let comp_str = comp.as_os_str().to_string_lossy();
-        let mut next = Vec::new();
-        for base in &found {
-            if has_wildcard(&comp_str) {
-                let dir = root.resolve(base).map_err(root_err(op))?;
-                let Ok(entries) = std::fs::read_dir(&dir) else {
-                    continue;
-                };
-                let mut names: Vec<_> = entries
-                    .filter_map(|e| e.ok().map(|e| e.file_name()))
-                    .collect();
-                names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-                for name in names {
-                    let ok = match_component(&comp_str, &name.to_string_lossy())
-                        .map_err(|source| FileOpError::Pattern { op, source })?;
-                    if ok {
-                        next.push(base.join(&name));
-                    }
-                }
-            } else {
-                next.push(base.join(comp));
-            }
-        }
-        found = next;
-    }
-    Ok(found
-        .into_iter()
-        .filter(|p| {
-            root.resolve_parent(p)
-                .map(|h| std::fs::symlink_metadata(h).is_ok())
-                .unwrap_or(false)
-        })
-        .collect())
-}
-
-/// Number of leading components before a `/./` pivot in a `--parents` source, if any.
-fn pivot_components(source: &str) -> usize {
-    let trimmed = source.trim_start_matches("./");
-    match trimmed.rfind("/./") {
-        Some(i) => lexical_clean(Path::new(&trimmed[..i])).components().count(),
-        None => 0,
-    }
-}
-
 struct Copier<'a> {
     op: Op,
     dest: &'a Root,
@@ -178,20 +112,10 @@ struct Copier<'a> {
     /// The owner of copied (not extracted) files without `--chown` (`CopyAction::source_owner`).
     source_owner: Option<(u32, u32)>,
     chmod: Option<Chmod>,
-    exclude: ExcludeMatcher,
-    /// Host path of the source root and the paths hidden below it (see `CopyAction::hidden`).
-    hidden: Option<(PathBuf, std::collections::HashSet<PathBuf>)>,
+    drop_xattrs: bool,
+    /// First destination written for each (dev, ino) of a multiply-linked source file, in the
+    /// match being copied.
     links: HashMap<(u64, u64), PathBuf>,
-    src_root: Option<Root>,
-    /// How errors name the source root ("build context" or the root's name).
-    place: String,
-}
-
-/// Whether `rel` (relative to a source root) is one of `hidden` or below one.
-fn is_hidden(hidden: &std::collections::HashSet<PathBuf>, rel: &Path) -> bool {
-    rel.ancestors()
-        .filter(|a| !a.as_os_str().is_empty())
-        .any(|a| hidden.contains(a))
 }
 
 pub(super) fn copy(
@@ -211,8 +135,6 @@ pub(super) fn copy(
         .map(Chmod::parse)
         .transpose()
         .map_err(|source| FileOpError::Chmod { op, source })?;
-    let exclude =
-        ExcludeMatcher::new(&a.exclude).map_err(|source| FileOpError::Pattern { op, source })?;
     let dest_rel = dest_path(&a.workdir, &a.dest);
     let trailing_dir =
         a.dest.is_empty() || a.dest == "." || a.dest.ends_with('/') || a.dest.ends_with("/.");
@@ -223,87 +145,64 @@ pub(super) fn copy(
         });
     }
     let is_url = |s: &str| op == "ADD" && (s.starts_with("http://") || s.starts_with("https://"));
+    let urls: Vec<&str> = a
+        .sources
+        .iter()
+        .map(String::as_str)
+        .filter(|s| is_url(s))
+        .collect();
 
-    let hidden_set: std::collections::HashSet<PathBuf> =
-        a.hidden.iter().map(PathBuf::from).collect();
-    let mut selected: Vec<Selected> = Vec::new();
-    let mut urls: Vec<&str> = Vec::new();
-    let mut src_root: Option<Root> = None;
-    for source in &a.sources {
-        if is_url(source) {
-            urls.push(source);
-            continue;
-        }
-        let root = match &src_root {
-            Some(r) => r,
-            None => {
-                let path =
-                    sources
-                        .get(&a.source_root)
-                        .ok_or_else(|| FileOpError::UnknownSourceRoot {
-                            op,
-                            name: a.source_root.clone(),
-                        })?;
-                src_root.insert(Root::new(path).map_err(root_err(op))?)
-            }
-        };
-        let wild = has_wildcard(source);
-        let mut matches = expand(op, root, source)?;
-        if wild {
-            matches.retain(|m| !exclude.is_excluded(&m.to_string_lossy()));
-        }
-        if !hidden_set.is_empty() {
-            matches.retain(|m| !is_hidden(&hidden_set, m));
-        }
-        if matches.is_empty() {
-            return Err(FileOpError::NotFound {
+    let tree = if urls.len() < a.sources.len() {
+        let path = sources
+            .get(&a.source_root)
+            .ok_or_else(|| FileOpError::UnknownSourceRoot {
                 op,
-                place: place(&a.source_root),
-                path: source.clone(),
-            });
-        }
-        let pivot = pivot_components(source);
-        for rel in matches {
-            let kept = rel.components().skip(pivot).collect();
-            selected.push(Selected { rel, kept });
-        }
+                name: a.source_root.clone(),
+            })?;
+        let root = Root::new(path).map_err(root_err(op))?;
+        Some(FsTree::new(root, &a.hidden, op))
+    } else {
+        None
+    };
+    let plan = match &tree {
+        Some(t) => plan::resolve(t, a, op)?,
+        None => plan::CopyPlan::default(),
+    };
+    let count = plan.matches.len() + urls.len();
+    if count == 0 {
+        // Only wildcards matching nothing: nothing to copy, as BuildKit.
+        return Ok(());
     }
 
     let dest_host = droot.resolve(&dest_rel).map_err(root_err(op))?;
     let dest_is_dir = std::fs::metadata(&dest_host)
         .map(|m| m.is_dir())
         .unwrap_or(false);
-    if selected.len() + urls.len() > 1 && !trailing_dir && !dest_is_dir {
+    if count > 1 && !trailing_dir && !dest_is_dir {
         return Err(FileOpError::DestNotDir {
             op,
             dest: a.dest.clone(),
         });
     }
-    let into_dir = trailing_dir || a.parents || selected.len() + urls.len() > 1;
-    // Each source makes the directories it needs on its way, in order, as BuildKit's copies
+    let into_dir = trailing_dir || a.parents || count > 1;
+    // Each match makes the directories it needs on its way, in order, as BuildKit's copies
     // do: the first one decides their mode (an extracted archive makes them 0755).
     let parent_owner = owner.unwrap_or((0, 0));
     let parent_mode = created_dir_mode(chmod.as_ref());
 
-    let hidden = match (&src_root, hidden_set.is_empty()) {
-        (Some(root), false) => Some((root.host_path().to_path_buf(), hidden_set)),
-        _ => None,
-    };
     let mut copier = Copier {
         op,
         dest: &droot,
         owner,
         source_owner: a.source_owner,
         chmod,
-        exclude,
-        hidden,
+        drop_xattrs: a.drop_xattrs,
         links: HashMap::new(),
-        src_root: src_root.clone(),
-        place: place(&a.source_root),
     };
-    for sel in &selected {
-        let root = src_root.as_ref().ok_or(FileOpError::NoSources { op })?;
-        copier.copy_selected(root, sel, &dest_rel, into_dir, a.parents, a.follow_symlinks)?;
+    if let Some(tree) = &tree {
+        for m in &plan.matches {
+            copier.copy_match(tree.root(), m, &dest_rel, into_dir, a.parents)?;
+        }
     }
     for url in urls {
         super::http::download(
@@ -342,50 +241,38 @@ impl Copier<'_> {
         )
     }
 
-    fn src_root_host(&self) -> &Path {
-        self.src_root
-            .as_ref()
-            .map_or(Path::new("/nonexistent"), |r| r.host_path())
-    }
-
-    fn copy_selected(
+    /// Writes what one match of the plan copies.
+    fn copy_match(
         &mut self,
         src_root: &Root,
-        sel: &Selected,
+        m: &PlanMatch<'_>,
         dest_rel: &Path,
         into_dir: bool,
         parents: bool,
-        follow: bool,
     ) -> Result<(), FileOpError> {
         let op = self.op;
-        let mut src_host = src_root.resolve_parent(&sel.rel).map_err(root_err(op))?;
-        let mut meta =
-            std::fs::symlink_metadata(&src_host).map_err(io_err(op, "inspecting", &src_host))?;
-        if follow && meta.file_type().is_symlink() {
-            src_host = src_root.resolve(&sel.rel).map_err(root_err(op))?;
-            meta = std::fs::symlink_metadata(&src_host).map_err(|_| FileOpError::NotFound {
-                op,
-                place: self.place.clone(),
-                path: sel.rel.display().to_string(),
-            })?;
+        // As BuildKit's copy: files hardlinked to each other stay linked within one copied
+        // path (a directory), not across the separate paths a wildcard matched.
+        self.links.clear();
+        let top = m.top();
+        let is_dir = top.kind == EntryKind::Dir;
+        if m.archive {
+            let host = src_root.host_path().join(&top.rel);
+            return self.extract(&host, &m.logical, dest_rel);
         }
-
-        if op == "ADD" && meta.is_file() && archive::is_archive(&src_host).unwrap_or(false) {
-            return self.extract(&src_host, sel, dest_rel);
-        }
-
         let target = if parents {
-            dest_rel.join(&sel.kept)
-        } else if meta.is_dir() {
+            dest_rel.join(&m.kept)
+        } else if is_dir {
             dest_rel.to_path_buf()
         } else {
             let dest_host = self.dest.resolve(dest_rel).map_err(root_err(op))?;
-            let is_dir = std::fs::metadata(&dest_host)
+            let dest_dir = std::fs::metadata(&dest_host)
                 .map(|m| m.is_dir())
                 .unwrap_or(false);
-            match sel.rel.file_name() {
-                Some(name) if into_dir || is_dir => dest_rel.join(name),
-                _ => dest_rel.to_path_buf(),
+            if (into_dir || dest_dir) && !m.name().is_empty() {
+                dest_rel.join(m.name())
+            } else {
+                dest_rel.to_path_buf()
             }
         };
         // The destination path itself resolves inside the root, a final symlink included, as
@@ -396,13 +283,13 @@ impl Copier<'_> {
         } else {
             target
         };
-        if meta.is_dir() && !parents {
+        if is_dir && !parents {
             let host = self.dest.resolve(&target).map_err(root_err(op))?;
-            if let Ok(m) = std::fs::metadata(&host) {
-                if !m.is_dir() {
+            if let Ok(meta) = std::fs::metadata(&host) {
+                if !meta.is_dir() {
                     return Err(FileOpError::DirOntoFile {
                         op,
-                        src: sel.rel.display().to_string(),
+                        src: m.logical.clone(),
                         dest: Path::new("/").join(&target).display().to_string(),
                     });
                 }
@@ -411,22 +298,33 @@ impl Copier<'_> {
         if let Some(parent) = target.parent() {
             self.mkdir_all(parent)?;
         }
-        // Exclusion inside a directory is relative to that directory.
-        self.copy_tree(
-            &src_host,
-            &target,
-            if meta.is_dir() {
-                Some(PathBuf::new())
+        // Directories get their metadata after their contents are written (times).
+        let mut dirs: Vec<(&ContextEntry, PathBuf)> = Vec::new();
+        for pe in &m.entries {
+            let dst = if pe.out.is_empty() {
+                target.clone()
             } else {
-                None
-            },
-        )
+                target.join(&pe.out)
+            };
+            let entry = pe.entry.as_ref();
+            if entry.kind == EntryKind::Dir {
+                if let Some(host) = self.make_dir_entry(&dst, pe.out.is_empty() && !parents)? {
+                    dirs.push((entry, host));
+                }
+            } else {
+                self.write_entry(src_root, entry, &dst)?;
+            }
+        }
+        for (entry, host) in dirs.into_iter().rev() {
+            self.set_meta(src_root, entry, &host)?;
+        }
+        Ok(())
     }
 
     fn extract(
         &mut self,
         src_host: &Path,
-        sel: &Selected,
+        logical: &str,
         dest_rel: &Path,
     ) -> Result<(), FileOpError> {
         let op = self.op;
@@ -444,85 +342,58 @@ impl Copier<'_> {
         };
         archive::extract_tar(reader, &extract_root, &opts).map_err(|source| FileOpError::Archive {
             op,
-            path: sel.rel.display().to_string(),
+            path: logical.to_string(),
             source,
         })
     }
 
-    /// Copies `src` (not following it) to `dst` (inside the destination root). `rel` is the
-    /// path used for `--exclude` matching, `None` for a top-level file that was never excluded.
-    fn copy_tree(
+    /// Makes the directory `dst`; returns its host path when its metadata is to be set from the
+    /// source. The top of a copied directory never takes the source's metadata, as BuildKit:
+    /// `COPY . /app` leaves an existing `/app` as it was, and a destination COPY creates for
+    /// it is made like the directories on the way (0755 or the numeric `--chmod`, owned by
+    /// `--chown` or root), BuildKit creating it first and copying into it.
+    fn make_dir_entry(&self, dst: &Path, top: bool) -> Result<Option<PathBuf>, FileOpError> {
+        let op = self.op;
+        let host = self.dest.resolve(dst).map_err(root_err(op))?;
+        match std::fs::symlink_metadata(&host) {
+            Ok(m) if m.is_dir() => {
+                if top {
+                    return Ok(None);
+                }
+            }
+            Ok(_) => {
+                remove(op, &host)?;
+                self.make_dir(&host)?;
+            }
+            Err(_) if top => {
+                self.mkdir_all(dst)?;
+                return Ok(None);
+            }
+            Err(_) => {
+                if let Some(parent) = host.parent().filter(|p| !p.is_dir()) {
+                    let rel = parent
+                        .strip_prefix(self.dest.host_path())
+                        .unwrap_or(Path::new(""));
+                    self.mkdir_all(rel)?;
+                }
+                self.make_dir(&host)?
+            }
+        }
+        Ok(Some(host))
+    }
+
+    /// Writes one non-directory entry at `dst` (inside the destination root), replacing what
+    /// is there.
+    fn write_entry(
         &mut self,
-        src: &Path,
+        src_root: &Root,
+        entry: &ContextEntry,
         dst: &Path,
-        rel: Option<PathBuf>,
     ) -> Result<(), FileOpError> {
         let op = self.op;
-        if let Some((root, hidden)) = &self.hidden {
-            if src.strip_prefix(root).is_ok_and(|r| is_hidden(hidden, r)) {
-                return Ok(());
-            }
-        }
-        let meta = std::fs::symlink_metadata(src).map_err(io_err(op, "inspecting", src))?;
-        let excluded = rel.as_ref().is_some_and(|r| {
-            !r.as_os_str().is_empty() && self.exclude.is_excluded(&r.to_string_lossy())
-        });
-        if excluded && !(meta.is_dir() && self.exclude.has_negations()) {
-            return Ok(());
-        }
-        let ft = meta.file_type();
-        if ft.is_dir() {
-            let host = self.dest.resolve(dst).map_err(root_err(op))?;
-            // As BuildKit: a destination directory that already existed keeps its own
-            // metadata when a directory's contents are copied into it (`COPY . /app`);
-            // directories below it take the source's.
-            // A destination directory COPY creates for the copied one is made like the
-            // parents on the way (0755 or the numeric --chmod, owned by --chown or root), and
-            // does not take the source directory's metadata either: BuildKit creates it first
-            // and copies into it.
-            let top = rel.as_ref().is_some_and(|r| r.as_os_str().is_empty());
-            let mut keep_meta = false;
-            match std::fs::symlink_metadata(&host) {
-                Ok(m) if m.is_dir() => keep_meta = top,
-                Ok(_) => {
-                    remove(op, &host)?;
-                    self.make_dir(&host)?;
-                }
-                Err(_) if top => {
-                    self.mkdir_all(dst)?;
-                    keep_meta = true;
-                }
-                Err(_) if !excluded => self.make_dir(&host)?,
-                Err(_) => {}
-            }
-            let mut names: Vec<_> = std::fs::read_dir(src)
-                .map_err(io_err(op, "reading directory", src))?
-                .map(|e| e.map(|e| e.file_name()))
-                .collect::<Result<_, _>>()
-                .map_err(io_err(op, "reading directory", src))?;
-            names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-            for name in names {
-                let child_rel = rel.as_ref().map(|r| r.join(&name));
-                self.copy_tree(
-                    &src.join(&name),
-                    &dst.join(&name),
-                    child_rel.or(Some(PathBuf::from(&name))),
-                )?;
-            }
-            if !keep_meta
-                && std::fs::symlink_metadata(&host)
-                    .map(|m| m.is_dir())
-                    .unwrap_or(false)
-            {
-                self.set_meta(src, &host, &meta)?;
-            }
-            return Ok(());
-        }
-
         let host = self.dest.resolve_parent(dst).map_err(root_err(op))?;
         if let Some(parent) = host.parent() {
             if !parent.is_dir() {
-                // Only reached below an excluded directory re-included by a `!` pattern.
                 let parent_rel = dst.parent().unwrap_or(Path::new(""));
                 self.mkdir_all(parent_rel)?;
             }
@@ -530,8 +401,8 @@ impl Copier<'_> {
         if std::fs::symlink_metadata(&host).is_ok() {
             remove(op, &host)?;
         }
-        if meta.nlink() > 1 {
-            let key = (meta.dev(), meta.ino());
+        if entry.nlink > 1 {
+            let key = (entry.dev, entry.ino);
             if let Some(first) = self.links.get(&key) {
                 return std::fs::hard_link(first, &host).map_err(io_err(
                     op,
@@ -541,46 +412,53 @@ impl Copier<'_> {
             }
             self.links.insert(key, host.clone());
         }
-        if ft.is_file() {
-            // Contents are read through openat2(RESOLVE_IN_ROOT) where the kernel has it, so
-            // even a source tree changed under us cannot make this read leave its root.
-            let mut input = match (&self.src_root, src.strip_prefix(self.src_root_host())) {
-                (Some(root), Ok(rel)) => root.open_read(rel).map_err(root_err(op))?,
-                _ => open_nofollow(src).map_err(io_err(op, "opening", src))?,
-            };
-            let mut output = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&host)
-                .map_err(io_err(op, "creating", &host))?;
-            io::copy(&mut input, &mut output).map_err(io_err(op, "copying to", &host))?;
-        } else if ft.is_symlink() {
-            let target = std::fs::read_link(src).map_err(io_err(op, "reading link", src))?;
-            std::os::unix::fs::symlink(&target, &host).map_err(io_err(
-                op,
-                "creating symlink",
-                &host,
-            ))?;
-        } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
-            let fmt = if ft.is_fifo() {
-                libc::S_IFIFO
-            } else if ft.is_char_device() {
-                libc::S_IFCHR
-            } else {
-                libc::S_IFBLK
-            };
-            archive::mknod(&host, fmt, meta.rdev()).map_err(|e| FileOpError::Io {
-                op,
-                what: "creating node",
-                path: host.clone(),
-                source: io::Error::other(e.to_string()),
-            })?;
-        } else {
-            return Ok(()); // sockets are not copied (Docker skips them too)
+        match entry.kind {
+            EntryKind::File => {
+                // Contents are read through openat2(RESOLVE_IN_ROOT) where the kernel has it, so
+                // even a source tree changed under us cannot make this read leave its root.
+                let mut input = src_root.open_read(&entry.rel).map_err(root_err(op))?;
+                let mut output = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(&host)
+                    .map_err(io_err(op, "creating", &host))?;
+                io::copy(&mut input, &mut output).map_err(io_err(op, "copying to", &host))?;
+            }
+            EntryKind::Symlink => {
+                // The target the plan recorded: what the cache key covers is what is written.
+                let target = entry.link_target.clone().unwrap_or_default();
+                std::os::unix::fs::symlink(&target, &host).map_err(io_err(
+                    op,
+                    "creating symlink",
+                    &host,
+                ))?;
+            }
+            EntryKind::Other => {
+                let src = src_root.host_path().join(&entry.rel);
+                let meta =
+                    std::fs::symlink_metadata(&src).map_err(io_err(op, "inspecting", &src))?;
+                let ft = meta.file_type();
+                let fmt = if ft.is_fifo() {
+                    libc::S_IFIFO
+                } else if ft.is_char_device() {
+                    libc::S_IFCHR
+                } else if ft.is_block_device() {
+                    libc::S_IFBLK
+                } else {
+                    return Ok(()); // sockets are not copied (Docker skips them too)
+                };
+                archive::mknod(&host, fmt, meta.rdev()).map_err(|e| FileOpError::Io {
+                    op,
+                    what: "creating node",
+                    path: host.clone(),
+                    source: io::Error::other(e.to_string()),
+                })?;
+            }
+            EntryKind::Dir => unreachable!("directories are made by make_dir_entry"),
         }
-        self.set_meta(src, &host, &meta)
+        self.set_meta(src_root, entry, &host)
     }
 
     fn make_dir(&self, host: &Path) -> Result<(), FileOpError> {
@@ -590,40 +468,50 @@ impl Copier<'_> {
             .map_err(io_err(self.op, "creating directory", host))
     }
 
-    fn set_meta(&self, src: &Path, dst: &Path, meta: &Metadata) -> Result<(), FileOpError> {
+    fn set_meta(
+        &self,
+        src_root: &Root,
+        entry: &ContextEntry,
+        dst: &Path,
+    ) -> Result<(), FileOpError> {
         let op = self.op;
         let (uid, gid) = self
             .owner
             .or(self.source_owner)
-            .unwrap_or((meta.uid(), meta.gid()));
+            .unwrap_or((entry.uid, entry.gid));
         std::os::unix::fs::lchown(dst, Some(uid), Some(gid)).map_err(io_err(
             op,
             "changing owner of",
             dst,
         ))?;
-        if let Ok(names) = xattr::list(src) {
-            for name in names {
-                if name == OsStr::new("security.selinux") {
-                    continue;
-                }
-                if let Ok(Some(value)) = xattr::get(src, &name) {
-                    // Best effort, as BuildKit: some filesystems refuse some namespaces.
-                    let _ = xattr::set(dst, &name, &value);
+        if !self.drop_xattrs {
+            let src = src_root.host_path().join(&entry.rel);
+            if let Ok(names) = xattr::list(&src) {
+                for name in names {
+                    if name == OsStr::new("security.selinux") {
+                        continue;
+                    }
+                    if let Ok(Some(value)) = xattr::get(&src, &name) {
+                        // Best effort, as BuildKit: some filesystems refuse some namespaces.
+                        let _ = xattr::set(dst, &name, &value);
+                    }
                 }
             }
         }
-        let is_link = meta.file_type().is_symlink();
-        if !is_link {
+        let is_dir = entry.kind == EntryKind::Dir;
+        if entry.kind != EntryKind::Symlink {
             let mode = match &self.chmod {
-                Some(c) => c.apply(meta.mode(), meta.is_dir()),
-                None => meta.mode() & 0o7777,
+                Some(c) => c.apply(entry.mode, is_dir),
+                None => entry.mode & 0o7777,
             };
             std::fs::set_permissions(dst, std::fs::Permissions::from_mode(mode))
                 .map_err(io_err(op, "setting mode of", dst))?;
         }
-        let atime = filetime::FileTime::from_last_access_time(meta);
-        let mtime = filetime::FileTime::from_last_modification_time(meta);
-        filetime::set_symlink_file_times(dst, atime, mtime).map_err(io_err(
+        let mtime = filetime::FileTime::from_unix_time(
+            entry.mtime_ns.div_euclid(1_000_000_000),
+            entry.mtime_ns.rem_euclid(1_000_000_000) as u32,
+        );
+        filetime::set_symlink_file_times(dst, mtime, mtime).map_err(io_err(
             op,
             "setting times of",
             dst,

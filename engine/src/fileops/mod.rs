@@ -16,6 +16,7 @@ pub mod chmod;
 mod copy;
 mod http;
 pub mod pattern;
+pub mod plan;
 pub mod root;
 
 use std::collections::BTreeMap;
@@ -75,19 +76,26 @@ pub enum FileAction {
     Rm(RmAction),
 }
 
-/// COPY/ADD. Rules, as Docker/BuildKit:
+/// COPY/ADD. Rules, as Docker/BuildKit (what is read is decided by [`plan::resolve`], which the
+/// cache key uses too):
 /// - `sources` are relative to the source root (leading `/` and `..` cannot leave it) and may
-///   use `filepath.Match` wildcards in any component; a symlink named as a source, or met while
-///   copying, is copied as a symlink (a context link to `/etc/passwd` copies the link).
+///   use `filepath.Match` wildcards in any component (`\` escapes one; a source without an
+///   unescaped wildcard names a path literally). A literal source must exist; a wildcard may
+///   match nothing, and then copies nothing. A symlink named as a source is copied as a
+///   symlink unless `follow_symlinks`; symlinks met while copying a directory always are (a
+///   context link to `/etc/passwd` copies the link).
 /// - `dest` is relative to `workdir` unless absolute. It names a directory when it ends in `/`
 ///   (or is `.`), when it already exists as a directory, or with `parents`. More than one
 ///   source argument requires a trailing `/`; a wildcard matching several files requires a
 ///   directory destination.
 /// - A directory source copies its contents (not the directory itself) into `dest`.
 /// - Missing parents of the destination are created 0755, owned by the `chown` target or root.
-/// - Modes, mtimes and xattrs are preserved; ownership too unless `chown` is given (frontends
-///   pass `0:0` for the build context, as Docker does). `chmod` (octal or symbolic) applies to
-///   every copied file and directory.
+/// - Modes and mtimes are preserved, xattrs unless `drop_xattrs`; ownership too unless `chown`
+///   or `source_owner` replaces it (the build context's files are root's, as with BuildKit). `chmod` (octal or
+///   symbolic) applies to every copied file and directory. Files hardlinked to each other stay
+///   linked within one matched path.
+/// - `hidden` paths do not exist; an excluded directory holding a re-included path is copied
+///   with only that path.
 /// - `exclude` patterns are matched against each wildcard match (relative to the source root)
 ///   and against paths inside a copied directory (relative to that directory).
 /// - `parents` keeps each source's path under `dest`; a `/./` in a source marks where the kept
@@ -134,6 +142,65 @@ pub struct CopyAction {
     /// Symlinks met inside a copied directory are always copied as links.
     #[serde(default)]
     pub follow_symlinks: bool,
+    /// Leave extended attributes behind: a build context's files reach the layer without
+    /// their xattrs, as with BuildKit (its layers do not carry a context file's `user.*`
+    /// attributes). Files from a stage or image keep theirs.
+    #[serde(default)]
+    pub drop_xattrs: bool,
+}
+
+impl CopyAction {
+    /// Whether copied files keep their source's owner (neither `--chown` nor the source's own
+    /// rule replaces it): the copy and the cache key both ask this.
+    pub fn keeps_source_owner(&self) -> bool {
+        self.chown.is_none() && self.source_owner.is_none()
+    }
+
+    /// The copy a graph [`crate::graph::CopySpec`] asks for, reading from the source root
+    /// `source_root`. The worker runs it and the solver keys it: one translation for both.
+    /// `from_context` applies the build context's rules (root ownership unless `--chown`, no
+    /// xattrs); `hidden` are the context's ignored paths.
+    pub fn from_spec(
+        spec: &crate::graph::CopySpec,
+        source_root: String,
+        from_context: bool,
+        hidden: Vec<String>,
+    ) -> CopyAction {
+        // `--parents`: the frontend sends the part before a `/./` pivot as the source and the
+        // rest as an include pattern; the copy takes the pattern back under its pivot
+        // (`src/./a/*.txt`, or `src/*/x.txt` when there is no pivot).
+        let source = match (spec.preserve_parents, spec.include_patterns.as_slice()) {
+            (true, [pattern]) => {
+                let base = spec.src.trim_matches('/');
+                if base.is_empty() {
+                    pattern.clone()
+                } else {
+                    format!("{base}/./{pattern}")
+                }
+            }
+            _ => spec.src.clone(),
+        };
+        CopyAction {
+            source_root,
+            sources: vec![source],
+            dest: spec.dest.clone(),
+            workdir: "/".to_string(),
+            chown: spec.owner.clone(),
+            // Files from the build context belong to root, as BuildKit's client sends them;
+            // files from a stage or image keep their owners.
+            source_owner: from_context.then_some((0, 0)),
+            chmod: spec.mode.as_ref().map(|m| match m {
+                crate::graph::FileMode::Octal(bits) => format!("{bits:o}"),
+                crate::graph::FileMode::Symbolic(s) => s.clone(),
+            }),
+            exclude: spec.exclude_patterns.clone(),
+            parents: spec.preserve_parents,
+            checksum: None,
+            hidden,
+            follow_symlinks: spec.follow_symlinks,
+            drop_xattrs: from_context,
+        }
+    }
 }
 
 /// Creates (or replaces) one file with the given content.
@@ -199,6 +266,17 @@ pub enum FileOpError {
         place: String,
         path: String,
     },
+    /// A symlink named as a source leads to nothing (or to a path the ignore rules hide).
+    #[error("{op} failed: file not found in {place}: {path:?} is a symlink to {target:?}, which does not exist (or is excluded by .dockerignore)")]
+    DanglingSource {
+        op: &'static str,
+        place: String,
+        path: String,
+        target: String,
+    },
+    /// Resolving a source path met a symlink loop or too long a chain.
+    #[error("{op} failed: resolving {path:?}: too many levels of symbolic links")]
+    SymlinkLoop { op: &'static str, path: String },
     /// The action names a source root that was not provided.
     #[error("{op} failed: unknown source {name:?}")]
     UnknownSourceRoot { op: &'static str, name: String },
@@ -291,5 +369,27 @@ pub fn apply(
         FileAction::Mkfile(a) => copy::mkfile(dest_root, a),
         FileAction::Mkdir(a) => copy::mkdir(dest_root, a),
         FileAction::Rm(a) => copy::rm(dest_root, a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_parents_patterns_go_back_under_their_pivot() {
+        let action = |spec: &crate::graph::CopySpec| {
+            CopyAction::from_spec(spec, CONTEXT.into(), true, Vec::new()).sources[0].clone()
+        };
+        let mut spec = crate::graph::CopySpec::new(0, "/", "/p/");
+        spec.preserve_parents = true;
+        spec.include_patterns = vec!["src/*/x.txt".into()];
+        assert_eq!(action(&spec), "src/*/x.txt");
+        spec.src = "/src".into();
+        spec.include_patterns = vec!["a/*.txt".into()];
+        assert_eq!(action(&spec), "src/./a/*.txt");
+        spec.preserve_parents = false;
+        spec.include_patterns.clear();
+        assert_eq!(action(&spec), "/src");
     }
 }

@@ -6,9 +6,12 @@
 //!   platform. Proxy build args are left out (the graph already strips them), secrets never enter
 //!   (only their ids are in the op);
 //! - the keys of its inputs, in order (so a change above a step changes its key);
-//! - for every input that is a build context, the checksum of exactly the entries the step reads
-//!   there (see `source::context`): path, type, permission bits, uid/gid, size, link target,
-//!   bytes; never mtime;
+//! - for a COPY/ADD from a build context, the digest of what the copy writes
+//!   (`fileops::plan::CopyPlan::digest`: the same resolution the copy executes), by destination
+//!   path: type, mode as written, owner when kept, link target, content, hardlinks; never mtime;
+//! - for a RUN bind or cache mount of a build context, the checksum of the entries below the
+//!   mounted path (see `source::context`): path, type, permission bits, uid/gid, size, link
+//!   target, bytes;
 //! - for an image source, the resolved manifest digest (the reference text alone is not enough:
 //!   `alpine:3` moves).
 //!

@@ -924,31 +924,48 @@ fn plan_step(
     for k in input_keys {
         kb.input(k);
     }
-    // What the step reads from each context input, by input index.
+    // What a RUN step mounts from each context input, by input index (a COPY/ADD from a
+    // context is keyed by its plan, below).
     let mut reads: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    match &vertex.op {
-        Op::Exec(exec) => {
-            for m in &exec.mounts {
-                if let (Some(i), crate::graph::MountKind::Bind { source, .. }) = (m.input, &m.kind)
-                {
-                    reads.entry(i).or_default().push(source.clone());
-                }
-                if let (Some(i), crate::graph::MountKind::Cache { source, .. }) = (m.input, &m.kind)
-                {
-                    reads.entry(i).or_default().push(source.clone());
-                }
+    if let Op::Exec(exec) = &vertex.op {
+        for m in &exec.mounts {
+            if let (Some(i), crate::graph::MountKind::Bind { source, .. }) = (m.input, &m.kind) {
+                reads.entry(i).or_default().push(source.clone());
+            }
+            if let (Some(i), crate::graph::MountKind::Cache { source, .. }) = (m.input, &m.kind) {
+                reads.entry(i).or_default().push(source.clone());
             }
         }
-        Op::File(file) => {
-            for action in &file.actions {
-                if let crate::graph::FileAction::Copy(c) = action {
-                    reads.entry(c.source_input).or_default().push(c.src.clone());
-                }
-            }
-        }
-        _ => {}
     }
     let mut files = BTreeMap::new();
+    if let Op::File(file) = &vertex.op {
+        let mut writes = crate::fileops::plan::WriteSet::default();
+        let mut any = false;
+        for action in &file.actions {
+            let crate::graph::FileAction::Copy(c) = action else {
+                continue;
+            };
+            let Some(input) = vertex.inputs.get(c.source_input as usize) else {
+                continue;
+            };
+            let Some(InputState::Context { name, .. }) =
+                planned.get(input).and_then(|p| p.source_state.clone())
+            else {
+                continue;
+            };
+            let started = Instant::now();
+            let (snapshot, stat) = contexts.get(&name)?;
+            let walked = started.elapsed();
+            copy_plan_writes(vertex, c, snapshot, stat, &mut writes, &mut files)?;
+            kb.field(name.as_bytes());
+            let hashed = started.elapsed().saturating_sub(walked);
+            contexts.times.entry(name).or_default().hash += hashed;
+            any = true;
+        }
+        if any {
+            kb.field(&writes.digest());
+        }
+    }
     for (index, paths) in reads {
         let Some(input) = vertex.inputs.get(index as usize) else {
             continue;
@@ -1010,6 +1027,58 @@ fn plan_step(
         source_state: None,
         base_config: None,
     })
+}
+
+/// Adds what one COPY/ADD from a build context writes to the step's `writes`: the copy's own
+/// plan ([`crate::fileops::plan::resolve`], the same resolution the copy executes) over the
+/// walked context, with file contents from the stat cache. Each written entry's facts go into
+/// `files`, for miss explanations.
+fn copy_plan_writes(
+    vertex: &Vertex,
+    spec: &crate::graph::CopySpec,
+    snapshot: &ContextSnapshot,
+    stat: &StatCache,
+    writes: &mut crate::fileops::plan::WriteSet,
+    files: &mut BTreeMap<String, String>,
+) -> Result<(), SolveError> {
+    use crate::fileops::{self, plan};
+    let op = if spec.attempt_unpack { "ADD" } else { "COPY" };
+    let action =
+        fileops::CopyAction::from_spec(spec, fileops::CONTEXT.to_string(), true, Vec::new());
+    let step_err = |e: fileops::FileOpError| SolveError::Step {
+        name: vertex.name.clone(),
+        line_range: vertex.line_range,
+        source: WorkError::Failed(e.to_string()),
+    };
+    let chmod = action
+        .chmod
+        .as_deref()
+        .map(fileops::chmod::Chmod::parse)
+        .transpose()
+        .map_err(|source| step_err(fileops::FileOpError::Chmod { op, source }))?;
+    let resolved = plan::resolve(snapshot, &action, op).map_err(step_err)?;
+    let read = resolved.files();
+    let digests = stat.content_digests(snapshot.root(), &read)?;
+    let content: HashMap<&str, [u8; 32]> =
+        read.iter().map(|e| e.rel.as_str()).zip(digests).collect();
+    let w = resolved.writes(
+        &action,
+        chmod.as_ref(),
+        action.keeps_source_owner(),
+        &content,
+    );
+    if w.entries.len() <= MAX_RECORDED_FILES {
+        files.extend(
+            w.entries
+                .iter()
+                .map(|(p, _, facts)| (p.to_string(), facts.describe())),
+        );
+    } else {
+        let pairs: Vec<(&str, [u8; 32])> = w.entries.iter().map(|(p, d, _)| (*p, *d)).collect();
+        files.extend(summarise_files(&pairs));
+    }
+    writes.add(w);
+    Ok(())
 }
 
 /// Names declared with ARG along the chain leading to `vertex`.

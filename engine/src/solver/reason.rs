@@ -59,7 +59,8 @@ impl fmt::Display for MissReason {
             MissReason::FileChanged { path, old, new } => match (old, new) {
                 (None, Some(_)) => write!(f, "file {path} added"),
                 (Some(_), None) => write!(f, "file {path} removed"),
-                _ => write!(f, "file {path} content changed"),
+                (Some(o), Some(n)) => write!(f, "file {path} {}", what_changed(o, n)),
+                (None, None) => write!(f, "file {path} changed"),
             },
             MissReason::BaseImageChanged { old, new } => {
                 write!(
@@ -73,6 +74,55 @@ impl fmt::Display for MissReason {
             MissReason::DefinitionChanged => write!(f, "step definition changed"),
             MissReason::Evicted => write!(f, "cache entry no longer present"),
         }
+    }
+}
+
+/// What differs between two recorded descriptions of a file (`file mode=644 content=...`, as
+/// the solver records a copied entry): its type, mode, owner, content or link target.
+fn what_changed(old: &str, new: &str) -> String {
+    let field = |d: &str, name: &str| -> Option<String> {
+        if name == "type" {
+            return d.split(' ').next().map(str::to_string);
+        }
+        let prefix = format!("{name}=");
+        let start = d.find(&format!(" {prefix}"))? + 1 + prefix.len();
+        // The link target is last and may hold spaces.
+        let rest = &d[start..];
+        Some(if name == "link" {
+            rest.to_string()
+        } else {
+            rest.split(' ').next().unwrap_or("").to_string()
+        })
+    };
+    if !old.contains(' ') || !new.contains(' ') {
+        return "content changed".to_string();
+    }
+    if field(old, "type") != field(new, "type") {
+        return format!(
+            "type changed ({} → {})",
+            field(old, "type").unwrap_or_default(),
+            field(new, "type").unwrap_or_default()
+        );
+    }
+    let mut parts = Vec::new();
+    for (name, label) in [
+        ("content", "content changed"),
+        ("mode", "mode changed"),
+        ("owner", "owner changed"),
+        ("link", "link target changed"),
+    ] {
+        let (o, n) = (field(old, name), field(new, name));
+        if o != n {
+            parts.push(match (name, o, n) {
+                ("mode" | "owner" | "link", Some(o), Some(n)) => format!("{label} ({o} → {n})"),
+                _ => label.to_string(),
+            });
+        }
+    }
+    if parts.is_empty() {
+        "changed".to_string()
+    } else {
+        parts.join(", ")
     }
 }
 
@@ -209,6 +259,34 @@ mod tests {
         new.files.insert("src/a.rs".into(), "bb".into());
         let reason = explain(Some(&report(old)), &new, "k", Some("[1/2] FROM"), true);
         assert!(matches!(reason, MissReason::FileChanged { ref path, .. } if path == "src/a.rs"));
+    }
+
+    #[test]
+    fn file_change_says_what_changed() {
+        let changed = |o: &str, n: &str| {
+            MissReason::FileChanged {
+                path: "a".into(),
+                old: Some(o.into()),
+                new: Some(n.into()),
+            }
+            .to_string()
+        };
+        assert_eq!(
+            changed("file mode=644 content=aa", "file mode=755 content=aa"),
+            "file a mode changed (644 → 755)"
+        );
+        assert_eq!(
+            changed("file mode=644 content=aa", "file mode=644 content=bb"),
+            "file a content changed"
+        );
+        assert_eq!(
+            changed("symlink mode=777 link=x y", "symlink mode=777 link=z"),
+            "file a link target changed (x y → z)"
+        );
+        assert_eq!(
+            changed("file mode=644 content=aa", "dir mode=755"),
+            "file a type changed (file → dir)"
+        );
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! The build context: a parallel walk, per-step content checksums, and an on-disk stat cache.
 //!
 //! A build walks its context once ([`ContextSnapshot::walk`]), never descending into directories the
-//! ignore rules exclude. A COPY/ADD step then asks for the checksum of exactly the entries it reads
-//! ([`ContextSnapshot::select`] + [`StatCache::checksum`]). File contents are hashed only when the
-//! stat cache has no digest for the file's current (inode, size, mtime, ctime, mode): an unchanged
-//! context costs one `lstat` per file, a changed file one hash of that file.
+//! ignore rules exclude (unless an exception may re-include something below). A COPY/ADD step's key
+//! is made by `fileops::plan` over this snapshot, with file contents from
+//! [`StatCache::content_digests`]; a RUN mount's from [`ContextSnapshot::select`] +
+//! [`StatCache::checksum`]. File contents are hashed only when the stat cache has a digest for the
+//! file's current (device, inode, size, mtime, ctime, mode): the cache vouches for a hash, never for
+//! the truth, and any change of those fields (a same-size write with the mtime put back still moves
+//! ctime) rehashes. An unchanged context costs one `lstat` per file, a changed file one hash.
 //!
 //! An entry's checksum covers its path, type, permission bits, uid/gid, size, link target and bytes;
 //! never its mtime.
@@ -54,7 +57,10 @@ pub struct ContextEntry {
     /// Slash-separated path relative to the context root.
     pub rel: String,
     pub kind: EntryKind,
+    pub dev: u64,
     pub ino: u64,
+    /// Hard link count: files sharing (dev, ino) are copied as one inode.
+    pub nlink: u64,
     pub size: u64,
     pub mtime_ns: i64,
     pub ctime_ns: i64,
@@ -81,6 +87,8 @@ pub enum ContextError {
 #[derive(Debug, Clone)]
 pub struct ContextSnapshot {
     root: PathBuf,
+    /// The root directory itself (path `""`).
+    root_entry: ContextEntry,
     entries: Vec<ContextEntry>,
     /// Paths the filter excluded (each with everything below it), sorted.
     hidden: std::sync::Arc<Vec<String>>,
@@ -98,7 +106,9 @@ fn entry_from(rel: String, st: &rustix::fs::Stat, link_target: Option<String>) -
     ContextEntry {
         rel,
         kind,
+        dev: st.st_dev as u64,
         ino: st.st_ino as u64,
+        nlink: st.st_nlink as u64,
         size: st.st_size as u64,
         mtime_ns: st.st_mtime as i64 * 1_000_000_000 + st.st_mtime_nsec as i64,
         ctime_ns: st.st_ctime as i64 * 1_000_000_000 + st.st_ctime_nsec as i64,
@@ -127,6 +137,7 @@ struct WalkSink<'a> {
     filter: &'a dyn PathFilter,
     entries: std::sync::Mutex<Vec<ContextEntry>>,
     hidden: std::sync::Mutex<Vec<String>>,
+    implied: std::sync::Mutex<Vec<ContextEntry>>,
     error: std::sync::Mutex<Option<ContextError>>,
 }
 
@@ -187,7 +198,14 @@ fn walk_dir(mut dir: rustix::fs::Dir, rel_dir: &str, sink: &WalkSink<'_>) {
         if descend {
             subdirs.push((name.to_owned(), rel.clone()));
         }
-        if !excluded {
+        if excluded && descend {
+            // Excluded, but walked for the exceptions: it is part of the context only when
+            // something below it is (as BuildKit sends the parents of re-included files).
+            sink.implied
+                .lock()
+                .expect("walk output")
+                .push(entry_from(rel, &st, None));
+        } else if !excluded {
             let link_target = if file_type == rustix::fs::FileType::Symlink {
                 rustix::fs::readlinkat(&dir_fd, name, Vec::new())
                     .ok()
@@ -234,6 +252,7 @@ impl ContextSnapshot {
             filter,
             entries: Default::default(),
             hidden: Default::default(),
+            implied: Default::default(),
             error: Default::default(),
         };
         let opened = rustix::fs::open(
@@ -256,9 +275,31 @@ impl ContextSnapshot {
         entries.sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
 
         let mut hidden = sink.hidden.into_inner().expect("walk output");
+        let implied = sink.implied.into_inner().expect("walk output");
+        if !implied.is_empty() {
+            let mut shown = Vec::new();
+            for dir in implied {
+                let prefix = format!("{}/", dir.rel);
+                let at = entries.partition_point(|e| e.rel.as_str() < prefix.as_str());
+                if entries.get(at).is_some_and(|e| e.rel.starts_with(&prefix)) {
+                    shown.push(dir);
+                } else {
+                    hidden.push(dir.rel);
+                }
+            }
+            entries.extend(shown);
+            entries.sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
+        }
         hidden.sort_unstable();
+        let root_entry = rustix::fs::stat(root)
+            .map(|st| entry_from(String::new(), &st, None))
+            .map_err(|e| ContextError::Io {
+                path: root.to_path_buf(),
+                source: e.into(),
+            })?;
         Ok(ContextSnapshot {
             root: root.to_path_buf(),
+            root_entry,
             entries,
             hidden: std::sync::Arc::new(hidden),
         })
@@ -288,9 +329,25 @@ impl ContextSnapshot {
             .ok()
     }
 
-    /// Looks one entry up by its relative path.
+    /// Looks one entry up by its relative path (`""` is the root directory).
     pub fn get(&self, rel: &str) -> Option<&ContextEntry> {
+        if rel.is_empty() {
+            return Some(&self.root_entry);
+        }
         self.position(rel).map(|i| &self.entries[i])
+    }
+
+    /// Every entry below the directory `rel` (`""`: the whole context), in path order.
+    pub fn below(&self, rel: &str) -> &[ContextEntry] {
+        if rel.is_empty() {
+            return &self.entries;
+        }
+        let prefix = format!("{rel}/");
+        let from = self
+            .entries
+            .partition_point(|e| e.rel.as_str() < prefix.as_str());
+        let len = self.entries[from..].partition_point(|e| e.rel.starts_with(&prefix));
+        &self.entries[from..from + len]
     }
 
     /// The entries a COPY/ADD with these source paths reads: each source (a path or a wildcard
@@ -379,6 +436,7 @@ struct CachedStat {
 /// The stat fields that vouch for a file's content: while they are unchanged, so is the digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct StatFields {
+    dev: u64,
     ino: u64,
     size: u64,
     mtime_ns: i64,
@@ -389,6 +447,7 @@ struct StatFields {
 impl StatFields {
     fn of(entry: &ContextEntry) -> StatFields {
         StatFields {
+            dev: entry.dev,
             ino: entry.ino,
             size: entry.size,
             mtime_ns: entry.mtime_ns,
@@ -403,7 +462,7 @@ pub const STAT_CACHE_DIR: &str = cache::Bucket::ContextHash.dir_name();
 
 /// The first field of a stat cache file: its format. A file in any other format (an older one,
 /// or a torn one) reads as an empty cache.
-const STAT_CACHE_FORMAT: u64 = u64::from_le_bytes(*b"bstatc03");
+const STAT_CACHE_FORMAT: u64 = u64::from_le_bytes(*b"bstatc04");
 
 /// One remembered file: where its path lies in [`StatCacheFile::paths`], and its stat fields
 /// (its digest is at the same index in [`StatCacheFile::digests`]).
@@ -500,7 +559,7 @@ impl StatCacheFile {
     }
 }
 
-/// The on-disk stat cache of one context directory: path → (inode, size, mtime, ctime, mode) → digest.
+/// The on-disk stat cache of one context directory: path → (device, inode, size, mtime, ctime, mode) → digest.
 pub struct StatCache {
     file: Option<PathBuf>,
     /// What the last build saved.
@@ -610,6 +669,32 @@ impl StatCache {
         self.fresh
             .insert(entry.rel.clone(), CachedStat { stat, digest });
         Ok(digest)
+    }
+
+    /// The content digests of regular files, in the order given, hashing only files whose stat
+    /// fields changed since the cache last saw them. `files` must be in path order (as
+    /// [`ContextSnapshot::entries`] are): the cache is searched forward from one lookup per chunk.
+    pub fn content_digests(
+        &self,
+        root: &Path,
+        files: &[&ContextEntry],
+    ) -> Result<Vec<[u8; 32]>, ContextError> {
+        let chunks: Vec<Vec<[u8; 32]>> = files
+            .par_chunks(512)
+            .map(|chunk| {
+                let mut out = Vec::with_capacity(chunk.len());
+                let mut cursor = chunk
+                    .first()
+                    .map_or(0, |e| self.loaded.first_at_or_after(&e.rel));
+                for e in chunk {
+                    let remembered;
+                    (remembered, cursor) = self.loaded.seek(cursor, &e.rel);
+                    out.push(self.file_digest(root, e, remembered)?);
+                }
+                Ok(out)
+            })
+            .collect::<Result<_, ContextError>>()?;
+        Ok(chunks.into_iter().flatten().collect())
     }
 
     /// Checksums the given entries in parallel: one digest per entry (covering path, type,
@@ -853,7 +938,7 @@ mod tests {
         assert!(reloaded.loaded.records.is_empty());
         assert_eq!(reloaded.checksum(dir.path(), &sel).unwrap().digest, first);
         // Torn files too.
-        fs::write(&file, b"bstatc03\x01").unwrap();
+        fs::write(&file, b"bstatc04\x01").unwrap();
         assert!(StatCache::load(root.path(), dir.path())
             .loaded
             .records

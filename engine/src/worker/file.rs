@@ -10,7 +10,7 @@ use crate::executor::{
     self, Action, InProcessContext, Network, OverlayMount, SandboxSpec, UpperDir,
 };
 use crate::fileops::{self, CopyAction, MkdirAction, MkfileAction, RmAction, SourceRoots};
-use crate::graph::{self, FileMode};
+use crate::graph;
 use crate::solver::progress::ProgressSink;
 use crate::solver::{FileRequest, InputState, WorkError};
 use cache::keys::LayerRef;
@@ -50,31 +50,6 @@ fn apply_job(ctx: &InProcessContext, payload: &[u8]) -> Result<(), String> {
         fileops::apply(dest, &roots, action).map_err(|e| e.to_string())?;
     }
     Ok(())
-}
-
-/// The source text fileops selects with. `COPY --parents` reaches the graph as BuildKit's
-/// frontend sends it (the part before a `/./` pivot as the source, the rest as an include
-/// pattern); fileops takes the pattern back under its pivot: `src/./a/*.txt`, or `src/*/x.txt`
-/// when there is no pivot.
-fn copy_source(spec: &graph::CopySpec) -> String {
-    match (spec.preserve_parents, spec.include_patterns.as_slice()) {
-        (true, [pattern]) => {
-            let base = spec.src.trim_matches('/');
-            if base.is_empty() {
-                pattern.clone()
-            } else {
-                format!("{base}/./{pattern}")
-            }
-        }
-        _ => spec.src.clone(),
-    }
-}
-
-fn mode_text(mode: &Option<FileMode>) -> Option<String> {
-    mode.as_ref().map(|m| match m {
-        FileMode::Octal(bits) => format!("{bits:o}"),
-        FileMode::Symbolic(s) => s.clone(),
-    })
 }
 
 pub(super) fn run(
@@ -120,6 +95,16 @@ pub(super) fn run(
                             from_context = true;
                             sources.insert(root_name.clone(), worker.context(name)?.dir);
                         }
+                        Some(InputState::Layers(layers)) if layers.is_empty() => {
+                            // A stage with no filesystem step: an empty directory (an overlay
+                            // of nothing would stack one empty lower on itself, which the
+                            // kernel refuses as a loop).
+                            let empty = dir.path().join(&root_name);
+                            std::fs::create_dir_all(&empty).map_err(|e| {
+                                WorkError::Failed(format!("creating {}: {e}", empty.display()))
+                            })?;
+                            sources.insert(root_name.clone(), empty);
+                        }
                         Some(InputState::Layers(layers)) => {
                             let mnt = dir.path().join(&root_name);
                             overlays.push(OverlayMount {
@@ -142,22 +127,7 @@ pub(super) fn run(
                         Some(InputState::Context { .. })
                     );
                 }
-                let copy = CopyAction {
-                    source_root: root_name,
-                    sources: vec![copy_source(spec)],
-                    dest: spec.dest.clone(),
-                    workdir: "/".to_string(),
-                    chown: spec.owner.clone(),
-                    // Files from the build context belong to root, as BuildKit's client sends
-                    // them; files from a stage or image keep their owners.
-                    source_owner: from_context.then_some((0, 0)),
-                    chmod: mode_text(&spec.mode),
-                    exclude: spec.exclude_patterns.clone(),
-                    parents: spec.preserve_parents,
-                    checksum: None,
-                    hidden,
-                    follow_symlinks: spec.follow_symlinks,
-                };
+                let copy = CopyAction::from_spec(spec, root_name, from_context, hidden);
                 actions.push(if spec.attempt_unpack {
                     fileops::FileAction::Add(copy)
                 } else {
@@ -266,6 +236,7 @@ pub(super) fn fetch_http(
         checksum: checksum.map(str::to_string),
         hidden: Vec::new(),
         follow_symlinks: false,
+        drop_xattrs: false,
     });
     fileops::apply(&upper, &SourceRoots::new(), &action)
         .map_err(|e| WorkError::Failed(e.to_string()))?;
@@ -281,23 +252,4 @@ pub(super) fn fetch_http(
     let layer = worker.commit_upper(&upper, &[])?;
     drop(dir);
     Ok((layer, body_digest))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn copy_parents_patterns_go_back_under_their_pivot() {
-        let mut spec = graph::CopySpec::new(0, "/", "/p/");
-        spec.preserve_parents = true;
-        spec.include_patterns = vec!["src/*/x.txt".into()];
-        assert_eq!(copy_source(&spec), "src/*/x.txt");
-        spec.src = "/src".into();
-        spec.include_patterns = vec!["a/*.txt".into()];
-        assert_eq!(copy_source(&spec), "src/./a/*.txt");
-        spec.preserve_parents = false;
-        spec.include_patterns.clear();
-        assert_eq!(copy_source(&spec), "/src");
-    }
 }

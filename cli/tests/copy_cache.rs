@@ -1,0 +1,625 @@
+//! COPY/ADD from the build context: the cache key covers exactly what the copy reads and
+//! writes (one resolution for both), and the copy follows current BuildKit's rules. Each test is
+//! named after the rule it guards; several came from `cache_soundness` findings.
+
+mod common;
+
+use common::{builder_bin, step};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Env {
+    dir: tempfile::TempDir,
+    builds: std::cell::Cell<usize>,
+}
+
+impl Env {
+    fn new() -> Env {
+        common::require_build();
+        let dir = tempfile::Builder::new()
+            .prefix("builder-copy-cache-")
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir_all(dir.path().join("ctx")).unwrap();
+        Env {
+            dir,
+            builds: std::cell::Cell::new(0),
+        }
+    }
+
+    fn ctx(&self) -> PathBuf {
+        self.dir.path().join("ctx")
+    }
+
+    fn write(&self, rel: &str, content: &str) {
+        let p = self.ctx().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+
+    /// Builds `dockerfile` on the context with the persistent root (`root`) and `args`;
+    /// returns success, stderr, the metadata and the exported root filesystem.
+    fn build_in(
+        &self,
+        root: &str,
+        dockerfile: &str,
+        args: &[&str],
+    ) -> (bool, String, serde_json::Value, PathBuf) {
+        let n = self.builds.get() + 1;
+        self.builds.set(n);
+        let df = self.dir.path().join("Dockerfile");
+        std::fs::write(&df, dockerfile).unwrap();
+        let out = self.dir.path().join(format!("out-{n}"));
+        let meta = self.dir.path().join(format!("meta-{n}.json"));
+        let o = Command::new(builder_bin())
+            .current_dir(self.dir.path())
+            .arg("--root")
+            .arg(root)
+            .args(["build", "--progress", "plain", "-f"])
+            .arg(&df)
+            .arg("--metadata-file")
+            .arg(&meta)
+            .arg("-o")
+            .arg(format!("type=local,dest={}", out.display()))
+            .args(args)
+            .arg(self.ctx())
+            .output()
+            .unwrap();
+        let meta = std::fs::read(&meta)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(serde_json::Value::Null);
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+            meta,
+            out,
+        )
+    }
+
+    fn build(&self, dockerfile: &str) -> (serde_json::Value, PathBuf) {
+        let root = self.dir.path().join("root");
+        let (ok, stderr, meta, out) = self.build_in(root.to_str().unwrap(), dockerfile, &[]);
+        assert!(ok, "build failed:\n{stderr}");
+        (meta, out)
+    }
+}
+
+fn cached(meta: &serde_json::Value, needle: &str) -> bool {
+    step(meta, needle)["cached"].as_bool().unwrap()
+}
+
+fn read(out: &Path, rel: &str) -> String {
+    std::fs::read_to_string(out.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn set_xattr(path: &Path, name: &str, value: &[u8]) {
+    xattr_call(path, name, value);
+}
+
+fn xattr_call(path: &Path, name: &str, value: &[u8]) {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid C strings and a buffer of the given length.
+    let rc = unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(rc, 0, "setxattr {}", path.display());
+}
+
+fn has_xattr(path: &Path, name: &str) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    // SAFETY: a null buffer of size 0 asks for the value's size only.
+    unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) >= 0 }
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn wildcard_keys_match_with_go_rules_like_the_copy() {
+    let e = Env::new();
+    e.write("a", "a");
+    e.write("b", "b1");
+    let df = "FROM scratch\nCOPY [^a]* /d/\n";
+    let (_, out) = e.build(df);
+    assert_eq!(read(&out, "d/b"), "b1");
+    assert!(!out.join("d/a").exists(), "[^a] is a negated class");
+    e.write("b", "b2");
+    let (meta, out) = e.build(df);
+    assert!(!cached(&meta, "COPY"), "an edit of a matched file misses");
+    assert_eq!(read(&out, "d/b"), "b2");
+    e.write("a", "changed");
+    let (meta, _) = e.build(df);
+    assert!(
+        cached(&meta, "COPY"),
+        "a file the pattern excludes is not an input"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn edits_through_a_symlinked_directory_miss() {
+    let e = Env::new();
+    e.write("real/f", "1");
+    std::os::unix::fs::symlink("real", e.ctx().join("link")).unwrap();
+    let df = "FROM scratch\nCOPY link/f /d/\n";
+    e.build(df);
+    e.write("real/f", "2");
+    let (meta, out) = e.build(df);
+    assert!(!cached(&meta, "COPY"));
+    assert_eq!(read(&out, "d/f"), "2");
+    std::fs::set_permissions(
+        e.ctx().join("real/f"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    let (meta, out) = e.build(df);
+    assert!(!cached(&meta, "COPY"));
+    assert_eq!(
+        step(&meta, "COPY")["reason"]["kind"],
+        "file_changed",
+        "{meta:#}"
+    );
+    assert_eq!(
+        std::fs::metadata(out.join("d/f")).unwrap().mode() & 0o7777,
+        0o700
+    );
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn a_followed_source_symlink_keys_its_target_not_its_path() {
+    let e = Env::new();
+    e.write("t/x", "x");
+    std::os::unix::fs::symlink("t/x", e.ctx().join("l")).unwrap();
+    let df = "FROM scratch\nCOPY l /d/\n";
+    e.build(df);
+    // The same file by another path: the layer is the same, so is the key.
+    std::fs::remove_file(e.ctx().join("l")).unwrap();
+    std::os::unix::fs::symlink("/t/./x", e.ctx().join("l")).unwrap();
+    let (meta, _) = e.build(df);
+    assert!(cached(&meta, "COPY"), "{meta:#}");
+    e.write("t/x", "y");
+    let (meta, out) = e.build(df);
+    assert!(!cached(&meta, "COPY"));
+    assert_eq!(read(&out, "d/l"), "y");
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn a_copied_symlinks_target_is_in_the_key() {
+    let e = Env::new();
+    e.write("dir/a", "a");
+    std::os::unix::fs::symlink("a", e.ctx().join("dir/l")).unwrap();
+    let df = "FROM scratch\nCOPY dir /d/\n";
+    e.build(df);
+    std::fs::remove_file(e.ctx().join("dir/l")).unwrap();
+    std::os::unix::fs::symlink("b", e.ctx().join("dir/l")).unwrap();
+    let (meta, out) = e.build(df);
+    assert!(!cached(&meta, "COPY"));
+    assert!(
+        step(&meta, "COPY")["reason"]["new"]
+            .as_str()
+            .unwrap()
+            .contains("link=b"),
+        "{meta:#}"
+    );
+    assert_eq!(std::fs::read_link(out.join("d/l")).unwrap(), Path::new("b"));
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn context_xattrs_reach_neither_the_layer_nor_the_key() {
+    let e = Env::new();
+    e.write("f", "f");
+    let df = "FROM scratch\nCOPY f /d/\n";
+    e.build(df);
+    set_xattr(&e.ctx().join("f"), "user.k", b"line1\nline2");
+    let (meta, out) = e.build(df);
+    assert!(
+        cached(&meta, "COPY"),
+        "BuildKit's layers carry no context xattrs"
+    );
+    let root = e.dir.path().join("fresh-root");
+    let (ok, stderr, _, out2) = e.build_in(root.to_str().unwrap(), df, &[]);
+    assert!(ok, "{stderr}");
+    for o in [out, out2] {
+        assert!(!has_xattr(&o.join("d/f"), "user.k"));
+    }
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn dockerignore_exceptions_are_in_the_key_and_only_their_parents_are_sent() {
+    let e = Env::new();
+    e.write("c/xd", "1");
+    e.write("c/y", "y");
+    e.write("c/e/z", "z");
+    e.write("keep", "k");
+    e.write(".dockerignore", "c\n!c/*d\n");
+    let df = "FROM scratch\nCOPY . /d/\n";
+    let (_, out) = e.build(df);
+    assert_eq!(read(&out, "d/c/xd"), "1");
+    assert!(!out.join("d/c/y").exists());
+    assert!(
+        !out.join("d/c/e").exists(),
+        "an excluded directory without re-included files is not sent"
+    );
+    e.write("c/xd", "2");
+    let (meta, out) = e.build(df);
+    assert!(!cached(&meta, "COPY"), "a re-included file is an input");
+    assert_eq!(read(&out, "d/c/xd"), "2");
+    std::fs::set_permissions(e.ctx().join("c"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (meta, out) = e.build(df);
+    assert!(
+        !cached(&meta, "COPY"),
+        "the parent of a re-included file is sent as it is"
+    );
+    assert_eq!(
+        std::fs::metadata(out.join("d/c")).unwrap().mode() & 0o7777,
+        0o700
+    );
+    e.write("c/y", "excluded edit");
+    let (meta, _) = e.build(df);
+    assert!(cached(&meta, "COPY"));
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn a_symlink_to_an_ignored_file_is_an_error_naming_it() {
+    let e = Env::new();
+    e.write("secret", "s");
+    e.write(".dockerignore", "secret\n");
+    std::os::unix::fs::symlink("secret", e.ctx().join("l")).unwrap();
+    let root = e.dir.path().join("root");
+    let (ok, stderr, _, _) = e.build_in(root.to_str().unwrap(), "FROM scratch\nCOPY l /d/\n", &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("\"l\" is a symlink to \"secret\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn a_same_size_edit_with_the_mtime_restored_misses() {
+    let e = Env::new();
+    e.write("f", "aaaa");
+    let df = "FROM scratch\nCOPY f /d/\n";
+    e.build(df);
+    let p = e.ctx().join("f");
+    let mtime = filetime::FileTime::from_last_modification_time(&std::fs::metadata(&p).unwrap());
+    std::fs::write(&p, "bbbb").unwrap();
+    filetime::set_file_mtime(&p, mtime).unwrap();
+    let (meta, out) = e.build(df);
+    assert!(!cached(&meta, "COPY"));
+    assert_eq!(read(&out, "d/f"), "bbbb");
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn what_the_layer_cannot_show_misses_nothing() {
+    let e = Env::new();
+    e.write("f", "f");
+    e.write("x.md", "x");
+    e.write("sub/a", "a");
+    let df = "FROM scratch\nCOPY --exclude=*.md --exclude=sub . /d/\nCOPY --chmod=644 sub /s/\n";
+    e.build(df);
+    // Owner: context files belong to root in the layer.
+    std::os::unix::fs::lchown(e.ctx().join("f"), Some(1234), Some(1234)).unwrap();
+    // An excluded file.
+    e.write("x.md", "edited");
+    // A mode --chmod replaces.
+    std::fs::set_permissions(
+        e.ctx().join("sub/a"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let (meta, out) = e.build(df);
+    assert!(cached(&meta, "COPY --exclude"), "{meta:#}");
+    assert!(cached(&meta, "COPY --chmod"), "{meta:#}");
+    assert_eq!(std::fs::metadata(out.join("d/f")).unwrap().uid(), 0);
+    assert!(!out.join("d/x.md").exists());
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn a_mode_change_is_reported_as_a_mode_change() {
+    let e = Env::new();
+    e.write("f", "f");
+    let df = "FROM scratch\nCOPY f /d/\n";
+    e.build(df);
+    std::fs::set_permissions(e.ctx().join("f"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (meta, _) = e.build(df);
+    let reason = &step(&meta, "COPY")["reason"];
+    assert_eq!(reason["kind"], "file_changed");
+    let progress_line = format!(
+        "{} → {}",
+        reason["old"].as_str().unwrap(),
+        reason["new"].as_str().unwrap()
+    );
+    assert!(progress_line.contains("mode=644"), "{progress_line}");
+    assert!(progress_line.contains("mode=755"), "{progress_line}");
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn parents_without_a_pivot_keep_the_whole_path() {
+    let e = Env::new();
+    e.write("a/b.txt", "b");
+    e.write("a/other", "o");
+    e.write("top", "t");
+    let (_, out) = e.build("FROM scratch\nCOPY --parents a/b.txt /d/\n");
+    assert_eq!(read(&out, "d/a/b.txt"), "b");
+    assert!(!out.join("d/a/other").exists());
+    assert!(!out.join("d/top").exists());
+    let (_, out) = e.build("FROM scratch\nCOPY --parents ./a/./b.txt /p/\n");
+    assert_eq!(read(&out, "p/b.txt"), "b");
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn copy_from_a_stage_without_filesystem_steps_copies_an_empty_tree() {
+    let e = Env::new();
+    e.write("f", "f");
+    let (_, out) =
+        e.build("FROM scratch AS empty\nFROM scratch\nCOPY --from=empty / /e/\nCOPY f /f\n");
+    assert!(out.join("e").is_dir());
+    assert_eq!(std::fs::read_dir(out.join("e")).unwrap().count(), 0);
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn a_relative_root_works_with_copy_from() {
+    let e = Env::new();
+    e.write("f", "f");
+    let (ok, stderr, _, out) = e.build_in(
+        "relative-root",
+        "FROM scratch AS one\nCOPY f /f\nFROM scratch\nCOPY --from=one /f /g\n",
+        &[],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(read(&out, "g"), "f");
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn escaped_wildcards_are_go_escapes() {
+    let e = Env::new();
+    e.write("[x]", "x");
+    e.write("ax", "a");
+    // `\\[` in the Dockerfile is `\[` in the source: a literal `[` in a pattern.
+    let (_, out) = e.build("FROM scratch\nCOPY *\\\\[x] /d/\n");
+    assert_eq!(read(&out, "d/[x]"), "x");
+    assert!(!out.join("d/ax").exists());
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn hardlinked_files_stay_hardlinked_within_a_copied_directory() {
+    let e = Env::new();
+    e.write("dir/h1", "h");
+    std::fs::hard_link(e.ctx().join("dir/h1"), e.ctx().join("dir/h2")).unwrap();
+    let df = "FROM scratch\nCOPY dir /d/\n";
+    let (_, out) = e.build(df);
+    let (a, b) = (
+        std::fs::metadata(out.join("d/h1")).unwrap(),
+        std::fs::metadata(out.join("d/h2")).unwrap(),
+    );
+    assert_eq!(a.ino(), b.ino(), "one inode, as BuildKit's copy keeps them");
+    // Unlinking them is a change the layer shows.
+    std::fs::remove_file(e.ctx().join("dir/h2")).unwrap();
+    std::fs::write(e.ctx().join("dir/h2"), "h").unwrap();
+    let (meta, out) = e.build(df);
+    assert!(!cached(&meta, "COPY"));
+    assert_ne!(
+        std::fs::metadata(out.join("d/h1")).unwrap().ino(),
+        std::fs::metadata(out.join("d/h2")).unwrap().ino()
+    );
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn a_wildcard_matching_nothing_copies_nothing_and_others_still_copy() {
+    let e = Env::new();
+    e.write("a.txt", "a");
+    let (_, out) = e.build("FROM scratch\nCOPY nomatch* a.txt /d/\nCOPY none* /n/\n");
+    assert_eq!(read(&out, "d/a.txt"), "a");
+    assert!(
+        !out.join("n").exists(),
+        "as current BuildKit: nothing, not even /n"
+    );
+    let root = e.dir.path().join("root");
+    let (ok, stderr, _, _) = e.build_in(
+        root.to_str().unwrap(),
+        "FROM scratch\nCOPY missing a.txt /d/\n",
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("file not found in build context: \"/missing\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn a_hardlink_to_a_copied_file_from_outside_the_copy_misses_nothing() {
+    let e = Env::new();
+    e.write("f", "f");
+    let df = "FROM scratch\nCOPY --parents f /d/\n";
+    e.build(df);
+    std::fs::hard_link(e.ctx().join("f"), e.ctx().join("other")).unwrap();
+    let (meta, _) = e.build(df);
+    assert!(
+        cached(&meta, "COPY"),
+        "a link the copy does not write is no input: {meta:#}"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn an_empty_directory_matched_into_the_destination_misses_nothing() {
+    let e = Env::new();
+    e.write("a", "a");
+    let df = "FROM scratch\nCOPY * /d/\n";
+    e.build(df);
+    // A matched directory's contents go into /d/, which keeps its own metadata: an empty one
+    // writes nothing.
+    std::fs::create_dir(e.ctx().join("empty")).unwrap();
+    let (meta, _) = e.build(df);
+    assert!(cached(&meta, "COPY"), "{meta:#}");
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn a_step_below_a_miss_names_its_parent_not_an_entry_it_does_not_write() {
+    let e = Env::new();
+    std::fs::create_dir(e.ctx().join("z")).unwrap();
+    e.write("a", "a");
+    let df = "FROM scratch\nCOPY . /d0/\nCOPY z* /d1/\n";
+    e.build(df);
+    std::fs::set_permissions(e.ctx().join("z"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (meta, _) = e.build(df);
+    assert_eq!(step(&meta, "COPY . /d0/")["reason"]["kind"], "file_changed");
+    assert_eq!(
+        step(&meta, "COPY z* /d1/")["reason"]["kind"],
+        "parent_missed",
+        "{meta:#}"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn an_added_archives_own_mode_and_name_are_no_input() {
+    let e = Env::new();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "in/x", &b"x"[..]).unwrap();
+    std::fs::write(e.ctx().join("a.tar"), b.into_inner().unwrap()).unwrap();
+    std::os::unix::fs::symlink("a.tar", e.ctx().join("l")).unwrap();
+    let df = "FROM scratch\nADD l /d/\n";
+    let (_, out) = e.build(df);
+    assert_eq!(read(&out, "d/in/x"), "x");
+    // Extraction writes what the archive holds: its own mode does not reach the layer.
+    std::fs::set_permissions(
+        e.ctx().join("a.tar"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    let (meta, _) = e.build(df);
+    assert!(cached(&meta, "ADD"), "{meta:#}");
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn a_wildcard_that_starts_matching_an_empty_directory_misses() {
+    let e = Env::new();
+    e.write("a", "a");
+    let df = "FROM scratch\nCOPY a /a\nCOPY *.txt /d/\n";
+    let (_, out) = e.build(df);
+    assert!(!out.join("d").exists(), "nothing matched, nothing made");
+    // Now the wildcard matches an empty directory: the copy makes /d/ and nothing in it.
+    std::fs::create_dir(e.ctx().join("b.txt")).unwrap();
+    let (meta, out) = e.build(df);
+    assert!(!cached(&meta, "COPY *.txt"), "{meta:#}");
+    assert!(out.join("d").is_dir());
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn overlapping_sources_are_keyed_by_what_remains() {
+    let e = Env::new();
+    e.write("a", "a");
+    std::fs::create_dir(e.ctx().join("e")).unwrap();
+    std::os::unix::fs::symlink("/a", e.ctx().join("e/l")).unwrap();
+    // `*` copies e's contents (the link l) into /d/; `.` then writes e/ and the rest.
+    let df = "FROM scratch\nCOPY * . /d/\n";
+    e.build(df);
+    // A new top-level l: `*` follows it (a file /d/l), then `.` writes it as the link again,
+    // which is what /d/l already was.
+    std::os::unix::fs::symlink("/a", e.ctx().join("l")).unwrap();
+    let (meta, out) = e.build(df);
+    assert!(cached(&meta, "COPY"), "{meta:#}");
+    assert_eq!(
+        std::fs::read_link(out.join("d/l")).unwrap(),
+        Path::new("/a")
+    );
+}
