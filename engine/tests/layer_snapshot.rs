@@ -669,3 +669,65 @@ fn overlay_xattrs_in_a_layer_are_dropped_and_stale_temp_dirs_cleaned() {
         "a dead unpack's temp dir is removed"
     );
 }
+
+#[test]
+fn whiteouts_naming_dot_dotdot_or_nothing_are_rejected_and_delete_nothing() {
+    for bad in [
+        ".wh..",
+        ".wh...",
+        ".wh.",
+        "sub/.wh..",
+        "sub/.wh...",
+        "./.wh...",
+    ] {
+        let work = tempfile::tempdir().unwrap();
+        // A sibling snapshot and a file next to the store, as in a real root.
+        let snaps = work.path().join("snap/sha256");
+        std::fs::create_dir_all(snaps.join("sibling/etc")).unwrap();
+        std::fs::write(snaps.join("sibling/etc/passwd"), b"root").unwrap();
+        std::fs::write(work.path().join("snap/keep"), b"keep").unwrap();
+        let mut tar = Vec::new();
+        raw_entry(&mut tar, "sub/", b'5', "", b"");
+        raw_entry(&mut tar, "sub/f", b'0', "", b"f");
+        raw_entry(&mut tar, bad, b'0', "", b"");
+        tar.extend_from_slice(&[0; 1024]);
+        let blob = write_blob(work.path(), "evil.tar", &tar);
+        let dest = snaps.join("new");
+        let err = snapshot::unpack_layer(&blob, &dest, None, OverlayXattrs::Trusted)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid whiteout name"), "{bad}: {err}");
+        assert_eq!(
+            std::fs::read(snaps.join("sibling/etc/passwd")).unwrap(),
+            b"root",
+            "{bad} deleted a sibling snapshot"
+        );
+        assert!(work.path().join("snap/keep").is_file(), "{bad}");
+        assert!(
+            !dest.exists(),
+            "{bad}: no half snapshot under the final name"
+        );
+        let left: Vec<_> = std::fs::read_dir(&snaps)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".lock"))
+            .collect();
+        assert_eq!(left, ["sibling"], "{bad}: temporary directory left behind");
+    }
+}
+
+#[test]
+fn aufs_meta_whiteouts_are_skipped_and_good_whiteouts_still_apply() {
+    let work = tempfile::tempdir().unwrap();
+    let mut tar = Vec::new();
+    raw_entry(&mut tar, ".wh..wh.plnk", b'0', "", b"");
+    raw_entry(&mut tar, "d/", b'5', "", b"");
+    raw_entry(&mut tar, "d/.wh.gone", b'0', "", b"");
+    tar.extend_from_slice(&[0; 1024]);
+    let blob = write_blob(work.path(), "l.tar", &tar);
+    let dest = work.path().join("l");
+    snapshot::unpack_layer(&blob, &dest, None, OverlayXattrs::Trusted).unwrap();
+    assert!(!dest.join(".wh..wh.plnk").exists() && !dest.join(".wh.plnk").exists());
+    let m = std::fs::symlink_metadata(dest.join("d/gone")).unwrap();
+    assert!(m.file_type().is_char_device() && m.rdev() == 0);
+}

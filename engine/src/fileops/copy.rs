@@ -404,7 +404,7 @@ impl Copier<'_> {
         let (_, reader) = archive::decompress(io::BufReader::new(file))
             .map_err(io_err(op, "reading", src_host))?;
         let opts = ExtractOptions {
-            whiteouts: WhiteoutMode::Keep,
+            whiteouts: WhiteoutMode::Reject,
             chown: self.owner,
         };
         archive::extract_tar(reader, &extract_root, &opts).map_err(|source| FileOpError::Archive {
