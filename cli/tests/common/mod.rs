@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod dockerd;
+pub mod hostile_tar;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,16 +16,40 @@ pub fn builder_bin() -> &'static str {
 
 /// Whether this machine can run the end-to-end build tests (root for overlay mounts, and a
 /// static busybox for the base image). Prints why not.
+/// When `CI` is set a missing prerequisite fails the test instead: CI must run them all.
 pub fn can_build() -> bool {
+    let skip = |why: &str| {
+        assert!(std::env::var_os("CI").is_none(), "CI: cannot run: {why}");
+        eprintln!("SKIP: {why}");
+        false
+    };
     if !Path::new("/usr/bin/busybox").exists() {
-        eprintln!("SKIP: /usr/bin/busybox is missing (apt-get install busybox-static)");
-        return false;
+        return skip("/usr/bin/busybox is missing (apt-get install busybox-static)");
     }
     if !nix_is_root() {
-        eprintln!("SKIP: end-to-end builds need root here (overlay mounts)");
-        return false;
+        return skip("end-to-end builds need root here (overlay mounts)");
     }
     true
+}
+
+/// Asserts that `f`'s root survived whatever the test did to it: `builder cache check` finds
+/// nothing wrong and a normal build (with a RUN step) on the same root still works.
+pub fn assert_store_intact(f: &Fixture) {
+    let out = f.cmd().args(["cache", "check"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "cache check after the attack: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ctx = f.context(
+        "intact-after",
+        &[(
+            "Dockerfile",
+            "FROM busybox:local\nRUN test -x /bin/busybox && echo intact > /ok\n",
+        )],
+    );
+    f.build_ok(&ctx, &["--no-cache"]);
 }
 
 fn nix_is_root() -> bool {

@@ -436,6 +436,16 @@ impl Copier<'_> {
             return Ok(());
         }
         let ft = meta.file_type();
+        if !excluded
+            && dst
+                .file_name()
+                .is_some_and(|n| archive::is_reserved_name(n.as_bytes()))
+        {
+            return Err(FileOpError::ReservedName {
+                op,
+                path: dst.to_path_buf(),
+            });
+        }
         if ft.is_dir() {
             let host = self.dest.resolve(dst).map_err(root_err(op))?;
             // As BuildKit: a destination directory that already existed keeps its own
