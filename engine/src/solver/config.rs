@@ -91,8 +91,11 @@ fn merge_indexed(
 /// whole `Env` array, merge, serialise it again) made a stage of n ENV lines cost n² .
 pub struct Folder {
     config: Value,
-    env: Option<(Vec<(String, String)>, HashMap<String, usize>)>,
+    env: Option<IndexedEnv>,
 }
+
+/// An env list and the position of each name in it.
+type IndexedEnv = (Vec<(String, String)>, HashMap<String, usize>);
 
 impl Folder {
     /// Starts from `config`.
