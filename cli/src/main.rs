@@ -20,6 +20,12 @@ struct Cli {
     )]
     root: Option<std::path::PathBuf>,
 
+    /// Most bytes one layer or ADD archive may expand to when unpacked (`10G`, `500M`; default:
+    /// the free space of the root's filesystem less a reserve). Stops decompression bombs.
+    #[arg(long, global = true, env = "BUILDER_MAX_UNPACK", value_name = "SIZE",
+          value_parser = parse_unpack_size)]
+    max_unpack_size: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -64,11 +70,22 @@ enum Command {
     Cache(commands::cache::CacheArgs),
 }
 
+fn parse_unpack_size(v: &str) -> Result<String, String> {
+    engine::fileops::archive::parse_size(v)
+        .map(|_| v.to_string())
+        .ok_or_else(|| format!("{v:?} is not a size (bytes, or a number with K, M, G or T)"))
+}
+
 fn main() -> anyhow::Result<()> {
     // The sandbox helper is this binary re-executed; it must take over before anything else runs.
     engine::worker::register_handlers();
     engine::executor::maybe_run_helper();
     let cli = Cli::parse();
+    if let Some(size) = &cli.max_unpack_size {
+        // The engine reads the limit where it unpacks; the flag reaches it the same way as the
+        // variable. Set before any thread starts.
+        std::env::set_var(engine::fileops::archive::MAX_UNPACK_ENV, size);
+    }
     let root = cli.root.as_deref();
     match cli.command {
         Command::Build(args) => commands::build::run(&args, root),

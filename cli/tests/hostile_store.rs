@@ -407,3 +407,65 @@ fn files_named_like_whiteouts_are_refused_with_a_clear_error() {
     }
     assert_store_intact(&f);
 }
+
+#[test]
+fn archives_and_layers_expanding_beyond_the_limit_stop_with_a_clear_error() {
+    use std::io::Write;
+    if !can_build() {
+        return;
+    }
+    let f = Fixture::new();
+    // ADD of a gzip bomb: 64 MiB of zeros, about 64 KiB compressed.
+    let zeros = vec![0u8; 64 << 20];
+    let tar = raw_tar(&[file("zeros", &zeros)]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&tar).unwrap();
+    let bomb = gz.finish().unwrap();
+    assert!(bomb.len() < 1 << 20);
+    let ctx = f.context(
+        "bomb",
+        &[("Dockerfile", "FROM busybox:local\nADD bomb.tar.gz /x/\n")],
+    );
+    std::fs::write(ctx.join("bomb.tar.gz"), &bomb).unwrap();
+    let meta = f.dir.path().join("bomb-meta.json");
+    let out = f
+        .cmd()
+        .env("BUILDER_MAX_UNPACK", "4M")
+        .args(["build", "--progress", "plain", "--metadata-file"])
+        .arg(&meta)
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the bomb was added");
+    let err = stderr(&out);
+    assert!(
+        err.contains("expands beyond the limit of 4194304 bytes"),
+        "unclear error: {err}"
+    );
+
+    // A base layer of 16 MiB, against `--max-unpack-size 1M`.
+    let big = vec![7u8; 16 << 20];
+    load_layers(&f, "hostile:big", &[busybox_layer(&[file("big", &big)])]);
+    let ctx = f.context("big", &[("Dockerfile", "FROM hostile:big\nRUN true\n")]);
+    let out = f
+        .cmd()
+        .args(["--max-unpack-size", "1M", "build", "--progress", "plain"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the layer was unpacked");
+    assert!(
+        stderr(&out).contains("expands beyond the limit of 1048576 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    let out = f
+        .cmd()
+        .args(["--max-unpack-size", "lots", "cache", "check"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && stderr(&out).contains("not a size"));
+    // Without the limit the same layer unpacks.
+    f.build_ok(&ctx, &[]);
+    assert_store_intact(&f);
+}

@@ -199,6 +199,102 @@ pub struct ExtractOptions {
     pub whiteouts: WhiteoutMode,
     /// Owner forced on every entry; `None` keeps the ids from the tar headers.
     pub chown: Option<(u32, u32)>,
+    /// Most bytes the archive may expand to ([`expansion_limit`]): file contents written (a
+    /// sparse entry counts its full size) plus [`ENTRY_COST`] per entry, and, separately, the
+    /// decompressed stream read. Beyond it extraction stops with [`ArchiveError::TooLarge`].
+    pub limit: u64,
+}
+
+/// What one entry is charged against the limit besides its contents (an inode, a block).
+pub const ENTRY_COST: u64 = 512;
+
+/// The environment variable that sets the expansion limit (`--max-unpack-size` sets it too):
+/// bytes, or a number with a `K`, `M`, `G` or `T` suffix (powers of 1024).
+pub const MAX_UNPACK_ENV: &str = "BUILDER_MAX_UNPACK";
+
+/// Free space kept back when the limit is derived from the filesystem: a tenth of what is free,
+/// at most 1 GiB.
+const RESERVE_CAP: u64 = 1 << 30;
+
+/// Parses a size: `1048576`, `512K`, `100M`, `4G`, `1T` (powers of 1024; `B`/`iB` accepted).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (digits, shift) = match t.chars().last()? {
+        'k' | 'K' => (&t[..t.len() - 1], 10),
+        'm' | 'M' => (&t[..t.len() - 1], 20),
+        'g' | 'G' => (&t[..t.len() - 1], 30),
+        't' | 'T' => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    digits
+        .trim()
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(1u64 << shift)
+}
+
+/// How far an archive extracted under `dir` may expand: [`MAX_UNPACK_ENV`] when set, else the
+/// space free on `dir`'s filesystem less a reserve (a tenth, at most 1 GiB), so a bomb stops
+/// before the disk is full. Unknown free space means no limit from the filesystem.
+pub fn expansion_limit(dir: &Path) -> Result<u64, ArchiveError> {
+    if let Some(v) = std::env::var_os(MAX_UNPACK_ENV) {
+        let v = v.to_string_lossy();
+        return parse_size(&v).ok_or_else(|| ArchiveError::BadLimit(v.into_owned()));
+    }
+    Ok(match rustix::fs::statvfs(dir) {
+        Ok(st) => {
+            let free = st.f_bavail.saturating_mul(st.f_frsize);
+            free - (free / 10).min(RESERVE_CAP)
+        }
+        Err(_) => u64::MAX,
+    })
+}
+
+/// Counts what a reader yields and fails past a limit (a decompression bomb, an endless layer).
+pub struct LimitedReader<R> {
+    inner: R,
+    read: u64,
+    limit: u64,
+}
+
+impl<R> LimitedReader<R> {
+    /// Wraps `inner`, allowing `limit` bytes.
+    pub fn new(inner: R, limit: u64) -> Self {
+        LimitedReader {
+            inner,
+            read: 0,
+            limit,
+        }
+    }
+}
+
+impl<R: Read> Read for LimitedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.limit {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                TooLarge { limit: self.limit },
+            ));
+        }
+        Ok(n)
+    }
+}
+
+/// The error a [`LimitedReader`] raises; [`ArchiveError::from_stream`] recognises it.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error(
+    "the archive expands beyond the limit of {limit} bytes (set {MAX_UNPACK_ENV} or \
+     --max-unpack-size to change it)"
+)]
+pub struct TooLarge {
+    /// The limit in bytes.
+    pub limit: u64,
 }
 
 /// Why an archive could not be extracted.
@@ -231,6 +327,12 @@ pub enum ArchiveError {
         #[source]
         source: BadWhiteout,
     },
+    /// The archive expands beyond the limit.
+    #[error(transparent)]
+    TooLarge(#[from] TooLarge),
+    /// The limit setting is not a size.
+    #[error("{MAX_UNPACK_ENV}={0:?} is not a size (bytes, or a number with K, M, G or T)")]
+    BadLimit(String),
     /// An entry whose name is reserved for whiteouts, outside a layer.
     #[error(
         "{path:?}: names starting with \".wh.\" are reserved for whiteouts: an image layer \
@@ -240,10 +342,22 @@ pub enum ArchiveError {
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ArchiveError + 'a {
-    move |source| ArchiveError::Io {
-        what,
-        path: path.to_path_buf(),
-        source,
+    move |source| {
+        ArchiveError::from_stream(source).unwrap_or_else(|source| ArchiveError::Io {
+            what,
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+impl ArchiveError {
+    /// The limit error a [`LimitedReader`] raised inside `err`, else `err` back.
+    pub fn from_stream(err: io::Error) -> Result<ArchiveError, io::Error> {
+        match err.get_ref().and_then(|e| e.downcast_ref::<TooLarge>()) {
+            Some(t) => Ok(ArchiveError::TooLarge(*t)),
+            None => Err(err),
+        }
     }
 }
 
@@ -259,8 +373,16 @@ pub fn extract_tar<R: Read>(
     let entries = archive
         .entries()
         .map_err(io_err("reading archive", root.host_path()))?;
+    let mut budget = opts.limit;
+    let mut charge = |bytes: u64| -> Result<(), ArchiveError> {
+        budget = budget
+            .checked_sub(bytes)
+            .ok_or(TooLarge { limit: opts.limit })?;
+        Ok(())
+    };
     for entry in entries {
         let mut entry = entry.map_err(io_err("reading archive", root.host_path()))?;
+        charge(ENTRY_COST)?;
         let raw = entry.path_bytes().into_owned();
         let rel = lexical_clean(Path::new(OsStr::from_bytes(&raw)));
         let kind = entry.header().entry_type();
@@ -329,6 +451,8 @@ pub fn extract_tar<R: Read>(
                     .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                     .open(&target)
                     .map_err(io_err("creating", &target))?;
+                // Charged before writing: a sparse entry's holes fill the disk like data.
+                charge(entry.size())?;
                 io::copy(&mut entry, &mut file).map_err(io_err("writing", &target))?;
             }
             tar::EntryType::Directory => {

@@ -403,15 +403,19 @@ impl Copier<'_> {
         let file = open_nofollow(src_host).map_err(io_err(op, "opening", src_host))?;
         let (_, reader) = archive::decompress(io::BufReader::new(file))
             .map_err(io_err(op, "reading", src_host))?;
-        let opts = ExtractOptions {
-            whiteouts: WhiteoutMode::Reject,
-            chown: self.owner,
-        };
-        archive::extract_tar(reader, &extract_root, &opts).map_err(|source| FileOpError::Archive {
+        let archive_err = |source| FileOpError::Archive {
             op,
             path: sel.rel.display().to_string(),
             source,
-        })
+        };
+        let limit = archive::expansion_limit(&host).map_err(archive_err)?;
+        let opts = ExtractOptions {
+            whiteouts: WhiteoutMode::Reject,
+            chown: self.owner,
+            limit,
+        };
+        let reader = archive::LimitedReader::new(reader, limit);
+        archive::extract_tar(reader, &extract_root, &opts).map_err(archive_err)
     }
 
     /// Copies `src` (not following it) to `dst` (inside the destination root). `rel` is the
