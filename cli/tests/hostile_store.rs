@@ -443,6 +443,29 @@ fn archives_and_layers_expanding_beyond_the_limit_stop_with_a_clear_error() {
         "unclear error: {err}"
     );
 
+    // `load` of a compressed archive that expands beyond the limit stores nothing.
+    let blobs_before = std::fs::read_dir(f.root().join("blobs/sha256"))
+        .unwrap()
+        .count();
+    let load_bomb = f.dir.path().join("load-bomb.tar.gz");
+    std::fs::write(&load_bomb, &bomb).unwrap();
+    let out = f
+        .cmd()
+        .args(["--max-unpack-size", "4M", "load", "-i"])
+        .arg(&load_bomb)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the load bomb was stored");
+    assert!(
+        stderr(&out).contains("expands beyond the limit"),
+        "{}",
+        stderr(&out)
+    );
+    let blobs_after = std::fs::read_dir(f.root().join("blobs/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(blobs_before, blobs_after, "a partial blob was kept");
+
     // A base layer of 16 MiB, against `--max-unpack-size 1M`.
     let big = vec![7u8; 16 << 20];
     load_layers(&f, "hostile:big", &[busybox_layer(&[file("big", &big)])]);

@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use super::oci::{CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION};
 use super::{io_err, ExportError};
+use crate::fileops::archive::{expansion_limit, LimitedReader};
 use crate::fileops::root::open_file_beneath;
 use crate::image::{
     decompress, layer_diff_id, media_types, read_image, ImageConfig, Index, Manifest,
@@ -156,7 +157,9 @@ pub fn load_archive(
     input: impl Read,
 ) -> Result<Vec<LoadedImage>, ExportError> {
     let (_, reader) = decompress(input).map_err(io_err("read", Path::new("<archive>")))?;
-    let mut ar = tar::Archive::new(reader);
+    // A compressed archive that expands without end would fill the content store.
+    let limit = expansion_limit(cas.root()).map_err(|e| ExportError::BadArchive(e.to_string()))?;
+    let mut ar = tar::Archive::new(LimitedReader::new(reader, limit));
     let mut c = Collected::default();
     let rerr = io_err("read archive", Path::new("<archive>"));
     for entry in ar.entries().map_err(rerr)? {

@@ -197,7 +197,7 @@ pub(super) fn run(
         actions,
         max_unpack,
     })
-        .map_err(|e| WorkError::Failed(format!("file job: {e}")))?;
+    .map_err(|e| WorkError::Failed(format!("file job: {e}")))?;
     let spec = SandboxSpec {
         overlays,
         mounts: Vec::new(),
