@@ -377,6 +377,43 @@ fn append_pax<W: Write>(b: &mut tar::Builder<W>, records: &[(String, Vec<u8>)]) 
 mod tests {
     use super::*;
 
+    fn winner(kind: Kind) -> Winner {
+        Winner {
+            pos: (0, 0),
+            kind,
+            hardlink: None,
+        }
+    }
+
+    #[test]
+    fn parents_resolve_through_symlinks_inside_the_image() {
+        let mut w = BTreeMap::new();
+        w.insert(b"abs".to_vec(), winner(Kind::Symlink(b"/etc".to_vec())));
+        w.insert(
+            b"up".to_vec(),
+            winner(Kind::Symlink(b"../../../x".to_vec())),
+        );
+        w.insert(b"d".to_vec(), winner(Kind::Dir));
+        w.insert(b"d/rel".to_vec(), winner(Kind::Symlink(b"../abs".to_vec())));
+        w.insert(b"f".to_vec(), winner(Kind::Other));
+        w.insert(b"loop".to_vec(), winner(Kind::Symlink(b"loop".to_vec())));
+        let r = |p: &[u8]| resolve_parent(&w, p).map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(r(b"abs/cron.d/job").unwrap(), "etc/cron.d/job");
+        assert_eq!(r(b"up/y").unwrap(), "x/y");
+        assert_eq!(
+            r(b"d/rel/z").unwrap(),
+            "etc/z",
+            "a chain of links, relative then absolute"
+        );
+        assert_eq!(
+            r(b"abs").unwrap(),
+            "abs",
+            "the final component is not followed"
+        );
+        assert!(r(b"f/x").unwrap_err().contains("not a directory"));
+        assert!(r(b"loop/x").unwrap_err().contains("symbolic links"));
+    }
+
     #[test]
     fn normalises_paths() {
         assert_eq!(normalise(b"./a//b/"), Some(b"a/b".to_vec()));
