@@ -49,6 +49,31 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Loc
 /// The environment variable that overrides the default root directory.
 pub const ROOT_ENV: &str = "BUILDER_ROOT";
 
+/// The mode of the root and its sub-directories: owner only.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+
+/// Creates `dir` with [`PRIVATE_DIR_MODE`], or narrows an existing one to it (never widens).
+fn make_private_dir(dir: &Path) -> Result<(), LockError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match fs::DirBuilder::new().mode(PRIVATE_DIR_MODE).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err("create directory", dir)(e)),
+    }
+    let meta = fs::metadata(dir).map_err(io_err("inspect directory", dir))?;
+    if !meta.is_dir() {
+        return Err(io_err("open root directory", dir)(
+            io::Error::from_raw_os_error(libc::ENOTDIR),
+        ));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & !PRIVATE_DIR_MODE != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode & PRIVATE_DIR_MODE))
+            .map_err(io_err("restrict permissions of", dir))?;
+    }
+    Ok(())
+}
+
 /// One builder root directory, laid out with its versioned sub-directories.
 #[derive(Clone, Debug)]
 pub struct Root {
@@ -76,11 +101,20 @@ impl Root {
     }
 
     /// Opens the root at `path`, creating it and its sub-directories as needed.
+    ///
+    /// The root and every sub-directory are reachable by their owner only (0700), created so and
+    /// fixed on open when an older version (or someone) left them wider: unpacked snapshots hold
+    /// what images carry (setuid binaries, device nodes, world-writable directories) and cache
+    /// mounts feed later builds, so another user of the machine must not traverse into them
+    /// (containerd's CVE-2021-41103; containerd and BuildKit keep their roots 0700/0711).
     pub fn open(path: impl AsRef<Path>) -> Result<Root, LockError> {
         let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
+        }
+        make_private_dir(&path)?;
         for bucket in Bucket::ALL {
-            let dir = bucket.path(&path);
-            fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+            make_private_dir(&bucket.path(&path))?;
         }
         Ok(Root { path })
     }
@@ -246,6 +280,32 @@ fn open_lock_file(path: &Path) -> Result<File, LockError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn root_and_subdirectories_are_owner_only_and_fixed_on_open() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r");
+        let root = Root::open(&path).unwrap();
+        assert_eq!(mode(root.path()), 0o700);
+        for bucket in Bucket::ALL {
+            let sub = bucket.path(&path);
+            assert_eq!(mode(&sub), 0o700, "{}", sub.display());
+        }
+        // A root made world-readable (an older version, a careless chmod) is narrowed on open.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(
+            path.join("snapshots-v1"),
+            fs::Permissions::from_mode(0o1777),
+        )
+        .unwrap();
+        fs::set_permissions(path.join("mounts-v1"), fs::Permissions::from_mode(0o500)).unwrap();
+        Root::open(&path).unwrap();
+        assert_eq!(mode(&path), 0o700);
+        assert_eq!(mode(&path.join("snapshots-v1")), 0o700);
+        assert_eq!(mode(&path.join("mounts-v1")), 0o500, "never widened");
+    }
 
     #[test]
     fn root_layout_and_locks() {

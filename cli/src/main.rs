@@ -15,6 +15,12 @@ struct Cli {
     #[arg(long, global = true, alias = "cache-dir", value_name = "DIR")]
     root: Option<std::path::PathBuf>,
 
+    /// Most bytes one layer or ADD archive may expand to when unpacked (`10G`, `500M`; default:
+    /// the free space of the root's filesystem less a reserve). Stops decompression bombs.
+    #[arg(long, global = true, env = "BUILDER_MAX_UNPACK", value_name = "SIZE",
+          value_parser = parse_unpack_size)]
+    max_unpack_size: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -57,6 +63,12 @@ enum Command {
     Du(commands::cache::DuArgs),
     /// Check or repair the cache.
     Cache(commands::cache::CacheArgs),
+}
+
+fn parse_unpack_size(v: &str) -> Result<String, String> {
+    engine::fileops::archive::parse_size(v)
+        .map(|_| v.to_string())
+        .ok_or_else(|| format!("{v:?} is not a size (bytes, or a number with K, M, G or T)"))
 }
 
 fn main() {
@@ -113,6 +125,11 @@ fn refuse_unsupported_docker_flags() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(size) = &cli.max_unpack_size {
+        // The engine reads the limit where it unpacks; the flag reaches it the same way as the
+        // variable. Set before any thread starts.
+        std::env::set_var(engine::fileops::archive::MAX_UNPACK_ENV, size);
+    }
     // Absolute from here on: the root's paths are handed to mounts and to the sandbox helper,
     // which run in another directory.
     let root = cli.root.as_deref().map(std::path::absolute).transpose()?;

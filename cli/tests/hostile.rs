@@ -10,81 +10,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use common::hostile_tar::{dir, file, hex, marker, raw_tar, symlink, Raw};
 use common::Fixture;
-
-/// A unique name for this run's marker files and directories.
-fn marker(what: &str) -> String {
-    format!(
-        "bh{what}{}x{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    )
-}
-
-/// One tar entry, written with raw header fields so that `..` and absolute names (which the tar
-/// crate refuses to write) can be made.
-struct Raw<'a> {
-    name: &'a str,
-    kind: tar::EntryType,
-    mode: u32,
-    data: &'a [u8],
-    link: &'a str,
-}
-
-fn raw_tar(entries: &[Raw<'_>]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for e in entries {
-        let mut h = tar::Header::new_gnu();
-        {
-            let gnu = h.as_gnu_mut().unwrap();
-            assert!(e.name.len() < 100 && e.link.len() < 100, "name too long");
-            gnu.name[..e.name.len()].copy_from_slice(e.name.as_bytes());
-            gnu.linkname[..e.link.len()].copy_from_slice(e.link.as_bytes());
-        }
-        h.set_entry_type(e.kind);
-        h.set_mode(e.mode);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_600_000_000);
-        h.set_size(e.data.len() as u64);
-        h.set_cksum();
-        b.append(&h, e.data).unwrap();
-    }
-    b.into_inner().unwrap()
-}
-
-fn file<'a>(name: &'a str, data: &'a [u8]) -> Raw<'a> {
-    Raw {
-        name,
-        kind: tar::EntryType::Regular,
-        mode: 0o644,
-        data,
-        link: "",
-    }
-}
-
-fn dir(name: &str) -> Raw<'_> {
-    Raw {
-        name,
-        kind: tar::EntryType::Directory,
-        mode: 0o755,
-        data: b"",
-        link: "",
-    }
-}
-
-fn symlink<'a>(name: &'a str, link: &'a str) -> Raw<'a> {
-    Raw {
-        name,
-        kind: tar::EntryType::Symlink,
-        mode: 0o777,
-        data: b"",
-        link,
-    }
-}
 
 /// `../` repeated `n` times.
 fn up(n: usize) -> String {
@@ -208,10 +135,6 @@ fn load_hostile_base(f: &Fixture, tag: &str, extra: &[Raw<'_>]) {
         "load of the hostile archive failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Every file named after `tag` on this machine's /tmp and under the fixture lies inside a

@@ -205,3 +205,47 @@ fn lists_rules() {
         "{out}"
     );
 }
+
+#[test]
+fn deeply_nested_substitutions_neither_overflow_nor_print_the_whole_expression() {
+    // 200,000 levels of `${a:-...}`, spread over continuation lines of 1,000 characters.
+    let levels = 200_000;
+    let word = format!("{}x{}", "${a:-".repeat(levels), "}".repeat(levels));
+    let lines: Vec<String> = word
+        .as_bytes()
+        .chunks(1000)
+        .map(|c| String::from_utf8(c.to_vec()).unwrap())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM scratch\nARG a\nENV b={}\n", lines.join("\\\n")),
+    )
+    .unwrap();
+    let (code, out, err) = builder(dir.path(), &["lint", "--root", "none-here", "."]);
+    assert!(
+        code == 0 || code == 1,
+        "lint crashed ({code}): {}",
+        &err[..err.len().min(2000)]
+    );
+    assert!(
+        out.len() + err.len() < 20_000,
+        "lint printed the whole expression"
+    );
+    let root = dir.path().join("root");
+    let (code, out, err) = builder(
+        dir.path(),
+        &["--root", &root.to_string_lossy(), "build", "."],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("nested more than 128 levels deep") && err.contains("more characters"),
+        "{}",
+        &err[..err.len().min(2000)]
+    );
+    assert!(
+        out.len() + err.len() < 20_000,
+        "build printed {} bytes",
+        out.len() + err.len()
+    );
+}

@@ -140,6 +140,12 @@ pub enum LayerError {
     /// Writing the blob failed.
     #[error("layer: writing blob: {0}")]
     Write(#[source] io::Error),
+    /// A file's name is reserved for whiteouts: in the layer it would delete its namesake.
+    #[error(
+        "layer: {path:?}: names starting with \".wh.\" are reserved for whiteouts; an image \
+         layer cannot store such a file (unpacked, it would delete {hidden:?} instead)"
+    )]
+    ReservedName { path: PathBuf, hidden: String },
     /// A file is owned by a host id outside the id map.
     #[error("layer: {path:?} is owned by host {kind} {id}, which the id map does not cover")]
     UnmappedId {
@@ -378,6 +384,13 @@ impl Walker<'_> {
                 source,
             }
         };
+        let base = base_of(&rel);
+        if crate::fileops::archive::is_reserved_name(base) {
+            return Err(LayerError::ReservedName {
+                path: path.to_path_buf(),
+                hidden: String::from_utf8_lossy(&base[4..]).into_owned(),
+            });
+        }
         let meta = std::fs::symlink_metadata(path).map_err(read_err("inspecting"))?;
         let ft = meta.file_type();
         let mtime = self.clamp(meta.mtime());

@@ -77,6 +77,29 @@ pub fn unpack_layer(
     expected: Option<&DiffId>,
     xattrs: OverlayXattrs,
 ) -> Result<DiffId, SnapshotError> {
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|source| SnapshotError::Io {
+        blob: blob.to_path_buf(),
+        what: "creating parent directory",
+        source,
+    })?;
+    let limit = archive::expansion_limit(parent).map_err(|source| SnapshotError::Archive {
+        blob: blob.to_path_buf(),
+        source,
+    })?;
+    unpack_layer_limited(blob, dest, expected, xattrs, limit)
+}
+
+/// [`unpack_layer`] with an explicit expansion limit (see [`archive::expansion_limit`]): a layer
+/// whose stream or contents grow beyond `limit` bytes fails with
+/// [`archive::ArchiveError::TooLarge`], leaving no directory behind.
+pub fn unpack_layer_limited(
+    blob: &Path,
+    dest: &Path,
+    expected: Option<&DiffId>,
+    xattrs: OverlayXattrs,
+    limit: u64,
+) -> Result<DiffId, SnapshotError> {
     let io_err = |what| {
         move |source| SnapshotError::Io {
             blob: blob.to_path_buf(),
@@ -129,7 +152,7 @@ pub fn unpack_layer(
     let (_, decompressed) = archive::decompress(io::BufReader::with_capacity(1 << 20, file))
         .map_err(io_err("reading blob"))?;
     let mut hashing = HashingReader {
-        inner: decompressed,
+        inner: archive::LimitedReader::new(decompressed, limit),
         hasher: Sha256::new(),
     };
     let opts = ExtractOptions {
@@ -137,13 +160,18 @@ pub fn unpack_layer(
             opaque_xattr: xattrs.opaque_name(),
         },
         chown: None,
+        limit,
     };
-    archive::extract_tar(&mut hashing, &root, &opts).map_err(|source| SnapshotError::Archive {
+    let archive_err = |source| SnapshotError::Archive {
         blob: blob.to_path_buf(),
         source,
-    })?;
+    };
+    archive::extract_tar(&mut hashing, &root, &opts).map_err(archive_err)?;
     // The diffID covers the whole stream, including padding after the end-of-archive marker.
-    io::copy(&mut hashing, &mut io::sink()).map_err(io_err("reading blob"))?;
+    io::copy(&mut hashing, &mut io::sink()).map_err(|e| match ArchiveError::from_stream(e) {
+        Ok(too_large) => archive_err(too_large),
+        Err(e) => io_err("reading blob")(e),
+    })?;
     let actual = Digest::from_sha256(hashing.hasher.finalize().into());
     if let Some(expected) = expected {
         if *expected != actual {

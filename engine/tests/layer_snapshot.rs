@@ -671,3 +671,161 @@ fn overlay_xattrs_in_a_layer_are_dropped_and_stale_temp_dirs_cleaned() {
         "a dead unpack's temp dir is removed"
     );
 }
+
+#[test]
+fn whiteouts_naming_dot_dotdot_or_nothing_are_rejected_and_delete_nothing() {
+    for bad in [
+        ".wh..",
+        ".wh...",
+        ".wh.",
+        "sub/.wh..",
+        "sub/.wh...",
+        "./.wh...",
+    ] {
+        let work = tempfile::tempdir().unwrap();
+        // A sibling snapshot and a file next to the store, as in a real root.
+        let snaps = work.path().join("snap/sha256");
+        std::fs::create_dir_all(snaps.join("sibling/etc")).unwrap();
+        std::fs::write(snaps.join("sibling/etc/passwd"), b"root").unwrap();
+        std::fs::write(work.path().join("snap/keep"), b"keep").unwrap();
+        let mut tar = Vec::new();
+        raw_entry(&mut tar, "sub/", b'5', "", b"");
+        raw_entry(&mut tar, "sub/f", b'0', "", b"f");
+        raw_entry(&mut tar, bad, b'0', "", b"");
+        tar.extend_from_slice(&[0; 1024]);
+        let blob = write_blob(work.path(), "evil.tar", &tar);
+        let dest = snaps.join("new");
+        let err = snapshot::unpack_layer(&blob, &dest, None, OverlayXattrs::Trusted)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid whiteout name"), "{bad}: {err}");
+        assert_eq!(
+            std::fs::read(snaps.join("sibling/etc/passwd")).unwrap(),
+            b"root",
+            "{bad} deleted a sibling snapshot"
+        );
+        assert!(work.path().join("snap/keep").is_file(), "{bad}");
+        assert!(
+            !dest.exists(),
+            "{bad}: no half snapshot under the final name"
+        );
+        let left: Vec<_> = std::fs::read_dir(&snaps)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".lock"))
+            .collect();
+        assert_eq!(left, ["sibling"], "{bad}: temporary directory left behind");
+    }
+}
+
+#[test]
+fn aufs_meta_whiteouts_are_skipped_and_good_whiteouts_still_apply() {
+    let work = tempfile::tempdir().unwrap();
+    let mut tar = Vec::new();
+    raw_entry(&mut tar, ".wh..wh.plnk", b'0', "", b"");
+    raw_entry(&mut tar, "d/", b'5', "", b"");
+    raw_entry(&mut tar, "d/.wh.gone", b'0', "", b"");
+    tar.extend_from_slice(&[0; 1024]);
+    let blob = write_blob(work.path(), "l.tar", &tar);
+    let dest = work.path().join("l");
+    snapshot::unpack_layer(&blob, &dest, None, OverlayXattrs::Trusted).unwrap();
+    assert!(!dest.join(".wh..wh.plnk").exists() && !dest.join(".wh.plnk").exists());
+    let m = std::fs::symlink_metadata(dest.join("d/gone")).unwrap();
+    assert!(m.file_type().is_char_device() && m.rdev() == 0);
+}
+
+/// A GNU sparse entry `name` declaring `real_size` bytes with one 512-byte data block at its end.
+fn sparse_entry(out: &mut Vec<u8>, name: &str, real_size: u64) {
+    fn octal(field: &mut [u8], v: u64) {
+        let s = format!("{:0width$o}\0", v, width = field.len() - 1);
+        field.copy_from_slice(s.as_bytes());
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_path(name).unwrap();
+    h.set_mode(0o644);
+    h.set_size(512);
+    h.set_entry_type(tar::EntryType::GNUSparse);
+    let gnu = h.as_gnu_mut().unwrap();
+    octal(&mut gnu.realsize, real_size);
+    octal(&mut gnu.sparse[0].offset, real_size - 512);
+    octal(&mut gnu.sparse[0].numbytes, 512);
+    h.set_cksum();
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(&[b'x'; 512]);
+}
+
+#[test]
+fn layers_expanding_beyond_the_limit_stop_and_leave_nothing() {
+    use flate2::write::GzEncoder;
+    let limit = 4 << 20;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("gzip bomb", {
+            // 64 MiB of zeros in one file: about 64 KiB compressed.
+            let mut tar = Vec::new();
+            raw_entry(&mut tar, "zeros", b'0', "", &vec![0; 64 << 20]);
+            tar.extend_from_slice(&[0; 1024]);
+            let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::best());
+            gz.write_all(&tar).unwrap();
+            gz.finish().unwrap()
+        }),
+        ("sparse entry of 3 GiB", {
+            let mut tar = Vec::new();
+            sparse_entry(&mut tar, "huge", 3 << 30);
+            tar.extend_from_slice(&[0; 1024]);
+            tar
+        }),
+        ("endless entries", {
+            // Many small files: each costs an inode however small.
+            let mut tar = Vec::new();
+            for i in 0..20_000 {
+                raw_entry(&mut tar, &format!("f{i}"), b'0', "", b"");
+            }
+            tar.extend_from_slice(&[0; 1024]);
+            tar
+        }),
+    ];
+    for (what, blob_bytes) in cases {
+        let work = tempfile::tempdir().unwrap();
+        let blob = write_blob(work.path(), "bomb", &blob_bytes);
+        let dest = work.path().join("snap/layer");
+        let err = snapshot::unpack_layer_limited(&blob, &dest, None, OverlayXattrs::Trusted, limit)
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("expands beyond the limit of 4194304 bytes")
+                && text.contains("BUILDER_MAX_UNPACK"),
+            "{what}: {text}"
+        );
+        assert!(!dest.exists(), "{what}: a snapshot was left");
+        let left: Vec<_> = std::fs::read_dir(work.path().join("snap"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".lock"))
+            .collect();
+        assert!(left.is_empty(), "{what}: {left:?} left behind");
+    }
+    // Under the limit the same kinds of layer unpack.
+    let work = tempfile::tempdir().unwrap();
+    let mut tar = Vec::new();
+    sparse_entry(&mut tar, "sparse", 1 << 20);
+    tar.extend_from_slice(&[0; 1024]);
+    let blob = write_blob(work.path(), "ok", &tar);
+    let dest = work.path().join("snap/ok");
+    snapshot::unpack_layer_limited(&blob, &dest, None, OverlayXattrs::Trusted, limit).unwrap();
+    assert_eq!(
+        std::fs::metadata(dest.join("sparse")).unwrap().len(),
+        1 << 20
+    );
+}
+
+#[test]
+fn unpack_sizes_parse_with_binary_suffixes() {
+    use engine::fileops::archive::parse_size;
+    assert_eq!(parse_size("1048576"), Some(1 << 20));
+    assert_eq!(parse_size("512K"), Some(512 << 10));
+    assert_eq!(parse_size("10G"), Some(10 << 30));
+    assert_eq!(parse_size("2GiB"), Some(2 << 30));
+    assert_eq!(parse_size("1T"), Some(1 << 40));
+    assert_eq!(parse_size("lots"), None);
+    assert_eq!(parse_size(""), None);
+}

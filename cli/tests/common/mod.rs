@@ -6,6 +6,7 @@
 pub use test_support::dockerd;
 #[allow(unused_imports)]
 pub use test_support::{require, Need};
+pub mod hostile_tar;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -25,6 +26,26 @@ pub const BUILD: &[Need] = &[Need::Root, Need::Busybox, Need::Slirp4netns];
 /// Fails the test unless [`BUILD`]'s needs are met.
 pub fn require_build() {
     require(BUILD);
+}
+
+/// Asserts that `f`'s root survived whatever the test did to it: `builder cache check` finds
+/// nothing wrong and a normal build (with a RUN step) on the same root still works.
+pub fn assert_store_intact(f: &Fixture) {
+    let out = f.cmd().args(["cache", "check"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "cache check after the attack: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ctx = f.context(
+        "intact-after",
+        &[(
+            "Dockerfile",
+            "FROM busybox:local\nRUN test -x /bin/busybox && echo intact > /ok\n",
+        )],
+    );
+    f.build_ok(&ctx, &["--no-cache"]);
 }
 
 /// The repository's `examples/` directory.

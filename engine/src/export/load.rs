@@ -11,7 +11,6 @@
 //! `io.containerd.image.name` / `org.opencontainers.image.ref.name` annotations of an OCI index.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -20,6 +19,8 @@ use serde::Deserialize;
 
 use super::oci::{CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION};
 use super::{io_err, ExportError};
+use crate::fileops::archive::{expansion_limit, LimitedReader};
+use crate::fileops::root::open_file_beneath;
 use crate::image::{
     decompress, layer_diff_id, media_types, read_image, ImageConfig, Index, Manifest,
 };
@@ -156,7 +157,9 @@ pub fn load_archive(
     input: impl Read,
 ) -> Result<Vec<LoadedImage>, ExportError> {
     let (_, reader) = decompress(input).map_err(io_err("read", Path::new("<archive>")))?;
-    let mut ar = tar::Archive::new(reader);
+    // A compressed archive that expands without end would fill the content store.
+    let limit = expansion_limit(cas.root()).map_err(|e| ExportError::BadArchive(e.to_string()))?;
+    let mut ar = tar::Archive::new(LimitedReader::new(reader, limit));
     let mut c = Collected::default();
     let rerr = io_err("read archive", Path::new("<archive>"));
     for entry in ar.entries().map_err(rerr)? {
@@ -197,30 +200,41 @@ pub fn load_archive(
 }
 
 /// Loads an OCI layout (or an unpacked docker-archive) from a directory.
+///
+/// Nothing outside `dir` is read: the walk does not follow symlinks, a symlink inside the layout
+/// is recorded as a link and resolved among the layout's own files (as in an archive), and every
+/// file is opened relative to `dir` with no symlink followed on the way
+/// ([`open_file_beneath`]), so a link or a directory swapped for one cannot lead out.
 pub fn load_oci_layout_dir(
     cas: &ContentStore,
     store: &ImageStore,
     dir: &Path,
 ) -> Result<Vec<LoadedImage>, ExportError> {
     let mut c = Collected::default();
-    for entry in walkdir::WalkDir::new(dir).follow_links(true) {
+    for entry in walkdir::WalkDir::new(dir).follow_links(false) {
         let entry = entry.map_err(|e| {
             let p = e.path().unwrap_or(dir).to_path_buf();
             io_err("walk", &p)(e.into())
         })?;
-        if !entry.file_type().is_file() {
+        let ft = entry.file_type();
+        if entry.depth() == 0 || !(ft.is_file() || ft.is_symlink()) {
             continue;
         }
-        let Some(rel) = entry
-            .path()
-            .strip_prefix(dir)
-            .ok()
-            .and_then(|r| r.to_str())
-            .and_then(normalise)
-        else {
+        let Ok(rel_path) = entry.path().strip_prefix(dir) else {
             continue;
         };
-        let f = File::open(entry.path()).map_err(io_err("open", entry.path()))?;
+        let Some(rel) = rel_path.to_str().and_then(normalise) else {
+            continue;
+        };
+        if ft.is_symlink() {
+            let target =
+                std::fs::read_link(entry.path()).map_err(io_err("read link", entry.path()))?;
+            if let Some(target) = target.to_str().and_then(|t| join_relative(&rel, t)) {
+                c.items.insert(rel, Item::Link(target));
+            }
+            continue;
+        }
+        let f = open_file_beneath(dir, rel_path).map_err(io_err("open", entry.path()))?;
         let size = f.metadata().map_err(io_err("stat", entry.path()))?.len();
         c.add_file(cas, rel, size, io::BufReader::new(f))?;
     }

@@ -8,8 +8,14 @@
 //! replaces a directory with all its contents), the second copies the winners out in layer
 //! order, so parents come before children and hardlink targets before links. Whiteout entries
 //! are never emitted.
+//!
+//! Entries are placed where extracting the layers puts them: a parent that is a symlink made by
+//! a layer is resolved inside the image, so `abs -> /etc` then `abs/cron.d/job` is emitted as
+//! `etc/cron.d/job`, and no entry of the output lies below a symlink entry of it (BuildKit's tar
+//! exporter walks the mounted rootfs, so it also writes the tree the build saw). A tar written
+//! here cannot make whoever extracts it write outside their directory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -18,10 +24,8 @@ use std::path::Path;
 use cache::{ContentStore, Digest};
 
 use super::{io_err, ExportError};
+use crate::fileops::archive::{whiteout, Whiteout};
 use crate::image::{open_layer, Image};
-
-const WHITEOUT_PREFIX: &[u8] = b".wh.";
-const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 
 /// (layer index, entry index within the layer)
 type Position = (usize, u64);
@@ -98,31 +102,34 @@ pub fn flatten_layers<W: Write>(
     out: W,
 ) -> Result<W, ExportError> {
     let winners = decide_winners(cas, layers)?;
+    // Position → where the entry lands (its parents resolved) and its resolved hardlink target.
+    let by_position: HashMap<Position, (&[u8], Option<&[u8]>)> = winners
+        .iter()
+        .map(|(path, w)| (w.pos, (path.as_slice(), w.hardlink.as_deref())))
+        .collect();
     let mut b = tar::Builder::new(out);
     for (i, layer) in layers.iter().enumerate() {
         let lerr = |e: io::Error| io_err("read layer", &cas.path(layer))(e);
         let mut ar = tar::Archive::new(open_layer(cas, layer)?);
         for_each_member(&mut ar, |j, mut m| {
-            let Some(path) = normalise(&m.path) else {
+            let pos = (i, j);
+            let Some(&(path, hardlink)) = by_position.get(&pos) else {
                 return Ok(());
             };
-            if winners.get(&path) != Some(&(i, j)) {
-                return Ok(());
-            }
             let link = match m.entry.header().entry_type() {
-                tar::EntryType::Link => match m.link.as_deref().and_then(normalise) {
+                tar::EntryType::Link => match hardlink {
                     // A hardlink whose target was deleted or replaced above has nothing to
                     // point at; drop it rather than emit a dangling link.
-                    Some(target) if winners.get(&target).is_some_and(|p| *p <= (i, j)) => {
-                        Some(target)
+                    Some(target) if winners.get(target).is_some_and(|w| w.pos <= pos) => {
+                        Some(target.to_vec())
                     }
                     _ => return Ok(()),
                 },
                 tar::EntryType::Symlink => m.link.clone(),
                 _ => None,
             };
-            emit(&mut b, &mut m, &path, link.as_deref()).map_err(|e| {
-                let path = Path::new(OsStr::from_bytes(&path));
+            emit(&mut b, &mut m, path, link.as_deref()).map_err(|e| {
+                let path = Path::new(OsStr::from_bytes(path));
                 io::Error::new(
                     e.kind(),
                     format!("write rootfs entry {}: {e}", path.display()),
@@ -135,51 +142,167 @@ pub fn flatten_layers<W: Write>(
         .map_err(io_err("write", Path::new("<rootfs tar>")))
 }
 
+/// The entry that provides a path of the flattened tree.
+struct Winner {
+    /// Which entry.
+    pos: Position,
+    /// What the entry is, as far as resolving paths through it goes.
+    kind: Kind,
+    /// For a hardlink: its target, resolved as the extractor resolves it.
+    hardlink: Option<Vec<u8>>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum Kind {
+    Dir,
+    Symlink(Vec<u8>),
+    Other,
+}
+
+/// Symlinks followed in one resolution before giving up (as [`crate::fileops::root`]).
+const MAX_SYMLINKS: usize = 40;
+
+/// Decides which entry provides each path, each under the path where layer extraction puts it:
+/// the parents of an entry are resolved through the symlinks the layers made so far, re-rooted
+/// in the image as [`crate::fileops::archive::extract_tar`] does (`abs -> /etc` then
+/// `abs/cron.d/job` is `etc/cron.d/job`). So no path of the flattened tree lies below a
+/// symlink of it, and extracting the tar anywhere cannot write through one.
 fn decide_winners(
     cas: &ContentStore,
     layers: &[Digest],
-) -> Result<BTreeMap<Vec<u8>, Position>, ExportError> {
-    let mut winners: BTreeMap<Vec<u8>, Position> = BTreeMap::new();
+) -> Result<BTreeMap<Vec<u8>, Winner>, ExportError> {
+    let mut winners: BTreeMap<Vec<u8>, Winner> = BTreeMap::new();
     for (i, layer) in layers.iter().enumerate() {
         let lerr = |e: io::Error| io_err("read layer", &cas.path(layer))(e);
         let mut ar = tar::Archive::new(open_layer(cas, layer)?);
+        // A bad entry ends the walk with its error, kept aside from the reader's I/O errors.
+        let mut failure: Option<ExportError> = None;
         for_each_member(&mut ar, |j, m| {
-            let Some(path) = normalise(&m.path) else {
+            let Some(literal) = normalise(&m.path) else {
                 return Ok(()); // the root directory itself
             };
+            let bad = |why: String| {
+                ExportError::BadArchive(format!(
+                    "layer {layer}: entry {:?}: {why}",
+                    String::from_utf8_lossy(&literal)
+                ))
+            };
+            let mut fail = |e: ExportError| {
+                failure = Some(e);
+                io::Error::other("bad layer entry")
+            };
+            let path = resolve_parent(&winners, &literal).map_err(|e| fail(bad(e)))?;
             let (dir, base) = match path.iter().rposition(|b| *b == b'/') {
                 Some(k) => (&path[..k], &path[k + 1..]),
                 None => (&b""[..], &path[..]),
             };
-            if base == OPAQUE_MARKER {
-                remove_below(&mut winners, dir, i);
-                return Ok(());
-            }
-            if let Some(name) = base.strip_prefix(WHITEOUT_PREFIX) {
-                let mut target = dir.to_vec();
-                if !target.is_empty() {
-                    target.push(b'/');
+            match whiteout(base).map_err(|e| fail(bad(e.to_string())))? {
+                Whiteout::None => {}
+                Whiteout::Meta => return Ok(()),
+                Whiteout::Opaque => {
+                    remove_below(&mut winners, dir, Some(i));
+                    return Ok(());
                 }
-                target.extend_from_slice(name);
-                if winners.get(&target).is_some_and(|p| p.0 < i) {
-                    winners.remove(&target);
+                Whiteout::Hide(name) => {
+                    let mut target = dir.to_vec();
+                    if !target.is_empty() {
+                        target.push(b'/');
+                    }
+                    target.extend_from_slice(name);
+                    if winners.get(&target).is_some_and(|w| w.pos.0 < i) {
+                        winners.remove(&target);
+                    }
+                    remove_below(&mut winners, &target, Some(i));
+                    return Ok(());
                 }
-                remove_below(&mut winners, &target, i);
-                return Ok(());
             }
-            if !m.entry.header().entry_type().is_dir() {
-                remove_below(&mut winners, &path, i);
+            let kind = match m.entry.header().entry_type() {
+                t if t.is_dir() => Kind::Dir,
+                tar::EntryType::Symlink => Kind::Symlink(m.link.clone().unwrap_or_default()),
+                _ => Kind::Other,
+            };
+            let hardlink = match m.entry.header().entry_type() {
+                tar::EntryType::Link => m
+                    .link
+                    .as_deref()
+                    .and_then(normalise)
+                    .map(|t| resolve_parent(&winners, &t))
+                    .transpose()
+                    .map_err(|e| fail(bad(e)))?,
+                _ => None,
+            };
+            if kind != Kind::Dir {
+                // Whatever the layer, nothing stays below a non-directory: extraction removes
+                // a directory (and all it holds) that a file or a symlink replaces.
+                remove_below(&mut winners, &path, None);
             }
-            winners.insert(path, (i, j));
+            winners.insert(
+                path,
+                Winner {
+                    pos: (i, j),
+                    kind,
+                    hardlink,
+                },
+            );
             Ok(())
         })
-        .map_err(lerr)?;
+        .map_err(|e| failure.take().unwrap_or_else(|| lerr(e)))?;
     }
     Ok(winners)
 }
 
-/// Removes every path strictly below `dir` that came from a layer before `layer`.
-fn remove_below(winners: &mut BTreeMap<Vec<u8>, Position>, dir: &[u8], layer: usize) {
+/// Resolves the parent directories of `path` (normalised, relative) through the symlinks in
+/// `winners`, as if the image root were `/`; the final component is kept as it is.
+fn resolve_parent(winners: &BTreeMap<Vec<u8>, Winner>, path: &[u8]) -> Result<Vec<u8>, String> {
+    fn components_rev(p: &[u8]) -> impl Iterator<Item = &[u8]> {
+        p.split(|b| *b == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
+            .rev()
+    }
+    let mut resolved: Vec<u8> = Vec::new();
+    let mut pending: Vec<Vec<u8>> = components_rev(path).map(<[u8]>::to_vec).collect();
+    let mut links = 0;
+    while let Some(comp) = pending.pop() {
+        if comp == b".." {
+            let cut = resolved.iter().rposition(|b| *b == b'/').unwrap_or(0);
+            resolved.truncate(cut);
+            continue;
+        }
+        let len = resolved.len();
+        if len > 0 {
+            resolved.push(b'/');
+        }
+        resolved.extend_from_slice(&comp);
+        if pending.is_empty() {
+            break; // the final component is never followed
+        }
+        match winners.get(&resolved).map(|w| &w.kind) {
+            Some(Kind::Symlink(target)) => {
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return Err("too many levels of symbolic links".to_string());
+                }
+                resolved.truncate(len);
+                if target.starts_with(b"/") {
+                    resolved.clear();
+                }
+                pending.extend(components_rev(target).map(<[u8]>::to_vec));
+            }
+            Some(Kind::Other) => {
+                return Err(format!(
+                    "{:?} is not a directory",
+                    String::from_utf8_lossy(&resolved)
+                ))
+            }
+            Some(Kind::Dir) | None => {}
+        }
+    }
+    Ok(resolved)
+}
+
+/// Removes every path strictly below `dir`; with `Some(layer)`, only those from layers before
+/// `layer` (what a whiteout hides).
+fn remove_below(winners: &mut BTreeMap<Vec<u8>, Winner>, dir: &[u8], layer: Option<usize>) {
     let mut prefix = dir.to_vec();
     if !prefix.is_empty() {
         prefix.push(b'/');
@@ -187,7 +310,7 @@ fn remove_below(winners: &mut BTreeMap<Vec<u8>, Position>, dir: &[u8], layer: us
     let doomed: Vec<Vec<u8>> = winners
         .range(prefix.clone()..)
         .take_while(|(k, _)| k.starts_with(&prefix))
-        .filter(|(_, p)| p.0 < layer)
+        .filter(|(_, w)| layer.is_none_or(|l| w.pos.0 < l))
         .map(|(k, _)| k.clone())
         .collect();
     for k in doomed {
@@ -441,5 +564,42 @@ mod tests {
         assert_eq!(normalise(b"a/../b"), Some(b"b".to_vec()));
         assert_eq!(normalise(b"../../x/y"), Some(b"x/y".to_vec()));
         assert_eq!(normalise(b".."), None);
+    }
+
+    fn winner(kind: Kind) -> Winner {
+        Winner {
+            pos: (0, 0),
+            kind,
+            hardlink: None,
+        }
+    }
+
+    #[test]
+    fn parents_resolve_through_symlinks_inside_the_image() {
+        let mut w = BTreeMap::new();
+        w.insert(b"abs".to_vec(), winner(Kind::Symlink(b"/etc".to_vec())));
+        w.insert(
+            b"up".to_vec(),
+            winner(Kind::Symlink(b"../../../x".to_vec())),
+        );
+        w.insert(b"d".to_vec(), winner(Kind::Dir));
+        w.insert(b"d/rel".to_vec(), winner(Kind::Symlink(b"../abs".to_vec())));
+        w.insert(b"f".to_vec(), winner(Kind::Other));
+        w.insert(b"loop".to_vec(), winner(Kind::Symlink(b"loop".to_vec())));
+        let r = |p: &[u8]| resolve_parent(&w, p).map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(r(b"abs/cron.d/job").unwrap(), "etc/cron.d/job");
+        assert_eq!(r(b"up/y").unwrap(), "x/y");
+        assert_eq!(
+            r(b"d/rel/z").unwrap(),
+            "etc/z",
+            "a chain of links, relative then absolute"
+        );
+        assert_eq!(
+            r(b"abs").unwrap(),
+            "abs",
+            "the final component is not followed"
+        );
+        assert!(r(b"f/x").unwrap_err().contains("not a directory"));
+        assert!(r(b"loop/x").unwrap_err().contains("symbolic links"));
     }
 }

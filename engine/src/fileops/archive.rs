@@ -13,6 +13,13 @@
 //!   non-directory there; otherwise the archive is rejected;
 //! - overlayfs xattrs (`trusted.overlay.*`, `user.overlay.*`) in PAX records are dropped, so an
 //!   archive cannot plant redirects or opaque markers except through OCI whiteout entries.
+//!
+//! Whiteout names are *rejected*, not sanitised, when they do not name one normal entry of their
+//! directory (`.wh.`, `.wh..`, `.wh...`): deleting `.` or `..` of an entry's directory would
+//! delete the directory being extracted into or its siblings ([`whiteout`] holds the rule, and
+//! every reader of layers calls it). Outside layers (`ADD` archives, [`WhiteoutMode::Reject`]) a
+//! `.wh.` name is an error: an image layer cannot store such a file, it would delete its namesake
+//! when the image is unpacked.
 
 use crate::fileops::root::{lexical_clean, Root, RootError};
 use std::ffi::OsStr;
@@ -116,11 +123,67 @@ pub fn is_archive(path: &Path) -> io::Result<bool> {
     Ok(looks_like_tar(&block[..filled]))
 }
 
+/// The prefix OCI layers reserve for whiteout entries.
+pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
+
+/// The whiteout entry that marks its directory opaque.
+pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+
+/// What a layer entry's file name means under OCI whiteout rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whiteout<'a> {
+    /// An ordinary entry (no `.wh.` prefix).
+    None,
+    /// `.wh..wh..opq`: hide everything below the directory in lower layers.
+    Opaque,
+    /// `.wh.NAME`: delete `NAME` (one normal entry of the same directory) from lower layers.
+    Hide(&'a [u8]),
+    /// `.wh..wh.*` other than the opaque marker: AUFS bookkeeping (`.wh..wh.plnk`,
+    /// `.wh..wh.aufs`) that old images carry; it names nothing and is skipped, as Docker does.
+    Meta,
+}
+
+/// A `.wh.` name that names no single entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid whiteout name {name:?}: it must name one entry of its directory")]
+pub struct BadWhiteout {
+    /// The entry's file name as found.
+    pub name: String,
+}
+
+/// Classifies the file name `name` (one path component) of a layer entry. `.wh.`, `.wh..` and
+/// `.wh...` (and anything naming an empty, `.`, `..` or multi-component path) are errors: applied,
+/// they would delete the directory itself or its parent.
+pub fn whiteout(name: &[u8]) -> Result<Whiteout<'_>, BadWhiteout> {
+    let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) else {
+        return Ok(Whiteout::None);
+    };
+    if name == OPAQUE_MARKER {
+        return Ok(Whiteout::Opaque);
+    }
+    if hidden.starts_with(WHITEOUT_PREFIX) {
+        return Ok(Whiteout::Meta);
+    }
+    if hidden.is_empty() || hidden == b"." || hidden == b".." || hidden.contains(&b'/') {
+        return Err(BadWhiteout {
+            name: String::from_utf8_lossy(name).into_owned(),
+        });
+    }
+    Ok(Whiteout::Hide(hidden))
+}
+
+/// Whether `name` (one path component) is reserved for whiteouts and so cannot be stored as a
+/// file in an image layer: unpacking the layer would delete its namesake instead.
+pub fn is_reserved_name(name: &[u8]) -> bool {
+    name.starts_with(WHITEOUT_PREFIX)
+}
+
 /// What to do with OCI whiteout entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WhiteoutMode {
-    /// Write `.wh.*` entries as ordinary files (what `ADD` does).
-    Keep,
+    /// Refuse `.wh.*` entries (what `ADD` does): a file of that name cannot be stored in an image
+    /// layer, where it would read as a whiteout and delete its namesake.
+    Reject,
     /// Convert to overlayfs form: `.wh.x` → char device 0:0 `x`; `.wh..wh..opq` → the given
     /// xattr (`trusted.overlay.opaque`, or `user.overlay.opaque` for `userxattr` mounts) = `y`.
     Overlay {
@@ -136,6 +199,102 @@ pub struct ExtractOptions {
     pub whiteouts: WhiteoutMode,
     /// Owner forced on every entry; `None` keeps the ids from the tar headers.
     pub chown: Option<(u32, u32)>,
+    /// Most bytes the archive may expand to ([`expansion_limit`]): file contents written (a
+    /// sparse entry counts its full size) plus [`ENTRY_COST`] per entry, and, separately, the
+    /// decompressed stream read. Beyond it extraction stops with [`ArchiveError::TooLarge`].
+    pub limit: u64,
+}
+
+/// What one entry is charged against the limit besides its contents (an inode, a block).
+pub const ENTRY_COST: u64 = 512;
+
+/// The environment variable that sets the expansion limit (`--max-unpack-size` sets it too):
+/// bytes, or a number with a `K`, `M`, `G` or `T` suffix (powers of 1024).
+pub const MAX_UNPACK_ENV: &str = "BUILDER_MAX_UNPACK";
+
+/// Free space kept back when the limit is derived from the filesystem: a tenth of what is free,
+/// at most 1 GiB.
+const RESERVE_CAP: u64 = 1 << 30;
+
+/// Parses a size: `1048576`, `512K`, `100M`, `4G`, `1T` (powers of 1024; `B`/`iB` accepted).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (digits, shift) = match t.chars().last()? {
+        'k' | 'K' => (&t[..t.len() - 1], 10),
+        'm' | 'M' => (&t[..t.len() - 1], 20),
+        'g' | 'G' => (&t[..t.len() - 1], 30),
+        't' | 'T' => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    digits
+        .trim()
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(1u64 << shift)
+}
+
+/// How far an archive extracted under `dir` may expand: [`MAX_UNPACK_ENV`] when set, else the
+/// space free on `dir`'s filesystem less a reserve (a tenth, at most 1 GiB), so a bomb stops
+/// before the disk is full. Unknown free space means no limit from the filesystem.
+pub fn expansion_limit(dir: &Path) -> Result<u64, ArchiveError> {
+    if let Some(v) = std::env::var_os(MAX_UNPACK_ENV) {
+        let v = v.to_string_lossy();
+        return parse_size(&v).ok_or_else(|| ArchiveError::BadLimit(v.into_owned()));
+    }
+    Ok(match rustix::fs::statvfs(dir) {
+        Ok(st) => {
+            let free = st.f_bavail.saturating_mul(st.f_frsize);
+            free - (free / 10).min(RESERVE_CAP)
+        }
+        Err(_) => u64::MAX,
+    })
+}
+
+/// Counts what a reader yields and fails past a limit (a decompression bomb, an endless layer).
+pub struct LimitedReader<R> {
+    inner: R,
+    read: u64,
+    limit: u64,
+}
+
+impl<R> LimitedReader<R> {
+    /// Wraps `inner`, allowing `limit` bytes.
+    pub fn new(inner: R, limit: u64) -> Self {
+        LimitedReader {
+            inner,
+            read: 0,
+            limit,
+        }
+    }
+}
+
+impl<R: Read> Read for LimitedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.limit {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                TooLarge { limit: self.limit },
+            ));
+        }
+        Ok(n)
+    }
+}
+
+/// The error a [`LimitedReader`] raises; [`ArchiveError::from_stream`] recognises it.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error(
+    "the archive expands beyond the limit of {limit} bytes (set {MAX_UNPACK_ENV} or \
+     --max-unpack-size to change it)"
+)]
+pub struct TooLarge {
+    /// The limit in bytes.
+    pub limit: u64,
 }
 
 /// Why an archive could not be extracted.
@@ -161,13 +320,44 @@ pub enum ArchiveError {
     /// A tar entry type this extractor does not handle.
     #[error("unsupported tar entry type {kind:?} for {path:?}")]
     Unsupported { path: PathBuf, kind: char },
+    /// A whiteout entry that names no single entry (`.wh..`, `.wh...`, `.wh.`).
+    #[error("{path:?}: {source}")]
+    BadWhiteout {
+        path: PathBuf,
+        #[source]
+        source: BadWhiteout,
+    },
+    /// The archive expands beyond the limit.
+    #[error(transparent)]
+    TooLarge(#[from] TooLarge),
+    /// The limit setting is not a size.
+    #[error("{MAX_UNPACK_ENV}={0:?} is not a size (bytes, or a number with K, M, G or T)")]
+    BadLimit(String),
+    /// An entry whose name is reserved for whiteouts, outside a layer.
+    #[error(
+        "{path:?}: names starting with \".wh.\" are reserved for whiteouts: an image layer \
+         cannot store such a file (it would delete {hidden:?} when the image is unpacked)"
+    )]
+    ReservedName { path: PathBuf, hidden: String },
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ArchiveError + 'a {
-    move |source| ArchiveError::Io {
-        what,
-        path: path.to_path_buf(),
-        source,
+    move |source| {
+        ArchiveError::from_stream(source).unwrap_or_else(|source| ArchiveError::Io {
+            what,
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+impl ArchiveError {
+    /// The limit error a [`LimitedReader`] raised inside `err`, else `err` back.
+    pub fn from_stream(err: io::Error) -> Result<ArchiveError, io::Error> {
+        match err.get_ref().and_then(|e| e.downcast_ref::<TooLarge>()) {
+            Some(t) => Ok(ArchiveError::TooLarge(*t)),
+            None => Err(err),
+        }
     }
 }
 
@@ -183,8 +373,16 @@ pub fn extract_tar<R: Read>(
     let entries = archive
         .entries()
         .map_err(io_err("reading archive", root.host_path()))?;
+    let mut budget = opts.limit;
+    let mut charge = |bytes: u64| -> Result<(), ArchiveError> {
+        budget = budget
+            .checked_sub(bytes)
+            .ok_or(TooLarge { limit: opts.limit })?;
+        Ok(())
+    };
     for entry in entries {
         let mut entry = entry.map_err(io_err("reading archive", root.host_path()))?;
+        charge(ENTRY_COST)?;
         let raw = entry.path_bytes().into_owned();
         let rel = lexical_clean(Path::new(OsStr::from_bytes(&raw)));
         let kind = entry.header().entry_type();
@@ -194,28 +392,42 @@ pub fn extract_tar<R: Read>(
         let Some(name) = rel.file_name().map(|n| n.to_os_string()) else {
             continue; // the root itself ("./" or "/"): its metadata belongs to the parent layer
         };
+        let name_bytes = name.as_bytes();
+        // Checked before the entry's directory is resolved or created: nothing is touched for it.
+        let meaning = whiteout(name_bytes).map_err(|source| ArchiveError::BadWhiteout {
+            path: rel.clone(),
+            source,
+        })?;
         let parent_rel = rel.parent().unwrap_or(Path::new("")).to_path_buf();
         let parent = root.resolve(&parent_rel)?;
         ensure_dir(&parent)?;
-        let name_bytes = name.as_bytes();
 
-        if let WhiteoutMode::Overlay { opaque_xattr } = opts.whiteouts {
-            if let Some(hidden) = name_bytes.strip_prefix(b".wh.") {
-                if hidden == b".wh..opq" {
-                    xattr::set(&parent, opaque_xattr, b"y")
-                        .map_err(io_err("setting opaque xattr on", &parent))?;
-                } else {
-                    let target = parent.join(OsStr::from_bytes(hidden));
-                    remove_existing(&target)?;
-                    mknod(&target, libc::S_IFCHR, 0)?;
-                    // Keep the entry's time so re-exporting the snapshot gives the same layer.
-                    let mtime = filetime::FileTime::from_unix_time(
-                        entry.header().mtime().unwrap_or(0) as i64,
-                        0,
-                    );
-                    filetime::set_symlink_file_times(&target, mtime, mtime)
-                        .map_err(io_err("setting times of", &target))?;
-                }
+        match (opts.whiteouts, meaning) {
+            (_, Whiteout::None) => {}
+            (WhiteoutMode::Reject, _) => {
+                return Err(ArchiveError::ReservedName {
+                    hidden: String::from_utf8_lossy(&name_bytes[WHITEOUT_PREFIX.len()..])
+                        .into_owned(),
+                    path: rel,
+                })
+            }
+            (_, Whiteout::Meta) => continue,
+            (WhiteoutMode::Overlay { opaque_xattr }, Whiteout::Opaque) => {
+                xattr::set(&parent, opaque_xattr, b"y")
+                    .map_err(io_err("setting opaque xattr on", &parent))?;
+                continue;
+            }
+            (WhiteoutMode::Overlay { .. }, Whiteout::Hide(hidden)) => {
+                let target = parent.join(OsStr::from_bytes(hidden));
+                remove_existing(&target)?;
+                mknod(&target, libc::S_IFCHR, 0)?;
+                // Keep the entry's time so re-exporting the snapshot gives the same layer.
+                let mtime = filetime::FileTime::from_unix_time(
+                    entry.header().mtime().unwrap_or(0) as i64,
+                    0,
+                );
+                filetime::set_symlink_file_times(&target, mtime, mtime)
+                    .map_err(io_err("setting times of", &target))?;
                 continue;
             }
         }
@@ -239,6 +451,8 @@ pub fn extract_tar<R: Read>(
                     .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                     .open(&target)
                     .map_err(io_err("creating", &target))?;
+                // Charged before writing: a sparse entry's holes fill the disk like data.
+                charge(entry.size())?;
                 io::copy(&mut entry, &mut file).map_err(io_err("writing", &target))?;
             }
             tar::EntryType::Directory => {

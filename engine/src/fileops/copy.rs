@@ -10,6 +10,7 @@ use crate::userdb::UserDb;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -307,6 +308,14 @@ impl Copier<'_> {
                 target.join(&pe.out)
             };
             let entry = pe.entry.as_ref();
+            // A name overlay whiteouts use cannot be stored in a layer as itself (it would
+            // delete what it names when the layer is applied).
+            if dst
+                .file_name()
+                .is_some_and(|n| archive::is_reserved_name(n.as_bytes()))
+            {
+                return Err(FileOpError::ReservedName { op, path: dst });
+            }
             if entry.kind == EntryKind::Dir {
                 if let Some(host) = self.make_dir_entry(&dst, pe.out.is_empty() && !parents)? {
                     dirs.push((entry, host));
@@ -336,15 +345,19 @@ impl Copier<'_> {
         let file = open_nofollow(src_host).map_err(io_err(op, "opening", src_host))?;
         let (_, reader) = archive::decompress(io::BufReader::new(file))
             .map_err(io_err(op, "reading", src_host))?;
-        let opts = ExtractOptions {
-            whiteouts: WhiteoutMode::Keep,
-            chown: self.owner,
-        };
-        archive::extract_tar(reader, &extract_root, &opts).map_err(|source| FileOpError::Archive {
+        let archive_err = |source| FileOpError::Archive {
             op,
             path: logical.to_string(),
             source,
-        })
+        };
+        let limit = archive::expansion_limit(&host).map_err(archive_err)?;
+        let opts = ExtractOptions {
+            whiteouts: WhiteoutMode::Reject,
+            chown: self.owner,
+            limit,
+        };
+        let reader = archive::LimitedReader::new(reader, limit);
+        archive::extract_tar(reader, &extract_root, &opts).map_err(archive_err)
     }
 
     /// Makes the directory `dst`; returns its host path when its metadata is to be set from the

@@ -293,6 +293,13 @@ pub enum FileOpError {
         src: String,
         dest: String,
     },
+    /// A copied file would be named like a whiteout (`.wh.NAME`): an image layer cannot store
+    /// it, it would delete `NAME` when the image is unpacked.
+    #[error(
+        "{op} failed: {path:?}: names starting with \".wh.\" are reserved for whiteouts; an \
+         image layer cannot store such a file"
+    )]
+    ReservedName { op: &'static str, path: PathBuf },
     /// A filesystem call failed.
     #[error("{op} failed: {what} {path:?}: {source}")]
     Io {

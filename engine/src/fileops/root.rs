@@ -236,6 +236,49 @@ pub fn lexical_clean(path: &Path) -> PathBuf {
     out.iter().collect()
 }
 
+/// Opens the regular file `rel` below the directory `dir` for reading without following any
+/// symlink on the way (each component is opened `O_NOFOLLOW` relative to the one before) and
+/// without `..`: whatever `dir` holds, the file opened is inside it. `O_NONBLOCK` keeps a FIFO
+/// swapped in from blocking the open; anything but a regular file is refused.
+pub fn open_file_beneath(dir: &Path, rel: &Path) -> io::Result<File> {
+    use rustix::fs::{openat, Mode, OFlags, CWD};
+    let mut names: Vec<&OsStr> = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(n) => names.push(n),
+            Component::CurDir => {}
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{rel:?} is not a plain relative path"),
+                ))
+            }
+        }
+    }
+    let Some((last, parents)) = names.split_last() else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty path"));
+    };
+    let dir_flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut fd: OwnedFd = openat(CWD, dir, dir_flags, Mode::empty())?;
+    for name in parents {
+        fd = openat(&fd, *name, dir_flags | OFlags::NOFOLLOW, Mode::empty())?;
+    }
+    let file: OwnedFd = openat(
+        &fd,
+        *last,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let file = File::from(file);
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{rel:?} is not a regular file"),
+        ));
+    }
+    Ok(file)
+}
+
 /// Opens an existing file read-only without following a final symlink.
 pub(crate) fn open_nofollow(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;

@@ -5,6 +5,7 @@
 
 use crate::graph::{ConfigChange, HistoryEntry, Platform, HISTORY_COMMENT};
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 
 /// The PATH BuildKit gives a stage that starts from scratch.
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -51,12 +52,83 @@ pub fn env_of(config: &Value) -> Vec<(String, String)> {
 }
 
 /// Sets or replaces variables in an env list, keeping first-seen order (Docker's behaviour).
+/// Linear in the sizes of both lists (an index, not a search per change).
 pub fn merge_env(env: &mut Vec<(String, String)>, changes: &[(String, String)]) {
+    if changes.is_empty() {
+        return;
+    }
+    let mut index = env_index(env);
+    merge_indexed(env, &mut index, changes);
+}
+
+/// Name → position of its first occurrence in `env`.
+fn env_index(env: &[(String, String)]) -> HashMap<String, usize> {
+    let mut index = HashMap::with_capacity(env.len());
+    for (i, (k, _)) in env.iter().enumerate() {
+        index.entry(k.clone()).or_insert(i);
+    }
+    index
+}
+
+fn merge_indexed(
+    env: &mut Vec<(String, String)>,
+    index: &mut HashMap<String, usize>,
+    changes: &[(String, String)],
+) {
     for (k, v) in changes {
-        match env.iter_mut().find(|(name, _)| name == k) {
-            Some(slot) => slot.1 = v.clone(),
-            None => env.push((k.clone(), v.clone())),
+        match index.get(k) {
+            Some(&i) => env[i].1 = v.clone(),
+            None => {
+                index.insert(k.clone(), env.len());
+                env.push((k.clone(), v.clone()));
+            }
         }
+    }
+}
+
+/// Applies a chain of changes to one config. The env is kept as an indexed list while folding
+/// and written back once by [`Folder::finish`]: applying each `ENV` to the JSON (parse the
+/// whole `Env` array, merge, serialise it again) made a stage of n ENV lines cost n² .
+pub struct Folder {
+    config: Value,
+    env: Option<IndexedEnv>,
+}
+
+/// An env list and the position of each name in it.
+type IndexedEnv = (Vec<(String, String)>, HashMap<String, usize>);
+
+impl Folder {
+    /// Starts from `config`.
+    pub fn new(config: Value) -> Folder {
+        Folder { config, env: None }
+    }
+
+    /// Applies one change.
+    pub fn apply(&mut self, change: &ConfigChange) {
+        match change {
+            ConfigChange::Env(vars) => {
+                let (env, index) = self.env.get_or_insert_with(|| {
+                    let env = env_of(&self.config);
+                    let index = env_index(&env);
+                    (env, index)
+                });
+                merge_indexed(env, index, vars);
+            }
+            other => apply_change(&mut self.config, other),
+        }
+    }
+
+    /// The config for changes that do not touch `Env` (history, creation time).
+    pub fn config_mut(&mut self) -> &mut Value {
+        &mut self.config
+    }
+
+    /// The folded config.
+    pub fn finish(mut self) -> Value {
+        if let Some((env, _)) = self.env.take() {
+            set_env(&mut self.config, &env);
+        }
+        self.config
     }
 }
 

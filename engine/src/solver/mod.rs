@@ -1104,7 +1104,7 @@ fn fold_config(
     epoch: Option<i64>,
 ) -> Value {
     let chain = def.chain(at);
-    let mut config = chain
+    let config = chain
         .first()
         .and_then(|v| planned.get(v))
         .and_then(|p| p.base_config.clone())
@@ -1118,20 +1118,26 @@ fn fold_config(
         .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
         .map(|d| d.timestamp())
         .unwrap_or(0);
+    let mut folder = config::Folder::new(config);
     for v in chain {
         let Some(vertex) = def.vertex(v) else {
             continue;
         };
         if let Op::Config(change) = &vertex.op {
-            config::apply_change(&mut config, change);
+            folder.apply(change);
         }
         if let Some(t) = created.get(&v) {
             last_time = last_time.max(*t);
         }
         if let Some(entry) = &vertex.history {
-            config::push_history(&mut config, entry, &config::rfc3339(clamp(last_time)));
+            config::push_history(
+                folder.config_mut(),
+                entry,
+                &config::rfc3339(clamp(last_time)),
+            );
         }
     }
+    let mut config = folder.finish();
     config["created"] = Value::String(config::rfc3339(clamp(last_time)));
     config
 }

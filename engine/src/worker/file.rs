@@ -27,6 +27,10 @@ struct FileJob {
     /// Source roots by name → host path (visible in the helper's mount namespace).
     sources: BTreeMap<String, PathBuf>,
     actions: Vec<fileops::FileAction>,
+    /// The builder's expansion limit setting (`BUILDER_MAX_UNPACK`), if any: the helper's
+    /// environment is cleared, and `ADD` of an archive reads it there.
+    #[serde(default)]
+    max_unpack: Option<String>,
 }
 
 /// Registers the file-operation and (rootless) layer-unpack handlers with the sandbox helper. Call it in `main` before
@@ -42,6 +46,10 @@ fn apply_job(ctx: &InProcessContext, payload: &[u8]) -> Result<(), String> {
         .mounts
         .first()
         .ok_or_else(|| "file job: no destination mount".to_string())?;
+    if let Some(limit) = &job.max_unpack {
+        // The helper runs this one job on one thread; nothing reads the environment concurrently.
+        std::env::set_var(fileops::archive::MAX_UNPACK_ENV, limit);
+    }
     let mut roots = SourceRoots::new();
     for (name, path) in &job.sources {
         roots.insert(name.clone(), path.clone());
@@ -170,8 +178,13 @@ pub(super) fn run(
             })),
         }
     }
-    let payload = serde_json::to_vec(&FileJob { sources, actions })
-        .map_err(|e| WorkError::Failed(format!("file job: {e}")))?;
+    let max_unpack = std::env::var(fileops::archive::MAX_UNPACK_ENV).ok();
+    let payload = serde_json::to_vec(&FileJob {
+        sources,
+        actions,
+        max_unpack,
+    })
+    .map_err(|e| WorkError::Failed(format!("file job: {e}")))?;
     let spec = SandboxSpec {
         overlays,
         mounts: Vec::new(),

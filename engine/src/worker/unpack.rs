@@ -5,8 +5,9 @@
 
 use super::LocalWorker;
 use crate::executor::{self, Action, InProcessContext, Network, SandboxSpec};
+use crate::fileops::archive::expansion_limit;
 use crate::layer::DiffId;
-use crate::snapshot::{unpack_layer, OverlayXattrs};
+use crate::snapshot::{unpack_layer_limited, OverlayXattrs};
 use crate::solver::WorkError;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -20,6 +21,8 @@ struct UnpackJob {
     blob: PathBuf,
     dest: PathBuf,
     diff_id: String,
+    /// The expansion limit, decided here: the helper's environment is cleared.
+    limit: u64,
 }
 
 /// The helper side: unpacks with container ids, as root of the user namespace.
@@ -29,9 +32,15 @@ pub(super) fn apply_job(_ctx: &InProcessContext, payload: &[u8]) -> Result<(), S
         .diff_id
         .parse()
         .map_err(|e| format!("bad diffID {}: {e}", job.diff_id))?;
-    unpack_layer(&job.blob, &job.dest, Some(&diff_id), OverlayXattrs::User)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    unpack_layer_limited(
+        &job.blob,
+        &job.dest,
+        Some(&diff_id),
+        OverlayXattrs::User,
+        job.limit,
+    )
+    .map(|_| ())
+    .map_err(|e| e.to_string())
 }
 
 /// Unpacks `blob` into `dest` through the helper (rootless only).
@@ -41,10 +50,13 @@ pub(super) fn unpack_in_sandbox(
     dest: &Path,
     diff_id: &DiffId,
 ) -> Result<(), WorkError> {
+    let limit = expansion_limit(dest.parent().unwrap_or(Path::new(".")))
+        .map_err(|e| WorkError::Failed(e.to_string()))?;
     let payload = serde_json::to_vec(&UnpackJob {
         blob: blob.to_path_buf(),
         dest: dest.to_path_buf(),
         diff_id: diff_id.to_string(),
+        limit,
     })
     .map_err(|e| WorkError::Failed(format!("unpack job: {e}")))?;
     let spec = SandboxSpec {

@@ -1,12 +1,52 @@
 //! Errors that point at the Dockerfile: file, line, column, the line's text and a caret.
 
 use crate::parser::ast::Span;
+use std::borrow::Cow;
 use std::fmt;
+
+/// Characters of user text (a word, a value, a source line) a message quotes at most: a
+/// megabyte-long expression is shown by its start and its length, not printed whole.
+pub const MAX_EXCERPT: usize = 160;
+
+/// `text` itself when short, else its first [`MAX_EXCERPT`] characters and how many follow.
+pub fn excerpt(text: &str) -> Cow<'_, str> {
+    match text.char_indices().nth(MAX_EXCERPT) {
+        None => Cow::Borrowed(text),
+        Some((cut, _)) => {
+            let rest = text[cut..].chars().count();
+            Cow::Owned(format!("{}… ({rest} more characters)", &text[..cut]))
+        }
+    }
+}
+
+/// The part of a source line to show for a span starting at 1-based character `col`: the line
+/// itself when short, else a window of [`MAX_EXCERPT`] characters around `col` marked with `…`.
+/// Returns the shown text and the 1-based column of `col` in it.
+pub fn line_window(text: &str, col: usize) -> (Cow<'_, str>, usize) {
+    let total = text.chars().count();
+    if total <= MAX_EXCERPT {
+        return (Cow::Borrowed(text), col);
+    }
+    let col0 = col.max(1) - 1;
+    let start = col0
+        .saturating_sub(MAX_EXCERPT / 4)
+        .min(total.saturating_sub(MAX_EXCERPT));
+    let end = (start + MAX_EXCERPT).min(total);
+    let mut shown = String::new();
+    if start > 0 {
+        shown.push('…');
+    }
+    shown.extend(text.chars().skip(start).take(end - start));
+    if end < total {
+        shown.push('…');
+    }
+    (Cow::Owned(shown), col0 - start + 1 + usize::from(start > 0))
+}
 
 /// What went wrong, without where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ErrorKind {
-    #[error("unknown instruction `{0}`")]
+    #[error("unknown instruction `{}`", excerpt(.0))]
     UnknownInstruction(String),
     #[error("unknown flag `--{flag}` for {instruction}")]
     UnknownFlag { instruction: String, flag: String },
@@ -14,7 +54,7 @@ pub enum ErrorKind {
     MissingFlagValue { flag: String },
     #[error("flag `--{flag}` given more than once")]
     DuplicateFlag { flag: String },
-    #[error("invalid value `{value}` for `--{flag}`: {reason}")]
+    #[error("invalid value `{}` for `--{flag}`: {reason}", excerpt(.value))]
     BadFlagValue {
         flag: String,
         value: String,
@@ -25,13 +65,13 @@ pub enum ErrorKind {
         instruction: String,
         expected: String,
     },
-    #[error("invalid {what} `{value}`: {reason}")]
+    #[error("invalid {what} `{}`: {reason}", excerpt(.value))]
     BadValue {
         what: String,
         value: String,
         reason: String,
     },
-    #[error("cannot expand `{word}`: {reason}")]
+    #[error("cannot expand `{}`: {reason}", excerpt(.word))]
     Expansion { word: String, reason: String },
     #[error("{0}")]
     Unsupported(String),
@@ -162,9 +202,9 @@ impl fmt::Display for Diagnostic {
         )?;
         let number = self.span.line.to_string();
         let pad = " ".repeat(number.len());
-        let text = self.line_text.replace('\t', " ");
+        let line = self.line_text.replace('\t', " ");
+        let (text, col) = line_window(&line, self.span.column.max(1));
         write!(f, " {number} | {text}")?;
-        let col = self.span.column.max(1);
         let line_chars = text.chars().count();
         let available = line_chars.saturating_sub(col - 1).max(1);
         let span_chars = self.span.end.saturating_sub(self.span.start).max(1);
@@ -197,4 +237,35 @@ pub fn suggest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -
         .filter(|(score, _)| *score >= 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod excerpt_tests {
+    use super::*;
+
+    #[test]
+    fn long_words_and_lines_are_quoted_by_an_excerpt() {
+        let word = "${a:-".repeat(10_000);
+        let kind = ErrorKind::Expansion {
+            word: word.clone(),
+            reason: "too deep".into(),
+        };
+        let d = Diagnostic::new(
+            kind,
+            Span {
+                line: 1,
+                column: 7,
+                start: 6,
+                end: 6 + word.len(),
+            },
+            format!("ENV b={word}"),
+        );
+        let text = d.to_string();
+        assert!(text.len() < 4 * MAX_EXCERPT + 200, "{} bytes", text.len());
+        assert!(text.contains("more characters") && text.contains("too deep"));
+        let line = format!("{}X{}", "a".repeat(5000), "b".repeat(5000));
+        let (shown, col) = line_window(&line, 5001);
+        assert_eq!(shown.chars().nth(col - 1), Some('X'));
+        assert_eq!(excerpt("short"), "short");
+    }
 }

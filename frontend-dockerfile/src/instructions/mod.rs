@@ -13,7 +13,7 @@ mod flags;
 mod mount;
 pub mod values;
 
-pub use diagnostic::{suggest, Diagnostic, ErrorKind};
+pub use diagnostic::{excerpt, line_window, suggest, Diagnostic, ErrorKind, MAX_EXCERPT};
 pub use mount::{Mount, MountType};
 
 use crate::parser::ast::{Node, Span};

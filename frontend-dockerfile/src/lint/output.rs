@@ -87,13 +87,15 @@ pub fn human(reports: &[Report<'_>], color: bool) -> String {
                 f.line,
                 f.column
             ));
-            if let Some(text) = lines.get(f.line.wrapping_sub(1)) {
+            if let Some(line) = lines.get(f.line.wrapping_sub(1)) {
+                // A long line is shown as a window around the finding, never whole.
+                let (text, col) = crate::instructions::line_window(line, f.column);
                 s.push_str(&format!("{pad} {bar}\n"));
                 s.push_str(&format!(
                     "{} {bar} {text}\n",
                     st.paint("1;34", &format!("{:>width$}", f.line))
                 ));
-                let col = f.column.max(1);
+                let col = col.max(1);
                 let len = if f.span.end > f.span.start && f.span.line == f.line {
                     let line_rest = text.chars().skip(col - 1).count();
                     r.source
@@ -116,6 +118,7 @@ pub fn human(reports: &[Report<'_>], color: bool) -> String {
             }
             for l in &f.related_lines {
                 if let Some(text) = lines.get(l.wrapping_sub(1)) {
+                    let text = crate::instructions::excerpt(text);
                     s.push_str(&format!(
                         "{} {bar} {text}\n",
                         st.paint("1;34", &format!("{:>width$}", l))

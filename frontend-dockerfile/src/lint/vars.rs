@@ -4,6 +4,12 @@
 //! Separate from [`crate::shell`] because lint needs what the expander does not report: which
 //! references carry a default (`${A:-x}` never counts as undefined), and a best-effort expansion
 //! that never fails on words the build would reject later.
+//!
+//! [`references`] follows nested defaults (`${A:-${B:-x}}`) at most [`MAX_NESTING`] levels
+//! deep, as the expander does (it rejects deeper words with an error): a hostile word nested
+//! 200,000 levels must not exhaust the stack; the build reports it.
+
+use crate::shell::MAX_NESTING;
 
 /// The names referenced in `word`, in order, skipping single-quoted text and escaped `$`.
 /// For `${A:-$B}`, both `A` and `B` are returned; names whose use has a default (`${A:-x}`,
@@ -11,7 +17,7 @@
 pub fn references(word: &str, escape: char) -> Vec<(String, bool)> {
     let chars: Vec<char> = word.chars().collect();
     let mut out = Vec::new();
-    scan(&chars, escape, &mut out);
+    scan(&chars, escape, 0, &mut out);
     out
 }
 
@@ -19,7 +25,7 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
 
-fn scan(chars: &[char], escape: char, out: &mut Vec<(String, bool)>) {
+fn scan(chars: &[char], escape: char, nesting: usize, out: &mut Vec<(String, bool)>) {
     let mut i = 0;
     let mut in_double = false;
     while i < chars.len() {
@@ -63,8 +69,8 @@ fn scan(chars: &[char], escape: char, out: &mut Vec<(String, bool)>) {
                     if !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()) {
                         out.push((name, has_default));
                     }
-                    if has_default {
-                        scan(rest, escape, out);
+                    if has_default && nesting < MAX_NESTING {
+                        scan(rest, escape, nesting + 1, out);
                     }
                     i = j + 1;
                     continue;
@@ -88,6 +94,13 @@ fn scan(chars: &[char], escape: char, out: &mut Vec<(String, bool)>) {
 /// Expands `$NAME` / `${NAME}` (and the `:-`/`-` defaults) with `lookup`; `None` when a name
 /// without a default is unknown. Good enough for judging FROM references and WORKDIR paths.
 pub fn expand(word: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    expand_at(word, lookup, 0)
+}
+
+fn expand_at(word: &str, lookup: &dyn Fn(&str) -> Option<String>, depth: usize) -> Option<String> {
+    if depth > MAX_NESTING {
+        return None;
+    }
     let mut out = String::new();
     let chars: Vec<char> = word.chars().collect();
     let mut i = 0;
@@ -128,6 +141,19 @@ pub fn expand(word: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Option<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nesting_is_followed_only_to_the_expander_bound() {
+        let levels = 100_000;
+        let word = format!("{}x{}", "${a:-".repeat(levels), "}".repeat(levels));
+        let refs = references(&word, '\\');
+        assert_eq!(
+            refs.len(),
+            MAX_NESTING + 1,
+            "bounded, and no stack overflow"
+        );
+        assert_eq!(expand(&word, &|_| None), None);
+    }
 
     #[test]
     fn finds_references() {

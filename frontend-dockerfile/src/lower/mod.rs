@@ -23,7 +23,7 @@ pub use args::PROXY_ARGS;
 
 use crate::instructions::{self, Command, Diagnostic, ErrorKind, Expander, Verbatim};
 use crate::parser::ast::{Dockerfile, Node, Span};
-use crate::shell::Lexer;
+use crate::shell::{Env, Lexer};
 use args::ArgValues;
 use engine::graph::{normalize_image_reference, Definition, Platform};
 use std::collections::{BTreeMap, HashMap};
@@ -117,11 +117,11 @@ pub fn parse_build_arg(text: &str) -> Result<Option<(String, String)>, Diagnosti
 /// Expands words with the shell lexer over one set of variables.
 pub(crate) struct ShellExpander<'a> {
     lexer: &'a Lexer,
-    env: &'a [(String, String)],
+    env: &'a dyn Env,
 }
 
 impl<'a> ShellExpander<'a> {
-    pub fn new(lexer: &'a Lexer, env: &'a [(String, String)]) -> Self {
+    pub fn new(lexer: &'a Lexer, env: &'a dyn Env) -> Self {
         ShellExpander { lexer, env }
     }
 }

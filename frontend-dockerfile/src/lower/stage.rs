@@ -42,7 +42,12 @@ struct StageState {
     index: usize,
     stage_id: StageId,
     current: VertexId,
+    /// ENV in image-config order; change it only through [`StageState::set_env`] and
+    /// [`StageState::replace_env`], which keep `env_index` in step.
     env: Vec<(String, String)>,
+    /// Name → position in `env` (the first of duplicates, as `set_env` updates): lookups and
+    /// updates stay O(1) however many variables a stage sets.
+    env_index: HashMap<String, usize>,
     /// ARGs declared in this stage, with their values.
     args: Vec<(String, Option<String>)>,
     workdir: String,
@@ -56,18 +61,23 @@ struct StageState {
     platform: Platform,
 }
 
-impl StageState {
-    /// Variables visible to expansion: the stage's ARGs, then ENV (ENV wins).
-    fn expand_env(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = self
-            .args
+/// Variables visible to expansion: ENV, then the stage's ARGs that have a value (ENV wins).
+/// Looked up in place: copying every variable for each instruction made lowering quadratic in
+/// the number of instructions of an ENV-heavy stage.
+impl crate::shell::Env for StageState {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        if let Some(&i) = self.env_index.get(name) {
+            return Some(&self.env[i].1);
+        }
+        self.args
             .iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
-            .collect();
-        out.extend(self.env.iter().cloned());
-        out
+            .rev()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_deref())
     }
+}
 
+impl StageState {
     /// The environment of a RUN: ENV, then ARGs no ENV overrides.
     fn exec_env(&self) -> Vec<(String, String)> {
         let mut out = self.env.clone();
@@ -103,10 +113,22 @@ impl StageState {
     }
 
     fn set_env(&mut self, key: String, value: String) {
-        match self.env.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.env.push((key, value)),
+        match self.env_index.get(&key) {
+            Some(&i) => self.env[i].1 = value,
+            None => {
+                self.env_index.insert(key.clone(), self.env.len());
+                self.env.push((key, value));
+            }
         }
+    }
+
+    /// Replaces the whole environment (a base image's or a base stage's).
+    fn replace_env(&mut self, env: Vec<(String, String)>) {
+        self.env_index.clear();
+        for (i, (k, _)) in env.iter().enumerate() {
+            self.env_index.entry(k.clone()).or_insert(i);
+        }
+        self.env = env;
     }
 
     /// `[stage 2/5] ` as BuildKit prefixes progress names.
@@ -414,6 +436,7 @@ impl<'a> Lowerer<'a> {
             stage_id,
             current: VertexId(0),
             env: Vec::new(),
+            env_index: HashMap::new(),
             args: Vec::new(),
             workdir: String::new(),
             user: String::new(),
@@ -436,7 +459,7 @@ impl<'a> Lowerer<'a> {
                     )
                 })?;
                 st.current = f.vertex;
-                st.env = f.env;
+                st.replace_env(f.env);
                 // As BuildKit: a stage built on another keeps the ARGs that one declared, with
                 // their values, for its RUN steps, expansions and history.
                 st.args = f.args;
@@ -465,7 +488,7 @@ impl<'a> Lowerer<'a> {
                     &platform,
                     VertexMeta::default(),
                 )?;
-                st.env.push(("PATH".into(), DEFAULT_PATH.into()));
+                st.set_env("PATH".into(), DEFAULT_PATH.into());
                 StageBase::Scratch
             }
             Base::Image(reference) => {
@@ -474,9 +497,9 @@ impl<'a> Lowerer<'a> {
                     self.image_source(from_node, reference, &platform, name, Some(stage_id))?;
                 match self.resolve_base_config(from_node, reference, &platform)? {
                     Some(cfg) => {
-                        st.env = cfg.env;
-                        if !st.env.iter().any(|(k, _)| k == "PATH") {
-                            st.env.push(("PATH".into(), DEFAULT_PATH.into()));
+                        st.replace_env(cfg.env);
+                        if !st.env_index.contains_key("PATH") {
+                            st.set_env("PATH".into(), DEFAULT_PATH.into());
                         }
                         st.workdir = cfg.working_dir;
                         st.user = cfg.user;
@@ -572,8 +595,7 @@ impl<'a> Lowerer<'a> {
     }
 
     fn dispatch(&mut self, st: &mut StageState, node: &Node) -> Result<(), Diagnostic> {
-        let env = st.expand_env();
-        let ex = ShellExpander::new(self.lexer, &env);
+        let ex = ShellExpander::new(self.lexer, &*st);
         let file = self.opts.file_name.as_str();
         let ins = instructions::parse(node, &ex, file)?;
         let platform = st.platform.clone();
@@ -724,12 +746,11 @@ impl<'a> Lowerer<'a> {
             None => (first, ""),
         };
         let text = format!("{}{rest}", kw.to_ascii_uppercase());
-        let env = st.expand_env();
         self.lexer
             .clone()
             .raw_quotes(true)
             .skip_unset_env(true)
-            .process_word(&text, &env)
+            .process_word(&text, st)
             .unwrap_or(text)
     }
 

@@ -363,7 +363,7 @@ fn digests_are_stable_and_sensitive_to_every_instruction_field() {
 }
 
 const PINNED_DIGEST: &str =
-    "sha256:c5645e8b4b65ca88c6abff6e5c3e6e5e42d1dc137425766037294f2e8fb17dc0";
+    "sha256:6b8f177899b73e12a5052dacf26d5d76396a6bc3b745973c7dabc3ed3b93350c";
 
 #[test]
 fn run_mounts_are_lowered_with_defaults() {
