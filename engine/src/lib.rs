@@ -6,6 +6,7 @@
 //! [`layer`] turns a diff directory into an OCI layer; [`image`] holds configs, manifests and
 //! history; [`export`] writes images to the local store, OCI/docker archives and directories.
 
+pub mod compression;
 pub mod executor;
 pub mod export;
 pub mod fileops;
