@@ -1,6 +1,8 @@
 //! Solver tests with a worker double: keys, reuse, invalidation and reasons, without a sandbox.
 
+use super::contexts::{parent_prefix, summarise_files};
 use super::*;
+use crate::graph::SourceOp;
 use crate::graph::{
     CopySpec, ExecOp, FileAction, FileOp, HistoryEntry, NetworkMode, SecurityMode, StageBase,
     StageInfo, VertexMeta,
