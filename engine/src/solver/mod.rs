@@ -6,8 +6,8 @@
 //!    reads (`contexts.rs` walks each context once) and, for image sources, the resolved manifest
 //!    digest.
 //! 2. **Lookup** (`lookup.rs`): each step's key is looked up in the key store. A hit is reused as
-//!    it is (its inputs are never materialised); a miss gets a [`MissReason`] computed against the
-//!    previous build of the same target.
+//!    it is (its inputs are never materialised); a miss gets a [`reason::MissReason`] computed
+//!    against the previous build of the same target.
 //! 3. **Execute** (`execute.rs`): each vertex is a shared future over its inputs' futures, so
 //!    independent stages run in parallel, every vertex runs at most once per build, and only what
 //!    the target needs is awaited. The work itself (sandboxed RUN, file copies, layer export)

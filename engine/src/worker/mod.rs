@@ -1,6 +1,6 @@
 //! The local worker: does a step's work on this machine.
 //!
-//! It implements the solver's [`Worker`](crate::solver::Worker) seam with the real pieces:
+//! It implements the solver's [`Worker`] seam with the real pieces:
 //! base layers unpacked once into the snapshot store ([`crate::snapshot`]), RUN in the sandbox
 //! ([`crate::executor`]) on an overlay whose upper directory is the step's diff, file operations
 //! ([`crate::fileops`]) run through the sandbox helper on an overlay too (so they work the same as
