@@ -281,7 +281,6 @@ mod tests {
         };
         let record = |d: &Digest| StepRecord {
             layers: vec![layer(d)],
-            config: serde_json::Value::Null,
             duration_ms: 1,
             created: 1,
         };

@@ -601,7 +601,6 @@ mod tests {
                 size: 11,
                 media_type: "application/vnd.oci.image.layer.v1.tar".into(),
             }],
-            config: serde_json::Value::Null,
             duration_ms: 3,
             created: 4,
         };

@@ -362,7 +362,6 @@ mod tests {
             &key,
             &StepRecord {
                 layers,
-                config: serde_json::Value::Null,
                 duration_ms: 1,
                 created: 1,
             },

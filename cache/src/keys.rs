@@ -75,16 +75,15 @@ pub struct LayerRef {
     pub media_type: String,
 }
 
-/// What a cached step produced: the whole root filesystem and image config after it.
+/// What a cached step produced: the whole root filesystem after it.
 ///
 /// Storing the full state (not a delta) keeps a hit self-contained: the solver never needs the
-/// records of the steps above a hit.
+/// records of the steps above a hit. The image config is not stored: it is folded from the
+/// build graph's metadata, which the key already covers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     /// The layers of the root filesystem after the step, bottom first.
     pub layers: Vec<LayerRef>,
-    /// The image config after the step (OCI image config JSON, history included).
-    pub config: serde_json::Value,
     /// How long the step took when it ran, in milliseconds.
     pub duration_ms: u64,
     /// When the record was written, seconds since the epoch.
@@ -280,7 +279,6 @@ mod tests {
                 size: 1,
                 media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
             }],
-            config: serde_json::json!({"config": {}}),
             duration_ms: 5,
             created: 1,
         }

@@ -322,7 +322,6 @@ impl StepJob {
             };
             let record = StepRecord {
                 layers: layers.clone(),
-                config: Value::Null,
                 duration_ms: started.elapsed().as_millis() as u64,
                 created: created as u64,
             };
