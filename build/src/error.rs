@@ -56,11 +56,6 @@ pub enum BuildError {
     },
     #[error("building the image config: {0}")]
     Config(#[source] serde_json::Error),
-    #[error("layer digest {digest:?}: {source}")]
-    LayerDigest {
-        digest: String,
-        source: cache::DigestError,
-    },
     #[error("writing the image: {0}")]
     Image(#[source] engine::image::ImageError),
     #[error("image {0} is not in the local store")]

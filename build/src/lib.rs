@@ -318,21 +318,11 @@ fn store_image(
     let layers = solve
         .layers
         .iter()
-        .map(|l| {
-            let bad = |source| BuildError::LayerDigest {
-                digest: l.digest.clone(),
-                source,
-            };
-            Ok(LayerInfo {
-                descriptor: cache::Descriptor::new(
-                    l.media_type.clone(),
-                    l.digest.parse().map_err(bad)?,
-                    l.size,
-                ),
-                diff_id: l.diff_id.parse().map_err(bad)?,
-            })
+        .map(|l| LayerInfo {
+            descriptor: cache::Descriptor::new(l.media_type.clone(), l.digest.clone(), l.size),
+            diff_id: l.diff_id.clone(),
         })
-        .collect::<Result<Vec<_>, BuildError>>()?;
+        .collect::<Vec<_>>();
     let image = write_image(cas, &config, &layers).map_err(BuildError::Image)?;
     let entry = cache::ImageRecord::new(image.manifest_descriptor.clone(), image.id().clone());
     if names.is_empty() {

@@ -283,9 +283,7 @@ impl StepJob {
             .lock_entry("keys", &self.key.to_hex())
             .map_err(|e| SolveError::Lock(e.to_string()))?;
         let store = &self.store;
-        let concurrent = self.keys.get(&self.key, |d| {
-            d.parse::<cache::Digest>().is_ok_and(|d| store.has(&d))
-        })?;
+        let concurrent = self.keys.get(&self.key, |d| store.has(d))?;
         let states: Vec<InputState> = inputs.iter().map(|r| r.state.clone()).collect();
         let mut created = self.epoch.unwrap_or_else(|| now_secs() as i64);
         let layers = if let (Some(record), false) =

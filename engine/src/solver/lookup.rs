@@ -63,9 +63,7 @@ impl Solver {
             let hit = if no_cache || forced_parent.is_some() {
                 None
             } else {
-                self.keys.get(&plan.key, |d| {
-                    d.parse::<cache::Digest>().is_ok_and(|d| store.has(&d))
-                })?
+                self.keys.get(&plan.key, |d| store.has(d))?
             };
             match hit {
                 Some(record) => {

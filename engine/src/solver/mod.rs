@@ -44,8 +44,8 @@ use std::time::Instant;
 /// A base image as the solver needs it: identity, config and layers (bottom first).
 #[derive(Debug, Clone)]
 pub struct ResolvedImage {
-    /// The manifest digest the reference resolved to (`sha256:...`).
-    pub manifest_digest: String,
+    /// The manifest digest the reference resolved to.
+    pub manifest_digest: cache::Digest,
     /// The image config JSON.
     pub config: Value,
     /// The layers, bottom first; their blobs are in the content store.

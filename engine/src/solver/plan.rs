@@ -81,13 +81,13 @@ pub(super) fn plan(
                             message,
                         })?;
                 let key = key::KeyBuilder::new("image")
-                    .field(resolved.manifest_digest.as_bytes())
+                    .field(resolved.manifest_digest.to_string().as_bytes())
                     .field(platform.to_string().as_bytes())
                     .finish();
                 Planned {
                     key,
                     step_inputs: Some(StepInputs {
-                        base_digest: Some(resolved.manifest_digest.clone()),
+                        base_digest: Some(resolved.manifest_digest.to_string()),
                         ..Default::default()
                     }),
                     source_state: Some(InputState::Layers(resolved.layers)),

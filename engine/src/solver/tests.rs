@@ -33,8 +33,8 @@ impl FakeWorker {
             .put_bytes(seed.as_bytes())
             .map_err(|e| WorkError::Failed(e.to_string()))?;
         Ok(LayerRef {
-            digest: digest.to_string(),
-            diff_id: digest.to_string(),
+            digest: digest.clone(),
+            diff_id: digest,
             size: seed.len() as u64,
             media_type: "application/vnd.oci.image.layer.v1.tar".into(),
         })

@@ -114,24 +114,13 @@ impl LocalWorker {
         layers
             .iter()
             .map(|l| {
-                let diff_id: DiffId = l
-                    .diff_id
-                    .parse()
-                    .map_err(|e| WorkError::Failed(format!("bad diffID {}: {e}", l.diff_id)))?;
-                let digest: cache::Digest = l.digest.parse().map_err(|e| {
-                    WorkError::Failed(format!("bad layer digest {}: {e}", l.digest))
-                })?;
-                let blob = self.store.path(&digest);
-                if crate::executor::is_rootless() && !self.snapshots.contains(&diff_id) {
-                    unpack::unpack_in_sandbox(
-                        self,
-                        &blob,
-                        &self.snapshots.path(&diff_id),
-                        &diff_id,
-                    )?;
+                let diff_id: &DiffId = &l.diff_id;
+                let blob = self.store.path(&l.digest);
+                if crate::executor::is_rootless() && !self.snapshots.contains(diff_id) {
+                    unpack::unpack_in_sandbox(self, &blob, &self.snapshots.path(diff_id), diff_id)?;
                 }
                 self.snapshots
-                    .ensure(&blob, &diff_id)
+                    .ensure(&blob, diff_id)
                     .map_err(|e| WorkError::Failed(e.to_string()))
             })
             .collect()
@@ -174,8 +163,8 @@ impl LocalWorker {
             let _ = std::fs::rename(upper, &snapshot);
         }
         Ok(LayerRef {
-            digest: desc.digest.to_string(),
-            diff_id: desc.diff_id.to_string(),
+            digest: desc.digest,
+            diff_id: desc.diff_id,
             size: desc.size,
             media_type: desc.media_type,
         })
