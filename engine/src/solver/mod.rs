@@ -559,6 +559,18 @@ impl Solver {
         // Phase 3: execution.
         let reports: Arc<Mutex<Vec<StepReport>>> = Arc::new(Mutex::new(Vec::new()));
         let created_times: Arc<Mutex<HashMap<VertexId, i64>>> = Arc::default();
+        let mut step_ids: HashMap<VertexId, StepId> = HashMap::new();
+        for &v in &order {
+            let op = &def.vertex(v).ok_or(SolveError::NoTarget)?.op;
+            // Base images are shown too (`[base 1/3] FROM ...`), as BuildKit shows them.
+            if is_step(op) || matches!(op, Op::Source(SourceOp::Image { .. })) {
+                let id = context_loads.len() + step_ids.len();
+                step_ids.insert(v, id);
+            }
+        }
+        self.progress.emit(Event::Planned {
+            total: context_loads.len() + step_ids.len(),
+        });
         // Loading the build contexts comes first, as `[internal]` steps.
         for (id, load) in context_loads.iter().enumerate() {
             self.progress.emit(Event::ContextLoaded {
@@ -573,15 +585,6 @@ impl Solver {
                 hashed: load.hashed,
                 duration_ms: load.duration.as_millis() as u64,
             });
-        }
-        let mut step_ids: HashMap<VertexId, StepId> = HashMap::new();
-        for &v in &order {
-            let op = &def.vertex(v).ok_or(SolveError::NoTarget)?.op;
-            // Base images are shown too (`[base 1/3] FROM ...`), as BuildKit shows them.
-            if is_step(op) || matches!(op, Op::Source(SourceOp::Image { .. })) {
-                let id = context_loads.len() + step_ids.len();
-                step_ids.insert(v, id);
-            }
         }
         let mut futures: HashMap<VertexId, SharedResult> = HashMap::new();
         for &v in &order {
