@@ -399,6 +399,7 @@ mod tests {
             duration_ms: 1,
             key: key.to_hex(),
             inputs: Default::default(),
+            history: None,
         };
         crate::records::RecordStore::open(root.path())
             .unwrap()
@@ -410,6 +411,7 @@ mod tests {
                 duration_ms: 1,
                 success: true,
                 steps: vec![step],
+                image: None,
             })
             .unwrap();
         let garbage = cas.put_bytes(b"nobody needs me").unwrap();
