@@ -30,6 +30,8 @@ struct Live {
     clock: Instant,
     /// Lines of the last frame, which the next one overwrites.
     drawn: usize,
+    /// The terminal's width when the last frame was drawn.
+    drawn_width: usize,
     /// The build ended or was interrupted: nothing is drawn any more.
     stopped: bool,
 }
@@ -41,6 +43,7 @@ impl TtyProgress {
             state: LiveState::default(),
             clock: Instant::now(),
             drawn: 0,
+            drawn_width: 0,
             stopped: false,
         }));
         let weak: Weak<Mutex<Live>> = Arc::downgrade(&live);
@@ -76,6 +79,11 @@ impl Live {
         };
         let frame = render(&self.state, screen, self.clock.elapsed());
         let mut out = String::new();
+        // After a resize the old frame may take other rows than it did (some terminals re-wrap
+        // it, others cut it): it is left where it is rather than overwriting what is above it.
+        if width != self.drawn_width {
+            self.drawn = 0;
+        }
         if self.drawn > 0 {
             out.push_str(&format!("\r\x1b[{}A", self.drawn));
         }
@@ -102,6 +110,7 @@ impl Live {
         let _ = err.write_all(out.as_bytes());
         let _ = err.flush();
         self.drawn = if last { 0 } else { frame.len() };
+        self.drawn_width = width;
     }
 }
 
