@@ -78,40 +78,51 @@ impl Live {
             height: (!last).then_some(rows as usize),
         };
         let frame = render(&self.state, screen, self.clock.elapsed());
-        let mut out = String::new();
         // After a resize the old frame may take other rows than it did (some terminals re-wrap
         // it, others cut it): it is left where it is rather than overwriting what is above it.
-        if width != self.drawn_width {
-            self.drawn = 0;
-        }
-        if self.drawn > 0 {
-            out.push_str(&format!("\r\x1b[{}A", self.drawn));
-        }
+        let over = if width == self.drawn_width {
+            self.drawn
+        } else {
+            0
+        };
         let messages = std::mem::take(&mut self.state.messages);
-        if !messages.is_empty() {
-            // Messages may wrap: the old frame goes first, then they scroll up above the view.
-            out.push_str("\x1b[J");
-            for text in &messages {
-                out.push_str(text);
-                out.push('\n');
-            }
-        }
-        for line in &frame {
-            out.push_str(line);
-            // A line as wide as the terminal covers the old one (and erasing in the last column
-            // would erase its last character).
-            if console::measure_text_width(line) < width {
-                out.push_str("\x1b[K");
-            }
-            out.push('\n');
-        }
-        out.push_str("\x1b[J");
+        let out = redraw(over, &messages, &frame, width);
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(out.as_bytes());
         let _ = err.flush();
         self.drawn = if last { 0 } else { frame.len() };
         self.drawn_width = width;
     }
+}
+
+/// What goes to the terminal to replace the `over` lines above the cursor (the last frame) with
+/// `messages`, printed for good, and `frame`: the cursor goes up, each line is written over the
+/// old one and the rest of it erased, and what is left below is cleared; all in one write,
+/// so nothing is blank in between.
+fn redraw(over: usize, messages: &[String], frame: &[String], width: usize) -> String {
+    let mut out = String::new();
+    if over > 0 {
+        out.push_str(&format!("\r\x1b[{over}A"));
+    }
+    if !messages.is_empty() {
+        // Messages may wrap: the old frame goes first, then they scroll up above the view.
+        out.push_str("\x1b[J");
+        for text in messages {
+            out.push_str(text);
+            out.push('\n');
+        }
+    }
+    for line in frame {
+        out.push_str(line);
+        // A line as wide as the terminal covers the old one (and erasing in the last column
+        // would erase its last character).
+        if console::measure_text_width(line) < width {
+            out.push_str("\x1b[K");
+        }
+        out.push('\n');
+    }
+    out.push_str("\x1b[J");
+    out
 }
 
 impl View for TtyProgress {
@@ -152,5 +163,33 @@ impl ProgressSink for TtyProgress {
         let now = live.clock.elapsed();
         // The next tick draws it: a chatty step does not redraw per line.
         live.state.apply(event, now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redraw;
+
+    #[test]
+    fn redraw_overwrites_the_last_frame_in_place() {
+        let frame = ["header".to_string(), "x".repeat(10)];
+        let out = redraw(3, &[], &frame, 10);
+        // Up over the 3 old lines, each new line over an old one (the full-width one not
+        // erased), the old frame's last line cleared below.
+        assert_eq!(
+            out,
+            format!("\r\x1b[3Aheader\x1b[K\n{}\n\x1b[J", "x".repeat(10))
+        );
+        assert_eq!(redraw(0, &[], &frame[..1], 10), "header\x1b[K\n\x1b[J");
+    }
+
+    #[test]
+    fn redraw_prints_messages_above_the_frame() {
+        let messages = ["1 warning found:\n - rule".to_string()];
+        let out = redraw(2, &messages, &["header".to_string()], 80);
+        assert_eq!(
+            out,
+            "\r\x1b[2A\x1b[J1 warning found:\n - rule\nheader\x1b[K\n\x1b[J"
+        );
     }
 }
