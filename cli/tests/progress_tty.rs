@@ -40,7 +40,8 @@ struct InPty {
 }
 
 impl InPty {
-    fn spawn(mut cmd: Command) -> InPty {
+    /// Runs `cmd` on a new pseudo-terminal, with `TERM=term`.
+    fn spawn(mut cmd: Command, term: &str) -> InPty {
         let size = nix::pty::Winsize {
             ws_row: ROWS,
             ws_col: COLS,
@@ -50,7 +51,7 @@ impl InPty {
         let pty = nix::pty::openpty(Some(&size), None).expect("openpty");
         let out: OwnedFd = pty.slave.try_clone().unwrap();
         let child = cmd
-            .env("TERM", "xterm-256color")
+            .env("TERM", term)
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(pty.slave))
@@ -109,7 +110,7 @@ impl InPty {
 fn build_in_pty(f: &Fixture, context: &Path, args: &[&str]) -> InPty {
     let mut cmd = f.cmd();
     cmd.arg("build").args(args).arg(context);
-    InPty::spawn(cmd)
+    InPty::spawn(cmd, "xterm-256color")
 }
 
 /// The lines of the screen that start the way the view's header does.
@@ -175,11 +176,19 @@ fn live_view_ends_with_every_step_on_one_line_with_its_cache_decision() {
     // An unchanged rebuild: every step cached.
     let (status, screen) = build_in_pty(&f, &ctx, &["--build-arg", "VERSION=2"]).finish();
     assert!(status.success(), "{screen}");
-    let headers = headers(&screen);
-    assert_eq!(headers.len(), 1, "{screen}");
-    assert!(headers[0].ends_with(" (5/5) FINISHED"), "{screen}");
+    let shown = headers(&screen);
+    assert_eq!(shown.len(), 1, "{screen}");
+    assert!(shown[0].ends_with(" (5/5) FINISHED"), "{screen}");
     let cached = screen.lines().filter(|l| l.ends_with(" CACHED")).count();
     assert_eq!(cached, 4, "{screen}");
+
+    // A terminal that cannot move its cursor gets plain lines.
+    let mut cmd = f.cmd();
+    cmd.arg("build").arg(&ctx);
+    let (status, screen) = InPty::spawn(cmd, "dumb").finish();
+    assert!(status.success(), "{screen}");
+    assert!(headers(&screen).is_empty(), "{screen}");
+    assert!(screen.lines().any(|l| l == "#2 CACHED"), "{screen}");
 }
 
 #[test]
@@ -274,4 +283,14 @@ fn progress_tty_without_a_terminal_says_so_and_prints_plain_progress() {
         "{stderr}"
     );
     assert!(!stderr.contains('\x1b'), "no escape sequences: {stderr:?}");
+
+    // `auto` (the default) without a terminal is plain without a word about it.
+    let out = f.cmd().arg("build").arg(&ctx).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with("#1 [internal] load build context\n"),
+        "{stderr}"
+    );
+    assert!(stderr.lines().any(|l| l == "#5 CACHED"), "{stderr}");
 }
