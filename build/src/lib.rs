@@ -201,6 +201,7 @@ impl Build {
             duration_ms: started.elapsed().as_millis() as u64,
             success,
             steps,
+            image: None,
         };
         // A record that cannot be written costs a "why" explanation next time, never the build.
         let solve = match outcome {
@@ -219,6 +220,10 @@ impl Build {
 
         let export_started = Instant::now();
         let image = store_image(&cas, &store, &solve, &req.tags)?;
+        // Again with the image it made, so that `history` can tell how each of its steps went.
+        let mut stored = record(solve.steps.clone(), true);
+        stored.image = Some(image.id().to_string());
+        let _ = records.write(&stored);
         for output in &req.outputs {
             if let Output::Export(spec) = output {
                 let mut names = req.tags.clone();

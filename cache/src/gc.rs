@@ -398,6 +398,7 @@ mod tests {
             duration_ms: 1,
             key: key.to_hex(),
             inputs: Default::default(),
+            history: None,
         };
         crate::records::RecordStore::open(root.path())
             .unwrap()
@@ -409,6 +410,7 @@ mod tests {
                 duration_ms: 1,
                 success: true,
                 steps: vec![step],
+                image: None,
             })
             .unwrap();
         let garbage = cas.put_bytes(b"nobody needs me").unwrap();

@@ -46,8 +46,11 @@ impl Solver {
         let Lookups { records, reasons } = lookups;
         let reports: Arc<Mutex<Vec<StepReport>>> = Arc::new(Mutex::new(Vec::new()));
         let created_times: Arc<Mutex<HashMap<VertexId, i64>>> = Arc::default();
-        self.announce_contexts(context_loads);
         let step_ids = step_ids(def, order, context_loads.len())?;
+        self.progress.emit(Event::Planned {
+            total: context_loads.len() + step_ids.len(),
+        });
+        self.announce_contexts(context_loads);
         let mut futures: HashMap<VertexId, SharedResult> = HashMap::new();
         for &v in order {
             let vertex = def.vertex(v).ok_or(SolveError::NoTarget)?;
@@ -244,6 +247,7 @@ fn report(
         duration_ms,
         key: key.to_hex(),
         inputs,
+        history: None,
     }
 }
 

@@ -27,7 +27,7 @@ mod plan;
 pub mod progress;
 pub mod reason;
 
-use crate::graph::{Definition, ExecOp, FileOp, Op, Platform, Vertex};
+use crate::graph::{Definition, ExecOp, FileOp, Op, Platform, Vertex, VertexId};
 use crate::source::context::{ContextError, PathFilter};
 use cache::keys::{KeyStore, KeyStoreError, LayerRef};
 use cache::records::{BuildRecord, StepReport};
@@ -310,6 +310,8 @@ impl Solver {
         // The image config: the chain's metadata folded over the base, with creation times.
         let mut config =
             config::fold_config(&def, &planned, target, &created, opts.source_date_epoch);
+        let mut steps = steps;
+        link_history(&def, target, &config, &mut steps);
         config["rootfs"] = serde_json::json!({
             "type": "layers",
             "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>(),
@@ -325,6 +327,29 @@ impl Solver {
                 execute_ms: execute_started.elapsed().as_millis() as u64,
             },
         })
+    }
+}
+
+/// Marks each step of the target's chain with the index of the history entry it wrote in the
+/// image's config (the base image's entries come first, then one per vertex that has one, in
+/// chain order), so that `history` can show how the step went.
+fn link_history(def: &Definition, target: VertexId, config: &Value, steps: &mut [StepReport]) {
+    let entries = config["history"].as_array().map_or(0, Vec::len);
+    let names: Vec<&str> = def
+        .chain(target)
+        .into_iter()
+        .filter_map(|v| def.vertex(v))
+        .filter(|v| v.history.is_some())
+        .map(|v| v.name.as_str())
+        .collect();
+    let Some(first) = entries.checked_sub(names.len()) else {
+        return;
+    };
+    for step in steps.iter_mut() {
+        step.history = names
+            .iter()
+            .position(|n| *n == step.name)
+            .map(|i| first + i);
     }
 }
 

@@ -220,6 +220,7 @@ impl Fixture {
                 duration_ms: 0,
                 success: true,
                 steps: r.steps.clone(),
+                image: None,
             });
         }
         result
