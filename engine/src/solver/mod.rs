@@ -127,7 +127,7 @@ pub trait Worker: Send + Sync {
         _checksum: Option<&str>,
         _filename: &str,
     ) -> Result<(LayerRef, String), WorkError> {
-        Err(WorkError::Failed(format!(
+        Err(WorkError::Unsupported(format!(
             "this worker cannot download {url}"
         )))
     }
@@ -144,6 +144,60 @@ pub enum WorkError {
         /// The last lines of its output.
         last_lines: Vec<String>,
     },
+    /// The sandbox could not run the step's process.
+    #[error("{what}: {source}")]
+    Sandbox {
+        what: &'static str,
+        #[source]
+        source: crate::executor::ExecError,
+    },
+    /// Work done in the sandbox helper failed; its message crossed the process boundary as
+    /// text (a file operation's own error, or the helper's last lines).
+    #[error("{0}")]
+    InSandbox(String),
+    /// A file operation done in this process failed (a download's copy, a COPY's plan).
+    #[error(transparent)]
+    FileOp(#[from] crate::fileops::FileOpError),
+    /// Reading or writing the step's scratch files.
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Preparing a layer's snapshot.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
+    /// Writing the step's layer.
+    #[error("{what}: {source}")]
+    Layer {
+        what: &'static str,
+        #[source]
+        source: crate::layer::LayerError,
+    },
+    /// The content store refused a blob.
+    #[error("storing layer: {0}")]
+    Store(#[from] cache::CasError),
+    /// The root directory could not be opened.
+    #[error(transparent)]
+    Root(#[from] cache::lock::LockError),
+    /// A bound on what an archive may expand to could not be decided.
+    #[error(transparent)]
+    Archive(#[from] crate::fileops::archive::ArchiveError),
+    /// A job for the sandbox helper could not be encoded.
+    #[error("encoding the {what} job: {source}")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The step needs an input the solver did not provide.
+    #[error("{0}")]
+    MissingInput(String),
+    /// This worker cannot do what the step asks.
+    #[error("{0}")]
+    Unsupported(String),
     /// Anything else, with a message that names what failed.
     #[error("{0}")]
     Failed(String),

@@ -294,7 +294,7 @@ fn copy_plan_writes(
     let step_err = |e: fileops::FileOpError| SolveError::Step {
         name: vertex.name.clone(),
         line_range: vertex.line_range,
-        source: WorkError::Failed(e.to_string()),
+        source: WorkError::FileOp(e),
     };
     let chmod = action
         .chmod
