@@ -95,7 +95,7 @@ impl BuildError {
             return self.to_string();
         };
         let mut out = String::new();
-        if let WorkError::ExitCode { last_lines, .. } = source {
+        if let WorkError::ExitCode { last_lines, .. } = source.as_ref() {
             if !last_lines.is_empty() {
                 out.push_str("------\n");
                 let skip = last_lines.len().saturating_sub(10);

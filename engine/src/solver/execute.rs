@@ -318,7 +318,7 @@ impl StepJob {
                     return Err(SolveError::Step {
                         name: vertex.name.clone(),
                         line_range: vertex.line_range,
-                        source,
+                        source: Box::new(source),
                     });
                 }
             };

@@ -157,7 +157,7 @@ pub enum WorkError {
     InSandbox(String),
     /// A file operation done in this process failed (a download's copy, a COPY's plan).
     #[error(transparent)]
-    FileOp(#[from] crate::fileops::FileOpError),
+    FileOp(Box<crate::fileops::FileOpError>),
     /// Reading or writing the step's scratch files.
     #[error("{what} {}: {source}", path.display())]
     Io {
@@ -203,6 +203,12 @@ pub enum WorkError {
     Failed(String),
 }
 
+impl From<crate::fileops::FileOpError> for WorkError {
+    fn from(e: crate::fileops::FileOpError) -> Self {
+        WorkError::FileOp(Box::new(e))
+    }
+}
+
 /// Errors of a solve.
 #[derive(Debug, thiserror::Error)]
 pub enum SolveError {
@@ -212,7 +218,7 @@ pub enum SolveError {
         name: String,
         line_range: Option<(usize, usize)>,
         #[source]
-        source: WorkError,
+        source: Box<WorkError>,
     },
     #[error("failed to resolve image {reference}: {message}")]
     Image { reference: String, message: String },

@@ -122,7 +122,7 @@ pub(super) fn plan(
                     .map_err(|e| SolveError::Step {
                         name: vertex.name.clone(),
                         line_range: vertex.line_range,
-                        source: e,
+                        source: Box::new(e),
                     })?;
                 Planned {
                     key: key::KeyBuilder::new("http")
@@ -294,7 +294,7 @@ fn copy_plan_writes(
     let step_err = |e: fileops::FileOpError| SolveError::Step {
         name: vertex.name.clone(),
         line_range: vertex.line_range,
-        source: WorkError::FileOp(e),
+        source: Box::new(WorkError::from(e)),
     };
     let chmod = action
         .chmod
