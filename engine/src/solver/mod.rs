@@ -220,8 +220,13 @@ pub enum SolveError {
         #[source]
         source: Box<WorkError>,
     },
+    /// A base image (`FROM`, `COPY --from`) could not be resolved; carries where it is named.
     #[error("failed to resolve image {reference}: {message}")]
-    Image { reference: String, message: String },
+    Image {
+        reference: String,
+        message: String,
+        line_range: Option<(usize, usize)>,
+    },
     #[error("build context {0:?} was not provided")]
     MissingContext(String),
     #[error(transparent)]

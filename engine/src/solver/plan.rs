@@ -79,6 +79,7 @@ pub(super) fn plan(
                         .map_err(|message| SolveError::Image {
                             reference: reference.clone(),
                             message,
+                            line_range: vertex.line_range,
                         })?;
                 let key = key::KeyBuilder::new("image")
                     .field(resolved.manifest_digest.to_string().as_bytes())
