@@ -137,9 +137,9 @@ pub struct Diagnostic {
     /// else the first line of the instruction).
     pub line_text: String,
     /// A suggestion (`did you mean ...?`).
-    pub help: Option<String>,
+    pub help: Option<Box<str>>,
     /// The instruction's further lines (continuations), shown below the caret.
-    pub following: Vec<String>,
+    pub following: Box<[String]>,
 }
 
 impl Diagnostic {
@@ -151,7 +151,7 @@ impl Diagnostic {
             span,
             line_text: line_text.into(),
             help: None,
-            following: Vec::new(),
+            following: Box::default(),
         }
     }
 
@@ -162,7 +162,7 @@ impl Diagnostic {
 
     /// Adds a suggestion.
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
-        self.help = Some(help.into());
+        self.help = Some(help.into().into_boxed_str());
         self
     }
 
@@ -191,7 +191,8 @@ impl Diagnostic {
                 .skip(self.span.line)
                 .take(end_line - self.span.line)
                 .map(str::to_string)
-                .collect();
+                .collect::<Vec<_>>()
+                .into_boxed_slice();
         }
         self
     }
