@@ -66,6 +66,7 @@
 //! # Ok(()) }
 //! ```
 
+mod console;
 mod container;
 mod error;
 mod helper;
@@ -83,7 +84,7 @@ pub mod user;
 pub use error::ExecError;
 pub use network::network_files;
 pub use protocol::HELPER_ARG;
-pub use runner::{CancelToken, ExecOutcome, OutputLine, Runner, Stream};
+pub use runner::{CancelToken, ExecOutcome, OutputLine, Runner, StepIo, StepSignals, Stream};
 pub use spec::{
     Action, BindAccess, ExecSpec, ExecUser, MountKind, MountSpec, Network, OverlayMount,
     SandboxSpec, StepUser, UpperDir,
