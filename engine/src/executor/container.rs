@@ -562,11 +562,7 @@ fn setup_error(step: impl Into<String>, message: String) -> ExecError {
 }
 
 /// Inside the new root: credentials, capabilities, clean signals and fds, then `execve`.
-fn exec_program(
-    exec: &ExecSpec,
-    last_cap: u32,
-    console_fd: Option<i32>,
-) -> Result<(), ExecError> {
+fn exec_program(exec: &ExecSpec, last_cap: u32, console_fd: Option<i32>) -> Result<(), ExecError> {
     let program = exec
         .args
         .first()

@@ -118,7 +118,10 @@ impl StepSignals {
 
     /// Queues `signal` for the step of every run this handle was given to.
     pub fn send(&self, signal: i32) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(signal);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(signal);
     }
 
     fn take(&self) -> Vec<i32> {
@@ -213,7 +216,10 @@ impl Runner {
         let console_fd = console.as_ref().map(|(_, theirs)| theirs.as_raw_fd());
         let own_group = self.io != StepIo::Lines;
         let mut command = Command::new(&self.helper);
-        command.arg(HELPER_ARG).arg(their_fd.to_string()).env_clear();
+        command
+            .arg(HELPER_ARG)
+            .arg(their_fd.to_string())
+            .env_clear();
         match self.io {
             StepIo::Lines => command
                 .stdin(Stdio::null())
