@@ -244,6 +244,15 @@ fn run_blocking(
     if lowers.iter().any(|l| l.join("etc").is_dir()) {
         // Before the volumes, so that `-v FILE:/etc/hosts` wins as in Docker.
         let mut files = executor::network_files(options.network, &hostname);
+        files.push(MountSpec {
+            target: PathBuf::from("/etc/hostname"),
+            kind: MountKind::File {
+                contents: format!("{hostname}\n").into_bytes(),
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+            },
+        });
         files.retain(|f| {
             !options
                 .volumes
