@@ -86,8 +86,8 @@ fn run_prints_what_cmd_says_and_returns_its_exit_code() {
         "{}",
         text(&out)
     );
-    // An image that is not there.
-    let out = run(&f, &["no-such:image"]);
+    // An image that is not there (and not to be pulled).
+    let out = run(&f, &["--pull", "never", "no-such:image"]);
     assert_eq!(out.status.code(), Some(125), "{}", text(&out));
     assert!(text(&out).contains("No such image"), "{}", text(&out));
 }
@@ -448,4 +448,44 @@ fn a_signal_to_builder_run_reaches_the_process() {
     assert_eq!(lines.next().unwrap().unwrap(), "got-TERM");
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(42));
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns, missing_registry),
+    ignore = "needs root, /usr/bin/busybox, slirp4netns and docker-registry"
+)]
+fn an_image_the_store_lacks_is_pulled_first() {
+    common::require(&[Need::Root, Need::Busybox, Need::Slirp4netns, Need::Registry]);
+    let f = Fixture::new();
+    let registry = test_support::registry::RegistryProcess::start(None);
+    let name = format!("{}/run/busybox:pulled", registry.address());
+    let config = f.dir.path().join("docker-config");
+    std::fs::create_dir_all(&config).unwrap();
+    let builder = |args: &[&str]| {
+        let mut c = f.cmd();
+        c.env("DOCKER_CONFIG", &config).args(args);
+        c
+    };
+    common::run_ok(&mut builder(&["tag", "busybox:local", &name]));
+    common::run_ok(&mut builder(&["push", &name]));
+    common::run_ok(&mut builder(&["rmi", &name]));
+    let out = builder(&["run", &name, "echo", "ran"]).output().unwrap();
+    assert!(out.status.success(), "{}: {}", out.status, text(&out));
+    // The container's output alone on stdout; the pull is reported on stderr.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("Unable to find image '{name}' locally")),
+        "{stderr}"
+    );
+    // The blobs are still there under busybox:local; the name is what was missing.
+    assert!(
+        stderr.contains(&format!("Status: Image is up to date for {name}")),
+        "{stderr}"
+    );
+    // Now stored: no pull.
+    let out = builder(&["run", &name, "true"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }

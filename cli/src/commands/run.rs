@@ -35,6 +35,9 @@ pub struct RunArgs {
     /// Host name inside the container (default: the container id's first 12 digits).
     #[arg(long)]
     pub hostname: Option<String>,
+    /// Pull the image before running: `missing` (when the store lacks it), `always` or `never`.
+    #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
+    pub pull: String,
     /// Keep standard input open and pass it to the container.
     #[arg(short = 'i', long)]
     pub interactive: bool,
@@ -122,6 +125,34 @@ pub fn run(root: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
         io,
         hostname: args.hostname,
     };
+    let missing = || -> anyhow::Result<bool> {
+        let images = super::images::LocalImages::open(root)?;
+        Ok(matches!(
+            images.store.resolve(&args.image),
+            Err(cache::ImageStoreError::NotFound(_))
+        ))
+    };
+    let pull = match args.pull.as_str() {
+        "always" => true,
+        "never" => false,
+        _ => missing()?,
+    };
+    if pull {
+        if args.pull == "missing" {
+            eprintln!("Unable to find image '{}' locally", args.image);
+        }
+        let pull_args = super::registry::PullArgs {
+            platform: None,
+            quiet: false,
+            name: args.image.clone(),
+        };
+        if let Err(e) =
+            super::registry::pull_reporting(root, &pull_args, super::registry::Report::Stderr)
+        {
+            eprintln!("Error: {e:#}");
+            return Ok(125);
+        }
+    }
     let root = cache::Root::open_or_default(root.map(PathBuf::from).as_deref())
         .context("opening the builder root directory")?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
