@@ -44,11 +44,15 @@ pub struct RunArgs {
     /// Give the container a terminal of its own.
     #[arg(short = 't', long)]
     pub tty: bool,
-    /// The image (name, id or short id).
-    pub image: String,
-    /// The command and its arguments (default: the image's CMD).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub command: Vec<String>,
+    /// The image (name, id or short id), then the command and its arguments (default: the
+    /// image's CMD). Everything after the image is the command's, `--help` included.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "IMAGE [COMMAND [ARG...]]"
+    )]
+    pub image_and_command: Vec<String>,
 }
 
 /// Parses `-v HOST:CONTAINER[:ro|rw]`.
@@ -91,6 +95,9 @@ fn parse_env(spec: &str) -> anyhow::Result<Option<(String, String)>> {
 /// `builder run`: returns the container's exit code (125, 126 or 127 when it could not run, as
 /// `docker run` does).
 pub fn run(root: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
+    let mut words = args.image_and_command.into_iter();
+    let image = words.next().context("no image given")?;
+    let command: Vec<String> = words.collect();
     let mut env = Vec::new();
     for e in &args.env {
         env.extend(parse_env(e)?);
@@ -115,7 +122,7 @@ pub fn run(root: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
         }
     };
     let options = RunOptions {
-        command: args.command,
+        command,
         entrypoint: args.entrypoint,
         env,
         volumes,
@@ -128,7 +135,7 @@ pub fn run(root: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
     let missing = || -> anyhow::Result<bool> {
         let images = super::images::LocalImages::open(root)?;
         Ok(matches!(
-            images.store.resolve(&args.image),
+            images.store.resolve(&image),
             Err(cache::ImageStoreError::NotFound(_))
         ))
     };
@@ -139,12 +146,12 @@ pub fn run(root: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
     };
     if pull {
         if args.pull == "missing" {
-            eprintln!("Unable to find image '{}' locally", args.image);
+            eprintln!("Unable to find image '{image}' locally");
         }
         let pull_args = super::registry::PullArgs {
             platform: None,
             quiet: false,
-            name: args.image.clone(),
+            name: image.clone(),
         };
         if let Err(e) =
             super::registry::pull_reporting(root, &pull_args, super::registry::Report::Stderr)
@@ -156,7 +163,7 @@ pub fn run(root: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
     let root = cache::Root::open_or_default(root.map(PathBuf::from).as_deref())
         .context("opening the builder root directory")?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    match runtime.block_on(engine::container::run(root, &args.image, options)) {
+    match runtime.block_on(engine::container::run(root, &image, options)) {
         Ok(exit) => Ok(exit.code),
         Err(e) => {
             eprintln!("Error: {e}");
