@@ -86,6 +86,31 @@ fn run_prints_what_cmd_says_and_returns_its_exit_code() {
         "{}",
         text(&out)
     );
+    // -i passes standard input on; without it the container reads an empty one.
+    let piped = |args: &[&str]| {
+        use std::io::Write;
+        let mut child = f
+            .cmd()
+            .arg("run")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"piped-in\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = piped(&["-i", "cmd:test", "cat"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "piped-in\n");
+    let out = piped(&["cmd:test", "cat"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
     // An image that is not there (and not to be pulled).
     let out = run(&f, &["--pull", "never", "no-such:image"]);
     assert_eq!(out.status.code(), Some(125), "{}", text(&out));
@@ -189,6 +214,13 @@ fn volumes_bind_host_paths_and_writes_stay_in_their_run() {
         text(&out)
     );
     assert!(!host.join("new").exists());
+
+    // A single file, read-only.
+    let file = format!("{}:/etc/motd:ro", host.join("in.txt").display());
+    assert_eq!(
+        run_ok(&f, &["-v", &file, "busybox:local", "cat", "/etc/motd"]),
+        "from the host\n"
+    );
 
     // Read-write: the write reaches the host; writes elsewhere land in the run's own layer.
     run_ok(
@@ -379,6 +411,18 @@ fn it_gives_the_container_a_terminal_of_its_own() {
     assert!(log.contains("/dev/pts/0"), "{log}");
     assert!(log.contains("all-terminals"), "{log}");
     assert!(log.contains("TERM=xterm"), "{log}");
+    // It has the size of builder's terminal.
+    let command = format!(
+        "stty cols 77 rows 11; {} --root {} run -t busybox:local stty size",
+        common::builder_bin(),
+        f.root().display()
+    );
+    let out = Command::new("script")
+        .args(["-q", "-e", "-f", "-c", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(text(&out).contains("11 77"), "{}", text(&out));
     // The terminal is the container's controlling terminal.
     let out = under_pty("-t busybox:local sh -c 'echo ctty > /dev/tty'");
     assert!(out.status.success(), "{}", text(&out));

@@ -47,6 +47,15 @@ pub(crate) fn attach_terminal(console_fd: RawFd) -> Result<(), ExecError> {
     )
     .map_err(|e| setup_error("send the terminal to the runner", os_message(e)))?;
     drop(master);
+    // The runner answers once it gave the terminal its size, so that the program finds it
+    // sized from its first instruction (an early end of stream is no answer, and no error).
+    let mut ack = [0u8; 1];
+    loop {
+        match nix::unistd::read(console_fd, &mut ack) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => break,
+        }
+    }
     // SAFETY: TIOCSCTTY on an open terminal fd, from a session leader without a terminal.
     if unsafe { libc::ioctl(slave, libc::TIOCSCTTY, 0) } < 0 {
         return Err(setup_error(
@@ -148,8 +157,9 @@ pub(crate) fn relay(socket: UnixStream, stdin: bool, resize: Arc<AtomicBool>) ->
         let Some(master) = receive_master(&socket) else {
             return;
         };
-        drop(socket);
         copy_window_size(master.as_fd());
+        let _ = (&socket).write_all(b"s");
+        drop(socket);
         let input = std::io::stdin();
         let _raw = stdin.then(|| RawMode::enter(input.as_fd()));
         let mut stdin_open = stdin;
