@@ -50,12 +50,7 @@ pub(crate) fn attach_terminal(console_fd: RawFd) -> Result<(), ExecError> {
     // The runner answers once it gave the terminal its size, so that the program finds it
     // sized from its first instruction (an early end of stream is no answer, and no error).
     let mut ack = [0u8; 1];
-    loop {
-        match nix::unistd::read(console_fd, &mut ack) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            _ => break,
-        }
-    }
+    while let Err(nix::errno::Errno::EINTR) = nix::unistd::read(console_fd, &mut ack) {}
     // SAFETY: TIOCSCTTY on an open terminal fd, from a session leader without a terminal.
     if unsafe { libc::ioctl(slave, libc::TIOCSCTTY, 0) } < 0 {
         return Err(setup_error(
