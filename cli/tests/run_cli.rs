@@ -423,6 +423,28 @@ fn it_gives_the_container_a_terminal_of_its_own() {
         .output()
         .unwrap();
     assert!(text(&out).contains("11 77"), "{}", text(&out));
+    // A resize of builder's terminal (SIGWINCH) reaches the container's terminal, whose
+    // kernel signals the container.
+    let shared = f.dir.path().join("winch");
+    std::fs::create_dir_all(&shared).unwrap();
+    let command = format!(
+        "stty cols 80 rows 24; \
+         {} --root {} run -t -v {dir}:/shared busybox:local \
+           sh -c 'trap \"stty size; exit 0\" WINCH; touch /shared/ready; \
+                  for i in $(seq 120); do sleep 1 & wait; done; echo no-winch' & \
+         while [ ! -e {dir}/ready ]; do sleep 0.1; done; \
+         stty cols 50 rows 5; kill -WINCH $!; wait $!",
+        common::builder_bin(),
+        f.root().display(),
+        dir = shared.display()
+    );
+    let out = Command::new("script")
+        .args(["-q", "-e", "-f", "-c", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("5 50"), "{}", text(&out));
     // The terminal is the container's controlling terminal.
     let out = under_pty("-t busybox:local sh -c 'echo ctty > /dev/tty'");
     assert!(out.status.success(), "{}", text(&out));
@@ -476,7 +498,7 @@ fn a_signal_to_builder_run_reaches_the_process() {
             "sh",
             "-c",
             "trap 'echo got-TERM; exit 42' TERM; trap 'echo got-USR1' USR1; echo ready; \
-             while true; do sleep 1 & wait; done",
+             for i in $(seq 120); do sleep 1 & wait; done; echo no-signal",
         ])
         .stdout(Stdio::piped())
         .spawn()
