@@ -38,6 +38,16 @@ fn image(f: &Fixture, tag: &str, dockerfile: &str) {
     f.build_ok(&ctx, &["-t", tag]);
 }
 
+/// A `builder run` in the background, killed when the test ends, failed or not.
+struct Background(std::process::Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Waits (up to a minute) until a container runs on `root`: its lease appears.
 fn wait_for_lease(root: &Path) {
     let dir = root.join("locks-v1/containers");
@@ -332,11 +342,12 @@ fn rmi_refuses_an_image_a_running_container_uses_unless_forced() {
     common::require_build();
     let f = Fixture::new();
     image(&f, "busy:test", "FROM busybox:local\nLABEL x=y\n");
-    let mut sleeper = f
-        .cmd()
-        .args(["run", "busy:test", "sleep", "600"])
-        .spawn()
-        .unwrap();
+    let mut sleeper = Background(
+        f.cmd()
+            .args(["run", "busy:test", "sleep", "600"])
+            .spawn()
+            .unwrap(),
+    );
     wait_for_lease(&f.root());
     let out = f.cmd().args(["rmi", "busy:test"]).output().unwrap();
     assert!(!out.status.success(), "{}", text(&out));
@@ -372,11 +383,10 @@ fn rmi_refuses_an_image_a_running_container_uses_unless_forced() {
     let out = f.cmd().args(["rmi", "-f", "busy:test"]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     assert!(
-        sleeper.try_wait().unwrap().is_none(),
+        sleeper.0.try_wait().unwrap().is_none(),
         "the container stopped"
     );
-    sleeper.kill().unwrap();
-    sleeper.wait().unwrap();
+    drop(sleeper);
     // A killed run leaves a stale lease, which holds nothing.
     image(&f, "busy:test", "FROM busybox:local\nLABEL x=y\n");
     common::run_ok(f.cmd().args(["rmi", "busy:test"]));
