@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The socket `docker` uses when `DOCKER_HOST` is not set.
@@ -40,6 +40,14 @@ pub enum DockerLoadError {
         host: String,
         /// What failed.
         message: String,
+    },
+    /// Something answers there, but not as a Docker engine does.
+    #[error("cannot load into Docker: {host} is not a Docker engine (GET /_ping: {answer})")]
+    NotAnEngine {
+        /// The address.
+        host: String,
+        /// What it answered.
+        answer: String,
     },
     /// The engine answered with an error.
     #[error("Docker at {host} refused the image: {message}")]
@@ -161,31 +169,78 @@ pub async fn ping(host: &DockerHost) -> Result<(), DockerLoadError> {
         })?;
     let (status, body) = request(host, req).await?;
     if !status.is_success() {
-        return Err(DockerLoadError::Engine {
+        let text = String::from_utf8_lossy(&body);
+        let text = text.trim();
+        return Err(DockerLoadError::NotAnEngine {
             host: host.shown(),
-            message: format!("{status}: {}", String::from_utf8_lossy(&body).trim()),
+            answer: if text.is_empty() {
+                status.to_string()
+            } else {
+                format!("{status}: {}", text.chars().take(200).collect::<String>())
+            },
         });
     }
     Ok(())
 }
 
-/// Streams the docker-archive at `archive` to the engine; returns what the engine reported
-/// (`Loaded image: NAME`, one line per image or name).
-pub async fn load(host: &DockerHost, archive: &Path) -> Result<Vec<String>, DockerLoadError> {
-    let file = tokio::fs::File::open(archive)
-        .await
-        .map_err(|e| DockerLoadError::Archive(format!("{}: {e}", archive.display())))?;
-    let chunks = futures::stream::unfold(file, |mut file| async move {
-        use tokio::io::AsyncReadExt;
-        let mut buf = vec![0u8; 256 * 1024];
-        match file.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(Frame::data(Bytes::from(buf))), file))
-            }
-            Err(e) => Some((Err(e), file)),
+/// Bytes per chunk of the request body.
+const CHUNK: usize = 256 * 1024;
+
+/// A `Write` that hands what is written, in chunks, to the request body being sent.
+struct BodyWriter {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Frame<Bytes>>>,
+    buf: Vec<u8>,
+}
+
+impl BodyWriter {
+    fn send_buffered(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
         }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx
+            .blocking_send(Ok(Frame::data(chunk)))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+}
+
+impl std::io::Write for BodyWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send_buffered()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send_buffered()
+    }
+}
+
+/// Streams the docker-archive that `write` produces (on a blocking thread, as it is written, with
+/// no copy on disk) to the engine; returns what the engine reported (`Loaded image: NAME`, one
+/// line per image or name).
+pub async fn load<F>(host: &DockerHost, write: F) -> Result<Vec<String>, DockerLoadError>
+where
+    F: FnOnce(&mut dyn std::io::Write) -> Result<(), String> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Frame<Bytes>>>(4);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut body = BodyWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CHUNK),
+        };
+        let result = write(&mut body)
+            .and_then(|()| std::io::Write::flush(&mut body).map_err(|e| e.to_string()));
+        if let Err(message) = &result {
+            // The engine must not take a truncated archive for a whole one.
+            let _ = tx.blocking_send(Err(std::io::Error::other(message.clone())));
+        }
+        result
+    });
+    let chunks = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
     });
     let req = hyper::Request::post("/images/load")
         .header(hyper::header::HOST, "docker")
@@ -195,7 +250,17 @@ pub async fn load(host: &DockerHost, archive: &Path) -> Result<Vec<String>, Dock
             host: host.shown(),
             message: e.to_string(),
         })?;
-    let (status, body) = request(host, req).await?;
+    let answer = request(host, req).await;
+    let written = match writer.await {
+        Ok(result) => result,
+        Err(e) => Err(e.to_string()),
+    };
+    let (status, body) = match answer {
+        Ok(answer) => answer,
+        // A failed write explains a broken exchange better than the exchange does.
+        Err(e) => return Err(written.err().map_or(e, DockerLoadError::Archive)),
+    };
+    // What the engine says first: it may have refused the archive before reading it all.
     let (messages, error) = read_progress(&body);
     if let Some(message) = error {
         return Err(DockerLoadError::Engine {
@@ -209,6 +274,7 @@ pub async fn load(host: &DockerHost, archive: &Path) -> Result<Vec<String>, Dock
             message: format!("{status}: {}", String::from_utf8_lossy(&body).trim()),
         });
     }
+    written.map_err(DockerLoadError::Archive)?;
     Ok(messages)
 }
 
@@ -283,6 +349,34 @@ mod tests {
         );
         let bad = br#"{"errorDetail":{"message":"bad archive"},"error":"bad archive"}"#;
         assert_eq!(read_progress(bad).1.as_deref(), Some("bad archive"));
+    }
+
+    #[test]
+    fn a_server_that_is_no_engine_is_named_as_such() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = [0u8; 4096];
+            let _ = conn.read(&mut request).unwrap();
+            conn.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 9\r\n\r\nnot found")
+                .unwrap();
+        });
+        let host = DockerHost::Tcp(address.clone());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = runtime.block_on(ping(&host)).unwrap_err();
+        server.join().unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot load into Docker: tcp://{address} is not a Docker engine (GET /_ping: \
+                 404 Not Found: not found)"
+            )
+        );
     }
 
     #[test]

@@ -262,7 +262,7 @@ impl Build {
             &progress,
         )?;
         let loaded = match &docker {
-            Some(host) => load_into_docker(&runtime, &root, &cas, &image, &req.tags, host)?,
+            Some(host) => load_into_docker(&runtime, &cas, &image, &req.tags, host)?,
             None => Vec::new(),
         };
         let export_ms = export_started.elapsed().as_millis() as u64;
@@ -290,31 +290,26 @@ impl Build {
     }
 }
 
-/// `--load`: writes the image as a docker-archive under the root's `tmp` and streams it to the
-/// Docker engine at `host`; returns what the engine reported.
+/// `--load`: streams the image as a docker-archive to the Docker engine at `host`; returns what
+/// the engine reported.
 fn load_into_docker(
     runtime: &tokio::runtime::Runtime,
-    root: &cache::Root,
     cas: &cache::ContentStore,
     image: &Image,
     names: &[cache::Reference],
     host: &DockerHost,
 ) -> Result<Vec<String>, BuildError> {
-    let archive_error = |e: &dyn std::fmt::Display| DockerLoadError::Archive(e.to_string());
-    let file = tempfile::Builder::new()
-        .prefix("docker-load-")
-        .suffix(".tar")
-        .tempfile_in(root.tmp_dir())
-        .map_err(|e| archive_error(&e))?;
+    let cas = cas.clone();
     let named = NamedImage {
         image: image.clone(),
         names: names.to_vec(),
     };
-    let mut out = export::write_docker_archive(cas, &[named], std::io::BufWriter::new(file))
-        .map_err(|e| archive_error(&e))?;
-    std::io::Write::flush(&mut out).map_err(|e| archive_error(&e))?;
-    let file = out.into_inner().map_err(|e| archive_error(&e.error()))?;
-    Ok(runtime.block_on(docker_load::load(host, file.path()))?)
+    let write = move |out: &mut dyn std::io::Write| {
+        export::write_docker_archive(&cas, &[named], out)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    };
+    Ok(runtime.block_on(docker_load::load(host, write))?)
 }
 
 /// BuildKit's build checks (the lint rules that need no context) and lowering's warnings, shown
