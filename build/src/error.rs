@@ -56,11 +56,6 @@ pub enum BuildError {
     },
     #[error("building the image config: {0}")]
     Config(#[source] serde_json::Error),
-    #[error("layer digest {digest:?}: {source}")]
-    LayerDigest {
-        digest: String,
-        source: cache::DigestError,
-    },
     #[error("writing the image: {0}")]
     Image(#[source] engine::image::ImageError),
     #[error("image {0} is not in the local store")]
@@ -103,7 +98,7 @@ impl BuildError {
             return self.to_string();
         };
         let mut out = String::new();
-        if let WorkError::ExitCode { last_lines, .. } = source {
+        if let WorkError::ExitCode { last_lines, .. } = source.as_ref() {
             if !last_lines.is_empty() {
                 out.push_str("------\n");
                 let skip = last_lines.len().saturating_sub(10);

@@ -213,6 +213,7 @@ impl Build {
             duration_ms: started.elapsed().as_millis() as u64,
             success,
             steps,
+            image: None,
         };
         // A record that cannot be written costs a "why" explanation next time, never the build.
         let solve = match outcome {
@@ -231,6 +232,10 @@ impl Build {
 
         let export_started = Instant::now();
         let image = store_image(&cas, &store, &solve, &req.tags)?;
+        // Again with the image it made, so that `history` can tell how each of its steps went.
+        let mut stored = record(solve.steps.clone(), true);
+        stored.image = Some(image.id().to_string());
+        let _ = records.write(&stored);
         for output in &req.outputs {
             if let Output::Export(spec) = output {
                 let mut names = req.tags.clone();
@@ -357,21 +362,11 @@ fn store_image(
     let layers = solve
         .layers
         .iter()
-        .map(|l| {
-            let bad = |source| BuildError::LayerDigest {
-                digest: l.digest.clone(),
-                source,
-            };
-            Ok(LayerInfo {
-                descriptor: cache::Descriptor::new(
-                    l.media_type.clone(),
-                    l.digest.parse().map_err(bad)?,
-                    l.size,
-                ),
-                diff_id: l.diff_id.parse().map_err(bad)?,
-            })
+        .map(|l| LayerInfo {
+            descriptor: cache::Descriptor::new(l.media_type.clone(), l.digest.clone(), l.size),
+            diff_id: l.diff_id.clone(),
         })
-        .collect::<Result<Vec<_>, BuildError>>()?;
+        .collect::<Vec<_>>();
     let image = write_image(cas, &config, &layers).map_err(BuildError::Image)?;
     let entry = cache::ImageRecord::new(image.manifest_descriptor.clone(), image.id().clone());
     if names.is_empty() {

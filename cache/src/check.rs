@@ -168,12 +168,12 @@ pub fn check(root: &Root, repair: bool) -> Result<CheckReport, CheckError> {
     }
     let keys = KeyStore::open(root.path()).map_err(UsageError::from)?;
     for k in &inv.keys {
-        let missing: Vec<&str> = k
+        let missing: Vec<&Digest> = k
             .record
             .layers
             .iter()
-            .filter(|l| l.digest.parse::<Digest>().map_or(true, |d| !present(&d)))
-            .map(|l| l.digest.as_str())
+            .filter(|l| !present(&l.digest))
+            .map(|l| &l.digest)
             .collect();
         for blob in &missing {
             report.problems.push(Problem::RecordMissingBlob {
@@ -274,14 +274,13 @@ mod tests {
         fs::write(cas.path(&damaged), b"flipped").unwrap();
         let keys = KeyStore::open(root.path()).unwrap();
         let layer = |d: &Digest| LayerRef {
-            digest: d.to_string(),
-            diff_id: d.to_string(),
+            digest: d.clone(),
+            diff_id: d.clone(),
             size: 1,
             media_type: "application/vnd.oci.image.layer.v1.tar".into(),
         };
         let record = |d: &Digest| StepRecord {
             layers: vec![layer(d)],
-            config: serde_json::Value::Null,
             duration_ms: 1,
             created: 1,
         };

@@ -18,7 +18,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::digest::Digest;
 use crate::keys::{now_secs, KeyStore};
 use crate::lock::{Root, RootLock};
 use crate::usage::{record_refs, Inventory, UsageError};
@@ -198,11 +197,11 @@ pub fn collect(root: &Root, lock: &RootLock, opts: &GcOptions) -> Result<GcRepor
     };
     let mut doomed: BTreeSet<usize> = BTreeSet::new();
     for (i, k) in inv.keys.iter().enumerate() {
-        let broken = k.record.layers.iter().any(|l| {
-            l.digest
-                .parse::<Digest>()
-                .map_or(true, |d| !inv.blobs.contains_key(&d))
-        });
+        let broken = k
+            .record
+            .layers
+            .iter()
+            .any(|l| !inv.blobs.contains_key(&l.digest));
         let by_filter = opts.unused_for.is_some() && opts.keep_storage.is_none();
         // A plain prune (no --all, size or age) removes dangling cache, as `docker builder
         // prune` does: records no image and no target's latest build needs.
@@ -328,6 +327,7 @@ pub fn root_size(root: &Root) -> u64 {
 mod tests {
     use super::*;
     use crate::keys::{CacheKey, LayerRef, StepRecord};
+    use crate::Digest;
 
     #[test]
     fn sizes_parse_like_docker() {
@@ -350,8 +350,8 @@ mod tests {
                 let d = cas.put_bytes(b).unwrap();
                 digests.push(d.clone());
                 LayerRef {
-                    digest: d.to_string(),
-                    diff_id: d.to_string(),
+                    digest: d.clone(),
+                    diff_id: d.clone(),
                     size: b.len() as u64,
                     media_type: "application/vnd.oci.image.layer.v1.tar".into(),
                 }
@@ -362,7 +362,6 @@ mod tests {
             &key,
             &StepRecord {
                 layers,
-                config: serde_json::Value::Null,
                 duration_ms: 1,
                 created: 1,
             },
@@ -399,6 +398,7 @@ mod tests {
             duration_ms: 1,
             key: key.to_hex(),
             inputs: Default::default(),
+            history: None,
         };
         crate::records::RecordStore::open(root.path())
             .unwrap()
@@ -410,6 +410,7 @@ mod tests {
                 duration_ms: 1,
                 success: true,
                 steps: vec![step],
+                image: None,
             })
             .unwrap();
         let garbage = cas.put_bytes(b"nobody needs me").unwrap();

@@ -8,6 +8,7 @@
 //! committed to the content store, and [`KeyStore::get`] treats a record whose blobs have gone (a
 //! garbage collection raced it) as a miss.
 
+use crate::Digest;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::fs;
@@ -65,26 +66,25 @@ mod hex_bytes {
 /// One layer of a cached result, as the content store and the snapshot directory know it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerRef {
-    /// Digest of the (compressed) layer blob, `sha256:<hex>`.
-    pub digest: String,
-    /// Digest of the uncompressed tar, `sha256:<hex>`: names the unpacked snapshot.
-    pub diff_id: String,
+    /// Digest of the (compressed) layer blob.
+    pub digest: Digest,
+    /// Digest of the uncompressed tar: names the unpacked snapshot.
+    pub diff_id: Digest,
     /// Size of the blob in bytes.
     pub size: u64,
     /// OCI media type of the blob.
     pub media_type: String,
 }
 
-/// What a cached step produced: the whole root filesystem and image config after it.
+/// What a cached step produced: the whole root filesystem after it.
 ///
 /// Storing the full state (not a delta) keeps a hit self-contained: the solver never needs the
-/// records of the steps above a hit.
+/// records of the steps above a hit. The image config is not stored: it is folded from the
+/// build graph's metadata, which the key already covers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     /// The layers of the root filesystem after the step, bottom first.
     pub layers: Vec<LayerRef>,
-    /// The image config after the step (OCI image config JSON, history included).
-    pub config: serde_json::Value,
     /// How long the step took when it ran, in milliseconds.
     pub duration_ms: u64,
     /// When the record was written, seconds since the epoch.
@@ -135,7 +135,7 @@ impl KeyStore {
     pub fn get(
         &self,
         key: &CacheKey,
-        blob_exists: impl Fn(&str) -> bool,
+        blob_exists: impl Fn(&Digest) -> bool,
     ) -> Result<Option<StepRecord>, KeyStoreError> {
         let path = self.path_of(key);
         let bytes = match fs::read(&path) {
@@ -275,12 +275,11 @@ mod tests {
     fn record(digest: &str) -> StepRecord {
         StepRecord {
             layers: vec![LayerRef {
-                digest: digest.into(),
-                diff_id: "sha256:00".into(),
+                digest: Digest::of_bytes(digest.as_bytes()),
+                diff_id: Digest::of_bytes(b"00"),
                 size: 1,
                 media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
             }],
-            config: serde_json::json!({"config": {}}),
             duration_ms: 5,
             created: 1,
         }
@@ -306,7 +305,10 @@ mod tests {
         let store = KeyStore::open(dir.path()).unwrap();
         let key = CacheKey(*blake3::hash(b"step").as_bytes());
         store.put(&key, &record("sha256:gone")).unwrap();
-        assert!(store.get(&key, |d| d != "sha256:gone").unwrap().is_none());
+        assert!(store
+            .get(&key, |d| *d != Digest::of_bytes(b"sha256:gone"))
+            .unwrap()
+            .is_none());
         assert!(store.entries().is_empty());
     }
 

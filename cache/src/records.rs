@@ -56,6 +56,10 @@ pub struct StepReport {
     pub key: String,
     /// The inputs that explain the key.
     pub inputs: StepInputs,
+    /// The index of the entry the step wrote in the built image's config history, when the step
+    /// is part of the image (not of another stage): what `history` joins its rows on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<usize>,
 }
 
 /// Everything one build recorded.
@@ -75,6 +79,9 @@ pub struct BuildRecord {
     pub success: bool,
     /// The steps, in the order they finished.
     pub steps: Vec<StepReport>,
+    /// The id (config digest) of the image the build stored, once it is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// Errors of the record store.
@@ -176,6 +183,19 @@ impl RecordStore {
             .find_map(|b| serde_json::from_slice(&b).ok())
     }
 
+    /// The most recent record of a build that stored the image `id` (`sha256:...`), of any
+    /// target.
+    pub fn for_image(&self, id: &str) -> Option<BuildRecord> {
+        fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .flat_map(|target| self.list(&target))
+            .filter(|r| r.image.as_deref() == Some(id))
+            .max_by_key(|r| r.started_ms)
+    }
+
     /// The cache keys (hex) of every step of the latest build of every target: what a plain
     /// `prune` keeps because the next build of that target will want it.
     pub fn recent_keys(&self) -> std::collections::BTreeSet<String> {
@@ -214,6 +234,7 @@ mod tests {
             duration_ms: 1,
             success: true,
             steps: vec![],
+            image: None,
         }
     }
 
@@ -230,5 +251,24 @@ mod tests {
             1000 + KEEP_PER_TARGET as u64 + 2
         );
         assert!(store.latest("other").is_none());
+    }
+
+    #[test]
+    fn for_image_finds_the_newest_build_that_stored_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RecordStore::open(dir.path()).unwrap();
+        for (target, started, image) in [
+            ("a", 1, "sha256:x"),
+            ("b", 2, "sha256:x"),
+            ("a", 3, "sha256:y"),
+        ] {
+            let mut r = record(started);
+            r.target_id = target.into();
+            r.image = Some(image.into());
+            store.write(&r).unwrap();
+        }
+        assert_eq!(store.for_image("sha256:x").unwrap().started_ms, 2);
+        assert_eq!(store.for_image("sha256:y").unwrap().target_id, "a");
+        assert!(store.for_image("sha256:z").is_none());
     }
 }

@@ -245,10 +245,7 @@ impl Inventory {
     pub fn keeper(&self, index: usize) -> Option<Keeper> {
         let k = &self.keys[index];
         let top = k.record.layers.last();
-        if top
-            .and_then(|l| l.digest.parse::<Digest>().ok())
-            .is_some_and(|d| self.images.blobs.contains(&d))
-        {
+        if top.is_some_and(|l| self.images.blobs.contains(&l.digest)) {
             return Some(Keeper::Image);
         }
         self.recent_keys
@@ -396,12 +393,7 @@ pub fn record_refs(entry: &KeyEntry) -> Vec<(Option<Digest>, Option<String>)> {
         .layers
         .iter()
         .filter(|l| seen.insert(l.digest.clone()))
-        .map(|l| {
-            (
-                l.digest.parse::<Digest>().ok(),
-                l.diff_id.strip_prefix("sha256:").map(str::to_string),
-            )
-        })
+        .map(|l| (Some(l.digest.clone()), Some(l.diff_id.hex().to_string())))
         .collect()
 }
 

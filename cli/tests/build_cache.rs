@@ -274,3 +274,59 @@ fn no_cache_and_no_cache_filter() {
     let meta = f.build_ok(&ctx, &["--no-cache"]);
     assert!(steps(&meta).iter().all(|s| s.2 == "no_cache"));
 }
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn history_shows_how_each_step_of_the_last_build_went() {
+    common::require_build();
+    let f = Fixture::new();
+    let ctx = f.context(
+        "history",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox:local\nARG VERSION=1\nCOPY app.txt /app/\nRUN echo $VERSION > /v\n",
+            ),
+            ("app.txt", "app\n"),
+        ],
+    );
+    f.build_ok(&ctx, &["-t", "app", "--build-arg", "VERSION=1"]);
+    f.build_ok(&ctx, &["-t", "app", "--build-arg", "VERSION=2"]);
+    let rows = common::run_ok(f.cmd().args([
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}};;{{.Cache}};;{{.Duration}}",
+        "app",
+    ]));
+    let rows: Vec<Vec<&str>> = rows.lines().map(|l| l.split(";;").collect()).collect();
+    let row = |start: &str| {
+        rows.iter()
+            .find(|r| r[0].starts_with(start))
+            .unwrap_or_else(|| panic!("no {start:?} row in {rows:?}"))
+    };
+    let run = row("RUN |1 VERSION=2 /bin/sh -c echo $VERSION > /v");
+    assert_eq!(run[1], "ARG VERSION changed (1 → 2)", "{rows:?}");
+    assert!(
+        run[2].ends_with('s') && run[2].trim_end_matches('s').parse::<f64>().is_ok(),
+        "{rows:?}"
+    );
+    assert_eq!(row("COPY app.txt /app/")[1..], ["CACHED", "-"], "{rows:?}");
+    // The base image's entries and the ARG's are no step of this build.
+    assert_eq!(row("ARG VERSION=1")[1..], ["", ""], "{rows:?}");
+    assert_eq!(row("COPY busybox")[1..], ["", ""], "{rows:?}");
+
+    let table = common::run_ok(f.cmd().args(["history", "app"]));
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["IMAGE", "CREATED", "CREATED", "BY", "SIZE", "CACHE", "DURATION", "COMMENT"],
+        "{table}"
+    );
+    // An image no build here stored keeps Docker's columns.
+    let table = common::run_ok(f.cmd().args(["history", "busybox:local"]));
+    assert!(!table.lines().next().unwrap().contains("CACHE"), "{table}");
+}

@@ -147,6 +147,7 @@ fn history_from_a_file_and_from_the_cache() {
             duration_ms,
             key: format!("{line}"),
             inputs: Default::default(),
+            history: None,
         };
         store
             .write(&cache::records::BuildRecord {
@@ -157,6 +158,7 @@ fn history_from_a_file_and_from_the_cache() {
                 duration_ms: ms + 5,
                 success: true,
                 steps: vec![step(3, 5), step(4, *ms)],
+                image: None,
             })
             .unwrap();
     }

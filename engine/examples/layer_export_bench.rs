@@ -5,7 +5,8 @@
 //! uncompressed tar size, the blob size and MB/s of uncompressed input for each variant. Run a
 //! release build (`bench/layer-export.sh` does): a debug build measures the debug allocator.
 
-use engine::layer::{self, LayerCompression, LayerOptions};
+use engine::compression::Compression;
+use engine::layer::{self, LayerOptions};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
@@ -29,11 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "variant", "blob MB", "seconds", "MB/s"
     );
 
-    for compression in [
-        LayerCompression::Gzip,
-        LayerCompression::Zstd,
-        LayerCompression::None,
-    ] {
+    for compression in [Compression::Gzip, Compression::Zstd, Compression::None] {
         for &n in &threads {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(n).build()?;
             let opts = LayerOptions {

@@ -215,8 +215,8 @@ fn run_blocking(
         .layers()
         .into_iter()
         .map(|l| LayerRef {
-            digest: l.descriptor.digest.to_string(),
-            diff_id: l.diff_id.to_string(),
+            digest: l.descriptor.digest.clone(),
+            diff_id: l.diff_id,
             size: l.descriptor.size,
             media_type: l.descriptor.media_type.clone(),
         })

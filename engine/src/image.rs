@@ -9,12 +9,13 @@
 //! are read as their OCI equivalents (same shape, other media types).
 
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 
 use cache::{CasError, ContentStore, Descriptor, Digest, Platform};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::compression::{decompress, Compression};
 use cache::manifest::null_as_default;
 pub use cache::manifest::{media_types, Index, Manifest};
 
@@ -420,54 +421,9 @@ pub fn read_image(
     })
 }
 
-/// Compression of a layer blob, from its first bytes (media types lie more often than magic).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    /// A plain tar.
-    None,
-    /// gzip.
-    Gzip,
-    /// zstd.
-    Zstd,
-}
-
-impl Compression {
-    /// Detects the compression from the leading bytes.
-    pub fn sniff(head: &[u8]) -> Compression {
-        if head.starts_with(&[0x1f, 0x8b]) {
-            Compression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Compression::Zstd
-        } else {
-            Compression::None
-        }
-    }
-
-    /// The OCI layer media type for this compression.
-    pub fn oci_layer_media_type(self) -> &'static str {
-        match self {
-            Compression::None => media_types::OCI_LAYER,
-            Compression::Gzip => media_types::OCI_LAYER_GZIP,
-            Compression::Zstd => media_types::OCI_LAYER_ZSTD,
-        }
-    }
-}
-
-/// Wraps `reader` in the right decompressor, detected from its first bytes.
-pub fn decompress<'a, R: Read + 'a>(reader: R) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
-    let mut buf = BufReader::with_capacity(256 * 1024, reader);
-    let c = Compression::sniff(buf.fill_buf()?);
-    let r: Box<dyn Read + 'a> = match c {
-        Compression::None => Box::new(buf),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(buf)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buf)?),
-    };
-    Ok((c, r))
-}
-
 /// Opens a layer blob as an uncompressed tar stream.
 pub fn open_layer(cas: &ContentStore, digest: &Digest) -> Result<Box<dyn Read>, ImageError> {
-    let f = cas.open_blob(digest)?;
+    let f = BufReader::with_capacity(256 * 1024, cas.open_blob(digest)?);
     let (_, r) = decompress(f).map_err(|source| ImageError::LayerIo {
         digest: digest.clone(),
         source,
@@ -498,7 +454,7 @@ pub fn layer_diff_id(
     cas: &ContentStore,
     digest: &Digest,
 ) -> Result<(Digest, Compression), ImageError> {
-    let f = cas.open_blob(digest)?;
+    let f = BufReader::with_capacity(256 * 1024, cas.open_blob(digest)?);
     let le = |source| ImageError::LayerIo {
         digest: digest.clone(),
         source,

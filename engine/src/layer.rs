@@ -17,6 +17,7 @@
 //!   count. The compressed digest (the OCI layer digest) and the diffID are computed in the same
 //!   pass, and at most a bounded number of chunks is held in memory.
 
+use crate::compression::Compression;
 use sha2::{Digest as _, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsStr;
@@ -34,30 +35,6 @@ pub use cache::Digest;
 
 /// The digest of a layer's uncompressed tar (what image configs list in `rootfs.diff_ids`).
 pub type DiffId = Digest;
-
-/// How a layer blob is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LayerCompression {
-    /// `application/vnd.oci.image.layer.v1.tar+gzip` (the default, readable everywhere).
-    #[default]
-    Gzip,
-    /// `application/vnd.oci.image.layer.v1.tar+zstd`.
-    Zstd,
-    /// `application/vnd.oci.image.layer.v1.tar`.
-    None,
-}
-
-impl LayerCompression {
-    /// The OCI media type of a layer compressed this way.
-    pub fn media_type(self) -> &'static str {
-        match self {
-            LayerCompression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-            LayerCompression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
-            LayerCompression::None => "application/vnd.oci.image.layer.v1.tar",
-        }
-    }
-}
 
 /// One contiguous range of a user-namespace id map (as in `/proc/<pid>/uid_map`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -90,7 +67,7 @@ fn to_container(map: &[IdMapping], host: u32) -> Option<u32> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerOptions {
     /// Blob compression.
-    pub compression: LayerCompression,
+    pub compression: Compression,
     /// Compression level (gzip 0-9, zstd 1-22); `None` for the codec's default.
     pub level: Option<i32>,
     /// Clamp every mtime to this (seconds since the epoch), for reproducible builds.
@@ -105,7 +82,7 @@ pub struct LayerOptions {
 impl Default for LayerOptions {
     fn default() -> Self {
         LayerOptions {
-            compression: LayerCompression::Gzip,
+            compression: Compression::Gzip,
             level: None,
             source_date_epoch: None,
             id_map: None,
@@ -162,6 +139,15 @@ pub fn write_layer(
     out: &mut impl Write,
     opts: &LayerOptions,
 ) -> Result<LayerDescriptor, LayerError> {
+    let media_type = opts.compression.oci_layer_media_type().ok_or_else(|| {
+        LayerError::Write(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "layers are written with gzip, zstd or no compression, not {:?}",
+                opts.compression
+            ),
+        ))
+    })?;
     let sink = ChunkSink::new(out, opts);
     let mut builder = tar::Builder::new(sink);
     let mut walker = Walker {
@@ -176,7 +162,7 @@ pub fn write_layer(
         digest,
         diff_id,
         size,
-        media_type: opts.compression.media_type().to_string(),
+        media_type: media_type.to_string(),
     })
 }
 
@@ -649,7 +635,7 @@ impl<R: Read> Read for ExactReader<R> {
 /// most `max_in_flight` chunks exist at once.
 struct ChunkSink<'w, W: Write> {
     out: &'w mut W,
-    compression: LayerCompression,
+    compression: Compression,
     level: Option<i32>,
     chunk_size: usize,
     max_in_flight: usize,
@@ -682,7 +668,7 @@ impl<'w, W: Write> ChunkSink<'w, W> {
         let (tx, rx) = sync_channel(1);
         let (compression, level) = (self.compression, self.level);
         rayon::spawn(move || {
-            let _ = tx.send(compress_chunk(&chunk, compression, level));
+            let _ = tx.send(compression.compress_chunk(&chunk, level));
         });
         self.in_flight.push_back(rx);
         while self.in_flight.len() >= self.max_in_flight {
@@ -711,7 +697,7 @@ impl<'w, W: Write> ChunkSink<'w, W> {
         }
         self.out.flush()?;
         let diff_id = Digest::from_sha256(self.diff_hasher.finalize().into());
-        let digest = if self.compression == LayerCompression::None {
+        let digest = if self.compression == Compression::None {
             diff_id.clone()
         } else {
             Digest::from_sha256(self.blob_hasher.finalize().into())
@@ -741,7 +727,7 @@ fn wait_for(rx: &Receiver<io::Result<Vec<u8>>>) -> io::Result<Vec<u8>> {
 impl<W: Write> Write for ChunkSink<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.diff_hasher.update(buf);
-        if self.compression == LayerCompression::None {
+        if self.compression == Compression::None {
             // The blob is the tar itself: its digest is the diffID, hashed once in finish().
             self.blob_size += buf.len() as u64;
             self.out.write_all(buf)?;
@@ -764,25 +750,6 @@ impl<W: Write> Write for ChunkSink<'_, W> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(()) // chunk boundaries must not depend on when callers flush
-    }
-}
-
-fn compress_chunk(
-    chunk: &[u8],
-    compression: LayerCompression,
-    level: Option<i32>,
-) -> io::Result<Vec<u8>> {
-    match compression {
-        LayerCompression::Gzip => {
-            let level = flate2::Compression::new(level.unwrap_or(6).clamp(0, 9) as u32);
-            // GzBuilder's defaults (mtime 0, no name, OS "unknown") keep members reproducible.
-            let mut enc =
-                flate2::GzBuilder::new().write(Vec::with_capacity(chunk.len() / 3), level);
-            enc.write_all(chunk)?;
-            enc.finish()
-        }
-        LayerCompression::Zstd => zstd::bulk::compress(chunk, level.unwrap_or(3)),
-        LayerCompression::None => Ok(chunk.to_vec()),
     }
 }
 

@@ -7,6 +7,7 @@
 //! history; [`export`] writes images to the local store, OCI/docker archives and directories;
 //! [`container`] runs an image's command in the same sandbox (`builder run`).
 
+pub mod compression;
 pub mod container;
 pub mod executor;
 pub mod export;

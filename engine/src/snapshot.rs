@@ -149,8 +149,9 @@ pub fn unpack_layer_limited(
         source: io::Error::other(e.to_string()),
     })?;
     let file = File::open(blob).map_err(io_err("opening blob"))?;
-    let (_, decompressed) = archive::decompress(io::BufReader::with_capacity(1 << 20, file))
-        .map_err(io_err("reading blob"))?;
+    let (_, decompressed) =
+        crate::compression::decompress(io::BufReader::with_capacity(1 << 20, file))
+            .map_err(io_err("reading blob"))?;
     let mut hashing = HashingReader {
         inner: archive::LimitedReader::new(decompressed, limit),
         hasher: Sha256::new(),

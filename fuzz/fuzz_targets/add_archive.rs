@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
         chown: (mode & 1 == 1).then_some((1000, 1000)),
         limit: 16 << 20,
     };
-    let Ok((_, reader)) = archive::decompress(std::io::BufReader::new(archive_bytes)) else {
+    let Ok((_, reader)) = engine::compression::decompress(std::io::BufReader::new(archive_bytes)) else {
         return;
     };
     let reader = archive::LimitedReader::new(reader, opts.limit);

@@ -20,10 +20,12 @@ pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
     } else {
         args.progress
     };
-    let sink: Arc<dyn ProgressSink> = Arc::from(progress::sink(mode));
-    let outcome = Build::new(root, req)
-        .run(sink)
-        .map_err(|e| anyhow::anyhow!(e.render()))?;
+    let view = progress::view(mode);
+    progress::exit_on_interrupt(view.clone()).context("handling Ctrl-C")?;
+    let sink: Arc<dyn ProgressSink> = view.clone();
+    let outcome = Build::new(root, req).run(sink);
+    view.finish();
+    let outcome = outcome.map_err(|e| anyhow::anyhow!(e.render()))?;
     if let Some(path) = &args.iidfile {
         std::fs::write(path, outcome.image.id().to_string())
             .with_context(|| format!("writing {}", path.display()))?;

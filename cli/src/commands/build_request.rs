@@ -5,7 +5,8 @@ use crate::progress::ProgressMode;
 use anyhow::{bail, Context, Result};
 use build::{BuildRequest, DockerfileInput, Output};
 use clap::Args;
-use engine::layer::{LayerCompression, LayerOptions};
+use engine::compression::Compression;
+use engine::layer::LayerOptions;
 use engine::worker::Secret;
 use frontend_dockerfile::lower;
 use std::collections::HashMap;
@@ -151,15 +152,15 @@ fn layer_options(args: &BuildArgs, outputs: &[Output]) -> Result<LayerOptions> {
         }
     }
     let compression = match name {
-        "gzip" => LayerCompression::Gzip,
-        "zstd" => LayerCompression::Zstd,
-        "uncompressed" | "none" => LayerCompression::None,
+        "gzip" => Compression::Gzip,
+        "zstd" => Compression::Zstd,
+        "uncompressed" | "none" => Compression::None,
         other => bail!("--compression {other:?}: expected gzip, zstd or uncompressed"),
     };
     Ok(LayerOptions {
         compression,
         level: level.or(match compression {
-            LayerCompression::Gzip => Some(1),
+            Compression::Gzip => Some(1),
             _ => None,
         }),
         source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")

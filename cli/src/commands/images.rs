@@ -10,6 +10,7 @@ use cache::{ContentStore, ImageEntry, ImageStore, Platform, Reference, Root, Roo
 use chrono::{DateTime, Utc};
 use engine::export::{self, Destination, NamedImage};
 use engine::image::{read_image, Image};
+use engine::solver::reason::MissReason;
 use serde::Serialize;
 
 use super::template::{tabwrite, GoTemplate};
@@ -22,6 +23,8 @@ pub struct LocalImages {
     pub store: ImageStore,
     /// Layer content sizes, computed once per layer.
     sizes: Option<cache::layer_sizes::LayerSizes>,
+    /// The build records: how the steps of a locally built image went.
+    records: Option<cache::records::RecordStore>,
     /// The root itself (for the leases of running containers).
     root: Root,
     _lock: RootLock,
@@ -38,6 +41,7 @@ impl LocalImages {
             cas,
             store,
             sizes: cache::layer_sizes::LayerSizes::open(root.path()).ok(),
+            records: cache::records::RecordStore::open(root.path()).ok(),
             root,
             _lock: lock,
         })
@@ -786,9 +790,21 @@ pub fn history(root: Option<&Path>, args: HistoryArgs) -> anyhow::Result<()> {
     }
     let layers = image.layers();
     let mut layer_sizes = layers.iter().map(|l| local.layer_size(l));
+    // The build that stored this image, when it was built here: each step's cache decision and
+    // time, by the history entry it wrote.
+    let build = local
+        .records
+        .as_ref()
+        .and_then(|r| r.for_image(&entry.record.config.to_string()));
+    let steps: BTreeMap<usize, &cache::records::StepReport> = build
+        .iter()
+        .flat_map(|b| &b.steps)
+        .filter_map(|s| Some((s.history?, s)))
+        .collect();
     let mut rows: Vec<serde_json::Value> = history
         .iter()
-        .map(|h| {
+        .enumerate()
+        .map(|(i, h)| {
             let size = if h.is_empty_layer() {
                 0
             } else {
@@ -802,6 +818,8 @@ pub fn history(root: Option<&Path>, args: HistoryArgs) -> anyhow::Result<()> {
                 "CreatedBy": if args.no_trunc { created_by } else { ellipsis(&created_by, 45) },
                 "Size": human_size(size),
                 "Comment": h.comment.clone().unwrap_or_default(),
+                "Cache": steps.get(&i).map(|s| cache_decision(s, args.no_trunc)).unwrap_or_default(),
+                "Duration": steps.get(&i).map(|s| step_duration(s)).unwrap_or_default(),
             })
         })
         .collect();
@@ -822,13 +840,39 @@ pub fn history(root: Option<&Path>, args: HistoryArgs) -> anyhow::Result<()> {
     let header = serde_json::json!({
         "ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
         "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT",
+        "Cache": "CACHE", "Duration": "DURATION",
     });
-    print_rows(
-        args.format.as_deref(),
-        header,
-        &rows,
-        "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}",
-    )
+    // Docker's columns, and how the steps went when this root built the image.
+    let table = if steps.is_empty() {
+        "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+    } else {
+        "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Cache}}\t{{.Duration}}\t{{.Comment}}"
+    };
+    print_rows(args.format.as_deref(), header, &rows, table)
+}
+
+/// `CACHED`, or why the step ran (`ARG VERSION changed (1 → 2)`), as the build's progress said.
+fn cache_decision(step: &cache::records::StepReport, no_trunc: bool) -> String {
+    if step.cached {
+        return "CACHED".to_string();
+    }
+    let reason = serde_json::from_value::<MissReason>(step.reason.clone())
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| "ran".to_string());
+    if no_trunc {
+        reason
+    } else {
+        ellipsis(&reason, 40)
+    }
+}
+
+/// How long the step ran (`1.2s`), or `-` when it came from the cache.
+fn step_duration(step: &cache::records::StepReport) -> String {
+    if step.cached {
+        "-".to_string()
+    } else {
+        format!("{:.1}s", step.duration_ms as f64 / 1000.0)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

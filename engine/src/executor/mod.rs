@@ -1,7 +1,7 @@
 //! Runs a build step in an isolated sandbox: namespaces, overlayfs, `pivot_root`, a minimal
 //! `/dev` and `/proc`, a network of its own behind user-mode NAT (or `none`, or the host's),
 //! Docker's default capabilities and seccomp profile, as root or rootless. The defences against a
-//! hostile step, and where each lives, are in `docs/SECURITY-sandbox.md`.
+//! hostile step, and where each lives, are in `docs/SECURITY.md` (part 1).
 //!
 //! The build process is a multithreaded tokio program, and `unshare`/`fork` from it is unsound,
 //! so [`run`] re-executes a binary (by default the current one) as a small single-threaded

@@ -12,7 +12,7 @@ use cache::ContentStore;
 use serde::Serialize;
 
 use super::{append_blob, append_file, io_err, ExportError, NamedImage};
-use crate::image::{decompress, Compression};
+use crate::compression::{decompress, Compression};
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -124,7 +124,8 @@ fn append_uncompressed_layer<W: Write>(
 ) -> Result<(), ExportError> {
     let blob_path = cas.path(blob);
     let f = cas.open_blob(blob)?;
-    let (compression, mut reader) = decompress(f).map_err(io_err("read", &blob_path))?;
+    let (compression, mut reader) = decompress(io::BufReader::with_capacity(256 * 1024, f))
+        .map_err(io_err("read", &blob_path))?;
     if compression == Compression::None {
         if blob != diff_id {
             return Err(ExportError::DiffIdMismatch {

@@ -19,11 +19,10 @@ use serde::Deserialize;
 
 use super::oci::{CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION};
 use super::{io_err, ExportError};
+use crate::compression::decompress;
 use crate::fileops::archive::{expansion_limit, LimitedReader};
 use crate::fileops::root::open_file_beneath;
-use crate::image::{
-    decompress, layer_diff_id, media_types, read_image, ImageConfig, Index, Manifest,
-};
+use crate::image::{layer_diff_id, media_types, read_image, ImageConfig, Index, Manifest};
 
 const MAX_METADATA: u64 = 16 << 20;
 
@@ -150,13 +149,14 @@ fn join_relative(entry_path: &str, target: &str) -> Option<String> {
     normalise(&format!("{dir}/{target}"))
 }
 
-/// Loads a docker-archive or OCI layout tar (optionally gzip/zstd-compressed) from `input`.
+/// Loads a docker-archive or OCI layout tar (optionally compressed) from `input`.
 pub fn load_archive(
     cas: &ContentStore,
     store: &ImageStore,
     input: impl Read,
 ) -> Result<Vec<LoadedImage>, ExportError> {
-    let (_, reader) = decompress(input).map_err(io_err("read", Path::new("<archive>")))?;
+    let (_, reader) = decompress(io::BufReader::with_capacity(256 * 1024, input))
+        .map_err(io_err("read", Path::new("<archive>")))?;
     // A compressed archive that expands without end would fill the content store.
     let limit = expansion_limit(cas.root()).map_err(|e| ExportError::BadArchive(e.to_string()))?;
     let mut ar = tar::Archive::new(LimitedReader::new(reader, limit));
@@ -332,11 +332,12 @@ fn record_image(
                 actual,
             });
         }
-        layers.push(Descriptor::new(
-            compression.oci_layer_media_type(),
-            digest,
-            size,
-        ));
+        let media_type = compression.oci_layer_media_type().ok_or_else(|| {
+            ExportError::BadArchive(format!(
+                "layer {digest} is compressed with {compression:?}, which image layers cannot use"
+            ))
+        })?;
+        layers.push(Descriptor::new(media_type, digest, size));
     }
     let manifest = Manifest {
         schema_version: 2,

@@ -21,59 +21,14 @@
 //! `.wh.` name is an error: an image layer cannot store such a file, it would delete its namesake
 //! when the image is unpacked.
 
+use crate::compression::decompress;
 use crate::fileops::root::{lexical_clean, Root, RootError};
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, BufRead, Read};
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-
-/// Compression of an archive or layer blob, detected from its first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// Plain tar.
-    None,
-    /// gzip (one or more members).
-    Gzip,
-    /// bzip2.
-    Bzip2,
-    /// xz.
-    Xz,
-    /// zstd (one or more frames).
-    Zstd,
-}
-
-/// Detects the compression from the magic number at the start of a stream.
-pub fn detect_compression(head: &[u8]) -> Compression {
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Compression::Gzip
-    } else if head.starts_with(b"BZh") {
-        Compression::Bzip2
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
-        Compression::Xz
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Compression::Zstd
-    } else {
-        Compression::None
-    }
-}
-
-/// Wraps `input` in the decompressor its magic number calls for.
-pub fn decompress<'a, R: BufRead + 'a>(
-    mut input: R,
-) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
-    let kind = detect_compression(input.fill_buf()?);
-    let reader: Box<dyn Read + 'a> = match kind {
-        Compression::None => Box::new(input),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
-        Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
-        Compression::Xz => Box::new(xz2::bufread::XzDecoder::new_multi_decoder(input)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
-    };
-    Ok((kind, reader))
-}
 
 /// Whether a 512-byte block is a tar header (ustar magic, or a valid v7 checksum).
 pub fn looks_like_tar(block: &[u8]) -> bool {

@@ -343,7 +343,7 @@ impl Copier<'_> {
         let host = self.dest.resolve(dest_rel).map_err(root_err(op))?;
         let extract_root = Root::new(&host).map_err(root_err(op))?;
         let file = open_nofollow(src_host).map_err(io_err(op, "opening", src_host))?;
-        let (_, reader) = archive::decompress(io::BufReader::new(file))
+        let (_, reader) = crate::compression::decompress(io::BufReader::new(file))
             .map_err(io_err(op, "reading", src_host))?;
         let archive_err = |source| FileOpError::Archive {
             op,

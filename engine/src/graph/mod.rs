@@ -8,9 +8,6 @@
 //! - A vertex's [`Vertex::digest`] is sha256 over the canonical JSON of its op (minus
 //!   `ExecOp::proxy_env`), its platform and its inputs' digests, in order. Identical op + identical
 //!   inputs are one vertex: [`Definition::add`] returns the existing id.
-//! - [`Vertex::fs_digest`] identifies the output *filesystem*: a [`Op::Config`] vertex has its
-//!   input's `fs_digest`; every other vertex hashes its op over its inputs' `fs_digest`s. The
-//!   solver can key filesystem results on it, so a LABEL change does not re-run later steps.
 //! - Metadata (name, stage, line range, history) is not hashed; when a vertex is deduplicated the
 //!   first caller's metadata is kept.
 //! - Edges go from input to consumer; `Vertex::inputs` lists them in input order.
@@ -31,12 +28,12 @@ use std::fmt;
 
 /// A sha256 digest identifying a vertex.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest(pub [u8; 32]);
+pub struct VertexDigest(pub [u8; 32]);
 
-impl Digest {
+impl VertexDigest {
     /// sha256 of `bytes`.
-    pub fn of(bytes: &[u8]) -> Digest {
-        Digest(Sha256::digest(bytes).into())
+    pub fn of(bytes: &[u8]) -> VertexDigest {
+        VertexDigest(Sha256::digest(bytes).into())
     }
 
     /// The lowercase hex form, without the `sha256:` prefix.
@@ -45,25 +42,25 @@ impl Digest {
     }
 }
 
-impl fmt::Display for Digest {
+impl fmt::Display for VertexDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "sha256:{}", self.hex())
     }
 }
 
-impl fmt::Debug for Digest {
+impl fmt::Debug for VertexDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "sha256:{}", &self.hex()[..12])
     }
 }
 
-impl Serialize for Digest {
+impl Serialize for VertexDigest {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
     }
 }
 
-impl<'de> Deserialize<'de> for Digest {
+impl<'de> Deserialize<'de> for VertexDigest {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         let hex_part = s
@@ -71,7 +68,7 @@ impl<'de> Deserialize<'de> for Digest {
             .ok_or_else(|| serde::de::Error::custom("digest must start with sha256:"))?;
         let mut out = [0u8; 32];
         hex::decode_to_slice(hex_part, &mut out).map_err(serde::de::Error::custom)?;
-        Ok(Digest(out))
+        Ok(VertexDigest(out))
     }
 }
 
@@ -111,9 +108,7 @@ pub struct Vertex {
     /// The platform this vertex runs or resolves for.
     pub platform: Platform,
     /// Identity of the operation and everything it depends on.
-    pub digest: Digest,
-    /// Identity of the output filesystem (see the module docs).
-    pub fs_digest: Digest,
+    pub digest: VertexDigest,
     pub name: String,
     pub stage: Option<StageId>,
     pub line_range: Option<(usize, usize)>,
@@ -178,7 +173,7 @@ pub enum GraphError {
 #[derive(Debug, Clone, Default)]
 pub struct Definition {
     graph: DiGraph<Vertex, InputIndex>,
-    by_digest: HashMap<Digest, VertexId>,
+    by_digest: HashMap<VertexDigest, VertexId>,
     stages: Vec<StageInfo>,
     target: Option<VertexId>,
     target_stage: Option<StageId>,
@@ -189,7 +184,7 @@ pub struct Definition {
 struct Preimage<'a> {
     op: &'a Op,
     platform: &'a Platform,
-    inputs: Vec<Digest>,
+    inputs: Vec<VertexDigest>,
 }
 
 impl Definition {
@@ -214,7 +209,7 @@ impl Definition {
             }
         }
         check_input_indexes(&op, inputs.len())?;
-        let (digest, fs_digest) = self.digests(&op, &platform, &inputs)?;
+        let digest = self.digest(&op, &platform, &inputs)?;
         if let Some(&existing) = self.by_digest.get(&digest) {
             return Ok(existing);
         }
@@ -225,7 +220,6 @@ impl Definition {
             inputs: inputs.clone(),
             platform,
             digest,
-            fs_digest,
             name: meta.name,
             stage: meta.stage,
             line_range: meta.line_range,
@@ -240,12 +234,12 @@ impl Definition {
         Ok(id)
     }
 
-    fn digests(
+    fn digest(
         &self,
         op: &Op,
         platform: &Platform,
         inputs: &[VertexId],
-    ) -> Result<(Digest, Digest), GraphError> {
+    ) -> Result<VertexDigest, GraphError> {
         // Proxy variables are not part of the identity: hash a copy without them.
         let stripped;
         let hashed_op = match op {
@@ -257,7 +251,7 @@ impl Definition {
             }
             _ => op,
         };
-        let input_digests: Vec<Digest> = inputs
+        let input_digests: Vec<VertexDigest> = inputs
             .iter()
             .map(|&i| self.graph[i.node()].digest)
             .collect();
@@ -266,28 +260,7 @@ impl Definition {
             platform,
             inputs: input_digests,
         };
-        let digest = Digest::of(&serde_json::to_vec(&full)?);
-        let fs_digest = match (op, inputs.first()) {
-            (Op::Config(_), Some(&input)) => self.graph[input.node()].fs_digest,
-            _ => {
-                let fs_inputs: Vec<Digest> = inputs
-                    .iter()
-                    .map(|&i| self.graph[i.node()].fs_digest)
-                    .collect();
-                if fs_inputs == full.inputs {
-                    // Same preimage, same hash.
-                    digest
-                } else {
-                    let fs = Preimage {
-                        op: hashed_op,
-                        platform,
-                        inputs: fs_inputs,
-                    };
-                    Digest::of(&serde_json::to_vec(&fs)?)
-                }
-            }
-        };
-        Ok((digest, fs_digest))
+        Ok(VertexDigest::of(&serde_json::to_vec(&full)?))
     }
 
     /// The vertex with id `id`.
@@ -296,7 +269,7 @@ impl Definition {
     }
 
     /// The vertex with the given digest.
-    pub fn by_digest(&self, digest: &Digest) -> Option<&Vertex> {
+    pub fn by_digest(&self, digest: &VertexDigest) -> Option<&Vertex> {
         self.by_digest.get(digest).and_then(|&id| self.vertex(id))
     }
 

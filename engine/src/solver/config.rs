@@ -3,7 +3,10 @@
 //! The config is kept as JSON (`serde_json::Value`) in the OCI image-config shape so that fields of
 //! a base image we do not model (or that later versions add) pass through untouched.
 
-use crate::graph::{ConfigChange, HistoryEntry, Platform, HISTORY_COMMENT};
+use super::plan::Planned;
+use crate::graph::{
+    ConfigChange, Definition, HistoryEntry, Op, Platform, VertexId, HISTORY_COMMENT,
+};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
@@ -282,6 +285,59 @@ pub fn rfc3339(secs: i64) -> String {
     chrono::DateTime::from_timestamp(secs, 0)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The image config at `at`: the chain's source config with every metadata change and history
+/// entry applied in order. `created` gives layer creation times of steps that ran or hit.
+pub(super) fn fold_config(
+    def: &Definition,
+    planned: &HashMap<VertexId, Planned>,
+    at: VertexId,
+    created: &HashMap<VertexId, i64>,
+    epoch: Option<i64>,
+) -> Value {
+    let chain = def.chain(at);
+    let config = chain
+        .first()
+        .and_then(|v| planned.get(v))
+        .and_then(|p| p.base_config.clone())
+        .unwrap_or_else(|| scratch_config(&Platform::host()));
+    let clamp = |t: i64| match epoch {
+        Some(e) if t > e || t == 0 => e,
+        _ => t,
+    };
+    let mut last_time = config["created"]
+        .as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|d| d.timestamp())
+        .unwrap_or(0);
+    let mut folder = Folder::new(config);
+    for v in chain {
+        let Some(vertex) = def.vertex(v) else {
+            continue;
+        };
+        if let Op::Config(change) = &vertex.op {
+            folder.apply(change);
+        }
+        if let Some(t) = created.get(&v) {
+            last_time = last_time.max(*t);
+        }
+        if let Some(entry) = &vertex.history {
+            push_history(folder.config_mut(), entry, &rfc3339(clamp(last_time)));
+        }
+    }
+    let mut config = folder.finish();
+    config["created"] = Value::String(rfc3339(clamp(last_time)));
+    config
+}
+
+/// The effective config at a vertex for running a step on it (no times needed).
+pub(super) fn config_at(
+    def: &Definition,
+    planned: &HashMap<VertexId, Planned>,
+    at: VertexId,
+) -> Value {
+    fold_config(def, planned, at, &HashMap::new(), None)
 }
 
 #[cfg(test)]

@@ -14,6 +14,9 @@ pub type StepId = usize;
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// How many steps this build will show (context loads, base images and steps, cached or
+    /// not), sent once before the first of them, so a view can say how far along it is.
+    Planned { total: usize },
     /// A step's cache lookup is decided: it is cached (`reason` is `None`) or it will run for
     /// `reason`.
     Started {

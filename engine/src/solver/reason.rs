@@ -226,6 +226,7 @@ mod tests {
             duration_ms: 1,
             key: "k".into(),
             inputs,
+            history: None,
         }
     }
 

@@ -1,6 +1,8 @@
 //! Solver tests with a worker double: keys, reuse, invalidation and reasons, without a sandbox.
 
+use super::contexts::{parent_prefix, summarise_files};
 use super::*;
+use crate::graph::SourceOp;
 use crate::graph::{
     CopySpec, ExecOp, FileAction, FileOp, HistoryEntry, NetworkMode, SecurityMode, StageBase,
     StageInfo, VertexMeta,
@@ -31,8 +33,8 @@ impl FakeWorker {
             .put_bytes(seed.as_bytes())
             .map_err(|e| WorkError::Failed(e.to_string()))?;
         Ok(LayerRef {
-            digest: digest.to_string(),
-            diff_id: digest.to_string(),
+            digest: digest.clone(),
+            diff_id: digest,
             size: seed.len() as u64,
             media_type: "application/vnd.oci.image.layer.v1.tar".into(),
         })
@@ -218,6 +220,7 @@ impl Fixture {
                 duration_ms: 0,
                 success: true,
                 steps: r.steps.clone(),
+                image: None,
             });
         }
         result

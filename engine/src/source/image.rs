@@ -53,14 +53,14 @@ impl StoreImages {
             .layers()
             .into_iter()
             .map(|l| LayerRef {
-                digest: l.descriptor.digest.to_string(),
-                diff_id: l.diff_id.to_string(),
+                digest: l.descriptor.digest.clone(),
+                diff_id: l.diff_id.clone(),
                 size: l.descriptor.size,
                 media_type: l.descriptor.media_type.clone(),
             })
             .collect();
         Ok(ResolvedImage {
-            manifest_digest: image.manifest_descriptor.digest.to_string(),
+            manifest_digest: image.manifest_descriptor.digest.clone(),
             config,
             layers,
         })

@@ -1,6 +1,6 @@
 //! The local worker: does a step's work on this machine.
 //!
-//! It implements the solver's [`Worker`](crate::solver::Worker) seam with the real pieces:
+//! It implements the solver's [`Worker`] seam with the real pieces:
 //! base layers unpacked once into the snapshot store ([`crate::snapshot`]), RUN in the sandbox
 //! ([`crate::executor`]) on an overlay whose upper directory is the step's diff, file operations
 //! ([`crate::fileops`]) run through the sandbox helper on an overlay too (so they work the same as
@@ -71,11 +71,13 @@ impl LocalWorker {
         } else {
             OverlayXattrs::Trusted
         };
-        let snapshots = SnapshotStore::open(root.snapshots_dir(), xattrs)
-            .map_err(|e| WorkError::Failed(format!("snapshot store: {e}")))?;
-        let store = root
-            .content_store()
-            .map_err(|e| WorkError::Failed(e.to_string()))?;
+        let snapshots =
+            SnapshotStore::open(root.snapshots_dir(), xattrs).map_err(|source| WorkError::Io {
+                what: "opening the snapshot store",
+                path: root.snapshots_dir(),
+                source,
+            })?;
+        let store = root.content_store()?;
         Ok(LocalWorker {
             root,
             store,
@@ -88,7 +90,10 @@ impl LocalWorker {
     pub(crate) fn runner(&self) -> Result<crate::executor::Runner, WorkError> {
         match &self.opts.helper {
             Some(h) => Ok(crate::executor::Runner::with_helper(h)),
-            None => crate::executor::Runner::new().map_err(|e| WorkError::Failed(e.to_string())),
+            None => crate::executor::Runner::new().map_err(|source| WorkError::Sandbox {
+                what: "finding the sandbox helper",
+                source,
+            }),
         }
     }
 
@@ -114,25 +119,12 @@ impl LocalWorker {
         layers
             .iter()
             .map(|l| {
-                let diff_id: DiffId = l
-                    .diff_id
-                    .parse()
-                    .map_err(|e| WorkError::Failed(format!("bad diffID {}: {e}", l.diff_id)))?;
-                let digest: cache::Digest = l.digest.parse().map_err(|e| {
-                    WorkError::Failed(format!("bad layer digest {}: {e}", l.digest))
-                })?;
-                let blob = self.store.path(&digest);
-                if crate::executor::is_rootless() && !self.snapshots.contains(&diff_id) {
-                    unpack::unpack_in_sandbox(
-                        self,
-                        &blob,
-                        &self.snapshots.path(&diff_id),
-                        &diff_id,
-                    )?;
+                let diff_id: &DiffId = &l.diff_id;
+                let blob = self.store.path(&l.digest);
+                if crate::executor::is_rootless() && !self.snapshots.contains(diff_id) {
+                    unpack::unpack_in_sandbox(self, &blob, &self.snapshots.path(diff_id), diff_id)?;
                 }
-                self.snapshots
-                    .ensure(&blob, &diff_id)
-                    .map_err(|e| WorkError::Failed(e.to_string()))
+                Ok(self.snapshots.ensure(&blob, diff_id)?)
             })
             .collect()
     }
@@ -142,31 +134,41 @@ impl LocalWorker {
         tempfile::Builder::new()
             .prefix("step-")
             .tempdir_in(self.root.tmp_dir())
-            .map_err(|e| WorkError::Failed(format!("creating step directory: {e}")))
+            .map_err(|source| WorkError::Io {
+                what: "creating a step directory in",
+                path: self.root.tmp_dir(),
+                source,
+            })
     }
 
     /// Turns a finished upper directory over `lowers` (bottom first) into a layer blob in the
     /// content store, and keeps the directory as that layer's snapshot. Entries the overlay only
     /// copied up from `lowers` are left out first, as BuildKit's differ does.
     fn commit_upper(&self, upper: &Path, lowers: &[PathBuf]) -> Result<LayerRef, WorkError> {
-        let fail =
-            |what: &str, e: &dyn std::fmt::Display| WorkError::Failed(format!("{what}: {e}"));
         let stack = crate::snapshot::LayerStack {
             layers: lowers,
             xattrs: self.snapshots.xattrs(),
         };
-        crate::layer::prune_copied_up(upper, &stack).map_err(|e| fail("diffing layer", &e))?;
-        let mut writer = self.store.writer().map_err(|e| fail("content store", &e))?;
+        crate::layer::prune_copied_up(upper, &stack).map_err(|source| WorkError::Layer {
+            what: "diffing the layer",
+            source,
+        })?;
+        let mut writer = self.store.writer()?;
         let desc = {
             let mut buffered = std::io::BufWriter::with_capacity(1 << 20, &mut writer);
-            let desc = crate::layer::write_layer(upper, &mut buffered, &self.opts.layer)
-                .map_err(|e| fail("exporting layer", &e))?;
-            std::io::Write::flush(&mut buffered).map_err(|e| fail("exporting layer", &e))?;
+            let desc = crate::layer::write_layer(upper, &mut buffered, &self.opts.layer).map_err(
+                |source| WorkError::Layer {
+                    what: "exporting the layer",
+                    source,
+                },
+            )?;
+            std::io::Write::flush(&mut buffered).map_err(|source| WorkError::Layer {
+                what: "exporting the layer",
+                source: crate::layer::LayerError::Write(source),
+            })?;
             desc
         };
-        writer
-            .commit(Some(&desc.digest))
-            .map_err(|e| fail("storing layer", &e))?;
+        writer.commit(Some(&desc.digest))?;
         let snapshot = self.snapshots.path(&desc.diff_id);
         if !snapshot.exists() {
             // The upper directory is already in overlay form: it becomes the snapshot as is.
@@ -174,8 +176,8 @@ impl LocalWorker {
             let _ = std::fs::rename(upper, &snapshot);
         }
         Ok(LayerRef {
-            digest: desc.digest.to_string(),
-            diff_id: desc.diff_id.to_string(),
+            digest: desc.digest,
+            diff_id: desc.diff_id,
             size: desc.size,
             media_type: desc.media_type,
         })
@@ -187,7 +189,9 @@ impl LocalWorker {
             .expect("contexts")
             .get(name)
             .cloned()
-            .ok_or_else(|| WorkError::Failed(format!("build context {name:?} was not provided")))
+            .ok_or_else(|| {
+                WorkError::MissingInput(format!("build context {name:?} was not provided"))
+            })
     }
 }
 
