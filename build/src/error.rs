@@ -69,6 +69,9 @@ pub enum BuildError {
     },
     #[error("exporting: {0}")]
     Export(#[source] engine::export::ExportError),
+    /// `--load`: the Docker engine could not be reached or refused the image.
+    #[error(transparent)]
+    DockerLoad(#[from] crate::docker_load::DockerLoadError),
     #[error("pushing {reference}: {source}")]
     Push {
         reference: String,

@@ -9,6 +9,7 @@
 //! same function without spawning a process.
 
 mod cache_io;
+mod docker_load;
 mod error;
 mod images;
 mod registry_io;
@@ -17,6 +18,7 @@ mod request;
 pub use cache_io::{
     parse_specs as parse_cache_specs, CacheExportReport, CacheImportReport, CollectReport,
 };
+pub use docker_load::{DockerHost, DockerLoadError, DEFAULT_DOCKER_HOST};
 pub use error::BuildError;
 pub use request::{BuildRequest, DockerfileInput, Output};
 
@@ -59,6 +61,8 @@ pub struct BuildOutcome {
     pub warnings: Vec<String>,
     /// The garbage collection that followed the build, when the root was over its limit.
     pub collected: Option<CollectReport>,
+    /// With `--load`: what the Docker engine reported (`Loaded image: NAME`).
+    pub loaded: Vec<String>,
 }
 
 impl BuildOutcome {
@@ -192,6 +196,14 @@ impl Build {
             .enable_all()
             .build()
             .map_err(BuildError::Runtime)?;
+        // With --load, an engine must answer before the build spends its time.
+        let docker = if req.load {
+            let host = DockerHost::from_env()?;
+            runtime.block_on(docker_load::ping(&host))?;
+            Some(host)
+        } else {
+            None
+        };
         let outcome = runtime.block_on(solver.solve(Arc::new(lowered.definition), opts));
         let record = |steps, success| BuildRecord {
             target_id: target_id.clone(),
@@ -254,6 +266,10 @@ impl Build {
             &req.push_targets(),
             &progress,
         )?;
+        let loaded = match &docker {
+            Some(host) => load_into_docker(&runtime, &cas, &image, &req.tags, host)?,
+            None => Vec::new(),
+        };
         let export_ms = export_started.elapsed().as_millis() as u64;
         drop(_shared);
 
@@ -274,8 +290,31 @@ impl Build {
             cache_exports,
             warnings,
             collected,
+            loaded,
         })
     }
+}
+
+/// `--load`: streams the image as a docker-archive to the Docker engine at `host`; returns what
+/// the engine reported.
+fn load_into_docker(
+    runtime: &tokio::runtime::Runtime,
+    cas: &cache::ContentStore,
+    image: &Image,
+    names: &[cache::Reference],
+    host: &DockerHost,
+) -> Result<Vec<String>, BuildError> {
+    let cas = cas.clone();
+    let named = NamedImage {
+        image: image.clone(),
+        names: names.to_vec(),
+    };
+    let write = move |out: &mut dyn std::io::Write| {
+        export::write_docker_archive(&cas, &[named], out)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    };
+    Ok(runtime.block_on(docker_load::load(host, write))?)
 }
 
 /// BuildKit's build checks (the lint rules that need no context) and lowering's warnings, shown

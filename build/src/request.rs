@@ -123,6 +123,9 @@ pub struct BuildRequest {
     pub push: bool,
     /// `-o` outputs.
     pub outputs: Vec<Output>,
+    /// `--load`: load the image into the local Docker engine (`DOCKER_HOST`, else
+    /// `unix:///var/run/docker.sock`), as `docker build --load` does.
+    pub load: bool,
     /// `--secret`s by id.
     pub secrets: HashMap<String, Secret>,
     /// How layers are written (compression and level, `SOURCE_DATE_EPOCH`).
@@ -156,6 +159,7 @@ impl BuildRequest {
             pull: false,
             push: false,
             outputs: Vec::new(),
+            load: false,
             secrets: HashMap::new(),
             layer: LayerOptions::default(),
             cache_from: Vec::new(),

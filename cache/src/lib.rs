@@ -7,6 +7,7 @@
 
 pub mod cas;
 pub mod check;
+pub mod containers;
 pub mod descriptor;
 pub mod digest;
 pub mod export;

@@ -12,7 +12,6 @@ struct Unsupported {
 
 const UNSUPPORTED: &[Unsupported] = &[
     Unsupported { flag: "squash", instead: "a multi-stage build whose last stage copies what it needs (`COPY --from=build / /`) gives one layer" },
-    Unsupported { flag: "load", instead: "`builder save IMAGE | docker load`, or `-o type=docker,dest=- | docker load`" },
     Unsupported { flag: "network", instead: "`RUN --network=host|none` on the steps that need it" },
     Unsupported { flag: "label", instead: "a `LABEL` instruction, with an `ARG` for values that change per build" },
     Unsupported { flag: "add-host", instead: "write the entry in the step itself (`RUN echo \"IP NAME\" >> /etc/hosts && ...`)" },

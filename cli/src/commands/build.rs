@@ -76,6 +76,9 @@ fn report(outcome: &BuildOutcome, quiet: bool) {
         "built {id}{named} in {:.1}s",
         outcome.duration_ms as f64 / 1000.0
     );
+    for line in &outcome.loaded {
+        eprintln!("docker: {line}");
+    }
     if let Some(c) = &outcome.collected {
         eprintln!(
             "cache over {}: removed {} records, reclaimed {}",

@@ -80,6 +80,10 @@ pub struct BuildArgs {
     /// Push the image to the registry each `-t` name points at.
     #[arg(long)]
     pub push: bool,
+    /// Load the image into the local Docker engine (`DOCKER_HOST`, else
+    /// unix:///var/run/docker.sock) under its `-t` names.
+    #[arg(long)]
+    pub load: bool,
     /// Import build cache: `type=local,src=DIR[,mounts=true]` or `type=registry,ref=NAME`.
     #[arg(long = "cache-from", value_name = "SPEC")]
     pub cache_from: Vec<String>,
@@ -201,6 +205,7 @@ pub fn request(args: &BuildArgs) -> Result<BuildRequest> {
     req.no_cache_filter = args.no_cache_filter.iter().cloned().collect();
     req.pull = args.pull;
     req.push = args.push;
+    req.load = args.load;
     req.outputs = args
         .outputs
         .iter()

@@ -118,9 +118,9 @@ pub fn prune(root: Option<&Path>, args: PruneArgs) -> Result<()> {
     let lock = match root.try_lock_exclusive() {
         Ok(lock) => lock,
         Err(cache::lock::LockError::WouldBlock(_)) => {
-            eprintln!("waiting for running builds to finish...");
+            eprintln!("waiting for running builds and containers (builder run) to finish...");
             root.lock_exclusive()
-                .context("waiting for running builds to finish")?
+                .context("waiting for running builds and containers to finish")?
         }
         Err(e) => return Err(e).context("locking the builder root"),
     };

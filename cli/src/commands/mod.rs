@@ -8,4 +8,5 @@ pub mod lint;
 pub mod login;
 pub mod parse;
 pub mod registry;
+pub mod run;
 pub mod template;

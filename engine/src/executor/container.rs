@@ -154,7 +154,7 @@ fn run(req: &HelperRequest, ctx: ChildContext) -> Result<(), ExecError> {
             report_stubs(ctx.stub_pipe, &stubs.report);
             setup?;
             pivot(root.as_fd(), &rootfs)?;
-            exec_program(exec, ctx.last_cap)
+            exec_program(exec, ctx.last_cap, req.console_fd)
         }
     }
 }
@@ -562,7 +562,7 @@ fn setup_error(step: impl Into<String>, message: String) -> ExecError {
 }
 
 /// Inside the new root: credentials, capabilities, clean signals and fds, then `execve`.
-fn exec_program(exec: &ExecSpec, last_cap: u32) -> Result<(), ExecError> {
+fn exec_program(exec: &ExecSpec, last_cap: u32, console_fd: Option<i32>) -> Result<(), ExecError> {
     let program = exec
         .args
         .first()
@@ -571,6 +571,10 @@ fn exec_program(exec: &ExecSpec, last_cap: u32) -> Result<(), ExecError> {
     // A session of its own: the step has no controlling terminal, so `/dev/tty` does not open
     // and it cannot write to or type into (TIOCSTI) the terminal the build runs in.
     rustix::process::setsid().map_err(|e| setup_error("start a new session", os_message(e)))?;
+    // Unless it is given one of its own (`builder run -t`): a pty in its own /dev/pts.
+    if let Some(fd) = console_fd {
+        super::console::attach_terminal(fd)?;
+    }
     // Everything but stdin/stdout/stderr closes on exec (the control socket included, which
     // still reports a failed exec).
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on fds.
@@ -649,6 +653,10 @@ fn exec_program(exec: &ExecSpec, last_cap: u32) -> Result<(), ExecError> {
         }
         setup_error(format!("set {what} {id}"), message)
     };
+    if console_fd.is_some() {
+        // The terminal belongs to the user it is for, as runc gives it.
+        let _ = nix::unistd::fchown(0, Some(nix::unistd::Uid::from_raw(user.uid)), None);
+    }
     let gid = nix::unistd::Gid::from_raw(user.gid);
     nix::unistd::setresgid(gid, gid, gid).map_err(|e| id_error("group", user.gid, e))?;
     let uid = nix::unistd::Uid::from_raw(user.uid);

@@ -26,7 +26,12 @@
 //! namespace-making process, `container` the step's pid 1, `mounts` the one seam through which
 //! every mount goes (with a recording double for unprivileged tests), `stubs` the mount points
 //! made in the root and their removal, `network` the name-resolution files and slirp4netns,
-//! `seccomp` Docker's profile, `idmap` rootless id maps, [`user`] `USER` resolution.
+//! `seccomp` Docker's profile, `idmap` rootless id maps, [`user`] `USER` resolution, `console`
+//! the terminal of a step run with [`StepIo::Terminal`].
+//!
+//! A step's standard streams are captured line by line by default ([`StepIo::Lines`], build
+//! steps); `builder run` inherits them ([`StepIo::Inherit`]) or gives the step a pty of its own
+//! ([`StepIo::Terminal`]), and passes signals on to the step's pid 1 ([`StepSignals`]).
 //!
 //! When not root, the helper makes a user namespace first; the runner maps the user to root and
 //! the user's `/etc/subuid`/`/etc/subgid` range to 1..N with `newuidmap`/`newgidmap` (or only
@@ -66,6 +71,7 @@
 //! # Ok(()) }
 //! ```
 
+mod console;
 mod container;
 mod error;
 mod helper;
@@ -83,7 +89,7 @@ pub mod user;
 pub use error::ExecError;
 pub use network::network_files;
 pub use protocol::HELPER_ARG;
-pub use runner::{CancelToken, ExecOutcome, OutputLine, Runner, Stream};
+pub use runner::{CancelToken, ExecOutcome, OutputLine, Runner, StepIo, StepSignals, Stream};
 pub use spec::{
     Action, BindAccess, ExecSpec, ExecUser, MountKind, MountSpec, Network, OverlayMount,
     SandboxSpec, StepUser, UpperDir,

@@ -400,7 +400,7 @@ fn keep_runtime_dir(upper: &Path, dir: &str) -> Result<(), WorkError> {
 /// `HOME` for a step without one, as runc gives it: the home of the step user's uid in the
 /// image's `/etc/passwd` (`/root` for root), `/` when that uid has no entry. A user that does
 /// not resolve gets `/`; the sandbox reports the unknown user.
-fn home_for(worker: &LocalWorker, lowers: &[PathBuf], user_spec: &str) -> String {
+pub(crate) fn home_for(worker: &LocalWorker, lowers: &[PathBuf], user_spec: &str) -> String {
     let stack = crate::snapshot::LayerStack {
         layers: lowers,
         xattrs: worker.snapshots.xattrs(),

@@ -8,7 +8,7 @@
 //! content store. A finished upper directory becomes the snapshot of its own layer, so the next
 //! step stacks on it without unpacking anything.
 
-mod exec;
+pub(crate) mod exec;
 mod file;
 mod unpack;
 
@@ -87,7 +87,7 @@ impl LocalWorker {
         })
     }
 
-    fn runner(&self) -> Result<crate::executor::Runner, WorkError> {
+    pub(crate) fn runner(&self) -> Result<crate::executor::Runner, WorkError> {
         match &self.opts.helper {
             Some(h) => Ok(crate::executor::Runner::with_helper(h)),
             None => crate::executor::Runner::new().map_err(|source| WorkError::Sandbox {
@@ -103,7 +103,7 @@ impl LocalWorker {
     /// content-addressed snapshot) is kept only at its topmost place: overlayfs refuses a
     /// directory given twice (ELOOP), and the merged view is the same, since the upper copy
     /// names every path, whiteout and opaque directory the lower one does.
-    fn lowers(&self, layers: &[LayerRef]) -> Result<Vec<PathBuf>, WorkError> {
+    pub(crate) fn lowers(&self, layers: &[LayerRef]) -> Result<Vec<PathBuf>, WorkError> {
         let dirs = self.snapshot_dirs(layers)?;
         let mut kept: Vec<PathBuf> = Vec::with_capacity(dirs.len());
         for (i, d) in dirs.iter().enumerate() {
@@ -130,7 +130,7 @@ impl LocalWorker {
     }
 
     /// A fresh scratch directory for one step, removed when dropped.
-    fn step_dir(&self) -> Result<tempfile::TempDir, WorkError> {
+    pub(crate) fn step_dir(&self) -> Result<tempfile::TempDir, WorkError> {
         tempfile::Builder::new()
             .prefix("step-")
             .tempdir_in(self.root.tmp_dir())
