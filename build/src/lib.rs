@@ -36,7 +36,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// One build of one Dockerfile target against one root directory.
 pub struct Build {
-    root: cache::Root,
+    root: cache::RootDir,
     request: BuildRequest,
 }
 
@@ -103,8 +103,8 @@ impl BuildOutcome {
 }
 
 impl Build {
-    /// A build of `request` in `root` (see [`cache::Root::open_or_default`]).
-    pub fn new(root: cache::Root, request: BuildRequest) -> Build {
+    /// A build of `request` in `root` (see [`cache::RootDir::open_or_default`]).
+    pub fn new(root: cache::RootDir, request: BuildRequest) -> Build {
         Build { root, request }
     }
 

@@ -8,7 +8,7 @@
 
 use crate::digest::Digest;
 use crate::layout::Bucket;
-use crate::lock::{EntryLock, LockError, Root};
+use crate::lock::{EntryLock, LockError, RootDir};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -66,7 +66,7 @@ impl Drop for ContainerLease {
     }
 }
 
-fn dir(root: &Root) -> PathBuf {
+fn dir(root: &RootDir) -> PathBuf {
     Bucket::Locks.path(root.path()).join("containers")
 }
 
@@ -99,7 +99,7 @@ fn new_id() -> String {
 }
 
 /// Takes a lease on `image` for a new container, held until the returned value is dropped.
-pub fn register(root: &Root, image: &Digest) -> Result<ContainerLease, ContainerLeaseError> {
+pub fn register(root: &RootDir, image: &Digest) -> Result<ContainerLease, ContainerLeaseError> {
     let dir = dir(root);
     fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
     let id = new_id();
@@ -126,7 +126,7 @@ pub fn register(root: &Root, image: &Digest) -> Result<ContainerLease, Container
 }
 
 /// The containers running now on `root`; stale leases (their process died) are removed.
-pub fn running(root: &Root) -> Result<Vec<RunningContainer>, ContainerLeaseError> {
+pub fn running(root: &RootDir) -> Result<Vec<RunningContainer>, ContainerLeaseError> {
     let dir = dir(root);
     let entries = match fs::read_dir(&dir) {
         Ok(entries) => entries,
@@ -168,7 +168,7 @@ mod tests {
     #[test]
     fn a_lease_is_running_until_dropped_and_a_free_lock_is_stale() {
         let dir = tempfile::tempdir().unwrap();
-        let root = Root::open(dir.path()).unwrap();
+        let root = RootDir::open(dir.path()).unwrap();
         let image: Digest = format!("sha256:{}", "a".repeat(64)).parse().unwrap();
         let lease = register(&root, &image).unwrap();
         let live = running(&root).unwrap();

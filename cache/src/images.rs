@@ -180,7 +180,7 @@ pub struct ImageStore {
 }
 
 impl ImageStore {
-    /// Opens the store in `dir` (normally `Root::images_dir()`), creating it if needed.
+    /// Opens the store in `dir` (normally `RootDir::images_dir()`), creating it if needed.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, ImageStoreError> {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;

@@ -138,7 +138,7 @@ const FORWARDED: [libc::c_int; 7] = [
 /// Runs `image` (a name, id or short id in `root`'s store) with `options` until it exits.
 /// Call it from inside a tokio runtime; the sandbox itself runs on the blocking pool.
 pub async fn run(
-    root: cache::Root,
+    root: cache::RootDir,
     image: &str,
     options: RunOptions,
 ) -> Result<ContainerExit, ContainerError> {

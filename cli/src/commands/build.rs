@@ -14,7 +14,8 @@ use std::sync::Arc;
 /// Runs the build.
 pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
     let req = request(args)?;
-    let root = cache::Root::open_or_default(root).context("opening the builder root directory")?;
+    let root =
+        cache::RootDir::open_or_default(root).context("opening the builder root directory")?;
     let mode = if args.quiet {
         ProgressMode::Quiet
     } else {

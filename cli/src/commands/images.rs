@@ -6,7 +6,7 @@ use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _};
-use cache::{ContentStore, ImageEntry, ImageStore, Platform, Reference, Root, RootLock};
+use cache::{ContentStore, ImageEntry, ImageStore, Platform, Reference, RootDir, RootLock};
 use chrono::{DateTime, Utc};
 use engine::export::{self, Destination, NamedImage};
 use engine::image::{read_image, Image};
@@ -26,14 +26,14 @@ pub struct LocalImages {
     /// The build records: how the steps of a locally built image went.
     records: Option<cache::records::RecordStore>,
     /// The root itself (for the leases of running containers).
-    root: Root,
+    root: RootDir,
     _lock: RootLock,
 }
 
 impl LocalImages {
     /// Opens the root at `root` (or the default) and takes the shared lock.
     pub fn open(root: Option<&Path>) -> anyhow::Result<LocalImages> {
-        let root = Root::open_or_default(root)?;
+        let root = RootDir::open_or_default(root)?;
         let lock = root.lock_shared()?;
         let cas = root.content_store()?;
         let store = ImageStore::open(root.images_dir())?;

@@ -191,7 +191,7 @@ fn load_history(
     }
     let root = match root {
         Some(p) => p.to_path_buf(),
-        None => match cache::Root::default_path() {
+        None => match cache::RootDir::default_path() {
             Ok(p) => p,
             Err(_) => return Ok(None),
         },

@@ -160,7 +160,7 @@ pub fn run(root: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
             return Ok(125);
         }
     }
-    let root = cache::Root::open_or_default(root.map(PathBuf::from).as_deref())
+    let root = cache::RootDir::open_or_default(root.map(PathBuf::from).as_deref())
         .context("opening the builder root directory")?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match runtime.block_on(engine::container::run(root, &image, options)) {

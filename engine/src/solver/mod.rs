@@ -288,7 +288,7 @@ pub struct SolveTimings {
 
 /// Solves build graphs against one cache root.
 pub struct Solver {
-    root: cache::Root,
+    root: cache::RootDir,
     keys: KeyStore,
     store: cache::ContentStore,
     images: Arc<dyn ImageSource>,
@@ -312,7 +312,7 @@ impl Solver {
     /// A solver over `root`, resolving images with `images`, doing work with `worker` and
     /// reporting to `progress`.
     pub fn new(
-        root: cache::Root,
+        root: cache::RootDir,
         images: Arc<dyn ImageSource>,
         worker: Arc<dyn Worker>,
         progress: Arc<dyn ProgressSink>,

@@ -160,7 +160,7 @@ fn graph(x: &str, run_a: &str) -> Arc<Definition> {
 struct Fixture {
     _root_dir: tempfile::TempDir,
     context: tempfile::TempDir,
-    root: cache::Root,
+    root: cache::RootDir,
     worker: Arc<FakeWorker>,
     previous: Option<BuildRecord>,
 }
@@ -168,7 +168,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let root_dir = tempfile::tempdir().unwrap();
-        let root = cache::Root::open(root_dir.path()).unwrap();
+        let root = cache::RootDir::open(root_dir.path()).unwrap();
         let context = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(context.path().join("src")).unwrap();
         std::fs::write(context.path().join("src/a.txt"), "a").unwrap();

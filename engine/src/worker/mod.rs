@@ -51,7 +51,7 @@ pub struct WorkerOptions {
 
 /// The worker that runs steps on this machine.
 pub struct LocalWorker {
-    root: cache::Root,
+    root: cache::RootDir,
     store: cache::ContentStore,
     snapshots: SnapshotStore,
     opts: WorkerOptions,
@@ -60,7 +60,7 @@ pub struct LocalWorker {
 
 impl LocalWorker {
     /// A worker over the cache root.
-    pub fn new(root: cache::Root, mut opts: WorkerOptions) -> Result<Self, WorkError> {
+    pub fn new(root: cache::RootDir, mut opts: WorkerOptions) -> Result<Self, WorkError> {
         let rootless = crate::executor::is_rootless();
         if rootless && opts.layer.id_map.is_none() {
             // Files in a rootless upper directory belong to host (subordinate) ids.
