@@ -217,6 +217,9 @@ fn load_history(
                         line: s.line,
                         cached: s.cached,
                         duration_ms: s.duration_ms,
+                        // A reason this version cannot read is left out, not an error.
+                        reason: serde_json::from_value(s.reason).ok(),
+                        name: Some(s.name),
                     })
                     .collect(),
             })
