@@ -6,15 +6,23 @@
 //! and what needs little (dependency manifests, system packages) as high as possible.
 
 use super::context::{ContextInfo, HEAVY_DIRS};
+use super::history::{ArgChangeCost, History};
 use super::model::{self, Model, Stage};
+use super::reorder;
 use super::script::{Command, Script};
 use super::Finding;
 use crate::parser::ast::Node;
 
-pub(crate) fn check(model: &Model<'_>, context: Option<&ContextInfo>, out: &mut Vec<Finding>) {
+pub(crate) fn check(
+    model: &Model<'_>,
+    context: Option<&ContextInfo>,
+    history: Option<&History>,
+    source: &str,
+    out: &mut Vec<Finding>,
+) {
     for stage in &model.stages {
         broad_copy_before_install(model, stage, context, out);
-        per_build_values(model, stage, out);
+        per_build_values(model, stage, history, source, out);
         apt_update_alone(stage, out);
         runs_belong_together(stage, out);
         early_add_url(stage, out);
@@ -524,7 +532,13 @@ fn is_per_build_name(name: &str, has_default: bool) -> bool {
     !has_default && OWN_VERSION.contains(&upper.as_str())
 }
 
-fn per_build_values(model: &Model<'_>, stage: &Stage<'_>, out: &mut Vec<Finding>) {
+fn per_build_values(
+    model: &Model<'_>,
+    stage: &Stage<'_>,
+    history: Option<&History>,
+    source: &str,
+    out: &mut Vec<Finding>,
+) {
     let escape = model.dockerfile.escape;
     // A stage `ARG NAME` without a value takes the global ARG's default.
     let global_defaults: Vec<&str> = model
@@ -536,15 +550,27 @@ fn per_build_values(model: &Model<'_>, stage: &Stage<'_>, out: &mut Vec<Finding>
         .map(|(n, _, _)| n)
         .collect();
     let mut volatile: Vec<String> = Vec::new();
+    // Lines already moved along with an earlier finding's ARG.
+    let mut carried: Vec<usize> = Vec::new();
     for (i, node) in stage.body.iter().enumerate() {
-        // ARGs with per-build names, and ENVs whose values carry one (ENV reaches every RUN as
-        // ARG does). LABELs are image metadata: they invalidate nothing.
+        if carried.contains(&i) {
+            continue;
+        }
+        // ARGs with per-build names or values the build records show changing, and ENVs whose
+        // values carry one (ENV reaches every RUN as ARG does). LABELs are image metadata: they
+        // invalidate nothing.
+        let mut measured: Vec<(String, ArgChangeCost)> = Vec::new();
         let names: Vec<String> = match node.value.as_str() {
             "arg" => model::arg_decls(node)
                 .into_iter()
                 .filter(|(n, d, _)| {
                     let has_default =
                         d.is_some_and(|d| !d.is_empty()) || global_defaults.contains(n);
+                    let cost = history.map(|h| h.arg_change_cost(n)).unwrap_or_default();
+                    if cost.builds > 0 {
+                        measured.push((n.to_string(), cost));
+                        return true;
+                    }
                     is_per_build_name(n, has_default)
                 })
                 .map(|(n, _, _)| n.to_string())
@@ -564,85 +590,68 @@ fn per_build_values(model: &Model<'_>, stage: &Stage<'_>, out: &mut Vec<Finding>
             continue;
         }
         volatile.extend(names.iter().cloned());
-        // The RUNs below that do not use the value but re-run when it changes: those up to the
-        // first one that uses it (everything after that re-runs anyway).
-        let uses = |n: &Node| {
-            super::vars::references(&model::run_text(n), escape)
-                .iter()
-                .any(|(r, _)| names.contains(r))
-        };
-        let later = &stage.body[i + 1..];
-        let first_use = later.iter().position(|n| n.value == "run" && uses(n));
-        let needless: Vec<usize> = later[..first_use.unwrap_or(later.len())]
-            .iter()
-            .filter(|n| n.value == "run")
-            .map(|n| n.start_line)
-            .collect();
+        let mv = reorder::plan_down(stage, i, escape);
+        let needless: Vec<usize> = mv.passed_runs(stage).iter().map(|n| n.start_line).collect();
         if needless.is_empty() {
             continue;
         }
-        let dependents: Vec<usize> = later
-            .iter()
-            .filter(|n| matches!(n.value.as_str(), "label" | "env"))
-            .filter(|n| {
-                model::key_values(n).iter().any(|kv| {
-                    super::vars::references(&kv.value.value, escape)
-                        .iter()
-                        .any(|(r, _)| names.contains(r))
-                })
-            })
-            .map(|n| n.start_line)
-            .collect();
-        let (target, place) = match first_use {
-            Some(k) => (
-                i + k,
-                format!(
-                    "just above line {}, the first RUN that uses it",
-                    later[k].start_line
-                ),
+        carried.extend(mv.moved.iter().copied());
+        let followers: Vec<usize> = mv.followers(stage).iter().map(|n| n.start_line).collect();
+        let place = match mv.first_use {
+            Some(k) => format!(
+                "just above line {}, the first instruction that uses it",
+                stage.body[k].start_line
             ),
-            None => {
-                let last = stage
-                    .body
-                    .iter()
-                    .rposition(|n| n.value == "run")
-                    .unwrap_or(i);
-                (
-                    last,
-                    format!(
-                        "after line {} (the last RUN of the stage)",
-                        stage.body[last].end_line
-                    ),
-                )
-            }
+            None => format!(
+                "after line {} (the last RUN of the stage)",
+                stage.body[mv.insert_at - 1].end_line
+            ),
         };
         let mut help = format!("declare it {place}");
-        if !dependents.is_empty() {
+        if !followers.is_empty() {
             help.push_str(&format!(
                 ", together with the ENV/LABEL lines that use it ({})",
-                dependents
+                followers
                     .iter()
                     .map(|l| l.to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
         }
-        out.push(
-            Finding::new(
-                "BL1002",
-                node.keyword_span,
-                format!(
-                    "{} `{}` carries a per-build value above {} RUN step(s) that do not use it (lines {}): every new value re-runs them",
-                    node.keyword.to_uppercase(),
-                    names.join("`, `"),
-                    needless.len(),
-                    needless.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
-                ),
+        let what = if measured.is_empty() {
+            "carries a per-build value".to_string()
+        } else {
+            let shown: Vec<String> = measured
+                .iter()
+                .map(|(n, c)| {
+                    format!(
+                        "`ARG {n} changed` in {} of {} recorded builds, re-running {} ms of steps",
+                        c.builds, c.of_builds, c.ms
+                    )
+                })
+                .collect();
+            format!(
+                "has a value that changes between builds (the build records show {})",
+                shown.join("; ")
             )
-            .related(needless.clone())
-            .help(help)
-            .suggestion(render_move(&stage.body, i, target)),
-        );
+        };
+        let mut f = Finding::new(
+            "BL1002",
+            node.keyword_span,
+            format!(
+                "{} `{}` {what}, above {} RUN step(s) that do not use it (lines {}): every new value re-runs them",
+                node.keyword.to_uppercase(),
+                names.join("`, `"),
+                needless.len(),
+                needless.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
+            ),
+        )
+        .related(needless.iter().copied().chain(followers.iter().copied()))
+        .help(help);
+        if let Some(diff) = mv.render(stage, source) {
+            f = f.suggestion(diff);
+        }
+        out.push(f);
     }
 }
 

@@ -18,6 +18,7 @@ pub mod history;
 mod layer_order;
 mod model;
 pub mod output;
+mod reorder;
 pub mod rules;
 pub mod script;
 mod suppress;
@@ -152,7 +153,13 @@ pub fn lint(dockerfile: &Dockerfile, input: &LintInput<'_>, config: &LintConfig)
     let mut findings = Vec::new();
     buildkit::check(&model, input.context, &mut findings);
     hadolint::check(&model, &mut findings);
-    layer_order::check(&model, input.context, &mut findings);
+    layer_order::check(
+        &model,
+        input.context,
+        input.history,
+        input.source,
+        &mut findings,
+    );
     if let Some(history) = input.history {
         findings.extend(history::advice(dockerfile, history));
     }
