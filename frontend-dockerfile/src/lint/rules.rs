@@ -42,6 +42,9 @@ macro_rules! rule {
 
 /// Every rule lint knows.
 pub static RULES: &[RuleInfo] = &[
+    // What the build stops at (ours, from the build's own parsing, lowering and source resolution).
+    rule!("BL0001", "BuildFails", Builder, Error,
+        "`builder build` stops here: an unknown instruction or flag, wrong arguments, a bad reference or value, or a COPY/ADD source the build context lacks."),
     // Layer order and cache (ours).
     rule!("BL1001", "BroadCopyBeforeDependencyInstall", Builder, Warning,
         "Copy only the dependency manifests before installing dependencies, then copy the rest: a broad COPY first re-runs the install on every source change."),
