@@ -25,7 +25,7 @@ fn lint_ctx(src: &str, ctx: &ContextInfo) -> Vec<Finding> {
         &LintInput {
             source: src,
             context: Some(ctx),
-            history: None,
+            ..Default::default()
         },
         &LintConfig::default(),
     )
@@ -182,13 +182,13 @@ fn bl1002_per_build_arg_above_run() {
         .iter()
         .find(|f| f.rule == "BL1002" && f.line == 2)
         .unwrap();
-    assert_eq!(arg.related_lines, vec![4, 5]);
+    assert_eq!(arg.related_lines, vec![4, 5, 3]);
+    // The LABEL that expands it moves along.
     let moved = arg.suggestion.as_deref().unwrap();
-    assert!(
-        moved.starts_with("@@ -2,4 +2,4 @@\n-ARG GIT_COMMIT\n LABEL"),
-        "{moved}"
+    assert_eq!(
+        moved,
+        "@@ -1,5 +1,5 @@\n FROM debian:12\n-ARG GIT_COMMIT\n-LABEL org.opencontainers.image.revision=$GIT_COMMIT\n RUN apt-get update && apt-get install -y --no-install-recommends make=4.3 && rm -rf /var/lib/apt/lists/*\n RUN make\n+ARG GIT_COMMIT\n+LABEL org.opencontainers.image.revision=$GIT_COMMIT\n"
     );
-    assert!(moved.ends_with(" RUN make\n+ARG GIT_COMMIT\n"), "{moved}");
     assert!(
         arg.help
             .as_deref()
@@ -204,7 +204,7 @@ fn bl1002_per_build_arg_above_run() {
     assert_eq!(arg.related_lines, vec![3]);
     assert_eq!(
         arg.suggestion.as_deref().unwrap(),
-        "@@ -2,2 +2,2 @@\n-ARG APP_VERSION\n RUN apt-get update\n+ARG APP_VERSION\n"
+        "@@ -1,4 +1,4 @@\n FROM debian:12\n-ARG APP_VERSION\n RUN apt-get update\n+ARG APP_VERSION\n RUN echo $APP_VERSION > /version\n"
     );
 }
 
@@ -307,7 +307,7 @@ fn bl1007_system_packages_below_copy() {
         .clone()
         .unwrap();
     assert!(
-        moved.starts_with("@@ -3,2 +3,2 @@\n+RUN apt-get update"),
+        moved.starts_with("@@ -2,3 +2,3 @@\n WORKDIR /app\n+RUN apt-get update"),
         "{moved}"
     );
     assert!(
@@ -338,8 +338,8 @@ fn bl2001_ranks_lines_from_history() {
         &df,
         &LintInput {
             source: src,
-            context: None,
             history: Some(&history),
+            ..Default::default()
         },
         &LintConfig::default(),
     );
@@ -505,11 +505,10 @@ fn hadolint_families() {
         ("DL3027", 12),
         ("DL3002", 13),
     ] {
-        assert!(
-            has(&f, rule, line),
-            "{rule} on line {line}: {:?}",
-            rules(&f)
-        );
+        // A fact BuildKit's check reports too is reported once, under BuildKit's name.
+        let found =
+            has(&f, rule, line) || lint::rules::same_fact(rule).any(|alias| has(&f, alias, line));
+        assert!(found, "{rule} on line {line}: {:?}", rules(&f));
     }
 }
 

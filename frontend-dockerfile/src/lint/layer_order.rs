@@ -1068,6 +1068,7 @@ fn stable_below_changing(stage: &Stage<'_>, source: &str, out: &mut Vec<Finding>
                     moved: (top..index).collect(),
                     insert_at: index + 1,
                     first_use: None,
+                    show_up: true,
                 };
                 let mut f = f.help(format!("move it above line {}", first.start_line));
                 if let Some(diff) = mv.render(stage, source) {

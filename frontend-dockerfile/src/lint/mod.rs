@@ -209,33 +209,13 @@ fn finish(
     findings
 }
 
-/// Rules of different origins that report one fact, preferred first: a build error, then
-/// BuildKit's check (what `builder build` prints), then hadolint's.
-const SAME_FACT: &[&[&str]] = &[
-    &["JSONArgsRecommended", "DL3025"],
-    &["MaintainerDeprecated", "DL4000"],
-    &["DuplicateStageName", "DL3024"],
-    &["ReservedStageName", "DL3063"],
-    &["RedundantTargetPlatform", "DL3065"],
-    &["SecretsUsedInArgOrEnv", "DL3064"],
-    &[
-        "MultipleInstructionsDisallowed",
-        "DL4003",
-        "DL4004",
-        "DL3012",
-    ],
-    &["WorkdirRelativePath", "DL3000"],
-    &["DL3061"],
-    &["DL3023"],
-];
-
-/// The group and rank of a finding among [`SAME_FACT`]; build errors rank first in theirs.
+/// The group and rank of a finding among [`rules::SAME_FACT`]; build errors rank first in theirs.
 fn fact_group(f: &Finding) -> Option<(usize, usize)> {
     let (rule, boost) = match f.same_as {
         Some(alias) => (alias, 0),
         None => (f.rule.as_str(), 1),
     };
-    SAME_FACT.iter().enumerate().find_map(|(g, rules)| {
+    rules::SAME_FACT.iter().enumerate().find_map(|(g, rules)| {
         rules
             .iter()
             .position(|r| *r == rule)

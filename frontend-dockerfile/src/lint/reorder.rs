@@ -16,6 +16,9 @@ pub(crate) struct Move {
     pub insert_at: usize,
     /// The first instruction left in place that uses a moved name, if the move stopped at one.
     pub first_use: Option<usize>,
+    /// Show the patch as the other instructions moving up (a RUN lifted above COPYs) rather
+    /// than the moved ones going down.
+    pub show_up: bool,
 }
 
 /// The variable names a node references anywhere in its text (heredoc bodies included).
@@ -85,13 +88,15 @@ pub(crate) fn plan_down(stage: &Stage<'_>, from: usize, escape: char) -> Move {
             .enumerate()
             .rposition(|(k, n)| n.value == "run" && !moved.contains(&k))
             .map(|k| k + 1)
-            .unwrap_or(from + 1),
+            .unwrap_or(0)
+            .max(from + 1),
     };
     moved.retain(|&k| k < insert_at);
     Move {
         moved,
         insert_at,
         first_use: stop,
+        show_up: false,
     }
 }
 
@@ -110,7 +115,7 @@ impl Move {
         self.moved[1..].iter().map(|&k| stage.body[k]).collect()
     }
 
-    /// The move as unified-diff hunks over `source` (no file header; `patch` applies them with
+    /// The move as unified-diff hunks over `source` (no file header; `patch` applies it with
     /// one added). Each instruction keeps the comment and blank lines right above it.
     pub fn render(&self, stage: &Stage<'_>, source: &str) -> Option<String> {
         let lines: Vec<&str> = source.split_inclusive('\n').collect();
@@ -131,29 +136,46 @@ impl Move {
         }
         let (lo, _) = chunk(first);
         let hi = body[last].end_line;
-        let take = |k: usize| -> String {
+        let take = |k: usize| -> Vec<&str> {
             let (a, b) = chunk(k);
-            lines[a - 1..b].concat()
+            lines[a - 1..b].to_vec()
         };
-        let mut new = lines[..lo - 1].concat();
-        for k in first..=last {
-            if !self.moved.contains(&k) {
-                new.push_str(&take(k));
+        let stays: Vec<usize> = (first..=last).filter(|k| !self.moved.contains(k)).collect();
+        let mut hunk: Vec<String> = Vec::new();
+        let line = |mark: char, l: &str| format!("{mark}{}", l.trim_end_matches('\n'));
+        // One line of context on each side.
+        let before = lo.checked_sub(2).map(|i| lines[i]);
+        if let Some(l) = before {
+            hunk.push(line(' ', l));
+        }
+        if self.show_up {
+            // What stays goes up: added at the top, removed where it was.
+            for &k in &stays {
+                hunk.extend(take(k).iter().map(|l| line('+', l)));
+            }
+            for k in first..=last {
+                let mark = if self.moved.contains(&k) { ' ' } else { '-' };
+                hunk.extend(take(k).iter().map(|l| line(mark, l)));
+            }
+        } else {
+            // What moves goes down: removed where it was, added at the bottom.
+            for k in first..=last {
+                let mark = if self.moved.contains(&k) { '-' } else { ' ' };
+                hunk.extend(take(k).iter().map(|l| line(mark, l)));
+            }
+            for &k in &self.moved {
+                hunk.extend(take(k).iter().map(|l| line('+', l)));
             }
         }
-        let mut moved_text = String::new();
-        for &k in &self.moved {
-            moved_text.push_str(&take(k));
+        if let Some(l) = lines.get(hi) {
+            hunk.push(line(' ', l));
         }
-        if !new.ends_with('\n') && !new.is_empty() {
-            new.push('\n');
-        }
-        new.push_str(&moved_text);
-        new.push_str(&lines[hi..].concat());
-        let diff = similar::TextDiff::from_lines(source, new.as_str());
-        let mut out = String::new();
-        for hunk in diff.unified_diff().context_radius(1).iter_hunks() {
-            out.push_str(&hunk.to_string());
+        let start = lo - usize::from(before.is_some());
+        let len = hi - start + 1 + usize::from(lines.get(hi).is_some());
+        let mut out = format!("@@ -{start},{len} +{start},{len} @@\n");
+        for l in hunk {
+            out.push_str(&l);
+            out.push('\n');
         }
         (!out.is_empty()).then_some(out)
     }
