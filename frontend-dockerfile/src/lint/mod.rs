@@ -197,7 +197,13 @@ fn finish(
     config: &LintConfig,
 ) -> Vec<Finding> {
     let suppressions = suppress::Suppressions::new(dockerfile);
-    findings.retain(|f| !suppressions.is_suppressed(f) && !config.is_ignored(&f.rule));
+    // Ignoring a rule ignores the fact it reports, under whichever name.
+    findings.retain(|f| {
+        !suppressions.is_suppressed(f)
+            && !config.is_ignored(&f.rule)
+            && !f.same_as.is_some_and(|a| config.is_ignored(a))
+            && !rules::same_fact(&f.rule).any(|a| config.is_ignored(a))
+    });
     for f in &mut findings {
         if let Some(sev) = config.severity_of(&f.rule) {
             f.severity = sev;
