@@ -287,7 +287,7 @@ pub fn advice(dockerfile: &Dockerfile, history: &History) -> Vec<Finding> {
             if !causes.is_empty() {
                 message.push_str(&format!(
                     "; it missed because {}",
-                    causes.iter().map(|k| describe(k)).collect::<Vec<_>>().join(", ")
+                    causes.iter().map(describe).collect::<Vec<_>>().join(", ")
                 ));
             }
             let help = match causes.first() {
