@@ -352,6 +352,10 @@ fn lint_reports_the_errors_build_stops_at() {
     .unwrap();
     let (_, findings) = lint_json(dir.path(), &["--root", "none-here", "."]);
     assert_eq!(with_rule(&findings, "BL0001").len(), 1, "{findings:?}");
+    assert!(
+        with_rule(&findings, "InvalidDefaultArgInFrom").is_empty(),
+        "the build error is that fact: {findings:?}"
+    );
     let (_, findings) = lint_json(
         dir.path(),
         &[

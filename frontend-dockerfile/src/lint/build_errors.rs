@@ -137,6 +137,9 @@ fn finding(d: &Diagnostic) -> Finding {
         ErrorKind::DuplicateStageName(_) => Some("DuplicateStageName"),
         ErrorKind::InstructionBeforeFrom { .. } | ErrorKind::NoStages => Some("DL3061"),
         ErrorKind::SelfReference => Some("DL3023"),
+        ErrorKind::BadValue { what, .. } if what == "base image" || what == "image reference" => {
+            Some("InvalidDefaultArgInFrom")
+        }
         _ => None,
     };
     if let Some(help) = &d.help {

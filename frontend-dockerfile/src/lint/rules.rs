@@ -162,6 +162,7 @@ pub static SAME_FACT: &[&[&str]] = &[
         "DL3012",
     ],
     &["WorkdirRelativePath", "DL3000"],
+    &["InvalidDefaultArgInFrom"],
     &["DL3061"],
     &["DL3023"],
 ];
