@@ -209,6 +209,31 @@ fn bl1002_per_build_arg_above_run() {
 }
 
 #[test]
+fn bl1002_move_stops_where_the_image_would_change() {
+    // An unrelated ENV after a moved ENV stays after it (the image's Env keeps its order): the
+    // move stops above it, so only the RUN before it is passed.
+    let src =
+        "FROM debian:12\nARG GIT_COMMIT\nENV REV=$GIT_COMMIT\nRUN make deps\nENV B=1\nRUN make\n";
+    let arg = lint_src(src)
+        .into_iter()
+        .find(|f| f.rule == "BL1002")
+        .expect("fires");
+    assert_eq!(arg.related_lines, vec![4, 3]);
+    assert_eq!(
+        arg.suggestion.as_deref().unwrap(),
+        "@@ -1,5 +1,5 @@\n FROM debian:12\n-ARG GIT_COMMIT\n-ENV REV=$GIT_COMMIT\n RUN make deps\n+ARG GIT_COMMIT\n+ENV REV=$GIT_COMMIT\n ENV B=1\n"
+    );
+    // A COPY that expands it is a use: the move stops above it.
+    let src = "FROM debian:12\nARG GIT_COMMIT\nRUN make deps\nCOPY . /src/$GIT_COMMIT\nRUN make\n";
+    let arg = lint_src(src)
+        .into_iter()
+        .find(|f| f.rule == "BL1002")
+        .expect("fires");
+    assert_eq!(arg.related_lines, vec![3]);
+    assert!(arg.help.as_deref().unwrap().contains("just above line 4"));
+}
+
+#[test]
 fn bl1002_silent_for_pinned_or_late_values() {
     let src = "ARG NODE_VERSION=22\nFROM debian:12\nARG GO_VERSION=1.22.5\nARG NODE_VERSION\nRUN echo $GO_VERSION\nARG RELEASE\nRUN echo $RELEASE\nARG BUILD_DATE\nLABEL org.opencontainers.image.created=$BUILD_DATE\n";
     assert_eq!(
