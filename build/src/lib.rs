@@ -218,7 +218,7 @@ impl Build {
         let cache_exports = cache_io::export(&root, &req.cache_to, &solve)?;
 
         let export_started = Instant::now();
-        let image = store_image(&cas, &store, &solve, &req.tags)?;
+        let image = store_image(&cas, &store, &solve, &req.labels, &req.tags)?;
         for output in &req.outputs {
             if let Output::Export(spec) = output {
                 let mut names = req.tags.clone();
@@ -305,16 +305,43 @@ fn report_checks(
     Ok(())
 }
 
+/// Sets `--label`s in an image config document (`config.Labels`), replacing same-named ones:
+/// BuildKit applies them to the target stage's config after every `LABEL`, and adds no history.
+fn add_labels(config: &mut serde_json::Value, labels: &std::collections::BTreeMap<String, String>) {
+    let Some(root) = config.as_object_mut() else {
+        return;
+    };
+    let inner = root
+        .entry("config")
+        .or_insert_with(|| serde_json::json!({}));
+    if !inner.is_object() {
+        *inner = serde_json::json!({});
+    }
+    let map = inner.as_object_mut().expect("just made an object");
+    let existing = map.entry("Labels").or_insert(serde_json::Value::Null);
+    if !existing.is_object() {
+        *existing = serde_json::json!({});
+    }
+    let existing = existing.as_object_mut().expect("just made an object");
+    for (k, v) in labels {
+        existing.insert(k.clone(), serde_json::Value::String(v.clone()));
+    }
+}
+
 /// Writes the solved image's config and manifest into the content store and its names into the
 /// image store.
 fn store_image(
     cas: &cache::ContentStore,
     store: &cache::ImageStore,
     solve: &SolveResult,
+    labels: &std::collections::BTreeMap<String, String>,
     names: &[cache::Reference],
 ) -> Result<Image, BuildError> {
-    let config: ImageConfig =
-        serde_json::from_value(solve.config.clone()).map_err(BuildError::Config)?;
+    let mut config = solve.config.clone();
+    if !labels.is_empty() {
+        add_labels(&mut config, labels);
+    }
+    let config: ImageConfig = serde_json::from_value(config).map_err(BuildError::Config)?;
     let layers = solve
         .layers
         .iter()

@@ -138,6 +138,8 @@ pub struct BuildRequest {
     /// `--allow security.insecure`: `RUN --security=insecure` may leave the seccomp filter and
     /// keep every capability.
     pub allow_insecure: bool,
+    /// `--label`: labels set on the image's config, over the Dockerfile's `LABEL`s (as Docker).
+    pub labels: BTreeMap<String, String>,
 }
 
 impl BuildRequest {
@@ -163,6 +165,7 @@ impl BuildRequest {
             cache_max_size: 0,
             helper: None,
             allow_insecure: false,
+            labels: BTreeMap::new(),
         }
     }
 

@@ -94,6 +94,9 @@ pub struct BuildArgs {
         value_name = "SIZE"
     )]
     pub cache_max_size: String,
+    /// A label for the image, `KEY=VALUE` (over the Dockerfile's `LABEL` of the same key).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
     /// The build context directory.
     pub context: PathBuf,
 }
@@ -212,6 +215,14 @@ pub fn request(args: &BuildArgs) -> Result<BuildRequest> {
     }
     req.secrets = secrets;
     req.allow_insecure = args.allow.iter().any(|a| a == "security.insecure");
+    for text in &args.labels {
+        // Docker takes `KEY` alone as an empty value.
+        let (k, v) = text.split_once('=').unwrap_or((text.as_str(), ""));
+        if k.is_empty() {
+            bail!("--label {text:?}: expected KEY=VALUE");
+        }
+        req.labels.insert(k.to_string(), v.to_string());
+    }
     req.layer = layer_options(args, &req.outputs)?;
     req.cache_from = build::parse_cache_specs(&args.cache_from, false)?;
     req.cache_to = build::parse_cache_specs(&args.cache_to, true)?;
