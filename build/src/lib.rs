@@ -146,6 +146,9 @@ impl Build {
                 target: req.target.clone(),
                 platform: req.platform.clone(),
                 resolver: Some(&images),
+                run: lower::RunDefaults {
+                    network: req.network,
+                },
                 ..Default::default()
             },
         )
@@ -159,6 +162,7 @@ impl Build {
                 secrets: req.secrets.clone(),
                 helper: req.helper.clone(),
                 allow_insecure: req.allow_insecure,
+                allow_network_host: req.allow_network_host,
             },
         )
         .map_err(BuildError::Worker)?;

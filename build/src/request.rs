@@ -138,6 +138,11 @@ pub struct BuildRequest {
     /// `--allow security.insecure`: `RUN --security=insecure` may leave the seccomp filter and
     /// keep every capability.
     pub allow_insecure: bool,
+    /// `--network`: the network of `RUN` steps without `--network` of their own.
+    pub network: engine::graph::NetworkMode,
+    /// `--allow network.host`: steps may use the host's network (`--network host`,
+    /// `RUN --network=host`).
+    pub allow_network_host: bool,
     /// `--label`: labels set on the image's config, over the Dockerfile's `LABEL`s (as Docker).
     pub labels: BTreeMap<String, String>,
 }
@@ -166,11 +171,19 @@ impl BuildRequest {
             helper: None,
             allow_insecure: false,
             labels: BTreeMap::new(),
+            network: engine::graph::NetworkMode::Default,
+            allow_network_host: false,
         }
     }
 
     /// Checks what can be checked before any work: `--push` needs a name.
     pub fn validate(&self) -> Result<(), BuildError> {
+        if self.network == engine::graph::NetworkMode::Host && !self.allow_network_host {
+            return Err(BuildError::Request(
+                "--network host needs the network.host entitlement: add --allow network.host"
+                    .to_string(),
+            ));
+        }
         if self.push && self.tags.is_empty() {
             return Err(BuildError::Request(
                 "--push needs a name to push to: give -t REGISTRY/REPOSITORY[:TAG]".to_string(),

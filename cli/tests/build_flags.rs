@@ -59,3 +59,83 @@ fn label_sets_image_labels_over_the_dockerfiles() {
     let err = build_err(&f, &ctx, &["--label", "=x"]);
     assert!(err.contains("expected KEY=VALUE"), "{err}");
 }
+
+/// The interface names in a copy of `/proc/net/dev`.
+fn interfaces(dev: &str) -> Vec<String> {
+    let mut names: Vec<String> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(|n| n.trim().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn network_sets_the_network_of_run_steps() {
+    common::require_build();
+    let f = Fixture::new();
+    let ctx = f.context(
+        "network",
+        &[(
+            "Dockerfile",
+            "FROM busybox:local\nRUN cat /proc/net/dev > /net\n",
+        )],
+    );
+    let none = build_to_dir(&f, &ctx, "none", &["--network", "none"]);
+    let none = interfaces(&std::fs::read_to_string(none.join("net")).unwrap());
+    assert_eq!(none, ["lo"]);
+
+    // The network is part of the step's cache key: the default network is another step.
+    let default = build_to_dir(&f, &ctx, "default", &[]);
+    let default = interfaces(&std::fs::read_to_string(default.join("net")).unwrap());
+    assert!(
+        default.len() > 1,
+        "the NAT network has an interface: {default:?}"
+    );
+
+    // The host's network is an entitlement, for the flag and for `RUN --network=host` alike.
+    let err = build_err(&f, &ctx, &["--network", "host"]);
+    assert!(err.contains("--allow network.host"), "{err}");
+    let run_host = f.context(
+        "run-host",
+        &[(
+            "Dockerfile",
+            "FROM busybox:local\nRUN --network=host cat /proc/net/dev > /net\n",
+        )],
+    );
+    let err = build_err(&f, &run_host, &[]);
+    assert!(err.contains("network.host"), "{err}");
+
+    let host = build_to_dir(
+        &f,
+        &ctx,
+        "host",
+        &["--network", "host", "--allow", "network.host"],
+    );
+    let host = interfaces(&std::fs::read_to_string(host.join("net")).unwrap());
+    let mine = interfaces(&std::fs::read_to_string("/proc/net/dev").unwrap());
+    assert_eq!(host, mine);
+
+    // A step's own `--network=none` wins over the build's.
+    let own = f.context(
+        "own",
+        &[(
+            "Dockerfile",
+            "FROM busybox:local\nRUN --network=none cat /proc/net/dev > /net\n",
+        )],
+    );
+    let own = build_to_dir(
+        &f,
+        &own,
+        "own-out",
+        &["--network", "host", "--allow", "network.host"],
+    );
+    let own = interfaces(&std::fs::read_to_string(own.join("net")).unwrap());
+    assert_eq!(own, ["lo"]);
+}

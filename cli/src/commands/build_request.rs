@@ -5,6 +5,7 @@ use crate::progress::ProgressMode;
 use anyhow::{bail, Context, Result};
 use build::{BuildRequest, DockerfileInput, Output};
 use clap::Args;
+use engine::graph::NetworkMode;
 use engine::layer::{LayerCompression, LayerOptions};
 use engine::worker::Secret;
 use frontend_dockerfile::lower;
@@ -47,8 +48,8 @@ pub struct BuildArgs {
     #[arg(long = "secret")]
     pub secrets: Vec<String>,
     /// Grants an entitlement: `security.insecure` lets `RUN --security=insecure` steps run
-    /// without the seccomp filter and with every capability. (`network.host` is accepted as
-    /// BuildKit spells it; `RUN --network=host` needs no grant here.)
+    /// without the seccomp filter and with every capability; `network.host` lets steps use the
+    /// host's network (`--network host`, `RUN --network=host`).
     #[arg(
         long = "allow",
         value_name = "ENTITLEMENT",
@@ -94,6 +95,10 @@ pub struct BuildArgs {
         value_name = "SIZE"
     )]
     pub cache_max_size: String,
+    /// The network of `RUN` steps: `default` (their own, behind NAT), `none` or `host` (needs
+    /// `--allow network.host`). A `RUN --network=` of a step wins.
+    #[arg(long, value_name = "MODE", value_parser = ["default", "none", "host"])]
+    pub network: Option<String>,
     /// A label for the image, `KEY=VALUE` (over the Dockerfile's `LABEL` of the same key).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
@@ -215,6 +220,12 @@ pub fn request(args: &BuildArgs) -> Result<BuildRequest> {
     }
     req.secrets = secrets;
     req.allow_insecure = args.allow.iter().any(|a| a == "security.insecure");
+    req.allow_network_host = args.allow.iter().any(|a| a == "network.host");
+    req.network = match args.network.as_deref() {
+        Some("none") => NetworkMode::None,
+        Some("host") => NetworkMode::Host,
+        _ => NetworkMode::Default,
+    };
     for text in &args.labels {
         // Docker takes `KEY` alone as an empty value.
         let (k, v) = text.split_once('=').unwrap_or((text.as_str(), ""));

@@ -141,6 +141,12 @@ pub(super) fn run(
              (build with --allow security.insecure)",
         ));
     }
+    if op.network == NetworkMode::Host && !worker.opts.allow_network_host {
+        return Err(fail(
+            "RUN --network=host needs the network.host entitlement, which is not granted \
+             (build with --allow network.host)",
+        ));
+    }
     let base: &[LayerRef] = match req.inputs.first() {
         Some(InputState::Layers(l)) => l,
         _ => &[],

@@ -47,6 +47,9 @@ pub struct WorkerOptions {
     /// The `security.insecure` entitlement: `RUN --security=insecure` steps run without the
     /// seccomp filter and with every capability. Off unless the user asks (`--allow`).
     pub allow_insecure: bool,
+    /// The `network.host` entitlement: steps may use the host's network namespace
+    /// (`RUN --network=host`). Off unless the user asks, as in BuildKit.
+    pub allow_network_host: bool,
 }
 
 /// The worker that runs steps on this machine.

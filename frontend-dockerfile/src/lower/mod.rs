@@ -49,6 +49,16 @@ pub struct LowerOptions<'a> {
     pub dockerignore: Vec<String>,
     /// Answers questions about base images (env, workdir, ONBUILD triggers), when available.
     pub resolver: Option<&'a dyn BaseImageResolver>,
+    /// What every `RUN` step gets from the build's flags (`--network`, ...).
+    pub run: RunDefaults,
+}
+
+/// Settings of every `RUN` step that come from the build rather than the Dockerfile: `docker
+/// build --network`, ... A `RUN --network=none|host` of its own wins over the build's network.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunDefaults {
+    /// The network of steps without `RUN --network` (or with `--network=default`).
+    pub network: engine::graph::NetworkMode,
 }
 
 impl Default for LowerOptions<'_> {
@@ -63,6 +73,7 @@ impl Default for LowerOptions<'_> {
             context_name: "context".to_string(),
             dockerignore: Vec::new(),
             resolver: None,
+            run: RunDefaults::default(),
         }
     }
 }

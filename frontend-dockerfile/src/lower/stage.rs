@@ -14,8 +14,8 @@ use crate::parser::ast::Node;
 use crate::shell::Lexer;
 use engine::graph::{
     normalize_image_reference, CacheSharing, ConfigChange, CopySpec, Definition, FileAction,
-    FileOp, HistoryEntry, InputIndex, MergeOp, MountKind, MountSpec, Op, Platform, SourceOp,
-    StageBase, StageId, StageInfo, VertexId, VertexMeta,
+    FileOp, HistoryEntry, InputIndex, MergeOp, MountKind, MountSpec, NetworkMode, Op, Platform,
+    SourceOp, StageBase, StageId, StageInfo, VertexId, VertexMeta,
 };
 use std::collections::HashMap;
 
@@ -941,7 +941,11 @@ impl<'a> Lowerer<'a> {
             proxy_env: self.proxy_env.clone(),
             cwd: st.workdir.clone(),
             user: st.user.clone(),
-            network: run.network.unwrap_or_default(),
+            // As BuildKit: the build's network unless the step names `none` or `host`.
+            network: match run.network {
+                None | Some(NetworkMode::Default) => self.opts.run.network,
+                Some(mode) => mode,
+            },
             security: run.security.unwrap_or_default(),
             mounts,
         };
