@@ -148,6 +148,7 @@ impl Build {
                 resolver: Some(&images),
                 run: lower::RunDefaults {
                     network: req.network,
+                    extra_hosts: req.extra_hosts.clone(),
                 },
                 ..Default::default()
             },

@@ -143,6 +143,8 @@ pub struct BuildRequest {
     /// `--allow network.host`: steps may use the host's network (`--network host`,
     /// `RUN --network=host`).
     pub allow_network_host: bool,
+    /// `--add-host`, `--shm-size`, `--ulimit`: what every `RUN` step gets besides its network.
+    pub extra_hosts: Vec<engine::graph::ExtraHost>,
     /// `--label`: labels set on the image's config, over the Dockerfile's `LABEL`s (as Docker).
     pub labels: BTreeMap<String, String>,
 }
@@ -173,6 +175,7 @@ impl BuildRequest {
             labels: BTreeMap::new(),
             network: engine::graph::NetworkMode::Default,
             allow_network_host: false,
+            extra_hosts: Vec::new(),
         }
     }
 

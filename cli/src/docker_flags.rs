@@ -13,7 +13,6 @@ struct Unsupported {
 const UNSUPPORTED: &[Unsupported] = &[
     Unsupported { flag: "squash", instead: "a multi-stage build whose last stage copies what it needs (`COPY --from=build / /`) gives one layer" },
     Unsupported { flag: "load", instead: "`builder save IMAGE | docker load`, or `-o type=docker,dest=- | docker load`" },
-    Unsupported { flag: "add-host", instead: "write the entry in the step itself (`RUN echo \"IP NAME\" >> /etc/hosts && ...`)" },
     Unsupported { flag: "ssh", instead: "a `--secret` holding a deploy key, mounted with `RUN --mount=type=secret`" },
     Unsupported { flag: "shm-size", instead: "mount a tmpfs where the step needs it (`RUN --mount=type=tmpfs,target=/dev/shm`)" },
     Unsupported { flag: "ulimit", instead: "`ulimit` inside the `RUN` command" },

@@ -139,3 +139,53 @@ fn network_sets_the_network_of_run_steps() {
     let own = interfaces(&std::fs::read_to_string(own.join("net")).unwrap());
     assert_eq!(own, ["lo"]);
 }
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn add_host_is_in_each_steps_hosts_file_and_not_in_the_image() {
+    common::require_build();
+    let f = Fixture::new();
+    let ctx = f.context(
+        "add-host",
+        &[(
+            "Dockerfile",
+            "FROM busybox:local\nRUN cat /etc/hosts > /seen\nRUN cp /etc/hosts /copy\n",
+        )],
+    );
+    let out = build_to_dir(
+        &f,
+        &ctx,
+        "one",
+        &["--add-host", "db:10.1.2.3", "--add-host=cache=10.1.2.4"],
+    );
+    for file in ["seen", "copy"] {
+        let seen = std::fs::read_to_string(out.join(file)).unwrap();
+        assert!(seen.contains("10.1.2.3\tdb\n"), "{file}: {seen}");
+        assert!(seen.contains("10.1.2.4\tcache\n"), "{file}: {seen}");
+        assert!(seen.contains("localhost"), "{file}: {seen}");
+    }
+    // As BuildKit: the image's own /etc/hosts is not touched.
+    let image_hosts = std::fs::read_to_string(out.join("etc/hosts")).unwrap_or_default();
+    assert!(!image_hosts.contains("10.1.2.3"), "{image_hosts}");
+
+    // As BuildKit: the names are in the cache key, the addresses are not.
+    let meta = f.build_ok(
+        &ctx,
+        &["--add-host", "db:10.9.9.9", "--add-host=cache=10.1.2.4"],
+    );
+    assert!(
+        common::step(&meta, "RUN cat")["cached"].as_bool().unwrap(),
+        "{meta}"
+    );
+    let meta = f.build_ok(&ctx, &["--add-host", "other:10.1.2.3"]);
+    assert!(
+        !common::step(&meta, "RUN cat")["cached"].as_bool().unwrap(),
+        "{meta}"
+    );
+
+    let err = build_err(&f, &ctx, &["--add-host", "db:nowhere"]);
+    assert!(err.contains("not an IP address"), "{err}");
+}

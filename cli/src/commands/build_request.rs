@@ -5,7 +5,7 @@ use crate::progress::ProgressMode;
 use anyhow::{bail, Context, Result};
 use build::{BuildRequest, DockerfileInput, Output};
 use clap::Args;
-use engine::graph::NetworkMode;
+use engine::graph::{ExtraHost, NetworkMode};
 use engine::layer::{LayerCompression, LayerOptions};
 use engine::worker::Secret;
 use frontend_dockerfile::lower;
@@ -99,6 +99,10 @@ pub struct BuildArgs {
     /// `--allow network.host`). A `RUN --network=` of a step wins.
     #[arg(long, value_name = "MODE", value_parser = ["default", "none", "host"])]
     pub network: Option<String>,
+    /// An entry for the `/etc/hosts` of every `RUN` step, `NAME:IP` (or `NAME=IP`); the
+    /// image's own `/etc/hosts` is not changed.
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_hosts: Vec<String>,
     /// A label for the image, `KEY=VALUE` (over the Dockerfile's `LABEL` of the same key).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
@@ -133,6 +137,29 @@ fn parse_secret(spec: &str) -> Result<(String, Secret)> {
             .into_bytes(),
     };
     Ok((id, Secret { bytes }))
+}
+
+/// `--add-host NAME:IP` or `NAME=IP` (Docker's two spellings; an IPv6 address may be
+/// bracketed).
+fn parse_add_host(text: &str) -> Result<ExtraHost> {
+    let (name, ip) = text
+        .split_once('=')
+        .or_else(|| text.split_once(':'))
+        .with_context(|| format!("--add-host {text:?}: expected NAME:IP"))?;
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace()) {
+        bail!("--add-host {text:?}: {name:?} is not a host name");
+    }
+    if ip == "host-gateway" {
+        bail!("--add-host {text:?}: host-gateway is Docker's daemon setting; give the address");
+    }
+    let ip: std::net::IpAddr = ip
+        .parse()
+        .with_context(|| format!("--add-host {text:?}: {ip:?} is not an IP address"))?;
+    Ok(ExtraHost {
+        name: name.to_string(),
+        ip: ip.to_string(),
+    })
 }
 
 /// How layers are written: `--compression`/`--compression-level`, overridden by an output's
@@ -226,6 +253,11 @@ pub fn request(args: &BuildArgs) -> Result<BuildRequest> {
         Some("host") => NetworkMode::Host,
         _ => NetworkMode::Default,
     };
+    req.extra_hosts = args
+        .add_hosts
+        .iter()
+        .map(|h| parse_add_host(h))
+        .collect::<Result<_>>()?;
     for text in &args.labels {
         // Docker takes `KEY` alone as an empty value.
         let (k, v) = text.split_once('=').unwrap_or((text.as_str(), ""));
@@ -240,4 +272,19 @@ pub fn request(args: &BuildArgs) -> Result<BuildRequest> {
     req.cache_max_size = super::cache::parse_max_size(&args.cache_max_size)?;
     req.validate()?;
     Ok(req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_docker_spellings_of_run_flags() {
+        let h = parse_add_host("db:10.0.0.2").unwrap();
+        assert_eq!((h.name.as_str(), h.ip.as_str()), ("db", "10.0.0.2"));
+        let h = parse_add_host("v6=[::1]").unwrap();
+        assert_eq!((h.name.as_str(), h.ip.as_str()), ("v6", "::1"));
+        assert!(parse_add_host("db:not-an-ip").is_err());
+        assert!(parse_add_host("db").is_err());
+    }
 }

@@ -27,6 +27,7 @@ fn exec(args: &[&str]) -> ExecOp {
         network: NetworkMode::Default,
         security: SecurityMode::Sandbox,
         mounts: vec![],
+        extra_hosts: vec![],
     }
 }
 

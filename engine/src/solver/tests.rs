@@ -77,6 +77,7 @@ fn exec(cmd: &str, env: Vec<(String, String)>) -> Op {
         network: NetworkMode::Default,
         security: SecurityMode::Sandbox,
         mounts: vec![],
+        extra_hosts: vec![],
     })
 }
 

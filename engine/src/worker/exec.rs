@@ -313,7 +313,9 @@ pub(super) fn run(
     // /etc/hosts and /etc/resolv.conf, only where the image has an /etc to put them in (the
     // sandbox removes the stubs before the diff either way).
     if lowers.iter().any(|l| l.join("etc").is_dir()) {
-        mounts.extend(crate::executor::network_files(network, HOSTNAME));
+        let mut files = crate::executor::network_files(network, HOSTNAME);
+        add_hosts(&mut files, &op.extra_hosts);
+        mounts.extend(files);
     }
 
     // The kernel filesystems' mount points the image lacks: runc creates them for BuildKit and
@@ -385,6 +387,23 @@ pub(super) fn run(
     let layer = worker.commit_upper(&upper, &lowers)?;
     drop(dir);
     Ok(layer)
+}
+
+/// Appends `--add-host` entries to the step's `/etc/hosts` (a file mount of the sandbox, so
+/// they never reach the layer), one `IP\tNAME` line each, as BuildKit writes them.
+fn add_hosts(files: &mut [SandboxMountSpec], extra: &[crate::graph::ExtraHost]) {
+    if extra.is_empty() {
+        return;
+    }
+    for f in files.iter_mut() {
+        if let (true, SandboxMount::File { contents, .. }) =
+            (f.target == Path::new("/etc/hosts"), &mut f.kind)
+        {
+            for h in extra {
+                contents.extend_from_slice(format!("{}\t{}\n", h.ip, h.name).as_bytes());
+            }
+        }
+    }
 }
 
 /// Puts back in `upper` the mount point `dir` (a runtime directory the image lacked) that the

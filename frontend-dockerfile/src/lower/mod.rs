@@ -59,6 +59,8 @@ pub struct LowerOptions<'a> {
 pub struct RunDefaults {
     /// The network of steps without `RUN --network` (or with `--network=default`).
     pub network: engine::graph::NetworkMode,
+    /// `--add-host`: entries for each step's `/etc/hosts`.
+    pub extra_hosts: Vec<engine::graph::ExtraHost>,
 }
 
 impl Default for LowerOptions<'_> {

@@ -948,6 +948,7 @@ impl<'a> Lowerer<'a> {
             },
             security: run.security.unwrap_or_default(),
             mounts,
+            extra_hosts: self.opts.run.extra_hosts.clone(),
         };
         let meta = Self::meta(
             st,
