@@ -149,6 +149,7 @@ impl Build {
                 run: lower::RunDefaults {
                     network: req.network,
                     extra_hosts: req.extra_hosts.clone(),
+                    shm_size: req.shm_size,
                 },
                 ..Default::default()
             },

@@ -145,6 +145,8 @@ pub struct BuildRequest {
     pub allow_network_host: bool,
     /// `--add-host`, `--shm-size`, `--ulimit`: what every `RUN` step gets besides its network.
     pub extra_hosts: Vec<engine::graph::ExtraHost>,
+    /// `--shm-size` in bytes (0: the default, 64 MiB).
+    pub shm_size: u64,
     /// `--label`: labels set on the image's config, over the Dockerfile's `LABEL`s (as Docker).
     pub labels: BTreeMap<String, String>,
 }
@@ -176,6 +178,7 @@ impl BuildRequest {
             network: engine::graph::NetworkMode::Default,
             allow_network_host: false,
             extra_hosts: Vec::new(),
+            shm_size: 0,
         }
     }
 

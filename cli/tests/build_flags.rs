@@ -189,3 +189,31 @@ fn add_host_is_in_each_steps_hosts_file_and_not_in_the_image() {
     let err = build_err(&f, &ctx, &["--add-host", "db:nowhere"]);
     assert!(err.contains("not an IP address"), "{err}");
 }
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn shm_size_sizes_dev_shm_of_run_steps() {
+    common::require_build();
+    let f = Fixture::new();
+    let ctx = f.context(
+        "shm",
+        &[(
+            "Dockerfile",
+            "FROM busybox:local\nRUN df -k /dev/shm | tail -n 1 > /shm\n",
+        )],
+    );
+    let size_kib = |dir: &Path| -> u64 {
+        let line = std::fs::read_to_string(dir.join("shm")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let default = build_to_dir(&f, &ctx, "default", &[]);
+    assert_eq!(size_kib(&default), 64 * 1024);
+    // A different size is a different step (it would be a cache hit with 64 MiB otherwise).
+    let big = build_to_dir(&f, &ctx, "big", &["--shm-size", "128m"]);
+    assert_eq!(size_kib(&big), 128 * 1024);
+    let err = build_err(&f, &ctx, &["--shm-size", "lots"]);
+    assert!(err.contains("--shm-size"), "{err}");
+}

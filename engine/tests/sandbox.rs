@@ -69,6 +69,7 @@ impl Fixture {
                 cwd: PathBuf::from("/"),
                 user: ExecUser::default().into(),
                 insecure: false,
+                shm_size_bytes: None,
             }),
         }
     }

@@ -103,6 +103,9 @@ pub struct BuildArgs {
     /// image's own `/etc/hosts` is not changed.
     #[arg(long = "add-host", value_name = "NAME:IP")]
     pub add_hosts: Vec<String>,
+    /// Size of `/dev/shm` in `RUN` steps (`128m`, `1g`, bytes; default 64m).
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    pub shm_size: Option<String>,
     /// A label for the image, `KEY=VALUE` (over the Dockerfile's `LABEL` of the same key).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
@@ -160,6 +163,32 @@ fn parse_add_host(text: &str) -> Result<ExtraHost> {
         name: name.to_string(),
         ip: ip.to_string(),
     })
+}
+
+/// `--shm-size`: bytes, or a number with a binary unit as Docker takes it (`64m`, `1g`, `512k`,
+/// `2GB`).
+fn parse_shm_size(text: &str) -> Result<u64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let lower = lower.strip_suffix('b').unwrap_or(&lower);
+    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let shift = match &lower[digits.len()..] {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => bail!("--shm-size {text:?}: expected a size like 128m or 1g"),
+    };
+    let n: u64 = digits
+        .parse()
+        .with_context(|| format!("--shm-size {text:?}: expected a size like 128m or 1g"))?;
+    let bytes = n
+        .checked_mul(1 << shift)
+        .with_context(|| format!("--shm-size {text:?}: too large"))?;
+    if bytes == 0 {
+        bail!("--shm-size {text:?}: must be more than 0");
+    }
+    Ok(bytes)
 }
 
 /// How layers are written: `--compression`/`--compression-level`, overridden by an output's
@@ -258,6 +287,9 @@ pub fn request(args: &BuildArgs) -> Result<BuildRequest> {
         .iter()
         .map(|h| parse_add_host(h))
         .collect::<Result<_>>()?;
+    if let Some(text) = &args.shm_size {
+        req.shm_size = parse_shm_size(text)?;
+    }
     for text in &args.labels {
         // Docker takes `KEY` alone as an empty value.
         let (k, v) = text.split_once('=').unwrap_or((text.as_str(), ""));
@@ -286,5 +318,10 @@ mod tests {
         assert_eq!((h.name.as_str(), h.ip.as_str()), ("v6", "::1"));
         assert!(parse_add_host("db:not-an-ip").is_err());
         assert!(parse_add_host("db").is_err());
+        assert_eq!(parse_shm_size("128m").unwrap(), 128 << 20);
+        assert_eq!(parse_shm_size("2GB").unwrap(), 2 << 30);
+        assert_eq!(parse_shm_size("4096").unwrap(), 4096);
+        assert!(parse_shm_size("12q").is_err());
+        assert!(parse_shm_size("0").is_err());
     }
 }

@@ -150,6 +150,7 @@ fn run(req: &HelperRequest, ctx: ChildContext) -> Result<(), ExecError> {
                 &req.spec.mounts,
                 &req.state_dir,
                 ctx.rootless,
+                exec.shm_size_bytes,
             );
             report_stubs(ctx.stub_pipe, &stubs.report);
             setup?;
@@ -184,6 +185,7 @@ pub(crate) fn setup_rootfs(
     mounts: &[MountSpec],
     state_dir: &Path,
     rootless: bool,
+    shm_size_bytes: Option<u64>,
 ) -> Result<(), ExecError> {
     let nosuid_nodev_noexec = MountAttrFlags::MOUNT_ATTR_NOSUID
         | MountAttrFlags::MOUNT_ATTR_NODEV
@@ -194,7 +196,7 @@ pub(crate) fn setup_rootfs(
     let proc = m.new_fs("proc", &[], nosuid_nodev_noexec, proc_target)?;
     m.attach(proc, AttachPoint::Fd(at.as_fd()), "proc", proc_target)?;
 
-    mount_dev(m, stubs)?;
+    mount_dev(m, stubs, shm_size_bytes)?;
 
     let sys_target = Path::new("/sys");
     let at = ensure(stubs, sys_target, TargetKind::Dir)?;
@@ -223,8 +225,13 @@ pub(crate) fn setup_rootfs(
     Ok(())
 }
 
-/// A tmpfs `/dev` with the host's harmless devices bound in, devpts, shm and the fd links.
-fn mount_dev(m: &mut dyn Mounts, stubs: &mut StubMaker<'_>) -> Result<(), ExecError> {
+/// A tmpfs `/dev` with the host's harmless devices bound in, devpts, shm (`shm_size_bytes`, or
+/// Docker's 64 MiB) and the fd links.
+fn mount_dev(
+    m: &mut dyn Mounts,
+    stubs: &mut StubMaker<'_>,
+    shm_size_bytes: Option<u64>,
+) -> Result<(), ExecError> {
     let target = Path::new("/dev");
     let at = ensure(stubs, target, TargetKind::Dir)?;
     let dev = m.new_fs(
@@ -297,7 +304,10 @@ fn mount_dev(m: &mut dyn Mounts, stubs: &mut StubMaker<'_>) -> Result<(), ExecEr
         "tmpfs",
         &[
             FsOption::Value("mode", "1777".to_string()),
-            FsOption::Value("size", "65536k".to_string()),
+            FsOption::Value(
+                "size",
+                shm_size_bytes.map_or("65536k".to_string(), |b| b.to_string()),
+            ),
         ],
         MountAttrFlags::MOUNT_ATTR_NOSUID
             | MountAttrFlags::MOUNT_ATTR_NODEV
@@ -805,7 +815,7 @@ mod tests {
             },
         ];
         let mut m = RecordingMounts::default();
-        setup_rootfs(&mut m, &mut stubs, &mounts, &state, false).unwrap();
+        setup_rootfs(&mut m, &mut stubs, &mounts, &state, false, None).unwrap();
         let log: Vec<&str> = m.log.iter().map(String::as_str).collect();
         let cache = cache.display();
         let state = state.display();

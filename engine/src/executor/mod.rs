@@ -53,6 +53,7 @@
 //!         cwd: "/src".into(),
 //!         user: StepUser::Named("app".into()),
 //!         insecure: false,
+//!         shm_size_bytes: None,
 //!     }),
 //! };
 //! let outcome = tokio::task::spawn_blocking(move || {

@@ -160,6 +160,9 @@ pub struct ExecSpec {
     /// seccomp profile and capability set.
     #[serde(default)]
     pub insecure: bool,
+    /// Size of the step's `/dev/shm` tmpfs in bytes (`--shm-size`); `None`: 64 MiB, as Docker.
+    #[serde(default)]
+    pub shm_size_bytes: Option<u64>,
 }
 
 /// The user of a step: numeric ids, or a `USER` value resolved inside the sandbox.

@@ -155,6 +155,13 @@ pub struct ExecOp {
     /// the cache.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_hosts: Vec<ExtraHost>,
+    /// Size of the step's `/dev/shm` in bytes (`--shm-size`); 0 = the default, 64 MiB.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shm_size: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One `--add-host NAME:IP` entry.

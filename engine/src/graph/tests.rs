@@ -28,6 +28,7 @@ fn exec(args: &[&str]) -> ExecOp {
         security: SecurityMode::Sandbox,
         mounts: vec![],
         extra_hosts: vec![],
+        shm_size: 0,
     }
 }
 

@@ -78,6 +78,7 @@ fn exec(cmd: &str, env: Vec<(String, String)>) -> Op {
         security: SecurityMode::Sandbox,
         mounts: vec![],
         extra_hosts: vec![],
+        shm_size: 0,
     })
 }
 

@@ -367,6 +367,7 @@ pub(super) fn run(
             cwd: PathBuf::from(cwd),
             user,
             insecure: op.security == SecurityMode::Insecure,
+            shm_size_bytes: (op.shm_size > 0).then_some(op.shm_size),
         }),
     };
     let mut sink = super::log_sink(progress, req.step);

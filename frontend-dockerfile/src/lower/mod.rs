@@ -61,6 +61,8 @@ pub struct RunDefaults {
     pub network: engine::graph::NetworkMode,
     /// `--add-host`: entries for each step's `/etc/hosts`.
     pub extra_hosts: Vec<engine::graph::ExtraHost>,
+    /// `--shm-size` in bytes; 0 = the default.
+    pub shm_size: u64,
 }
 
 impl Default for LowerOptions<'_> {

@@ -949,6 +949,7 @@ impl<'a> Lowerer<'a> {
             security: run.security.unwrap_or_default(),
             mounts,
             extra_hosts: self.opts.run.extra_hosts.clone(),
+            shm_size: self.opts.run.shm_size,
         };
         let meta = Self::meta(
             st,
