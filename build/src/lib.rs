@@ -150,6 +150,7 @@ impl Build {
                     network: req.network,
                     extra_hosts: req.extra_hosts.clone(),
                     shm_size: req.shm_size,
+                    ulimits: req.ulimits.clone(),
                 },
                 ..Default::default()
             },

@@ -147,6 +147,8 @@ pub struct BuildRequest {
     pub extra_hosts: Vec<engine::graph::ExtraHost>,
     /// `--shm-size` in bytes (0: the default, 64 MiB).
     pub shm_size: u64,
+    /// `--ulimit`s.
+    pub ulimits: Vec<engine::graph::Ulimit>,
     /// `--label`: labels set on the image's config, over the Dockerfile's `LABEL`s (as Docker).
     pub labels: BTreeMap<String, String>,
 }
@@ -179,6 +181,7 @@ impl BuildRequest {
             allow_network_host: false,
             extra_hosts: Vec::new(),
             shm_size: 0,
+            ulimits: Vec::new(),
         }
     }
 

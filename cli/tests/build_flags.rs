@@ -217,3 +217,48 @@ fn shm_size_sizes_dev_shm_of_run_steps() {
     let err = build_err(&f, &ctx, &["--shm-size", "lots"]);
     assert!(err.contains("--shm-size"), "{err}");
 }
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn ulimit_limits_the_step_process() {
+    common::require_build();
+    let f = Fixture::new();
+    let ctx = f.context(
+        "ulimit",
+        &[(
+            "Dockerfile",
+            "FROM busybox:local\nRUN cat /proc/self/limits > /limits\n",
+        )],
+    );
+    let limit = |dir: &Path, what: &str| -> Vec<String> {
+        let text = std::fs::read_to_string(dir.join("limits")).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(what))
+            .unwrap_or_else(|| panic!("{what} in {text}"));
+        line[what.len()..]
+            .split_whitespace()
+            .take(2)
+            .map(str::to_string)
+            .collect()
+    };
+    let out = build_to_dir(
+        &f,
+        &ctx,
+        "limited",
+        &["--ulimit", "nofile=100:200", "--ulimit=core=-1"],
+    );
+    assert_eq!(limit(&out, "Max open files"), ["100", "200"]);
+    assert_eq!(
+        limit(&out, "Max core file size"),
+        ["unlimited", "unlimited"]
+    );
+    // Other limits are another step.
+    let out = build_to_dir(&f, &ctx, "other", &["--ulimit", "nofile=300"]);
+    assert_eq!(limit(&out, "Max open files"), ["300", "300"]);
+    let err = build_err(&f, &ctx, &["--ulimit", "nofile=300:200"]);
+    assert!(err.contains("above the hard limit"), "{err}");
+}

@@ -70,6 +70,7 @@ impl Fixture {
                 user: ExecUser::default().into(),
                 insecure: false,
                 shm_size_bytes: None,
+                rlimits: Vec::new(),
             }),
         }
     }

@@ -5,7 +5,7 @@ use crate::progress::ProgressMode;
 use anyhow::{bail, Context, Result};
 use build::{BuildRequest, DockerfileInput, Output};
 use clap::Args;
-use engine::graph::{ExtraHost, NetworkMode};
+use engine::graph::{ExtraHost, NetworkMode, Ulimit};
 use engine::layer::{LayerCompression, LayerOptions};
 use engine::worker::Secret;
 use frontend_dockerfile::lower;
@@ -106,6 +106,9 @@ pub struct BuildArgs {
     /// Size of `/dev/shm` in `RUN` steps (`128m`, `1g`, bytes; default 64m).
     #[arg(long = "shm-size", value_name = "SIZE")]
     pub shm_size: Option<String>,
+    /// A resource limit of `RUN` steps, `NAME=SOFT[:HARD]` (`nofile=1024:2048`; -1 unlimited).
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
     /// A label for the image, `KEY=VALUE` (over the Dockerfile's `LABEL` of the same key).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
@@ -189,6 +192,37 @@ fn parse_shm_size(text: &str) -> Result<u64> {
         bail!("--shm-size {text:?}: must be more than 0");
     }
     Ok(bytes)
+}
+
+/// `--ulimit NAME=SOFT[:HARD]`, as Docker: the hard limit defaults to the soft one, -1 is
+/// unlimited, and the soft limit may not exceed the hard one.
+fn parse_ulimit(text: &str) -> Result<Ulimit> {
+    let bad = || format!("--ulimit {text:?}: expected NAME=SOFT[:HARD], like nofile=1024:2048");
+    let (name, limits) = text.split_once('=').with_context(bad)?;
+    if !engine::executor::RLIMIT_NAMES.contains(&name) {
+        bail!(
+            "--ulimit {text:?}: unknown resource {name:?} (one of {})",
+            engine::executor::RLIMIT_NAMES.join(", ")
+        );
+    }
+    let (soft, hard) = limits.split_once(':').unwrap_or((limits, limits));
+    let parse = |v: &str| -> Result<i64> {
+        let n: i64 = v.trim().parse().with_context(bad)?;
+        if n < -1 {
+            bail!("{}", bad());
+        }
+        Ok(n)
+    };
+    let (soft, hard) = (parse(soft)?, parse(hard)?);
+    let unlimited = |n: i64| n == -1;
+    if !unlimited(hard) && (unlimited(soft) || soft > hard) {
+        bail!("--ulimit {text:?}: the soft limit {soft} is above the hard limit {hard}");
+    }
+    Ok(Ulimit {
+        name: name.to_string(),
+        soft,
+        hard,
+    })
 }
 
 /// How layers are written: `--compression`/`--compression-level`, overridden by an output's
@@ -290,6 +324,11 @@ pub fn request(args: &BuildArgs) -> Result<BuildRequest> {
     if let Some(text) = &args.shm_size {
         req.shm_size = parse_shm_size(text)?;
     }
+    req.ulimits = args
+        .ulimits
+        .iter()
+        .map(|u| parse_ulimit(u))
+        .collect::<Result<_>>()?;
     for text in &args.labels {
         // Docker takes `KEY` alone as an empty value.
         let (k, v) = text.split_once('=').unwrap_or((text.as_str(), ""));
@@ -323,5 +362,11 @@ mod tests {
         assert_eq!(parse_shm_size("4096").unwrap(), 4096);
         assert!(parse_shm_size("12q").is_err());
         assert!(parse_shm_size("0").is_err());
+        let u = parse_ulimit("nofile=100:200").unwrap();
+        assert_eq!((u.soft, u.hard), (100, 200));
+        let u = parse_ulimit("core=-1").unwrap();
+        assert_eq!((u.soft, u.hard), (-1, -1));
+        assert!(parse_ulimit("nofile=300:200").is_err());
+        assert!(parse_ulimit("files=1").is_err());
     }
 }

@@ -220,6 +220,7 @@ fn true_spec(lower: &Path, step: &Path) -> SandboxSpec {
             user: ExecUser::default().into(),
             insecure: false,
             shm_size_bytes: None,
+            rlimits: Vec::new(),
         }),
     }
 }

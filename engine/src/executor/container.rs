@@ -620,6 +620,11 @@ fn exec_program(exec: &ExecSpec, last_cap: u32) -> Result<(), ExecError> {
     } else {
         super::seccomp::default_filters().map_err(|e| setup_error("seccomp", e.to_string()))?
     };
+    // `--ulimit`: set while the process still has CAP_SYS_RESOURCE (raising a hard limit
+    // needs it), inherited across execve.
+    for limit in &exec.rlimits {
+        set_rlimit(limit)?;
+    }
     for cap in 0..=last_cap.min(63) {
         let set = CapabilitySet::from_bits_retain(1u64 << cap);
         if !defaults.contains(set) {
@@ -716,6 +721,41 @@ fn exec_program(exec: &ExecSpec, last_cap: u32) -> Result<(), ExecError> {
         program: program.clone(),
         message: os_message(err),
     })
+}
+
+/// Sets one resource limit on this process.
+fn set_rlimit(limit: &super::spec::Rlimit) -> Result<(), ExecError> {
+    use rustix::process::Resource;
+    let resource = match limit.name.as_str() {
+        "core" => Resource::Core,
+        "cpu" => Resource::Cpu,
+        "data" => Resource::Data,
+        "fsize" => Resource::Fsize,
+        "locks" => Resource::Locks,
+        "memlock" => Resource::Memlock,
+        "msgqueue" => Resource::Msgqueue,
+        "nice" => Resource::Nice,
+        "nofile" => Resource::Nofile,
+        "nproc" => Resource::Nproc,
+        "rss" => Resource::Rss,
+        "rtprio" => Resource::Rtprio,
+        "rttime" => Resource::Rttime,
+        "sigpending" => Resource::Sigpending,
+        "stack" => Resource::Stack,
+        other => {
+            return Err(ExecError::InvalidSpec(format!(
+                "unknown resource limit {other:?}"
+            )))
+        }
+    };
+    rustix::process::setrlimit(
+        resource,
+        rustix::process::Rlimit {
+            current: limit.soft,
+            maximum: limit.hard,
+        },
+    )
+    .map_err(|e| setup_error(format!("set the {} limit", limit.name), os_message(e)))
 }
 
 /// Restores default signal handling and an empty mask (the Rust runtime ignores SIGPIPE, and

@@ -54,6 +54,7 @@
 //!         user: StepUser::Named("app".into()),
 //!         insecure: false,
 //!         shm_size_bytes: None,
+//!         rlimits: Vec::new(),
 //!     }),
 //! };
 //! let outcome = tokio::task::spawn_blocking(move || {
@@ -86,8 +87,8 @@ pub use network::network_files;
 pub use protocol::HELPER_ARG;
 pub use runner::{CancelToken, ExecOutcome, OutputLine, Runner, Stream};
 pub use spec::{
-    Action, BindAccess, ExecSpec, ExecUser, MountKind, MountSpec, Network, OverlayMount,
-    SandboxSpec, StepUser, UpperDir,
+    Action, BindAccess, ExecSpec, ExecUser, MountKind, MountSpec, Network, OverlayMount, Rlimit,
+    SandboxSpec, StepUser, UpperDir, RLIMIT_NAMES,
 };
 
 use std::collections::BTreeMap;

@@ -158,6 +158,9 @@ pub struct ExecOp {
     /// Size of the step's `/dev/shm` in bytes (`--shm-size`); 0 = the default, 64 MiB.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub shm_size: u64,
+    /// Resource limits of the step's process (`--ulimit`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<Ulimit>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -169,6 +172,15 @@ fn is_zero(n: &u64) -> bool {
 pub struct ExtraHost {
     pub name: String,
     pub ip: String,
+}
+
+/// One `--ulimit NAME=SOFT[:HARD]` limit; `-1` is unlimited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    /// Docker's name of the resource (`nofile`, `nproc`, `core`, ...).
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
 }
 
 /// One extra mount of a running step (`RUN --mount=...`).

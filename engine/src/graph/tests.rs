@@ -29,6 +29,7 @@ fn exec(args: &[&str]) -> ExecOp {
         mounts: vec![],
         extra_hosts: vec![],
         shm_size: 0,
+        ulimits: vec![],
     }
 }
 

@@ -79,6 +79,7 @@ fn exec(cmd: &str, env: Vec<(String, String)>) -> Op {
         mounts: vec![],
         extra_hosts: vec![],
         shm_size: 0,
+        ulimits: vec![],
     })
 }
 

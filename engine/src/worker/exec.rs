@@ -368,6 +368,15 @@ pub(super) fn run(
             user,
             insecure: op.security == SecurityMode::Insecure,
             shm_size_bytes: (op.shm_size > 0).then_some(op.shm_size),
+            rlimits: op
+                .ulimits
+                .iter()
+                .map(|u| crate::executor::Rlimit {
+                    name: u.name.clone(),
+                    soft: u64::try_from(u.soft).ok(),
+                    hard: u64::try_from(u.hard).ok(),
+                })
+                .collect(),
         }),
     };
     let mut sink = super::log_sink(progress, req.step);

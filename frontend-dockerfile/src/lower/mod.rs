@@ -63,6 +63,8 @@ pub struct RunDefaults {
     pub extra_hosts: Vec<engine::graph::ExtraHost>,
     /// `--shm-size` in bytes; 0 = the default.
     pub shm_size: u64,
+    /// `--ulimit`s.
+    pub ulimits: Vec<engine::graph::Ulimit>,
 }
 
 impl Default for LowerOptions<'_> {

@@ -950,6 +950,7 @@ impl<'a> Lowerer<'a> {
             mounts,
             extra_hosts: self.opts.run.extra_hosts.clone(),
             shm_size: self.opts.run.shm_size,
+            ulimits: self.opts.run.ulimits.clone(),
         };
         let meta = Self::meta(
             st,
