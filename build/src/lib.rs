@@ -18,7 +18,7 @@ pub use cache_io::{
     parse_specs as parse_cache_specs, CacheExportReport, CacheImportReport, CollectReport,
 };
 pub use error::BuildError;
-pub use request::{BuildRequest, DockerfileInput, Output};
+pub use request::{BuildContext, BuildRequest, DockerfileInput, Output};
 
 use cache::records::{BuildRecord, RecordStore};
 use engine::export::{self, NamedImage};
@@ -137,6 +137,20 @@ impl Build {
             context: req.context.clone(),
             message: e.to_string(),
         })?;
+        let mut named_contexts = std::collections::BTreeMap::new();
+        for (name, c) in &req.named_contexts {
+            let named = match c {
+                BuildContext::Dir(_) => lower::NamedContext::Local,
+                BuildContext::Image(reference) => lower::NamedContext::Image(
+                    engine::graph::normalize_image_reference(reference)
+                        .unwrap_or_else(|_| reference.clone()),
+                ),
+                BuildContext::OciLayout { dir, digest } => lower::NamedContext::Image(
+                    images::oci_layout_image(&cas, &store, name, dir, digest.as_ref())?,
+                ),
+            };
+            named_contexts.insert(name.clone(), named);
+        }
         let lowered = lower::lower(
             &dockerfile,
             &LowerOptions {
@@ -152,6 +166,7 @@ impl Build {
                     shm_size: req.shm_size,
                     ulimits: req.ulimits.clone(),
                 },
+                named_contexts,
                 ..Default::default()
             },
         )
@@ -188,6 +203,24 @@ impl Build {
                 filter: Arc::new(request::IgnoreFilter(ignore)),
             },
         );
+        for (name, c) in &req.named_contexts {
+            if let BuildContext::Dir(dir) = c {
+                let ignore =
+                    frontend_dockerfile::dockerignore::DockerIgnore::load(dir).map_err(|e| {
+                        BuildError::IgnoreFile {
+                            context: dir.clone(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                contexts.insert(
+                    name.clone(),
+                    ContextInput {
+                        dir: dir.clone(),
+                        filter: Arc::new(request::IgnoreFilter(ignore)),
+                    },
+                );
+            }
+        }
         let opts = SolveOptions {
             no_cache: req.no_cache,
             no_cache_stages: req.no_cache_filter.clone(),

@@ -98,6 +98,70 @@ fn registry_names(spec: &str) -> Result<Option<Vec<cache::Reference>>, BuildErro
         .map(Some)
 }
 
+/// What a `--build-context NAME=...` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildContext {
+    /// `NAME=DIR`: a local directory, read like the main context (with its own `.dockerignore`).
+    Dir(PathBuf),
+    /// `NAME=docker-image://REF`: an image, from the local store or the registry.
+    Image(String),
+    /// `NAME=oci-layout://DIR[@sha256:...]`: the image of an OCI layout directory (the one
+    /// with that manifest digest, or its only one).
+    OciLayout {
+        dir: PathBuf,
+        digest: Option<cache::Digest>,
+    },
+}
+
+impl BuildContext {
+    /// Parses the value of `--build-context NAME=VALUE` (the part after `NAME=`).
+    pub fn parse(value: &str) -> Result<BuildContext, BuildError> {
+        if let Some(reference) = value.strip_prefix("docker-image://") {
+            engine::graph::normalize_image_reference(reference).map_err(|source| {
+                BuildError::BadName {
+                    name: reference.to_string(),
+                    source,
+                }
+            })?;
+            return Ok(BuildContext::Image(reference.to_string()));
+        }
+        if let Some(rest) = value.strip_prefix("oci-layout://") {
+            let (dir, digest) = match rest.rsplit_once('@') {
+                Some((dir, digest)) => {
+                    let digest = digest.parse().map_err(|_| {
+                        BuildError::Request(format!(
+                            "--build-context {value:?}: {digest:?} is not a sha256:... digest"
+                        ))
+                    })?;
+                    (dir, Some(digest))
+                }
+                None => (rest, None),
+            };
+            let dir = PathBuf::from(dir);
+            if !dir.join("index.json").is_file() {
+                return Err(BuildError::Request(format!(
+                    "--build-context {value:?}: {} is not an OCI layout (no index.json)",
+                    dir.display()
+                )));
+            }
+            return Ok(BuildContext::OciLayout { dir, digest });
+        }
+        if let Some((scheme, _)) = value.split_once("://") {
+            return Err(BuildError::Request(format!(
+                "--build-context {value:?}: {scheme}:// is not supported (give a directory, \
+                 docker-image://REF or oci-layout://DIR@DIGEST)"
+            )));
+        }
+        let dir = PathBuf::from(value);
+        if !dir.is_dir() {
+            return Err(BuildError::Request(format!(
+                "--build-context {value:?}: not a directory"
+            )));
+        }
+        Ok(BuildContext::Dir(std::path::absolute(&dir).unwrap_or(dir)))
+    }
+}
+
 /// Everything one build needs to know.
 #[derive(Clone)]
 pub struct BuildRequest {
@@ -149,6 +213,8 @@ pub struct BuildRequest {
     pub shm_size: u64,
     /// `--ulimit`s.
     pub ulimits: Vec<engine::graph::Ulimit>,
+    /// `--build-context`s by name.
+    pub named_contexts: BTreeMap<String, BuildContext>,
     /// `--label`: labels set on the image's config, over the Dockerfile's `LABEL`s (as Docker).
     pub labels: BTreeMap<String, String>,
 }
@@ -180,6 +246,7 @@ impl BuildRequest {
             network: engine::graph::NetworkMode::Default,
             allow_network_host: false,
             extra_hosts: Vec::new(),
+            named_contexts: BTreeMap::new(),
             shm_size: 0,
             ulimits: Vec::new(),
         }

@@ -262,3 +262,117 @@ fn ulimit_limits_the_step_process() {
     let err = build_err(&f, &ctx, &["--ulimit", "nofile=300:200"]);
     assert!(err.contains("above the hard limit"), "{err}");
 }
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn build_context_names_a_directory_or_an_image() {
+    common::require_build();
+    let f = Fixture::new();
+    let extra = f.context(
+        "extra",
+        &[
+            ("data.txt", "from the named context\n"),
+            ("secret.txt", "ignored\n"),
+            (".dockerignore", "secret.txt\n"),
+        ],
+    );
+    let ctx = f.context(
+        "main",
+        &[(
+            "Dockerfile",
+            "FROM files AS copied\n\
+             FROM base\n\
+             COPY --from=files /data.txt /copied.txt\n\
+             COPY --from=copied /data.txt /from-stage.txt\n\
+             RUN --mount=from=files,target=/m cat /m/data.txt > /mounted.txt; \
+                 ls /m > /listing.txt\n",
+        )],
+    );
+    let extra_arg = format!("files={}", extra.display());
+    let out = build_to_dir(
+        &f,
+        &ctx,
+        "out",
+        &[
+            "--build-context",
+            &extra_arg,
+            "--build-context",
+            "base=docker-image://busybox:local",
+        ],
+    );
+    for file in ["copied.txt", "from-stage.txt", "mounted.txt"] {
+        assert_eq!(
+            std::fs::read_to_string(out.join(file)).unwrap(),
+            "from the named context\n",
+            "{file}"
+        );
+    }
+    // The named directory's own .dockerignore applies.
+    let listing = std::fs::read_to_string(out.join("listing.txt")).unwrap();
+    assert!(!listing.contains("secret.txt"), "{listing}");
+    assert!(out.join("bin/busybox").exists(), "FROM base is the image");
+
+    // Without the flag the names are images, which do not exist.
+    let err = build_err(&f, &ctx, &[]);
+    assert!(err.contains("files"), "{err}");
+    let err = build_err(&f, &ctx, &["--build-context", "files=/no/such/dir"]);
+    assert!(err.contains("not a directory"), "{err}");
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn build_context_names_an_oci_layout() {
+    common::require_build();
+    // An image exported as an OCI layout by one root...
+    let maker = Fixture::new();
+    let ctx = maker.context(
+        "made",
+        &[(
+            "Dockerfile",
+            "FROM busybox:local\nRUN echo from-layout > /marker\n",
+        )],
+    );
+    let tar = maker.dir.path().join("image.tar");
+    maker.build_ok(&ctx, &["-o", &format!("type=oci,dest={}", tar.display())]);
+    let layout = maker.dir.path().join("layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    run_ok(
+        std::process::Command::new("tar")
+            .arg("-xf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&layout),
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // ...is the base of another root's build, named by digest.
+    let f = Fixture::new();
+    let ctx = f.context(
+        "uses",
+        &[("Dockerfile", "FROM base\nRUN cat /marker > /seen\n")],
+    );
+    let arg = format!("base=oci-layout://{}@{digest}", layout.display());
+    let out = build_to_dir(&f, &ctx, "out", &["--build-context", &arg]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("seen")).unwrap(),
+        "from-layout\n"
+    );
+    let wrong = format!(
+        "base=oci-layout://{}@sha256:{}",
+        layout.display(),
+        "0".repeat(64)
+    );
+    let err = build_err(&f, &ctx, &["--build-context", &wrong]);
+    assert!(err.contains("no image with digest"), "{err}");
+}

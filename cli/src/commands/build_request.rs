@@ -3,7 +3,7 @@
 
 use crate::progress::ProgressMode;
 use anyhow::{bail, Context, Result};
-use build::{BuildRequest, DockerfileInput, Output};
+use build::{BuildContext, BuildRequest, DockerfileInput, Output};
 use clap::Args;
 use engine::graph::{ExtraHost, NetworkMode, Ulimit};
 use engine::layer::{LayerCompression, LayerOptions};
@@ -109,6 +109,10 @@ pub struct BuildArgs {
     /// A resource limit of `RUN` steps, `NAME=SOFT[:HARD]` (`nofile=1024:2048`; -1 unlimited).
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
     pub ulimits: Vec<String>,
+    /// A named context, `NAME=DIR` or `NAME=docker-image://REF`: `FROM NAME`,
+    /// `COPY --from=NAME` and `RUN --mount=from=NAME` use it instead of an image named NAME.
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
     /// A label for the image, `KEY=VALUE` (over the Dockerfile's `LABEL` of the same key).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
@@ -329,6 +333,16 @@ pub fn request(args: &BuildArgs) -> Result<BuildRequest> {
         .iter()
         .map(|u| parse_ulimit(u))
         .collect::<Result<_>>()?;
+    for text in &args.build_contexts {
+        let (name, value) = text
+            .split_once('=')
+            .with_context(|| format!("--build-context {text:?}: expected NAME=DIR"))?;
+        if name.is_empty() || name == "context" {
+            bail!("--build-context {text:?}: {name:?} cannot name a build context");
+        }
+        let context = BuildContext::parse(value).map_err(|e| anyhow::anyhow!("{e}"))?;
+        req.named_contexts.insert(name.to_string(), context);
+    }
     for text in &args.labels {
         // Docker takes `KEY` alone as an empty value.
         let (k, v) = text.split_once('=').unwrap_or((text.as_str(), ""));

@@ -51,6 +51,18 @@ pub struct LowerOptions<'a> {
     pub resolver: Option<&'a dyn BaseImageResolver>,
     /// What every `RUN` step gets from the build's flags (`--network`, ...).
     pub run: RunDefaults,
+    /// `--build-context NAME=...`: names that `FROM NAME`, `COPY --from=NAME` and
+    /// `RUN --mount=from=NAME` mean instead of an image of that name (stage names still win).
+    pub named_contexts: BTreeMap<String, NamedContext>,
+}
+
+/// What a `--build-context` name stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A local directory: the solver's context source of the same name.
+    Local,
+    /// An image (`docker-image://REF`, or an OCI layout loaded into the store), by reference.
+    Image(String),
 }
 
 /// Settings of every `RUN` step that come from the build rather than the Dockerfile: `docker
@@ -80,6 +92,7 @@ impl Default for LowerOptions<'_> {
             dockerignore: Vec::new(),
             resolver: None,
             run: RunDefaults::default(),
+            named_contexts: BTreeMap::new(),
         }
     }
 }
@@ -169,6 +182,8 @@ impl Expander for ShellExpander<'_> {
 pub(crate) enum SourceRef {
     Stage(usize),
     Image(String),
+    /// A local `--build-context`, by name.
+    Context(String),
 }
 
 /// A stage's instructions as found in the file.
@@ -184,6 +199,8 @@ pub(crate) enum Base {
     Stage(usize),
     Scratch,
     Image(String),
+    /// A local `--build-context`: its files, with no image config (as BuildKit).
+    Context(String),
 }
 
 /// Lowers `dockerfile` into a build graph for `opts.target`.
@@ -296,6 +313,10 @@ fn lower_inner(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, 
                 )))
             }
             _ if image.eq_ignore_ascii_case("scratch") => Base::Scratch,
+            _ if opts.named_contexts.contains_key(image) => match &opts.named_contexts[image] {
+                NamedContext::Local => Base::Context(image.clone()),
+                NamedContext::Image(reference) => Base::Image(reference.clone()),
+            },
             _ => Base::Image(normalize_image_reference(image).map_err(|e| {
                 node_error(
                     st.from_node,
@@ -323,8 +344,14 @@ fn lower_inner(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, 
         }
         for node in nodes {
             for (value, span) in from_refs(node) {
-                if let SourceRef::Stage(j) = resolve_ref(&value, &names, stages.len(), node, span)?
-                {
+                if let SourceRef::Stage(j) = resolve_ref(
+                    &value,
+                    &names,
+                    &opts.named_contexts,
+                    stages.len(),
+                    node,
+                    span,
+                )? {
                     if j == i {
                         return Err(node_error(node, ErrorKind::SelfReference, span)
                             .with_help("copy from an earlier stage or an image"));
@@ -412,6 +439,7 @@ pub(crate) fn from_refs(node: &Node) -> Vec<(String, Span)> {
 pub(crate) fn resolve_ref(
     value: &str,
     names: &HashMap<String, usize>,
+    named_contexts: &BTreeMap<String, NamedContext>,
     count: usize,
     node: &Node,
     span: Span,
@@ -428,7 +456,11 @@ pub(crate) fn resolve_ref(
     if let Some(&i) = names.get(&value.to_ascii_lowercase()) {
         return Ok(SourceRef::Stage(i));
     }
-    Ok(SourceRef::Image(value.to_string()))
+    match named_contexts.get(value) {
+        Some(NamedContext::Local) => Ok(SourceRef::Context(value.to_string())),
+        Some(NamedContext::Image(reference)) => Ok(SourceRef::Image(reference.clone())),
+        None => Ok(SourceRef::Image(value.to_string())),
+    }
 }
 
 fn check_cycles(stages: &[StageNodes], deps: &[Vec<(usize, &Node)>]) -> Result<(), Diagnostic> {

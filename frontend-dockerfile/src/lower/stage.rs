@@ -340,6 +340,30 @@ impl<'a> Lowerer<'a> {
         )
     }
 
+    /// The files of the local `--build-context` `name`, whole (its own `.dockerignore` is the
+    /// solver's filter).
+    fn named_context_source(
+        &mut self,
+        node: &Node,
+        name: &str,
+        platform: &Platform,
+    ) -> Result<VertexId, Diagnostic> {
+        self.add(
+            node,
+            Op::Source(SourceOp::Context {
+                name: name.to_string(),
+                includes: Vec::new(),
+                excludes: Vec::new(),
+            }),
+            vec![],
+            platform,
+            VertexMeta {
+                name: format!("[context {name}] load from client"),
+                ..VertexMeta::default()
+            },
+        )
+    }
+
     fn context_source(
         &mut self,
         node: &Node,
@@ -488,6 +512,11 @@ impl<'a> Lowerer<'a> {
                     &platform,
                     VertexMeta::default(),
                 )?;
+                st.set_env("PATH".into(), DEFAULT_PATH.into());
+                StageBase::Scratch
+            }
+            Base::Context(name) => {
+                st.current = self.named_context_source(from_node, name, &platform)?;
                 st.set_env("PATH".into(), DEFAULT_PATH.into());
                 StageBase::Scratch
             }
@@ -852,7 +881,18 @@ impl<'a> Lowerer<'a> {
         value: &str,
         span: crate::parser::ast::Span,
     ) -> Result<VertexId, Diagnostic> {
-        match resolve_ref(value, self.names, self.stages.len(), node, span)? {
+        match resolve_ref(
+            value,
+            self.names,
+            &self.opts.named_contexts,
+            self.stages.len(),
+            node,
+            span,
+        )? {
+            SourceRef::Context(name) => {
+                let platform = st.platform.clone();
+                self.named_context_source(node, &name, &platform)
+            }
             SourceRef::Stage(j) => match self.finished.get(&j) {
                 Some(f) => Ok(f.vertex),
                 None => Err(node_error(
