@@ -25,7 +25,7 @@ pub enum DockerfileInput {
 
 impl DockerfileInput {
     /// The Dockerfile's path (as shown in messages and build records) and its text.
-    pub(crate) fn read(&self, context: &Path) -> Result<(PathBuf, String), BuildError> {
+    pub fn read(&self, context: &Path) -> Result<(PathBuf, String), BuildError> {
         let path = match self {
             DockerfileInput::Text(text) => return Ok((PathBuf::from("Dockerfile"), text.clone())),
             DockerfileInput::Default => context.join("Dockerfile"),

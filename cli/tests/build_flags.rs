@@ -323,6 +323,53 @@ fn build_context_names_a_directory_or_an_image() {
 }
 
 #[test]
+fn call_check_runs_the_build_checks_only() {
+    let f = Fixture::new();
+    let ctx = f.context(
+        "check",
+        &[("Dockerfile", "FROM busybox:local as base\nRUN false\n")],
+    );
+    for flag in [&["--call", "check"][..], &["--check"][..]] {
+        let out = f.cmd().arg("build").args(flag).arg(&ctx).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        // As `docker build --check`: the count, each warning with its link and the source,
+        // and exit status 1; nothing is built (the RUN would fail).
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        assert!(
+            stdout.starts_with("Check complete, 1 warning has been found!\n"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(
+                "WARNING: FromAsCasing - https://docs.docker.com/go/dockerfile/rule/from-as-casing/"
+            ),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(
+                "Dockerfile:1\n--------------------\n   1 | >>> FROM busybox:local as base\n"
+            ),
+            "{stdout}"
+        );
+    }
+    let clean = f.context(
+        "clean",
+        &[("Dockerfile", "FROM busybox:local AS base\nRUN false\n")],
+    );
+    let out = f
+        .cmd()
+        .args(["build", "--call=check"])
+        .arg(&clean)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Check complete, no warnings found.\n"
+    );
+}
+
+#[test]
 #[cfg_attr(
     any(missing_root, missing_busybox, missing_slirp4netns),
     ignore = "needs root, /usr/bin/busybox and slirp4netns"

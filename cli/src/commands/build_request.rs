@@ -95,6 +95,13 @@ pub struct BuildArgs {
         value_name = "SIZE"
     )]
     pub cache_max_size: String,
+    /// What the build does: `build` (the default), or `check`: run the build checks only, print
+    /// them as `docker build --check` does, exit 1 when one warns.
+    #[arg(long, value_name = "METHOD", default_value = "build", value_parser = ["build", "check"])]
+    pub call: String,
+    /// Short for `--call check`.
+    #[arg(long)]
+    pub check: bool,
     /// The network of `RUN` steps: `default` (their own, behind NAT), `none` or `host` (needs
     /// `--allow network.host`). A `RUN --network=` of a step wins.
     #[arg(long, value_name = "MODE", value_parser = ["default", "none", "host"])]
