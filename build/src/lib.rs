@@ -181,6 +181,7 @@ impl Build {
                 helper: req.helper.clone(),
                 allow_insecure: req.allow_insecure,
                 allow_network_host: req.allow_network_host,
+                ssh: req.ssh.clone(),
             },
         )
         .map_err(BuildError::Worker)?;

@@ -213,6 +213,8 @@ pub struct BuildRequest {
     pub shm_size: u64,
     /// `--ulimit`s.
     pub ulimits: Vec<engine::graph::Ulimit>,
+    /// `--ssh`: agent sockets by id.
+    pub ssh: HashMap<String, PathBuf>,
     /// `--build-context`s by name.
     pub named_contexts: BTreeMap<String, BuildContext>,
     /// `--label`: labels set on the image's config, over the Dockerfile's `LABEL`s (as Docker).
@@ -247,6 +249,7 @@ impl BuildRequest {
             allow_network_host: false,
             extra_hosts: Vec::new(),
             named_contexts: BTreeMap::new(),
+            ssh: HashMap::new(),
             shm_size: 0,
             ulimits: Vec::new(),
         }

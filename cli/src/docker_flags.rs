@@ -13,7 +13,6 @@ struct Unsupported {
 const UNSUPPORTED: &[Unsupported] = &[
     Unsupported { flag: "squash", instead: "a multi-stage build whose last stage copies what it needs (`COPY --from=build / /`) gives one layer" },
     Unsupported { flag: "load", instead: "`builder save IMAGE | docker load`, or `-o type=docker,dest=- | docker load`" },
-    Unsupported { flag: "ssh", instead: "a `--secret` holding a deploy key, mounted with `RUN --mount=type=secret`" },
     Unsupported { flag: "annotation", instead: "a `LABEL` instruction (kept in the image config)" },
     Unsupported { flag: "attest", instead: "none yet: builder writes no attestations" },
     Unsupported { flag: "sbom", instead: "none yet: builder writes no attestations" },

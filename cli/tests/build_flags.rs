@@ -369,6 +369,213 @@ fn call_check_runs_the_build_checks_only() {
     );
 }
 
+/// Copies the host's `ssh-add` with its shared libraries and loader into `dir`, to run it in a
+/// busybox step as `dir/ld.so --library-path dir dir/ssh-add`.
+fn copy_ssh_add(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let ldd = run_ok(std::process::Command::new("ldd").arg("/usr/bin/ssh-add"));
+    let mut files = vec![PathBuf::from("/usr/bin/ssh-add")];
+    for line in ldd.lines() {
+        // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)` or `/lib64/ld-linux-x86-64.so.2 (0x...)`
+        let path = line
+            .split("=>")
+            .last()
+            .and_then(|s| s.split_whitespace().next())
+            .filter(|p| p.starts_with('/'));
+        if let Some(p) = path {
+            files.push(PathBuf::from(p));
+        }
+    }
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let name = if name.starts_with("ld-linux") {
+            "ld.so".to_string()
+        } else {
+            name
+        };
+        std::fs::copy(&file, dir.join(name)).unwrap();
+    }
+}
+
+/// An `ssh-agent` on a socket of its own, killed when dropped.
+struct Agent {
+    pid: String,
+    socket: PathBuf,
+}
+
+impl Agent {
+    fn start(dir: &Path) -> Agent {
+        let socket = dir.join("agent.sock");
+        let out = run_ok(
+            std::process::Command::new("ssh-agent")
+                .arg("-a")
+                .arg(&socket)
+                .arg("-s"),
+        );
+        let pid = out
+            .split(';')
+            .find_map(|s| s.trim().strip_prefix("SSH_AGENT_PID="))
+            .expect("ssh-agent prints its pid")
+            .to_string();
+        Agent { pid, socket }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").arg(&self.pid).status();
+    }
+}
+
+#[test]
+#[cfg_attr(
+    any(
+        missing_root,
+        missing_busybox,
+        missing_slirp4netns,
+        missing_openssh_client
+    ),
+    ignore = "needs root, /usr/bin/busybox, slirp4netns and openssh-client"
+)]
+fn ssh_forwards_the_agent_and_no_key_reaches_a_layer() {
+    common::require(&[
+        common::Need::Root,
+        common::Need::Busybox,
+        common::Need::Slirp4netns,
+        common::Need::OpensshClient,
+    ]);
+    let f = Fixture::new();
+    let keys = f.dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let key = keys.join("id_ed25519");
+    run_ok(
+        std::process::Command::new("ssh-keygen")
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "builder-test-key",
+                "-f",
+            ])
+            .arg(&key),
+    );
+    let agent = Agent::start(&keys);
+    run_ok(
+        std::process::Command::new("ssh-add")
+            .env("SSH_AUTH_SOCK", &agent.socket)
+            .arg(&key),
+    );
+    let fingerprint = run_ok(
+        std::process::Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(&key),
+    );
+    let fingerprint = fingerprint.split_whitespace().nth(1).unwrap().to_string();
+
+    let ctx = f.context(
+        "ssh",
+        &[(
+            "Dockerfile",
+            "FROM busybox:local\n\
+             RUN --mount=type=bind,source=sshbin,target=/sshbin --mount=type=ssh \
+                 echo \"$SSH_AUTH_SOCK\" > /sock && test -S \"$SSH_AUTH_SOCK\" && \
+                 /sshbin/ld.so --library-path /sshbin /sshbin/ssh-add -l > /keys && \
+                 ! chmod 666 \"$SSH_AUTH_SOCK\" 2>/dev/null\n",
+        )],
+    );
+    copy_ssh_add(&ctx.join("sshbin"));
+    let ssh = format!("default={}", agent.socket.display());
+    let out = build_to_dir(&f, &ctx, "out", &["--ssh", &ssh]);
+    let listed = std::fs::read_to_string(out.join("keys")).unwrap();
+    assert!(listed.contains(&fingerprint), "{listed}");
+    // The step could not change the host's socket.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&agent.socket)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("sock")).unwrap(),
+        "/run/buildkit/ssh_agent.0\n"
+    );
+    // Neither the socket nor the key is in the image: no file holds the private key's text.
+    assert!(
+        !out.join("run").exists(),
+        "the mount point is not left in the layer"
+    );
+    let secret = std::fs::read_to_string(&key).unwrap();
+    let secret_line = secret.lines().nth(1).unwrap();
+    for entry in walk(&out) {
+        if let Ok(bytes) = std::fs::read(&entry) {
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains(secret_line),
+                "{} holds the key",
+                entry.display()
+            );
+        }
+    }
+
+    // `--ssh default` takes $SSH_AUTH_SOCK; a required ssh mount without an agent fails.
+    let required = f.context(
+        "required",
+        &[(
+            "Dockerfile",
+            "FROM busybox:local\nRUN --mount=type=ssh,required=true true\n",
+        )],
+    );
+    let err = build_err(&f, &required, &[]);
+    assert!(err.contains("--ssh default"), "{err}");
+    let (o, _) = {
+        let meta = f.dir.path().join("m.json");
+        let o = f
+            .cmd()
+            .env("SSH_AUTH_SOCK", &agent.socket)
+            .args([
+                "build",
+                "--progress",
+                "plain",
+                "--ssh",
+                "default",
+                "--metadata-file",
+            ])
+            .arg(&meta)
+            .arg(&required)
+            .output()
+            .unwrap();
+        (o, meta)
+    };
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A key file is not an agent.
+    let err = build_err(
+        &f,
+        &required,
+        &["--ssh", &format!("default={}", key.display())],
+    );
+    assert!(err.contains("not an agent socket"), "{err}");
+}
+
+/// Every regular file below `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
 #[test]
 #[cfg_attr(
     any(missing_root, missing_busybox, missing_slirp4netns),

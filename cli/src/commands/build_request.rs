@@ -120,6 +120,10 @@ pub struct BuildArgs {
     /// `COPY --from=NAME` and `RUN --mount=from=NAME` use it instead of an image named NAME.
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
+    /// An SSH agent for `RUN --mount=type=ssh`: `default` (the agent of `$SSH_AUTH_SOCK`) or
+    /// `ID=SOCKET`. The agent's socket is forwarded into the step; keys stay in the agent.
+    #[arg(long = "ssh", value_name = "default|ID=SOCKET")]
+    pub ssh: Vec<String>,
     /// A label for the image, `KEY=VALUE` (over the Dockerfile's `LABEL` of the same key).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
@@ -177,6 +181,38 @@ fn parse_add_host(text: &str) -> Result<ExtraHost> {
         name: name.to_string(),
         ip: ip.to_string(),
     })
+}
+
+/// `--ssh ID[=SOCKET]`: the socket defaults to `$SSH_AUTH_SOCK`, as Docker's. Key files
+/// (Docker's other form) are refused: the agent holds the keys.
+fn parse_ssh(text: &str) -> Result<(String, PathBuf)> {
+    use std::os::unix::fs::FileTypeExt;
+    let (id, path) = match text.split_once('=') {
+        Some((id, path)) => (id, PathBuf::from(path)),
+        None => {
+            let sock = std::env::var_os("SSH_AUTH_SOCK").with_context(|| {
+                format!("--ssh {text}: SSH_AUTH_SOCK is not set (start ssh-agent, or give {text}=SOCKET)")
+            })?;
+            (text, PathBuf::from(sock))
+        }
+    };
+    if id.is_empty() || path.as_os_str().is_empty() {
+        bail!("--ssh {text:?}: expected default or ID=SOCKET");
+    }
+    if path.to_string_lossy().contains(',') {
+        bail!("--ssh {text:?}: one agent socket per id");
+    }
+    let meta =
+        std::fs::metadata(&path).with_context(|| format!("--ssh {text}: {}", path.display()))?;
+    if !meta.file_type().is_socket() {
+        bail!(
+            "--ssh {text}: {} is not an agent socket (load the key into ssh-agent with ssh-add \
+             and give its socket)",
+            path.display()
+        );
+    }
+    let path = std::path::absolute(&path).unwrap_or(path);
+    Ok((id.to_string(), path))
 }
 
 /// `--shm-size`: bytes, or a number with a binary unit as Docker takes it (`64m`, `1g`, `512k`,
@@ -340,6 +376,10 @@ pub fn request(args: &BuildArgs) -> Result<BuildRequest> {
         .iter()
         .map(|u| parse_ulimit(u))
         .collect::<Result<_>>()?;
+    for text in &args.ssh {
+        let (id, socket) = parse_ssh(text)?;
+        req.ssh.insert(id, socket);
+    }
     for text in &args.build_contexts {
         let (name, value) = text
             .split_once('=')

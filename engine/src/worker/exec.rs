@@ -292,11 +292,28 @@ pub(super) fn run(
                 }
             }
             MountKind::Ssh { id, required, .. } => {
-                if *required {
-                    return Err(fail(format!(
-                        "ssh mount {id}: SSH agent forwarding is not supported"
-                    )));
+                // As BuildKit: the first ssh mount's socket is SSH_AUTH_SOCK unless set.
+                if !env.iter().any(|(k, _)| k == "SSH_AUTH_SOCK") {
+                    env.push(("SSH_AUTH_SOCK".into(), m.target.clone()));
                 }
+                let Some(socket) = worker.opts.ssh.get(id) else {
+                    if *required {
+                        return Err(fail(format!(
+                            "ssh mount {id}: no agent given (build with --ssh {id}=SOCKET, or \
+                             --ssh default for $SSH_AUTH_SOCK)"
+                        )));
+                    }
+                    continue;
+                };
+                // The agent's own socket, bound in read-only: connecting to a socket does not
+                // write to its filesystem, and the step cannot chmod or chown the host's socket.
+                mounts.push(SandboxMountSpec {
+                    target,
+                    kind: SandboxMount::Bind {
+                        source: socket.clone(),
+                        access: BindAccess::ReadOnly,
+                    },
+                });
             }
         }
     }

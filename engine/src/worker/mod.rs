@@ -50,6 +50,9 @@ pub struct WorkerOptions {
     /// The `network.host` entitlement: steps may use the host's network namespace
     /// (`RUN --network=host`). Off unless the user asks, as in BuildKit.
     pub allow_network_host: bool,
+    /// SSH agent sockets by id (`--ssh`), for `RUN --mount=type=ssh`: bound into the step, so
+    /// the step talks to the agent and never sees a key.
+    pub ssh: HashMap<String, PathBuf>,
 }
 
 /// The worker that runs steps on this machine.
