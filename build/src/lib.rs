@@ -172,6 +172,15 @@ impl Build {
         )
         .map_err(|d| BuildError::Lower(d.to_string()))?;
         report_checks(&dockerfile, &shown, &lowered.warnings, progress.as_ref())?;
+        // As BuildKit, which refuses the definition before solving: a cached step would
+        // otherwise pass unchecked.
+        if !req.allow_network_host && uses_host_network(&lowered.definition) {
+            return Err(BuildError::Request(
+                "RUN --network=host needs the network.host entitlement: build with \
+                 --allow network.host"
+                    .to_string(),
+            ));
+        }
 
         let worker = LocalWorker::new(
             root.clone(),
@@ -344,6 +353,13 @@ fn report_checks(
         });
     }
     Ok(())
+}
+
+/// Whether a step of `definition` runs in the host's network namespace.
+fn uses_host_network(definition: &engine::graph::Definition) -> bool {
+    definition.vertices().any(|v| {
+        matches!(&v.op, engine::graph::Op::Exec(e) if e.network == engine::graph::NetworkMode::Host)
+    })
 }
 
 /// Sets `--label`s in an image config document (`config.Labels`), replacing same-named ones:

@@ -111,6 +111,10 @@ fn network_sets_the_network_of_run_steps() {
     );
     let err = build_err(&f, &run_host, &[]);
     assert!(err.contains("network.host"), "{err}");
+    // Also when the step is cached: the definition is refused before the solve.
+    f.build_ok(&run_host, &["--allow", "network.host"]);
+    let err = build_err(&f, &run_host, &[]);
+    assert!(err.contains("network.host"), "{err}");
 
     let host = build_to_dir(
         &f,
