@@ -319,6 +319,39 @@ fn build_context_names_a_directory_or_an_image() {
     assert!(!listing.contains("secret.txt"), "{listing}");
     assert!(out.join("bin/busybox").exists(), "FROM base is the image");
 
+    // As BuildKit: names compare in their familiar form (`files:latest` is `files`), and a
+    // stage named like a context is that context, its own instructions unused.
+    let stage = f.context(
+        "stage",
+        &[(
+            "Dockerfile",
+            "FROM busybox:local AS base\n\
+             RUN echo from-the-stage > /origin.txt\n\
+             FROM base\n\
+             COPY --from=files:latest /data.txt /copied.txt\n\
+             RUN test ! -e /origin.txt && echo replaced > /stage.txt\n",
+        )],
+    );
+    let out = build_to_dir(
+        &f,
+        &stage,
+        "stage-out",
+        &[
+            "--build-context",
+            &extra_arg,
+            "--build-context",
+            "base=docker-image://busybox:local",
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("stage.txt")).unwrap(),
+        "replaced\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("copied.txt")).unwrap(),
+        "from the named context\n"
+    );
+
     // Without the flag the names are images, which do not exist.
     let err = build_err(&f, &ctx, &[]);
     assert!(err.contains("files"), "{err}");

@@ -65,6 +65,43 @@ pub enum NamedContext {
     Image(String),
 }
 
+impl NamedContext {
+    /// The base of a stage that starts from this context, named `key`.
+    fn base(&self, key: &str) -> Base {
+        match self {
+            NamedContext::Local => Base::Context(key.to_string()),
+            NamedContext::Image(reference) => Base::Image(reference.clone()),
+        }
+    }
+}
+
+/// The build context `name` (an image name as written in `FROM` or `--from`, or a stage name)
+/// stands for, with its key. As BuildKit, names compare in their familiar form without
+/// `:latest`: `alpine`, `alpine:latest` and `docker.io/library/alpine` are one name.
+pub(crate) fn named_context<'m>(
+    contexts: &'m BTreeMap<String, NamedContext>,
+    name: &str,
+) -> Option<(&'m str, &'m NamedContext)> {
+    if contexts.is_empty() {
+        return None;
+    }
+    let wanted = familiar_name(name)?;
+    contexts
+        .iter()
+        .find(|(key, _)| familiar_name(key).as_deref() == Some(wanted.as_str()))
+        .map(|(key, named)| (key.as_str(), named))
+}
+
+/// `docker.io/library/alpine:latest` → `alpine`; `None` for what is not an image name.
+fn familiar_name(name: &str) -> Option<String> {
+    let full = normalize_image_reference(name).ok()?;
+    let short = full
+        .strip_prefix("docker.io/library/")
+        .or_else(|| full.strip_prefix("docker.io/"))
+        .unwrap_or(&full);
+    Some(short.strip_suffix(":latest").unwrap_or(short).to_string())
+}
+
 /// Settings of every `RUN` step that come from the build rather than the Dockerfile: `docker
 /// build --network`, ... A `RUN --network=none|host` of its own wins over the build's network.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -292,6 +329,7 @@ fn lower_inner(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, 
 
     // Bases.
     let mut bases = Vec::new();
+    let mut replaced_stages = Vec::new();
     for (i, st) in stages.iter().enumerate() {
         let image = &st.from.image;
         let span = st
@@ -300,6 +338,18 @@ fn lower_inner(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, 
             .first()
             .map(|w| w.span)
             .unwrap_or_default();
+        // A stage named like a build context is that context, its own instructions unused
+        // (as BuildKit).
+        let replaced = st
+            .from
+            .name
+            .as_deref()
+            .and_then(|n| named_context(&opts.named_contexts, n));
+        if let Some((key, named)) = replaced {
+            bases.push(named.base(key));
+            replaced_stages.push(i);
+            continue;
+        }
         let base = match names.get(&image.to_ascii_lowercase()) {
             Some(&j) if j < i => Base::Stage(j),
             Some(&j) if j > i => {
@@ -313,10 +363,10 @@ fn lower_inner(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, 
                 )))
             }
             _ if image.eq_ignore_ascii_case("scratch") => Base::Scratch,
-            _ if opts.named_contexts.contains_key(image) => match &opts.named_contexts[image] {
-                NamedContext::Local => Base::Context(image.clone()),
-                NamedContext::Image(reference) => Base::Image(reference.clone()),
-            },
+            _ if named_context(&opts.named_contexts, image).is_some() => {
+                let (key, named) = named_context(&opts.named_contexts, image).expect("just found");
+                named.base(key)
+            }
             _ => Base::Image(normalize_image_reference(image).map_err(|e| {
                 node_error(
                     st.from_node,
@@ -330,6 +380,10 @@ fn lower_inner(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, 
             })?),
         };
         bases.push(base);
+    }
+
+    for i in replaced_stages {
+        stages[i].body.clear();
     }
 
     // Edges between stages: base stages, COPY --from, RUN --mount from=, inherited triggers.
@@ -456,9 +510,9 @@ pub(crate) fn resolve_ref(
     if let Some(&i) = names.get(&value.to_ascii_lowercase()) {
         return Ok(SourceRef::Stage(i));
     }
-    match named_contexts.get(value) {
-        Some(NamedContext::Local) => Ok(SourceRef::Context(value.to_string())),
-        Some(NamedContext::Image(reference)) => Ok(SourceRef::Image(reference.clone())),
+    match named_context(named_contexts, value) {
+        Some((key, NamedContext::Local)) => Ok(SourceRef::Context(key.to_string())),
+        Some((_, NamedContext::Image(reference))) => Ok(SourceRef::Image(reference.clone())),
         None => Ok(SourceRef::Image(value.to_string())),
     }
 }
