@@ -520,13 +520,20 @@ fn ssh_forwards_the_agent_and_no_key_reaches_a_layer() {
              RUN --mount=type=bind,source=sshbin,target=/sshbin --mount=type=ssh \
                  echo \"$SSH_AUTH_SOCK\" > /sock && test -S \"$SSH_AUTH_SOCK\" && \
                  /sshbin/ld.so --library-path /sshbin /sshbin/ssh-add -l > /keys && \
-                 ! chmod 666 \"$SSH_AUTH_SOCK\" 2>/dev/null\n",
+                 ! chmod 666 \"$SSH_AUTH_SOCK\" 2>/dev/null\n\
+             USER app\n\
+             RUN --mount=type=bind,source=sshbin,target=/sshbin --mount=type=ssh,uid=1000 \
+                 /sshbin/ld.so --library-path /sshbin /sshbin/ssh-add -l > /tmp/app-keys\n",
         )],
     );
     copy_ssh_add(&ctx.join("sshbin"));
     let ssh = format!("default={}", agent.socket.display());
     let out = build_to_dir(&f, &ctx, "out", &["--ssh", &ssh]);
     let listed = std::fs::read_to_string(out.join("keys")).unwrap();
+    assert!(listed.contains(&fingerprint), "{listed}");
+    // A step running as another user is given the agent by the mount's uid=, as in BuildKit
+    // (OpenSSH's agent itself would refuse that user).
+    let listed = std::fs::read_to_string(out.join("tmp/app-keys")).unwrap();
     assert!(listed.contains(&fingerprint), "{listed}");
     // The step could not change the host's socket.
     use std::os::unix::fs::PermissionsExt;

@@ -171,6 +171,7 @@ pub(super) fn run(
 
     let mut mounts = Vec::new();
     let mut _locks = Vec::new();
+    let mut _relays = Vec::new();
     for (n, m) in op.mounts.iter().enumerate() {
         let target = PathBuf::from(&m.target);
         let input = m.input.and_then(|i| req.inputs.get(i as usize));
@@ -291,7 +292,13 @@ pub(super) fn run(
                     });
                 }
             }
-            MountKind::Ssh { id, required, .. } => {
+            MountKind::Ssh {
+                id,
+                required,
+                mode,
+                uid,
+                gid,
+            } => {
                 // As BuildKit: the first ssh mount's socket is SSH_AUTH_SOCK unless set.
                 if !env.iter().any(|(k, _)| k == "SSH_AUTH_SOCK") {
                     env.push(("SSH_AUTH_SOCK".into(), m.target.clone()));
@@ -305,15 +312,18 @@ pub(super) fn run(
                     }
                     continue;
                 };
-                // The agent's own socket, bound in read-only: connecting to a socket does not
-                // write to its filesystem, and the step cannot chmod or chown the host's socket.
+                // A relay socket with the mount's owner and mode, bound in read-only:
+                // connecting does not write to its filesystem, and the step cannot chmod it.
+                let relay = super::ssh::SshRelay::start(socket, *uid, *gid, *mode)
+                    .map_err(|e| fail(format!("ssh mount {id}: {e}")))?;
                 mounts.push(SandboxMountSpec {
                     target,
                     kind: SandboxMount::Bind {
-                        source: socket.clone(),
+                        source: relay.path().to_path_buf(),
                         access: BindAccess::ReadOnly,
                     },
                 });
+                _relays.push(relay);
             }
         }
     }

@@ -10,6 +10,7 @@
 
 mod exec;
 mod file;
+mod ssh;
 mod unpack;
 
 use crate::layer::{DiffId, LayerOptions};
