@@ -666,6 +666,8 @@ fn build_context_names_an_oci_layout() {
         std::fs::read_to_string(out.join("seen")).unwrap(),
         "from-layout\n"
     );
+    // --pull asks no registry for an image pinned by digest that the store holds.
+    build_to_dir(&f, &ctx, "pulled", &["--pull", "--build-context", &arg]);
     let wrong = format!(
         "base=oci-layout://{}@sha256:{}",
         layout.display(),
