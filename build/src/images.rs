@@ -87,9 +87,10 @@ impl BaseImageResolver for BaseImages {
     }
 }
 
-/// Loads the OCI layout `dir` of `--build-context NAME=oci-layout://DIR[@DIGEST]` into the store
-/// (as `builder load -i DIR` does) and returns a reference that resolves to the chosen image
-/// locally: `NAME@MANIFEST-DIGEST` (a digest reference finds the stored manifest by content).
+/// Stores the images of the OCI layout `dir` of `--build-context NAME=oci-layout://DIR[@DIGEST]`
+/// (without the names its index gives them) and returns a reference that resolves to the chosen
+/// image locally: `NAME@MANIFEST-DIGEST` (a digest reference finds the stored manifest by
+/// content).
 pub(crate) fn oci_layout_image(
     cas: &cache::ContentStore,
     store: &cache::ImageStore,
@@ -98,7 +99,7 @@ pub(crate) fn oci_layout_image(
     digest: Option<&cache::Digest>,
 ) -> Result<String, BuildError> {
     let shown = || format!("--build-context {name}=oci-layout://{}", dir.display());
-    let loaded = engine::export::load_oci_layout_dir(cas, store, dir)
+    let loaded = engine::export::import_oci_layout_dir(cas, store, dir)
         .map_err(|e| BuildError::Request(format!("{}: {e}", shown())))?;
     // The layout's index may name an index (a multi-platform image): its entry for this
     // platform is what was loaded.

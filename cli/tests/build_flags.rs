@@ -637,7 +637,15 @@ fn build_context_names_an_oci_layout() {
         )],
     );
     let tar = maker.dir.path().join("image.tar");
-    maker.build_ok(&ctx, &["-o", &format!("type=oci,dest={}", tar.display())]);
+    maker.build_ok(
+        &ctx,
+        &[
+            "-t",
+            "made:1",
+            "-o",
+            &format!("type=oci,dest={}", tar.display()),
+        ],
+    );
     let layout = maker.dir.path().join("layout");
     std::fs::create_dir_all(&layout).unwrap();
     run_ok(
@@ -666,6 +674,9 @@ fn build_context_names_an_oci_layout() {
         std::fs::read_to_string(out.join("seen")).unwrap(),
         "from-layout\n"
     );
+    // As BuildKit, reading the layout names nothing in the store.
+    let images = run_ok(f.cmd().args(["images", "--format", "{{.Repository}}"]));
+    assert!(!images.contains("made"), "{images}");
     // --pull asks no registry for an image pinned by digest that the store holds.
     build_to_dir(&f, &ctx, "pulled", &["--pull", "--build-context", &arg]);
     let wrong = format!(
