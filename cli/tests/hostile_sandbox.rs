@@ -250,7 +250,7 @@ fn default_run_cannot_reach_the_host_loopback_but_reaches_out() {
         oport = outside.1,
     );
     let ctx = f.context("net", &[("Dockerfile", &dockerfile)]);
-    let (out, _) = f.build(&ctx, &["--no-cache"]);
+    let (out, _) = f.build(&ctx, &["--no-cache", "--allow", "network.host"]);
     let log = text(&out);
     assert!(out.status.success(), "build failed: {log}");
     assert!(log.contains("loopback-done"), "{log}");

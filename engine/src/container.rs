@@ -308,6 +308,9 @@ fn run_blocking(
             cwd: PathBuf::from(cwd),
             user: StepUser::Named(user),
             insecure: false,
+            // Docker's defaults: a 64 MiB /dev/shm, the limits builder itself runs with.
+            shm_size_bytes: None,
+            rlimits: Vec::new(),
         }),
     };
     let runner = worker.runner()?.io(options.io).signals(signals);

@@ -14,6 +14,9 @@ use std::sync::Arc;
 /// Runs the build.
 pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
     let req = request(args)?;
+    if args.check || args.call == "check" {
+        std::process::exit(super::check::run(args, &req.dockerfile)?);
+    }
     let root =
         cache::RootDir::open_or_default(root).context("opening the builder root directory")?;
     let mode = if args.quiet {

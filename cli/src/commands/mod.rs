@@ -2,6 +2,7 @@
 pub mod build;
 pub mod build_request;
 pub mod cache;
+pub mod check;
 pub mod graph;
 pub mod images;
 pub mod lint;

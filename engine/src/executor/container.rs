@@ -150,6 +150,7 @@ fn run(req: &HelperRequest, ctx: ChildContext) -> Result<(), ExecError> {
                 &req.spec.mounts,
                 &req.state_dir,
                 ctx.rootless,
+                exec.shm_size_bytes,
             );
             report_stubs(ctx.stub_pipe, &stubs.report);
             setup?;
@@ -184,6 +185,7 @@ pub(crate) fn setup_rootfs(
     mounts: &[MountSpec],
     state_dir: &Path,
     rootless: bool,
+    shm_size_bytes: Option<u64>,
 ) -> Result<(), ExecError> {
     let nosuid_nodev_noexec = MountAttrFlags::MOUNT_ATTR_NOSUID
         | MountAttrFlags::MOUNT_ATTR_NODEV
@@ -194,7 +196,7 @@ pub(crate) fn setup_rootfs(
     let proc = m.new_fs("proc", &[], nosuid_nodev_noexec, proc_target)?;
     m.attach(proc, AttachPoint::Fd(at.as_fd()), "proc", proc_target)?;
 
-    mount_dev(m, stubs)?;
+    mount_dev(m, stubs, shm_size_bytes)?;
 
     let sys_target = Path::new("/sys");
     let at = ensure(stubs, sys_target, TargetKind::Dir)?;
@@ -223,8 +225,13 @@ pub(crate) fn setup_rootfs(
     Ok(())
 }
 
-/// A tmpfs `/dev` with the host's harmless devices bound in, devpts, shm and the fd links.
-fn mount_dev(m: &mut dyn Mounts, stubs: &mut StubMaker<'_>) -> Result<(), ExecError> {
+/// A tmpfs `/dev` with the host's harmless devices bound in, devpts, shm (`shm_size_bytes`, or
+/// Docker's 64 MiB) and the fd links.
+fn mount_dev(
+    m: &mut dyn Mounts,
+    stubs: &mut StubMaker<'_>,
+    shm_size_bytes: Option<u64>,
+) -> Result<(), ExecError> {
     let target = Path::new("/dev");
     let at = ensure(stubs, target, TargetKind::Dir)?;
     let dev = m.new_fs(
@@ -297,7 +304,10 @@ fn mount_dev(m: &mut dyn Mounts, stubs: &mut StubMaker<'_>) -> Result<(), ExecEr
         "tmpfs",
         &[
             FsOption::Value("mode", "1777".to_string()),
-            FsOption::Value("size", "65536k".to_string()),
+            FsOption::Value(
+                "size",
+                shm_size_bytes.map_or("65536k".to_string(), |b| b.to_string()),
+            ),
         ],
         MountAttrFlags::MOUNT_ATTR_NOSUID
             | MountAttrFlags::MOUNT_ATTR_NODEV
@@ -614,6 +624,11 @@ fn exec_program(exec: &ExecSpec, last_cap: u32, console_fd: Option<i32>) -> Resu
     } else {
         super::seccomp::default_filters().map_err(|e| setup_error("seccomp", e.to_string()))?
     };
+    // `--ulimit`: set while the process still has CAP_SYS_RESOURCE (raising a hard limit
+    // needs it), inherited across execve.
+    for limit in &exec.rlimits {
+        set_rlimit(limit)?;
+    }
     for cap in 0..=last_cap.min(63) {
         let set = CapabilitySet::from_bits_retain(1u64 << cap);
         if !defaults.contains(set) {
@@ -716,6 +731,41 @@ fn exec_program(exec: &ExecSpec, last_cap: u32, console_fd: Option<i32>) -> Resu
     })
 }
 
+/// Sets one resource limit on this process.
+fn set_rlimit(limit: &super::spec::Rlimit) -> Result<(), ExecError> {
+    use rustix::process::Resource;
+    let resource = match limit.name.as_str() {
+        "core" => Resource::Core,
+        "cpu" => Resource::Cpu,
+        "data" => Resource::Data,
+        "fsize" => Resource::Fsize,
+        "locks" => Resource::Locks,
+        "memlock" => Resource::Memlock,
+        "msgqueue" => Resource::Msgqueue,
+        "nice" => Resource::Nice,
+        "nofile" => Resource::Nofile,
+        "nproc" => Resource::Nproc,
+        "rss" => Resource::Rss,
+        "rtprio" => Resource::Rtprio,
+        "rttime" => Resource::Rttime,
+        "sigpending" => Resource::Sigpending,
+        "stack" => Resource::Stack,
+        other => {
+            return Err(ExecError::InvalidSpec(format!(
+                "unknown resource limit {other:?}"
+            )))
+        }
+    };
+    rustix::process::setrlimit(
+        resource,
+        rustix::process::Rlimit {
+            current: limit.soft,
+            maximum: limit.hard,
+        },
+    )
+    .map_err(|e| setup_error(format!("set the {} limit", limit.name), os_message(e)))
+}
+
 /// Restores default signal handling and an empty mask (the Rust runtime ignores SIGPIPE, and
 /// ignored signals survive `execve`).
 fn reset_signals() {
@@ -813,7 +863,7 @@ mod tests {
             },
         ];
         let mut m = RecordingMounts::default();
-        setup_rootfs(&mut m, &mut stubs, &mounts, &state, false).unwrap();
+        setup_rootfs(&mut m, &mut stubs, &mounts, &state, false, None).unwrap();
         let log: Vec<&str> = m.log.iter().map(String::as_str).collect();
         let cache = cache.display();
         let state = state.display();

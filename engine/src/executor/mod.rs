@@ -58,6 +58,8 @@
 //!         cwd: "/src".into(),
 //!         user: StepUser::Named("app".into()),
 //!         insecure: false,
+//!         shm_size_bytes: None,
+//!         rlimits: Vec::new(),
 //!     }),
 //! };
 //! let outcome = tokio::task::spawn_blocking(move || {
@@ -91,8 +93,8 @@ pub use network::network_files;
 pub use protocol::HELPER_ARG;
 pub use runner::{CancelToken, ExecOutcome, OutputLine, Runner, StepIo, StepSignals, Stream};
 pub use spec::{
-    Action, BindAccess, ExecSpec, ExecUser, MountKind, MountSpec, Network, OverlayMount,
-    SandboxSpec, StepUser, UpperDir,
+    Action, BindAccess, ExecSpec, ExecUser, MountKind, MountSpec, Network, OverlayMount, Rlimit,
+    SandboxSpec, StepUser, UpperDir, RLIMIT_NAMES,
 };
 
 use std::collections::BTreeMap;

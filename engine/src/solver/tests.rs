@@ -79,6 +79,9 @@ fn exec(cmd: &str, env: Vec<(String, String)>) -> Op {
         network: NetworkMode::Default,
         security: SecurityMode::Sandbox,
         mounts: vec![],
+        extra_hosts: vec![],
+        shm_size: 0,
+        ulimits: vec![],
     })
 }
 

@@ -141,6 +141,12 @@ pub(super) fn run(
              (build with --allow security.insecure)",
         ));
     }
+    if op.network == NetworkMode::Host && !worker.opts.allow_network_host {
+        return Err(fail(
+            "RUN --network=host needs the network.host entitlement, which is not granted \
+             (build with --allow network.host)",
+        ));
+    }
     let base: &[LayerRef] = match req.inputs.first() {
         Some(InputState::Layers(l)) => l,
         _ => &[],
@@ -165,6 +171,7 @@ pub(super) fn run(
 
     let mut mounts = Vec::new();
     let mut _locks = Vec::new();
+    let mut _relays = Vec::new();
     for (n, m) in op.mounts.iter().enumerate() {
         let target = PathBuf::from(&m.target);
         let input = m.input.and_then(|i| req.inputs.get(i as usize));
@@ -285,12 +292,38 @@ pub(super) fn run(
                     });
                 }
             }
-            MountKind::Ssh { id, required, .. } => {
-                if *required {
-                    return Err(fail(format!(
-                        "ssh mount {id}: SSH agent forwarding is not supported"
-                    )));
+            MountKind::Ssh {
+                id,
+                required,
+                mode,
+                uid,
+                gid,
+            } => {
+                // As BuildKit: the first ssh mount's socket is SSH_AUTH_SOCK unless set.
+                if !env.iter().any(|(k, _)| k == "SSH_AUTH_SOCK") {
+                    env.push(("SSH_AUTH_SOCK".into(), m.target.clone()));
                 }
+                let Some(socket) = worker.opts.ssh.get(id) else {
+                    if *required {
+                        return Err(fail(format!(
+                            "ssh mount {id}: no agent given (build with --ssh {id}=SOCKET, or \
+                             --ssh default for $SSH_AUTH_SOCK)"
+                        )));
+                    }
+                    continue;
+                };
+                // A relay socket with the mount's owner and mode, bound in read-only:
+                // connecting does not write to its filesystem, and the step cannot chmod it.
+                let relay = super::ssh::SshRelay::start(socket, *uid, *gid, *mode)
+                    .map_err(|e| fail(format!("ssh mount {id}: {e}")))?;
+                mounts.push(SandboxMountSpec {
+                    target,
+                    kind: SandboxMount::Bind {
+                        source: relay.path().to_path_buf(),
+                        access: BindAccess::ReadOnly,
+                    },
+                });
+                _relays.push(relay);
             }
         }
     }
@@ -307,7 +340,9 @@ pub(super) fn run(
     // /etc/hosts and /etc/resolv.conf, only where the image has an /etc to put them in (the
     // sandbox removes the stubs before the diff either way).
     if lowers.iter().any(|l| l.join("etc").is_dir()) {
-        mounts.extend(crate::executor::network_files(network, HOSTNAME));
+        let mut files = crate::executor::network_files(network, HOSTNAME);
+        add_hosts(&mut files, &op.extra_hosts);
+        mounts.extend(files);
     }
 
     // The kernel filesystems' mount points the image lacks: runc creates them for BuildKit and
@@ -359,6 +394,16 @@ pub(super) fn run(
             cwd: PathBuf::from(cwd),
             user,
             insecure: op.security == SecurityMode::Insecure,
+            shm_size_bytes: (op.shm_size > 0).then_some(op.shm_size),
+            rlimits: op
+                .ulimits
+                .iter()
+                .map(|u| crate::executor::Rlimit {
+                    name: u.name.clone(),
+                    soft: u64::try_from(u.soft).ok(),
+                    hard: u64::try_from(u.hard).ok(),
+                })
+                .collect(),
         }),
     };
     let mut sink = super::log_sink(progress, req.step);
@@ -379,6 +424,23 @@ pub(super) fn run(
     let layer = worker.commit_upper(&upper, &lowers)?;
     drop(dir);
     Ok(layer)
+}
+
+/// Appends `--add-host` entries to the step's `/etc/hosts` (a file mount of the sandbox, so
+/// they never reach the layer), one `IP\tNAME` line each, as BuildKit writes them.
+fn add_hosts(files: &mut [SandboxMountSpec], extra: &[crate::graph::ExtraHost]) {
+    if extra.is_empty() {
+        return;
+    }
+    for f in files.iter_mut() {
+        if let (true, SandboxMount::File { contents, .. }) =
+            (f.target == Path::new("/etc/hosts"), &mut f.kind)
+        {
+            for h in extra {
+                contents.extend_from_slice(format!("{}\t{}\n", h.ip, h.name).as_bytes());
+            }
+        }
+    }
 }
 
 /// Puts back in `upper` the mount point `dir` (a runtime directory the image lacked) that the

@@ -10,6 +10,7 @@
 
 pub(crate) mod exec;
 mod file;
+mod ssh;
 mod unpack;
 
 use crate::layer::{DiffId, LayerOptions};
@@ -47,6 +48,12 @@ pub struct WorkerOptions {
     /// The `security.insecure` entitlement: `RUN --security=insecure` steps run without the
     /// seccomp filter and with every capability. Off unless the user asks (`--allow`).
     pub allow_insecure: bool,
+    /// The `network.host` entitlement: steps may use the host's network namespace
+    /// (`RUN --network=host`). Off unless the user asks, as in BuildKit.
+    pub allow_network_host: bool,
+    /// SSH agent sockets by id (`--ssh`), for `RUN --mount=type=ssh`: bound into the step, so
+    /// the step talks to the agent and never sees a key.
+    pub ssh: HashMap<String, PathBuf>,
 }
 
 /// The worker that runs steps on this machine.

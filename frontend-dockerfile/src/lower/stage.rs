@@ -14,8 +14,8 @@ use crate::parser::ast::Node;
 use crate::shell::Lexer;
 use engine::graph::{
     normalize_image_reference, CacheSharing, ConfigChange, CopySpec, Definition, FileAction,
-    FileOp, HistoryEntry, InputIndex, MergeOp, MountKind, MountSpec, Op, Platform, SourceOp,
-    StageBase, StageId, StageInfo, VertexId, VertexMeta,
+    FileOp, HistoryEntry, InputIndex, MergeOp, MountKind, MountSpec, NetworkMode, Op, Platform,
+    SourceOp, StageBase, StageId, StageInfo, VertexId, VertexMeta,
 };
 use std::collections::HashMap;
 
@@ -340,6 +340,30 @@ impl<'a> Lowerer<'a> {
         )
     }
 
+    /// The files of the local `--build-context` `name`, whole (its own `.dockerignore` is the
+    /// solver's filter).
+    fn named_context_source(
+        &mut self,
+        node: &Node,
+        name: &str,
+        platform: &Platform,
+    ) -> Result<VertexId, Diagnostic> {
+        self.add(
+            node,
+            Op::Source(SourceOp::Context {
+                name: name.to_string(),
+                includes: Vec::new(),
+                excludes: Vec::new(),
+            }),
+            vec![],
+            platform,
+            VertexMeta {
+                name: format!("[context {name}] load from client"),
+                ..VertexMeta::default()
+            },
+        )
+    }
+
     fn context_source(
         &mut self,
         node: &Node,
@@ -488,6 +512,11 @@ impl<'a> Lowerer<'a> {
                     &platform,
                     VertexMeta::default(),
                 )?;
+                st.set_env("PATH".into(), DEFAULT_PATH.into());
+                StageBase::Scratch
+            }
+            Base::Context(name) => {
+                st.current = self.named_context_source(from_node, name, &platform)?;
                 st.set_env("PATH".into(), DEFAULT_PATH.into());
                 StageBase::Scratch
             }
@@ -852,7 +881,18 @@ impl<'a> Lowerer<'a> {
         value: &str,
         span: crate::parser::ast::Span,
     ) -> Result<VertexId, Diagnostic> {
-        match resolve_ref(value, self.names, self.stages.len(), node, span)? {
+        match resolve_ref(
+            value,
+            self.names,
+            &self.opts.named_contexts,
+            self.stages.len(),
+            node,
+            span,
+        )? {
+            SourceRef::Context(name) => {
+                let platform = st.platform.clone();
+                self.named_context_source(node, &name, &platform)
+            }
             SourceRef::Stage(j) => match self.finished.get(&j) {
                 Some(f) => Ok(f.vertex),
                 None => Err(node_error(
@@ -941,9 +981,16 @@ impl<'a> Lowerer<'a> {
             proxy_env: self.proxy_env.clone(),
             cwd: st.workdir.clone(),
             user: st.user.clone(),
-            network: run.network.unwrap_or_default(),
+            // As BuildKit: the build's network unless the step names `none` or `host`.
+            network: match run.network {
+                None | Some(NetworkMode::Default) => self.opts.run.network,
+                Some(mode) => mode,
+            },
             security: run.security.unwrap_or_default(),
             mounts,
+            extra_hosts: self.opts.run.extra_hosts.clone(),
+            shm_size: self.opts.run.shm_size,
+            ulimits: self.opts.run.ulimits.clone(),
         };
         let meta = Self::meta(
             st,
