@@ -23,8 +23,9 @@
 //!   their relative order is only approximate.
 //!
 //! Layout: [`spec`](SandboxSpec) is the data, `runner` the build-process side, `helper` the
-//! namespace-making process, `container` the step's pid 1, `mounts` the one seam through which
-//! every mount goes (with a recording double for unprivileged tests), `stubs` the mount points
+//! namespace-making process, `container` the step's pid 1, `kernel` the one seam through which
+//! every kernel call of the set-up goes (namespaces, ids, mounts, `pivot_root`, capabilities,
+//! seccomp, `execve`; with a recording double for unprivileged tests), `mount_stubs` the mount points
 //! made in the root and their removal, `network` the name-resolution files and slirp4netns,
 //! `seccomp` Docker's profile, `idmap` rootless id maps, [`user`] `USER` resolution, `console`
 //! the terminal of a step run with [`StepIo::Terminal`].
@@ -78,13 +79,15 @@ mod container;
 mod error;
 mod helper;
 pub mod idmap;
-mod mounts;
+mod kernel;
+mod mount_stubs;
 mod network;
 mod protocol;
 mod runner;
 mod seccomp;
+#[cfg(test)]
+mod setup_tests;
 mod spec;
-mod stubs;
 mod sys;
 pub mod user;
 
