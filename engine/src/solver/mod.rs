@@ -198,9 +198,50 @@ pub enum WorkError {
     /// This worker cannot do what the step asks.
     #[error("{0}")]
     Unsupported(String),
-    /// Anything else, with a message that names what failed.
-    #[error("{0}")]
-    Failed(String),
+    /// A `RUN --mount` source leaves the root it is taken from.
+    #[error("mount source {path:?} resolves outside its root")]
+    MountOutsideRoot { path: String },
+    /// A `RUN --mount` source does not exist.
+    #[error("mount source {path:?}: {source}")]
+    MountSourceMissing {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `RUN --mount` source of the build context that `.dockerignore` hides.
+    #[error(
+        "mount source {path:?}: not in the build context (.dockerignore excludes {pattern:?})"
+    )]
+    MountSourceIgnored { path: String, pattern: String },
+    /// A bind mount whose input the solver did not provide.
+    #[error("bind mount at {target} has no source")]
+    MountWithoutSource { target: String },
+    /// A cache mount's lock could not be taken.
+    #[error("cache mount {id}: {source}")]
+    CacheMountLock {
+        id: String,
+        #[source]
+        source: cache::lock::LockError,
+    },
+    /// A required `RUN --mount=type=secret` whose secret was not given.
+    #[error("secret {id}: not provided (use --secret id={id},src=FILE)")]
+    SecretMissing { id: String },
+    /// A required `RUN --mount=type=ssh` whose agent was not given.
+    #[error("ssh mount {id}: no agent given (build with --ssh {id}=SOCKET, or --ssh default for $SSH_AUTH_SOCK)")]
+    SshAgentMissing { id: String },
+    /// The relay socket of an ssh mount could not be made.
+    #[error("ssh mount {id}: {source}")]
+    SshRelay {
+        id: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The step asks for what the build did not allow (`--allow ENTITLEMENT`).
+    #[error("{what} needs the {entitlement} entitlement, which is not granted (build with --allow {entitlement})")]
+    Entitlement {
+        what: &'static str,
+        entitlement: &'static str,
+    },
 }
 
 impl From<crate::fileops::FileOpError> for WorkError {

@@ -28,10 +28,7 @@ impl FakeWorker {
                 last_lines: vec![],
             });
         }
-        let digest = self
-            .store
-            .put_bytes(seed.as_bytes())
-            .map_err(|e| WorkError::Failed(e.to_string()))?;
+        let digest = self.store.put_bytes(seed.as_bytes())?;
         Ok(LayerRef {
             digest: digest.clone(),
             diff_id: digest,

@@ -18,10 +18,6 @@ const RUNTIME_DIRS: [&str; 3] = ["/proc", "/dev", "/sys"];
 /// The host name inside RUN steps, as BuildKit names it.
 const HOSTNAME: &str = "buildkitsandbox";
 
-fn fail(what: impl std::fmt::Display) -> WorkError {
-    WorkError::Failed(what.to_string())
-}
-
 /// Cleans a path inside a mount source: no `..` above its root, no leading `/`.
 fn clean_inside(path: &str) -> Result<String, WorkError> {
     let mut parts: Vec<&str> = Vec::new();
@@ -30,9 +26,9 @@ fn clean_inside(path: &str) -> Result<String, WorkError> {
             "" | "." => {}
             ".." => {
                 if parts.pop().is_none() {
-                    return Err(fail(format!(
-                        "mount source {path:?} points outside its root"
-                    )));
+                    return Err(WorkError::MountOutsideRoot {
+                        path: path.to_string(),
+                    });
                 }
             }
             p => parts.push(p),
@@ -45,14 +41,19 @@ fn clean_inside(path: &str) -> Result<String, WorkError> {
 /// included).
 fn resolve_inside(root: &Path, rel: &str) -> Result<PathBuf, WorkError> {
     let joined = root.join(rel);
-    let canon_root =
-        std::fs::canonicalize(root).map_err(|e| fail(format!("{}: {e}", root.display())))?;
-    let canon =
-        std::fs::canonicalize(&joined).map_err(|e| fail(format!("mount source {rel:?}: {e}")))?;
+    let canon_root = std::fs::canonicalize(root).map_err(|source| WorkError::Io {
+        what: "resolving",
+        path: root.to_path_buf(),
+        source,
+    })?;
+    let canon = std::fs::canonicalize(&joined).map_err(|source| WorkError::MountSourceMissing {
+        path: rel.to_string(),
+        source,
+    })?;
     if !canon.starts_with(&canon_root) {
-        return Err(fail(format!(
-            "mount source {rel:?} resolves outside its root"
-        )));
+        return Err(WorkError::MountOutsideRoot {
+            path: rel.to_string(),
+        });
     }
     Ok(canon)
 }
@@ -68,15 +69,18 @@ fn context_bind(
     mask: &Path,
     access: BindAccess,
 ) -> Result<SandboxMount, WorkError> {
-    let canon_root =
-        std::fs::canonicalize(context).map_err(|e| fail(format!("{}: {e}", context.display())))?;
+    let canon_root = std::fs::canonicalize(context).map_err(|source| WorkError::Io {
+        what: "resolving",
+        path: context.to_path_buf(),
+        source,
+    })?;
     let sub = source.strip_prefix(&canon_root).unwrap_or(Path::new(""));
     // Component-wise prefixes: `a/b` is below `a`, `a-b` is not.
     if let Some(h) = hidden.iter().find(|h| sub.starts_with(h)) {
-        return Err(fail(format!(
-            "mount source {:?}: not in the build context (.dockerignore excludes {h:?})",
-            sub.display().to_string()
-        )));
+        return Err(WorkError::MountSourceIgnored {
+            path: sub.display().to_string(),
+            pattern: h.clone(),
+        });
     }
     let masked: Vec<&Path> = hidden
         .iter()
@@ -98,17 +102,21 @@ fn context_bind(
 /// directories (an overlay shows a merged directory with its topmost layer's attributes).
 fn make_mask(source: &Path, mask: &Path, paths: &[&Path]) -> Result<(), WorkError> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let io = |path: &Path, e: &dyn std::fmt::Display| fail(format!("{}: {e}", path.display()));
+    let io = |path: &Path, source: std::io::Error| WorkError::Io {
+        what: "making the .dockerignore mask at",
+        path: path.to_path_buf(),
+        source,
+    };
     // Every directory the whiteouts sit in, the mask's root included; sorted, parents first.
     let dirs: std::collections::BTreeSet<&Path> =
         paths.iter().flat_map(|p| p.ancestors().skip(1)).collect();
     let mut times = Vec::with_capacity(dirs.len());
     for rel in &dirs {
         let (from, to) = (source.join(rel), mask.join(rel));
-        let meta = std::fs::symlink_metadata(&from).map_err(|e| io(&from, &e))?;
-        std::fs::create_dir(&to).map_err(|e| io(&to, &e))?;
+        let meta = std::fs::symlink_metadata(&from).map_err(|e| io(&from, e))?;
+        std::fs::create_dir(&to).map_err(|e| io(&to, e))?;
         std::fs::set_permissions(&to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
-            .map_err(|e| io(&to, &e))?;
+            .map_err(|e| io(&to, e))?;
         // Unprivileged builds cannot give a directory away; it then keeps the builder's owner,
         // which is the source's owner in that case anyway.
         let _ = std::os::unix::fs::lchown(&to, Some(meta.uid()), Some(meta.gid()));
@@ -120,11 +128,12 @@ fn make_mask(source: &Path, mask: &Path, paths: &[&Path]) -> Result<(), WorkErro
     }
     for rel in paths {
         let target = mask.join(rel);
-        crate::fileops::archive::mknod(&target, libc::S_IFCHR, 0).map_err(|e| io(&target, &e))?;
+        crate::fileops::archive::mknod(&target, libc::S_IFCHR, 0)
+            .map_err(|e| io(&target, std::io::Error::other(e.to_string())))?;
     }
     // Directory times last, deepest first: creating entries inside them moved their mtimes.
     for (to, atime, mtime) in times.iter().rev() {
-        filetime::set_file_times(to, *atime, *mtime).map_err(|e| io(to, &e))?;
+        filetime::set_file_times(to, *atime, *mtime).map_err(|e| io(to, e))?;
     }
     Ok(())
 }
@@ -136,16 +145,16 @@ pub(super) fn run(
 ) -> Result<LayerRef, WorkError> {
     let op = req.op;
     if op.security == SecurityMode::Insecure && !worker.opts.allow_insecure {
-        return Err(fail(
-            "RUN --security=insecure needs the security.insecure entitlement, which is not granted \
-             (build with --allow security.insecure)",
-        ));
+        return Err(WorkError::Entitlement {
+            what: "RUN --security=insecure",
+            entitlement: "security.insecure",
+        });
     }
     if op.network == NetworkMode::Host && !worker.opts.allow_network_host {
-        return Err(fail(
-            "RUN --network=host needs the network.host entitlement, which is not granted \
-             (build with --allow network.host)",
-        ));
+        return Err(WorkError::Entitlement {
+            what: "RUN --network=host",
+            entitlement: "network.host",
+        });
     }
     let base: &[LayerRef] = match req.inputs.first() {
         Some(InputState::Layers(l)) => l,
@@ -202,7 +211,11 @@ pub(super) fn run(
                         subpath: Path::new("/").join(rel),
                         access,
                     },
-                    None => return Err(fail(format!("bind mount at {} has no source", m.target))),
+                    None => {
+                        return Err(WorkError::MountWithoutSource {
+                            target: m.target.clone(),
+                        })
+                    }
                 };
                 mounts.push(SandboxMountSpec { target, kind });
             }
@@ -219,12 +232,12 @@ pub(super) fn run(
                 let mut host = worker.root.mounts_dir().join(&name);
                 match sharing {
                     CacheSharing::Locked => {
-                        _locks.push(
-                            worker
-                                .root
-                                .lock_entry("mounts", &name)
-                                .map_err(|e| fail(format!("cache mount {id}: {e}")))?,
-                        );
+                        _locks.push(worker.root.lock_entry("mounts", &name).map_err(|source| {
+                            WorkError::CacheMountLock {
+                                id: id.clone(),
+                                source,
+                            }
+                        })?);
                     }
                     CacheSharing::Private => {
                         match cache::EntryLock::try_acquire(
@@ -268,9 +281,7 @@ pub(super) fn run(
             } => {
                 let Some(secret) = worker.opts.secrets.get(id) else {
                     if *required {
-                        return Err(fail(format!(
-                            "secret {id}: not provided (use --secret id={id},src=FILE)"
-                        )));
+                        return Err(WorkError::SecretMissing { id: id.clone() });
                     }
                     continue;
                 };
@@ -305,17 +316,19 @@ pub(super) fn run(
                 }
                 let Some(socket) = worker.opts.ssh.get(id) else {
                     if *required {
-                        return Err(fail(format!(
-                            "ssh mount {id}: no agent given (build with --ssh {id}=SOCKET, or \
-                             --ssh default for $SSH_AUTH_SOCK)"
-                        )));
+                        return Err(WorkError::SshAgentMissing { id: id.clone() });
                     }
                     continue;
                 };
                 // A relay socket with the mount's owner and mode, bound in read-only:
                 // connecting does not write to its filesystem, and the step cannot chmod it.
-                let relay = super::ssh::SshRelay::start(socket, *uid, *gid, *mode)
-                    .map_err(|e| fail(format!("ssh mount {id}: {e}")))?;
+                let relay =
+                    super::ssh::SshRelay::start(socket, *uid, *gid, *mode).map_err(|source| {
+                        WorkError::SshRelay {
+                            id: id.clone(),
+                            source,
+                        }
+                    })?;
                 mounts.push(SandboxMountSpec {
                     target,
                     kind: SandboxMount::Bind {
@@ -410,7 +423,10 @@ pub(super) fn run(
     let outcome = worker
         .runner()?
         .run(&spec, &mut sink)
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|source| WorkError::Sandbox {
+            what: "running the step",
+            source,
+        })?;
     if !outcome.success() {
         return Err(WorkError::ExitCode {
             command: op.args.join(" "),
@@ -454,9 +470,18 @@ fn keep_runtime_dir(upper: &Path, dir: &str) -> Result<(), WorkError> {
     std::fs::DirBuilder::new()
         .mode(0o755)
         .create(&path)
-        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .map_err(|e| fail(format!("{}: {e}", path.display())))
+        .map_err(|source| WorkError::Io {
+            what: "creating",
+            path: path.clone(),
+            source,
+        })?;
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(
+        |source| WorkError::Io {
+            what: "setting the mode of",
+            path: path.clone(),
+            source,
+        },
+    )
 }
 
 /// `HOME` for a step without one, as runc gives it: the home of the step user's uid in the
@@ -488,8 +513,11 @@ pub(crate) fn home_for(worker: &LocalWorker, lowers: &[PathBuf], user_spec: &str
 fn create_cache_dir(path: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), WorkError> {
     use std::os::unix::fs::PermissionsExt;
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp)
-        .map_err(|e| fail(format!("cache mount {}: {e}", path.display())))?;
+    std::fs::create_dir_all(&tmp).map_err(|source| WorkError::Io {
+        what: "creating the cache mount",
+        path: tmp.clone(),
+        source,
+    })?;
     let mode = if mode == 0 { 0o755 } else { mode };
     let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode));
     let _ = std::os::unix::fs::chown(&tmp, Some(uid), Some(gid));
