@@ -329,7 +329,17 @@ impl Kernel for RealKernel {
             nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
             None::<&str>,
         )
-        .map_err(|e| mount_error("private propagation", Path::new("/"), os_message(e)))
+        .map_err(|e| {
+            let mut message = os_message(e);
+            if e == nix::errno::Errno::EINVAL {
+                // The one case users meet: a chroot whose root directory is no mount point.
+                message.push_str(
+                    " (is / a mount point? in a chroot, bind-mount its directory onto itself \
+                     first: mount --bind DIR DIR)",
+                );
+            }
+            mount_error("private propagation", Path::new("/"), message)
+        })
     }
 
     fn unmount(&mut self, target: &Path) -> Result<(), ExecError> {
