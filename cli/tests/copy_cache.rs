@@ -623,3 +623,34 @@ fn overlapping_sources_are_keyed_by_what_remains() {
         Path::new("/a")
     );
 }
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn an_added_archive_is_keyed_by_its_bytes_and_says_so() {
+    // Found by the soundness run (seed 20261206, rounds 2941 and 6424): bytes appended after an
+    // archive's end, which extraction ignores, rebuild the ADD. That is the rule, as BuildKit
+    // keys an archive by its content; the reason names the archive so the rebuild is explained.
+    let e = Env::new();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "x", &b"x"[..]).unwrap();
+    std::fs::write(e.ctx().join("a.tar"), b.into_inner().unwrap()).unwrap();
+    let df = "FROM scratch\nADD a.tar /d/\n";
+    let (_, first) = e.build(df);
+    assert_eq!(read(&first, "d/x"), "x");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(e.ctx().join("a.tar"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"+").unwrap();
+    let (meta, second) = e.build(df);
+    assert!(!cached(&meta, "ADD"), "{meta:#}");
+    let text = meta.to_string();
+    assert!(text.contains("archive content="), "{meta:#}");
+    assert_eq!(read(&second, "d/x"), "x");
+}

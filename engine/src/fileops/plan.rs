@@ -539,6 +539,9 @@ pub struct EntryFacts {
     pub link_target: Option<String>,
     /// Content digest of a regular file.
     pub content: Option<[u8; 32]>,
+    /// An archive `ADD` extracts: keyed by its bytes only (as BuildKit keys it), so a change of
+    /// its bytes that extraction would not show still counts.
+    pub archive: bool,
 }
 
 impl EntryFacts {
@@ -582,6 +585,13 @@ impl EntryFacts {
             EntryKind::Symlink => "symlink",
             EntryKind::Other => "other",
         };
+        if self.archive {
+            let content = self
+                .content
+                .map(|c| hex::encode(&c[..8]))
+                .unwrap_or_default();
+            return format!("archive content={content}");
+        }
         let mut s = format!("{kind} mode={:o}", self.mode);
         if let Some((u, g)) = self.owner {
             s.push_str(&format!(" owner={u}:{g}"));
@@ -757,6 +767,7 @@ impl CopyPlan<'_> {
                     link_target: e.link_target.clone(),
                     content: (e.kind == EntryKind::File)
                         .then(|| content.get(e.rel.as_str()).copied().unwrap_or_default()),
+                    archive: m.archive,
                 };
                 let mut h = blake3::Hasher::new();
                 facts.hash_into(&mut h);
