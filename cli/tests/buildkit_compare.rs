@@ -153,7 +153,7 @@ fn cases() -> Vec<Case> {
     ]);
     let busybox = std::fs::read("/usr/bin/busybox").unwrap();
     let base_dockerfile = std::fs::read(examples_dir().join("base/Dockerfile")).unwrap();
-    vec![
+    let mut cases = vec![
         Case::new(
             "base",
             Context::Files(vec![("Dockerfile", base_dockerfile), ("busybox", busybox)]),
@@ -607,6 +607,563 @@ CMD echo run
 "#,
             )]),
         ),
+    ];
+    cases.extend(heredoc_cases());
+    cases.extend(run_flag_cases());
+    cases.extend(variable_cases());
+    cases.extend(metadata_cases());
+    cases.extend(copy_add_cases());
+    cases.extend(parsing_cases());
+    cases
+}
+
+/// Heredocs in RUN and COPY: quoting, expansion, `<<-`, several at once, a shebang.
+fn heredoc_cases() -> Vec<Case> {
+    vec![
+        // A lone heredoc is the shell's script: the shell expands it, quoted or not.
+        Case::new(
+            "heredoc_run_lone_document_is_the_script",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nARG NAME=world\nRUN <<EOF\necho \"hello $NAME\" > /unquoted.txt\necho second >> /unquoted.txt\nEOF\nRUN <<'EOF'\necho \"quoted $NAME\" > /quoted.txt\nEOF\nRUN <<-EOF\n\techo tab-stripped > /dash.txt\n\tEOF\n",
+            )]),
+        ),
+        Case::new(
+            "heredoc_run_as_stdin_of_a_command",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nARG NAME=world\nRUN cat <<EOF > /stdin.txt\nstdin $NAME\nEOF\nRUN cat <<'EOF' > /stdin-quoted.txt\nstdin $NAME\nEOF\nRUN cat <<A > /a.txt && cat <<B > /b.txt\nfirst\nA\nsecond\nB\n",
+            )]),
+        ),
+        Case::new(
+            "heredoc_run_with_a_shebang_runs_as_a_file",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nRUN <<EOF\n#!/bin/sh\necho \"$0\" > /shebang.txt\nEOF\n",
+            )]),
+        ),
+        Case::new(
+            "heredoc_copy_expands_unless_quoted",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nARG NAME=world\nENV WHO=env\nCOPY <<EOF /doc/unquoted.txt\nname=$NAME who=${WHO} \\$ kept\nEOF\nCOPY <<\"EOF\" /doc/quoted.txt\nname=$NAME\nEOF\nCOPY <<-EOF /doc/dash.txt\n\ttabbed\n\t\tdeeper\n\tEOF\n",
+            )]),
+        ),
+        Case::new(
+            "heredoc_copy_several_documents_into_a_directory",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nCOPY <<one <<two /multi/\nfirst\none\nsecond\ntwo\nCOPY --chmod=755 --chown=1000:1000 <<EOF /run.sh\n#!/bin/sh\necho run\nEOF\nRUN /run.sh > /ran.txt\n",
+            )]),
+        ),
+    ]
+}
+
+/// RUN flags: cache, tmpfs and writable bind mounts, networks.
+fn run_flag_cases() -> Vec<Case> {
+    vec![
+        Case::new(
+            "run_mount_cache_options",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local
+RUN --mount=type=cache,id=fidelity-shared,target=/c1,uid=1000,gid=1001,mode=0700 stat -c '%u:%g %a' /c1 > /cache-owner.txt && echo x > /c1/f
+RUN --mount=type=cache,id=fidelity-shared,target=/c2,sharing=locked ls /c2 > /cache-shared.txt
+RUN --mount=type=cache,target=/c3,sharing=private echo p > /c3/p && echo ok > /private.txt
+RUN --mount=type=cache,target=/var/lib/deep/c4,id=fidelity-deep stat -c '%u:%g %a' /var/lib/deep/c4 > /cache-default.txt
+"#,
+            )]),
+        ),
+        Case::new(
+            "run_mount_cache_from_a_stage_is_seeded_with_it",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local AS seed
+RUN mkdir -p /data/sub && echo seeded > /data/sub/f && chown -R 1000:1000 /data
+FROM busybox:local
+RUN --mount=type=cache,from=seed,source=/data,target=/c,id=fidelity-seeded find /c | sort > /seeded.txt && stat -c '%u:%g' /c/sub/f >> /seeded.txt
+"#,
+            )]),
+        ),
+        Case::new(
+            "run_mount_tmpfs_leaves_nothing",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local
+RUN --mount=type=tmpfs,target=/tmp touch /tmp/gone && ls -a /tmp > /tmpfs-ls.txt
+RUN --mount=type=tmpfs,target=/new/tmpfs,size=1m stat -c '%a' /new/tmpfs > /tmpfs-mode.txt
+"#,
+            )]),
+        ),
+        Case::new(
+            "run_mount_bind_rw_writes_are_discarded",
+            Context::Files(vec![
+                dockerfile(
+                    r#"FROM busybox:local AS src
+RUN mkdir /data && echo orig > /data/f
+FROM busybox:local
+RUN --mount=type=bind,from=src,source=/data,target=/mnt,rw echo changed > /mnt/f && cat /mnt/f > /bind-rw.txt
+RUN --mount=type=bind,from=src,source=/data,target=/mnt cat /mnt/f > /bind-after.txt
+RUN --mount=type=bind,target=/ctx,rw rm -f /ctx/f.txt && ls /ctx > /ctx-ls.txt
+RUN --mount=target=/ctx2 ls /ctx2 > /ctx2-ls.txt
+"#,
+                ),
+                file("f.txt", "f\n"),
+            ]),
+        ),
+        Case::new(
+            "run_network_none_has_only_loopback",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nRUN --network=none tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' > /net.txt\nRUN --network=default echo default > /default.txt\n",
+            )]),
+        ),
+        Case::new(
+            "run_exec_form_and_shell_override",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local
+RUN ["/bin/sh", "-c", "echo exec > /exec.txt"]
+SHELL ["/bin/sh", "-xc"]
+RUN echo shell-x > /shell-x.txt
+CMD echo under the shell
+ENTRYPOINT echo also under the shell
+"#,
+            )]),
+        ),
+    ]
+}
+
+/// ARG, ENV and the automatic platform ARGs.
+fn variable_cases() -> Vec<Case> {
+    vec![
+        Case::new(
+            "platform_args_are_automatic_in_from_and_declared_stages",
+            Context::Files(vec![dockerfile(
+                r#"ARG BASE=busybox:local
+FROM --platform=$BUILDPLATFORM $BASE AS build
+ARG TARGETPLATFORM
+ARG BUILDPLATFORM
+ARG TARGETARCH
+ARG TARGETOS
+ARG TARGETVARIANT
+RUN echo "$TARGETPLATFORM $BUILDPLATFORM $TARGETARCH $TARGETOS [$TARGETVARIANT]" > /declared.txt
+FROM $BASE
+RUN echo "[$TARGETPLATFORM] [$BUILDARCH]" > /undeclared.txt
+ARG TARGETARCH
+ENV ARCH=$TARGETARCH
+COPY --from=build /declared.txt /
+"#,
+            )]),
+        ),
+        Case::new(
+            "arg_default_expansion_modifiers",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local
+ARG SET=value.tar.gz
+ARG EMPTY=
+ARG A=${UNSET:-fallback}
+ARG B=${SET:+alt}
+ARG C=${SET#*.}
+ARG D=${SET##*.}
+ARG E=${SET%.*}
+ARG F=${SET%%.*}
+ARG G=${EMPTY:-empty-fallback}
+ARG H=${EMPTY-kept-empty}
+ARG I=${UNSET:+never}
+ENV ALL="$A|$B|$C|$D|$E|$F|$G|[$H]|[$I]"
+RUN echo "$ALL" > /all.txt
+"#,
+            )]),
+        ),
+        Case::new(
+            "env_pairs_old_form_and_same_line_references",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local
+ENV ONE 1
+ENV SPACED with several   words
+ENV A=a B=b-$A C="quoted $A" D='single $A' E=escaped\ space
+ENV A=again F=$A
+ENV PATH=/opt/bin:$PATH
+RUN env | grep -e ^ONE= -e ^SPACED= -e ^[A-F]= -e ^PATH= | sort > /env.txt
+"#,
+            )]),
+        ),
+        Case::new(
+            "arg_redeclared_after_from_takes_the_global_default",
+            Context::Files(vec![dockerfile(
+                r#"ARG GLOBAL=global-default
+ARG NOVALUE
+ARG TAG=local
+FROM busybox:$TAG AS first
+ARG GLOBAL=overridden
+RUN echo "[$GLOBAL]" > /args1.txt
+FROM busybox:$TAG
+ARG GLOBAL
+ARG NOVALUE
+ARG TARGETOS
+RUN echo "[$GLOBAL] [$NOVALUE] [$TAG] [$TARGETOS]" > /args.txt
+COPY --from=first /args1.txt /
+"#,
+            )]),
+        ),
+        Case::new(
+            "expansions_in_every_instruction",
+            Context::Files(vec![
+                dockerfile(
+                    r#"FROM busybox:local
+ARG DIR=/exp WHO=1000 PORT=8080 SIG=SIGINT NAME=lbl VOL=/data
+WORKDIR $DIR/${NAME}
+USER ${WHO}:$WHO
+EXPOSE $PORT ${PORT}/udp
+STOPSIGNAL $SIG
+LABEL $NAME=$DIR "${NAME}2"="v $PORT"
+VOLUME $VOL ["${VOL}2"]
+COPY --chown=$WHO:${WHO} f.txt $DIR/
+ENV HERE=$DIR
+"#,
+                ),
+                file("f.txt", "f\n"),
+            ]),
+        ),
+    ]
+}
+
+/// The image config written by metadata instructions.
+fn metadata_cases() -> Vec<Case> {
+    vec![
+        Case::new(
+            "label_multiple_and_quoted",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nLABEL \"com.example.a\"=\"x\" b='single $X' c=with\\ space d=\"multi\\\n  line\"\nLABEL e=\"quote \\\" inside\" empty=\"\"\nLABEL b=override\n",
+            )]),
+        ),
+        Case::new(
+            "expose_protocols_and_duplicates",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nEXPOSE 80/udp 8080\nEXPOSE 80/tcp 8080/TCP 9000-9002\nEXPOSE 80/udp\n",
+            )]),
+        ),
+        Case::new(
+            "volume_json_and_plain_forms",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nVOLUME /a /b\nVOLUME [\"/c\"]\nVOLUME /a\nRUN mkdir -p /a && echo in-volume > /a/f\n",
+            )]),
+        ),
+        Case::new(
+            "stopsignal_numeric_and_named",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local AS a\nSTOPSIGNAL 9\nFROM a\nSTOPSIGNAL SIGQUIT\n",
+            )]),
+        ),
+        Case::new(
+            "healthcheck_every_flag",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local AS a
+HEALTHCHECK --interval=1m30s --timeout=10s --start-period=2s --start-interval=1s --retries=7 CMD ["/bin/true", "x"]
+FROM a AS b
+HEALTHCHECK CMD true
+FROM b
+HEALTHCHECK NONE
+"#,
+            )]),
+        ),
+        Case::new(
+            "entrypoint_resets_the_inherited_cmd",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local AS a
+ENTRYPOINT ["/bin/echo"]
+FROM a AS b
+CMD ["kept"]
+FROM b AS c
+ENTRYPOINT ["/bin/printf"]
+FROM c
+CMD []
+"#,
+            )]),
+        ),
+        Case::new(
+            "onbuild_triggers_run_in_a_child_stage",
+            Context::Files(vec![
+                dockerfile(
+                    r#"FROM busybox:local AS parent
+ONBUILD RUN echo triggered > /onbuild.txt
+ONBUILD ENV FROM_ONBUILD=1
+ONBUILD COPY f.txt /from-onbuild/
+RUN echo parent > /parent.txt
+FROM parent AS child
+RUN echo "child $FROM_ONBUILD" > /child.txt
+ONBUILD RUN echo next
+"#,
+                ),
+                file("f.txt", "f\n"),
+            ]),
+        ),
+        Case::new(
+            "maintainer_sets_author",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nMAINTAINER Jane Doe <jane@example.com>\n",
+            )]),
+        ),
+        Case::new(
+            "workdir_relative_chain_and_owner_under_user",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local
+WORKDIR a
+WORKDIR b
+WORKDIR ../c/./d
+RUN pwd > /pwd.txt
+USER app
+WORKDIR /home/app/wd/deeper
+USER 1234:5678
+WORKDIR /numeric/wd
+USER 0
+WORKDIR /
+"#,
+            )]),
+        ),
+        Case::new(
+            "user_numeric_without_passwd_entry",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local
+USER 1234:5678
+RUN id > /tmp/id.txt && touch /tmp/mine
+USER 4321
+RUN id > /tmp/id2.txt && touch /tmp/mine2
+"#,
+            )]),
+        ),
+    ]
+}
+
+/// COPY and ADD: sources, destinations, flags and errors.
+fn copy_add_cases() -> Vec<Case> {
+    let files = || {
+        vec![
+            file("f.txt", "f\n"),
+            file("g.txt", "g\n"),
+            file("dir/a.txt", "a\n"),
+            file("dir/sub/b.txt", "b\n"),
+        ]
+    };
+    let with = |df: &str| {
+        let mut v = files();
+        v.push(dockerfile(df));
+        Context::Files(v)
+    };
+    let pkg = [
+        ("pkg/", &b""[..], 0o755, 0, 0),
+        ("pkg/bin/", b"", 0o700, 0, 0),
+        ("pkg/bin/tool", b"#!/bin/sh\necho tool\n", 0o755, 0, 0),
+        ("pkg/README", b"readme\n", 0o600, 0, 0),
+    ];
+    let plain = tar_of(&pkg);
+    let xz = {
+        let mut e = xz2::write::XzEncoder::new(Vec::new(), 6);
+        e.write_all(&plain).unwrap();
+        e.finish().unwrap()
+    };
+    let bz2 = {
+        let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+        e.write_all(&plain).unwrap();
+        e.finish().unwrap()
+    };
+    let zst = zstd::encode_all(&plain[..], 3).unwrap();
+    let gz = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&plain).unwrap();
+        e.finish().unwrap()
+    };
+    let body_sha = hex(&Sha256::digest(REMOTE_BODY));
+    vec![
+        Case::new(
+            "copy_from_an_image_reference_and_stage_index",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local AS zero
+RUN echo zero > /zero.txt
+FROM busybox:local
+COPY --from=busybox:local /etc/passwd /from-image/passwd
+COPY --from=0 /zero.txt /from-index.txt
+COPY --from=ZERO /zero.txt /from-upper-name.txt
+"#,
+            )]),
+        ),
+        Case::new(
+            "copy_destination_trailing_slash_rules",
+            with(
+                r#"FROM busybox:local
+COPY f.txt /as-file
+COPY f.txt /as-dir/
+COPY f.txt g.txt /both/
+COPY dir /dir-no-slash
+COPY dir/ /dir-slash/
+COPY dir/* /dir-star/
+COPY *.txt /star-dest/
+WORKDIR /wd
+COPY f.txt .
+COPY f.txt rel/
+COPY f.txt rel-file
+"#,
+            ),
+        ),
+        Case::new(
+            "copy_directory_onto_existing_directory_merges",
+            with(
+                r#"FROM busybox:local
+RUN mkdir -p /target/sub && echo old > /target/old.txt && echo keep > /target/sub/keep.txt && chmod 700 /target
+COPY dir /target
+COPY f.txt /target/sub/keep.txt
+"#,
+            ),
+        ),
+        Case {
+            fails_with: Some((
+                "cannot copy directory \"dir\" to non-directory \"/etc/passwd\"",
+                "cannot copy to non-directory",
+            )),
+            ..Case::new(
+                "copy_directory_onto_an_existing_file_fails",
+                with("FROM busybox:local\nCOPY dir /etc/passwd\n"),
+            )
+        },
+        // Current BuildKit no longer asks for the trailing slash: the destination is made a
+        // directory.
+        Case::new(
+            "copy_several_sources_to_a_name_without_slash_make_a_directory",
+            with("FROM busybox:local\nCOPY f.txt g.txt /not-a-dir\nCOPY dir f.txt /mixed\n"),
+        ),
+        Case::new(
+            "copy_chown_and_chmod_from_variables",
+            with(
+                r#"FROM busybox:local
+ARG U=1000 G=app MODE=0640
+ENV OWNER=app
+COPY --chown=$U:$G f.txt /vars/ug.txt
+COPY --chown=${OWNER} --chmod=$MODE f.txt /vars/env.txt
+"#,
+            ),
+        ),
+        Case::new(
+            "copy_exclude_patterns",
+            with(
+                r#"FROM busybox:local
+COPY --exclude=*.txt --exclude=!dir . /ex1/
+COPY --exclude=dir/sub . /ex2/
+COPY --exclude=**/b.txt dir /ex3/
+COPY --exclude=g.txt *.txt /ex4/
+"#,
+            ),
+        ),
+        Case::new(
+            "add_checksum_of_a_remote_file",
+            Context::Files(vec![dockerfile(&format!(
+                "FROM busybox:local\nADD --checksum=sha256:{body_sha} {HTTP}/remote.txt /checked.txt\n"
+            ))]),
+        ),
+        Case {
+            fails_with: Some(("checksum", "digest mismatch")),
+            ..Case::new(
+                "add_wrong_checksum_fails",
+                Context::Files(vec![dockerfile(&format!(
+                    "FROM busybox:local\nADD --checksum=sha256:{} {HTTP}/remote.txt /checked.txt\n",
+                    "0".repeat(64)
+                ))]),
+            )
+        },
+        Case::new(
+            "add_local_compressed_archives_are_extracted",
+            Context::Files(vec![
+                dockerfile(
+                    "FROM busybox:local\nADD a.tar.xz /xz/\nADD a.tar.bz2 /bz2/\nADD a.tar.zst /zst/\nADD a.tgz /tgz/\nADD a.tar.xz /named/kept.tar.xz\n",
+                ),
+                ("a.tar.xz", xz),
+                ("a.tar.bz2", bz2),
+                ("a.tar.zst", zst),
+                ("a.tgz", gz),
+            ]),
+        ),
+        Case::new(
+            "add_keep_git_dir_is_accepted_for_a_local_file",
+            with("FROM busybox:local\nADD --keep-git-dir=true f.txt /kept.txt\n"),
+        ),
+        Case::new(
+            "add_remote_to_a_directory_and_a_name",
+            Context::Files(vec![dockerfile(&format!(
+                "FROM busybox:local\nADD {HTTP}/dir/name.txt /r/\nADD {HTTP}/x.tar.gz /r2/\nADD {HTTP}/ /r3/\nADD {HTTP}/q.txt?x=1 /r4/\n"
+            ))]),
+        ),
+        Case {
+            fails_with: Some((
+                "file not found in build context: \"/missing.txt\"",
+                "\"/missing.txt\": not found",
+            )),
+            ..Case::new(
+                "copy_missing_file_fails",
+                with("FROM busybox:local\nCOPY missing.txt /m\n"),
+            )
+        },
+        Case::new(
+            "dockerignore_double_star_and_dockerfile_specific_file",
+            Context::Files(vec![
+                dockerfile("FROM busybox:local\nCOPY . /ctx/\n"),
+                file(".dockerignore", "*\n"),
+                file(
+                    "Dockerfile.dockerignore",
+                    "**/*.tmp\nsrc/**/gen\n!src/keep/gen\n*.md\n!README.md\n",
+                ),
+                file("a.tmp", "t\n"),
+                file("deep/er/b.tmp", "t\n"),
+                file("src/x/gen/g.txt", "g\n"),
+                file("src/x/y/gen", "g\n"),
+                file("src/keep/gen", "k\n"),
+                file("src/main.rs", "m\n"),
+                file("README.md", "r\n"),
+                file("NOTES.md", "n\n"),
+            ]),
+        ),
+    ]
+}
+
+/// The parser: directives, continuations, comments, and its errors.
+fn parsing_cases() -> Vec<Case> {
+    vec![
+        Case::new(
+            "continuation_lines_with_comments_and_blank_lines",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nRUN echo one \\\n# a comment inside\n    two \\\n\n    three > /cont.txt\nENV A=1 \\\n    # comment\n    B=2\nLABEL x=1 \\\n  \\\n  y=2\n",
+            )]),
+        ),
+        Case::new(
+            "escape_directive_backtick",
+            Context::Files(vec![dockerfile(
+                "# escape=`\nFROM busybox:local\nRUN echo one `\n    two > /esc.txt\nENV P=C:\\path\\to\nCOPY Dockerfile C:\\\\win\\\\\n",
+            )]),
+        ),
+        Case::new(
+            "instruction_keywords_are_case_insensitive",
+            Context::Files(vec![dockerfile(
+                "from busybox:local as Lower\nrun echo lower > /lower.txt\nFrom lower\nenv X=1\ncopy --from=LOWER /lower.txt /copied.txt\n",
+            )]),
+        ),
+        Case {
+            fails_with: Some(("unknown instruction `FOO`", "unknown instruction: FOO")),
+            ..Case::new(
+                "unknown_instruction_fails",
+                Context::Files(vec![dockerfile("FROM busybox:local\nFOO bar\n")]),
+            )
+        },
+        Case {
+            fails_with: Some((
+                "did not complete successfully: exit code: 3",
+                "did not complete successfully: exit code: 3",
+            )),
+            ..Case::new(
+                "failing_run_reports_the_exit_code",
+                Context::Files(vec![dockerfile(
+                    "FROM busybox:local\nRUN echo before && exit 3\n",
+                )]),
+            )
+        },
+        Case {
+            fails_with: Some((
+                "invalid base image `${NOPE}`: it expands to an empty string",
+                "base name (${NOPE}) should not be blank",
+            )),
+            ..Case::new(
+                "from_an_empty_expansion_fails",
+                Context::Files(vec![dockerfile("FROM ${NOPE}\n")]),
+            )
+        },
     ]
 }
 

@@ -208,7 +208,7 @@ pub(super) fn run(
                 gid,
                 ..
             } => {
-                let name = blake3::hash(id.as_bytes()).to_hex()[..32].to_string();
+                let name = cache_dir_name(id, *mode, *uid, *gid);
                 let mut host = worker.root.mounts_dir().join(&name);
                 match sharing {
                     CacheSharing::Locked => {
@@ -423,6 +423,18 @@ fn home_for(worker: &LocalWorker, lowers: &[PathBuf], user_spec: &str) -> String
     }
 }
 
+/// The directory name of a cache mount. As in BuildKit, a cache is its id together with what
+/// seeds it: a cache created with another owner or mode (`uid=`, `gid=`, `mode=`) is another
+/// cache, even under the same id; the default (root, 0755) keeps the plain id's directory.
+fn cache_dir_name(id: &str, mode: u32, uid: u32, gid: u32) -> String {
+    let key = if (mode, uid, gid) == (0o755, 0, 0) || (mode, uid, gid) == (0, 0, 0) {
+        id.to_string()
+    } else {
+        format!("{id}\0{mode:o}:{uid}:{gid}")
+    };
+    blake3::hash(key.as_bytes()).to_hex()[..32].to_string()
+}
+
 fn create_cache_dir(path: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), WorkError> {
     use std::os::unix::fs::PermissionsExt;
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
@@ -436,4 +448,23 @@ fn create_cache_dir(path: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), Wo
         let _ = std::fs::remove_dir(&tmp);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cache_dir_name;
+
+    #[test]
+    fn a_cache_seeded_with_another_owner_or_mode_is_another_cache() {
+        let plain = cache_dir_name("go", 0o755, 0, 0);
+        assert_eq!(plain, blake3::hash(b"go").to_hex()[..32]);
+        assert_eq!(plain, cache_dir_name("go", 0, 0, 0));
+        assert_ne!(plain, cache_dir_name("go", 0o700, 0, 0));
+        assert_ne!(plain, cache_dir_name("go", 0o755, 1000, 0));
+        assert_ne!(
+            cache_dir_name("go", 0o755, 1000, 0),
+            cache_dir_name("go", 0o755, 0, 1000)
+        );
+        assert_ne!(plain, cache_dir_name("other", 0o755, 0, 0));
+    }
 }

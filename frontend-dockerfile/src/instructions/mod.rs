@@ -27,7 +27,7 @@ pub trait Expander {
     fn word(&self, word: &str) -> Result<String, String>;
     /// A line: as [`Expander::word`], then split on unquoted whitespace.
     fn words(&self, text: &str) -> Result<Vec<String>, String>;
-    /// A heredoc body: variables only; quotes and escapes stay as written.
+    /// A heredoc body: variables and backslash escapes; quotes stay as written.
     fn raw(&self, text: &str) -> Result<String, String>;
 }
 

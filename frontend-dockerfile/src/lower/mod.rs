@@ -137,10 +137,10 @@ impl Expander for ShellExpander<'_> {
             .process_words(text, self.env)
             .map_err(|e| e.kind.to_string())
     }
+    /// Heredoc bodies always escape with a backslash (whatever `# escape=` says), and a
+    /// backslash escape is consumed (`\$` gives `$`); quotes stay as written.
     fn raw(&self, text: &str) -> Result<String, String> {
-        self.lexer
-            .clone()
-            .raw_escapes(true)
+        Lexer::new('\\')
             .skip_process_quotes(true)
             .process_word(text, self.env)
             .map_err(|e| e.kind.to_string())

@@ -631,7 +631,9 @@ impl<'a> Lowerer<'a> {
                 let mut change = Vec::new();
                 for d in decls {
                     let value = self.args.declare_in_stage(&d.name, d.default.clone());
-                    text.push(match &d.default {
+                    // The history shows the value the ARG took: a build arg, the default, or
+                    // the global (platform args included) a bare declaration inherits.
+                    text.push(match &value {
                         Some(v) => format!("{}={v}", d.name),
                         None => d.name.clone(),
                     });

@@ -421,7 +421,7 @@ fn heredocs_become_commands_and_files() {
     let def = lower_ok("FROM alpine\nRUN cat <<A > /a\nx\nA\n");
     assert_eq!(last_exec(&def).args[2], "cat <<A > /a\nx\nA");
     let def =
-        lower_ok("FROM alpine\nARG NAME=world\nCOPY <<EOF /hello.txt\nhello $NAME \"q\"\nEOF\n");
+        lower_ok("# escape=`\nFROM alpine\nARG NAME=world\nCOPY <<EOF /hello.txt\nhello $NAME \"q\" \\$NAME `$NAME\nEOF\n");
     let mkfile = def
         .vertices()
         .find_map(|v| match &v.op {
@@ -432,7 +432,8 @@ fn heredocs_become_commands_and_files() {
             _ => None,
         })
         .unwrap();
-    assert_eq!(mkfile, "hello world \"q\"\n");
+    // Quotes stay; a backslash escape is consumed whatever `# escape=` says.
+    assert_eq!(mkfile, "hello world \"q\" $NAME `world\n");
     assert_eq!(
         target(&def).history.as_ref().unwrap().created_by,
         "COPY <<EOF /hello.txt # buildkit"
@@ -562,6 +563,31 @@ fn a_stage_built_on_another_inherits_its_args() {
     assert_eq!(
         target(&def).history.as_ref().unwrap().created_by,
         "RUN |3 A=cli B= C=own /bin/sh -c echo $A # buildkit"
+    );
+}
+
+#[test]
+fn arg_history_shows_the_value_the_declaration_took() {
+    let def = with_args(
+        "ARG G=global\nARG N\nFROM alpine\nARG G\nARG N\nARG TARGETARCH\nARG TARGETVARIANT\nARG V=1\nARG B=default\n",
+        &[("B", "cli")],
+    );
+    let history: Vec<String> = def
+        .chain(def.target().unwrap())
+        .iter()
+        .filter_map(|&v| def.vertex(v).unwrap().history.clone())
+        .map(|h| h.created_by)
+        .collect();
+    assert_eq!(
+        history,
+        [
+            "ARG G=global",
+            "ARG N",
+            "ARG TARGETARCH=amd64",
+            "ARG TARGETVARIANT=",
+            "ARG V=1",
+            "ARG B=cli",
+        ]
     );
 }
 
