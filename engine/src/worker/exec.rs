@@ -203,12 +203,17 @@ pub(super) fn run(
                 id,
                 sharing,
                 readonly,
+                source,
                 mode,
                 uid,
                 gid,
-                ..
             } => {
-                let name = cache_dir_name(id, *mode, *uid, *gid);
+                // `from=` a stage or image: the cache starts as that filesystem's `source`.
+                let seed = match input {
+                    Some(InputState::Layers(layers)) => Some((layers.as_slice(), source.as_str())),
+                    _ => None,
+                };
+                let name = cache_dir_name(id, *mode, *uid, *gid, seed);
                 let mut host = worker.root.mounts_dir().join(&name);
                 match sharing {
                     CacheSharing::Locked => {
@@ -231,7 +236,10 @@ pub(super) fn run(
                     CacheSharing::Shared => {}
                 }
                 if !host.exists() {
-                    create_cache_dir(&host, *mode, *uid, *gid)?;
+                    match seed {
+                        Some((layers, source)) => seed_cache_dir(worker, &host, layers, source)?,
+                        None => create_cache_dir(&host, *mode, *uid, *gid)?,
+                    }
                 }
                 mounts.push(SandboxMountSpec {
                     target,
@@ -424,15 +432,50 @@ fn home_for(worker: &LocalWorker, lowers: &[PathBuf], user_spec: &str) -> String
 }
 
 /// The directory name of a cache mount. As in BuildKit, a cache is its id together with what
-/// seeds it: a cache created with another owner or mode (`uid=`, `gid=`, `mode=`) is another
-/// cache, even under the same id; the default (root, 0755) keeps the plain id's directory.
-fn cache_dir_name(id: &str, mode: u32, uid: u32, gid: u32) -> String {
-    let key = if (mode, uid, gid) == (0o755, 0, 0) || (mode, uid, gid) == (0, 0, 0) {
-        id.to_string()
-    } else {
-        format!("{id}\0{mode:o}:{uid}:{gid}")
-    };
+/// seeds it: a cache created with another owner or mode (`uid=`, `gid=`, `mode=`), or from a
+/// stage or image (`from=`, by its layers and `source=`), is another cache, even under the same
+/// id; the default (empty, root, 0755) keeps the plain id's directory.
+fn cache_dir_name(
+    id: &str,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    seed: Option<(&[LayerRef], &str)>,
+) -> String {
+    let mut key = id.to_string();
+    if let Some((layers, source)) = seed {
+        key.push_str("\0from");
+        for l in layers {
+            key.push(' ');
+            key.push_str(&l.diff_id.to_string());
+        }
+        key.push_str(&format!("\0{source}"));
+    } else if (mode, uid, gid) != (0o755, 0, 0) && (mode, uid, gid) != (0, 0, 0) {
+        key.push_str(&format!("\0{mode:o}:{uid}:{gid}"));
+    }
     blake3::hash(key.as_bytes()).to_hex()[..32].to_string()
+}
+
+/// Creates the cache directory `path` from `source` of `layers` (see [`cache_dir_name`]),
+/// whole or not at all: filled beside it, then renamed into place.
+fn seed_cache_dir(
+    worker: &LocalWorker,
+    path: &Path,
+    layers: &[LayerRef],
+    source: &str,
+) -> Result<(), WorkError> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)
+        .map_err(|e| fail(format!("cache mount {}: {e}", path.display())))?;
+    if let Err(e) = super::file::seed_cache_dir(worker, layers, source, &tmp) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if std::fs::rename(&tmp, path).is_err() {
+        // Another build created it first.
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    Ok(())
 }
 
 fn create_cache_dir(path: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), WorkError> {
@@ -455,16 +498,23 @@ mod tests {
     use super::cache_dir_name;
 
     #[test]
-    fn a_cache_seeded_with_another_owner_or_mode_is_another_cache() {
-        let plain = cache_dir_name("go", 0o755, 0, 0);
+    fn a_cache_seeded_otherwise_is_another_cache() {
+        let plain = cache_dir_name("go", 0o755, 0, 0, None);
         assert_eq!(plain, blake3::hash(b"go").to_hex()[..32]);
-        assert_eq!(plain, cache_dir_name("go", 0, 0, 0));
-        assert_ne!(plain, cache_dir_name("go", 0o700, 0, 0));
-        assert_ne!(plain, cache_dir_name("go", 0o755, 1000, 0));
+        assert_eq!(plain, cache_dir_name("go", 0, 0, 0, None));
+        assert_ne!(plain, cache_dir_name("go", 0o700, 0, 0, None));
+        assert_ne!(plain, cache_dir_name("go", 0o755, 1000, 0, None));
         assert_ne!(
-            cache_dir_name("go", 0o755, 1000, 0),
-            cache_dir_name("go", 0o755, 0, 1000)
+            cache_dir_name("go", 0o755, 1000, 0, None),
+            cache_dir_name("go", 0o755, 0, 1000, None)
         );
-        assert_ne!(plain, cache_dir_name("other", 0o755, 0, 0));
+        assert_ne!(plain, cache_dir_name("other", 0o755, 0, 0, None));
+        // Seeded from a stage: another cache per stage filesystem and source.
+        let from_root = cache_dir_name("go", 0o755, 0, 0, Some((&[], "/")));
+        assert_ne!(plain, from_root);
+        assert_ne!(
+            from_root,
+            cache_dir_name("go", 0o755, 0, 0, Some((&[], "/data")))
+        );
     }
 }
