@@ -614,6 +614,7 @@ CMD echo run
     cases.extend(metadata_cases());
     cases.extend(copy_add_cases());
     cases.extend(parsing_cases());
+    cases.extend(stage_and_error_cases());
     cases
 }
 
@@ -1173,6 +1174,139 @@ fn parsing_cases() -> Vec<Case> {
             ..Case::new(
                 "from_an_empty_expansion_fails",
                 Context::Files(vec![dockerfile("FROM ${NOPE}\n")]),
+            )
+        },
+    ]
+}
+
+/// Stages, inheritance, scratch and the errors of names that do not resolve.
+fn stage_and_error_cases() -> Vec<Case> {
+    vec![
+        Case::new(
+            "scratch_stage_config_and_copy",
+            Context::Files(vec![
+                dockerfile(
+                    "FROM scratch\nCOPY f.txt /\nENV A=1\nWORKDIR /w\nCMD [\"/f.txt\"]\n",
+                ),
+                file("f.txt", "f\n"),
+            ]),
+        ),
+        Case::new(
+            "child_stage_merges_inherited_config",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local AS base
+ENV A=1 B=2
+LABEL x=1 y=2
+EXPOSE 80
+VOLUME /v
+USER app
+WORKDIR /base
+FROM base
+ENV B=3 C=4
+LABEL y=3 z=4
+EXPOSE 443
+VOLUME /w
+WORKDIR sub
+"#,
+            )]),
+        ),
+        Case {
+            fails_with: Some((
+                "variable expansion is not supported for --from",
+                "variable expansion is not supported for --from",
+            )),
+            ..Case::new(
+                "copy_from_a_variable_is_refused",
+                Context::Files(vec![dockerfile(
+                    r#"ARG SRC=build
+FROM busybox:local AS build
+RUN echo built > /built.txt
+FROM busybox:local
+ARG SRC
+COPY --from=${SRC} /built.txt /copied.txt
+"#,
+                )]),
+            )
+        },
+        Case::new(
+            "env_empty_and_escaped_values",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local
+ENV A= B="" C=\$HOME D='$HOME' E="\$HOME" F="a\"b" G=x\ y
+LABEL l1=\$x l2='$x' l3="\"q\""
+RUN env | grep -e ^[A-G]= | sort > /env.txt
+"#,
+            )]),
+        ),
+        Case::new(
+            "dockerignore_can_ignore_the_dockerfile_and_itself",
+            Context::Files(vec![
+                dockerfile("FROM busybox:local\nCOPY . /ctx/\n"),
+                file(".dockerignore", "Dockerfile\n.dockerignore\n"),
+                file("f.txt", "f\n"),
+            ]),
+        ),
+        Case::new(
+            "add_local_file_that_is_not_an_archive_is_copied",
+            Context::Files(vec![
+                dockerfile("FROM busybox:local\nADD fake.tar.gz /x/\nADD fake.tar /y/\n"),
+                file("fake.tar.gz", "not gzip\n"),
+                file("fake.tar", "not a tar either\n"),
+            ]),
+        ),
+        Case {
+            secrets: &[("token", "mounts/token.txt")],
+            ..Case::new(
+                "run_secret_as_an_environment_variable",
+                Context::Files(vec![dockerfile(
+                    "FROM busybox:local\nRUN --mount=type=secret,id=token,env=TOKEN echo ${#TOKEN} > /len.txt && test ! -e /run/secrets/token && echo absent > /file.txt\n",
+                )]),
+            )
+        },
+        Case::new(
+            "healthcheck_exec_form_and_zero_durations",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nHEALTHCHECK --interval=0s --retries=0 CMD [\"true\"]\n",
+            )]),
+        ),
+        Case {
+            fails_with: Some(("nosuch", "unable to find user nosuch")),
+            ..Case::new(
+                "run_as_an_unknown_user_fails",
+                Context::Files(vec![dockerfile(
+                    "FROM busybox:local\nUSER nosuch\nRUN true\n",
+                )]),
+            )
+        },
+        Case::new(
+            "copy_chown_to_unknown_names_gives_root_or_keeps_the_gid",
+            Context::Files(vec![
+                dockerfile(
+                    "FROM busybox:local\nCOPY --chown=nosuch f.txt /u.txt\nCOPY --chown=app:nosuchgroup f.txt /g.txt\nCOPY --chown=nosuch:7 f.txt /ug.txt\n",
+                ),
+                file("f.txt", "f\n"),
+            ]),
+        ),
+        Case {
+            fails_with: Some((
+                "--chown cannot look up the name \"app\"",
+                "invalid user index: -1",
+            )),
+            ..Case::new(
+                "copy_chown_by_name_without_a_passwd_file_fails",
+                Context::Files(vec![
+                    dockerfile("FROM scratch\nCOPY --chown=app f.txt /f.txt\n"),
+                    file("f.txt", "f\n"),
+                ]),
+            )
+        },
+        Case {
+            fails_with: Some(("/etc/passwd", "not a directory")),
+            ..Case::new(
+                "workdir_onto_a_file_fails",
+                Context::Files(vec![dockerfile(
+                    "FROM busybox:local\nWORKDIR /etc/passwd\nRUN true\n",
+                )]),
             )
         },
     ]

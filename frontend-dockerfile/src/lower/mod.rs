@@ -391,6 +391,30 @@ pub(crate) fn from_refs(node: &Node) -> Vec<(String, Span)> {
     out
 }
 
+/// Whether the filesystem of `v` is the empty one of `FROM scratch`: nothing but config
+/// changes on top of it. BuildKit has no filesystem to read `/etc/passwd` from then.
+pub(crate) fn is_empty_scratch(def: &Definition, mut v: engine::graph::VertexId) -> bool {
+    use engine::graph::{Op, SourceOp};
+    loop {
+        let Some(vertex) = def.vertex(v) else {
+            return false;
+        };
+        match (&vertex.op, vertex.inputs.first()) {
+            (Op::Source(SourceOp::Scratch), _) => return true,
+            (Op::Config(_), Some(&input)) => v = input,
+            _ => return false,
+        }
+    }
+}
+
+/// The first name (neither an id nor `root`) of a `--chown` value, if it has one.
+pub(crate) fn chown_name(chown: &str) -> Option<&str> {
+    chown
+        .split(':')
+        .take(2)
+        .find(|side| !side.is_empty() && *side != "root" && side.parse::<i32>().is_err())
+}
+
 /// Resolves a `--from` value: a stage index, a stage name, or else an image.
 pub(crate) fn resolve_ref(
     value: &str,

@@ -592,6 +592,29 @@ fn arg_history_shows_the_value_the_declaration_took() {
 }
 
 #[test]
+fn a_named_chown_on_an_empty_scratch_filesystem_is_an_error() {
+    for src in [
+        "FROM scratch\nCOPY --chown=app a /a\n",
+        "FROM scratch\nENV A=1\nCOPY --chown=0:staff a /a\n",
+        "FROM scratch AS s\nLABEL x=1\nFROM s\nADD --chown=app a /a\n",
+    ] {
+        let text = rendered(src);
+        assert!(
+            text.contains("--chown cannot look up the name"),
+            "{src}: {text}"
+        );
+    }
+    for src in [
+        "FROM scratch\nCOPY --chown=1000:50 a /a\n",
+        "FROM scratch\nCOPY --chown=root a /a\n",
+        "FROM scratch\nCOPY a /a\nCOPY --chown=app a /b\n",
+        "FROM alpine\nCOPY --chown=app a /a\n",
+    ] {
+        lower_ok(src);
+    }
+}
+
+#[test]
 fn copy_link_with_a_named_chown_is_an_error() {
     for chown in ["app", "app:app", "1000:staff", ":staff"] {
         let text = rendered(&format!("FROM alpine\nCOPY --link --chown={chown} a /a\n"));
