@@ -464,7 +464,10 @@ fn seed_cache_dir(
     layers: &[LayerRef],
     source: &str,
 ) -> Result<(), WorkError> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    // Unique per seeding: two steps of one build may seed the same cache at once.
+    static SEEDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEEDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&tmp)
         .map_err(|e| fail(format!("cache mount {}: {e}", path.display())))?;
     if let Err(e) = super::file::seed_cache_dir(worker, layers, source, &tmp) {

@@ -280,7 +280,7 @@ pub(super) fn seed_cache_dir(
     let dir = worker.step_dir()?;
     let mnt = dir.path().join("seed-root");
     let src = dir.path().join("seed-source");
-    let work = into.with_extension("work");
+    let work = PathBuf::from(format!("{}.work", into.display()));
     std::fs::create_dir_all(&work)
         .map_err(|e| WorkError::Failed(format!("creating {}: {e}", work.display())))?;
     let overlays = vec![
