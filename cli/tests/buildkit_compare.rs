@@ -55,6 +55,8 @@ struct Case {
     context: Context,
     /// Hardlinks made in a written context: (new path, existing path).
     hardlinks: &'static [(&'static str, &'static str)],
+    /// Symlinks made in a written context: (path, target as written).
+    symlinks: &'static [(&'static str, &'static str)],
     /// Paths v0.8 leaves behind as RUN mount stubs (see the module doc).
     mount_stubs: &'static [&'static str],
     /// `--secret` arguments, given to both builders.
@@ -71,6 +73,7 @@ impl Case {
             name,
             context,
             hardlinks: &[],
+            symlinks: &[],
             mount_stubs: &[],
             secrets: &[],
             fails_with: None,
@@ -1301,6 +1304,72 @@ RUN env | grep -e ^[A-G]= | sort > /env.txt
             )
         },
         Case {
+            symlinks: &[
+                ("link.txt", "f.txt"),
+                ("dir/in-dir-link", "../f.txt"),
+                ("dirlink", "dir"),
+            ],
+            ..Case::new(
+                "context_symlinks_followed_when_named_kept_inside_directories",
+                Context::Files(vec![
+                    dockerfile(
+                        "FROM busybox:local\nCOPY link.txt /named-link.txt\nCOPY dir /dir/\nCOPY dirlink /via-dirlink/\nCOPY . /ctx/\nCOPY *link* /star/\n",
+                    ),
+                    file("f.txt", "f\n"),
+                    file("dir/a.txt", "a\n"),
+                ]),
+            )
+        },
+        Case::new(
+            "run_deletions_and_replaced_directories_are_whiteouts",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local
+RUN mkdir -p /d/sub && echo a > /d/a && echo b > /d/sub/b && echo x > /x
+RUN rm -rf /d && mkdir /d && echo new > /d/new && rm /x && ln -s /etc /x && rm -rf /tmp && mkdir -m 700 /tmp
+RUN mkfifo /fifo && rm /bin/ls && mkdir /bin/ls-dir
+"#,
+            )]),
+        ),
+        Case::new(
+            "nested_and_default_expansions",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local
+ARG A=1
+ARG B=${UNSET:-${A}-two}
+ENV C=${B:+[$B]} D=${UNSET:-$A$A} E="${A}${UNSET}${A}" F=$${A}
+RUN echo "$B $C $D $E $F" > /out.txt
+"#,
+            )]),
+        ),
+        Case {
+            fails_with: Some(("ONBUILD", "isn't allowed")),
+            ..Case::new(
+                "onbuild_chaining_is_refused",
+                Context::Files(vec![dockerfile(
+                    "FROM busybox:local\nONBUILD ONBUILD RUN true\n",
+                )]),
+            )
+        },
+        Case {
+            symlinks: &[("abs-link", "/etc/passwd")],
+            fails_with: Some((
+                "\"abs-link\" is a symlink to \"/etc/passwd\", which does not exist",
+                "\"/abs-link\": not found",
+            )),
+            ..Case::new(
+                "context_symlink_leading_outside_is_resolved_inside",
+                Context::Files(vec![dockerfile(
+                    "FROM busybox:local\nCOPY abs-link /abs-link-copy\n",
+                )]),
+            )
+        },
+        Case::new(
+            "duplicate_stage_names_name_the_first",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local AS a\nRUN echo 1 > /one\nFROM busybox:local AS A\nRUN echo 2 > /two\nFROM busybox:local\nCOPY --from=a /one* /two* /got/\nCOPY --from=A /one* /two* /got-upper/\n",
+            )]),
+        ),
+        Case {
             fails_with: Some(("/etc/passwd", "not a directory")),
             ..Case::new(
                 "workdir_onto_a_file_fails",
@@ -1810,6 +1879,11 @@ fn write_context(f: &Fixture, case: &Case, http: &str) -> PathBuf {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
+    }
+    for (path, target) in case.symlinks {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, p).unwrap();
     }
     for (new, existing) in case.hardlinks {
         std::fs::hard_link(dir.join(existing), dir.join(new)).unwrap();

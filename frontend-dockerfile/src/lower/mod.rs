@@ -241,18 +241,12 @@ fn lower_inner(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, 
             .with_help("add `FROM <image>` (or `FROM scratch`)"));
     }
 
-    // Stage names.
+    // Stage names. A name given twice names the last stage that has it, as in BuildKit (the
+    // DuplicateStageName lint rule warns about it).
     let mut names: HashMap<String, usize> = HashMap::new();
     for (i, st) in stages.iter().enumerate() {
         if let Some(name) = &st.from.name {
-            if names.insert(name.clone(), i).is_some() {
-                let span = st.from_node.args.get(2).map(|w| w.span).unwrap_or_default();
-                return Err(node_error(
-                    st.from_node,
-                    ErrorKind::DuplicateStageName(name.clone()),
-                    span,
-                ));
-            }
+            names.insert(name.clone(), i);
         }
     }
 

@@ -615,6 +615,22 @@ fn a_named_chown_on_an_empty_scratch_filesystem_is_an_error() {
 }
 
 #[test]
+fn a_stage_name_given_twice_names_the_last_stage() {
+    let def = lower_ok(
+        "FROM alpine AS a\nRUN first\nFROM alpine AS A\nRUN second\nFROM alpine\nCOPY --from=a /x /y\n",
+    );
+    let copy_inputs = &target(&def).inputs;
+    let from_runs: Vec<&str> = copy_inputs
+        .iter()
+        .filter_map(|&v| match &def.vertex(v).unwrap().op {
+            Op::Exec(e) => Some(e.args[2].as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(from_runs, ["second"]);
+}
+
+#[test]
 fn copy_link_with_a_named_chown_is_an_error() {
     for chown in ["app", "app:app", "1000:staff", ":staff"] {
         let text = rendered(&format!("FROM alpine\nCOPY --link --chown={chown} a /a\n"));
