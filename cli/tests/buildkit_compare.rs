@@ -1369,6 +1369,30 @@ RUN echo "$B $C $D $E $F" > /out.txt
                 "FROM busybox:local AS a\nRUN echo 1 > /one\nFROM busybox:local AS A\nRUN echo 2 > /two\nFROM busybox:local\nCOPY --from=a /one* /two* /got/\nCOPY --from=A /one* /two* /got-upper/\n",
             )]),
         ),
+        Case::new(
+            "workdir_trailing_slash_dot_and_variables",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nENV BASE=/srv\nWORKDIR $BASE/app/\nWORKDIR .\nWORKDIR ./x/../y/\nRUN pwd > /pwd.txt\n",
+            )]),
+        ),
+        Case::new(
+            "json_forms_with_escapes_and_unicode",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nLABEL unicode=\"caf\u{e9} \u{2603}\"\nENV GREETING=\"h\u{e9}llo\"\nCMD [\"echo\", \"a\\\"b\", \"\\u00e9\", \"tab\\there\"]\nENTRYPOINT [\"/bin/sh\", \"-c\", \"exec \\\"$@\\\"\", \"--\"]\n",
+            )]),
+        ),
+        Case::new(
+            "from_with_a_default_expansion",
+            Context::Files(vec![dockerfile(
+                "ARG TAG\nARG IMAGE=busybox\nFROM ${IMAGE}:${TAG:-local}\nRUN echo ok > /ok\n",
+            )]),
+        ),
+        Case::new(
+            "user_root_with_a_named_group_and_expose_sctp",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nUSER root:app\nRUN id > /id.txt && touch /by-root-app\nEXPOSE 80/sctp 7/udp\n",
+            )]),
+        ),
         Case {
             fails_with: Some(("/etc/passwd", "not a directory")),
             ..Case::new(

@@ -191,11 +191,14 @@ pub fn apply_change(config: &mut Value, change: &ConfigChange) {
             }
         }
         ConfigChange::Workdir(dir) => {
-            let current = config["config"]["WorkingDir"]
-                .as_str()
-                .unwrap_or("/")
-                .to_string();
-            let dir = resolve_workdir(&current, dir);
+            // An absolute one as written (BuildKit keeps `/srv/app/` so); a relative one joined
+            // to the current one and cleaned.
+            let dir = if dir.starts_with('/') {
+                dir.clone()
+            } else {
+                let current = config["config"]["WorkingDir"].as_str().unwrap_or("/");
+                resolve_workdir(current, dir)
+            };
             container_config(config).insert("WorkingDir".into(), json!(dir));
         }
         ConfigChange::User(user) => {
@@ -375,6 +378,11 @@ mod tests {
         apply_change(&mut c, &ConfigChange::Workdir("/app".into()));
         apply_change(&mut c, &ConfigChange::Workdir("src/../lib".into()));
         assert_eq!(c["config"]["WorkingDir"], "/app/lib");
+        // An absolute one is kept as written; what follows it is joined and cleaned.
+        apply_change(&mut c, &ConfigChange::Workdir("/srv/app/".into()));
+        assert_eq!(c["config"]["WorkingDir"], "/srv/app/");
+        apply_change(&mut c, &ConfigChange::Workdir("./x/".into()));
+        assert_eq!(c["config"]["WorkingDir"], "/srv/app/x");
     }
 
     #[test]

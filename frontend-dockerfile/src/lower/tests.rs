@@ -631,6 +631,20 @@ fn a_stage_name_given_twice_names_the_last_stage() {
 }
 
 #[test]
+fn an_absolute_workdir_is_recorded_as_written() {
+    let def = lower_ok("FROM alpine\nWORKDIR /srv/app/\nWORKDIR ./x/../y/\nRUN pwd\n");
+    let history: Vec<String> = def
+        .chain(def.target().unwrap())
+        .iter()
+        .filter_map(|&v| def.vertex(v).unwrap().history.clone())
+        .map(|h| h.created_by)
+        .filter(|c| c.starts_with("WORKDIR"))
+        .collect();
+    assert_eq!(history, ["WORKDIR /srv/app/", "WORKDIR /srv/app/y"]);
+    assert_eq!(last_exec(&def).cwd, "/srv/app/y");
+}
+
+#[test]
 fn copy_link_with_a_named_chown_is_an_error() {
     for chown in ["app", "app:app", "1000:staff", ":staff"] {
         let text = rendered(&format!("FROM alpine\nCOPY --link --chown={chown} a /a\n"));
