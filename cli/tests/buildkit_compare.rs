@@ -27,7 +27,9 @@
 //!     out of the RUN history); each gives its reason (checked with `BUILDKIT_COMPARE_ALL=1`),
 //!     and dockerd mode skips it.
 //!
-//! mtimes and `created` timestamps differ by nature and are not compared.
+//! mtimes and `created` timestamps differ by nature and are not compared. A difference found
+//! and not fixed yet is not accepted either: its case stays out of the list, kept with what was
+//! observed in the comment before `heredoc_cases`.
 //!
 //! Run against a current BuildKit:
 //! `BUILDCTL=/path/to/buildctl BUILDKIT_ADDR=unix:///path/to/buildkitd.sock cargo test -p cli
@@ -131,6 +133,44 @@ fn tar_of(entries: &[(&str, &[u8], u32, u64, u64)]) -> Vec<u8> {
         h.set_mtime(1_600_000_000);
         b.append_data(&mut h, path, *data).unwrap();
     }
+    b.into_inner().unwrap()
+}
+
+/// A tar holding a directory, a file, a symlink and a hardlink to the file, and a nested
+/// directory whose entry comes after its contents.
+fn tar_with_links() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, kind: tar::EntryType, data: &[u8], mode: u32, link: Option<&str>| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_600_000_000);
+        if let Some(l) = link {
+            h.set_link_name(l).unwrap();
+        }
+        b.append_data(&mut h, path, data).unwrap();
+    };
+    add("top/", tar::EntryType::Directory, b"", 0o755, None);
+    add("top/file", tar::EntryType::Regular, b"data\n", 0o640, None);
+    add("top/sym", tar::EntryType::Symlink, b"", 0o777, Some("file"));
+    add(
+        "top/hard",
+        tar::EntryType::Link,
+        b"",
+        0o640,
+        Some("top/file"),
+    );
+    add(
+        "top/late/inner",
+        tar::EntryType::Regular,
+        b"inner\n",
+        0o600,
+        None,
+    );
+    add("top/late/", tar::EntryType::Directory, b"", 0o711, None);
     b.into_inner().unwrap()
 }
 
@@ -1393,6 +1433,57 @@ RUN echo "$B $C $D $E $F" > /out.txt
                 "FROM busybox:local\nUSER root:app\nRUN id > /id.txt && touch /by-root-app\nEXPOSE 80/sctp 7/udp\n",
             )]),
         ),
+        Case::new(
+            "add_archive_with_links_and_late_directory_entries",
+            Context::Files(vec![
+                dockerfile("FROM busybox:local\nADD links.tar /x/\nADD --chown=5:6 links.tar /y/\n"),
+                ("links.tar", tar_with_links()),
+            ]),
+        ),
+        Case::new(
+            "copy_chmod_special_bits",
+            Context::Files(vec![
+                dockerfile(
+                    "FROM busybox:local\nCOPY --chmod=4755 f.txt /suid\nCOPY --chmod=2750 f.txt /sgid\nCOPY --chmod=1777 dir /sticky/\nCOPY --chmod=a=rX,u+w dir /sym-x/\n",
+                ),
+                file("f.txt", "f\n"),
+                file("dir/a.txt", "a\n"),
+                file("dir/sub/b.txt", "b\n"),
+            ]),
+        ),
+        Case::new(
+            "heredoc_copy_to_a_relative_destination",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nWORKDIR /w\nCOPY <<EOF rel.txt\nrelative\nEOF\nCOPY <<EOF sub/\nin a dir\nEOF\n",
+            )]),
+        ),
+        Case::new(
+            "run_mounts_from_an_image_and_optional_secrets",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nRUN --mount=from=busybox:local,target=/bb ls /bb/etc > /bb-etc.txt\nRUN --mount=type=secret,id=absent,required=false test ! -e /run/secrets/absent && echo none > /no-secret.txt\nRUN --mount=type=cache,target=/ro-cache,ro ls -a /ro-cache > /ro.txt\n",
+            )]),
+        ),
+        Case {
+            fails_with: Some(("security.insecure", "security.insecure is not allowed")),
+            ..Case::new(
+                "run_security_insecure_needs_the_entitlement",
+                Context::Files(vec![dockerfile(
+                    "FROM busybox:local\nRUN --security=insecure true\n",
+                )]),
+            )
+        },
+        Case {
+            fails_with: Some((
+                "secret absent: not provided",
+                "secret absent: not found",
+            )),
+            ..Case::new(
+                "run_required_secret_missing_fails",
+                Context::Files(vec![dockerfile(
+                    "FROM busybox:local\nRUN --mount=type=secret,id=absent,required=true true\n",
+                )]),
+            )
+        },
         Case {
             fails_with: Some(("/etc/passwd", "not a directory")),
             ..Case::new(
