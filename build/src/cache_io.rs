@@ -5,7 +5,7 @@ use crate::BuildError;
 use cache::export::{records_for, select_min, CacheBackend, CacheMode, CacheSpec};
 use cache::gc::{self, GcOptions, GcReport};
 use cache::keys::CacheKey;
-use cache::Root;
+use cache::RootDir;
 use engine::solver::SolveResult;
 
 /// One `--cache-from` source that was read.
@@ -72,7 +72,7 @@ pub fn parse_specs(values: &[String], export: bool) -> Result<Vec<CacheSpec>, Bu
 /// `--cache-from`: copies the exported keys and their blobs into the root before solving. An
 /// unreadable source is a warning (the build runs without it), as in BuildKit.
 pub(crate) fn import(
-    root: &Root,
+    root: &RootDir,
     specs: &[CacheSpec],
     warnings: &mut Vec<String>,
 ) -> Result<Vec<CacheImportReport>, BuildError> {
@@ -91,7 +91,7 @@ pub(crate) fn import(
 
 /// `--cache-to`: exports the steps of the build (`mode=max`) or of the final image (`mode=min`).
 pub(crate) fn export(
-    root: &Root,
+    root: &RootDir,
     specs: &[CacheSpec],
     result: &SolveResult,
 ) -> Result<Vec<CacheExportReport>, BuildError> {
@@ -124,7 +124,7 @@ pub(crate) fn export(
 /// After a build: collects down to `limit` bytes (`0`: never) when the root is bigger, if no
 /// other build holds the root. Failures only warn: the build itself succeeded.
 pub(crate) fn collect(
-    root: &Root,
+    root: &RootDir,
     limit: u64,
     warnings: &mut Vec<String>,
 ) -> Option<CollectReport> {

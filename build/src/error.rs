@@ -1,6 +1,8 @@
 //! Why a build failed, with enough kept to point at the Dockerfile line that failed.
 
 use engine::solver::{SolveError, WorkError};
+use frontend_dockerfile::instructions::{Diagnostic, ErrorKind};
+use frontend_dockerfile::parser::ast::Span;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -67,6 +69,9 @@ pub enum BuildError {
     },
     #[error("exporting: {0}")]
     Export(#[source] engine::export::ExportError),
+    /// `--load`: the Docker engine could not be reached or refused the image.
+    #[error(transparent)]
+    DockerLoad(#[from] crate::docker_load::DockerLoadError),
     #[error("pushing {reference}: {source}")]
     Push {
         reference: String,
@@ -75,8 +80,10 @@ pub enum BuildError {
 }
 
 impl BuildError {
-    /// The error as a user reads it: for a failed step, its last output lines, the exit code
-    /// and the Dockerfile lines with a caret, as BuildKit prints them; otherwise the message.
+    /// The error as a user reads it. A failed step (or a base image that cannot be resolved)
+    /// shows its last output lines, as BuildKit does, then the Dockerfile diagnostic: file, line
+    /// and column, the instruction's lines and a caret under the instruction, rendered by the
+    /// frontend's one renderer. Any other error is its message.
     pub fn render(&self) -> String {
         let BuildError::Solve {
             file,
@@ -86,40 +93,62 @@ impl BuildError {
         else {
             return self.to_string();
         };
-        let SolveError::Step {
-            name,
-            line_range,
-            source,
-        } = source.as_ref()
-        else {
-            return self.to_string();
+        let (message, line_range, last_lines) = match source.as_ref() {
+            SolveError::Step {
+                name,
+                line_range,
+                source,
+            } => {
+                let last_lines = match source.as_ref() {
+                    WorkError::ExitCode { last_lines, .. } => last_lines.as_slice(),
+                    _ => &[],
+                };
+                (format!("{name}: {source}"), *line_range, last_lines)
+            }
+            SolveError::Image { line_range, .. } => (source.to_string(), *line_range, &[][..]),
+            _ => return self.to_string(),
         };
         let mut out = String::new();
-        if let WorkError::ExitCode { last_lines, .. } = source {
-            if !last_lines.is_empty() {
-                out.push_str("------\n");
-                let skip = last_lines.len().saturating_sub(10);
-                for l in &last_lines[skip..] {
-                    out.push_str(l);
-                    out.push('\n');
-                }
-                out.push_str("------\n");
+        if !last_lines.is_empty() {
+            out.push_str("------\n");
+            let skip = last_lines.len().saturating_sub(10);
+            for l in &last_lines[skip..] {
+                out.push_str(l);
+                out.push('\n');
             }
+            out.push_str("------\n");
         }
-        if let Some((start, end)) = line_range {
-            let _ = writeln!(out, "{file}:{start}");
-            let lines: Vec<&str> = dockerfile.lines().collect();
-            for n in *start..=*end {
-                if let Some(text) = lines.get(n.saturating_sub(1)) {
-                    let _ = writeln!(out, " {n:>4} | {text}");
-                }
-            }
-            if let Some(text) = lines.get(start.saturating_sub(1)) {
-                let indent = text.len() - text.trim_start().len();
-                let _ = writeln!(out, "      | {}^", " ".repeat(indent));
-            }
-        }
-        let _ = write!(out, "ERROR: failed to build: {name}: {source}");
+        let _ = write!(
+            out,
+            "{}",
+            step_diagnostic(file, dockerfile, line_range, message)
+        );
         out
     }
+}
+
+/// The diagnostic of a failed step: located at the first non-blank character of its first line,
+/// spanning that line, with its continuation lines.
+fn step_diagnostic(
+    file: &str,
+    dockerfile: &str,
+    line_range: Option<(usize, usize)>,
+    message: String,
+) -> Diagnostic {
+    let kind = ErrorKind::Build(message);
+    let Some((start, end)) = line_range.filter(|(start, _)| *start > 0) else {
+        return Diagnostic::unlocated(kind).in_file(file);
+    };
+    let text = dockerfile.lines().nth(start - 1).unwrap_or("");
+    let indent = text.chars().take_while(|c| c.is_whitespace()).count();
+    let width = text.trim().chars().count();
+    let span = Span {
+        start: 0,
+        end: width,
+        line: start,
+        column: indent + 1,
+    };
+    Diagnostic::new(kind, span, text)
+        .in_file(file)
+        .with_following_lines(dockerfile, end)
 }

@@ -9,6 +9,7 @@
 //! same function without spawning a process.
 
 mod cache_io;
+mod docker_load;
 mod error;
 mod images;
 mod registry_io;
@@ -17,8 +18,9 @@ mod request;
 pub use cache_io::{
     parse_specs as parse_cache_specs, CacheExportReport, CacheImportReport, CollectReport,
 };
+pub use docker_load::{DockerHost, DockerLoadError, DEFAULT_DOCKER_HOST};
 pub use error::BuildError;
-pub use request::{BuildRequest, DockerfileInput, Output};
+pub use request::{BuildContext, BuildRequest, DockerfileInput, Output};
 
 use cache::records::{BuildRecord, RecordStore};
 use engine::export::{self, NamedImage};
@@ -34,7 +36,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// One build of one Dockerfile target against one root directory.
 pub struct Build {
-    root: cache::Root,
+    root: cache::RootDir,
     request: BuildRequest,
 }
 
@@ -59,6 +61,8 @@ pub struct BuildOutcome {
     pub warnings: Vec<String>,
     /// The garbage collection that followed the build, when the root was over its limit.
     pub collected: Option<CollectReport>,
+    /// With `--load`: what the Docker engine reported (`Loaded image: NAME`).
+    pub loaded: Vec<String>,
 }
 
 impl BuildOutcome {
@@ -99,8 +103,8 @@ impl BuildOutcome {
 }
 
 impl Build {
-    /// A build of `request` in `root` (see [`cache::Root::open_or_default`]).
-    pub fn new(root: cache::Root, request: BuildRequest) -> Build {
+    /// A build of `request` in `root` (see [`cache::RootDir::open_or_default`]).
+    pub fn new(root: cache::RootDir, request: BuildRequest) -> Build {
         Build { root, request }
     }
 
@@ -137,6 +141,20 @@ impl Build {
             context: req.context.clone(),
             message: e.to_string(),
         })?;
+        let mut named_contexts = std::collections::BTreeMap::new();
+        for (name, c) in &req.named_contexts {
+            let named = match c {
+                BuildContext::Dir(_) => lower::NamedContext::Local,
+                BuildContext::Image(reference) => lower::NamedContext::Image(
+                    engine::graph::normalize_image_reference(reference)
+                        .unwrap_or_else(|_| reference.clone()),
+                ),
+                BuildContext::OciLayout { dir, digest } => lower::NamedContext::Image(
+                    images::oci_layout_image(&cas, &store, name, dir, digest.as_ref())?,
+                ),
+            };
+            named_contexts.insert(name.clone(), named);
+        }
         let lowered = lower::lower(
             &dockerfile,
             &LowerOptions {
@@ -146,11 +164,27 @@ impl Build {
                 target: req.target.clone(),
                 platform: req.platform.clone(),
                 resolver: Some(&images),
+                run: lower::RunDefaults {
+                    network: req.network,
+                    extra_hosts: req.extra_hosts.clone(),
+                    shm_size: req.shm_size,
+                    ulimits: req.ulimits.clone(),
+                },
+                named_contexts,
                 ..Default::default()
             },
         )
         .map_err(|d| BuildError::Lower(d.to_string()))?;
         report_checks(&dockerfile, &shown, &lowered.warnings, progress.as_ref())?;
+        // As BuildKit, which refuses the definition before solving: a cached step would
+        // otherwise pass unchecked.
+        if !req.allow_network_host && uses_host_network(&lowered.definition) {
+            return Err(BuildError::Request(
+                "RUN --network=host needs the network.host entitlement: build with \
+                 --allow network.host"
+                    .to_string(),
+            ));
+        }
 
         let worker = LocalWorker::new(
             root.clone(),
@@ -159,6 +193,8 @@ impl Build {
                 secrets: req.secrets.clone(),
                 helper: req.helper.clone(),
                 allow_insecure: req.allow_insecure,
+                allow_network_host: req.allow_network_host,
+                ssh: req.ssh.clone(),
             },
         )
         .map_err(BuildError::Worker)?;
@@ -181,6 +217,24 @@ impl Build {
                 filter: Arc::new(request::IgnoreFilter(ignore)),
             },
         );
+        for (name, c) in &req.named_contexts {
+            if let BuildContext::Dir(dir) = c {
+                let ignore =
+                    frontend_dockerfile::dockerignore::DockerIgnore::load(dir).map_err(|e| {
+                        BuildError::IgnoreFile {
+                            context: dir.clone(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                contexts.insert(
+                    name.clone(),
+                    ContextInput {
+                        dir: dir.clone(),
+                        filter: Arc::new(request::IgnoreFilter(ignore)),
+                    },
+                );
+            }
+        }
         let opts = SolveOptions {
             no_cache: req.no_cache,
             no_cache_stages: req.no_cache_filter.clone(),
@@ -192,6 +246,14 @@ impl Build {
             .enable_all()
             .build()
             .map_err(BuildError::Runtime)?;
+        // With --load, an engine must answer before the build spends its time.
+        let docker = if req.load {
+            let host = DockerHost::from_env()?;
+            runtime.block_on(docker_load::ping(&host))?;
+            Some(host)
+        } else {
+            None
+        };
         let outcome = runtime.block_on(solver.solve(Arc::new(lowered.definition), opts));
         let record = |steps, success| BuildRecord {
             target_id: target_id.clone(),
@@ -219,7 +281,7 @@ impl Build {
         let cache_exports = cache_io::export(&root, &req.cache_to, &solve)?;
 
         let export_started = Instant::now();
-        let image = store_image(&cas, &store, &solve, &req.tags)?;
+        let image = store_image(&cas, &store, &solve, &req.labels, &req.tags)?;
         // Again with the image it made, so that `history` can tell how each of its steps went.
         let mut stored = record(solve.steps.clone(), true);
         stored.image = Some(image.id().to_string());
@@ -254,6 +316,10 @@ impl Build {
             &req.push_targets(),
             &progress,
         )?;
+        let loaded = match &docker {
+            Some(host) => load_into_docker(&runtime, &cas, &image, &req.tags, host)?,
+            None => Vec::new(),
+        };
         let export_ms = export_started.elapsed().as_millis() as u64;
         drop(_shared);
 
@@ -274,8 +340,31 @@ impl Build {
             cache_exports,
             warnings,
             collected,
+            loaded,
         })
     }
+}
+
+/// `--load`: streams the image as a docker-archive to the Docker engine at `host`; returns what
+/// the engine reported.
+fn load_into_docker(
+    runtime: &tokio::runtime::Runtime,
+    cas: &cache::ContentStore,
+    image: &Image,
+    names: &[cache::Reference],
+    host: &DockerHost,
+) -> Result<Vec<String>, BuildError> {
+    let cas = cas.clone();
+    let named = NamedImage {
+        image: image.clone(),
+        names: names.to_vec(),
+    };
+    let write = move |out: &mut dyn std::io::Write| {
+        export::write_docker_archive(&cas, &[named], out)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    };
+    Ok(runtime.block_on(docker_load::load(host, write))?)
 }
 
 /// BuildKit's build checks (the lint rules that need no context) and lowering's warnings, shown
@@ -310,16 +399,50 @@ fn report_checks(
     Ok(())
 }
 
+/// Whether a step of `definition` runs in the host's network namespace.
+fn uses_host_network(definition: &engine::graph::Definition) -> bool {
+    definition.vertices().any(|v| {
+        matches!(&v.op, engine::graph::Op::Exec(e) if e.network == engine::graph::NetworkMode::Host)
+    })
+}
+
+/// Sets `--label`s in an image config document (`config.Labels`), replacing same-named ones:
+/// BuildKit applies them to the target stage's config after every `LABEL`, and adds no history.
+fn add_labels(config: &mut serde_json::Value, labels: &std::collections::BTreeMap<String, String>) {
+    let Some(root) = config.as_object_mut() else {
+        return;
+    };
+    let inner = root
+        .entry("config")
+        .or_insert_with(|| serde_json::json!({}));
+    if !inner.is_object() {
+        *inner = serde_json::json!({});
+    }
+    let map = inner.as_object_mut().expect("just made an object");
+    let existing = map.entry("Labels").or_insert(serde_json::Value::Null);
+    if !existing.is_object() {
+        *existing = serde_json::json!({});
+    }
+    let existing = existing.as_object_mut().expect("just made an object");
+    for (k, v) in labels {
+        existing.insert(k.clone(), serde_json::Value::String(v.clone()));
+    }
+}
+
 /// Writes the solved image's config and manifest into the content store and its names into the
 /// image store.
 fn store_image(
     cas: &cache::ContentStore,
     store: &cache::ImageStore,
     solve: &SolveResult,
+    labels: &std::collections::BTreeMap<String, String>,
     names: &[cache::Reference],
 ) -> Result<Image, BuildError> {
-    let config: ImageConfig =
-        serde_json::from_value(solve.config.clone()).map_err(BuildError::Config)?;
+    let mut config = solve.config.clone();
+    if !labels.is_empty() {
+        add_labels(&mut config, labels);
+    }
+    let config: ImageConfig = serde_json::from_value(config).map_err(BuildError::Config)?;
     let layers = solve
         .layers
         .iter()

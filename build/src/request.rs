@@ -25,7 +25,7 @@ pub enum DockerfileInput {
 
 impl DockerfileInput {
     /// The Dockerfile's path (as shown in messages and build records) and its text.
-    pub(crate) fn read(&self, context: &Path) -> Result<(PathBuf, String), BuildError> {
+    pub fn read(&self, context: &Path) -> Result<(PathBuf, String), BuildError> {
         let path = match self {
             DockerfileInput::Text(text) => return Ok((PathBuf::from("Dockerfile"), text.clone())),
             DockerfileInput::Default => context.join("Dockerfile"),
@@ -98,6 +98,70 @@ fn registry_names(spec: &str) -> Result<Option<Vec<cache::Reference>>, BuildErro
         .map(Some)
 }
 
+/// What a `--build-context NAME=...` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildContext {
+    /// `NAME=DIR`: a local directory, read like the main context (with its own `.dockerignore`).
+    Dir(PathBuf),
+    /// `NAME=docker-image://REF`: an image, from the local store or the registry.
+    Image(String),
+    /// `NAME=oci-layout://DIR[@sha256:...]`: the image of an OCI layout directory (the one
+    /// with that manifest digest, or its only one).
+    OciLayout {
+        dir: PathBuf,
+        digest: Option<cache::Digest>,
+    },
+}
+
+impl BuildContext {
+    /// Parses the value of `--build-context NAME=VALUE` (the part after `NAME=`).
+    pub fn parse(value: &str) -> Result<BuildContext, BuildError> {
+        if let Some(reference) = value.strip_prefix("docker-image://") {
+            engine::graph::normalize_image_reference(reference).map_err(|source| {
+                BuildError::BadName {
+                    name: reference.to_string(),
+                    source,
+                }
+            })?;
+            return Ok(BuildContext::Image(reference.to_string()));
+        }
+        if let Some(rest) = value.strip_prefix("oci-layout://") {
+            let (dir, digest) = match rest.rsplit_once('@') {
+                Some((dir, digest)) => {
+                    let digest = digest.parse().map_err(|_| {
+                        BuildError::Request(format!(
+                            "--build-context {value:?}: {digest:?} is not a sha256:... digest"
+                        ))
+                    })?;
+                    (dir, Some(digest))
+                }
+                None => (rest, None),
+            };
+            let dir = PathBuf::from(dir);
+            if !dir.join("index.json").is_file() {
+                return Err(BuildError::Request(format!(
+                    "--build-context {value:?}: {} is not an OCI layout (no index.json)",
+                    dir.display()
+                )));
+            }
+            return Ok(BuildContext::OciLayout { dir, digest });
+        }
+        if let Some((scheme, _)) = value.split_once("://") {
+            return Err(BuildError::Request(format!(
+                "--build-context {value:?}: {scheme}:// is not supported (give a directory, \
+                 docker-image://REF or oci-layout://DIR@DIGEST)"
+            )));
+        }
+        let dir = PathBuf::from(value);
+        if !dir.is_dir() {
+            return Err(BuildError::Request(format!(
+                "--build-context {value:?}: not a directory"
+            )));
+        }
+        Ok(BuildContext::Dir(std::path::absolute(&dir).unwrap_or(dir)))
+    }
+}
+
 /// Everything one build needs to know.
 #[derive(Clone)]
 pub struct BuildRequest {
@@ -123,6 +187,9 @@ pub struct BuildRequest {
     pub push: bool,
     /// `-o` outputs.
     pub outputs: Vec<Output>,
+    /// `--load`: load the image into the local Docker engine (`DOCKER_HOST`, else
+    /// `unix:///var/run/docker.sock`), as `docker build --load` does.
+    pub load: bool,
     /// `--secret`s by id.
     pub secrets: HashMap<String, Secret>,
     /// How layers are written (compression and level, `SOURCE_DATE_EPOCH`).
@@ -138,6 +205,23 @@ pub struct BuildRequest {
     /// `--allow security.insecure`: `RUN --security=insecure` may leave the seccomp filter and
     /// keep every capability.
     pub allow_insecure: bool,
+    /// `--network`: the network of `RUN` steps without `--network` of their own.
+    pub network: engine::graph::NetworkMode,
+    /// `--allow network.host`: steps may use the host's network (`--network host`,
+    /// `RUN --network=host`).
+    pub allow_network_host: bool,
+    /// `--add-host`, `--shm-size`, `--ulimit`: what every `RUN` step gets besides its network.
+    pub extra_hosts: Vec<engine::graph::ExtraHost>,
+    /// `--shm-size` in bytes (0: the default, 64 MiB).
+    pub shm_size: u64,
+    /// `--ulimit`s.
+    pub ulimits: Vec<engine::graph::Ulimit>,
+    /// `--ssh`: agent sockets by id.
+    pub ssh: HashMap<String, PathBuf>,
+    /// `--build-context`s by name.
+    pub named_contexts: BTreeMap<String, BuildContext>,
+    /// `--label`: labels set on the image's config, over the Dockerfile's `LABEL`s (as Docker).
+    pub labels: BTreeMap<String, String>,
 }
 
 impl BuildRequest {
@@ -156,6 +240,7 @@ impl BuildRequest {
             pull: false,
             push: false,
             outputs: Vec::new(),
+            load: false,
             secrets: HashMap::new(),
             layer: LayerOptions::default(),
             cache_from: Vec::new(),
@@ -163,11 +248,25 @@ impl BuildRequest {
             cache_max_size: 0,
             helper: None,
             allow_insecure: false,
+            labels: BTreeMap::new(),
+            network: engine::graph::NetworkMode::Default,
+            allow_network_host: false,
+            extra_hosts: Vec::new(),
+            named_contexts: BTreeMap::new(),
+            ssh: HashMap::new(),
+            shm_size: 0,
+            ulimits: Vec::new(),
         }
     }
 
     /// Checks what can be checked before any work: `--push` needs a name.
     pub fn validate(&self) -> Result<(), BuildError> {
+        if self.network == engine::graph::NetworkMode::Host && !self.allow_network_host {
+            return Err(BuildError::Request(
+                "--network host needs the network.host entitlement: add --allow network.host"
+                    .to_string(),
+            ));
+        }
         if self.push && self.tags.is_empty() {
             return Err(BuildError::Request(
                 "--push needs a name to push to: give -t REGISTRY/REPOSITORY[:TAG]".to_string(),

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use crate::digest::Digest;
 use crate::keys::KeyStore;
-use crate::lock::Root;
+use crate::lock::RootDir;
 use crate::usage::{Inventory, UsageError};
 
 /// One thing wrong in a root.
@@ -119,7 +119,7 @@ pub enum CheckError {
 /// Checks `root`. With `repair` (call only under the exclusive root lock) bad blobs, corrupt
 /// records, records missing blobs and bad snapshots are removed; images missing blobs are only
 /// reported (they need a pull or a rebuild).
-pub fn check(root: &Root, repair: bool) -> Result<CheckReport, CheckError> {
+pub fn check(root: &RootDir, repair: bool) -> Result<CheckReport, CheckError> {
     let inv = Inventory::take(root)?;
     let mut report = CheckReport {
         blobs: inv.blobs.len(),
@@ -267,7 +267,7 @@ mod tests {
     #[test]
     fn finds_bad_blobs_and_dangling_records_and_repairs_them() {
         let dir = tempfile::tempdir().unwrap();
-        let root = Root::open(dir.path()).unwrap();
+        let root = RootDir::open(dir.path()).unwrap();
         let cas = root.content_store().unwrap();
         let good = cas.put_bytes(b"good").unwrap();
         let damaged = cas.put_bytes(b"will be damaged").unwrap();

@@ -19,7 +19,7 @@ use crate::cas::{CasError, ContentStore};
 use crate::descriptor::Descriptor;
 use crate::digest::Digest;
 use crate::keys::{CacheKey, KeyStore, KeyStoreError, LayerRef, StepRecord};
-use crate::lock::Root;
+use crate::lock::RootDir;
 
 /// Media type of the cache manifest (the key → layers map).
 pub const CACHE_MANIFEST_MEDIA_TYPE: &str = "application/vnd.builder.cache.manifest.v1+json";
@@ -216,16 +216,16 @@ pub trait CacheBackend {
     /// Exports `records` (and the cache mounts if the spec asked) from `root`.
     fn export(
         &self,
-        root: &Root,
+        root: &RootDir,
         records: &[(CacheKey, StepRecord)],
     ) -> Result<ExportReport, CacheTransferError>;
     /// Makes the exported keys available in `root`.
-    fn import(&self, root: &Root) -> Result<ImportReport, CacheTransferError>;
+    fn import(&self, root: &RootDir) -> Result<ImportReport, CacheTransferError>;
 }
 
 /// The records of `keys` in `root` whose blobs are all present (unknown keys are skipped).
 pub fn records_for(
-    root: &Root,
+    root: &RootDir,
     keys: &[CacheKey],
 ) -> Result<Vec<(CacheKey, StepRecord)>, CacheTransferError> {
     let store = KeyStore::open(root.path())?;
@@ -379,7 +379,7 @@ fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), CacheTransferError> {
 
 /// Tars the cache mounts of `root` (lock files left out) into a temp file under the root's
 /// `tmp/`. Headers are deterministic so unchanged contents give the same digest.
-fn tar_mounts(root: &Root) -> Result<tempfile::NamedTempFile, CacheTransferError> {
+fn tar_mounts(root: &RootDir) -> Result<tempfile::NamedTempFile, CacheTransferError> {
     let tmp_dir = root.tmp_dir();
     let file = tempfile::Builder::new()
         .prefix("mounts-")
@@ -409,7 +409,7 @@ fn tar_mounts(root: &Root) -> Result<tempfile::NamedTempFile, CacheTransferError
 impl CacheBackend for LocalCache {
     fn export(
         &self,
-        root: &Root,
+        root: &RootDir,
         records: &[(CacheKey, StepRecord)],
     ) -> Result<ExportReport, CacheTransferError> {
         let cas: ContentStore = root
@@ -474,7 +474,7 @@ impl CacheBackend for LocalCache {
         Ok(report)
     }
 
-    fn import(&self, root: &Root) -> Result<ImportReport, CacheTransferError> {
+    fn import(&self, root: &RootDir) -> Result<ImportReport, CacheTransferError> {
         let manifest = self.read_manifest()?;
         let cas = root
             .content_store()
@@ -515,7 +515,11 @@ impl CacheBackend for LocalCache {
 impl LocalCache {
     /// Unpacks the mounts tar into a scratch directory, then moves each mount the root lacks
     /// into `mounts-v1/`.
-    fn restore_mounts(&self, root: &Root, desc: &Descriptor) -> Result<usize, CacheTransferError> {
+    fn restore_mounts(
+        &self,
+        root: &RootDir,
+        desc: &Descriptor,
+    ) -> Result<usize, CacheTransferError> {
         let src = self.blob_path(&desc.digest);
         let f = fs::File::open(&src).map_err(io_err("open", &src))?;
         let tmp_dir = root.tmp_dir();
@@ -583,7 +587,7 @@ mod tests {
     #[test]
     fn export_is_incremental_and_import_restores_records() {
         let a = tempfile::tempdir().unwrap();
-        let root = Root::open(a.path().join("root")).unwrap();
+        let root = RootDir::open(a.path().join("root")).unwrap();
         let cas = root.content_store().unwrap();
         let d = cas.put_bytes(b"layer bytes").unwrap();
         let record = StepRecord {
@@ -615,7 +619,7 @@ mod tests {
         assert_eq!(second.blobs_written, 0);
         assert_eq!(second.blobs_reused, 3);
 
-        let fresh = Root::open(a.path().join("fresh")).unwrap();
+        let fresh = RootDir::open(a.path().join("fresh")).unwrap();
         let imported = backend.import(&fresh).unwrap();
         assert_eq!(imported.records_added, 1);
         assert_eq!(imported.blobs_copied, 1);

@@ -2,7 +2,7 @@
 //! snapshot nothing needs any more, leftovers of killed processes and stale lock files.
 //!
 //! Invariants:
-//! - Runs only under the exclusive root lock ([`Root::lock_exclusive`]), so no build is using a
+//! - Runs only under the exclusive root lock ([`RootDir::lock_exclusive`]), so no build is using a
 //!   snapshot, writing a temp file or about to read a record it just looked up.
 //! - Never removes a blob an image in the store needs (its manifest or index, config, layers).
 //! - Records go before blobs: a crash midway leaves unreferenced blobs (removed next time), never
@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::keys::{now_secs, KeyStore};
-use crate::lock::{Root, RootLock};
+use crate::lock::{RootDir, RootLock};
 use crate::usage::{record_refs, Inventory, UsageError};
 
 /// Errors of garbage collection; every I/O error names its path.
@@ -178,7 +178,7 @@ fn clear_dir(dir: &Path, pred: impl Fn(&str) -> bool) -> Result<usize, GcError> 
 }
 
 /// Runs a collection. `lock` must be the exclusive root lock.
-pub fn collect(root: &Root, lock: &RootLock, opts: &GcOptions) -> Result<GcReport, GcError> {
+pub fn collect(root: &RootDir, lock: &RootLock, opts: &GcOptions) -> Result<GcReport, GcError> {
     if !lock.is_exclusive() {
         return Err(GcError::NotExclusive);
     }
@@ -319,7 +319,7 @@ fn plan_keep_storage(
 }
 
 /// Bytes the root takes now (one walk), for deciding whether an automatic collection is due.
-pub fn root_size(root: &Root) -> u64 {
+pub fn root_size(root: &RootDir) -> u64 {
     crate::usage::tree_size(root.path())
 }
 
@@ -340,7 +340,7 @@ mod tests {
         assert_eq!(parse_size("5XB"), None);
     }
 
-    fn put_record(root: &Root, name: &str, blobs: &[&[u8]]) -> (CacheKey, Vec<Digest>) {
+    fn put_record(root: &RootDir, name: &str, blobs: &[&[u8]]) -> (CacheKey, Vec<Digest>) {
         let cas = root.content_store().unwrap();
         let keys = KeyStore::open(root.path()).unwrap();
         let mut digests = Vec::new();
@@ -373,7 +373,7 @@ mod tests {
     #[test]
     fn shared_lock_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let root = Root::open(dir.path()).unwrap();
+        let root = RootDir::open(dir.path()).unwrap();
         let shared = root.lock_shared().unwrap();
         assert!(matches!(
             collect(&root, &shared, &GcOptions::default()),
@@ -384,7 +384,7 @@ mod tests {
     #[test]
     fn default_keeps_what_the_latest_build_used_and_removes_dangling_records_and_garbage() {
         let dir = tempfile::tempdir().unwrap();
-        let root = Root::open(dir.path()).unwrap();
+        let root = RootDir::open(dir.path()).unwrap();
         let cas = root.content_store().unwrap();
         let (key, used) = put_record(&root, "a", &[b"layer-a"]);
         let (dangling_key, dangling) = put_record(&root, "old", &[b"layer-old"]);
@@ -436,7 +436,7 @@ mod tests {
     #[test]
     fn all_removes_records_but_keeps_image_blobs() {
         let dir = tempfile::tempdir().unwrap();
-        let root = Root::open(dir.path()).unwrap();
+        let root = RootDir::open(dir.path()).unwrap();
         let cas = root.content_store().unwrap();
         let (_, only_cache) = put_record(&root, "a", &[b"cache-only"]);
         let layer = cas.put_bytes(b"image layer").unwrap();
@@ -478,7 +478,7 @@ mod tests {
     #[test]
     fn keep_storage_removes_least_recently_used_first() {
         let dir = tempfile::tempdir().unwrap();
-        let root = Root::open(dir.path()).unwrap();
+        let root = RootDir::open(dir.path()).unwrap();
         let big = vec![7u8; 200_000];
         let mut big2 = big.clone();
         big2[0] = 8;

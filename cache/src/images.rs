@@ -144,6 +144,11 @@ impl ImageStoreState {
                 if let Some(d) = self.names.get(&r.to_string()) {
                     return Ok(d.clone());
                 }
+                // `name@sha256:...` is content-addressed: a stored manifest with that digest
+                // is the image, whatever names it carries.
+                if let Some(d) = r.digest().filter(|d| self.images.contains_key(*d)) {
+                    return Ok(d.clone());
+                }
             }
         }
         if looks_like_id {
@@ -180,7 +185,7 @@ pub struct ImageStore {
 }
 
 impl ImageStore {
-    /// Opens the store in `dir` (normally `Root::images_dir()`), creating it if needed.
+    /// Opens the store in `dir` (normally `RootDir::images_dir()`), creating it if needed.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, ImageStoreError> {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
@@ -402,6 +407,21 @@ mod tests {
             store.tag(&v2, &b.target.digest),
             Err(ImageStoreError::UnknownImage(_))
         ));
+    }
+
+    #[test]
+    fn a_digest_reference_finds_the_stored_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let a = record(1);
+        store.put(a.clone()).unwrap();
+        let by_digest = format!("anything@{}", a.target.digest);
+        assert_eq!(
+            store.resolve(&by_digest).unwrap().record.target.digest,
+            a.target.digest
+        );
+        let missing = format!("anything@{}", record(2).target.digest);
+        assert!(store.resolve(&missing).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod cas;
 pub mod check;
+pub mod containers;
 pub mod descriptor;
 pub mod digest;
 pub mod export;
@@ -26,6 +27,6 @@ pub use descriptor::{referenced_descriptors, Descriptor, Platform, PlatformError
 pub use digest::{Digest, DigestError};
 pub use images::{ImageEntry, ImageRecord, ImageStore, ImageStoreError};
 pub use layout::Bucket;
-pub use lock::{EntryLock, Root, RootLock};
+pub use lock::{EntryLock, RootDir, RootLock};
 pub use manifest::{media_types, Index, Manifest};
 pub use reference::{Reference, ReferenceError};

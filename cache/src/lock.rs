@@ -74,13 +74,15 @@ fn make_private_dir(dir: &Path) -> Result<(), LockError> {
     Ok(())
 }
 
-/// One builder root directory, laid out with its versioned sub-directories.
+/// One builder root directory (`--root`, `$BUILDER_ROOT`), laid out with its versioned
+/// sub-directories. Not to be confused with `engine::fileops::root::Root`, a directory treated
+/// as `/` when resolving paths in a root filesystem.
 #[derive(Clone, Debug)]
-pub struct Root {
+pub struct RootDir {
     path: PathBuf,
 }
 
-impl Root {
+impl RootDir {
     /// The default root: `$BUILDER_ROOT`, else `/var/lib/builder` for root, else
     /// `$XDG_DATA_HOME/builder` (`~/.local/share/builder`).
     pub fn default_path() -> Result<PathBuf, LockError> {
@@ -107,7 +109,7 @@ impl Root {
     /// what images carry (setuid binaries, device nodes, world-writable directories) and cache
     /// mounts feed later builds, so another user of the machine must not traverse into them
     /// (containerd's CVE-2021-41103; containerd and BuildKit keep their roots 0700/0711).
-    pub fn open(path: impl AsRef<Path>) -> Result<Root, LockError> {
+    pub fn open(path: impl AsRef<Path>) -> Result<RootDir, LockError> {
         let path = path.as_ref().to_path_buf();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
@@ -116,14 +118,14 @@ impl Root {
         for bucket in Bucket::ALL {
             make_private_dir(&bucket.path(&path))?;
         }
-        Ok(Root { path })
+        Ok(RootDir { path })
     }
 
-    /// Opens the root at `path` if given, else at [`Root::default_path`].
-    pub fn open_or_default(path: Option<&Path>) -> Result<Root, LockError> {
+    /// Opens the root at `path` if given, else at [`RootDir::default_path`].
+    pub fn open_or_default(path: Option<&Path>) -> Result<RootDir, LockError> {
         match path {
-            Some(p) => Root::open(p),
-            None => Root::open(Root::default_path()?),
+            Some(p) => RootDir::open(p),
+            None => RootDir::open(RootDir::default_path()?),
         }
     }
 
@@ -287,7 +289,7 @@ mod tests {
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r");
-        let root = Root::open(&path).unwrap();
+        let root = RootDir::open(&path).unwrap();
         assert_eq!(mode(root.path()), 0o700);
         for bucket in Bucket::ALL {
             let sub = bucket.path(&path);
@@ -301,7 +303,7 @@ mod tests {
         )
         .unwrap();
         fs::set_permissions(path.join("mounts-v1"), fs::Permissions::from_mode(0o500)).unwrap();
-        Root::open(&path).unwrap();
+        RootDir::open(&path).unwrap();
         assert_eq!(mode(&path), 0o700);
         assert_eq!(mode(&path.join("snapshots-v1")), 0o700);
         assert_eq!(mode(&path.join("mounts-v1")), 0o500, "never widened");
@@ -310,7 +312,7 @@ mod tests {
     #[test]
     fn root_layout_and_locks() {
         let dir = tempfile::tempdir().unwrap();
-        let root = Root::open(dir.path().join("r")).unwrap();
+        let root = RootDir::open(dir.path().join("r")).unwrap();
         for bucket in Bucket::ALL {
             assert!(bucket.path(root.path()).is_dir(), "{bucket:?}");
         }
@@ -330,11 +332,11 @@ mod tests {
     fn default_path_honours_env_and_euid() {
         std::env::set_var(ROOT_ENV, "/tmp/builder-root-from-env");
         assert_eq!(
-            Root::default_path().unwrap(),
+            RootDir::default_path().unwrap(),
             PathBuf::from("/tmp/builder-root-from-env")
         );
         std::env::remove_var(ROOT_ENV);
-        let p = Root::default_path().unwrap();
+        let p = RootDir::default_path().unwrap();
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } == 0 {
             assert_eq!(p, PathBuf::from("/var/lib/builder"));
@@ -346,7 +348,7 @@ mod tests {
     #[test]
     fn entry_lock_excludes() {
         let dir = tempfile::tempdir().unwrap();
-        let root = Root::open(dir.path()).unwrap();
+        let root = RootDir::open(dir.path()).unwrap();
         let held = root.lock_entry("keys", "abc").unwrap();
         assert!(EntryLock::try_acquire(held.path()).unwrap().is_none());
         let path = held.path().to_path_buf();

@@ -17,7 +17,7 @@ use crate::descriptor::referenced_descriptors;
 use crate::digest::Digest;
 use crate::images::{ImageStore, ImageStoreError};
 use crate::keys::{KeyEntry, KeyStore, KeyStoreError};
-use crate::lock::Root;
+use crate::lock::RootDir;
 
 /// Errors while taking the inventory.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +96,7 @@ pub struct ImageRefs {
 }
 
 /// Walks every stored image from its manifest (or index) to everything it references.
-pub fn image_refs(root: &Root) -> Result<ImageRefs, UsageError> {
+pub fn image_refs(root: &RootDir) -> Result<ImageRefs, UsageError> {
     let images = ImageStore::open(root.images_dir())?;
     let state = images.state()?;
     let blob_path = |d: &Digest| crate::layout::blob_dir(root.path()).join(d.hex());
@@ -186,7 +186,7 @@ pub enum Keeper {
 
 impl Inventory {
     /// Takes the inventory of `root` (one walk of the tree, one read of every key and manifest).
-    pub fn take(root: &Root) -> Result<Inventory, UsageError> {
+    pub fn take(root: &RootDir) -> Result<Inventory, UsageError> {
         let tree = tree_sizes(root.path());
         let mut blobs = BTreeMap::new();
         let mut stray_blob_files = Vec::new();
@@ -593,7 +593,7 @@ mod tests {
     #[test]
     fn platforms_an_index_lists_but_the_store_lacks_are_not_missing() {
         let dir = tempfile::tempdir().unwrap();
-        let root = Root::open(dir.path()).unwrap();
+        let root = RootDir::open(dir.path()).unwrap();
         let cas = root.content_store().unwrap();
         let layer = cas.put_bytes(b"layer").unwrap();
         let config = cas

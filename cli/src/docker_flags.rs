@@ -12,16 +12,6 @@ struct Unsupported {
 
 const UNSUPPORTED: &[Unsupported] = &[
     Unsupported { flag: "squash", instead: "a multi-stage build whose last stage copies what it needs (`COPY --from=build / /`) gives one layer" },
-    Unsupported { flag: "load", instead: "`builder save IMAGE | docker load`, or `-o type=docker,dest=- | docker load`" },
-    Unsupported { flag: "network", instead: "`RUN --network=host|none` on the steps that need it" },
-    Unsupported { flag: "label", instead: "a `LABEL` instruction, with an `ARG` for values that change per build" },
-    Unsupported { flag: "add-host", instead: "write the entry in the step itself (`RUN echo \"IP NAME\" >> /etc/hosts && ...`)" },
-    Unsupported { flag: "ssh", instead: "a `--secret` holding a deploy key, mounted with `RUN --mount=type=secret`" },
-    Unsupported { flag: "shm-size", instead: "mount a tmpfs where the step needs it (`RUN --mount=type=tmpfs,target=/dev/shm`)" },
-    Unsupported { flag: "ulimit", instead: "`ulimit` inside the `RUN` command" },
-    Unsupported { flag: "build-context", instead: "a multi-stage build (`COPY --from=stage`), or `COPY --from=IMAGE` of a loaded image" },
-    Unsupported { flag: "call", instead: "`builder lint` runs the build checks without building" },
-    Unsupported { flag: "check", instead: "`builder lint` runs the build checks without building" },
     Unsupported { flag: "annotation", instead: "a `LABEL` instruction (kept in the image config)" },
     Unsupported { flag: "attest", instead: "none yet: builder writes no attestations" },
     Unsupported { flag: "sbom", instead: "none yet: builder writes no attestations" },
@@ -76,9 +66,11 @@ mod tests {
             msg.starts_with("`--squash` is not supported by builder"),
             "{msg}"
         );
-        assert!(unsupported_build_flag(&args(&["--label=a=b", "."]), &none)
-            .unwrap()
-            .contains("LABEL"));
+        assert!(
+            unsupported_build_flag(&args(&["--annotation=a=b", "."]), &none)
+                .unwrap()
+                .contains("LABEL")
+        );
         assert_eq!(
             unsupported_build_flag(&args(&["--", "--squash"]), &none),
             None

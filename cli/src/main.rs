@@ -29,6 +29,8 @@ struct Cli {
 enum Command {
     /// Build an image from a Dockerfile.
     Build(Box<commands::build::BuildArgs>),
+    /// Run an image's command in the sandbox, on a throw-away writable layer.
+    Run(Box<commands::run::RunArgs>),
     /// List images in the local store.
     Images(commands::images::ImagesArgs),
     /// Remove images from the local store.
@@ -136,6 +138,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let root = root.as_deref();
     match cli.command {
         Command::Build(args) => commands::build::run(&args, root),
+        Command::Run(a) => std::process::exit(commands::run::run(root, *a)?),
         Command::Images(a) => commands::images::images(root, a),
         Command::Rmi(a) => commands::images::rmi(root, a),
         Command::Tag(a) => commands::images::tag(root, a),

@@ -675,7 +675,9 @@ fn not_in_v08(name: &str) -> Option<&'static str> {
     Some(match name {
         n if n.starts_with("heredoc_") => "v0.8's built-in frontend has no heredocs",
         "run_mount_tmpfs_leaves_nothing" => "v0.8 has no tmpfs `size=`",
-        "run_network_none_has_only_loopback" => "v0.8's built-in frontend has no RUN --network",
+        "run_network_none_has_only_loopback" | "run_network_host_needs_the_entitlement" => {
+            "v0.8's built-in frontend has no RUN --network"
+        }
         "run_security_insecure_needs_the_entitlement" => {
             "v0.8's built-in frontend has no RUN --security"
         }
@@ -737,14 +739,8 @@ fn v08_mount_stubs(name: &str) -> Option<&'static [&'static str]> {
 }
 
 // Differences from current BuildKit found by these cases and not fixed yet. Each is left out
-// of `cases()` (the comparison has no accepted difference) until it is fixed; the case to add
-// back, and what was observed:
-//
-// - `run_network_host_needs_the_entitlement` (`RUN --network=host true`): BuildKit refuses
-//   it without the `network.host` entitlement (`network.host is not allowed`); ours runs it,
-//   by design so far (`--allow network.host` is accepted and `RUN --network=host` needs no
-//   grant, see `builder build --help` and docs/SECURITY.md). Following BuildKit means
-//   checking the entitlement in the worker, as for `security.insecure`.
+// of `cases()` (the comparison has no accepted difference) until it is fixed, and listed here
+// with its case and what was observed. None at the moment.
 
 /// Heredocs in RUN and COPY: quoting, expansion, `<<-`, several at once, a shebang.
 fn heredoc_cases() -> Vec<Case> {
@@ -839,6 +835,18 @@ RUN --mount=target=/ctx2 ls /ctx2 > /ctx2-ls.txt
                 "FROM busybox:local\nRUN --network=none tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' > /net.txt\nRUN --network=default echo default > /default.txt\n",
             )]),
         ),
+        Case {
+            fails_with: Some((
+                "RUN --network=host needs the network.host entitlement",
+                "network.host is not allowed",
+            )),
+            ..Case::new(
+                "run_network_host_needs_the_entitlement",
+                Context::Files(vec![dockerfile(
+                    "FROM busybox:local\nRUN --network=host true\n",
+                )]),
+            )
+        },
         Case::new(
             "run_exec_form_and_shell_override",
             Context::Files(vec![dockerfile(

@@ -7,8 +7,8 @@ fn an_unsupported_docker_build_flag_is_named_with_an_alternative() {
     let dir = tempfile::tempdir().unwrap();
     for (flag, hint) in [
         ("--squash", "COPY --from"),
-        ("--ulimit=nofile=1024", "ulimit"),
-        ("--call=check", "builder lint"),
+        ("--memory=1g", "MemoryMax"),
+        ("--attest=type=sbom", "attestations"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_builder"))
             .arg("--root")

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use cache::{Descriptor, ImageRecord, ImageStore, Reference, Root};
+use cache::{Descriptor, ImageRecord, ImageStore, Reference, RootDir};
 use engine::image::{
     media_types, write_image, ContainerConfig, History, Image, ImageConfig, LayerInfo,
 };
@@ -42,7 +42,7 @@ fn layer(files: &[(&str, &[u8])]) -> Vec<u8> {
 
 /// Stores a small two-layer image in `root` under `names`.
 fn seed_image(root: &Path, names: &[&str], cmd: &str) -> Image {
-    let root = Root::open(root).unwrap();
+    let root = RootDir::open(root).unwrap();
     let cas = root.content_store().unwrap();
     let l1 = layer(&[("bin/busybox", &std::fs::read("/usr/bin/busybox").unwrap())]);
     let l2 = layer(&[("etc/motd", cmd.as_bytes())]);

@@ -240,4 +240,33 @@ fn a_plain_user_builds_the_hello_example_with_root_owned_files() {
         String::from_utf8_lossy(&find("/tmp/ctx.txt").3),
         "/ctx:\n.dockerignore\nDockerfile\nnote.txt\nsub\n\n/ctx/sub:\nkept.txt\n"
     );
+
+    // The plain user runs the image too: its CMD as USER app, writes in a layer of the run's own.
+    let out = as_user(
+        uid,
+        gid,
+        &home,
+        &builder,
+        &["--root", root_arg, "run", "--rm", "hello:rootless"],
+    );
+    ok(out.clone(), "run of hello:rootless");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.ends_with("words: 5 greeting.txt\n"), "{printed}");
+    let out = as_user(
+        uid,
+        gid,
+        &home,
+        &builder,
+        &[
+            "--root",
+            root_arg,
+            "run",
+            "hello:rootless",
+            "sh",
+            "-c",
+            "id -u; touch /tmp/mine && stat -c %u /tmp/mine; exit 9",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(9), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1000\n1000\n");
 }

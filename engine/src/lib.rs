@@ -4,9 +4,11 @@
 //! vertices that miss on tokio; [`executor`] runs RUN steps in a sandbox; [`snapshot`] unpacks
 //! layers into read-only directories; [`fileops`] implements COPY/ADD through one rooted-path type;
 //! [`layer`] turns a diff directory into an OCI layer; [`image`] holds configs, manifests and
-//! history; [`export`] writes images to the local store, OCI/docker archives and directories.
+//! history; [`export`] writes images to the local store, OCI/docker archives and directories;
+//! [`container`] runs an image's command in the same sandbox (`builder run`).
 
 pub mod compression;
+pub mod container;
 pub mod executor;
 pub mod export;
 pub mod fileops;

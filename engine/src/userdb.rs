@@ -18,7 +18,6 @@
 //! Numeric ids never need the files; for USER, names must exist in them.
 
 use crate::fileops::root::Root;
-use std::path::Path;
 
 /// One line of `/etc/passwd`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,15 +228,8 @@ fn chown_id(side: &str) -> Option<u32> {
 }
 
 fn read_optional(root: &Root, path: &str) -> Result<String, UserDbError> {
-    let host = root.resolve(path)?;
-    match std::fs::read(&host) {
-        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(source) => Err(UserDbError::Io {
-            path: Path::new(path).display().to_string(),
-            source,
-        }),
-    }
+    let bytes = root.read_in_root(path)?.unwrap_or_default();
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Parses `/etc/passwd` text; malformed lines are skipped, as libc does.

@@ -69,6 +69,8 @@ impl Fixture {
                 cwd: PathBuf::from("/"),
                 user: ExecUser::default().into(),
                 insecure: false,
+                shm_size_bytes: None,
+                rlimits: Vec::new(),
             }),
         }
     }

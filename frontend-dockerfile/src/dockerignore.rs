@@ -442,6 +442,16 @@ impl DockerIgnore {
             candidates.push(dockerfile.with_file_name(specific));
         }
         candidates.push(context_dir.join(".dockerignore"));
+        Self::load_first(candidates)
+    }
+
+    /// Loads `<context_dir>/.dockerignore`, or no rules: the rules of a named build context
+    /// (`--build-context NAME=DIR`), which has no Dockerfile of its own.
+    pub fn load(context_dir: &Path) -> Result<Self, IgnoreFileError> {
+        Self::load_first(vec![context_dir.join(".dockerignore")])
+    }
+
+    fn load_first(candidates: Vec<PathBuf>) -> Result<Self, IgnoreFileError> {
         for path in candidates {
             match std::fs::read(&path) {
                 Ok(bytes) => {

@@ -18,7 +18,7 @@ use cache::export::{
     CACHE_MANIFEST_MEDIA_TYPE,
 };
 use cache::keys::{CacheKey, StepRecord};
-use cache::Root;
+use cache::RootDir;
 
 use crate::client::{Client, ClientOptions};
 use crate::digest::Digest;
@@ -87,7 +87,7 @@ fn io_error(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Cac
     move |source| CacheTransferError::Io { op, path, source }
 }
 
-fn scratch_dir(root: &Root) -> Result<tempfile::TempDir, CacheTransferError> {
+fn scratch_dir(root: &RootDir) -> Result<tempfile::TempDir, CacheTransferError> {
     let tmp = root.tmp_dir();
     fs::create_dir_all(&tmp).map_err(io_error("create directory", &tmp))?;
     tempfile::Builder::new()
@@ -116,7 +116,7 @@ fn cache_manifest_of(layout: &Path) -> Result<Descriptor, CacheTransferError> {
 impl CacheBackend for RegistryCache {
     fn export(
         &self,
-        root: &Root,
+        root: &RootDir,
         records: &[(CacheKey, StepRecord)],
     ) -> Result<ExportReport, CacheTransferError> {
         let scratch = scratch_dir(root)?;
@@ -189,7 +189,7 @@ impl CacheBackend for RegistryCache {
         Ok(report)
     }
 
-    fn import(&self, root: &Root) -> Result<ImportReport, CacheTransferError> {
+    fn import(&self, root: &RootDir) -> Result<ImportReport, CacheTransferError> {
         let cas = root
             .content_store()
             .map_err(|e| CacheTransferError::Spec(e.to_string()))?;

@@ -33,7 +33,7 @@ async fn pull_records_the_image_and_push_mounts_shared_layers() {
         .unwrap();
 
     let root_dir = tempfile::tempdir().unwrap();
-    let root = cache::Root::open(root_dir.path()).unwrap();
+    let root = cache::RootDir::open(root_dir.path()).unwrap();
     let cas = root.content_store().unwrap();
     let images = cache::ImageStore::open(root.images_dir()).unwrap();
     let amd64 = Platform::new("linux", "amd64", None);

@@ -63,6 +63,11 @@ impl Dockerd {
         }
     }
 
+    /// The daemon's address, as `DOCKER_HOST` takes it (`unix:///tmp/.../docker.sock`).
+    pub fn host(&self) -> &str {
+        &self.sock
+    }
+
     /// A client command talking to this daemon.
     pub fn command(&self) -> Command {
         let mut c = Command::new(DOCKER);

@@ -24,11 +24,13 @@ pub enum Need {
     Slirp4netns,
     /// `script` (util-linux), to give a test a terminal.
     Script,
+    /// `ssh-agent`, `ssh-add` and `ssh-keygen`, for SSH agent forwarding.
+    OpensshClient,
 }
 
 impl Need {
     /// Every need, in the order build scripts report them.
-    pub const ALL: [Need; 9] = [
+    pub const ALL: [Need; 10] = [
         Need::Root,
         Need::Busybox,
         Need::Skopeo,
@@ -38,6 +40,7 @@ impl Need {
         Need::Uidmap,
         Need::Slirp4netns,
         Need::Script,
+        Need::OpensshClient,
     ];
 
     /// The cfg a build script sets when this need is missing (`missing_root`, ...).
@@ -52,6 +55,7 @@ impl Need {
             Need::Uidmap => "missing_uidmap",
             Need::Slirp4netns => "missing_slirp4netns",
             Need::Script => "missing_script",
+            Need::OpensshClient => "missing_openssh_client",
         }
     }
 
@@ -67,6 +71,11 @@ impl Need {
             Need::Uidmap => &["/usr/bin/newuidmap", "/usr/bin/newgidmap"],
             Need::Slirp4netns => &["/usr/bin/slirp4netns"],
             Need::Script => &["/usr/bin/script"],
+            Need::OpensshClient => &[
+                "/usr/bin/ssh-agent",
+                "/usr/bin/ssh-add",
+                "/usr/bin/ssh-keygen",
+            ],
         }
     }
 
@@ -82,6 +91,7 @@ impl Need {
             Need::Uidmap => "apt-get install uidmap",
             Need::Slirp4netns => "apt-get install slirp4netns",
             Need::Script => "apt-get install bsdutils",
+            Need::OpensshClient => "apt-get install openssh-client",
         }
     }
 

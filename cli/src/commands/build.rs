@@ -14,7 +14,11 @@ use std::sync::Arc;
 /// Runs the build.
 pub fn run(args: &BuildArgs, root: Option<&Path>) -> Result<()> {
     let req = request(args)?;
-    let root = cache::Root::open_or_default(root).context("opening the builder root directory")?;
+    if args.check || args.call == "check" {
+        std::process::exit(super::check::run(args, &req.dockerfile)?);
+    }
+    let root =
+        cache::RootDir::open_or_default(root).context("opening the builder root directory")?;
     let mode = if args.quiet {
         ProgressMode::Quiet
     } else {
@@ -76,6 +80,9 @@ fn report(outcome: &BuildOutcome, quiet: bool) {
         "built {id}{named} in {:.1}s",
         outcome.duration_ms as f64 / 1000.0
     );
+    for line in &outcome.loaded {
+        eprintln!("docker: {line}");
+    }
     if let Some(c) = &outcome.collected {
         eprintln!(
             "cache over {}: removed {} records, reclaimed {}",

@@ -5,7 +5,7 @@ use crate::commands::images::human_size;
 use anyhow::{bail, Context, Result};
 use cache::gc::{self, GcOptions};
 use cache::usage::{Inventory, Usage};
-use cache::Root;
+use cache::RootDir;
 use clap::{Args, Subcommand};
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -114,13 +114,13 @@ pub fn prune(root: Option<&Path>, args: PruneArgs) -> Result<()> {
             return Ok(());
         }
     }
-    let root = Root::open_or_default(root).context("opening the builder root directory")?;
+    let root = RootDir::open_or_default(root).context("opening the builder root directory")?;
     let lock = match root.try_lock_exclusive() {
         Ok(lock) => lock,
         Err(cache::lock::LockError::WouldBlock(_)) => {
-            eprintln!("waiting for running builds to finish...");
+            eprintln!("waiting for running builds and containers (builder run) to finish...");
             root.lock_exclusive()
-                .context("waiting for running builds to finish")?
+                .context("waiting for running builds and containers to finish")?
         }
         Err(e) => return Err(e).context("locking the builder root"),
     };
@@ -160,7 +160,7 @@ fn ago(secs: u64) -> String {
 
 /// `builder du`.
 pub fn du(root: Option<&Path>, args: DuArgs) -> Result<()> {
-    let root = Root::open_or_default(root).context("opening the builder root directory")?;
+    let root = RootDir::open_or_default(root).context("opening the builder root directory")?;
     let _lock = root.lock_shared().context("locking the builder root")?;
     let inv = Inventory::take(&root)?;
     let usage = Usage::of(&inv);
@@ -258,7 +258,7 @@ pub fn run(root: Option<&Path>, args: CacheArgs) -> Result<()> {
 }
 
 fn check(root: Option<&Path>, args: CheckArgs) -> Result<()> {
-    let root = Root::open_or_default(root).context("opening the builder root directory")?;
+    let root = RootDir::open_or_default(root).context("opening the builder root directory")?;
     let _lock = if args.repair {
         root.lock_exclusive()
     } else {

@@ -6,7 +6,7 @@ use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _};
-use cache::{ContentStore, ImageEntry, ImageStore, Platform, Reference, Root, RootLock};
+use cache::{ContentStore, ImageEntry, ImageStore, Platform, Reference, RootDir, RootLock};
 use chrono::{DateTime, Utc};
 use engine::export::{self, Destination, NamedImage};
 use engine::image::{read_image, Image};
@@ -25,13 +25,15 @@ pub struct LocalImages {
     sizes: Option<cache::layer_sizes::LayerSizes>,
     /// The build records: how the steps of a locally built image went.
     records: Option<cache::records::RecordStore>,
+    /// The root itself (for the leases of running containers).
+    root: RootDir,
     _lock: RootLock,
 }
 
 impl LocalImages {
     /// Opens the root at `root` (or the default) and takes the shared lock.
     pub fn open(root: Option<&Path>) -> anyhow::Result<LocalImages> {
-        let root = Root::open_or_default(root)?;
+        let root = RootDir::open_or_default(root)?;
         let lock = root.lock_shared()?;
         let cas = root.content_store()?;
         let store = ImageStore::open(root.images_dir())?;
@@ -40,6 +42,7 @@ impl LocalImages {
             store,
             sizes: cache::layer_sizes::LayerSizes::open(root.path()).ok(),
             records: cache::records::RecordStore::open(root.path()).ok(),
+            root,
             _lock: lock,
         })
     }
@@ -478,6 +481,29 @@ fn rmi_one(local: &LocalImages, arg: &str, force: bool) -> anyhow::Result<()> {
         .filter(|r| state.names.contains_key(&r.to_string()));
     let names = state.names_of(&manifest);
     let config = state.images.get(&manifest).map(|r| r.config.clone());
+    let short = config
+        .as_ref()
+        .map(|c| c.short().to_string())
+        .unwrap_or_default();
+    // Removing the last name removes the image: not from under a running container.
+    let removes_image = by_name.is_none() || names.len() <= 1;
+    if removes_image && !force {
+        let running = cache::containers::running(&local.root)?;
+        if let Some(user) = running.iter().find(|c| c.image == manifest) {
+            let container = &user.id[..12];
+            match &by_name {
+                Some(name) => bail!(
+                    "conflict: unable to remove repository reference \"{}\" (must force) - \
+                     container {container} is using its referenced image {short}",
+                    name.familiar()
+                ),
+                None => bail!(
+                    "conflict: unable to delete {short} (must be forced) - image is being used \
+                     by running container {container}"
+                ),
+            }
+        }
+    }
     let mut out = io::stdout().lock();
     if let Some(name) = by_name {
         local.store.untag(&name)?;
@@ -486,10 +512,6 @@ fn rmi_one(local: &LocalImages, arg: &str, force: bool) -> anyhow::Result<()> {
             return Ok(());
         }
     } else if names.len() > 1 && !force {
-        let short = config
-            .as_ref()
-            .map(|c| c.short().to_string())
-            .unwrap_or_default();
         bail!("conflict: unable to delete {short} (must be forced) - image is referenced in multiple repositories");
     } else {
         for n in &names {

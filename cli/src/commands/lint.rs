@@ -65,9 +65,14 @@ pub struct LintArgs {
     /// the cache holds for this Dockerfile and target.
     #[arg(long)]
     pub history: Option<PathBuf>,
-    /// The build target whose records to read (default: the last stage).
+    /// The build target: the stage whose build errors to report and whose records to read
+    /// (default: the last stage).
     #[arg(long, default_value = "")]
     pub target: String,
+    /// A build argument the build would get (`NAME=VALUE`, or `NAME` to take it from the
+    /// environment); repeatable.
+    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+    pub build_args: Vec<String>,
     /// Print every rule (id, name, origin, default severity, what it wants) and exit.
     #[arg(long)]
     pub list_rules: bool,
@@ -143,12 +148,20 @@ fn run_inner(args: &LintArgs, root: Option<&Path>) -> Result<i32> {
         None
     };
     let history = load_history(args, root, &file)?;
+    let mut build_args = std::collections::BTreeMap::new();
+    for text in &args.build_args {
+        if let Some((k, v)) = frontend_dockerfile::lower::parse_build_arg(text)? {
+            build_args.insert(k, v);
+        }
+    }
     let findings = lint::lint(
         &dockerfile,
         &LintInput {
             source: &source,
             context: context.as_ref(),
             history: history.as_ref(),
+            build_args,
+            target: (!args.target.is_empty()).then(|| args.target.clone()),
         },
         &config,
     );
@@ -191,7 +204,7 @@ fn load_history(
     }
     let root = match root {
         Some(p) => p.to_path_buf(),
-        None => match cache::Root::default_path() {
+        None => match cache::RootDir::default_path() {
             Ok(p) => p,
             Err(_) => return Ok(None),
         },
@@ -217,6 +230,9 @@ fn load_history(
                         line: s.line,
                         cached: s.cached,
                         duration_ms: s.duration_ms,
+                        // A reason this version cannot read is left out, not an error.
+                        reason: serde_json::from_value(s.reason).ok(),
+                        name: Some(s.name),
                     })
                     .collect(),
             })

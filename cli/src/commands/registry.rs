@@ -32,8 +32,25 @@ pub struct PushArgs {
     pub name: String,
 }
 
+/// Where `pull` reports: standard output (`builder pull`), or standard error (the pull before a
+/// `builder run`, whose standard output is the container's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    Stdout,
+    Stderr,
+}
+
+impl Report {
+    fn line(self, text: &str) {
+        match self {
+            Report::Stdout => println!("{text}"),
+            Report::Stderr => eprintln!("{text}"),
+        }
+    }
+}
+
 /// Prints the per-layer lines `docker pull`/`docker push` print (byte counts are left out).
-fn printer(quiet: bool) -> impl Fn(ProgressEvent) + Send + Sync {
+fn printer(quiet: bool, report: Report) -> impl Fn(ProgressEvent) + Send + Sync {
     move |event| match &event {
         ProgressEvent::Downloading { .. }
         | ProgressEvent::Pushing { .. }
@@ -41,7 +58,7 @@ fn printer(quiet: bool) -> impl Fn(ProgressEvent) + Send + Sync {
         | ProgressEvent::ManifestPushed { .. } => {}
         ProgressEvent::Retrying { .. } => eprintln!("{}", event.docker_line()),
         _ if quiet => {}
-        _ => println!("{}", event.docker_line()),
+        _ => report.line(&event.docker_line()),
     }
 }
 
@@ -55,6 +72,11 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// `builder pull NAME`: fetches the image (only missing blobs) and names it in the local store.
 pub fn pull(root: Option<&Path>, args: &PullArgs) -> Result<()> {
+    pull_reporting(root, args, Report::Stdout)
+}
+
+/// [`pull`], reporting on `report`.
+pub fn pull_reporting(root: Option<&Path>, args: &PullArgs, report: Report) -> Result<()> {
     let reference = registry::parse_reference(&args.name)?;
     let mut options = ClientOptions::from_env();
     if let Some(platform) = &args.platform {
@@ -66,13 +88,13 @@ pub fn pull(root: Option<&Path>, args: &PullArgs) -> Result<()> {
     let platform = client.options().platform.clone();
     let local = LocalImages::open(root)?;
     if !args.quiet {
-        println!(
+        report.line(&format!(
             "{}: Pulling from {}",
             reference.tag().unwrap_or("latest"),
             reference.path()
-        );
+        ));
     }
-    let progress = printer(args.quiet);
+    let progress = printer(args.quiet, report);
     let stored = runtime()?.block_on(registry::pull_to_store(
         &client,
         &reference,
@@ -83,15 +105,15 @@ pub fn pull(root: Option<&Path>, args: &PullArgs) -> Result<()> {
     ))?;
     let shown = reference.familiar();
     if args.quiet {
-        println!("{shown}");
+        report.line(&shown);
     } else {
-        println!("Digest: {}", stored.pulled.resolved_digest);
+        report.line(&format!("Digest: {}", stored.pulled.resolved_digest));
         if stored.existed {
-            println!("Status: Image is up to date for {shown}");
+            report.line(&format!("Status: Image is up to date for {shown}"));
         } else {
-            println!("Status: Downloaded newer image for {shown}");
+            report.line(&format!("Status: Downloaded newer image for {shown}"));
         }
-        println!("{}", reference);
+        report.line(&reference.to_string());
     }
     Ok(())
 }
@@ -109,7 +131,7 @@ pub fn push(root: Option<&Path>, args: &PushArgs) -> Result<()> {
     if !args.quiet {
         println!("The push refers to repository [{}]", reference.repository());
     }
-    let progress = printer(args.quiet);
+    let progress = printer(args.quiet, Report::Stdout);
     let pushed = runtime()?.block_on(registry::push_from_store(
         &client,
         &entry,

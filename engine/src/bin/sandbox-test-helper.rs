@@ -219,6 +219,8 @@ fn true_spec(lower: &Path, step: &Path) -> SandboxSpec {
             cwd: "/".into(),
             user: ExecUser::default().into(),
             insecure: false,
+            shm_size_bytes: None,
+            rlimits: Vec::new(),
         }),
     }
 }

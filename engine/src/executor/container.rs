@@ -8,16 +8,16 @@
 //! control socket; nothing here returns.
 
 use super::error::ExecError;
-use super::mounts::{overlay_options, AttachPoint, FsOption, KernelMounts, Mounts, TreeSource};
+use super::kernel::{overlay_options, AttachPoint, FsOption, Kernel, TreeSource};
+use super::mount_stubs::{StubMaker, StubReport, TargetKind};
 use super::protocol::{send, HelperMessage, HelperRequest};
 use super::spec::{Action, BindAccess, ExecSpec, MountKind, MountSpec, StepUser};
-use super::stubs::{StubMaker, StubReport, TargetKind};
 use super::sys::{mount_error, open_in_root, os_message};
 use super::{lookup_in_process, InProcessContext};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use rustix::mount::MountAttrFlags;
-use rustix::thread::{CapabilitySet, CapabilitySets, UnshareFlags};
+use rustix::thread::{CapabilitySet, UnshareFlags};
 use std::ffi::CString;
 use std::fs::File;
 use std::io::Write;
@@ -68,9 +68,9 @@ fn docker_default_caps() -> CapabilitySet {
 }
 
 /// Runs the step; never returns.
-pub(crate) fn child_main(req: &HelperRequest, ctx: ChildContext) -> ! {
+pub(crate) fn child_main(k: &mut dyn Kernel, req: &HelperRequest, ctx: ChildContext) -> ! {
     let ctl = ctx.ctl;
-    let code = match run(req, ctx) {
+    let code = match run(k, req, ctx) {
         Ok(()) => 0,
         Err(e) => {
             // SAFETY: `ctl` stays open for the life of the process; ManuallyDrop keeps it open.
@@ -79,12 +79,17 @@ pub(crate) fn child_main(req: &HelperRequest, ctx: ChildContext) -> ! {
             1
         }
     };
-    // SAFETY: ending a forked child without running the parent's atexit handlers.
-    unsafe { libc::_exit(code) }
+    k.exit(code)
 }
 
-fn run(req: &HelperRequest, ctx: ChildContext) -> Result<(), ExecError> {
-    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+/// The step's set-up, up to `execve` (or the in-process handler); every kernel call goes
+/// through `k`. Returns only on failure, or after an in-process handler.
+pub(crate) fn run(
+    k: &mut dyn Kernel,
+    req: &HelperRequest,
+    ctx: ChildContext,
+) -> Result<(), ExecError> {
+    let _ = k.die_with_parent();
     match &req.spec.action {
         Action::InProcess { kind, payload } => {
             drop(ctx.stub_pipe);
@@ -107,13 +112,7 @@ fn run(req: &HelperRequest, ctx: ChildContext) -> Result<(), ExecError> {
             }
         }
         Action::Exec(exec) => {
-            // SAFETY: pid 1 of the step is single-threaded.
-            unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS) }.map_err(|e| {
-                ExecError::Unshare {
-                    namespaces: "mount (step)".to_string(),
-                    message: os_message(e),
-                }
-            })?;
+            k.unshare(UnshareFlags::NEWNS, "mount (step)")?;
             let rootfs = std::fs::canonicalize(&exec.rootfs).map_err(|e| ExecError::Prepare {
                 path: exec.rootfs.clone(),
                 message: os_message(e),
@@ -125,10 +124,9 @@ fn run(req: &HelperRequest, ctx: ChildContext) -> Result<(), ExecError> {
                 .find(|o| o.target == exec.rootfs || o.target == rootfs)
                 .and_then(|o| o.upper.as_ref())
                 .map(|u| u.upper.clone());
-            let m = &mut KernelMounts;
             // A bind of the root onto itself makes it a mount point, as pivot_root needs.
-            let tree = m.clone_tree(TreeSource::Path(&rootfs), NODEV, &rootfs)?;
-            m.attach(tree, AttachPoint::Path(&rootfs), "bind", &rootfs)?;
+            let tree = k.clone_tree(TreeSource::Path(&rootfs), NODEV, &rootfs)?;
+            k.attach(tree, AttachPoint::Path(&rootfs), "bind", &rootfs)?;
             let root = rustix::fs::open(
                 &rootfs,
                 OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -145,16 +143,18 @@ fn run(req: &HelperRequest, ctx: ChildContext) -> Result<(), ExecError> {
                 }
             })?;
             let setup = setup_rootfs(
-                m,
+                k,
                 &mut stubs,
                 &req.spec.mounts,
                 &req.state_dir,
                 ctx.rootless,
+                exec.shm_size_bytes,
             );
             report_stubs(ctx.stub_pipe, &stubs.report);
             setup?;
-            pivot(root.as_fd(), &rootfs)?;
-            exec_program(exec, ctx.last_cap)
+            k.pivot_root(root.as_fd(), &rootfs)?;
+            let new_root = k.root_after_pivot(&rootfs);
+            exec_program(k, exec, ctx.last_cap, req.console_fd, &new_root)
         }
     }
 }
@@ -179,11 +179,12 @@ fn ensure(
 /// Mounts `/proc`, `/dev`, a read-only `/sys`, the spec's extra mounts, and masks kernel files,
 /// creating missing mount points through `stubs`.
 pub(crate) fn setup_rootfs(
-    m: &mut dyn Mounts,
+    k: &mut dyn Kernel,
     stubs: &mut StubMaker<'_>,
     mounts: &[MountSpec],
     state_dir: &Path,
     rootless: bool,
+    shm_size_bytes: Option<u64>,
 ) -> Result<(), ExecError> {
     let nosuid_nodev_noexec = MountAttrFlags::MOUNT_ATTR_NOSUID
         | MountAttrFlags::MOUNT_ATTR_NODEV
@@ -191,14 +192,14 @@ pub(crate) fn setup_rootfs(
 
     let proc_target = Path::new("/proc");
     let at = ensure(stubs, proc_target, TargetKind::Dir)?;
-    let proc = m.new_fs("proc", &[], nosuid_nodev_noexec, proc_target)?;
-    m.attach(proc, AttachPoint::Fd(at.as_fd()), "proc", proc_target)?;
+    let proc = k.new_fs("proc", &[], nosuid_nodev_noexec, proc_target)?;
+    k.attach(proc, AttachPoint::Fd(at.as_fd()), "proc", proc_target)?;
 
-    mount_dev(m, stubs)?;
+    mount_dev(k, stubs, shm_size_bytes)?;
 
     let sys_target = Path::new("/sys");
     let at = ensure(stubs, sys_target, TargetKind::Dir)?;
-    let sysfs = m.new_fs(
+    let sysfs = k.new_fs(
         "sysfs",
         &[],
         nosuid_nodev_noexec | MountAttrFlags::MOUNT_ATTR_RDONLY,
@@ -208,26 +209,31 @@ pub(crate) fn setup_rootfs(
         Ok(mount) => mount,
         // A user namespace that does not own the network namespace (rootless with host
         // networking) may not mount sysfs: bind the host's, read-only.
-        Err(_) => m.clone_tree(
+        Err(_) => k.clone_tree(
             TreeSource::Path(Path::new("/sys")),
             nosuid_nodev_noexec | MountAttrFlags::MOUNT_ATTR_RDONLY,
             sys_target,
         )?,
     };
-    m.attach(sysfs, AttachPoint::Fd(at.as_fd()), "sysfs", sys_target)?;
+    k.attach(sysfs, AttachPoint::Fd(at.as_fd()), "sysfs", sys_target)?;
 
     for (index, mount) in mounts.iter().enumerate() {
-        extra_mount(m, stubs, mount, index, state_dir, rootless)?;
+        extra_mount(k, stubs, mount, index, state_dir, rootless)?;
     }
-    mask_kernel_paths(m, stubs.root_fd())?;
+    mask_kernel_paths(k, stubs.root_fd())?;
     Ok(())
 }
 
-/// A tmpfs `/dev` with the host's harmless devices bound in, devpts, shm and the fd links.
-fn mount_dev(m: &mut dyn Mounts, stubs: &mut StubMaker<'_>) -> Result<(), ExecError> {
+/// A tmpfs `/dev` with the host's harmless devices bound in, devpts, shm (`shm_size_bytes`, or
+/// Docker's 64 MiB) and the fd links.
+fn mount_dev(
+    k: &mut dyn Kernel,
+    stubs: &mut StubMaker<'_>,
+    shm_size_bytes: Option<u64>,
+) -> Result<(), ExecError> {
     let target = Path::new("/dev");
     let at = ensure(stubs, target, TargetKind::Dir)?;
-    let dev = m.new_fs(
+    let dev = k.new_fs(
         "tmpfs",
         &[
             FsOption::Value("mode", "755".to_string()),
@@ -236,7 +242,7 @@ fn mount_dev(m: &mut dyn Mounts, stubs: &mut StubMaker<'_>) -> Result<(), ExecEr
         MountAttrFlags::MOUNT_ATTR_NOSUID | NODEV | MountAttrFlags::MOUNT_ATTR_STRICTATIME,
         target,
     )?;
-    m.attach(dev, AttachPoint::Fd(at.as_fd()), "tmpfs", target)?;
+    k.attach(dev, AttachPoint::Fd(at.as_fd()), "tmpfs", target)?;
     let dev = open_in_root(stubs.root_fd(), Path::new("dev"))
         .map_err(|e| mount_error("tmpfs", target, os_message(e)))?;
     let in_dev = |name: &str| PathBuf::from("/dev").join(name);
@@ -254,12 +260,12 @@ fn mount_dev(m: &mut dyn Mounts, stubs: &mut StubMaker<'_>) -> Result<(), ExecEr
             .map_err(|e| mount_error("device stub", &shown, os_message(e)))?;
         let host = Path::new("/dev").join(name);
         // The allowed devices: their binds are the only mounts under /dev without `nodev`.
-        let tree = m.clone_tree(
+        let tree = k.clone_tree(
             TreeSource::Path(&host),
             MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NOEXEC,
             &shown,
         )?;
-        m.attach(
+        k.attach(
             tree,
             AttachPoint::Fd(stub.as_fd()),
             &host.display().to_string(),
@@ -281,30 +287,33 @@ fn mount_dev(m: &mut dyn Mounts, stubs: &mut StubMaker<'_>) -> Result<(), ExecEr
         FsOption::Value("gid", "5".to_string()),
     ];
     let pts_attrs = MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NOEXEC;
-    let pts = match m.new_fs("devpts", &pts_options, pts_attrs, &pts_target) {
+    let pts = match k.new_fs("devpts", &pts_options, pts_attrs, &pts_target) {
         Ok(pts) => pts,
         // gid 5 (tty) may be unmapped in a user namespace.
         Err(_) => {
             pts_options.pop();
-            m.new_fs("devpts", &pts_options, pts_attrs, &pts_target)?
+            k.new_fs("devpts", &pts_options, pts_attrs, &pts_target)?
         }
     };
-    m.attach(pts, AttachPoint::Fd(pts_at.as_fd()), "devpts", &pts_target)?;
+    k.attach(pts, AttachPoint::Fd(pts_at.as_fd()), "devpts", &pts_target)?;
 
     let shm_target = in_dev("shm");
     let shm_at = mkdir("shm", 0o1777)?;
-    let shm = m.new_fs(
+    let shm = k.new_fs(
         "tmpfs",
         &[
             FsOption::Value("mode", "1777".to_string()),
-            FsOption::Value("size", "65536k".to_string()),
+            FsOption::Value(
+                "size",
+                shm_size_bytes.map_or("65536k".to_string(), |b| b.to_string()),
+            ),
         ],
         MountAttrFlags::MOUNT_ATTR_NOSUID
             | MountAttrFlags::MOUNT_ATTR_NODEV
             | MountAttrFlags::MOUNT_ATTR_NOEXEC,
         &shm_target,
     )?;
-    m.attach(shm, AttachPoint::Fd(shm_at.as_fd()), "tmpfs", &shm_target)?;
+    k.attach(shm, AttachPoint::Fd(shm_at.as_fd()), "tmpfs", &shm_target)?;
 
     for (link, to) in [
         ("ptmx", "pts/ptmx"),
@@ -321,7 +330,7 @@ fn mount_dev(m: &mut dyn Mounts, stubs: &mut StubMaker<'_>) -> Result<(), ExecEr
 }
 
 fn extra_mount(
-    m: &mut dyn Mounts,
+    k: &mut dyn Kernel,
     stubs: &mut StubMaker<'_>,
     mount: &MountSpec,
     index: usize,
@@ -353,8 +362,8 @@ fn extra_mount(
             let at = ensure(stubs, target, kind)?;
             let what = source.display().to_string();
             let tree = match access {
-                BindAccess::ReadOnly => m.clone_tree(TreeSource::Path(source), RO_NODEV, target)?,
-                BindAccess::ReadWrite => m.clone_tree(TreeSource::Path(source), NODEV, target)?,
+                BindAccess::ReadOnly => k.clone_tree(TreeSource::Path(source), RO_NODEV, target)?,
+                BindAccess::ReadWrite => k.clone_tree(TreeSource::Path(source), NODEV, target)?,
                 BindAccess::Discard if meta.is_dir() => {
                     let (upper, work) = scratch_dirs(format!("discard-{index}"))?;
                     let options = overlay_options(
@@ -364,15 +373,15 @@ fn extra_mount(
                         rootless,
                         &empty,
                     );
-                    m.new_fs("overlay", &options, NODEV, target)?
+                    k.new_fs("overlay", &options, NODEV, target)?
                 }
                 BindAccess::Discard => {
                     let copy = state_dir.join(format!("discard-{index}"));
                     std::fs::copy(source, &copy).map_err(|e| prepare(&copy, e))?;
-                    m.clone_tree(TreeSource::Path(&copy), NODEV, target)?
+                    k.clone_tree(TreeSource::Path(&copy), NODEV, target)?
                 }
             };
-            m.attach(tree, AttachPoint::Fd(at.as_fd()), &what, target)
+            k.attach(tree, AttachPoint::Fd(at.as_fd()), &what, target)
         }
         MountKind::Layers {
             lower,
@@ -404,8 +413,8 @@ fn extra_mount(
                 &empty,
             );
             let attrs = if writable { NODEV } else { RO_NODEV };
-            let stack = m.new_fs("overlay", &options, attrs, target)?;
-            m.attach(stack, AttachPoint::Path(&merged), "overlay", target)?;
+            let stack = k.new_fs("overlay", &options, attrs, target)?;
+            k.attach(stack, AttachPoint::Path(&merged), "overlay", target)?;
             let merged_fd = rustix::fs::open(
                 &merged,
                 OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -432,8 +441,8 @@ fn extra_mount(
                 TargetKind::File
             };
             let at = ensure(stubs, target, kind)?;
-            let tree = m.clone_tree(TreeSource::Fd(source.as_fd()), attrs, target)?;
-            m.attach(tree, AttachPoint::Fd(at.as_fd()), "layers", target)
+            let tree = k.clone_tree(TreeSource::Fd(source.as_fd()), attrs, target)?;
+            k.attach(tree, AttachPoint::Fd(at.as_fd()), "layers", target)
         }
         MountKind::Tmpfs { size_bytes } => {
             let at = ensure(stubs, target, TargetKind::Dir)?;
@@ -441,13 +450,13 @@ fn extra_mount(
             if let Some(size) = size_bytes {
                 options.push(FsOption::Value("size", size.to_string()));
             }
-            let tmpfs = m.new_fs(
+            let tmpfs = k.new_fs(
                 "tmpfs",
                 &options,
                 MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
                 target,
             )?;
-            m.attach(tmpfs, AttachPoint::Fd(at.as_fd()), "tmpfs", target)
+            k.attach(tmpfs, AttachPoint::Fd(at.as_fd()), "tmpfs", target)
         }
         MountKind::File {
             contents,
@@ -459,8 +468,8 @@ fn extra_mount(
             write_private_file(&file, contents, *mode, *uid, *gid)
                 .map_err(|e| prepare(&file, e))?;
             let at = ensure(stubs, target, TargetKind::File)?;
-            let tree = m.clone_tree(TreeSource::Path(&file), RO_NODEV, target)?;
-            m.attach(tree, AttachPoint::Fd(at.as_fd()), "file", target)
+            let tree = k.clone_tree(TreeSource::Path(&file), RO_NODEV, target)?;
+            k.attach(tree, AttachPoint::Fd(at.as_fd()), "file", target)
         }
     }
 }
@@ -485,7 +494,7 @@ fn write_private_file(
 }
 
 /// Hides or freezes the kernel interfaces Docker hides from containers.
-fn mask_kernel_paths(m: &mut dyn Mounts, root: BorrowedFd<'_>) -> Result<(), ExecError> {
+fn mask_kernel_paths(k: &mut dyn Kernel, root: BorrowedFd<'_>) -> Result<(), ExecError> {
     const MASKED: &[&str] = &[
         "proc/asound",
         "proc/acpi",
@@ -517,40 +526,28 @@ fn mask_kernel_paths(m: &mut dyn Mounts, root: BorrowedFd<'_>) -> Result<(), Exe
             })
             .unwrap_or(false);
         let mask = if is_dir {
-            m.new_fs("tmpfs", &[], MountAttrFlags::MOUNT_ATTR_RDONLY, &shown)?
+            k.new_fs("tmpfs", &[], MountAttrFlags::MOUNT_ATTR_RDONLY, &shown)?
         } else {
-            m.clone_tree(
+            k.clone_tree(
                 TreeSource::Path(Path::new("/dev/null")),
                 MountAttrFlags::empty(),
                 &shown,
             )?
         };
-        m.attach(mask, AttachPoint::Fd(at.as_fd()), "mask", &shown)?;
+        k.attach(mask, AttachPoint::Fd(at.as_fd()), "mask", &shown)?;
     }
     for rel in READ_ONLY {
         let Ok(at) = open_in_root(root, Path::new(rel)) else {
             continue;
         };
         let shown = Path::new("/").join(rel);
-        let tree = m.clone_tree(
+        let tree = k.clone_tree(
             TreeSource::Fd(at.as_fd()),
             MountAttrFlags::MOUNT_ATTR_RDONLY,
             &shown,
         )?;
-        m.attach(tree, AttachPoint::Fd(at.as_fd()), "read-only bind", &shown)?;
+        k.attach(tree, AttachPoint::Fd(at.as_fd()), "read-only bind", &shown)?;
     }
-    Ok(())
-}
-
-fn pivot(root: BorrowedFd<'_>, rootfs: &Path) -> Result<(), ExecError> {
-    let fail = |e: rustix::io::Errno| ExecError::PivotRoot {
-        rootfs: rootfs.to_path_buf(),
-        message: os_message(e),
-    };
-    rustix::process::fchdir(root).map_err(fail)?;
-    rustix::process::pivot_root(".", ".").map_err(fail)?;
-    rustix::mount::unmount(".", rustix::mount::UnmountFlags::DETACH).map_err(fail)?;
-    rustix::process::chdir("/").map_err(fail)?;
     Ok(())
 }
 
@@ -561,46 +558,36 @@ fn setup_error(step: impl Into<String>, message: String) -> ExecError {
     }
 }
 
-/// Inside the new root: credentials, capabilities, clean signals and fds, then `execve`.
-fn exec_program(exec: &ExecSpec, last_cap: u32) -> Result<(), ExecError> {
+/// Inside the new root (seen at `root`): credentials, capabilities, clean signals and fds, then
+/// `execve`.
+fn exec_program(
+    k: &mut dyn Kernel,
+    exec: &ExecSpec,
+    last_cap: u32,
+    console_fd: Option<i32>,
+    root: &Path,
+) -> Result<(), ExecError> {
     let program = exec
         .args
         .first()
         .ok_or_else(|| ExecError::InvalidSpec("empty argument list".to_string()))?;
-    reset_signals();
+    k.reset_signals();
     // A session of its own: the step has no controlling terminal, so `/dev/tty` does not open
     // and it cannot write to or type into (TIOCSTI) the terminal the build runs in.
-    rustix::process::setsid().map_err(|e| setup_error("start a new session", os_message(e)))?;
+    k.new_session()?;
+    // Unless it is given one of its own (`builder run -t`): a pty in its own /dev/pts.
+    if let Some(fd) = console_fd {
+        k.attach_terminal(fd)?;
+    }
     // Everything but stdin/stdout/stderr closes on exec (the control socket included, which
     // still reports a failed exec).
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on fds.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
-        )
-    };
-    if rc != 0 {
-        return Err(setup_error(
-            "mark fds close-on-exec",
-            os_message(std::io::Error::last_os_error()),
-        ));
-    }
+    k.close_fds_on_exec()?;
     if !exec.cwd.as_os_str().is_empty() {
-        std::fs::create_dir_all(&exec.cwd).map_err(|e| {
-            setup_error(
-                format!("create working directory {}", exec.cwd.display()),
-                os_message(e),
-            )
-        })?;
+        k.create_dir_all(&exec.cwd)?;
     }
     let defaults = if exec.insecure {
         // Every capability this process has (the builder's own bounding set may lack some).
-        rustix::thread::capabilities(None)
-            .map_err(|e| setup_error("read capabilities", os_message(e)))?
-            .permitted
+        k.permitted_capabilities()?
     } else {
         docker_default_caps()
     };
@@ -610,77 +597,43 @@ fn exec_program(exec: &ExecSpec, last_cap: u32) -> Result<(), ExecError> {
     } else {
         super::seccomp::default_filters().map_err(|e| setup_error("seccomp", e.to_string()))?
     };
+    // `--ulimit`: set while the process still has CAP_SYS_RESOURCE (raising a hard limit
+    // needs it), inherited across execve.
+    for limit in &exec.rlimits {
+        k.set_rlimit(limit)?;
+    }
     for cap in 0..=last_cap.min(63) {
-        let set = CapabilitySet::from_bits_retain(1u64 << cap);
-        if !defaults.contains(set) {
-            rustix::thread::remove_capability_from_bounding_set(set)
-                .map_err(|e| setup_error(format!("drop capability {cap}"), os_message(e)))?;
+        if !defaults.contains(CapabilitySet::from_bits_retain(1u64 << cap)) {
+            k.drop_bounding_capability(cap)?;
         }
     }
     let user = &match &exec.user {
         StepUser::Ids(ids) => ids.clone(),
-        StepUser::Named(value) => {
-            super::user::resolve(&super::user::rootfs_reader(Path::new("/")), value)
-                .map_err(|e| ExecError::User(e.to_string()))?
-        }
+        StepUser::Named(value) => super::user::resolve(&super::user::rootfs_reader(root), value)
+            .map_err(|e| ExecError::User(e.to_string()))?,
     };
-    let groups: Vec<nix::unistd::Gid> = user
-        .additional_gids
-        .iter()
-        .map(|g| nix::unistd::Gid::from_raw(*g))
-        .collect();
-    let setgroups_denied = std::fs::read_to_string("/proc/self/setgroups")
-        .map(|s| s.trim() == "deny")
-        .unwrap_or(false);
     // Without setgroups (a user namespace mapped without newgidmap) the primary group alone
     // is what the process has anyway.
-    if !(setgroups_denied && user.additional_gids.iter().all(|g| *g == user.gid)) {
-        nix::unistd::setgroups(&groups)
-            .map_err(|e| setup_error("set supplementary groups", os_message(e)))?;
+    if !(k.setgroups_denied() && user.additional_gids.iter().all(|g| *g == user.gid)) {
+        k.set_groups(&user.additional_gids)?;
     }
-    // EINVAL from set*id means the id has no mapping in the user namespace.
-    let id_error = |what: &str, id: u32, e: nix::errno::Errno| {
-        let mut message = os_message(e);
-        if e == nix::errno::Errno::EINVAL {
-            message.push_str(&format!(
-                " ({what} {id} is not mapped: rootless builds need subordinate ids for the user \
-                 in /etc/subuid and /etc/subgid)"
-            ));
-        }
-        setup_error(format!("set {what} {id}"), message)
-    };
-    let gid = nix::unistd::Gid::from_raw(user.gid);
-    nix::unistd::setresgid(gid, gid, gid).map_err(|e| id_error("group", user.gid, e))?;
-    let uid = nix::unistd::Uid::from_raw(user.uid);
-    nix::unistd::setresuid(uid, uid, uid).map_err(|e| id_error("user", user.uid, e))?;
+    if console_fd.is_some() {
+        // The terminal belongs to the user it is for, as runc gives it.
+        k.give_terminal_to(user.uid);
+    }
+    k.set_gid(user.gid)?;
+    k.set_uid(user.uid)?;
     if user.uid == 0 {
-        rustix::thread::set_capabilities(
-            None,
-            CapabilitySets {
-                effective: defaults,
-                permitted: defaults,
-                inheritable: CapabilitySet::empty(),
-            },
-        )
-        .map_err(|e| setup_error("set capabilities", os_message(e)))?;
+        k.set_capabilities(defaults)?;
     }
-    rustix::thread::set_no_new_privs(true)
-        .map_err(|e| setup_error("set no_new_privs", os_message(e)))?;
+    k.set_no_new_privs()?;
     // The credential switch cleared the parent-death signal: set it again so the step dies with
     // its helper (and so with a killed build) instead of running on unseen.
-    // SAFETY: prctl with PR_SET_PDEATHSIG and a signal number has no memory effects.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-    }
+    let _ = k.die_with_parent();
     if !exec.cwd.as_os_str().is_empty() {
-        std::env::set_current_dir(&exec.cwd).map_err(|e| {
-            setup_error(
-                format!("change to working directory {}", exec.cwd.display()),
-                os_message(e),
-            )
-        })?;
+        k.chdir(&exec.cwd)?;
     }
-    let path = find_program(program, &exec.env)?;
+    let path = find_program(root, program, &exec.env)?;
     let to_c = |s: &[u8]| {
         CString::new(s).map_err(|_| ExecError::InvalidSpec("NUL byte in argument".to_string()))
     };
@@ -696,40 +649,17 @@ fn exec_program(exec: &ExecSpec, last_cap: u32) -> Result<(), ExecError> {
         .collect::<Result<Vec<_>, _>>()?;
     let path_c = to_c(path.as_os_str().as_bytes())?;
     // Last before execve: from here on the step's system calls are filtered.
-    super::seccomp::install(&filters)
-        .map_err(|e| setup_error("install the seccomp filter", e.to_string()))?;
-    let err = match nix::unistd::execve(&path_c, &argv, &envp) {
-        Err(e) => e,
-        Ok(never) => match never {},
-    };
+    k.install_seccomp(&filters)?;
+    let err = k.execve(&path_c, &argv, &envp);
     Err(ExecError::Exec {
         program: program.clone(),
         message: os_message(err),
     })
 }
 
-/// Restores default signal handling and an empty mask (the Rust runtime ignores SIGPIPE, and
-/// ignored signals survive `execve`).
-fn reset_signals() {
-    for sig in 1..libc::SIGRTMIN() {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: resetting a disposition to SIG_DFL is always valid.
-        unsafe {
-            libc::signal(sig, libc::SIG_DFL);
-        }
-    }
-    // SAFETY: an empty, initialised signal set.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    }
-}
-
-/// Finds `program` the way Docker does: as given when it has a `/`, else in the step's `PATH`.
-fn find_program(program: &str, env: &[String]) -> Result<PathBuf, ExecError> {
+/// Finds `program` the way Docker does: as given when it has a `/`, else in the step's `PATH`,
+/// looking at the root seen at `root` (`/` after `pivot_root`).
+fn find_program(root: &Path, program: &str, env: &[String]) -> Result<PathBuf, ExecError> {
     if program.contains('/') {
         return Ok(PathBuf::from(program));
     }
@@ -741,10 +671,16 @@ fn find_program(program: &str, env: &[String]) -> Result<PathBuf, ExecError> {
     for dir in path_var.split(':') {
         let dir = if dir.is_empty() { "." } else { dir };
         let candidate = Path::new(dir).join(program);
-        let is_file = std::fs::metadata(&candidate)
+        // Relative entries are relative to the working directory, which is already inside the
+        // root.
+        let seen = match candidate.strip_prefix("/") {
+            Ok(inside) => root.join(inside),
+            Err(_) => candidate.clone(),
+        };
+        let is_file = std::fs::metadata(&seen)
             .map(|m| m.is_file())
             .unwrap_or(false);
-        if is_file && nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok() {
+        if is_file && rustix::fs::access(&seen, rustix::fs::Access::EXEC_OK).is_ok() {
             return Ok(candidate);
         }
     }
@@ -756,7 +692,7 @@ fn find_program(program: &str, env: &[String]) -> Result<PathBuf, ExecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::executor::mounts::recording::RecordingMounts;
+    use crate::executor::kernel::recording::RecordingKernel;
 
     /// The mounts of a step, in order, without privileges: only the recorded calls are checked.
     #[test]
@@ -804,9 +740,9 @@ mod tests {
                 },
             },
         ];
-        let mut m = RecordingMounts::default();
-        setup_rootfs(&mut m, &mut stubs, &mounts, &state, false).unwrap();
-        let log: Vec<&str> = m.log.iter().map(String::as_str).collect();
+        let mut m = RecordingKernel::default();
+        setup_rootfs(&mut m, &mut stubs, &mounts, &state, false, None).unwrap();
+        let log = m.lines();
         let cache = cache.display();
         let state = state.display();
         let expected = [

@@ -8,29 +8,27 @@
 
 use super::container::{child_main, ChildContext};
 use super::error::ExecError;
-use super::mounts::{overlay_options, AttachPoint, FsOption, KernelMounts, Mounts};
+use super::kernel::{overlay_options, AttachPoint, Forked, FsOption, Kernel, RealKernel};
+use super::mount_stubs::{remove_stubs, StubReport};
 use super::protocol::{recv, send, HelperMessage, HelperRequest, RunnerReply};
 use super::spec::{Network, OverlayMount};
-use super::stubs::{remove_stubs, StubReport};
 use super::sys::os_message;
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult};
-use rustix::fd::{AsRawFd, FromRawFd, OwnedFd};
+use rustix::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use rustix::mount::MountAttrFlags;
 use rustix::thread::UnshareFlags;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
-use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Entry point of the helper process; `ctl_fd` is the control socket from the runner.
 pub(crate) fn helper_main(ctl_fd: i32) -> ! {
     // SAFETY: the runner passes the fd number of a socket it opened for this process alone.
     let ctl = unsafe { OwnedFd::from_raw_fd(ctl_fd) };
-    let _ = rustix::io::fcntl_setfd(&ctl, rustix::io::FdFlags::CLOEXEC);
+    let k = &mut RealKernel;
+    let _ = k.close_on_exec(ctl.as_fd());
     let ctl = File::from(ctl);
     let outcome = match ctl.try_clone() {
-        Ok(reader) => run(&ctl, &mut BufReader::new(reader)),
+        Ok(reader) => run(k, &ctl, &mut BufReader::new(reader)),
         Err(e) => Err(ExecError::Protocol(e.to_string())),
     };
     let message = match outcome {
@@ -41,32 +39,25 @@ pub(crate) fn helper_main(ctl_fd: i32) -> ! {
     std::process::exit(0)
 }
 
-fn unshare(flags: UnshareFlags, what: &str) -> Result<(), ExecError> {
-    // SAFETY: the helper is single-threaded, so changing its namespaces affects nothing else.
-    unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(|e| ExecError::Unshare {
-        namespaces: what.to_string(),
-        message: os_message(e),
-    })
-}
-
-fn run(ctl: &File, reader: &mut BufReader<File>) -> Result<(i32, Option<i32>), ExecError> {
-    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+/// The helper's work, from the request to the step's exit status; every kernel call goes
+/// through `k`.
+pub(crate) fn run(
+    k: &mut dyn Kernel,
+    ctl: &File,
+    reader: &mut BufReader<File>,
+) -> Result<(i32, Option<i32>), ExecError> {
+    let _ = k.die_with_parent();
     let request: HelperRequest =
         recv(reader)?.ok_or_else(|| ExecError::Protocol("no request".to_string()))?;
     let spec = &request.spec;
-    let rootless = super::is_rootless();
+    let ids = k.ids();
+    let rootless = ids.euid != 0;
     if rootless {
-        let (uid, gid) = (rustix::process::getuid(), rustix::process::getgid());
-        unshare(UnshareFlags::NEWUSER, "user")?;
-        send(
-            ctl,
-            &HelperMessage::NeedIdMap {
-                pid: rustix::process::getpid().as_raw_nonzero().get(),
-            },
-        )?;
+        k.unshare(UnshareFlags::NEWUSER, "user")?;
+        send(ctl, &HelperMessage::NeedIdMap { pid: ids.pid })?;
         match recv::<RunnerReply>(reader)? {
             Some(RunnerReply::Mapped) => {}
-            Some(RunnerReply::MapSelf) => map_self(uid.as_raw(), gid.as_raw())?,
+            Some(RunnerReply::MapSelf) => map_self(k, ids.uid, ids.gid)?,
             Some(RunnerReply::Abort | RunnerReply::NetworkReady) | None => {
                 return Err(ExecError::IdMap("the runner could not map ids".to_string()))
             }
@@ -77,42 +68,26 @@ fn run(ctl: &File, reader: &mut BufReader<File>) -> Result<(i32, Option<i32>), E
     if spec.network != Network::Host {
         flags |= UnshareFlags::NEWNET;
     }
-    unshare(flags, "mount, uts, ipc, pid, net")?;
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| super::sys::mount_error("private propagation", Path::new("/"), os_message(e)))?;
+    k.unshare(flags, "mount, uts, ipc, pid, net")?;
+    k.make_mounts_private()?;
     if !spec.hostname.is_empty() {
-        rustix::system::sethostname(spec.hostname.as_bytes()).map_err(|e| ExecError::Setup {
-            step: "set hostname".to_string(),
-            message: os_message(e),
-        })?;
+        k.set_hostname(&spec.hostname)?;
     }
     if spec.network != Network::Host {
-        super::sys::loopback_up()?;
+        k.loopback_up()?;
     }
     if spec.network == Network::Nat {
-        send(
-            ctl,
-            &HelperMessage::NeedNetwork {
-                pid: rustix::process::getpid().as_raw_nonzero().get(),
-            },
-        )?;
+        send(ctl, &HelperMessage::NeedNetwork { pid: ids.pid })?;
         // The answer is read just before the step starts: slirp4netns starts meanwhile.
     }
-    let m = &mut KernelMounts;
     let state_dir = request.state_dir.as_path();
-    let state = m.new_fs(
+    let state = k.new_fs(
         "tmpfs",
         &[FsOption::Value("mode", "700".to_string())],
         MountAttrFlags::MOUNT_ATTR_NODEV,
         state_dir,
     )?;
-    m.attach(state, AttachPoint::Path(state_dir), "tmpfs", state_dir)?;
+    k.attach(state, AttachPoint::Path(state_dir), "tmpfs", state_dir)?;
     let empty = request.state_dir.join("empty");
     std::fs::create_dir(&empty).map_err(|e| ExecError::Prepare {
         path: empty.clone(),
@@ -120,14 +95,14 @@ fn run(ctl: &File, reader: &mut BufReader<File>) -> Result<(i32, Option<i32>), E
     })?;
 
     let mut mounted = Vec::new();
-    let result = mount_overlays(m, &spec.overlays, rootless, &empty, &mut mounted).and_then(|()| {
+    let result = mount_overlays(k, &spec.overlays, rootless, &empty, &mut mounted).and_then(|()| {
         if spec.network == Network::Nat {
             await_network(reader)?;
         }
-        run_step(&request, ctl, rootless)
+        run_step(k, &request, ctl, rootless)
     });
     for target in mounted.iter().rev() {
-        let _ = rustix::mount::unmount(*target, rustix::mount::UnmountFlags::DETACH);
+        let _ = k.unmount(target);
     }
     let (status, report) = match result {
         Ok(done) => done,
@@ -152,17 +127,14 @@ fn await_network(reader: &mut BufReader<File>) -> Result<(), ExecError> {
 }
 
 /// Writes a one-id map (our uid and gid as 0) when there are no subordinate ids.
-fn map_self(uid: u32, gid: u32) -> Result<(), ExecError> {
-    let write = |file: &str, content: String| {
-        std::fs::write(file, content).map_err(|e| ExecError::IdMap(format!("{file}: {e}")))
-    };
-    write("/proc/self/setgroups", "deny".to_string())?;
-    write("/proc/self/uid_map", format!("0 {uid} 1\n"))?;
-    write("/proc/self/gid_map", format!("0 {gid} 1\n"))
+fn map_self(k: &mut dyn Kernel, uid: u32, gid: u32) -> Result<(), ExecError> {
+    k.write_id_map("setgroups", "deny")?;
+    k.write_id_map("uid_map", &format!("0 {uid} 1\n"))?;
+    k.write_id_map("gid_map", &format!("0 {gid} 1\n"))
 }
 
 fn mount_overlays<'a>(
-    m: &mut dyn Mounts,
+    k: &mut dyn Kernel,
     overlays: &'a [OverlayMount],
     rootless: bool,
     empty: &Path,
@@ -183,8 +155,8 @@ fn mount_overlays<'a>(
         } else {
             MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NODEV
         };
-        let mount = m.new_fs("overlay", &options, attrs, target)?;
-        m.attach(mount, AttachPoint::Path(target), "overlay", target)?;
+        let mount = k.new_fs("overlay", &options, attrs, target)?;
+        k.attach(mount, AttachPoint::Path(target), "overlay", target)?;
         mounted.push(target);
     }
     Ok(())
@@ -192,24 +164,22 @@ fn mount_overlays<'a>(
 
 /// Forks the step's pid 1 and waits for it.
 fn run_step(
+    k: &mut dyn Kernel,
     request: &HelperRequest,
     ctl: &File,
     rootless: bool,
 ) -> Result<((i32, Option<i32>), StubReport), ExecError> {
-    let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40);
+    let last_cap = k.last_cap();
     let (stub_read, stub_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| ExecError::Setup {
             step: "pipe".to_string(),
             message: os_message(e),
         })?;
-    // SAFETY: the helper is single-threaded; the child only runs code that is fine after fork.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
+    match k.fork()? {
+        Forked::Child => {
             drop(stub_read);
             child_main(
+                k,
                 request,
                 ChildContext {
                     ctl: ctl.as_raw_fd(),
@@ -219,58 +189,15 @@ fn run_step(
                 },
             )
         }
-        Ok(ForkResult::Parent { child }) => {
-            forward_sigterm_to(child);
+        Forked::Parent(child) => {
+            k.forward_sigterm_to(child);
             drop(stub_write);
             let mut bytes = Vec::new();
             let _ = File::from(stub_read).read_to_end(&mut bytes);
             let report: StubReport = serde_json::from_slice(&bytes).unwrap_or_default();
-            loop {
-                match waitpid(child, None) {
-                    Ok(WaitStatus::Exited(_, code)) => return Ok(((code, None), report)),
-                    Ok(WaitStatus::Signaled(_, sig, _)) => {
-                        return Ok(((128 + sig as i32, Some(sig as i32)), report))
-                    }
-                    Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-                    Err(e) => {
-                        return Err(ExecError::Setup {
-                            step: "wait for the step".to_string(),
-                            message: os_message(e),
-                        })
-                    }
-                }
-            }
-        }
-        Err(e) => Err(ExecError::Setup {
-            step: "fork the step's pid 1".to_string(),
-            message: os_message(e),
-        }),
-    }
-}
-
-/// The step's pid 1, for the SIGTERM handler.
-static STEP_PID: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn kill_step(_: libc::c_int) {
-    let pid = STEP_PID.load(Ordering::SeqCst);
-    if pid > 0 {
-        // SAFETY: kill(2) is async-signal-safe.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
+            Ok((k.wait(child)?, report))
         }
     }
-}
-
-/// On SIGTERM (a cancelled run), kill the step and carry on to the clean-up.
-fn forward_sigterm_to(child: nix::unistd::Pid) {
-    STEP_PID.store(child.as_raw(), Ordering::SeqCst);
-    let action = nix::sys::signal::SigAction::new(
-        nix::sys::signal::SigHandler::Handler(kill_step),
-        nix::sys::signal::SaFlags::SA_RESTART,
-        nix::sys::signal::SigSet::empty(),
-    );
-    // SAFETY: the handler only reads an atomic and calls kill(2).
-    let _ = unsafe { nix::sys::signal::sigaction(nix::sys::signal::Signal::SIGTERM, &action) };
 }
 
 /// Removes the mount stubs from the root's upper directory and deletes the work directories.

@@ -23,10 +23,16 @@
 //!   their relative order is only approximate.
 //!
 //! Layout: [`spec`](SandboxSpec) is the data, `runner` the build-process side, `helper` the
-//! namespace-making process, `container` the step's pid 1, `mounts` the one seam through which
-//! every mount goes (with a recording double for unprivileged tests), `stubs` the mount points
+//! namespace-making process, `container` the step's pid 1, `kernel` the one seam through which
+//! every kernel call of the set-up goes (namespaces, ids, mounts, `pivot_root`, capabilities,
+//! seccomp, `execve`; with a recording double for unprivileged tests), `mount_stubs` the mount points
 //! made in the root and their removal, `network` the name-resolution files and slirp4netns,
-//! `seccomp` Docker's profile, `idmap` rootless id maps, [`user`] `USER` resolution.
+//! `seccomp` Docker's profile, `idmap` rootless id maps, [`user`] `USER` resolution, `console`
+//! the terminal of a step run with [`StepIo::Terminal`].
+//!
+//! A step's standard streams are captured line by line by default ([`StepIo::Lines`], build
+//! steps); `builder run` inherits them ([`StepIo::Inherit`]) or gives the step a pty of its own
+//! ([`StepIo::Terminal`]), and passes signals on to the step's pid 1 ([`StepSignals`]).
 //!
 //! When not root, the helper makes a user namespace first; the runner maps the user to root and
 //! the user's `/etc/subuid`/`/etc/subgid` range to 1..N with `newuidmap`/`newgidmap` (or only
@@ -53,6 +59,8 @@
 //!         cwd: "/src".into(),
 //!         user: StepUser::Named("app".into()),
 //!         insecure: false,
+//!         shm_size_bytes: None,
+//!         rlimits: Vec::new(),
 //!     }),
 //! };
 //! let outcome = tokio::task::spawn_blocking(move || {
@@ -66,27 +74,30 @@
 //! # Ok(()) }
 //! ```
 
+mod console;
 mod container;
 mod error;
 mod helper;
 pub mod idmap;
-mod mounts;
+mod kernel;
+mod mount_stubs;
 mod network;
 mod protocol;
 mod runner;
 mod seccomp;
+#[cfg(test)]
+mod setup_tests;
 mod spec;
-mod stubs;
 mod sys;
 pub mod user;
 
 pub use error::ExecError;
 pub use network::network_files;
 pub use protocol::HELPER_ARG;
-pub use runner::{CancelToken, ExecOutcome, OutputLine, Runner, Stream};
+pub use runner::{CancelToken, ExecOutcome, OutputLine, Runner, StepIo, StepSignals, Stream};
 pub use spec::{
-    Action, BindAccess, ExecSpec, ExecUser, MountKind, MountSpec, Network, OverlayMount,
-    SandboxSpec, StepUser, UpperDir,
+    Action, BindAccess, ExecSpec, ExecUser, MountKind, MountSpec, Network, OverlayMount, Rlimit,
+    SandboxSpec, StepUser, UpperDir, RLIMIT_NAMES,
 };
 
 use std::collections::BTreeMap;

@@ -21,6 +21,10 @@ pub(crate) struct HelperRequest {
     /// An empty host directory the helper mounts a private tmpfs on (file mounts, discarded
     /// writes, the empty lower layer).
     pub state_dir: PathBuf,
+    /// For a step with a terminal of its own: the fd (inherited by the helper and its child)
+    /// of the socket over which the step's pid 1 sends the master side of the pty it makes.
+    #[serde(default)]
+    pub console_fd: Option<i32>,
 }
 
 /// Helper → runner.

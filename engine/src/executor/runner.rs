@@ -15,7 +15,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Which output stream a line came from.
@@ -83,11 +83,59 @@ impl CancelToken {
     }
 }
 
+/// Where a step's standard streams go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StepIo {
+    /// Captured line by line and handed to the sink (build steps); standard input is empty.
+    #[default]
+    Lines,
+    /// The step writes straight to this process's standard output and error, and reads its
+    /// standard input when `stdin` (else an empty one): `builder run` without `-t`.
+    Inherit {
+        /// Whether the step reads this process's standard input.
+        stdin: bool,
+    },
+    /// The step gets a terminal of its own (a pty made in its own `/dev/pts`, its controlling
+    /// terminal), relayed to this process's standard input (when `stdin`) and output; this
+    /// process's terminal, if it has one, is put in raw mode meanwhile: `builder run -t`.
+    Terminal {
+        /// Whether this process's standard input is relayed to the step's terminal.
+        stdin: bool,
+    },
+}
+
+/// Signals to pass on to a running step's pid 1 (a signal to `builder run` reaches the
+/// container's process). As for any pid 1, the kernel drops those the process has no handler
+/// for. Clones share the same queue.
+#[derive(Debug, Clone, Default)]
+pub struct StepSignals(Arc<Mutex<Vec<i32>>>);
+
+impl StepSignals {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queues `signal` for the step of every run this handle was given to.
+    pub fn send(&self, signal: i32) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(signal);
+    }
+
+    fn take(&self) -> Vec<i32> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
 /// Runs sandbox specs through a helper binary.
 #[derive(Debug, Clone)]
 pub struct Runner {
     helper: PathBuf,
     tail_lines: usize,
+    io: StepIo,
+    signals: StepSignals,
 }
 
 impl Runner {
@@ -106,7 +154,23 @@ impl Runner {
         Runner {
             helper: helper.into(),
             tail_lines: 50,
+            io: StepIo::Lines,
+            signals: StepSignals::new(),
         }
+    }
+
+    /// Where the step's standard streams go (default [`StepIo::Lines`]). With any other, the
+    /// sink sees no lines and the helper runs in a process group of its own, so that a ^C
+    /// typed at this process's terminal does not kill it before it cleans up.
+    pub fn io(mut self, io: StepIo) -> Self {
+        self.io = io;
+        self
+    }
+
+    /// Passes the signals queued on `signals` to the step's pid 1 while it runs.
+    pub fn signals(mut self, signals: StepSignals) -> Self {
+        self.signals = signals;
+        self
     }
 
     /// How many trailing output lines [`ExecOutcome::tail`] keeps (default 50).
@@ -143,19 +207,48 @@ impl Runner {
             })?;
         let (ours, theirs) = UnixStream::pair().map_err(|e| spawn_error(&self.helper, e))?;
         let their_fd = theirs.as_raw_fd();
+        let console = match self.io {
+            StepIo::Terminal { .. } => {
+                Some(UnixStream::pair().map_err(|e| spawn_error(&self.helper, e))?)
+            }
+            _ => None,
+        };
+        let console_fd = console.as_ref().map(|(_, theirs)| theirs.as_raw_fd());
+        let own_group = self.io != StepIo::Lines;
         let mut command = Command::new(&self.helper);
         command
             .arg(HELPER_ARG)
             .arg(their_fd.to_string())
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        // SAFETY: only fcntl, which is async-signal-safe, runs between fork and exec: the
-        // helper's end of the socket must survive exec, every other fd of ours must not.
+            .env_clear();
+        match self.io {
+            StepIo::Lines => command
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+            StepIo::Inherit { stdin } => command
+                .stdin(if stdin {
+                    Stdio::inherit()
+                } else {
+                    Stdio::null()
+                })
+                .stdout(Stdio::inherit())
+                .stderr(Stdio::inherit()),
+            StepIo::Terminal { .. } => command
+                .stdin(Stdio::null())
+                .stdout(Stdio::inherit())
+                .stderr(Stdio::inherit()),
+        };
+        // SAFETY: only fcntl, setpgid and prctl, which are async-signal-safe, run between fork
+        // and exec: the helper's ends of the sockets must survive exec, every other fd of ours
+        // must not.
         unsafe {
             command.pre_exec(move || {
-                if libc::fcntl(their_fd, libc::F_SETFD, 0) < 0 {
+                for fd in std::iter::once(their_fd).chain(console_fd) {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                if own_group && libc::setpgid(0, 0) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 // A killed build takes its sandbox with it (prctl is async-signal-safe). The
@@ -168,6 +261,14 @@ impl Runner {
         }
         let mut child = command.spawn().map_err(|e| spawn_error(&self.helper, e))?;
         drop(theirs);
+        let resize = Arc::new(AtomicBool::new(false));
+        let relay = match (console, self.io) {
+            (Some((ours, theirs)), StepIo::Terminal { stdin }) => {
+                drop(theirs);
+                Some(super::console::relay(ours, stdin, resize.clone()))
+            }
+            _ => None,
+        };
 
         let (tx, rx) = mpsc::channel::<OutputLine>();
         let mut readers = Vec::new();
@@ -182,26 +283,56 @@ impl Runner {
         let request = HelperRequest {
             spec: spec.clone(),
             state_dir: state_dir.path().to_path_buf(),
+            console_fd,
         };
         let control = std::thread::spawn(move || converse(ours, &request));
 
         let mut tail = VecDeque::with_capacity(self.tail_lines.min(1024));
         let mut signalled = false;
+        let mut lines_open = true;
+        let helper_pid = child.id() as i32;
         loop {
-            let line = match rx.recv_timeout(Duration::from_millis(50)) {
+            let line = if lines_open {
+                rx.recv_timeout(Duration::from_millis(50))
+            } else if control.is_finished() {
+                break;
+            } else {
+                std::thread::sleep(Duration::from_millis(20));
+                Err(mpsc::RecvTimeoutError::Timeout)
+            };
+            let line = match line {
                 Ok(line) => line,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if cancel.is_cancelled() && !signalled {
                         // The helper kills the step's pid 1 on SIGTERM, then cleans up.
                         let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(child.id() as i32),
+                            nix::unistd::Pid::from_raw(helper_pid),
                             nix::sys::signal::Signal::SIGTERM,
                         );
                         signalled = true;
                     }
+                    for signal in self.signals.take() {
+                        if signal == libc::SIGWINCH && relay.is_some() {
+                            // The relay copies the new size to the step's terminal, whose
+                            // kernel then signals the step's foreground process group.
+                            resize.store(true, Ordering::SeqCst);
+                        } else if let Some(pid) = step_pid(helper_pid) {
+                            // SAFETY: kill(2) with a pid and a signal number.
+                            unsafe {
+                                libc::kill(pid, signal);
+                            }
+                        }
+                    }
                     continue;
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // Captured output ends with the helper; otherwise wait for its report.
+                    if self.io == StepIo::Lines {
+                        break;
+                    }
+                    lines_open = false;
+                    continue;
+                }
             };
             sink(&line);
             if self.tail_lines > 0 {
@@ -218,6 +349,9 @@ impl Runner {
             .join()
             .unwrap_or_else(|_| Err(ExecError::Protocol("control thread panicked".to_string())));
         let status = child.wait().map_err(|e| spawn_error(&self.helper, e))?;
+        if let Some(relay) = relay {
+            let _ = relay.join();
+        }
         if signalled {
             return Err(ExecError::Cancelled);
         }
@@ -264,6 +398,16 @@ impl Runner {
         guard.0 = None;
         result.unwrap_or_else(|e| Err(ExecError::Protocol(format!("runner task: {e}"))))
     }
+}
+
+/// The step's pid 1 as this process sees it: the helper's only child.
+fn step_pid(helper: i32) -> Option<i32> {
+    std::fs::read_to_string(format!("/proc/{helper}/task/{helper}/children"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn spawn_error(helper: &Path, e: std::io::Error) -> ExecError {

@@ -160,7 +160,43 @@ pub struct ExecSpec {
     /// seccomp profile and capability set.
     #[serde(default)]
     pub insecure: bool,
+    /// Size of the step's `/dev/shm` tmpfs in bytes (`--shm-size`); `None`: 64 MiB, as Docker.
+    #[serde(default)]
+    pub shm_size_bytes: Option<u64>,
+    /// Resource limits set on the step's process before it starts (`--ulimit`).
+    #[serde(default)]
+    pub rlimits: Vec<Rlimit>,
 }
+
+/// One resource limit of a step's process; `None` is unlimited.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Rlimit {
+    /// The resource by Docker's name, one of [`RLIMIT_NAMES`].
+    pub name: String,
+    /// The soft limit.
+    pub soft: Option<u64>,
+    /// The hard limit.
+    pub hard: Option<u64>,
+}
+
+/// The resource names `--ulimit` takes, as Docker spells them.
+pub const RLIMIT_NAMES: &[&str] = &[
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
 
 /// The user of a step: numeric ids, or a `USER` value resolved inside the sandbox.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -14,41 +14,21 @@
 //! ([`rootfs_reader`]) from inside the sandbox, a stack of layer directories, or a test table.
 
 use super::spec::ExecUser;
+use crate::fileops::root::Root;
 use crate::userdb::{parse_group, parse_passwd, UserDb, UserDbError};
-use rustix::fd::AsFd;
-use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::io::{self};
+use std::path::Path;
 
 /// Reads a container path from a rootfs: `Ok(None)` when the file does not exist.
 pub type RootfsReader<'a> = dyn Fn(&str) -> io::Result<Option<Vec<u8>>> + 'a;
 
 /// A [`RootfsReader`] for a directory holding a whole root filesystem (a mounted overlay, an
-/// unpacked image). Symlinks resolve inside `root`, never outside it.
+/// unpacked image). Symlinks resolve inside `root`, never outside it ([`Root::read_in_root`]).
 pub fn rootfs_reader(root: &Path) -> impl Fn(&str) -> io::Result<Option<Vec<u8>>> {
-    let root: PathBuf = root.to_path_buf();
-    move |path: &str| {
-        let dir = rustix::fs::open(
-            &root,
-            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )?;
-        let rel = path.trim_start_matches('/');
-        let opened = rustix::fs::openat2(
-            dir.as_fd(),
-            if rel.is_empty() { "." } else { rel },
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-            rustix::fs::ResolveFlags::IN_ROOT | rustix::fs::ResolveFlags::NO_MAGICLINKS,
-        );
-        match opened {
-            Ok(fd) => {
-                let mut bytes = Vec::new();
-                std::fs::File::from(fd).read_to_end(&mut bytes)?;
-                Ok(Some(bytes))
-            }
-            Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::NOTDIR) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+    let root = Root::new(root).map_err(io::Error::other);
+    move |path: &str| match &root {
+        Ok(root) => root.read_in_root(path).map_err(io::Error::other),
+        Err(e) => Err(io::Error::other(e.to_string())),
     }
 }
 

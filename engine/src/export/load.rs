@@ -210,6 +210,29 @@ pub fn load_oci_layout_dir(
     store: &ImageStore,
     dir: &Path,
 ) -> Result<Vec<LoadedImage>, ExportError> {
+    ingest(cas, store, &collect_dir(cas, dir)?)
+}
+
+/// Stores the images of the OCI layout `dir` without giving them the names its index carries
+/// (their `names` are what the index says): `--build-context NAME=oci-layout://DIR` reads an
+/// image from a layout without adding names to the store, as BuildKit. Read as
+/// [`load_oci_layout_dir`] reads.
+pub fn import_oci_layout_dir(
+    cas: &ContentStore,
+    store: &ImageStore,
+    dir: &Path,
+) -> Result<Vec<LoadedImage>, ExportError> {
+    let c = collect_dir(cas, dir)?;
+    if !c.has("index.json") {
+        return Err(ExportError::BadArchive(
+            "not an OCI layout (no index.json)".to_string(),
+        ));
+    }
+    ingest_oci(cas, store, &c, false)
+}
+
+/// The files of `dir`, blobs written to `cas`, reading nothing outside it.
+fn collect_dir(cas: &ContentStore, dir: &Path) -> Result<Collected, ExportError> {
     let mut c = Collected::default();
     for entry in walkdir::WalkDir::new(dir).follow_links(false) {
         let entry = entry.map_err(|e| {
@@ -238,7 +261,7 @@ pub fn load_oci_layout_dir(
         let size = f.metadata().map_err(io_err("stat", entry.path()))?.len();
         c.add_file(cas, rel, size, io::BufReader::new(f))?;
     }
-    ingest(cas, store, &c)
+    Ok(c)
 }
 
 fn ingest(
@@ -249,7 +272,7 @@ fn ingest(
     if c.has("manifest.json") {
         ingest_docker(cas, store, c)
     } else if c.has("index.json") {
-        ingest_oci(cas, store, c)
+        ingest_oci(cas, store, c, true)
     } else if c.has("repositories") {
         ingest_legacy(cas, store, c)
     } else {
@@ -471,6 +494,7 @@ fn ingest_oci(
     cas: &ContentStore,
     store: &ImageStore,
     c: &Collected,
+    tag: bool,
 ) -> Result<Vec<LoadedImage>, ExportError> {
     let index: Index = serde_json::from_slice(&c.bytes(cas, "index.json")?)
         .map_err(|e| ExportError::BadArchive(format!("index.json: {e}")))?;
@@ -519,10 +543,12 @@ fn ingest_oci(
     let mut loaded = Vec::new();
     for key in order {
         if let Some(l) = by_manifest.remove(&key) {
-            store.put_and_tag(
-                ImageRecord::new(l.manifest.clone(), l.config.clone()),
-                &l.names,
-            )?;
+            let record = ImageRecord::new(l.manifest.clone(), l.config.clone());
+            if tag {
+                store.put_and_tag(record, &l.names)?;
+            } else {
+                store.put(record)?;
+            }
             loaded.push(l);
         }
     }

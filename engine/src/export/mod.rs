@@ -23,7 +23,7 @@ use cache::{
 use crate::image::{Image, ImageError};
 
 pub use docker::write_docker_archive;
-pub use load::{load_archive, load_oci_layout_dir, LoadedImage};
+pub use load::{import_oci_layout_dir, load_archive, load_oci_layout_dir, LoadedImage};
 pub use oci::{
     write_oci_archive, write_oci_layout_dir, CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION,
 };

@@ -10,11 +10,10 @@
 //! directory fd back into a path, and because the trees it writes (a step's rootfs while no
 //! process runs in it, a layer being unpacked by this process) are not changed concurrently.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
 /// Symlinks followed in one resolution before giving up (Linux's own limit is 40).
@@ -95,19 +94,44 @@ impl Root {
     /// or sandboxes without it.
     pub fn open_read(&self, path: impl AsRef<Path>) -> Result<File, RootError> {
         let path = path.as_ref();
-        match self.openat2_read(path) {
+        match self.openat2_read(path, false) {
             Ok(file) => Ok(file),
-            Err(err)
-                if matches!(
-                    err.raw_os_error(),
-                    Some(libc::ENOSYS) | Some(libc::EPERM) | Some(libc::EINVAL)
-                ) =>
-            {
+            Err(err) if openat2_unavailable(&err) => {
                 let host = self.resolve_parent(path)?;
                 open_nofollow(&host).map_err(|source| self.io_err(path, source))
             }
             Err(source) => Err(self.io_err(path, source)),
         }
+    }
+
+    /// Reads a whole file as a process running in the root would (a final symlink followed,
+    /// inside the root): `Ok(None)` when it does not exist. How `/etc/passwd` and `/etc/group`
+    /// are read, for `USER` and `--chown`.
+    pub fn read_in_root(&self, path: impl AsRef<Path>) -> Result<Option<Vec<u8>>, RootError> {
+        use std::io::Read;
+        let path = path.as_ref();
+        let opened = match self.openat2_read(path, true) {
+            Err(err) if openat2_unavailable(&err) => self
+                .resolve(path)
+                .and_then(|host| File::open(host).map_err(|source| self.io_err(path, source))),
+            other => other.map_err(|source| self.io_err(path, source)),
+        };
+        let mut file = match opened {
+            Ok(file) => file,
+            Err(RootError::Io { source, .. })
+                if matches!(
+                    source.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|source| self.io_err(path, source))?;
+        Ok(Some(bytes))
     }
 
     fn io_err(&self, path: &Path, source: io::Error) -> RootError {
@@ -118,49 +142,32 @@ impl Root {
         }
     }
 
-    fn openat2_read(&self, path: &Path) -> io::Result<File> {
-        let root_c = CString::new(self.host.as_os_str().as_bytes())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
-        // SAFETY: plain open(2) of a NUL-terminated path; the fd is owned right after.
-        let root_fd = unsafe {
-            libc::open(
-                root_c.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if root_fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: root_fd is a fresh, valid descriptor owned by nobody else.
-        let root_fd = unsafe { OwnedFd::from_raw_fd(root_fd) };
+    /// `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)` of `path` for reading.
+    fn openat2_read(&self, path: &Path, follow_final: bool) -> io::Result<File> {
+        use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+        let root = rustix::fs::open(
+            &self.host,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         let rel = lexical_clean(path);
-        let rel_bytes = if rel.as_os_str().is_empty() {
-            b".".to_vec()
+        let rel: &Path = if rel.as_os_str().is_empty() {
+            Path::new(".")
         } else {
-            rel.as_os_str().as_bytes().to_vec()
+            &rel
         };
-        let rel_c = CString::new(rel_bytes)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
-        // SAFETY: open_how is plain data; all-zero is its documented default.
-        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-        how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64;
-        how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-        use std::os::fd::AsRawFd;
-        // SAFETY: openat2 with a valid dirfd, NUL-terminated path and a correctly sized open_how.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                root_fd.as_raw_fd(),
-                rel_c.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
+        let mut flags = OFlags::RDONLY | OFlags::CLOEXEC;
+        if !follow_final {
+            flags |= OFlags::NOFOLLOW;
         }
-        // SAFETY: the kernel returned a new descriptor that we now own.
-        Ok(unsafe { File::from_raw_fd(fd as i32) })
+        let fd = openat2(
+            &root,
+            rel,
+            flags,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )?;
+        Ok(File::from(fd))
     }
 
     fn resolve_in_root(&self, path: &Path, follow_final: bool) -> Result<PathBuf, RootError> {
@@ -279,6 +286,15 @@ pub fn open_file_beneath(dir: &Path, rel: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// Whether `openat2` is missing (an old kernel) or refused (a seccomp filter): then the manual
+/// resolver stands in.
+fn openat2_unavailable(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::ENOSYS) | Some(libc::EPERM) | Some(libc::EINVAL)
+    )
+}
+
 /// Opens an existing file read-only without following a final symlink.
 pub(crate) fn open_nofollow(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -292,6 +308,30 @@ pub(crate) fn open_nofollow(path: &Path) -> io::Result<File> {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn reading_in_the_root_follows_links_inside_it_and_never_out() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("passwd"), "host:x:0:0::/:/bin/sh\n").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let etc = dir.path().join("etc");
+        std::fs::create_dir(&etc).unwrap();
+        std::fs::write(etc.join("passwd.real"), "image:x:0:0::/:/bin/sh\n").unwrap();
+        // An absolute link is re-rooted: it names the image's file, not the host's.
+        symlink("/etc/passwd.real", etc.join("passwd")).unwrap();
+        symlink(outside.path().join("passwd"), etc.join("group")).unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let read = |p: &str| {
+            root.read_in_root(p)
+                .unwrap()
+                .map(|b| String::from_utf8(b).unwrap())
+        };
+        assert_eq!(read("/etc/passwd").unwrap(), "image:x:0:0::/:/bin/sh\n");
+        // The host path, re-rooted, does not exist inside the root.
+        assert_eq!(read("/etc/group"), None);
+        assert_eq!(read("/etc/shadow"), None);
+        assert_eq!(read("/etc/passwd.real/x"), None);
+    }
 
     #[test]
     fn absolute_and_dotdot_symlinks_stay_inside_the_root() {

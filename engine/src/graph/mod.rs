@@ -240,17 +240,7 @@ impl Definition {
         platform: &Platform,
         inputs: &[VertexId],
     ) -> Result<VertexDigest, GraphError> {
-        // Proxy variables are not part of the identity: hash a copy without them.
-        let stripped;
-        let hashed_op = match op {
-            Op::Exec(e) if !e.proxy_env.is_empty() => {
-                let mut e = e.clone();
-                e.proxy_env.clear();
-                stripped = Op::Exec(e);
-                &stripped
-            }
-            _ => op,
-        };
+        let hashed_op = &*op.identity();
         let input_digests: Vec<VertexDigest> = inputs
             .iter()
             .map(|&i| self.graph[i.node()].digest)

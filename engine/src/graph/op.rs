@@ -29,6 +29,23 @@ pub enum Op {
 }
 
 impl Op {
+    /// The op as its digest and cache key see it: without what does not change a step's
+    /// result, as BuildKit leaves it out of its cache key (proxy variables, `--add-host`
+    /// addresses).
+    pub fn identity(&self) -> std::borrow::Cow<'_, Op> {
+        match self {
+            Op::Exec(e) if !e.proxy_env.is_empty() || !e.extra_hosts.is_empty() => {
+                let mut e = e.clone();
+                e.proxy_env.clear();
+                for h in &mut e.extra_hosts {
+                    h.ip.clear();
+                }
+                std::borrow::Cow::Owned(Op::Exec(e))
+            }
+            _ => std::borrow::Cow::Borrowed(self),
+        }
+    }
+
     /// A short lowercase name of the operation kind, for labels and logs.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -133,6 +150,37 @@ pub struct ExecOp {
     pub security: SecurityMode,
     /// Mounts besides the root filesystem (input 0), in the order given.
     pub mounts: Vec<MountSpec>,
+    /// Entries added to the step's `/etc/hosts` (`--add-host`); the image's file is unchanged.
+    /// As in BuildKit only the names are part of the vertex digest: a new address alone keeps
+    /// the cache.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<ExtraHost>,
+    /// Size of the step's `/dev/shm` in bytes (`--shm-size`); 0 = the default, 64 MiB.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shm_size: u64,
+    /// Resource limits of the step's process (`--ulimit`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<Ulimit>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One `--add-host NAME:IP` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtraHost {
+    pub name: String,
+    pub ip: String,
+}
+
+/// One `--ulimit NAME=SOFT[:HARD]` limit; `-1` is unlimited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    /// Docker's name of the resource (`nofile`, `nproc`, `core`, ...).
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
 }
 
 /// One extra mount of a running step (`RUN --mount=...`).

@@ -27,6 +27,9 @@ fn exec(args: &[&str]) -> ExecOp {
         network: NetworkMode::Default,
         security: SecurityMode::Sandbox,
         mounts: vec![],
+        extra_hosts: vec![],
+        shm_size: 0,
+        ulimits: vec![],
     }
 }
 

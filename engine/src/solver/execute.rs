@@ -263,7 +263,7 @@ struct StepJob {
     worker: Arc<dyn Worker>,
     progress: Arc<dyn ProgressSink>,
     keys: KeyStore,
-    root: cache::Root,
+    root: cache::RootDir,
     store: cache::ContentStore,
     reports: Arc<Mutex<Vec<StepReport>>>,
     created_times: Arc<Mutex<HashMap<VertexId, i64>>>,
@@ -318,7 +318,7 @@ impl StepJob {
                     return Err(SolveError::Step {
                         name: vertex.name.clone(),
                         line_range: vertex.line_range,
-                        source,
+                        source: Box::new(source),
                     });
                 }
             };

@@ -56,8 +56,9 @@ impl KeyBuilder {
 /// The digest of a step's own definition (its op and platform, not its inputs), hex.
 pub fn definition_digest(op: &Op, platform: &Platform) -> String {
     // Serializing plain data with no maps cannot fail; fall back to Debug text just in case.
+    let op = op.identity();
     let bytes =
-        serde_json::to_vec(&(op, platform)).unwrap_or_else(|_| format!("{op:?}").into_bytes());
+        serde_json::to_vec(&(&*op, platform)).unwrap_or_else(|_| format!("{op:?}").into_bytes());
     blake3::hash(&bytes).to_hex().to_string()
 }
 

@@ -127,7 +127,7 @@ pub trait Worker: Send + Sync {
         _checksum: Option<&str>,
         _filename: &str,
     ) -> Result<(LayerRef, String), WorkError> {
-        Err(WorkError::Failed(format!(
+        Err(WorkError::Unsupported(format!(
             "this worker cannot download {url}"
         )))
     }
@@ -144,9 +144,110 @@ pub enum WorkError {
         /// The last lines of its output.
         last_lines: Vec<String>,
     },
-    /// Anything else, with a message that names what failed.
+    /// The sandbox could not run the step's process.
+    #[error("{what}: {source}")]
+    Sandbox {
+        what: &'static str,
+        #[source]
+        source: crate::executor::ExecError,
+    },
+    /// Work done in the sandbox helper failed; its message crossed the process boundary as
+    /// text (a file operation's own error, or the helper's last lines).
     #[error("{0}")]
-    Failed(String),
+    InSandbox(String),
+    /// A file operation done in this process failed (a download's copy, a COPY's plan).
+    #[error(transparent)]
+    FileOp(Box<crate::fileops::FileOpError>),
+    /// Reading or writing the step's scratch files.
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Preparing a layer's snapshot.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
+    /// Writing the step's layer.
+    #[error("{what}: {source}")]
+    Layer {
+        what: &'static str,
+        #[source]
+        source: crate::layer::LayerError,
+    },
+    /// The content store refused a blob.
+    #[error("storing layer: {0}")]
+    Store(#[from] cache::CasError),
+    /// The root directory could not be opened.
+    #[error(transparent)]
+    Root(#[from] cache::lock::LockError),
+    /// A bound on what an archive may expand to could not be decided.
+    #[error(transparent)]
+    Archive(#[from] crate::fileops::archive::ArchiveError),
+    /// A job for the sandbox helper could not be encoded.
+    #[error("encoding the {what} job: {source}")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The step needs an input the solver did not provide.
+    #[error("{0}")]
+    MissingInput(String),
+    /// This worker cannot do what the step asks.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A `RUN --mount` source leaves the root it is taken from.
+    #[error("mount source {path:?} resolves outside its root")]
+    MountOutsideRoot { path: String },
+    /// A `RUN --mount` source does not exist.
+    #[error("mount source {path:?}: {source}")]
+    MountSourceMissing {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `RUN --mount` source of the build context that `.dockerignore` hides.
+    #[error(
+        "mount source {path:?}: not in the build context (.dockerignore excludes {pattern:?})"
+    )]
+    MountSourceIgnored { path: String, pattern: String },
+    /// A bind mount whose input the solver did not provide.
+    #[error("bind mount at {target} has no source")]
+    MountWithoutSource { target: String },
+    /// A cache mount's lock could not be taken.
+    #[error("cache mount {id}: {source}")]
+    CacheMountLock {
+        id: String,
+        #[source]
+        source: cache::lock::LockError,
+    },
+    /// A required `RUN --mount=type=secret` whose secret was not given.
+    #[error("secret {id}: not provided (use --secret id={id},src=FILE)")]
+    SecretMissing { id: String },
+    /// A required `RUN --mount=type=ssh` whose agent was not given.
+    #[error("ssh mount {id}: no agent given (build with --ssh {id}=SOCKET, or --ssh default for $SSH_AUTH_SOCK)")]
+    SshAgentMissing { id: String },
+    /// The relay socket of an ssh mount could not be made.
+    #[error("ssh mount {id}: {source}")]
+    SshRelay {
+        id: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The step asks for what the build did not allow (`--allow ENTITLEMENT`).
+    #[error("{what} needs the {entitlement} entitlement, which is not granted (build with --allow {entitlement})")]
+    Entitlement {
+        what: &'static str,
+        entitlement: &'static str,
+    },
+}
+
+impl From<crate::fileops::FileOpError> for WorkError {
+    fn from(e: crate::fileops::FileOpError) -> Self {
+        WorkError::FileOp(Box::new(e))
+    }
 }
 
 /// Errors of a solve.
@@ -158,10 +259,15 @@ pub enum SolveError {
         name: String,
         line_range: Option<(usize, usize)>,
         #[source]
-        source: WorkError,
+        source: Box<WorkError>,
     },
+    /// A base image (`FROM`, `COPY --from`) could not be resolved; carries where it is named.
     #[error("failed to resolve image {reference}: {message}")]
-    Image { reference: String, message: String },
+    Image {
+        reference: String,
+        message: String,
+        line_range: Option<(usize, usize)>,
+    },
     #[error("build context {0:?} was not provided")]
     MissingContext(String),
     #[error(transparent)]
@@ -223,7 +329,7 @@ pub struct SolveTimings {
 
 /// Solves build graphs against one cache root.
 pub struct Solver {
-    root: cache::Root,
+    root: cache::RootDir,
     keys: KeyStore,
     store: cache::ContentStore,
     images: Arc<dyn ImageSource>,
@@ -247,7 +353,7 @@ impl Solver {
     /// A solver over `root`, resolving images with `images`, doing work with `worker` and
     /// reporting to `progress`.
     pub fn new(
-        root: cache::Root,
+        root: cache::RootDir,
         images: Arc<dyn ImageSource>,
         worker: Arc<dyn Worker>,
         progress: Arc<dyn ProgressSink>,

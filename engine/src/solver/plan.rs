@@ -79,6 +79,7 @@ pub(super) fn plan(
                         .map_err(|message| SolveError::Image {
                             reference: reference.clone(),
                             message,
+                            line_range: vertex.line_range,
                         })?;
                 let key = key::KeyBuilder::new("image")
                     .field(resolved.manifest_digest.to_string().as_bytes())
@@ -122,7 +123,7 @@ pub(super) fn plan(
                     .map_err(|e| SolveError::Step {
                         name: vertex.name.clone(),
                         line_range: vertex.line_range,
-                        source: e,
+                        source: Box::new(e),
                     })?;
                 Planned {
                     key: key::KeyBuilder::new("http")
@@ -294,7 +295,7 @@ fn copy_plan_writes(
     let step_err = |e: fileops::FileOpError| SolveError::Step {
         name: vertex.name.clone(),
         line_range: vertex.line_range,
-        source: WorkError::Failed(e.to_string()),
+        source: Box::new(WorkError::from(e)),
     };
     let chmod = action
         .chmod

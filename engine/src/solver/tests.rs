@@ -28,10 +28,7 @@ impl FakeWorker {
                 last_lines: vec![],
             });
         }
-        let digest = self
-            .store
-            .put_bytes(seed.as_bytes())
-            .map_err(|e| WorkError::Failed(e.to_string()))?;
+        let digest = self.store.put_bytes(seed.as_bytes())?;
         Ok(LayerRef {
             digest: digest.clone(),
             diff_id: digest,
@@ -79,6 +76,9 @@ fn exec(cmd: &str, env: Vec<(String, String)>) -> Op {
         network: NetworkMode::Default,
         security: SecurityMode::Sandbox,
         mounts: vec![],
+        extra_hosts: vec![],
+        shm_size: 0,
+        ulimits: vec![],
     })
 }
 
@@ -160,7 +160,7 @@ fn graph(x: &str, run_a: &str) -> Arc<Definition> {
 struct Fixture {
     _root_dir: tempfile::TempDir,
     context: tempfile::TempDir,
-    root: cache::Root,
+    root: cache::RootDir,
     worker: Arc<FakeWorker>,
     previous: Option<BuildRecord>,
 }
@@ -168,7 +168,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let root_dir = tempfile::tempdir().unwrap();
-        let root = cache::Root::open(root_dir.path()).unwrap();
+        let root = cache::RootDir::open(root_dir.path()).unwrap();
         let context = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(context.path().join("src")).unwrap();
         std::fs::write(context.path().join("src/a.txt"), "a").unwrap();

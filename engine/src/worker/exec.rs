@@ -18,10 +18,6 @@ const RUNTIME_DIRS: [&str; 3] = ["/proc", "/dev", "/sys"];
 /// The host name inside RUN steps, as BuildKit names it.
 const HOSTNAME: &str = "buildkitsandbox";
 
-fn fail(what: impl std::fmt::Display) -> WorkError {
-    WorkError::Failed(what.to_string())
-}
-
 /// Cleans a path inside a mount source: no `..` above its root, no leading `/`.
 fn clean_inside(path: &str) -> Result<String, WorkError> {
     let mut parts: Vec<&str> = Vec::new();
@@ -30,9 +26,9 @@ fn clean_inside(path: &str) -> Result<String, WorkError> {
             "" | "." => {}
             ".." => {
                 if parts.pop().is_none() {
-                    return Err(fail(format!(
-                        "mount source {path:?} points outside its root"
-                    )));
+                    return Err(WorkError::MountOutsideRoot {
+                        path: path.to_string(),
+                    });
                 }
             }
             p => parts.push(p),
@@ -45,14 +41,19 @@ fn clean_inside(path: &str) -> Result<String, WorkError> {
 /// included).
 fn resolve_inside(root: &Path, rel: &str) -> Result<PathBuf, WorkError> {
     let joined = root.join(rel);
-    let canon_root =
-        std::fs::canonicalize(root).map_err(|e| fail(format!("{}: {e}", root.display())))?;
-    let canon =
-        std::fs::canonicalize(&joined).map_err(|e| fail(format!("mount source {rel:?}: {e}")))?;
+    let canon_root = std::fs::canonicalize(root).map_err(|source| WorkError::Io {
+        what: "resolving",
+        path: root.to_path_buf(),
+        source,
+    })?;
+    let canon = std::fs::canonicalize(&joined).map_err(|source| WorkError::MountSourceMissing {
+        path: rel.to_string(),
+        source,
+    })?;
     if !canon.starts_with(&canon_root) {
-        return Err(fail(format!(
-            "mount source {rel:?} resolves outside its root"
-        )));
+        return Err(WorkError::MountOutsideRoot {
+            path: rel.to_string(),
+        });
     }
     Ok(canon)
 }
@@ -68,15 +69,18 @@ fn context_bind(
     mask: &Path,
     access: BindAccess,
 ) -> Result<SandboxMount, WorkError> {
-    let canon_root =
-        std::fs::canonicalize(context).map_err(|e| fail(format!("{}: {e}", context.display())))?;
+    let canon_root = std::fs::canonicalize(context).map_err(|source| WorkError::Io {
+        what: "resolving",
+        path: context.to_path_buf(),
+        source,
+    })?;
     let sub = source.strip_prefix(&canon_root).unwrap_or(Path::new(""));
     // Component-wise prefixes: `a/b` is below `a`, `a-b` is not.
     if let Some(h) = hidden.iter().find(|h| sub.starts_with(h)) {
-        return Err(fail(format!(
-            "mount source {:?}: not in the build context (.dockerignore excludes {h:?})",
-            sub.display().to_string()
-        )));
+        return Err(WorkError::MountSourceIgnored {
+            path: sub.display().to_string(),
+            pattern: h.clone(),
+        });
     }
     let masked: Vec<&Path> = hidden
         .iter()
@@ -98,17 +102,21 @@ fn context_bind(
 /// directories (an overlay shows a merged directory with its topmost layer's attributes).
 fn make_mask(source: &Path, mask: &Path, paths: &[&Path]) -> Result<(), WorkError> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let io = |path: &Path, e: &dyn std::fmt::Display| fail(format!("{}: {e}", path.display()));
+    let io = |path: &Path, source: std::io::Error| WorkError::Io {
+        what: "making the .dockerignore mask at",
+        path: path.to_path_buf(),
+        source,
+    };
     // Every directory the whiteouts sit in, the mask's root included; sorted, parents first.
     let dirs: std::collections::BTreeSet<&Path> =
         paths.iter().flat_map(|p| p.ancestors().skip(1)).collect();
     let mut times = Vec::with_capacity(dirs.len());
     for rel in &dirs {
         let (from, to) = (source.join(rel), mask.join(rel));
-        let meta = std::fs::symlink_metadata(&from).map_err(|e| io(&from, &e))?;
-        std::fs::create_dir(&to).map_err(|e| io(&to, &e))?;
+        let meta = std::fs::symlink_metadata(&from).map_err(|e| io(&from, e))?;
+        std::fs::create_dir(&to).map_err(|e| io(&to, e))?;
         std::fs::set_permissions(&to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
-            .map_err(|e| io(&to, &e))?;
+            .map_err(|e| io(&to, e))?;
         // Unprivileged builds cannot give a directory away; it then keeps the builder's owner,
         // which is the source's owner in that case anyway.
         let _ = std::os::unix::fs::lchown(&to, Some(meta.uid()), Some(meta.gid()));
@@ -120,11 +128,12 @@ fn make_mask(source: &Path, mask: &Path, paths: &[&Path]) -> Result<(), WorkErro
     }
     for rel in paths {
         let target = mask.join(rel);
-        crate::fileops::archive::mknod(&target, libc::S_IFCHR, 0).map_err(|e| io(&target, &e))?;
+        crate::fileops::archive::mknod(&target, libc::S_IFCHR, 0)
+            .map_err(|e| io(&target, std::io::Error::other(e.to_string())))?;
     }
     // Directory times last, deepest first: creating entries inside them moved their mtimes.
     for (to, atime, mtime) in times.iter().rev() {
-        filetime::set_file_times(to, *atime, *mtime).map_err(|e| io(to, &e))?;
+        filetime::set_file_times(to, *atime, *mtime).map_err(|e| io(to, e))?;
     }
     Ok(())
 }
@@ -136,10 +145,16 @@ pub(super) fn run(
 ) -> Result<LayerRef, WorkError> {
     let op = req.op;
     if op.security == SecurityMode::Insecure && !worker.opts.allow_insecure {
-        return Err(fail(
-            "RUN --security=insecure needs the security.insecure entitlement, which is not granted \
-             (build with --allow security.insecure)",
-        ));
+        return Err(WorkError::Entitlement {
+            what: "RUN --security=insecure",
+            entitlement: "security.insecure",
+        });
+    }
+    if op.network == NetworkMode::Host && !worker.opts.allow_network_host {
+        return Err(WorkError::Entitlement {
+            what: "RUN --network=host",
+            entitlement: "network.host",
+        });
     }
     let base: &[LayerRef] = match req.inputs.first() {
         Some(InputState::Layers(l)) => l,
@@ -165,6 +180,7 @@ pub(super) fn run(
 
     let mut mounts = Vec::new();
     let mut _locks = Vec::new();
+    let mut _relays = Vec::new();
     for (n, m) in op.mounts.iter().enumerate() {
         let target = PathBuf::from(&m.target);
         let input = m.input.and_then(|i| req.inputs.get(i as usize));
@@ -195,7 +211,11 @@ pub(super) fn run(
                         subpath: Path::new("/").join(rel),
                         access,
                     },
-                    None => return Err(fail(format!("bind mount at {} has no source", m.target))),
+                    None => {
+                        return Err(WorkError::MountWithoutSource {
+                            target: m.target.clone(),
+                        })
+                    }
                 };
                 mounts.push(SandboxMountSpec { target, kind });
             }
@@ -217,12 +237,12 @@ pub(super) fn run(
                 let mut host = worker.root.mounts_dir().join(&name);
                 match sharing {
                     CacheSharing::Locked => {
-                        _locks.push(
-                            worker
-                                .root
-                                .lock_entry("mounts", &name)
-                                .map_err(|e| fail(format!("cache mount {id}: {e}")))?,
-                        );
+                        _locks.push(worker.root.lock_entry("mounts", &name).map_err(|source| {
+                            WorkError::CacheMountLock {
+                                id: id.clone(),
+                                source,
+                            }
+                        })?);
                     }
                     CacheSharing::Private => {
                         match cache::EntryLock::try_acquire(
@@ -269,9 +289,7 @@ pub(super) fn run(
             } => {
                 let Some(secret) = worker.opts.secrets.get(id) else {
                     if *required {
-                        return Err(fail(format!(
-                            "secret {id}: not provided (use --secret id={id},src=FILE)"
-                        )));
+                        return Err(WorkError::SecretMissing { id: id.clone() });
                     }
                     continue;
                 };
@@ -293,12 +311,40 @@ pub(super) fn run(
                     });
                 }
             }
-            MountKind::Ssh { id, required, .. } => {
-                if *required {
-                    return Err(fail(format!(
-                        "ssh mount {id}: SSH agent forwarding is not supported"
-                    )));
+            MountKind::Ssh {
+                id,
+                required,
+                mode,
+                uid,
+                gid,
+            } => {
+                // As BuildKit: the first ssh mount's socket is SSH_AUTH_SOCK unless set.
+                if !env.iter().any(|(k, _)| k == "SSH_AUTH_SOCK") {
+                    env.push(("SSH_AUTH_SOCK".into(), m.target.clone()));
                 }
+                let Some(socket) = worker.opts.ssh.get(id) else {
+                    if *required {
+                        return Err(WorkError::SshAgentMissing { id: id.clone() });
+                    }
+                    continue;
+                };
+                // A relay socket with the mount's owner and mode, bound in read-only:
+                // connecting does not write to its filesystem, and the step cannot chmod it.
+                let relay =
+                    super::ssh::SshRelay::start(socket, *uid, *gid, *mode).map_err(|source| {
+                        WorkError::SshRelay {
+                            id: id.clone(),
+                            source,
+                        }
+                    })?;
+                mounts.push(SandboxMountSpec {
+                    target,
+                    kind: SandboxMount::Bind {
+                        source: relay.path().to_path_buf(),
+                        access: BindAccess::ReadOnly,
+                    },
+                });
+                _relays.push(relay);
             }
         }
     }
@@ -315,7 +361,9 @@ pub(super) fn run(
     // /etc/hosts and /etc/resolv.conf, only where the image has an /etc to put them in (the
     // sandbox removes the stubs before the diff either way).
     if lowers.iter().any(|l| l.join("etc").is_dir()) {
-        mounts.extend(crate::executor::network_files(network, HOSTNAME));
+        let mut files = crate::executor::network_files(network, HOSTNAME);
+        add_hosts(&mut files, &op.extra_hosts);
+        mounts.extend(files);
     }
 
     // The kernel filesystems' mount points the image lacks: runc creates them for BuildKit and
@@ -367,13 +415,26 @@ pub(super) fn run(
             cwd: PathBuf::from(cwd),
             user,
             insecure: op.security == SecurityMode::Insecure,
+            shm_size_bytes: (op.shm_size > 0).then_some(op.shm_size),
+            rlimits: op
+                .ulimits
+                .iter()
+                .map(|u| crate::executor::Rlimit {
+                    name: u.name.clone(),
+                    soft: u64::try_from(u.soft).ok(),
+                    hard: u64::try_from(u.hard).ok(),
+                })
+                .collect(),
         }),
     };
     let mut sink = super::log_sink(progress, req.step);
     let outcome = worker
         .runner()?
         .run(&spec, &mut sink)
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|source| WorkError::Sandbox {
+            what: "running the step",
+            source,
+        })?;
     if !outcome.success() {
         return Err(WorkError::ExitCode {
             command: op.args.join(" "),
@@ -389,6 +450,23 @@ pub(super) fn run(
     Ok(layer)
 }
 
+/// Appends `--add-host` entries to the step's `/etc/hosts` (a file mount of the sandbox, so
+/// they never reach the layer), one `IP\tNAME` line each, as BuildKit writes them.
+fn add_hosts(files: &mut [SandboxMountSpec], extra: &[crate::graph::ExtraHost]) {
+    if extra.is_empty() {
+        return;
+    }
+    for f in files.iter_mut() {
+        if let (true, SandboxMount::File { contents, .. }) =
+            (f.target == Path::new("/etc/hosts"), &mut f.kind)
+        {
+            for h in extra {
+                contents.extend_from_slice(format!("{}\t{}\n", h.ip, h.name).as_bytes());
+            }
+        }
+    }
+}
+
 /// Puts back in `upper` the mount point `dir` (a runtime directory the image lacked) that the
 /// sandbox removed, as a directory 0755, unless the step left something there itself.
 fn keep_runtime_dir(upper: &Path, dir: &str) -> Result<(), WorkError> {
@@ -400,15 +478,24 @@ fn keep_runtime_dir(upper: &Path, dir: &str) -> Result<(), WorkError> {
     std::fs::DirBuilder::new()
         .mode(0o755)
         .create(&path)
-        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .map_err(|e| fail(format!("{}: {e}", path.display())))
+        .map_err(|source| WorkError::Io {
+            what: "creating",
+            path: path.clone(),
+            source,
+        })?;
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(
+        |source| WorkError::Io {
+            what: "setting the mode of",
+            path: path.clone(),
+            source,
+        },
+    )
 }
 
 /// `HOME` for a step without one, as runc gives it: the home of the step user's uid in the
 /// image's `/etc/passwd` (`/root` for root), `/` when that uid has no entry. A user that does
 /// not resolve gets `/`; the sandbox reports the unknown user.
-fn home_for(worker: &LocalWorker, lowers: &[PathBuf], user_spec: &str) -> String {
+pub(crate) fn home_for(worker: &LocalWorker, lowers: &[PathBuf], user_spec: &str) -> String {
     let stack = crate::snapshot::LayerStack {
         layers: lowers,
         xattrs: worker.snapshots.xattrs(),
@@ -468,8 +555,11 @@ fn seed_cache_dir(
     static SEEDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = SEEDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&tmp)
-        .map_err(|e| fail(format!("cache mount {}: {e}", path.display())))?;
+    std::fs::create_dir_all(&tmp).map_err(|source| WorkError::Io {
+        what: "creating the cache mount",
+        path: tmp.clone(),
+        source,
+    })?;
     if let Err(e) = super::file::seed_cache_dir(worker, layers, source, &tmp) {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
@@ -484,8 +574,11 @@ fn seed_cache_dir(
 fn create_cache_dir(path: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), WorkError> {
     use std::os::unix::fs::PermissionsExt;
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp)
-        .map_err(|e| fail(format!("cache mount {}: {e}", path.display())))?;
+    std::fs::create_dir_all(&tmp).map_err(|source| WorkError::Io {
+        what: "creating the cache mount",
+        path: tmp.clone(),
+        source,
+    })?;
     let mode = if mode == 0 { 0o755 } else { mode };
     let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode));
     let _ = std::os::unix::fs::chown(&tmp, Some(uid), Some(gid));

@@ -108,8 +108,10 @@ pub(super) fn run(
                             // of nothing would stack one empty lower on itself, which the
                             // kernel refuses as a loop).
                             let empty = dir.path().join(&root_name);
-                            std::fs::create_dir_all(&empty).map_err(|e| {
-                                WorkError::Failed(format!("creating {}: {e}", empty.display()))
+                            std::fs::create_dir_all(&empty).map_err(|source| WorkError::Io {
+                                what: "creating",
+                                path: empty.clone(),
+                                source,
                             })?;
                             sources.insert(root_name.clone(), empty);
                         }
@@ -123,7 +125,7 @@ pub(super) fn run(
                             sources.insert(root_name.clone(), mnt);
                         }
                         None => {
-                            return Err(WorkError::Failed(format!(
+                            return Err(WorkError::MissingInput(format!(
                                 "copy source input {} is missing",
                                 spec.source_input
                             )))
@@ -184,7 +186,10 @@ pub(super) fn run(
         actions,
         max_unpack,
     })
-    .map_err(|e| WorkError::Failed(format!("file job: {e}")))?;
+    .map_err(|source| WorkError::Encode {
+        what: "file",
+        source,
+    })?;
     let spec = SandboxSpec {
         overlays,
         mounts: Vec::new(),
@@ -199,7 +204,10 @@ pub(super) fn run(
     let outcome = worker
         .runner()?
         .run(&spec, &mut sink)
-        .map_err(|e| WorkError::Failed(e.to_string()))?;
+        .map_err(|source| WorkError::Sandbox {
+            what: "running a file operation",
+            source,
+        })?;
     if !outcome.success() {
         let message = outcome
             .tail
@@ -207,7 +215,7 @@ pub(super) fn run(
             .map(|l| l.text.clone())
             .collect::<Vec<_>>()
             .join("\n");
-        return Err(WorkError::Failed(if message.is_empty() {
+        return Err(WorkError::InSandbox(if message.is_empty() {
             format!("file operation failed with exit code {}", outcome.exit_code)
         } else {
             message
@@ -229,8 +237,11 @@ pub(super) fn fetch_http(
 ) -> Result<(LayerRef, String), WorkError> {
     let dir = worker.step_dir()?;
     let upper = dir.path().join("upper");
-    std::fs::create_dir_all(&upper)
-        .map_err(|e| WorkError::Failed(format!("creating {}: {e}", upper.display())))?;
+    std::fs::create_dir_all(&upper).map_err(|source| WorkError::Io {
+        what: "creating",
+        path: upper.clone(),
+        source,
+    })?;
     let dest = if filename.is_empty() {
         "/".to_string()
     } else {
@@ -251,15 +262,21 @@ pub(super) fn fetch_http(
         follow_symlinks: false,
         drop_xattrs: false,
     });
-    fileops::apply(&upper, &SourceRoots::new(), &action)
-        .map_err(|e| WorkError::Failed(e.to_string()))?;
+    fileops::apply(&upper, &SourceRoots::new(), &action)?;
     let mut body_digest = String::new();
     for entry in std::fs::read_dir(&upper)
-        .map_err(|e| WorkError::Failed(format!("reading {}: {e}", upper.display())))?
+        .map_err(|source| WorkError::Io {
+            what: "reading",
+            path: upper.clone(),
+            source,
+        })?
         .flatten()
     {
-        let bytes = std::fs::read(entry.path())
-            .map_err(|e| WorkError::Failed(format!("reading download: {e}")))?;
+        let bytes = std::fs::read(entry.path()).map_err(|source| WorkError::Io {
+            what: "reading the download",
+            path: entry.path(),
+            source,
+        })?;
         body_digest = cache::Digest::of_bytes(&bytes).to_string();
     }
     let layer = worker.commit_upper(&upper, &[])?;
@@ -281,8 +298,11 @@ pub(super) fn seed_cache_dir(
     let mnt = dir.path().join("seed-root");
     let src = dir.path().join("seed-source");
     let work = PathBuf::from(format!("{}.work", into.display()));
-    std::fs::create_dir_all(&work)
-        .map_err(|e| WorkError::Failed(format!("creating {}: {e}", work.display())))?;
+    std::fs::create_dir_all(&work).map_err(|source| WorkError::Io {
+        what: "creating the overlay work directory of",
+        path: work.clone(),
+        source,
+    })?;
     let overlays = vec![
         OverlayMount {
             lower: Vec::new(),
@@ -318,7 +338,10 @@ pub(super) fn seed_cache_dir(
         actions: vec![fileops::FileAction::Copy(copy)],
         max_unpack: None,
     })
-    .map_err(|e| WorkError::Failed(format!("file job: {e}")))?;
+    .map_err(|source| WorkError::Encode {
+        what: "cache seeding",
+        source,
+    })?;
     let spec = SandboxSpec {
         overlays,
         mounts: Vec::new(),
@@ -333,11 +356,15 @@ pub(super) fn seed_cache_dir(
     let outcome = worker
         .runner()?
         .run(&spec, &mut sink)
-        .map_err(|e| WorkError::Failed(e.to_string()))?;
+        .map_err(|source| WorkError::Sandbox {
+            what: "seeding a cache mount",
+            source,
+        });
     let _ = std::fs::remove_dir_all(&work);
+    let outcome = outcome?;
     if !outcome.success() {
         let message: Vec<String> = outcome.tail.iter().map(|l| l.text.clone()).collect();
-        return Err(WorkError::Failed(format!(
+        return Err(WorkError::InSandbox(format!(
             "seeding the cache from {source}: {}",
             message.join("\n")
         )));

@@ -8,8 +8,9 @@
 //! content store. A finished upper directory becomes the snapshot of its own layer, so the next
 //! step stacks on it without unpacking anything.
 
-mod exec;
+pub(crate) mod exec;
 mod file;
+mod ssh;
 mod unpack;
 
 use crate::layer::{DiffId, LayerOptions};
@@ -47,11 +48,17 @@ pub struct WorkerOptions {
     /// The `security.insecure` entitlement: `RUN --security=insecure` steps run without the
     /// seccomp filter and with every capability. Off unless the user asks (`--allow`).
     pub allow_insecure: bool,
+    /// The `network.host` entitlement: steps may use the host's network namespace
+    /// (`RUN --network=host`). Off unless the user asks, as in BuildKit.
+    pub allow_network_host: bool,
+    /// SSH agent sockets by id (`--ssh`), for `RUN --mount=type=ssh`: bound into the step, so
+    /// the step talks to the agent and never sees a key.
+    pub ssh: HashMap<String, PathBuf>,
 }
 
 /// The worker that runs steps on this machine.
 pub struct LocalWorker {
-    root: cache::Root,
+    root: cache::RootDir,
     store: cache::ContentStore,
     snapshots: SnapshotStore,
     opts: WorkerOptions,
@@ -60,7 +67,7 @@ pub struct LocalWorker {
 
 impl LocalWorker {
     /// A worker over the cache root.
-    pub fn new(root: cache::Root, mut opts: WorkerOptions) -> Result<Self, WorkError> {
+    pub fn new(root: cache::RootDir, mut opts: WorkerOptions) -> Result<Self, WorkError> {
         let rootless = crate::executor::is_rootless();
         if rootless && opts.layer.id_map.is_none() {
             // Files in a rootless upper directory belong to host (subordinate) ids.
@@ -71,11 +78,13 @@ impl LocalWorker {
         } else {
             OverlayXattrs::Trusted
         };
-        let snapshots = SnapshotStore::open(root.snapshots_dir(), xattrs)
-            .map_err(|e| WorkError::Failed(format!("snapshot store: {e}")))?;
-        let store = root
-            .content_store()
-            .map_err(|e| WorkError::Failed(e.to_string()))?;
+        let snapshots =
+            SnapshotStore::open(root.snapshots_dir(), xattrs).map_err(|source| WorkError::Io {
+                what: "opening the snapshot store",
+                path: root.snapshots_dir(),
+                source,
+            })?;
+        let store = root.content_store()?;
         Ok(LocalWorker {
             root,
             store,
@@ -85,10 +94,13 @@ impl LocalWorker {
         })
     }
 
-    fn runner(&self) -> Result<crate::executor::Runner, WorkError> {
+    pub(crate) fn runner(&self) -> Result<crate::executor::Runner, WorkError> {
         match &self.opts.helper {
             Some(h) => Ok(crate::executor::Runner::with_helper(h)),
-            None => crate::executor::Runner::new().map_err(|e| WorkError::Failed(e.to_string())),
+            None => crate::executor::Runner::new().map_err(|source| WorkError::Sandbox {
+                what: "finding the sandbox helper",
+                source,
+            }),
         }
     }
 
@@ -98,7 +110,7 @@ impl LocalWorker {
     /// content-addressed snapshot) is kept only at its topmost place: overlayfs refuses a
     /// directory given twice (ELOOP), and the merged view is the same, since the upper copy
     /// names every path, whiteout and opaque directory the lower one does.
-    fn lowers(&self, layers: &[LayerRef]) -> Result<Vec<PathBuf>, WorkError> {
+    pub(crate) fn lowers(&self, layers: &[LayerRef]) -> Result<Vec<PathBuf>, WorkError> {
         let dirs = self.snapshot_dirs(layers)?;
         let mut kept: Vec<PathBuf> = Vec::with_capacity(dirs.len());
         for (i, d) in dirs.iter().enumerate() {
@@ -119,43 +131,51 @@ impl LocalWorker {
                 if crate::executor::is_rootless() && !self.snapshots.contains(diff_id) {
                     unpack::unpack_in_sandbox(self, &blob, &self.snapshots.path(diff_id), diff_id)?;
                 }
-                self.snapshots
-                    .ensure(&blob, diff_id)
-                    .map_err(|e| WorkError::Failed(e.to_string()))
+                Ok(self.snapshots.ensure(&blob, diff_id)?)
             })
             .collect()
     }
 
     /// A fresh scratch directory for one step, removed when dropped.
-    fn step_dir(&self) -> Result<tempfile::TempDir, WorkError> {
+    pub(crate) fn step_dir(&self) -> Result<tempfile::TempDir, WorkError> {
         tempfile::Builder::new()
             .prefix("step-")
             .tempdir_in(self.root.tmp_dir())
-            .map_err(|e| WorkError::Failed(format!("creating step directory: {e}")))
+            .map_err(|source| WorkError::Io {
+                what: "creating a step directory in",
+                path: self.root.tmp_dir(),
+                source,
+            })
     }
 
     /// Turns a finished upper directory over `lowers` (bottom first) into a layer blob in the
     /// content store, and keeps the directory as that layer's snapshot. Entries the overlay only
     /// copied up from `lowers` are left out first, as BuildKit's differ does.
     fn commit_upper(&self, upper: &Path, lowers: &[PathBuf]) -> Result<LayerRef, WorkError> {
-        let fail =
-            |what: &str, e: &dyn std::fmt::Display| WorkError::Failed(format!("{what}: {e}"));
         let stack = crate::snapshot::LayerStack {
             layers: lowers,
             xattrs: self.snapshots.xattrs(),
         };
-        crate::layer::prune_copied_up(upper, &stack).map_err(|e| fail("diffing layer", &e))?;
-        let mut writer = self.store.writer().map_err(|e| fail("content store", &e))?;
+        crate::layer::prune_copied_up(upper, &stack).map_err(|source| WorkError::Layer {
+            what: "diffing the layer",
+            source,
+        })?;
+        let mut writer = self.store.writer()?;
         let desc = {
             let mut buffered = std::io::BufWriter::with_capacity(1 << 20, &mut writer);
-            let desc = crate::layer::write_layer(upper, &mut buffered, &self.opts.layer)
-                .map_err(|e| fail("exporting layer", &e))?;
-            std::io::Write::flush(&mut buffered).map_err(|e| fail("exporting layer", &e))?;
+            let desc = crate::layer::write_layer(upper, &mut buffered, &self.opts.layer).map_err(
+                |source| WorkError::Layer {
+                    what: "exporting the layer",
+                    source,
+                },
+            )?;
+            std::io::Write::flush(&mut buffered).map_err(|source| WorkError::Layer {
+                what: "exporting the layer",
+                source: crate::layer::LayerError::Write(source),
+            })?;
             desc
         };
-        writer
-            .commit(Some(&desc.digest))
-            .map_err(|e| fail("storing layer", &e))?;
+        writer.commit(Some(&desc.digest))?;
         let snapshot = self.snapshots.path(&desc.diff_id);
         if !snapshot.exists() {
             // The upper directory is already in overlay form: it becomes the snapshot as is.
@@ -176,7 +196,9 @@ impl LocalWorker {
             .expect("contexts")
             .get(name)
             .cloned()
-            .ok_or_else(|| WorkError::Failed(format!("build context {name:?} was not provided")))
+            .ok_or_else(|| {
+                WorkError::MissingInput(format!("build context {name:?} was not provided"))
+            })
     }
 }
 

@@ -50,15 +50,17 @@ pub(super) fn unpack_in_sandbox(
     dest: &Path,
     diff_id: &DiffId,
 ) -> Result<(), WorkError> {
-    let limit = expansion_limit(dest.parent().unwrap_or(Path::new(".")))
-        .map_err(|e| WorkError::Failed(e.to_string()))?;
+    let limit = expansion_limit(dest.parent().unwrap_or(Path::new(".")))?;
     let payload = serde_json::to_vec(&UnpackJob {
         blob: blob.to_path_buf(),
         dest: dest.to_path_buf(),
         diff_id: diff_id.to_string(),
         limit,
     })
-    .map_err(|e| WorkError::Failed(format!("unpack job: {e}")))?;
+    .map_err(|source| WorkError::Encode {
+        what: "unpack",
+        source,
+    })?;
     let spec = SandboxSpec {
         overlays: Vec::new(),
         mounts: Vec::new(),
@@ -73,10 +75,13 @@ pub(super) fn unpack_in_sandbox(
     let outcome = worker
         .runner()?
         .run(&spec, &mut sink)
-        .map_err(|e| WorkError::Failed(e.to_string()))?;
+        .map_err(|source| WorkError::Sandbox {
+            what: "unpacking a layer",
+            source,
+        })?;
     if !outcome.success() {
         let message: Vec<String> = outcome.tail.iter().map(|l| l.text.clone()).collect();
-        return Err(WorkError::Failed(format!(
+        return Err(WorkError::InSandbox(format!(
             "unpacking layer {diff_id}: {}",
             if message.is_empty() {
                 format!("exit code {}", outcome.exit_code)

@@ -93,6 +93,10 @@ pub enum ErrorKind {
     BadBuildArg(String),
     #[error("{0}")]
     Graph(String),
+    /// A step of the build failed, or its base image could not be resolved: the message is
+    /// the step's name and what went wrong.
+    #[error("{0}")]
+    Build(String),
 }
 
 impl ErrorKind {
@@ -131,7 +135,9 @@ pub struct Diagnostic {
     /// else the first line of the instruction).
     pub line_text: String,
     /// A suggestion (`did you mean ...?`).
-    pub help: Option<String>,
+    pub help: Option<Box<str>>,
+    /// The instruction's further lines (continuations), shown below the caret.
+    pub following: Box<[String]>,
 }
 
 impl Diagnostic {
@@ -143,6 +149,7 @@ impl Diagnostic {
             span,
             line_text: line_text.into(),
             help: None,
+            following: Box::default(),
         }
     }
 
@@ -153,7 +160,7 @@ impl Diagnostic {
 
     /// Adds a suggestion.
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
-        self.help = Some(help.into());
+        self.help = Some(help.into().into_boxed_str());
         self
     }
 
@@ -169,6 +176,21 @@ impl Diagnostic {
             if let Some(line) = source.lines().nth(self.span.line - 1) {
                 self.line_text = line.to_string();
             }
+        }
+        self
+    }
+
+    /// Shows the lines after the located one up to `end_line` (1-based, inclusive) of
+    /// `source`: an instruction continued over several lines is shown whole.
+    pub fn with_following_lines(mut self, source: &str, end_line: usize) -> Self {
+        if self.span.line > 0 && end_line > self.span.line {
+            self.following = source
+                .lines()
+                .skip(self.span.line)
+                .take(end_line - self.span.line)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+                .into_boxed_slice();
         }
         self
     }
@@ -198,8 +220,9 @@ impl fmt::Display for Diagnostic {
             "{}:{}:{}: {}",
             self.file, self.span.line, self.span.column, self.kind
         )?;
-        let number = self.span.line.to_string();
-        let pad = " ".repeat(number.len());
+        let width = (self.span.line + self.following.len()).to_string().len();
+        let number = format!("{:>width$}", self.span.line);
+        let pad = " ".repeat(width);
         let line = self.line_text.replace('\t', " ");
         let (text, col) = line_window(&line, self.span.column.max(1));
         write!(f, " {number} | {text}")?;
@@ -213,6 +236,12 @@ impl fmt::Display for Diagnostic {
             " ".repeat(col - 1),
             "^".repeat(carets)
         )?;
+        for (i, following) in self.following.iter().enumerate() {
+            let number = self.span.line + i + 1;
+            let following = following.replace('\t', " ");
+            let (text, _) = line_window(&following, 1);
+            write!(f, "\n {number:>width$} | {text}")?;
+        }
         if let Some(help) = &self.help {
             write!(f, "\n {pad} = help: {help}")?;
         }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::dockerignore::{DockerIgnore, IgnoreFileError};
+use engine::source::context::{self as walk, ContextSnapshot, IncludeAll};
 
 /// A summary of the build context directory, read once by the caller.
 #[derive(Debug, Clone, Default)]
@@ -15,6 +16,9 @@ pub struct ContextInfo {
     pub ignore: Option<DockerIgnore>,
     /// Names of the entries directly in the context root (`.git`, `src`, `package.json`, ...).
     pub top_level: Vec<String>,
+    /// The context as the build walks it (what the ignore file leaves visible), for resolving
+    /// COPY/ADD sources exactly as the build does.
+    pub snapshot: Option<ContextSnapshot>,
 }
 
 /// Directories whose presence in a context without an ignore file is worth a warning.
@@ -48,6 +52,8 @@ pub enum ContextError {
     },
     #[error(transparent)]
     Ignore(#[from] IgnoreFileError),
+    #[error("walking build context: {0}")]
+    Walk(#[from] walk::ContextError),
 }
 
 impl ContextInfo {
@@ -69,10 +75,15 @@ impl ContextInfo {
         top_level.sort();
         let ignore = DockerIgnore::load_for_dockerfile(root, dockerfile)?;
         let ignore = ignore.source().is_some().then_some(ignore);
+        let snapshot = match &ignore {
+            Some(rules) => ContextSnapshot::walk(root, rules)?,
+            None => ContextSnapshot::walk(root, &IncludeAll)?,
+        };
         Ok(ContextInfo {
             root: root.to_path_buf(),
             ignore,
             top_level,
+            snapshot: Some(snapshot),
         })
     }
 

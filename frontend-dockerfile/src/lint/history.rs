@@ -4,9 +4,11 @@
 //!
 //! File format (JSON):
 //! ```json
-//! { "builds": [ { "steps": [ { "line": 3, "cached": false, "duration_ms": 1200 } ] } ] }
+//! { "builds": [ { "steps": [ { "line": 3, "cached": false, "duration_ms": 1200,
+//!     "name": "[2/4] RUN make", "reason": { "kind": "arg_changed", "name": "VERSION" } } ] } ] }
 //! ```
-//! A bare array of builds is accepted too.
+//! A bare array of builds is accepted too; `name` and `reason` (the solver's
+//! [`MissReason`], as the cache's build records hold it) are optional.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Finding;
 use crate::parser::ast::{Dockerfile, Span};
+pub use engine::solver::reason::MissReason;
 
 /// One step of one recorded build.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +28,13 @@ pub struct StepRecord {
     pub cached: bool,
     /// Wall time of the step (0 for a hit).
     pub duration_ms: u64,
+    /// The step's name as progress showed it (`[build 2/4] RUN make`): what a
+    /// [`MissReason::ParentMissed`] names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Why the step missed, when the build recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<MissReason>,
 }
 
 /// One recorded build.
@@ -138,7 +148,121 @@ pub struct LineCost {
 /// A step is worth a remark when it missed in at least this share of builds.
 const MISS_SHARE: f64 = 0.5;
 
-/// Findings for the lines whose misses cost most (at most five), ranked.
+/// What made a step miss, as far as lint tells causes apart (file names and ARG names kept, the
+/// old and new values dropped).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Cause {
+    Arg(String),
+    Files,
+    Instruction,
+    BaseImage,
+    /// The step on this line (or of this name, when no recorded step has it) missed first.
+    Parent(Result<usize, String>),
+    NoCache,
+    Evicted,
+    Definition,
+    /// New step, or no earlier build to compare with: nothing to fix.
+    New,
+}
+
+/// How often one cause made one line miss, with the files it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CauseCount {
+    pub cause: Cause,
+    pub builds: usize,
+    /// For [`Cause::Files`]: the changed paths, first seen first.
+    pub paths: Vec<String>,
+}
+
+/// What an ARG changing between builds cost: in how many builds a step missed because of it, and
+/// the time of the steps that re-ran from the first of them down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ArgChangeCost {
+    pub builds: usize,
+    pub of_builds: usize,
+    pub ms: u64,
+}
+
+impl History {
+    /// The recorded causes of `line`'s misses, most frequent first.
+    pub fn causes(&self, line: usize) -> Vec<CauseCount> {
+        let mut out: Vec<CauseCount> = Vec::new();
+        for build in &self.builds {
+            let Some(step) = build.steps.iter().find(|s| s.line == line && !s.cached) else {
+                continue;
+            };
+            let Some(reason) = &step.reason else { continue };
+            let (cause, path) = match reason {
+                MissReason::ArgChanged { name, .. } => (Cause::Arg(name.clone()), None),
+                MissReason::FileChanged { path, .. } => (Cause::Files, Some(path.clone())),
+                MissReason::InstructionChanged { .. } => (Cause::Instruction, None),
+                MissReason::BaseImageChanged { .. } => (Cause::BaseImage, None),
+                MissReason::ParentMissed { parent } => {
+                    let line = build
+                        .steps
+                        .iter()
+                        .find(|s| s.name.as_deref() == Some(parent.as_str()))
+                        .map(|s| s.line)
+                        .filter(|l| *l > 0);
+                    (Cause::Parent(line.ok_or_else(|| parent.clone())), None)
+                }
+                MissReason::NoCache => (Cause::NoCache, None),
+                MissReason::Evicted => (Cause::Evicted, None),
+                MissReason::DefinitionChanged => (Cause::Definition, None),
+                MissReason::NewStep | MissReason::NoPreviousRecord => (Cause::New, None),
+            };
+            let entry = match out.iter_mut().position(|c| c.cause == cause) {
+                Some(i) => &mut out[i],
+                None => {
+                    out.push(CauseCount {
+                        cause,
+                        builds: 0,
+                        paths: Vec::new(),
+                    });
+                    out.last_mut().expect("just pushed")
+                }
+            };
+            entry.builds += 1;
+            if let Some(p) = path.filter(|p| !entry.paths.contains(p)) {
+                entry.paths.push(p);
+            }
+        }
+        out.sort_by(|a, b| b.builds.cmp(&a.builds).then(a.cause.cmp(&b.cause)));
+        out
+    }
+
+    /// What changing `ARG name` cost over the recorded builds: the builds in which a step missed
+    /// because it changed, and the time of every step that re-ran from the first such step down.
+    pub fn arg_change_cost(&self, name: &str) -> ArgChangeCost {
+        let mut cost = ArgChangeCost {
+            of_builds: self.builds.len(),
+            ..Default::default()
+        };
+        for build in &self.builds {
+            let first = build
+                .steps
+                .iter()
+                .filter(|s| {
+                    !s.cached
+                        && matches!(&s.reason, Some(MissReason::ArgChanged { name: n, .. }) if n == name)
+                })
+                .map(|s| s.line)
+                .min();
+            let Some(first) = first else { continue };
+            cost.builds += 1;
+            cost.ms += build
+                .steps
+                .iter()
+                .filter(|s| !s.cached && s.line >= first)
+                .map(|s| s.duration_ms)
+                .sum::<u64>();
+        }
+        cost
+    }
+}
+
+/// Findings for the lines whose misses cost most (at most five), ranked, each saying what made
+/// the step miss in the records and what would keep it cached.
 pub fn advice(dockerfile: &Dockerfile, history: &History) -> Vec<Finding> {
     let ranking = history.ranking();
     ranking
@@ -147,27 +271,106 @@ pub fn advice(dockerfile: &Dockerfile, history: &History) -> Vec<Finding> {
         .take(5)
         .enumerate()
         .map(|(rank, c)| {
-            let span = dockerfile
-                .children
-                .iter()
-                .find(|n| n.start_line == c.line)
+            let node = dockerfile.children.iter().find(|n| n.start_line == c.line);
+            let span = node
                 .map(|n| n.keyword_span)
                 .unwrap_or(Span { line: c.line, column: 1, ..Default::default() });
-            Finding::new(
-                "BL2001",
-                span,
-                format!(
-                    "#{} costliest cache miss: this step missed in {} of {} builds; {} ms here and {} ms re-running the steps below",
-                    rank + 1,
-                    c.misses,
-                    c.builds,
-                    c.own_ms,
-                    c.below_ms
-                ),
-            )
-            .help("move what changes often (source COPY, per-build ARGs) below this step, or what this step reads above fewer changing inputs")
+            let causes = history.causes(c.line);
+            let mut message = format!(
+                "#{} costliest cache miss: this step missed in {} of {} builds; {} ms here and {} ms re-running the steps below",
+                rank + 1,
+                c.misses,
+                c.builds,
+                c.own_ms,
+                c.below_ms
+            );
+            if !causes.is_empty() {
+                message.push_str(&format!(
+                    "; it missed because {}",
+                    causes.iter().map(describe).collect::<Vec<_>>().join(", ")
+                ));
+            }
+            let help = match causes.first() {
+                Some(top) => remedy(top, node, dockerfile),
+                None => "move what changes often (source COPY, per-build ARGs) below this step, or what this step reads above fewer changing inputs".to_string(),
+            };
+            let mut f = Finding::new("BL2001", span, message).help(help);
+            if let Some(Cause::Parent(Ok(line))) = causes.first().map(|k| &k.cause) {
+                f = f.related([*line]);
+            }
+            f
         })
         .collect()
+}
+
+/// The cause as the message says it: `ARG VERSION changed (3 builds)`.
+fn describe(k: &CauseCount) -> String {
+    let what = match &k.cause {
+        Cause::Arg(name) => format!("ARG {name} changed"),
+        Cause::Files => format!("files it reads changed ({})", shorten(&k.paths)),
+        Cause::Instruction => "the instruction was edited".to_string(),
+        Cause::BaseImage => "the base image moved to a new digest".to_string(),
+        Cause::Parent(Ok(line)) => format!("the step on line {line} missed first"),
+        Cause::Parent(Err(name)) => format!("the step `{name}` missed first"),
+        Cause::NoCache => "the cache was disabled (--no-cache)".to_string(),
+        Cause::Evicted => "its cache entry had been removed".to_string(),
+        Cause::Definition => "its environment, user, mounts or platform changed".to_string(),
+        Cause::New => "it was new".to_string(),
+    };
+    let times = if k.builds == 1 { "build" } else { "builds" };
+    format!("{what} ({} {times})", k.builds)
+}
+
+fn shorten(paths: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut s = paths
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if paths.len() > SHOWN {
+        s.push_str(&format!(" and {} more", paths.len() - SHOWN));
+    }
+    s
+}
+
+/// What would have kept the step cached, for its most frequent cause.
+fn remedy(
+    k: &CauseCount,
+    node: Option<&crate::parser::ast::Node>,
+    dockerfile: &Dockerfile,
+) -> String {
+    match &k.cause {
+        Cause::Arg(name) => {
+            let uses = node.is_some_and(|n| {
+                super::vars::references(&n.original, dockerfile.escape)
+                    .iter()
+                    .any(|(r, _)| r == name)
+            });
+            if uses {
+                format!("this step uses ${name}, so every new value re-runs it: keep it as low as possible and move the steps that do not use {name} above `ARG {name}`")
+            } else {
+                format!("this step does not use ${name}: declare `ARG {name}` below it (just above the first step that uses it), or keep its value the same from build to build")
+            }
+        }
+        Cause::Files => {
+            let is_copy = node.is_some_and(|n| matches!(n.value.as_str(), "copy" | "add"));
+            if is_copy {
+                format!("copy first only what the next steps need (the dependency manifests) and the rest after them, and list in .dockerignore what should never trigger a rebuild ({})", shorten(&k.paths))
+            } else {
+                format!("mount or copy only the files this step needs, and list in .dockerignore what should never trigger a rebuild ({})", shorten(&k.paths))
+            }
+        }
+        Cause::Instruction => "the instruction text itself changed between builds: if it is generated (a version or date written into it), pass that value as an ARG declared below this step instead".to_string(),
+        Cause::BaseImage => "pin the base image by digest (`FROM image@sha256:...`) so that it moves only when you update it".to_string(),
+        Cause::Parent(Ok(line)) => format!("it re-ran only because line {line} above it missed: make that step hit the cache (see its finding), or move this step above it if it does not need its result"),
+        Cause::Parent(Err(name)) => format!("it re-ran only because `{name}` missed: make that step hit the cache"),
+        Cause::NoCache => "the builds ran with --no-cache or --no-cache-filter: drop the flag to reuse this step".to_string(),
+        Cause::Evicted => "its result had been pruned from the cache: keep more cache (a larger prune limit) or prune less often".to_string(),
+        Cause::Definition => "something above it that it sees changed (ENV, USER, WORKDIR, mounts or platform): keep those stable, or declare the changing ones below this step".to_string(),
+        Cause::New => "the step was new in these builds: it should hit the cache from the next build on".to_string(),
+    }
 }
 
 #[cfg(test)]

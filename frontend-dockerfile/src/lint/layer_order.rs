@@ -6,19 +6,27 @@
 //! and what needs little (dependency manifests, system packages) as high as possible.
 
 use super::context::{ContextInfo, HEAVY_DIRS};
+use super::history::{ArgChangeCost, History};
 use super::model::{self, Model, Stage};
+use super::reorder;
 use super::script::{Command, Script};
 use super::Finding;
 use crate::parser::ast::Node;
 
-pub(crate) fn check(model: &Model<'_>, context: Option<&ContextInfo>, out: &mut Vec<Finding>) {
+pub(crate) fn check(
+    model: &Model<'_>,
+    context: Option<&ContextInfo>,
+    history: Option<&History>,
+    source: &str,
+    out: &mut Vec<Finding>,
+) {
     for stage in &model.stages {
         broad_copy_before_install(model, stage, context, out);
-        per_build_values(model, stage, out);
+        per_build_values(model, stage, history, source, out);
         apt_update_alone(stage, out);
         runs_belong_together(stage, out);
         early_add_url(stage, out);
-        stable_below_changing(stage, out);
+        stable_below_changing(stage, source, out);
         if let Some(ctx) = context {
             copy_without_dockerignore(stage, ctx, out);
         }
@@ -524,7 +532,13 @@ fn is_per_build_name(name: &str, has_default: bool) -> bool {
     !has_default && OWN_VERSION.contains(&upper.as_str())
 }
 
-fn per_build_values(model: &Model<'_>, stage: &Stage<'_>, out: &mut Vec<Finding>) {
+fn per_build_values(
+    model: &Model<'_>,
+    stage: &Stage<'_>,
+    history: Option<&History>,
+    source: &str,
+    out: &mut Vec<Finding>,
+) {
     let escape = model.dockerfile.escape;
     // A stage `ARG NAME` without a value takes the global ARG's default.
     let global_defaults: Vec<&str> = model
@@ -536,15 +550,27 @@ fn per_build_values(model: &Model<'_>, stage: &Stage<'_>, out: &mut Vec<Finding>
         .map(|(n, _, _)| n)
         .collect();
     let mut volatile: Vec<String> = Vec::new();
+    // Lines already moved along with an earlier finding's ARG.
+    let mut carried: Vec<usize> = Vec::new();
     for (i, node) in stage.body.iter().enumerate() {
-        // ARGs with per-build names, and ENVs whose values carry one (ENV reaches every RUN as
-        // ARG does). LABELs are image metadata: they invalidate nothing.
+        if carried.contains(&i) {
+            continue;
+        }
+        // ARGs with per-build names or values the build records show changing, and ENVs whose
+        // values carry one (ENV reaches every RUN as ARG does). LABELs are image metadata: they
+        // invalidate nothing.
+        let mut measured: Vec<(String, ArgChangeCost)> = Vec::new();
         let names: Vec<String> = match node.value.as_str() {
             "arg" => model::arg_decls(node)
                 .into_iter()
                 .filter(|(n, d, _)| {
                     let has_default =
                         d.is_some_and(|d| !d.is_empty()) || global_defaults.contains(n);
+                    let cost = history.map(|h| h.arg_change_cost(n)).unwrap_or_default();
+                    if cost.builds > 0 {
+                        measured.push((n.to_string(), cost));
+                        return true;
+                    }
                     is_per_build_name(n, has_default)
                 })
                 .map(|(n, _, _)| n.to_string())
@@ -564,85 +590,68 @@ fn per_build_values(model: &Model<'_>, stage: &Stage<'_>, out: &mut Vec<Finding>
             continue;
         }
         volatile.extend(names.iter().cloned());
-        // The RUNs below that do not use the value but re-run when it changes: those up to the
-        // first one that uses it (everything after that re-runs anyway).
-        let uses = |n: &Node| {
-            super::vars::references(&model::run_text(n), escape)
-                .iter()
-                .any(|(r, _)| names.contains(r))
-        };
-        let later = &stage.body[i + 1..];
-        let first_use = later.iter().position(|n| n.value == "run" && uses(n));
-        let needless: Vec<usize> = later[..first_use.unwrap_or(later.len())]
-            .iter()
-            .filter(|n| n.value == "run")
-            .map(|n| n.start_line)
-            .collect();
+        let mv = reorder::plan_down(stage, i, escape);
+        let needless: Vec<usize> = mv.passed_runs(stage).iter().map(|n| n.start_line).collect();
         if needless.is_empty() {
             continue;
         }
-        let dependents: Vec<usize> = later
-            .iter()
-            .filter(|n| matches!(n.value.as_str(), "label" | "env"))
-            .filter(|n| {
-                model::key_values(n).iter().any(|kv| {
-                    super::vars::references(&kv.value.value, escape)
-                        .iter()
-                        .any(|(r, _)| names.contains(r))
-                })
-            })
-            .map(|n| n.start_line)
-            .collect();
-        let (target, place) = match first_use {
-            Some(k) => (
-                i + k,
-                format!(
-                    "just above line {}, the first RUN that uses it",
-                    later[k].start_line
-                ),
+        carried.extend(mv.moved.iter().copied());
+        let followers: Vec<usize> = mv.followers(stage).iter().map(|n| n.start_line).collect();
+        let place = match mv.first_use {
+            Some(k) => format!(
+                "just above line {}, the first instruction that uses it",
+                stage.body[k].start_line
             ),
-            None => {
-                let last = stage
-                    .body
-                    .iter()
-                    .rposition(|n| n.value == "run")
-                    .unwrap_or(i);
-                (
-                    last,
-                    format!(
-                        "after line {} (the last RUN of the stage)",
-                        stage.body[last].end_line
-                    ),
-                )
-            }
+            None => format!(
+                "after line {} (the last RUN of the stage)",
+                stage.body[mv.insert_at - 1].end_line
+            ),
         };
         let mut help = format!("declare it {place}");
-        if !dependents.is_empty() {
+        if !followers.is_empty() {
             help.push_str(&format!(
                 ", together with the ENV/LABEL lines that use it ({})",
-                dependents
+                followers
                     .iter()
                     .map(|l| l.to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
         }
-        out.push(
-            Finding::new(
-                "BL1002",
-                node.keyword_span,
-                format!(
-                    "{} `{}` carries a per-build value above {} RUN step(s) that do not use it (lines {}): every new value re-runs them",
-                    node.keyword.to_uppercase(),
-                    names.join("`, `"),
-                    needless.len(),
-                    needless.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
-                ),
+        let what = if measured.is_empty() {
+            "carries a per-build value".to_string()
+        } else {
+            let shown: Vec<String> = measured
+                .iter()
+                .map(|(n, c)| {
+                    format!(
+                        "`ARG {n} changed` in {} of {} recorded builds, re-running {} ms of steps",
+                        c.builds, c.of_builds, c.ms
+                    )
+                })
+                .collect();
+            format!(
+                "has a value that changes between builds (the build records show {})",
+                shown.join("; ")
             )
-            .related(needless.clone())
-            .help(help)
-            .suggestion(render_move(&stage.body, i, target)),
-        );
+        };
+        let mut f = Finding::new(
+            "BL1002",
+            node.keyword_span,
+            format!(
+                "{} `{}` {what}, above {} RUN step(s) that do not use it (lines {}): every new value re-runs them",
+                node.keyword.to_uppercase(),
+                names.join("`, `"),
+                needless.len(),
+                needless.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
+            ),
+        )
+        .related(needless.iter().copied().chain(followers.iter().copied()))
+        .help(help);
+        if let Some(diff) = mv.render(stage, source) {
+            f = f.suggestion(diff);
+        }
+        out.push(f);
     }
 }
 
@@ -873,12 +882,122 @@ fn is_context_free(c: &Command) -> bool {
         }))
 }
 
-fn stable_below_changing(stage: &Stage<'_>, out: &mut Vec<Finding>) {
-    let first_copy = stage.body.iter().position(|n| context_sources(n).is_some());
-    let Some(first_copy) = first_copy else { return };
-    let copy = stage.body[first_copy];
-    for (k, node) in stage.body[first_copy + 1..].iter().enumerate() {
-        let index = first_copy + 1 + k;
+/// Whether a step may read the files a COPY wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reads {
+    /// The step names the destination, or is a known reader of that place.
+    Yes,
+    /// The files land where system tools look (package scripts may read them): cannot tell.
+    Maybe,
+    No,
+}
+
+/// System places and the commands (or package names) known to read what is put there.
+const KNOWN_READERS: &[(&str, &[&str])] = &[
+    (
+        "/usr/local/share/ca-certificates",
+        &["ca-certificates", "update-ca-certificates"],
+    ),
+    (
+        "/usr/share/ca-certificates",
+        &["ca-certificates", "update-ca-certificates"],
+    ),
+    (
+        "/etc/ca-certificates",
+        &["ca-certificates", "update-ca-certificates"],
+    ),
+    (
+        "/etc/ssl",
+        &[
+            "ca-certificates",
+            "update-ca-certificates",
+            "openssl",
+            "curl",
+            "wget",
+        ],
+    ),
+    ("/etc/apt", &["apt-get", "apt", "dpkg"]),
+    ("/etc/dpkg", &["apt-get", "apt", "dpkg"]),
+    ("/etc/apk", &["apk"]),
+    ("/etc/yum", &["yum", "dnf", "microdnf"]),
+    ("/etc/dnf", &["yum", "dnf", "microdnf"]),
+    ("/etc/pki", &["yum", "dnf", "microdnf", "update-ca-trust"]),
+    ("/etc/zypp", &["zypper"]),
+    ("/etc/pip.conf", &["pip", "pip3"]),
+    (
+        "/etc/login.defs",
+        &["useradd", "adduser", "groupadd", "addgroup"],
+    ),
+    ("/etc/skel", &["useradd", "adduser"]),
+    ("/etc/default", &["useradd", "adduser"]),
+    (
+        "/etc/passwd",
+        &["useradd", "adduser", "groupadd", "addgroup", "usermod"],
+    ),
+    (
+        "/etc/group",
+        &["useradd", "adduser", "groupadd", "addgroup", "usermod"],
+    ),
+    ("/etc/shadow", &["useradd", "adduser", "usermod"]),
+];
+
+/// Top-level directories where package installs and user tools look for configuration.
+const SYSTEM_DIRS: &[&str] = &[
+    "/etc", "/usr", "/lib", "/lib64", "/var", "/opt", "/root", "/bin", "/sbin", "/home",
+];
+
+fn under(path: &str, dir: &str) -> bool {
+    path == dir || path.starts_with(&format!("{}/", dir.trim_end_matches('/')))
+}
+
+/// Whether the RUN `node` (with `script`) may read what the COPY `copy` wrote.
+fn may_read(copy: &Node, node: &Node, script: &Script) -> Reads {
+    let Some(dest) = copy.args.last().map(|w| w.value.as_str()) else {
+        return Reads::Maybe;
+    };
+    if dest.contains('$') {
+        return Reads::Maybe;
+    }
+    let dest = dest.trim_end_matches('/');
+    let text = model::run_text(node);
+    // The step names the destination (or a place inside it, or the directory holding it).
+    if dest.starts_with('/') && dest.len() > 1 && text.contains(dest) {
+        return Reads::Yes;
+    }
+    let words: Vec<&str> = script
+        .commands
+        .iter()
+        .flat_map(|c| c.words.iter().map(String::as_str))
+        .collect();
+    if words
+        .iter()
+        .any(|w| w.starts_with('/') && w.len() > 1 && under(dest, w.trim_end_matches('/')))
+    {
+        return Reads::Yes;
+    }
+    if !dest.starts_with('/') {
+        // Relative to the WORKDIR: the application's own directory.
+        return Reads::No;
+    }
+    for (place, readers) in KNOWN_READERS {
+        if under(dest, place) || under(place, dest) {
+            let named = words.iter().any(|w| {
+                let base = w.split(['=', ':']).next().unwrap_or(w);
+                readers.contains(&base.rsplit('/').next().unwrap_or(base))
+            });
+            if named {
+                return Reads::Yes;
+            }
+        }
+    }
+    if dest.is_empty() || SYSTEM_DIRS.iter().any(|d| under(dest, d)) {
+        return Reads::Maybe;
+    }
+    Reads::No
+}
+
+fn stable_below_changing(stage: &Stage<'_>, source: &str, out: &mut Vec<Finding>) {
+    for (index, node) in stage.body.iter().enumerate() {
         if node.value != "run" || !node.flags.is_empty() {
             continue;
         }
@@ -891,16 +1010,73 @@ fn stable_below_changing(stage: &Stage<'_>, out: &mut Vec<Finding>) {
         if !installs_system || !script.commands.iter().all(is_context_free) {
             continue;
         }
-        out.push(
-            Finding::new(
-                "BL1007",
-                node.keyword_span,
-                format!("this step needs nothing from the build context, yet sits below the COPY on line {}: every change to the copied files re-runs it", copy.start_line),
+        // How far up it can go: past COPY/ADD and metadata that no step sees; anything that
+        // changes what a RUN runs with (ENV, ARG, USER, WORKDIR, SHELL, another RUN) stays put.
+        let mut top = index;
+        while top > 0
+            && matches!(
+                stage.body[top - 1].value.as_str(),
+                "copy" | "add" | "label" | "expose"
             )
-            .related([copy.start_line])
-            .help(format!("move it above line {}", copy.start_line))
-            .suggestion(render_move(&stage.body, index, first_copy)),
+        {
+            top -= 1;
+        }
+        let copies: Vec<&Node> = stage.body[top..index]
+            .iter()
+            .copied()
+            .filter(|n| context_sources(n).is_some())
+            .collect();
+        let Some(first) = copies.first() else {
+            continue;
+        };
+        let mut reads = Reads::No;
+        let mut unsure: Vec<usize> = Vec::new();
+        for c in &copies {
+            match may_read(c, node, &script) {
+                Reads::Yes => {
+                    reads = Reads::Yes;
+                    break;
+                }
+                Reads::Maybe => {
+                    reads = Reads::Maybe;
+                    unsure.push(c.start_line);
+                }
+                Reads::No => {}
+            }
+        }
+        let lines = |ls: &[usize]| {
+            ls.iter()
+                .map(|l| l.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let copy_lines: Vec<usize> = copies.iter().map(|c| c.start_line).collect();
+        let message = format!(
+            "this step needs nothing from the build context, yet sits below the COPY on line {}: every change to the copied files re-runs it",
+            lines(&copy_lines)
         );
+        let f = Finding::new("BL1007", node.keyword_span, message).related(copy_lines.clone());
+        match reads {
+            Reads::Yes => continue,
+            Reads::Maybe => out.push(f.help(format!(
+                "if this step does not read the files of line {}, move it above line {}",
+                lines(&unsure),
+                first.start_line
+            ))),
+            Reads::No => {
+                let mv = reorder::Move {
+                    moved: (top..index).collect(),
+                    insert_at: index + 1,
+                    first_use: None,
+                    show_up: true,
+                };
+                let mut f = f.help(format!("move it above line {}", first.start_line));
+                if let Some(diff) = mv.render(stage, source) {
+                    f = f.suggestion(diff);
+                }
+                out.push(f);
+            }
+        }
     }
 }
 

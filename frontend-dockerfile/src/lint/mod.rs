@@ -10,6 +10,7 @@
 //!
 //! Invariant: lint never fails on a Dockerfile that parsed; rules that cannot decide stay silent.
 
+mod build_errors;
 mod buildkit;
 pub mod config;
 pub mod context;
@@ -18,6 +19,7 @@ pub mod history;
 mod layer_order;
 mod model;
 pub mod output;
+mod reorder;
 pub mod rules;
 pub mod script;
 mod suppress;
@@ -97,6 +99,10 @@ pub struct Finding {
     /// The suggested lines (a snippet or a diff), when a rule can write them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suggestion: Option<String>,
+    /// The rule that reports the same fact under another name, when this finding is one of such
+    /// a pair (a build error that BuildKit's or hadolint's rules also describe).
+    #[serde(skip)]
+    pub(crate) same_as: Option<&'static str>,
 }
 
 impl Finding {
@@ -115,6 +121,7 @@ impl Finding {
             related_lines: Vec::new(),
             help: None,
             suggestion: None,
+            same_as: None,
         }
     }
 
@@ -143,6 +150,10 @@ pub struct LintInput<'a> {
     pub context: Option<&'a ContextInfo>,
     /// Past builds of this Dockerfile, when the cache holds any.
     pub history: Option<&'a History>,
+    /// `--build-arg` values, for the errors the build would stop at with them.
+    pub build_args: std::collections::BTreeMap<String, String>,
+    /// The stage the build would build (`None` = the last one).
+    pub target: Option<String>,
 }
 
 /// Runs every rule, applies inline suppressions, `# check=` and `config`, and returns the findings
@@ -150,9 +161,16 @@ pub struct LintInput<'a> {
 pub fn lint(dockerfile: &Dockerfile, input: &LintInput<'_>, config: &LintConfig) -> Vec<Finding> {
     let model = model::Model::new(dockerfile);
     let mut findings = Vec::new();
+    build_errors::check(dockerfile, input, &mut findings);
     buildkit::check(&model, input.context, &mut findings);
     hadolint::check(&model, &mut findings);
-    layer_order::check(&model, input.context, &mut findings);
+    layer_order::check(
+        &model,
+        input.context,
+        input.history,
+        input.source,
+        &mut findings,
+    );
     if let Some(history) = input.history {
         findings.extend(history::advice(dockerfile, history));
     }
@@ -179,7 +197,13 @@ fn finish(
     config: &LintConfig,
 ) -> Vec<Finding> {
     let suppressions = suppress::Suppressions::new(dockerfile);
-    findings.retain(|f| !suppressions.is_suppressed(f) && !config.is_ignored(&f.rule));
+    // Ignoring a rule ignores the fact it reports, under whichever name.
+    findings.retain(|f| {
+        !suppressions.is_suppressed(f)
+            && !config.is_ignored(&f.rule)
+            && !f.same_as.is_some_and(|a| config.is_ignored(a))
+            && !rules::same_fact(&f.rule).any(|a| config.is_ignored(a))
+    });
     for f in &mut findings {
         if let Some(sev) = config.severity_of(&f.rule) {
             f.severity = sev;
@@ -187,7 +211,43 @@ fn finish(
     }
     findings.sort_by(|a, b| (a.line, a.column, &a.rule).cmp(&(b.line, b.column, &b.rule)));
     findings.dedup_by(|a, b| a.line == b.line && a.rule == b.rule && a.message == b.message);
+    drop_same_fact(&mut findings);
     findings
+}
+
+/// The group and rank of a finding among [`rules::SAME_FACT`]; build errors rank first in theirs.
+fn fact_group(f: &Finding) -> Option<(usize, usize)> {
+    let (rule, boost) = match f.same_as {
+        Some(alias) => (alias, 0),
+        None => (f.rule.as_str(), 1),
+    };
+    rules::SAME_FACT.iter().enumerate().find_map(|(g, rules)| {
+        rules
+            .iter()
+            .position(|r| *r == rule)
+            .map(|rank| (g, rank + boost))
+    })
+}
+
+/// Keeps one finding per fact and line: the same CMD is not reported as both
+/// `JSONArgsRecommended` and `DL3025`.
+fn drop_same_fact(findings: &mut Vec<Finding>) {
+    let keep: Vec<bool> = findings
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let Some((group, rank)) = fact_group(f) else {
+                return true;
+            };
+            !findings.iter().enumerate().any(|(j, other)| {
+                j != i
+                    && other.line == f.line
+                    && fact_group(other).is_some_and(|(g, r)| g == group && (r, j) < (rank, i))
+            })
+        })
+        .collect();
+    let mut it = keep.iter();
+    findings.retain(|_| *it.next().unwrap_or(&true));
 }
 
 /// The highest severity among `findings`, if any.

@@ -42,6 +42,9 @@ macro_rules! rule {
 
 /// Every rule lint knows.
 pub static RULES: &[RuleInfo] = &[
+    // What the build stops at (ours, from the build's own parsing, lowering and source resolution).
+    rule!("BL0001", "BuildFails", Builder, Error,
+        "`builder build` stops here: an unknown instruction or flag, wrong arguments, a bad reference or value, or a COPY/ADD source the build context lacks."),
     // Layer order and cache (ours).
     rule!("BL1001", "BroadCopyBeforeDependencyInstall", Builder, Warning,
         "Copy only the dependency manifests before installing dependencies, then copy the rest: a broad COPY first re-runs the install on every source change."),
@@ -142,6 +145,36 @@ pub static RULES: &[RuleInfo] = &[
     rule!("DL4005", "UseShell", Hadolint, Warning, "Use SHELL to change the default shell."),
     rule!("DL4006", "Pipefail", Hadolint, Warning, "Set the SHELL option -o pipefail before RUN with a pipe in it."),
 ];
+
+/// Rules of different origins that report one fact, preferred first: BuildKit's check (what
+/// `builder build` prints) before hadolint's. Lint reports one finding per fact and line (a build
+/// error, `BL0001`, before both).
+pub static SAME_FACT: &[&[&str]] = &[
+    &["JSONArgsRecommended", "DL3025"],
+    &["MaintainerDeprecated", "DL4000"],
+    &["DuplicateStageName", "DL3024"],
+    &["ReservedStageName", "DL3063"],
+    &["RedundantTargetPlatform", "DL3065"],
+    &[
+        "MultipleInstructionsDisallowed",
+        "DL4003",
+        "DL4004",
+        "DL3012",
+    ],
+    &["WorkdirRelativePath", "DL3000"],
+    &["InvalidDefaultArgInFrom"],
+    &["DL3061"],
+    &["DL3023"],
+];
+
+/// The other rules that report the same fact as `id` (empty when none).
+pub fn same_fact(id: &str) -> impl Iterator<Item = &'static str> + '_ {
+    SAME_FACT
+        .iter()
+        .filter(move |g| g.contains(&id))
+        .flat_map(|g| g.iter().copied())
+        .filter(move |r| *r != id)
+}
 
 /// The rule with this id or name (case-insensitive).
 pub fn find(id_or_name: &str) -> Option<&'static RuleInfo> {

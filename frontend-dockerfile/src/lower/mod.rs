@@ -49,6 +49,71 @@ pub struct LowerOptions<'a> {
     pub dockerignore: Vec<String>,
     /// Answers questions about base images (env, workdir, ONBUILD triggers), when available.
     pub resolver: Option<&'a dyn BaseImageResolver>,
+    /// What every `RUN` step gets from the build's flags (`--network`, ...).
+    pub run: RunDefaults,
+    /// `--build-context NAME=...`: names that `FROM NAME`, `COPY --from=NAME` and
+    /// `RUN --mount=from=NAME` mean instead of an image of that name (stage names still win).
+    pub named_contexts: BTreeMap<String, NamedContext>,
+}
+
+/// What a `--build-context` name stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A local directory: the solver's context source of the same name.
+    Local,
+    /// An image (`docker-image://REF`, or an OCI layout loaded into the store), by reference.
+    Image(String),
+}
+
+impl NamedContext {
+    /// The base of a stage that starts from this context, named `key`.
+    fn base(&self, key: &str) -> Base {
+        match self {
+            NamedContext::Local => Base::Context(key.to_string()),
+            NamedContext::Image(reference) => Base::Image(reference.clone()),
+        }
+    }
+}
+
+/// The build context `name` (an image name as written in `FROM` or `--from`, or a stage name)
+/// stands for, with its key. As BuildKit, names compare in their familiar form without
+/// `:latest`: `alpine`, `alpine:latest` and `docker.io/library/alpine` are one name.
+pub(crate) fn named_context<'m>(
+    contexts: &'m BTreeMap<String, NamedContext>,
+    name: &str,
+) -> Option<(&'m str, &'m NamedContext)> {
+    if contexts.is_empty() {
+        return None;
+    }
+    let wanted = familiar_name(name)?;
+    contexts
+        .iter()
+        .find(|(key, _)| familiar_name(key).as_deref() == Some(wanted.as_str()))
+        .map(|(key, named)| (key.as_str(), named))
+}
+
+/// `docker.io/library/alpine:latest` → `alpine`; `None` for what is not an image name.
+fn familiar_name(name: &str) -> Option<String> {
+    let full = normalize_image_reference(name).ok()?;
+    let short = full
+        .strip_prefix("docker.io/library/")
+        .or_else(|| full.strip_prefix("docker.io/"))
+        .unwrap_or(&full);
+    Some(short.strip_suffix(":latest").unwrap_or(short).to_string())
+}
+
+/// Settings of every `RUN` step that come from the build rather than the Dockerfile: `docker
+/// build --network`, ... A `RUN --network=none|host` of its own wins over the build's network.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunDefaults {
+    /// The network of steps without `RUN --network` (or with `--network=default`).
+    pub network: engine::graph::NetworkMode,
+    /// `--add-host`: entries for each step's `/etc/hosts`.
+    pub extra_hosts: Vec<engine::graph::ExtraHost>,
+    /// `--shm-size` in bytes; 0 = the default.
+    pub shm_size: u64,
+    /// `--ulimit`s.
+    pub ulimits: Vec<engine::graph::Ulimit>,
 }
 
 impl Default for LowerOptions<'_> {
@@ -63,6 +128,8 @@ impl Default for LowerOptions<'_> {
             context_name: "context".to_string(),
             dockerignore: Vec::new(),
             resolver: None,
+            run: RunDefaults::default(),
+            named_contexts: BTreeMap::new(),
         }
     }
 }
@@ -152,6 +219,8 @@ impl Expander for ShellExpander<'_> {
 pub(crate) enum SourceRef {
     Stage(usize),
     Image(String),
+    /// A local `--build-context`, by name.
+    Context(String),
 }
 
 /// A stage's instructions as found in the file.
@@ -167,6 +236,8 @@ pub(crate) enum Base {
     Stage(usize),
     Scratch,
     Image(String),
+    /// A local `--build-context`: its files, with no image config (as BuildKit).
+    Context(String),
 }
 
 /// Lowers `dockerfile` into a build graph for `opts.target`.
@@ -252,6 +323,7 @@ fn lower_inner(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, 
 
     // Bases.
     let mut bases = Vec::new();
+    let mut replaced_stages = Vec::new();
     for (i, st) in stages.iter().enumerate() {
         let image = &st.from.image;
         let span = st
@@ -260,6 +332,18 @@ fn lower_inner(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, 
             .first()
             .map(|w| w.span)
             .unwrap_or_default();
+        // A stage named like a build context is that context, its own instructions unused
+        // (as BuildKit).
+        let replaced = st
+            .from
+            .name
+            .as_deref()
+            .and_then(|n| named_context(&opts.named_contexts, n));
+        if let Some((key, named)) = replaced {
+            bases.push(named.base(key));
+            replaced_stages.push(i);
+            continue;
+        }
         let base = match names.get(&image.to_ascii_lowercase()) {
             Some(&j) if j < i => Base::Stage(j),
             Some(&j) if j > i => {
@@ -273,6 +357,10 @@ fn lower_inner(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, 
                 )))
             }
             _ if image.eq_ignore_ascii_case("scratch") => Base::Scratch,
+            _ if named_context(&opts.named_contexts, image).is_some() => {
+                let (key, named) = named_context(&opts.named_contexts, image).expect("just found");
+                named.base(key)
+            }
             _ => Base::Image(normalize_image_reference(image).map_err(|e| {
                 node_error(
                     st.from_node,
@@ -288,6 +376,10 @@ fn lower_inner(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, 
         bases.push(base);
     }
 
+    for i in replaced_stages {
+        stages[i].body.clear();
+    }
+
     // Edges between stages: base stages, COPY --from, RUN --mount from=, inherited triggers.
     let mut deps: Vec<Vec<(usize, &Node)>> = vec![Vec::new(); stages.len()];
     for i in 0..stages.len() {
@@ -300,8 +392,14 @@ fn lower_inner(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, 
         }
         for node in nodes {
             for (value, span) in from_refs(node) {
-                if let SourceRef::Stage(j) = resolve_ref(&value, &names, stages.len(), node, span)?
-                {
+                if let SourceRef::Stage(j) = resolve_ref(
+                    &value,
+                    &names,
+                    &opts.named_contexts,
+                    stages.len(),
+                    node,
+                    span,
+                )? {
                     if j == i {
                         return Err(node_error(node, ErrorKind::SelfReference, span)
                             .with_help("copy from an earlier stage or an image"));
@@ -413,6 +511,7 @@ pub(crate) fn chown_name(chown: &str) -> Option<&str> {
 pub(crate) fn resolve_ref(
     value: &str,
     names: &HashMap<String, usize>,
+    named_contexts: &BTreeMap<String, NamedContext>,
     count: usize,
     node: &Node,
     span: Span,
@@ -429,7 +528,11 @@ pub(crate) fn resolve_ref(
     if let Some(&i) = names.get(&value.to_ascii_lowercase()) {
         return Ok(SourceRef::Stage(i));
     }
-    Ok(SourceRef::Image(value.to_string()))
+    match named_context(named_contexts, value) {
+        Some((key, NamedContext::Local)) => Ok(SourceRef::Context(key.to_string())),
+        Some((_, NamedContext::Image(reference))) => Ok(SourceRef::Image(reference.clone())),
+        None => Ok(SourceRef::Image(value.to_string())),
+    }
 }
 
 fn check_cycles(stages: &[StageNodes], deps: &[Vec<(usize, &Node)>]) -> Result<(), Diagnostic> {
