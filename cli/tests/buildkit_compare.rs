@@ -27,7 +27,9 @@
 //!     out of the RUN history); each gives its reason (checked with `BUILDKIT_COMPARE_ALL=1`),
 //!     and dockerd mode skips it.
 //!
-//! mtimes and `created` timestamps differ by nature and are not compared.
+//! mtimes and `created` timestamps differ by nature and are not compared. A difference found
+//! and not fixed yet is not accepted either: its case stays out of the list, kept with what was
+//! observed in the comment before `heredoc_cases`.
 //!
 //! Run against a current BuildKit:
 //! `BUILDCTL=/path/to/buildctl BUILDKIT_ADDR=unix:///path/to/buildkitd.sock cargo test -p cli
@@ -55,6 +57,8 @@ struct Case {
     context: Context,
     /// Hardlinks made in a written context: (new path, existing path).
     hardlinks: &'static [(&'static str, &'static str)],
+    /// Symlinks made in a written context: (path, target as written).
+    symlinks: &'static [(&'static str, &'static str)],
     /// Paths v0.8 leaves behind as RUN mount stubs (see the module doc).
     mount_stubs: &'static [&'static str],
     /// `--secret` arguments, given to both builders.
@@ -71,6 +75,7 @@ impl Case {
             name,
             context,
             hardlinks: &[],
+            symlinks: &[],
             mount_stubs: &[],
             secrets: &[],
             fails_with: None,
@@ -131,6 +136,44 @@ fn tar_of(entries: &[(&str, &[u8], u32, u64, u64)]) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
+/// A tar holding a directory, a file, a symlink and a hardlink to the file, and a nested
+/// directory whose entry comes after its contents.
+fn tar_with_links() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, kind: tar::EntryType, data: &[u8], mode: u32, link: Option<&str>| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_600_000_000);
+        if let Some(l) = link {
+            h.set_link_name(l).unwrap();
+        }
+        b.append_data(&mut h, path, data).unwrap();
+    };
+    add("top/", tar::EntryType::Directory, b"", 0o755, None);
+    add("top/file", tar::EntryType::Regular, b"data\n", 0o640, None);
+    add("top/sym", tar::EntryType::Symlink, b"", 0o777, Some("file"));
+    add(
+        "top/hard",
+        tar::EntryType::Link,
+        b"",
+        0o640,
+        Some("top/file"),
+    );
+    add(
+        "top/late/inner",
+        tar::EntryType::Regular,
+        b"inner\n",
+        0o600,
+        None,
+    );
+    add("top/late/", tar::EntryType::Directory, b"", 0o711, None);
+    b.into_inner().unwrap()
+}
+
 fn dockerfile(text: &str) -> (&'static str, Vec<u8>) {
     ("Dockerfile", text.as_bytes().to_vec())
 }
@@ -153,7 +196,7 @@ fn cases() -> Vec<Case> {
     ]);
     let busybox = std::fs::read("/usr/bin/busybox").unwrap();
     let base_dockerfile = std::fs::read(examples_dir().join("base/Dockerfile")).unwrap();
-    vec![
+    let mut cases = vec![
         Case::new(
             "base",
             Context::Files(vec![("Dockerfile", base_dockerfile), ("busybox", busybox)]),
@@ -607,6 +650,932 @@ CMD echo run
 "#,
             )]),
         ),
+    ];
+    cases.extend(heredoc_cases());
+    cases.extend(run_flag_cases());
+    cases.extend(variable_cases());
+    cases.extend(metadata_cases());
+    cases.extend(copy_add_cases());
+    cases.extend(parsing_cases());
+    cases.extend(stage_and_error_cases());
+    for case in &mut cases {
+        if let Some(why) = not_in_v08(case.name) {
+            case.current_only = Some(why);
+        }
+        if let Some(stubs) = v08_mount_stubs(case.name) {
+            case.mount_stubs = stubs;
+        }
+    }
+    cases
+}
+
+/// Why v0.8 cannot take part in a case added with the wider net (see the module doc), each
+/// checked against dockerd 20.10 with `BUILDKIT_COMPARE_ALL=1`.
+fn not_in_v08(name: &str) -> Option<&'static str> {
+    Some(match name {
+        n if n.starts_with("heredoc_") => "v0.8's built-in frontend has no heredocs",
+        "run_mount_tmpfs_leaves_nothing" => "v0.8 has no tmpfs `size=`",
+        "run_network_none_has_only_loopback" | "run_network_host_needs_the_entitlement" => {
+            "v0.8's built-in frontend has no RUN --network"
+        }
+        "run_security_insecure_needs_the_entitlement" => {
+            "v0.8's built-in frontend has no RUN --security"
+        }
+        "platform_args_are_automatic_in_from_and_declared_stages"
+        | "arg_redeclared_after_from_takes_the_global_default" => {
+            "v0.8 records a bare ARG without the value it inherits (`ARG TARGETARCH`)"
+        }
+        "arg_default_expansion_modifiers" => "v0.8 has no `${X#pat}`/`${X%pat}` expansions",
+        "healthcheck_every_flag" => "v0.8 has no HEALTHCHECK --start-interval",
+        "healthcheck_exec_form_and_zero_durations" => "v0.8 refuses `--interval=0s`",
+        "copy_exclude_patterns" => "v0.8's frontend has no --exclude",
+        "add_checksum_of_a_remote_file" | "add_wrong_checksum_fails" => {
+            "v0.8's frontend has no ADD --checksum"
+        }
+        "add_keep_git_dir_is_accepted_for_a_local_file" => "v0.8's frontend has no --keep-git-dir",
+        "run_secret_as_an_environment_variable" => "v0.8 has no secret `env=`",
+        "add_local_compressed_archives_are_extracted" => "v0.8 does not extract zstd archives",
+        "user_numeric_without_passwd_entry" | "user_root_with_a_named_group_and_expose_sctp" => {
+            "v0.8 gives a RUN user other groups (no primary group among the supplementary ones)"
+        }
+        "copy_chown_and_chmod_from_variables" | "copy_chmod_special_bits" => {
+            "v0.8 applies --chmod to files only, without special bits or variables"
+        }
+        "add_archive_with_links_and_late_directory_entries" => {
+            "v0.8 leaves the archive's owners on extracted files whatever --chown says"
+        }
+        "copy_missing_file_fails"
+        | "failing_run_reports_the_exit_code"
+        | "copy_from_a_variable_is_refused"
+        | "context_symlink_leading_outside_is_resolved_inside"
+        | "run_required_secret_missing_fails" => "v0.8 fails with another message",
+        _ => return None,
+    })
+}
+
+/// The RUN mount stubs v0.8 leaves in the layer, for cases added with the wider net.
+fn v08_mount_stubs(name: &str) -> Option<&'static [&'static str]> {
+    Some(match name {
+        "run_mount_cache_options" => &[
+            "/c1",
+            "/c2",
+            "/c3",
+            "/var",
+            "/var/lib",
+            "/var/lib/deep",
+            "/var/lib/deep/c4",
+        ],
+        "run_mount_cache_from_a_stage_is_seeded_with_it" => &["/c"],
+        "run_mount_bind_rw_writes_are_discarded" => &["/ctx", "/ctx2", "/mnt"],
+        "run_mounts_from_an_image_and_optional_secrets" => &[
+            "/bb",
+            "/ro-cache",
+            "/run",
+            "/run/secrets",
+            "/run/secrets/absent",
+        ],
+        _ => return None,
+    })
+}
+
+// Differences from current BuildKit found by these cases and not fixed yet. Each is left out
+// of `cases()` (the comparison has no accepted difference) until it is fixed, and listed here
+// with its case and what was observed. None at the moment.
+
+/// Heredocs in RUN and COPY: quoting, expansion, `<<-`, several at once, a shebang.
+fn heredoc_cases() -> Vec<Case> {
+    vec![
+        // A lone heredoc is the shell's script: the shell expands it, quoted or not.
+        Case::new(
+            "heredoc_run_lone_document_is_the_script",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nARG NAME=world\nRUN <<EOF\necho \"hello $NAME\" > /unquoted.txt\necho second >> /unquoted.txt\nEOF\nRUN <<'EOF'\necho \"quoted $NAME\" > /quoted.txt\nEOF\nRUN <<-EOF\n\techo tab-stripped > /dash.txt\n\tEOF\n",
+            )]),
+        ),
+        Case::new(
+            "heredoc_run_as_stdin_of_a_command",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nARG NAME=world\nRUN cat <<EOF > /stdin.txt\nstdin $NAME\nEOF\nRUN cat <<'EOF' > /stdin-quoted.txt\nstdin $NAME\nEOF\nRUN cat <<A > /a.txt && cat <<B > /b.txt\nfirst\nA\nsecond\nB\n",
+            )]),
+        ),
+        Case::new(
+            "heredoc_run_with_a_shebang_runs_as_a_file",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nRUN <<EOF\n#!/bin/sh\necho \"$0\" > /shebang.txt\nEOF\n",
+            )]),
+        ),
+        Case::new(
+            "heredoc_copy_expands_unless_quoted",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nARG NAME=world\nENV WHO=env\nCOPY <<EOF /doc/unquoted.txt\nname=$NAME who=${WHO} \\$ kept\nEOF\nCOPY <<\"EOF\" /doc/quoted.txt\nname=$NAME\nEOF\nCOPY <<-EOF /doc/dash.txt\n\ttabbed\n\t\tdeeper\n\tEOF\n",
+            )]),
+        ),
+        Case::new(
+            "heredoc_copy_several_documents_into_a_directory",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nCOPY <<one <<two /multi/\nfirst\none\nsecond\ntwo\nCOPY --chmod=755 --chown=1000:1000 <<EOF /run.sh\n#!/bin/sh\necho run\nEOF\nRUN /run.sh > /ran.txt\n",
+            )]),
+        ),
+    ]
+}
+
+/// RUN flags: cache, tmpfs and writable bind mounts, networks.
+fn run_flag_cases() -> Vec<Case> {
+    vec![
+        Case::new(
+            "run_mount_cache_options",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local
+RUN --mount=type=cache,id=fidelity-shared,target=/c1,uid=1000,gid=1001,mode=0700 stat -c '%u:%g %a' /c1 > /cache-owner.txt && echo x > /c1/f
+RUN --mount=type=cache,id=fidelity-shared,target=/c2,sharing=locked ls /c2 > /cache-shared.txt
+RUN --mount=type=cache,target=/c3,sharing=private echo p > /c3/p && echo ok > /private.txt
+RUN --mount=type=cache,target=/var/lib/deep/c4,id=fidelity-deep stat -c '%u:%g %a' /var/lib/deep/c4 > /cache-default.txt
+"#,
+            )]),
+        ),
+        Case::new(
+            "run_mount_cache_from_a_stage_is_seeded_with_it",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local AS seed
+RUN mkdir -p /data/sub && echo seeded > /data/sub/f && chown -R 1000:1000 /data && ln -s sub/f /data/link
+FROM busybox:local
+RUN --mount=type=cache,from=seed,source=/data,target=/c,id=fidelity-seeded find /c | sort > /seeded.txt && stat -c '%u:%g %a' /c/sub /c/sub/f >> /seeded.txt && readlink /c/link >> /seeded.txt
+RUN --mount=type=cache,from=seed,target=/c,id=fidelity-seeded cat /c/data/sub/f > /whole-stage.txt
+"#,
+            )]),
+        ),
+        Case::new(
+            "run_mount_tmpfs_leaves_nothing",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local
+RUN --mount=type=tmpfs,target=/tmp touch /tmp/gone && ls -a /tmp > /tmpfs-ls.txt
+RUN --mount=type=tmpfs,target=/new/tmpfs,size=1m stat -c '%a' /new/tmpfs > /tmpfs-mode.txt
+"#,
+            )]),
+        ),
+        Case::new(
+            "run_mount_bind_rw_writes_are_discarded",
+            Context::Files(vec![
+                dockerfile(
+                    r#"FROM busybox:local AS src
+RUN mkdir /data && echo orig > /data/f
+FROM busybox:local
+RUN --mount=type=bind,from=src,source=/data,target=/mnt,rw echo changed > /mnt/f && cat /mnt/f > /bind-rw.txt
+RUN --mount=type=bind,from=src,source=/data,target=/mnt cat /mnt/f > /bind-after.txt
+RUN --mount=type=bind,target=/ctx,rw rm -f /ctx/f.txt && ls /ctx > /ctx-ls.txt
+RUN --mount=target=/ctx2 ls /ctx2 > /ctx2-ls.txt
+"#,
+                ),
+                file("f.txt", "f\n"),
+            ]),
+        ),
+        Case::new(
+            "run_network_none_has_only_loopback",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nRUN --network=none tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' > /net.txt\nRUN --network=default echo default > /default.txt\n",
+            )]),
+        ),
+        Case {
+            fails_with: Some((
+                "RUN --network=host needs the network.host entitlement",
+                "network.host is not allowed",
+            )),
+            ..Case::new(
+                "run_network_host_needs_the_entitlement",
+                Context::Files(vec![dockerfile(
+                    "FROM busybox:local\nRUN --network=host true\n",
+                )]),
+            )
+        },
+        Case::new(
+            "run_exec_form_and_shell_override",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local
+RUN ["/bin/sh", "-c", "echo exec > /exec.txt"]
+SHELL ["/bin/sh", "-xc"]
+RUN echo shell-x > /shell-x.txt
+CMD echo under the shell
+ENTRYPOINT echo also under the shell
+"#,
+            )]),
+        ),
+    ]
+}
+
+/// ARG, ENV and the automatic platform ARGs.
+fn variable_cases() -> Vec<Case> {
+    vec![
+        Case::new(
+            "platform_args_are_automatic_in_from_and_declared_stages",
+            Context::Files(vec![dockerfile(
+                r#"ARG BASE=busybox:local
+FROM --platform=$BUILDPLATFORM $BASE AS build
+ARG TARGETPLATFORM
+ARG BUILDPLATFORM
+ARG TARGETARCH
+ARG TARGETOS
+ARG TARGETVARIANT
+RUN echo "$TARGETPLATFORM $BUILDPLATFORM $TARGETARCH $TARGETOS [$TARGETVARIANT]" > /declared.txt
+FROM $BASE
+RUN echo "[$TARGETPLATFORM] [$BUILDARCH]" > /undeclared.txt
+ARG TARGETARCH
+ENV ARCH=$TARGETARCH
+COPY --from=build /declared.txt /
+"#,
+            )]),
+        ),
+        Case::new(
+            "arg_default_expansion_modifiers",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local
+ARG SET=value.tar.gz
+ARG EMPTY=
+ARG A=${UNSET:-fallback}
+ARG B=${SET:+alt}
+ARG C=${SET#*.}
+ARG D=${SET##*.}
+ARG E=${SET%.*}
+ARG F=${SET%%.*}
+ARG G=${EMPTY:-empty-fallback}
+ARG H=${EMPTY-kept-empty}
+ARG I=${UNSET:+never}
+ENV ALL="$A|$B|$C|$D|$E|$F|$G|[$H]|[$I]"
+RUN echo "$ALL" > /all.txt
+"#,
+            )]),
+        ),
+        Case::new(
+            "env_pairs_old_form_and_same_line_references",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local
+ENV ONE 1
+ENV SPACED with several   words
+ENV A=a B=b-$A C="quoted $A" D='single $A' E=escaped\ space
+ENV A=again F=$A
+ENV PATH=/opt/bin:$PATH
+RUN env | grep -e ^ONE= -e ^SPACED= -e ^[A-F]= -e ^PATH= | sort > /env.txt
+"#,
+            )]),
+        ),
+        Case::new(
+            "arg_redeclared_after_from_takes_the_global_default",
+            Context::Files(vec![dockerfile(
+                r#"ARG GLOBAL=global-default
+ARG NOVALUE
+ARG TAG=local
+FROM busybox:$TAG AS first
+ARG GLOBAL=overridden
+RUN echo "[$GLOBAL]" > /args1.txt
+FROM busybox:$TAG
+ARG GLOBAL
+ARG NOVALUE
+ARG TARGETOS
+RUN echo "[$GLOBAL] [$NOVALUE] [$TAG] [$TARGETOS]" > /args.txt
+COPY --from=first /args1.txt /
+"#,
+            )]),
+        ),
+        Case::new(
+            "expansions_in_every_instruction",
+            Context::Files(vec![
+                dockerfile(
+                    r#"FROM busybox:local
+ARG DIR=/exp WHO=1000 PORT=8080 SIG=SIGINT NAME=lbl VOL=/data
+WORKDIR $DIR/${NAME}
+USER ${WHO}:$WHO
+EXPOSE $PORT ${PORT}/udp
+STOPSIGNAL $SIG
+LABEL $NAME=$DIR "${NAME}2"="v $PORT"
+VOLUME $VOL ["${VOL}2"]
+COPY --chown=$WHO:${WHO} f.txt $DIR/
+ENV HERE=$DIR
+"#,
+                ),
+                file("f.txt", "f\n"),
+            ]),
+        ),
+    ]
+}
+
+/// The image config written by metadata instructions.
+fn metadata_cases() -> Vec<Case> {
+    vec![
+        Case::new(
+            "label_multiple_and_quoted",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nLABEL \"com.example.a\"=\"x\" b='single $X' c=with\\ space d=\"multi\\\n  line\"\nLABEL e=\"quote \\\" inside\" empty=\"\"\nLABEL b=override\n",
+            )]),
+        ),
+        Case::new(
+            "expose_protocols_and_duplicates",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nEXPOSE 80/udp 8080\nEXPOSE 80/tcp 8080/TCP 9000-9002\nEXPOSE 80/udp\n",
+            )]),
+        ),
+        Case::new(
+            "volume_json_and_plain_forms",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nVOLUME /a /b\nVOLUME [\"/c\"]\nVOLUME /a\nRUN mkdir -p /a && echo in-volume > /a/f\n",
+            )]),
+        ),
+        Case::new(
+            "stopsignal_numeric_and_named",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local AS a\nSTOPSIGNAL 9\nFROM a\nSTOPSIGNAL SIGQUIT\n",
+            )]),
+        ),
+        Case::new(
+            "healthcheck_every_flag",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local AS a
+HEALTHCHECK --interval=1m30s --timeout=10s --start-period=2s --start-interval=1s --retries=7 CMD ["/bin/true", "x"]
+FROM a AS b
+HEALTHCHECK CMD true
+FROM b
+HEALTHCHECK NONE
+"#,
+            )]),
+        ),
+        Case::new(
+            "entrypoint_resets_the_inherited_cmd",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local AS a
+ENTRYPOINT ["/bin/echo"]
+FROM a AS b
+CMD ["kept"]
+FROM b AS c
+ENTRYPOINT ["/bin/printf"]
+FROM c
+CMD []
+"#,
+            )]),
+        ),
+        Case::new(
+            "onbuild_triggers_run_in_a_child_stage",
+            Context::Files(vec![
+                dockerfile(
+                    r#"FROM busybox:local AS parent
+ONBUILD RUN echo triggered > /onbuild.txt
+ONBUILD ENV FROM_ONBUILD=1
+ONBUILD COPY f.txt /from-onbuild/
+RUN echo parent > /parent.txt
+FROM parent AS child
+RUN echo "child $FROM_ONBUILD" > /child.txt
+ONBUILD RUN echo next
+"#,
+                ),
+                file("f.txt", "f\n"),
+            ]),
+        ),
+        Case::new(
+            "maintainer_sets_author",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nMAINTAINER Jane Doe <jane@example.com>\n",
+            )]),
+        ),
+        Case::new(
+            "workdir_relative_chain_and_owner_under_user",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local
+WORKDIR a
+WORKDIR b
+WORKDIR ../c/./d
+RUN pwd > /pwd.txt
+USER app
+WORKDIR /home/app/wd/deeper
+USER 1234:5678
+WORKDIR /numeric/wd
+USER 0
+WORKDIR /
+"#,
+            )]),
+        ),
+        Case::new(
+            "user_numeric_without_passwd_entry",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local
+USER 1234:5678
+RUN id > /tmp/id.txt && touch /tmp/mine
+USER 4321
+RUN id > /tmp/id2.txt && touch /tmp/mine2
+"#,
+            )]),
+        ),
+    ]
+}
+
+/// COPY and ADD: sources, destinations, flags and errors.
+fn copy_add_cases() -> Vec<Case> {
+    let files = || {
+        vec![
+            file("f.txt", "f\n"),
+            file("g.txt", "g\n"),
+            file("dir/a.txt", "a\n"),
+            file("dir/sub/b.txt", "b\n"),
+        ]
+    };
+    let with = |df: &str| {
+        let mut v = files();
+        v.push(dockerfile(df));
+        Context::Files(v)
+    };
+    let pkg = [
+        ("pkg/", &b""[..], 0o755, 0, 0),
+        ("pkg/bin/", b"", 0o700, 0, 0),
+        ("pkg/bin/tool", b"#!/bin/sh\necho tool\n", 0o755, 0, 0),
+        ("pkg/README", b"readme\n", 0o600, 0, 0),
+    ];
+    let plain = tar_of(&pkg);
+    let xz = {
+        let mut e = xz2::write::XzEncoder::new(Vec::new(), 6);
+        e.write_all(&plain).unwrap();
+        e.finish().unwrap()
+    };
+    let bz2 = {
+        let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+        e.write_all(&plain).unwrap();
+        e.finish().unwrap()
+    };
+    let zst = zstd::encode_all(&plain[..], 3).unwrap();
+    let gz = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&plain).unwrap();
+        e.finish().unwrap()
+    };
+    let body_sha = hex(&Sha256::digest(REMOTE_BODY));
+    vec![
+        Case::new(
+            "copy_from_an_image_reference_and_stage_index",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local AS zero
+RUN echo zero > /zero.txt
+FROM busybox:local
+COPY --from=busybox:local /etc/passwd /from-image/passwd
+COPY --from=0 /zero.txt /from-index.txt
+COPY --from=ZERO /zero.txt /from-upper-name.txt
+"#,
+            )]),
+        ),
+        Case::new(
+            "copy_destination_trailing_slash_rules",
+            with(
+                r#"FROM busybox:local
+COPY f.txt /as-file
+COPY f.txt /as-dir/
+COPY f.txt g.txt /both/
+COPY dir /dir-no-slash
+COPY dir/ /dir-slash/
+COPY dir/* /dir-star/
+COPY *.txt /star-dest/
+WORKDIR /wd
+COPY f.txt .
+COPY f.txt rel/
+COPY f.txt rel-file
+"#,
+            ),
+        ),
+        Case::new(
+            "copy_directory_onto_existing_directory_merges",
+            with(
+                r#"FROM busybox:local
+RUN mkdir -p /target/sub && echo old > /target/old.txt && echo keep > /target/sub/keep.txt && chmod 700 /target
+COPY dir /target
+COPY f.txt /target/sub/keep.txt
+"#,
+            ),
+        ),
+        Case {
+            fails_with: Some((
+                "cannot copy directory \"dir\" to non-directory \"/etc/passwd\"",
+                "cannot copy to non-directory",
+            )),
+            ..Case::new(
+                "copy_directory_onto_an_existing_file_fails",
+                with("FROM busybox:local\nCOPY dir /etc/passwd\n"),
+            )
+        },
+        // Current BuildKit no longer asks for the trailing slash: the destination is made a
+        // directory.
+        Case::new(
+            "copy_several_sources_to_a_name_without_slash_make_a_directory",
+            with("FROM busybox:local\nCOPY f.txt g.txt /not-a-dir\nCOPY dir f.txt /mixed\n"),
+        ),
+        Case::new(
+            "copy_chown_and_chmod_from_variables",
+            with(
+                r#"FROM busybox:local
+ARG U=1000 G=app MODE=0640
+ENV OWNER=app
+COPY --chown=$U:$G f.txt /vars/ug.txt
+COPY --chown=${OWNER} --chmod=$MODE f.txt /vars/env.txt
+"#,
+            ),
+        ),
+        Case::new(
+            "copy_exclude_patterns",
+            with(
+                r#"FROM busybox:local
+COPY --exclude=*.txt --exclude=!dir . /ex1/
+COPY --exclude=dir/sub . /ex2/
+COPY --exclude=**/b.txt dir /ex3/
+COPY --exclude=g.txt *.txt /ex4/
+"#,
+            ),
+        ),
+        Case::new(
+            "add_checksum_of_a_remote_file",
+            Context::Files(vec![dockerfile(&format!(
+                "FROM busybox:local\nADD --checksum=sha256:{body_sha} {HTTP}/remote.txt /checked.txt\n"
+            ))]),
+        ),
+        Case {
+            fails_with: Some(("checksum", "digest mismatch")),
+            ..Case::new(
+                "add_wrong_checksum_fails",
+                Context::Files(vec![dockerfile(&format!(
+                    "FROM busybox:local\nADD --checksum=sha256:{} {HTTP}/remote.txt /checked.txt\n",
+                    "0".repeat(64)
+                ))]),
+            )
+        },
+        Case::new(
+            "add_local_compressed_archives_are_extracted",
+            Context::Files(vec![
+                dockerfile(
+                    "FROM busybox:local\nADD a.tar.xz /xz/\nADD a.tar.bz2 /bz2/\nADD a.tar.zst /zst/\nADD a.tgz /tgz/\nADD a.tar.xz /named/kept.tar.xz\n",
+                ),
+                ("a.tar.xz", xz),
+                ("a.tar.bz2", bz2),
+                ("a.tar.zst", zst),
+                ("a.tgz", gz),
+            ]),
+        ),
+        Case::new(
+            "add_keep_git_dir_is_accepted_for_a_local_file",
+            with("FROM busybox:local\nADD --keep-git-dir=true f.txt /kept.txt\n"),
+        ),
+        Case::new(
+            "add_remote_to_a_directory_and_a_name",
+            Context::Files(vec![dockerfile(&format!(
+                "FROM busybox:local\nADD {HTTP}/dir/name.txt /r/\nADD {HTTP}/x.tar.gz /r2/\nADD {HTTP}/ /r3/\nADD {HTTP}/q.txt?x=1 /r4/\n"
+            ))]),
+        ),
+        Case {
+            fails_with: Some((
+                "file not found in build context: \"/missing.txt\"",
+                "\"/missing.txt\": not found",
+            )),
+            ..Case::new(
+                "copy_missing_file_fails",
+                with("FROM busybox:local\nCOPY missing.txt /m\n"),
+            )
+        },
+        Case::new(
+            "dockerignore_double_star_and_dockerfile_specific_file",
+            Context::Files(vec![
+                dockerfile("FROM busybox:local\nCOPY . /ctx/\n"),
+                file(".dockerignore", "*\n"),
+                file(
+                    "Dockerfile.dockerignore",
+                    "**/*.tmp\nsrc/**/gen\n!src/keep/gen\n*.md\n!README.md\n",
+                ),
+                file("a.tmp", "t\n"),
+                file("deep/er/b.tmp", "t\n"),
+                file("src/x/gen/g.txt", "g\n"),
+                file("src/x/y/gen", "g\n"),
+                file("src/keep/gen", "k\n"),
+                file("src/main.rs", "m\n"),
+                file("README.md", "r\n"),
+                file("NOTES.md", "n\n"),
+            ]),
+        ),
+    ]
+}
+
+/// The parser: directives, continuations, comments, and its errors.
+fn parsing_cases() -> Vec<Case> {
+    vec![
+        Case::new(
+            "continuation_lines_with_comments_and_blank_lines",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nRUN echo one \\\n# a comment inside\n    two \\\n\n    three > /cont.txt\nENV A=1 \\\n    # comment\n    B=2\nLABEL x=1 \\\n  \\\n  y=2\n",
+            )]),
+        ),
+        Case::new(
+            "escape_directive_backtick",
+            Context::Files(vec![dockerfile(
+                "# escape=`\nFROM busybox:local\nRUN echo one `\n    two > /esc.txt\nENV P=C:\\path\\to\nCOPY Dockerfile C:\\\\win\\\\\n",
+            )]),
+        ),
+        Case::new(
+            "instruction_keywords_are_case_insensitive",
+            Context::Files(vec![dockerfile(
+                "from busybox:local as Lower\nrun echo lower > /lower.txt\nFrom lower\nenv X=1\ncopy --from=LOWER /lower.txt /copied.txt\n",
+            )]),
+        ),
+        Case {
+            fails_with: Some(("unknown instruction `FOO`", "unknown instruction: FOO")),
+            ..Case::new(
+                "unknown_instruction_fails",
+                Context::Files(vec![dockerfile("FROM busybox:local\nFOO bar\n")]),
+            )
+        },
+        Case {
+            fails_with: Some((
+                "did not complete successfully: exit code: 3",
+                "did not complete successfully: exit code: 3",
+            )),
+            ..Case::new(
+                "failing_run_reports_the_exit_code",
+                Context::Files(vec![dockerfile(
+                    "FROM busybox:local\nRUN echo before && exit 3\n",
+                )]),
+            )
+        },
+        Case {
+            fails_with: Some((
+                "invalid base image `${NOPE}`: it expands to an empty string",
+                "base name (${NOPE}) should not be blank",
+            )),
+            ..Case::new(
+                "from_an_empty_expansion_fails",
+                Context::Files(vec![dockerfile("FROM ${NOPE}\n")]),
+            )
+        },
+    ]
+}
+
+/// Stages, inheritance, scratch and the errors of names that do not resolve.
+fn stage_and_error_cases() -> Vec<Case> {
+    vec![
+        Case::new(
+            "scratch_stage_config_and_copy",
+            Context::Files(vec![
+                dockerfile(
+                    "FROM scratch\nCOPY f.txt /\nENV A=1\nWORKDIR /w\nCMD [\"/f.txt\"]\n",
+                ),
+                file("f.txt", "f\n"),
+            ]),
+        ),
+        Case::new(
+            "child_stage_merges_inherited_config",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local AS base
+ENV A=1 B=2
+LABEL x=1 y=2
+EXPOSE 80
+VOLUME /v
+USER app
+WORKDIR /base
+FROM base
+ENV B=3 C=4
+LABEL y=3 z=4
+EXPOSE 443
+VOLUME /w
+WORKDIR sub
+"#,
+            )]),
+        ),
+        Case {
+            fails_with: Some((
+                "variable expansion is not supported for --from",
+                "variable expansion is not supported for --from",
+            )),
+            ..Case::new(
+                "copy_from_a_variable_is_refused",
+                Context::Files(vec![dockerfile(
+                    r#"ARG SRC=build
+FROM busybox:local AS build
+RUN echo built > /built.txt
+FROM busybox:local
+ARG SRC
+COPY --from=${SRC} /built.txt /copied.txt
+"#,
+                )]),
+            )
+        },
+        Case::new(
+            "env_empty_and_escaped_values",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local
+ENV A= B="" C=\$HOME D='$HOME' E="\$HOME" F="a\"b" G=x\ y
+LABEL l1=\$x l2='$x' l3="\"q\""
+RUN env | grep -e ^[A-G]= | sort > /env.txt
+"#,
+            )]),
+        ),
+        Case::new(
+            "dockerignore_can_ignore_the_dockerfile_and_itself",
+            Context::Files(vec![
+                dockerfile("FROM busybox:local\nCOPY . /ctx/\n"),
+                file(".dockerignore", "Dockerfile\n.dockerignore\n"),
+                file("f.txt", "f\n"),
+            ]),
+        ),
+        Case::new(
+            "add_local_file_that_is_not_an_archive_is_copied",
+            Context::Files(vec![
+                dockerfile("FROM busybox:local\nADD fake.tar.gz /x/\nADD fake.tar /y/\n"),
+                file("fake.tar.gz", "not gzip\n"),
+                file("fake.tar", "not a tar either\n"),
+            ]),
+        ),
+        Case {
+            secrets: &[("token", "mounts/token.txt")],
+            ..Case::new(
+                "run_secret_as_an_environment_variable",
+                Context::Files(vec![dockerfile(
+                    "FROM busybox:local\nRUN --mount=type=secret,id=token,env=TOKEN echo ${#TOKEN} > /len.txt && test ! -e /run/secrets/token && echo absent > /file.txt\n",
+                )]),
+            )
+        },
+        Case::new(
+            "healthcheck_exec_form_and_zero_durations",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nHEALTHCHECK --interval=0s --retries=0 CMD [\"true\"]\n",
+            )]),
+        ),
+        Case {
+            fails_with: Some(("nosuch", "unable to find user nosuch")),
+            ..Case::new(
+                "run_as_an_unknown_user_fails",
+                Context::Files(vec![dockerfile(
+                    "FROM busybox:local\nUSER nosuch\nRUN true\n",
+                )]),
+            )
+        },
+        Case::new(
+            "copy_chown_to_unknown_names_gives_root_or_keeps_the_gid",
+            Context::Files(vec![
+                dockerfile(
+                    "FROM busybox:local\nCOPY --chown=nosuch f.txt /u.txt\nCOPY --chown=app:nosuchgroup f.txt /g.txt\nCOPY --chown=nosuch:7 f.txt /ug.txt\n",
+                ),
+                file("f.txt", "f\n"),
+            ]),
+        ),
+        Case {
+            fails_with: Some((
+                "--chown cannot look up the name \"app\"",
+                "invalid user index: -1",
+            )),
+            ..Case::new(
+                "copy_chown_by_name_without_a_passwd_file_fails",
+                Context::Files(vec![
+                    dockerfile("FROM scratch\nCOPY --chown=app f.txt /f.txt\n"),
+                    file("f.txt", "f\n"),
+                ]),
+            )
+        },
+        Case {
+            symlinks: &[
+                ("link.txt", "f.txt"),
+                ("dir/in-dir-link", "../f.txt"),
+                ("dirlink", "dir"),
+            ],
+            ..Case::new(
+                "context_symlinks_followed_when_named_kept_inside_directories",
+                Context::Files(vec![
+                    dockerfile(
+                        "FROM busybox:local\nCOPY link.txt /named-link.txt\nCOPY dir /dir/\nCOPY dirlink /via-dirlink/\nCOPY . /ctx/\nCOPY *link* /star/\n",
+                    ),
+                    file("f.txt", "f\n"),
+                    file("dir/a.txt", "a\n"),
+                ]),
+            )
+        },
+        Case::new(
+            "run_deletions_and_replaced_directories_are_whiteouts",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local
+RUN mkdir -p /d/sub && echo a > /d/a && echo b > /d/sub/b && echo x > /x
+RUN rm -rf /d && mkdir /d && echo new > /d/new && rm /x && ln -s /etc /x && rm -rf /tmp && mkdir -m 700 /tmp
+RUN mkfifo /fifo && rm /bin/ls && mkdir /bin/ls-dir
+"#,
+            )]),
+        ),
+        Case::new(
+            "nested_and_default_expansions",
+            Context::Files(vec![dockerfile(
+                r#"FROM busybox:local
+ARG A=1
+ARG B=${UNSET:-${A}-two}
+ENV C=${B:+[$B]} D=${UNSET:-$A$A} E="${A}${UNSET}${A}" F=$${A}
+RUN echo "$B $C $D $E $F" > /out.txt
+"#,
+            )]),
+        ),
+        Case {
+            fails_with: Some(("ONBUILD", "isn't allowed")),
+            ..Case::new(
+                "onbuild_chaining_is_refused",
+                Context::Files(vec![dockerfile(
+                    "FROM busybox:local\nONBUILD ONBUILD RUN true\n",
+                )]),
+            )
+        },
+        Case {
+            symlinks: &[("abs-link", "/etc/passwd")],
+            fails_with: Some((
+                "\"abs-link\" is a symlink to \"/etc/passwd\", which does not exist",
+                "\"/abs-link\": not found",
+            )),
+            ..Case::new(
+                "context_symlink_leading_outside_is_resolved_inside",
+                Context::Files(vec![dockerfile(
+                    "FROM busybox:local\nCOPY abs-link /abs-link-copy\n",
+                )]),
+            )
+        },
+        Case::new(
+            "duplicate_stage_names_name_the_first",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local AS a\nRUN echo 1 > /one\nFROM busybox:local AS A\nRUN echo 2 > /two\nFROM busybox:local\nCOPY --from=a /one* /two* /got/\nCOPY --from=A /one* /two* /got-upper/\n",
+            )]),
+        ),
+        Case::new(
+            "workdir_trailing_slash_dot_and_variables",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nENV BASE=/srv\nWORKDIR $BASE/app/\nWORKDIR .\nWORKDIR ./x/../y/\nRUN pwd > /pwd.txt\n",
+            )]),
+        ),
+        Case::new(
+            "json_forms_with_escapes_and_unicode",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nLABEL unicode=\"caf\u{e9} \u{2603}\"\nENV GREETING=\"h\u{e9}llo\"\nCMD [\"echo\", \"a\\\"b\", \"\\u00e9\", \"tab\\there\"]\nENTRYPOINT [\"/bin/sh\", \"-c\", \"exec \\\"$@\\\"\", \"--\"]\n",
+            )]),
+        ),
+        Case::new(
+            "from_with_a_default_expansion",
+            Context::Files(vec![dockerfile(
+                "ARG TAG\nARG IMAGE=busybox\nFROM ${IMAGE}:${TAG:-local}\nRUN echo ok > /ok\n",
+            )]),
+        ),
+        Case::new(
+            "user_root_with_a_named_group_and_expose_sctp",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nUSER root:app\nRUN id > /id.txt && touch /by-root-app\nEXPOSE 80/sctp 7/udp\n",
+            )]),
+        ),
+        Case::new(
+            "add_archive_with_links_and_late_directory_entries",
+            Context::Files(vec![
+                dockerfile("FROM busybox:local\nADD links.tar /x/\nADD --chown=5:6 links.tar /y/\n"),
+                ("links.tar", tar_with_links()),
+            ]),
+        ),
+        Case::new(
+            "copy_chmod_special_bits",
+            Context::Files(vec![
+                dockerfile(
+                    "FROM busybox:local\nCOPY --chmod=4755 f.txt /suid\nCOPY --chmod=2750 f.txt /sgid\nCOPY --chmod=1777 dir /sticky/\nCOPY --chmod=a=rX,u+w dir /sym-x/\n",
+                ),
+                file("f.txt", "f\n"),
+                file("dir/a.txt", "a\n"),
+                file("dir/sub/b.txt", "b\n"),
+            ]),
+        ),
+        Case::new(
+            "heredoc_copy_to_a_relative_destination",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nWORKDIR /w\nCOPY <<EOF rel.txt\nrelative\nEOF\nCOPY <<EOF sub/\nin a dir\nEOF\n",
+            )]),
+        ),
+        Case::new(
+            "run_mounts_from_an_image_and_optional_secrets",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nRUN --mount=from=busybox:local,target=/bb ls /bb/etc > /bb-etc.txt\nRUN --mount=type=secret,id=absent,required=false test ! -e /run/secrets/absent && echo none > /no-secret.txt\nRUN --mount=type=cache,target=/ro-cache,ro ls -a /ro-cache > /ro.txt\n",
+            )]),
+        ),
+        Case {
+            fails_with: Some(("security.insecure", "security.insecure is not allowed")),
+            ..Case::new(
+                "run_security_insecure_needs_the_entitlement",
+                Context::Files(vec![dockerfile(
+                    "FROM busybox:local\nRUN --security=insecure true\n",
+                )]),
+            )
+        },
+        Case {
+            fails_with: Some((
+                "secret absent: not provided",
+                "secret absent: not found",
+            )),
+            ..Case::new(
+                "run_required_secret_missing_fails",
+                Context::Files(vec![dockerfile(
+                    "FROM busybox:local\nRUN --mount=type=secret,id=absent,required=true true\n",
+                )]),
+            )
+        },
+        Case {
+            fails_with: Some(("/etc/passwd", "not a directory")),
+            ..Case::new(
+                "workdir_onto_a_file_fails",
+                Context::Files(vec![dockerfile(
+                    "FROM busybox:local\nWORKDIR /etc/passwd\nRUN true\n",
+                )]),
+            )
+        },
     ]
 }
 
@@ -1108,6 +2077,11 @@ fn write_context(f: &Fixture, case: &Case, http: &str) -> PathBuf {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
+    }
+    for (path, target) in case.symlinks {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, p).unwrap();
     }
     for (new, existing) in case.hardlinks {
         std::fs::hard_link(dir.join(existing), dir.join(new)).unwrap();

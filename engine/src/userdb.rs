@@ -12,7 +12,8 @@
 //!   `0:gid`); a numeric user without a group gets gid = uid; a named user gets its uid and
 //!   primary gid from `/etc/passwd`, or 0:0 when it has no entry; a named group replaces the gid
 //!   when `/etc/group` has it and leaves it alone otherwise. No value is an error, as in
-//!   BuildKit.
+//!   BuildKit (a name on the empty filesystem of `FROM scratch`, where BuildKit has nothing to
+//!   read, is refused earlier, by the Dockerfile frontend).
 //!
 //! Numeric ids never need the files; for USER, names must exist in them.
 

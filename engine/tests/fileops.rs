@@ -161,8 +161,12 @@ fn parents_and_exclude() {
     let mut a = copy(&["*"], "/w/");
     a.exclude = vec!["b.txt".into(), "*.md".into(), "**/y".into()];
     fileops::apply(&f.rootfs, &f.roots, &FileAction::Copy(a)).unwrap();
-    // As in Docker, a directory matched by a wildcard has its contents copied, not itself.
-    assert_eq!(listing(&f.rootfs), ["w/a.txt", "w/inside", "w/x"]);
+    // As in Docker, a directory matched by a wildcard has its contents copied, not itself;
+    // the patterns apply below each match, never to the match itself (b.txt, c.md stay).
+    assert_eq!(
+        listing(&f.rootfs),
+        ["w/a.txt", "w/b.txt", "w/c.md", "w/inside", "w/x"]
+    );
 }
 
 #[test]

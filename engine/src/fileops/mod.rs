@@ -96,8 +96,8 @@ pub enum FileAction {
 ///   linked within one matched path.
 /// - `hidden` paths do not exist; an excluded directory holding a re-included path is copied
 ///   with only that path.
-/// - `exclude` patterns are matched against each wildcard match (relative to the source root)
-///   and against paths inside a copied directory (relative to that directory).
+/// - `exclude` patterns are matched against paths inside a copied directory (relative to that
+///   directory); a named source or a wildcard's match is copied whatever they say.
 /// - `parents` keeps each source's path under `dest`; a `/./` in a source marks where the kept
 ///   part starts.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

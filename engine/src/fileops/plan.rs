@@ -402,8 +402,9 @@ fn place(op_root: &str) -> String {
 /// Rules (as BuildKit's copy): a source without wildcards must exist; a wildcard may match
 /// nothing (the copy then writes nothing for it). A symlink named as a source, or matched by a
 /// wildcard, is followed when `follow_symlinks` is set, and must then lead to something. Inside
-/// a copied directory symlinks are copied as links. `--exclude` patterns are matched against a
-/// wildcard match's path and against paths inside a copied directory (relative to it); an
+/// a copied directory symlinks are copied as links. `--exclude` patterns are matched against
+/// paths inside a copied directory (relative to it), never against a source or a wildcard's
+/// match itself (BuildKit's copy matches them below the copied root only); an
 /// excluded directory holding a file re-included by a `!` pattern is copied with only what is
 /// re-included.
 pub fn resolve<'t, T: SourceTree + ?Sized>(
@@ -420,10 +421,8 @@ pub fn resolve<'t, T: SourceTree + ?Sized>(
         }
         let wild = is_pattern(source);
         let mut matches = Vec::new();
+        // A match is copied whatever `--exclude` says: the patterns apply below it only.
         for (logical, real) in expand(tree, source, op)? {
-            if wild && exclude.is_excluded(&logical) {
-                continue;
-            }
             let Some(entry) = tree.lstat(&real)? else {
                 continue;
             };

@@ -140,6 +140,16 @@ fn set_env(config: &mut Value, env: &[(String, String)]) {
     container_config(config).insert("Env".into(), Value::Array(list));
 }
 
+/// Sets a list field; an empty list leaves the field out, as the image config's `omitempty`
+/// does (`CMD []` gives no `Cmd`, not `"Cmd": []`).
+fn set_list(cfg: &mut Map<String, Value>, field: &str, args: &[String]) {
+    if args.is_empty() {
+        cfg.remove(field);
+    } else {
+        cfg.insert(field.into(), json!(args));
+    }
+}
+
 fn add_to_set(config: &mut Value, field: &str, keys: &[String]) {
     let cfg = container_config(config);
     let entry = cfg.entry(field).or_insert_with(|| json!({}));
@@ -172,22 +182,23 @@ pub fn apply_change(config: &mut Value, change: &ConfigChange) {
                 map.insert(k.clone(), json!(v));
             }
         }
-        ConfigChange::Cmd(args) => {
-            container_config(config).insert("Cmd".into(), json!(args));
-        }
+        ConfigChange::Cmd(args) => set_list(container_config(config), "Cmd", args),
         ConfigChange::Entrypoint { args, reset_cmd } => {
             let cfg = container_config(config);
-            cfg.insert("Entrypoint".into(), json!(args));
+            set_list(cfg, "Entrypoint", args);
             if *reset_cmd {
-                cfg.insert("Cmd".into(), Value::Null);
+                cfg.remove("Cmd");
             }
         }
         ConfigChange::Workdir(dir) => {
-            let current = config["config"]["WorkingDir"]
-                .as_str()
-                .unwrap_or("/")
-                .to_string();
-            let dir = resolve_workdir(&current, dir);
+            // An absolute one as written (BuildKit keeps `/srv/app/` so); a relative one joined
+            // to the current one and cleaned.
+            let dir = if dir.starts_with('/') {
+                dir.clone()
+            } else {
+                let current = config["config"]["WorkingDir"].as_str().unwrap_or("/");
+                resolve_workdir(current, dir)
+            };
             container_config(config).insert("WorkingDir".into(), json!(dir));
         }
         ConfigChange::User(user) => {
@@ -367,6 +378,11 @@ mod tests {
         apply_change(&mut c, &ConfigChange::Workdir("/app".into()));
         apply_change(&mut c, &ConfigChange::Workdir("src/../lib".into()));
         assert_eq!(c["config"]["WorkingDir"], "/app/lib");
+        // An absolute one is kept as written; what follows it is joined and cleaned.
+        apply_change(&mut c, &ConfigChange::Workdir("/srv/app/".into()));
+        assert_eq!(c["config"]["WorkingDir"], "/srv/app/");
+        apply_change(&mut c, &ConfigChange::Workdir("./x/".into()));
+        assert_eq!(c["config"]["WorkingDir"], "/srv/app/x");
     }
 
     #[test]
@@ -380,7 +396,23 @@ mod tests {
                 reset_cmd: true,
             },
         );
-        assert_eq!(c["config"]["Cmd"], Value::Null);
+        assert!(c["config"].get("Cmd").is_none());
         assert_eq!(c["config"]["Entrypoint"], json!(["/bin/sh"]));
+    }
+
+    #[test]
+    fn empty_cmd_and_entrypoint_are_left_out() {
+        let mut c = scratch_config(&Platform::host());
+        apply_change(&mut c, &ConfigChange::Cmd(vec!["x".into()]));
+        apply_change(&mut c, &ConfigChange::Cmd(vec![]));
+        apply_change(
+            &mut c,
+            &ConfigChange::Entrypoint {
+                args: vec![],
+                reset_cmd: false,
+            },
+        );
+        assert!(c["config"].get("Cmd").is_none());
+        assert!(c["config"].get("Entrypoint").is_none());
     }
 }

@@ -223,12 +223,17 @@ pub(super) fn run(
                 id,
                 sharing,
                 readonly,
+                source,
                 mode,
                 uid,
                 gid,
-                ..
             } => {
-                let name = blake3::hash(id.as_bytes()).to_hex()[..32].to_string();
+                // `from=` a stage or image: the cache starts as that filesystem's `source`.
+                let seed = match input {
+                    Some(InputState::Layers(layers)) => Some((layers.as_slice(), source.as_str())),
+                    _ => None,
+                };
+                let name = cache_dir_name(id, *mode, *uid, *gid, seed);
                 let mut host = worker.root.mounts_dir().join(&name);
                 match sharing {
                     CacheSharing::Locked => {
@@ -251,7 +256,10 @@ pub(super) fn run(
                     CacheSharing::Shared => {}
                 }
                 if !host.exists() {
-                    create_cache_dir(&host, *mode, *uid, *gid)?;
+                    match seed {
+                        Some((layers, source)) => seed_cache_dir(worker, &host, layers, source)?,
+                        None => create_cache_dir(&host, *mode, *uid, *gid)?,
+                    }
                 }
                 mounts.push(SandboxMountSpec {
                     target,
@@ -510,6 +518,59 @@ pub(crate) fn home_for(worker: &LocalWorker, lowers: &[PathBuf], user_spec: &str
     }
 }
 
+/// The directory name of a cache mount. As in BuildKit, a cache is its id together with what
+/// seeds it: a cache created with another owner or mode (`uid=`, `gid=`, `mode=`), or from a
+/// stage or image (`from=`, by its layers and `source=`), is another cache, even under the same
+/// id; the default (empty, root, 0755) keeps the plain id's directory.
+fn cache_dir_name(
+    id: &str,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    seed: Option<(&[LayerRef], &str)>,
+) -> String {
+    let mut key = id.to_string();
+    if let Some((layers, source)) = seed {
+        key.push_str("\0from");
+        for l in layers {
+            key.push(' ');
+            key.push_str(&l.diff_id.to_string());
+        }
+        key.push_str(&format!("\0{source}"));
+    } else if (mode, uid, gid) != (0o755, 0, 0) && (mode, uid, gid) != (0, 0, 0) {
+        key.push_str(&format!("\0{mode:o}:{uid}:{gid}"));
+    }
+    blake3::hash(key.as_bytes()).to_hex()[..32].to_string()
+}
+
+/// Creates the cache directory `path` from `source` of `layers` (see [`cache_dir_name`]),
+/// whole or not at all: filled beside it, then renamed into place.
+fn seed_cache_dir(
+    worker: &LocalWorker,
+    path: &Path,
+    layers: &[LayerRef],
+    source: &str,
+) -> Result<(), WorkError> {
+    // Unique per seeding: two steps of one build may seed the same cache at once.
+    static SEEDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEEDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&tmp).map_err(|source| WorkError::Io {
+        what: "creating the cache mount",
+        path: tmp.clone(),
+        source,
+    })?;
+    if let Err(e) = super::file::seed_cache_dir(worker, layers, source, &tmp) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if std::fs::rename(&tmp, path).is_err() {
+        // Another build created it first.
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    Ok(())
+}
+
 fn create_cache_dir(path: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), WorkError> {
     use std::os::unix::fs::PermissionsExt;
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
@@ -526,4 +587,30 @@ fn create_cache_dir(path: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), Wo
         let _ = std::fs::remove_dir(&tmp);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cache_dir_name;
+
+    #[test]
+    fn a_cache_seeded_otherwise_is_another_cache() {
+        let plain = cache_dir_name("go", 0o755, 0, 0, None);
+        assert_eq!(plain, blake3::hash(b"go").to_hex()[..32]);
+        assert_eq!(plain, cache_dir_name("go", 0, 0, 0, None));
+        assert_ne!(plain, cache_dir_name("go", 0o700, 0, 0, None));
+        assert_ne!(plain, cache_dir_name("go", 0o755, 1000, 0, None));
+        assert_ne!(
+            cache_dir_name("go", 0o755, 1000, 0, None),
+            cache_dir_name("go", 0o755, 0, 1000, None)
+        );
+        assert_ne!(plain, cache_dir_name("other", 0o755, 0, 0, None));
+        // Seeded from a stage: another cache per stage filesystem and source.
+        let from_root = cache_dir_name("go", 0o755, 0, 0, Some((&[], "/")));
+        assert_ne!(plain, from_root);
+        assert_ne!(
+            from_root,
+            cache_dir_name("go", 0o755, 0, 0, Some((&[], "/data")))
+        );
+    }
 }

@@ -283,3 +283,91 @@ pub(super) fn fetch_http(
     drop(dir);
     Ok((layer, body_digest))
 }
+
+/// Fills `into`, a new cache directory, with `source` of a stage or image's layers, as BuildKit
+/// starts a `RUN --mount=type=cache,from=...` cache from that filesystem: what is below
+/// `source` is copied with its owners, modes and links. Runs through the sandbox helper, as a
+/// COPY does, with `into` as the upper directory of an overlay of nothing.
+pub(super) fn seed_cache_dir(
+    worker: &LocalWorker,
+    layers: &[LayerRef],
+    source: &str,
+    into: &std::path::Path,
+) -> Result<(), WorkError> {
+    let dir = worker.step_dir()?;
+    let mnt = dir.path().join("seed-root");
+    let src = dir.path().join("seed-source");
+    let work = PathBuf::from(format!("{}.work", into.display()));
+    std::fs::create_dir_all(&work).map_err(|source| WorkError::Io {
+        what: "creating the overlay work directory of",
+        path: work.clone(),
+        source,
+    })?;
+    let overlays = vec![
+        OverlayMount {
+            lower: Vec::new(),
+            upper: Some(UpperDir {
+                upper: into.to_path_buf(),
+                work: work.clone(),
+            }),
+            target: mnt,
+        },
+        OverlayMount {
+            lower: worker.lowers(layers)?,
+            upper: None,
+            target: src.clone(),
+        },
+    ];
+    let copy = CopyAction {
+        source_root: "cache-source".to_string(),
+        sources: vec![source.to_string()],
+        dest: "/".to_string(),
+        workdir: "/".to_string(),
+        chown: None,
+        source_owner: None,
+        chmod: None,
+        exclude: Vec::new(),
+        parents: false,
+        checksum: None,
+        hidden: Vec::new(),
+        follow_symlinks: true,
+        drop_xattrs: false,
+    };
+    let payload = serde_json::to_vec(&FileJob {
+        sources: BTreeMap::from([("cache-source".to_string(), src)]),
+        actions: vec![fileops::FileAction::Copy(copy)],
+        max_unpack: None,
+    })
+    .map_err(|source| WorkError::Encode {
+        what: "cache seeding",
+        source,
+    })?;
+    let spec = SandboxSpec {
+        overlays,
+        mounts: Vec::new(),
+        network: Network::Host,
+        hostname: "buildkitsandbox".to_string(),
+        action: Action::InProcess {
+            kind: FILEOP_KIND.to_string(),
+            payload,
+        },
+    };
+    let mut sink = |_: &executor::OutputLine| {};
+    let outcome = worker
+        .runner()?
+        .run(&spec, &mut sink)
+        .map_err(|source| WorkError::Sandbox {
+            what: "seeding a cache mount",
+            source,
+        });
+    let _ = std::fs::remove_dir_all(&work);
+    let outcome = outcome?;
+    if !outcome.success() {
+        let message: Vec<String> = outcome.tail.iter().map(|l| l.text.clone()).collect();
+        return Err(WorkError::InSandbox(format!(
+            "seeding the cache from {source}: {}",
+            message.join("\n")
+        )));
+    }
+    Ok(())
+}

@@ -79,8 +79,6 @@ pub enum ErrorKind {
     NoStages,
     #[error("{instruction} before the first FROM: only ARG may come before FROM")]
     InstructionBeforeFrom { instruction: String },
-    #[error("stage name `{0}` is used by more than one stage")]
-    DuplicateStageName(String),
     #[error("stage `{0}` is used before it is defined")]
     StageUsedBeforeDefinition(String),
     #[error("stage index {index} is out of range (the Dockerfile has {count} stages)")]

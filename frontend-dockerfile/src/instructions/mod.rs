@@ -27,7 +27,7 @@ pub trait Expander {
     fn word(&self, word: &str) -> Result<String, String>;
     /// A line: as [`Expander::word`], then split on unquoted whitespace.
     fn words(&self, text: &str) -> Result<Vec<String>, String>;
-    /// A heredoc body: variables only; quotes and escapes stay as written.
+    /// A heredoc body: variables and backslash escapes; quotes stay as written.
     fn raw(&self, text: &str) -> Result<String, String>;
 }
 
@@ -284,7 +284,7 @@ pub fn parse(node: &Node, ex: &dyn Expander, file: &str) -> Result<Instruction, 
             let args = parse_copy_args(&ctx, &flags, ex)?;
             Command::Copy(Copy {
                 args,
-                from: flags.get("from").map(|f| f.value.clone()),
+                from: flags.get("from").map(|f| copy_from(&ctx, f)).transpose()?,
                 parents: flags.bool("parents"),
             })
         }
@@ -484,6 +484,23 @@ fn onbuild_expression(original: &str) -> String {
         trimmed
     };
     rest.trim().to_string()
+}
+
+/// A `COPY --from` value, taken as written: BuildKit refuses one that expansion would change
+/// (which stage a COPY reads is settled before any variable has a value).
+fn copy_from(ctx: &NodeCtx, f: &flags::GivenFlag) -> Result<String, Diagnostic> {
+    let empty: [(&str, &str); 0] = [];
+    match crate::shell::Lexer::new('\\').process_word(&f.value, &empty) {
+        Ok(v) if v == f.value => Ok(v),
+        _ => Err(bad_flag(
+            ctx,
+            f,
+            &f.value,
+            "variable expansion is not supported for --from: define a stage with `FROM ${VAR} AS \
+             name` using a global ARG, and copy from that"
+                .into(),
+        )),
+    }
 }
 
 fn no_flags(ctx: &NodeCtx) -> Result<(), Diagnostic> {

@@ -59,10 +59,19 @@ fn expands_only_where_docker_does() {
         one("MAINTAINER $V me").unwrap(),
         Command::Maintainer("$V me".into())
     );
-    let Command::Copy(c) = one("COPY --from=$V --chown=$V:$V src/$V /dst/").unwrap() else {
+    let Command::Copy(c) = one("COPY --from=build --chown=$V:$V src/$V /dst/").unwrap() else {
         panic!("COPY")
     };
-    assert_eq!(c.from.as_deref(), Some("$V"), "--from is not expanded");
+    assert_eq!(c.from.as_deref(), Some("build"));
+    // --from is never expanded: a value expansion would change is refused, as by BuildKit.
+    for from in ["$V", "${V}", "pre-$V"] {
+        let e = one(&format!("COPY --from={from} a /b\n")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("variable expansion is not supported for --from"),
+            "{from}: {e}"
+        );
+    }
     assert_eq!(c.args.chown.as_deref(), Some("x:x"));
     assert_eq!(c.args.sources, ["src/x"]);
     assert_eq!(

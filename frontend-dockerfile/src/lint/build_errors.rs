@@ -134,7 +134,6 @@ fn source_finding(dockerfile: &Dockerfile, line: usize, e: &FileOpError) -> Find
 fn finding(d: &Diagnostic) -> Finding {
     let mut f = Finding::new(RULE, d.span, d.kind.to_string());
     f.same_as = match d.kind.as_ref() {
-        ErrorKind::DuplicateStageName(_) => Some("DuplicateStageName"),
         ErrorKind::InstructionBeforeFrom { .. } | ErrorKind::NoStages => Some("DL3061"),
         ErrorKind::SelfReference => Some("DL3023"),
         ErrorKind::BadValue { what, .. } if what == "base image" || what == "image reference" => {

@@ -204,10 +204,10 @@ impl Expander for ShellExpander<'_> {
             .process_words(text, self.env)
             .map_err(|e| e.kind.to_string())
     }
+    /// Heredoc bodies always escape with a backslash (whatever `# escape=` says), and a
+    /// backslash escape is consumed (`\$` gives `$`); quotes stay as written.
     fn raw(&self, text: &str) -> Result<String, String> {
-        self.lexer
-            .clone()
-            .raw_escapes(true)
+        Lexer::new('\\')
             .skip_process_quotes(true)
             .process_word(text, self.env)
             .map_err(|e| e.kind.to_string())
@@ -312,18 +312,12 @@ fn lower_inner(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, 
             .with_help("add `FROM <image>` (or `FROM scratch`)"));
     }
 
-    // Stage names.
+    // Stage names. A name given twice names the last stage that has it, as in BuildKit (the
+    // DuplicateStageName lint rule warns about it).
     let mut names: HashMap<String, usize> = HashMap::new();
     for (i, st) in stages.iter().enumerate() {
         if let Some(name) = &st.from.name {
-            if names.insert(name.clone(), i).is_some() {
-                let span = st.from_node.args.get(2).map(|w| w.span).unwrap_or_default();
-                return Err(node_error(
-                    st.from_node,
-                    ErrorKind::DuplicateStageName(name.clone()),
-                    span,
-                ));
-            }
+            names.insert(name.clone(), i);
         }
     }
 
@@ -487,6 +481,30 @@ pub(crate) fn from_refs(node: &Node) -> Vec<(String, Span)> {
         }
     }
     out
+}
+
+/// Whether the filesystem of `v` is the empty one of `FROM scratch`: nothing but config
+/// changes on top of it. BuildKit has no filesystem to read `/etc/passwd` from then.
+pub(crate) fn is_empty_scratch(def: &Definition, mut v: engine::graph::VertexId) -> bool {
+    use engine::graph::{Op, SourceOp};
+    loop {
+        let Some(vertex) = def.vertex(v) else {
+            return false;
+        };
+        match (&vertex.op, vertex.inputs.first()) {
+            (Op::Source(SourceOp::Scratch), _) => return true,
+            (Op::Config(_), Some(&input)) => v = input,
+            _ => return false,
+        }
+    }
+}
+
+/// The first name (neither an id nor `root`) of a `--chown` value, if it has one.
+pub(crate) fn chown_name(chown: &str) -> Option<&str> {
+    chown
+        .split(':')
+        .take(2)
+        .find(|side| !side.is_empty() && *side != "root" && side.parse::<i32>().is_err())
 }
 
 /// Resolves a `--from` value: a stage index, a stage name, or else an image.

@@ -533,7 +533,9 @@ impl<'a> Lowerer<'a> {
                 let mut change = Vec::new();
                 for d in decls {
                     let value = self.args.declare_in_stage(&d.name, d.default.clone());
-                    text.push(match &d.default {
+                    // The history shows the value the ARG took: a build arg, the default, or
+                    // the global (platform args included) a bare declaration inherits.
+                    text.push(match &value {
                         Some(v) => format!("{}={v}", d.name),
                         None => d.name.clone(),
                     });
@@ -668,10 +670,17 @@ impl<'a> Lowerer<'a> {
             clean_path(&format!("{}/{path}", st.workdir_or_root()))
         };
         st.workdir = wd.clone();
+        // The config and history keep an absolute WORKDIR as written (`/srv/app/`), as BuildKit
+        // does; a relative one is joined to the current one and cleaned.
+        let shown = if path.starts_with('/') {
+            path.to_string()
+        } else {
+            wd.clone()
+        };
         let platform = st.platform.clone();
         let name = self.display_name(st, node);
         let name = st.prefix(&name);
-        let created = format!("WORKDIR {wd}");
+        let created = format!("WORKDIR {shown}");
         if wd == "/" {
             let meta = Self::meta(
                 st,
@@ -684,7 +693,7 @@ impl<'a> Lowerer<'a> {
             );
             st.current = self.add(
                 node,
-                Op::Config(ConfigChange::Workdir(wd)),
+                Op::Config(ConfigChange::Workdir(shown)),
                 vec![st.current],
                 &platform,
                 meta,
@@ -694,7 +703,7 @@ impl<'a> Lowerer<'a> {
         let meta = Self::meta(st, node, String::new(), None);
         st.current = self.add(
             node,
-            Op::Config(ConfigChange::Workdir(wd.clone())),
+            Op::Config(ConfigChange::Workdir(shown)),
             vec![st.current],
             &platform,
             meta,

@@ -421,7 +421,7 @@ fn heredocs_become_commands_and_files() {
     let def = lower_ok("FROM alpine\nRUN cat <<A > /a\nx\nA\n");
     assert_eq!(last_exec(&def).args[2], "cat <<A > /a\nx\nA");
     let def =
-        lower_ok("FROM alpine\nARG NAME=world\nCOPY <<EOF /hello.txt\nhello $NAME \"q\"\nEOF\n");
+        lower_ok("# escape=`\nFROM alpine\nARG NAME=world\nCOPY <<EOF /hello.txt\nhello $NAME \"q\" \\$NAME `$NAME\nEOF\n");
     let mkfile = def
         .vertices()
         .find_map(|v| match &v.op {
@@ -432,7 +432,8 @@ fn heredocs_become_commands_and_files() {
             _ => None,
         })
         .unwrap();
-    assert_eq!(mkfile, "hello world \"q\"\n");
+    // Quotes stay; a backslash escape is consumed whatever `# escape=` says.
+    assert_eq!(mkfile, "hello world \"q\" $NAME `world\n");
     assert_eq!(
         target(&def).history.as_ref().unwrap().created_by,
         "COPY <<EOF /hello.txt # buildkit"
@@ -563,6 +564,84 @@ fn a_stage_built_on_another_inherits_its_args() {
         target(&def).history.as_ref().unwrap().created_by,
         "RUN |3 A=cli B= C=own /bin/sh -c echo $A # buildkit"
     );
+}
+
+#[test]
+fn arg_history_shows_the_value_the_declaration_took() {
+    let def = with_args(
+        "ARG G=global\nARG N\nFROM alpine\nARG G\nARG N\nARG TARGETARCH\nARG TARGETVARIANT\nARG V=1\nARG B=default\n",
+        &[("B", "cli")],
+    );
+    let history: Vec<String> = def
+        .chain(def.target().unwrap())
+        .iter()
+        .filter_map(|&v| def.vertex(v).unwrap().history.clone())
+        .map(|h| h.created_by)
+        .collect();
+    assert_eq!(
+        history,
+        [
+            "ARG G=global",
+            "ARG N",
+            "ARG TARGETARCH=amd64",
+            "ARG TARGETVARIANT=",
+            "ARG V=1",
+            "ARG B=cli",
+        ]
+    );
+}
+
+#[test]
+fn a_named_chown_on_an_empty_scratch_filesystem_is_an_error() {
+    for src in [
+        "FROM scratch\nCOPY --chown=app a /a\n",
+        "FROM scratch\nENV A=1\nCOPY --chown=0:staff a /a\n",
+        "FROM scratch AS s\nLABEL x=1\nFROM s\nADD --chown=app a /a\n",
+    ] {
+        let text = rendered(src);
+        assert!(
+            text.contains("--chown cannot look up the name"),
+            "{src}: {text}"
+        );
+    }
+    for src in [
+        "FROM scratch\nCOPY --chown=1000:50 a /a\n",
+        "FROM scratch\nCOPY --chown=root a /a\n",
+        "FROM scratch\nCOPY a /a\nCOPY --chown=app a /b\n",
+        "FROM alpine\nCOPY --chown=app a /a\n",
+    ] {
+        lower_ok(src);
+    }
+}
+
+#[test]
+fn a_stage_name_given_twice_names_the_last_stage() {
+    let def = lower_ok(
+        "FROM alpine AS a\nRUN first\nFROM alpine AS A\nRUN second\nFROM alpine\nCOPY --from=a /x /y\n",
+    );
+    let copy_inputs = &target(&def).inputs;
+    let from_runs: Vec<&str> = copy_inputs
+        .iter()
+        .filter_map(|&v| match &def.vertex(v).unwrap().op {
+            Op::Exec(e) => Some(e.args[2].as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(from_runs, ["second"]);
+}
+
+#[test]
+fn an_absolute_workdir_is_recorded_as_written() {
+    let def = lower_ok("FROM alpine\nWORKDIR /srv/app/\nWORKDIR ./x/../y/\nRUN pwd\n");
+    let history: Vec<String> = def
+        .chain(def.target().unwrap())
+        .iter()
+        .filter_map(|&v| def.vertex(v).unwrap().history.clone())
+        .map(|h| h.created_by)
+        .filter(|c| c.starts_with("WORKDIR"))
+        .collect();
+    assert_eq!(history, ["WORKDIR /srv/app/", "WORKDIR /srv/app/y"]);
+    assert_eq!(last_exec(&def).cwd, "/srv/app/y");
 }
 
 #[test]

@@ -19,16 +19,25 @@ impl<'a> Lowerer<'a> {
         if let (true, Some(chown)) = (link, &c.chown) {
             // A linked copy is made apart from the image, so there is no /etc/passwd or
             // /etc/group to look a name up in; BuildKit fails such a copy.
-            let named = chown
-                .split(':')
-                .take(2)
-                .find(|side| !side.is_empty() && *side != "root" && side.parse::<i32>().is_err());
-            if let Some(name) = named {
+            if let Some(name) = crate::lower::chown_name(chown) {
                 return Err(node_error(
                     node,
                     ErrorKind::Unsupported(format!(
                         "COPY --link cannot look up the name {name:?} of --chown (a linked copy \
                          does not see the image's /etc/passwd and /etc/group): use numeric ids"
+                    )),
+                    node.keyword_span,
+                ));
+            }
+        }
+        if let Some(name) = c.chown.as_deref().and_then(crate::lower::chown_name) {
+            if !link && crate::lower::is_empty_scratch(&self.def, st.current) {
+                return Err(node_error(
+                    node,
+                    ErrorKind::Unsupported(format!(
+                        "--chown cannot look up the name {name:?}: the stage's filesystem is \
+                         still the empty one of FROM scratch, with no /etc/passwd or /etc/group \
+                         to read: use numeric ids"
                     )),
                     node.keyword_span,
                 ));
