@@ -654,3 +654,24 @@ fn an_added_archive_is_keyed_by_its_bytes_and_says_so() {
     assert!(text.contains("archive content="), "{meta:#}");
     assert_eq!(read(&second, "d/x"), "x");
 }
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn a_file_copied_over_a_copied_directory_keys_what_remains() {
+    // Found by the soundness run (seed 20261206, round 11724): the second source replaces the
+    // directory the first one copied, with all it held, so what was below it is no input.
+    let e = Env::new();
+    e.write("a/a", "file that replaces its directory");
+    std::fs::create_dir_all(e.ctx().join("a/sub")).unwrap();
+    e.write("a/sub/gone", "x");
+    let df = "FROM scratch\nCOPY . a/a /d/\n";
+    let (_, first) = e.build(df);
+    assert_eq!(read(&first, "d/a"), "file that replaces its directory");
+    std::fs::remove_dir_all(e.ctx().join("a/sub")).unwrap();
+    let (meta, second) = e.build(df);
+    assert!(cached(&meta, "COPY"), "{meta:#}");
+    assert_eq!(read(&second, "d/a"), "file that replaces its directory");
+}

@@ -625,9 +625,24 @@ pub struct WriteSet {
 }
 
 impl WriteSet {
-    /// Adds the writes of the step's next action.
+    /// Adds the writes of the step's next action. A file or link written where an earlier
+    /// action wrote a directory replaces it with all it held, as the copy does on disk.
     pub fn add(&mut self, w: PlanWrites<'_>) {
-        self.written.extend(w.written);
+        for ((path, digest), (_, _, facts)) in w.written.into_iter().zip(&w.entries) {
+            if facts.kind != EntryKind::Dir {
+                let below = format!("{path}/");
+                let gone: Vec<String> = self
+                    .written
+                    .range(below.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&below))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in gone {
+                    self.written.remove(&k);
+                }
+            }
+            self.written.insert(path, digest);
+        }
         self.made.extend(w.made);
     }
 
