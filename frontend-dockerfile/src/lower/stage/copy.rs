@@ -16,33 +16,7 @@ impl<'a> Lowerer<'a> {
         let is_add = matches!(kind, CopyKind::Add { .. });
         let dest = st.resolve_path(&c.dest);
         let link = c.link && c.chmod.is_none();
-        if let (true, Some(chown)) = (link, &c.chown) {
-            // A linked copy is made apart from the image, so there is no /etc/passwd or
-            // /etc/group to look a name up in; BuildKit fails such a copy.
-            if let Some(name) = crate::lower::chown_name(chown) {
-                return Err(node_error(
-                    node,
-                    ErrorKind::Unsupported(format!(
-                        "COPY --link cannot look up the name {name:?} of --chown (a linked copy \
-                         does not see the image's /etc/passwd and /etc/group): use numeric ids"
-                    )),
-                    node.keyword_span,
-                ));
-            }
-        }
-        if let Some(name) = c.chown.as_deref().and_then(crate::lower::chown_name) {
-            if !link && crate::lower::is_empty_scratch(&self.def, st.current) {
-                return Err(node_error(
-                    node,
-                    ErrorKind::Unsupported(format!(
-                        "--chown cannot look up the name {name:?}: the stage's filesystem is \
-                         still the empty one of FROM scratch, with no /etc/passwd or /etc/group \
-                         to read: use numeric ids"
-                    )),
-                    node.keyword_span,
-                ));
-            }
-        }
+        self.check_chown_names(st, node, c, link)?;
         let mut inputs: Vec<VertexId> = if link { Vec::new() } else { vec![st.current] };
         let input_of = |v: VertexId, inputs: &mut Vec<VertexId>| -> InputIndex {
             match inputs.iter().position(|&x| x == v) {
@@ -72,19 +46,7 @@ impl<'a> Lowerer<'a> {
         if let Some(chmod) = &c.chmod_text {
             created.push_str(&format!(" --chmod={chmod}"));
         }
-        if checksum.is_some() {
-            let remote = c.sources.len() == 1
-                && (is_http(&c.sources[0]) || git_source(&c.sources[0]).is_some());
-            if !remote {
-                return Err(node_error(
-                    node,
-                    ErrorKind::Unsupported(
-                        "--checksum needs exactly one HTTP(S) or git source".into(),
-                    ),
-                    node.keyword_span,
-                ));
-            }
-        }
+        check_checksum(node, c, checksum.is_some())?;
         let base_spec = |source_input: InputIndex, src: String| {
             let mut spec = CopySpec::new(source_input, src, dest.clone());
             spec.owner = c.chown.clone();
@@ -103,21 +65,7 @@ impl<'a> Lowerer<'a> {
         } else {
             Some(match from {
                 Some(v) => v,
-                None => {
-                    let includes = local_sources
-                        .iter()
-                        .map(|s| {
-                            let cleaned = clean_path(&s.replace("/./", "/"));
-                            let rel = cleaned.trim_start_matches('/');
-                            if rel.is_empty() {
-                                ".".to_string()
-                            } else {
-                                rel.to_string()
-                            }
-                        })
-                        .collect();
-                    self.context_source(node, includes, &platform)?
-                }
+                None => self.context_source(node, context_includes(&local_sources), &platform)?,
             })
         };
         for src in &c.sources {
@@ -219,6 +167,62 @@ impl<'a> Lowerer<'a> {
         created.push(' ');
         created.push_str(&c.dest);
         created.push_str(" # buildkit");
+        self.add_copy_step(st, node, created, actions, inputs, link, &platform)
+    }
+
+    /// A `--chown` name needs an /etc/passwd or /etc/group to be looked up in: a `--link` copy is
+    /// made apart from the image, and an empty `FROM scratch` stage has none; BuildKit fails both.
+    fn check_chown_names(
+        &self,
+        st: &StageState,
+        node: &Node,
+        c: &CopyArgs,
+        link: bool,
+    ) -> Result<(), Diagnostic> {
+        if let (true, Some(chown)) = (link, &c.chown) {
+            // A linked copy is made apart from the image, so there is no /etc/passwd or
+            // /etc/group to look a name up in; BuildKit fails such a copy.
+            if let Some(name) = crate::lower::chown_name(chown) {
+                return Err(node_error(
+                    node,
+                    ErrorKind::Unsupported(format!(
+                        "COPY --link cannot look up the name {name:?} of --chown (a linked copy \
+                         does not see the image's /etc/passwd and /etc/group): use numeric ids"
+                    )),
+                    node.keyword_span,
+                ));
+            }
+        }
+        if let Some(name) = c.chown.as_deref().and_then(crate::lower::chown_name) {
+            if !link && crate::lower::is_empty_scratch(&self.def, st.current) {
+                return Err(node_error(
+                    node,
+                    ErrorKind::Unsupported(format!(
+                        "--chown cannot look up the name {name:?}: the stage's filesystem is \
+                         still the empty one of FROM scratch, with no /etc/passwd or /etc/group \
+                         to read: use numeric ids"
+                    )),
+                    node.keyword_span,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the copy's step: a file op on the stage, or, with `--link`, a file op on nothing
+    /// merged onto the stage (BuildKit's `LINK` step, which keeps its cache when the stage
+    /// below changes).
+    #[allow(clippy::too_many_arguments)]
+    fn add_copy_step(
+        &mut self,
+        st: &mut StageState,
+        node: &Node,
+        created: String,
+        actions: Vec<FileAction>,
+        inputs: Vec<VertexId>,
+        link: bool,
+        platform: &Platform,
+    ) -> Result<(), Diagnostic> {
         let name = self.display_name(st, node);
         let name = st.prefix(&name);
         let history = Some(HistoryEntry {
@@ -234,7 +238,7 @@ impl<'a> Lowerer<'a> {
                     actions,
                 }),
                 inputs,
-                &platform,
+                platform,
                 meta,
             )?;
             let link_name = match name.find("] ") {
@@ -246,7 +250,7 @@ impl<'a> Lowerer<'a> {
                 node,
                 Op::Merge(MergeOp {}),
                 vec![st.current, layer],
-                &platform,
+                platform,
                 meta,
             )?;
         } else {
@@ -258,7 +262,7 @@ impl<'a> Lowerer<'a> {
                     actions,
                 }),
                 inputs,
-                &platform,
+                platform,
                 meta,
             )?;
         }
@@ -324,4 +328,37 @@ fn url_filename(url: &str) -> String {
         Some(base) if !base.is_empty() && base != "." => base.to_string(),
         _ => "__unnamed__".to_string(),
     }
+}
+
+/// `ADD --checksum` verifies one remote source (HTTP(S) or git), as BuildKit allows it.
+fn check_checksum(node: &Node, c: &CopyArgs, checksum: bool) -> Result<(), Diagnostic> {
+    if checksum {
+        let remote =
+            c.sources.len() == 1 && (is_http(&c.sources[0]) || git_source(&c.sources[0]).is_some());
+        if !remote {
+            return Err(node_error(
+                node,
+                ErrorKind::Unsupported("--checksum needs exactly one HTTP(S) or git source".into()),
+                node.keyword_span,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The paths of the build context a COPY reads (what the context source includes): each local
+/// source cleaned and relative, `.` for the whole context.
+fn context_includes(local_sources: &[&String]) -> Vec<String> {
+    local_sources
+        .iter()
+        .map(|s| {
+            let cleaned = clean_path(&s.replace("/./", "/"));
+            let rel = cleaned.trim_start_matches('/');
+            if rel.is_empty() {
+                ".".to_string()
+            } else {
+                rel.to_string()
+            }
+        })
+        .collect()
 }
