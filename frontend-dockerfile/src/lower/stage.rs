@@ -284,12 +284,11 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-    /// Lowers stage `i`; the stages it depends on must be lowered already.
-    pub fn lower_stage(&mut self, i: usize) -> Result<(), Diagnostic> {
-        let stages = self.stages;
-        let st_nodes = &stages[i];
+    /// The platform of stage `i`: its `FROM --platform`, else the build's target platform.
+    fn stage_platform(&self, i: usize) -> Result<Platform, Diagnostic> {
+        let st_nodes = &self.stages[i];
         let from_node = st_nodes.from_node;
-        let platform = match &st_nodes.from.platform {
+        Ok(match &st_nodes.from.platform {
             Some(p) => p.parse::<Platform>().map_err(|e| {
                 let span = from_node
                     .flags
@@ -309,7 +308,103 @@ impl<'a> Lowerer<'a> {
                 .with_help("write `--platform=linux/amd64` or `--platform=$BUILDPLATFORM`")
             })?,
             None => self.target_platform.clone(),
-        };
+        })
+    }
+
+    /// Starts stage `i` from its base (another stage, scratch, a named context or an image):
+    /// the vertex it builds on, the environment, workdir, user and shell it inherits, and the
+    /// ONBUILD triggers it must run first (into `triggers`).
+    fn start_from_base(
+        &mut self,
+        st: &mut StageState,
+        i: usize,
+        platform: &Platform,
+        triggers: &mut Vec<Node>,
+    ) -> Result<StageBase, Diagnostic> {
+        let stages = self.stages;
+        let st_nodes = &stages[i];
+        let from_node = st_nodes.from_node;
+        let stage_id = st.stage_id;
+        let base = &self.bases[i];
+        Ok(match base {
+            Base::Stage(j) => {
+                let f = self.finished.get(j).cloned().ok_or_else(|| {
+                    node_error(
+                        from_node,
+                        ErrorKind::Graph(format!("stage {j} was not lowered before stage {i}")),
+                        from_node.keyword_span,
+                    )
+                })?;
+                st.current = f.vertex;
+                st.replace_env(f.env);
+                // As BuildKit: a stage built on another keeps the ARGs that one declared, with
+                // their values, for its RUN steps, expansions and history.
+                st.args = f.args;
+                st.workdir = f.workdir;
+                st.user = f.user;
+                st.shell = f.shell;
+                st.resolved = f.resolved;
+                st.platform = if st_nodes.from.platform.is_some() {
+                    platform.clone()
+                } else {
+                    f.platform
+                };
+                // ONBUILD triggers of a base stage run first in this one.
+                for n in &stages[*j].body {
+                    if let Some(inner) = &n.inner {
+                        triggers.push((**inner).clone());
+                    }
+                }
+                StageBase::Stage { stage: f.stage_id }
+            }
+            Base::Scratch => {
+                st.current = self.add(
+                    from_node,
+                    Op::Source(SourceOp::Scratch),
+                    vec![],
+                    platform,
+                    VertexMeta::default(),
+                )?;
+                st.set_env("PATH".into(), DEFAULT_PATH.into());
+                StageBase::Scratch
+            }
+            Base::Context(name) => {
+                st.current = self.named_context_source(from_node, name, platform)?;
+                st.set_env("PATH".into(), DEFAULT_PATH.into());
+                StageBase::Scratch
+            }
+            Base::Image(reference) => {
+                let name = st.prefix(&format!("FROM {reference}"));
+                st.current =
+                    self.image_source(from_node, reference, platform, name, Some(stage_id))?;
+                match self.resolve_base_config(from_node, reference, platform)? {
+                    Some(cfg) => {
+                        st.replace_env(cfg.env);
+                        if !st.env_index.contains_key("PATH") {
+                            st.set_env("PATH".into(), DEFAULT_PATH.into());
+                        }
+                        st.workdir = cfg.working_dir;
+                        st.user = cfg.user;
+                        st.shell = cfg.shell;
+                        for t in &cfg.onbuild {
+                            triggers.extend(parse_trigger(from_node, t)?);
+                        }
+                    }
+                    None => st.resolved = false,
+                }
+                StageBase::Image {
+                    reference: reference.clone(),
+                }
+            }
+        })
+    }
+
+    /// Lowers stage `i`; the stages it depends on must be lowered already.
+    pub fn lower_stage(&mut self, i: usize) -> Result<(), Diagnostic> {
+        let stages = self.stages;
+        let st_nodes = &stages[i];
+        let from_node = st_nodes.from_node;
+        let platform = self.stage_platform(i)?;
         let display = if stages.len() == 1 {
             String::new()
         } else {
@@ -346,77 +441,7 @@ impl<'a> Lowerer<'a> {
             platform: platform.clone(),
         };
         let mut triggers: Vec<Node> = Vec::new();
-        let stage_base = match base {
-            Base::Stage(j) => {
-                let f = self.finished.get(j).cloned().ok_or_else(|| {
-                    node_error(
-                        from_node,
-                        ErrorKind::Graph(format!("stage {j} was not lowered before stage {i}")),
-                        from_node.keyword_span,
-                    )
-                })?;
-                st.current = f.vertex;
-                st.replace_env(f.env);
-                // As BuildKit: a stage built on another keeps the ARGs that one declared, with
-                // their values, for its RUN steps, expansions and history.
-                st.args = f.args;
-                st.workdir = f.workdir;
-                st.user = f.user;
-                st.shell = f.shell;
-                st.resolved = f.resolved;
-                st.platform = if st_nodes.from.platform.is_some() {
-                    platform.clone()
-                } else {
-                    f.platform
-                };
-                // ONBUILD triggers of a base stage run first in this one.
-                for n in &stages[*j].body {
-                    if let Some(inner) = &n.inner {
-                        triggers.push((**inner).clone());
-                    }
-                }
-                StageBase::Stage { stage: f.stage_id }
-            }
-            Base::Scratch => {
-                st.current = self.add(
-                    from_node,
-                    Op::Source(SourceOp::Scratch),
-                    vec![],
-                    &platform,
-                    VertexMeta::default(),
-                )?;
-                st.set_env("PATH".into(), DEFAULT_PATH.into());
-                StageBase::Scratch
-            }
-            Base::Context(name) => {
-                st.current = self.named_context_source(from_node, name, &platform)?;
-                st.set_env("PATH".into(), DEFAULT_PATH.into());
-                StageBase::Scratch
-            }
-            Base::Image(reference) => {
-                let name = st.prefix(&format!("FROM {reference}"));
-                st.current =
-                    self.image_source(from_node, reference, &platform, name, Some(stage_id))?;
-                match self.resolve_base_config(from_node, reference, &platform)? {
-                    Some(cfg) => {
-                        st.replace_env(cfg.env);
-                        if !st.env_index.contains_key("PATH") {
-                            st.set_env("PATH".into(), DEFAULT_PATH.into());
-                        }
-                        st.workdir = cfg.working_dir;
-                        st.user = cfg.user;
-                        st.shell = cfg.shell;
-                        for t in &cfg.onbuild {
-                            triggers.extend(parse_trigger(from_node, t)?);
-                        }
-                    }
-                    None => st.resolved = false,
-                }
-                StageBase::Image {
-                    reference: reference.clone(),
-                }
-            }
-        };
+        let stage_base = self.start_from_base(&mut st, i, &platform, &mut triggers)?;
         st.cmd_total += triggers
             .iter()
             .filter(|n| matches!(n.value.as_str(), "run" | "copy" | "add" | "workdir"))
