@@ -369,6 +369,7 @@ pub fn extract_tar<R: Read>(
     opts: &ExtractOptions,
 ) -> Result<(), ArchiveError> {
     let mut archive = tar::Archive::new(input);
+    // Directories by their path inside the root, with the time their entry gave.
     let mut dir_times: Vec<(PathBuf, filetime::FileTime)> = Vec::new();
     let entries = archive
         .entries()
@@ -536,16 +537,23 @@ pub fn extract_tar<R: Read>(
         }
         let mtime = filetime::FileTime::from_unix_time(header.mtime().unwrap_or(0) as i64, 0);
         if is_dir_entry {
-            dir_times.push((target, mtime));
+            // By name inside the root, not by host path: a later entry may replace a parent
+            // of this directory with a symlink, and the host path would then lead through it.
+            dir_times.push((parent_rel.join(&name), mtime));
         } else {
             filetime::set_symlink_file_times(&target, mtime, mtime)
                 .map_err(io_err("setting times of", &target))?;
         }
     }
-    // Directory times last, deepest first, so creating children does not disturb them.
-    for (dir, mtime) in dir_times.iter().rev() {
-        filetime::set_symlink_file_times(dir, *mtime, *mtime)
-            .map_err(io_err("setting times of", dir))?;
+    // Directory times last, deepest first, so creating children does not disturb them. Each
+    // path is resolved in the root again (the tree has changed since) and skipped when it no
+    // longer names a directory: a later entry replaced it.
+    for (rel, mtime) in dir_times.iter().rev() {
+        let dir = root.resolve_parent(rel)?;
+        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            filetime::set_symlink_file_times(&dir, *mtime, *mtime)
+                .map_err(io_err("setting times of", &dir))?;
+        }
     }
     Ok(())
 }
