@@ -18,8 +18,9 @@
 //! directory (`.wh.`, `.wh..`, `.wh...`): deleting `.` or `..` of an entry's directory would
 //! delete the directory being extracted into or its siblings ([`whiteout`] holds the rule, and
 //! every reader of layers calls it). Outside layers (`ADD` archives, [`WhiteoutMode::Reject`]) a
-//! `.wh.` name is an error: an image layer cannot store such a file, it would delete its namesake
-//! when the image is unpacked.
+//! `.wh.` name is an error, for the entry and for every directory it lands in (as resolved in the
+//! root): an image layer cannot store such a file or directory, it would delete its namesake when
+//! the image is unpacked.
 
 use crate::fileops::root::{lexical_clean, Root, RootError};
 use std::ffi::OsStr;
@@ -401,6 +402,21 @@ pub fn extract_tar<R: Read>(
         })?;
         let parent_rel = rel.parent().unwrap_or(Path::new("")).to_path_buf();
         let parent = root.resolve(&parent_rel)?;
+        if opts.whiteouts == WhiteoutMode::Reject {
+            // The directories the entry lands in count too (`d/.wh.x/f`, or `l/f` with
+            // `l -> .wh.x`): created, `.wh.x` would delete `x` from the image just the same.
+            let below_root = parent.strip_prefix(root.host_path()).unwrap_or(&parent);
+            if let Some(dir) = below_root
+                .components()
+                .map(|c| c.as_os_str().as_bytes())
+                .find(|c| is_reserved_name(c))
+            {
+                return Err(ArchiveError::ReservedName {
+                    hidden: String::from_utf8_lossy(&dir[WHITEOUT_PREFIX.len()..]).into_owned(),
+                    path: rel,
+                });
+            }
+        }
         ensure_dir(&parent)?;
 
         match (opts.whiteouts, meaning) {
