@@ -756,3 +756,56 @@ fn copy_onto_an_existing_symlink_writes_through_it_inside_the_root() {
         "missing parents of the target are created"
     );
 }
+
+/// A `.wh.` name is refused in an `ADD` archive wherever it would be created: as the entry's own
+/// name, as a directory on the entry's path (`d/.wh.x/f`, which extraction makes as a parent),
+/// and as the target of a symlink the entry's path goes through (`l -> .wh.x`, then `l/f`).
+#[test]
+fn add_archive_refuses_whiteout_names_in_the_directories_an_entry_lands_in() {
+    let cases: [&[(&str, u8, &str)]; 3] = [
+        &[("d/.wh.x/f", b'0', "")],
+        &[("l", b'2', ".wh.x"), ("l/f", b'0', "")],
+        &[
+            ("d/", b'5', ""),
+            ("l", b'2', "/d/.wh.x/y"),
+            ("l/f", b'0', ""),
+        ],
+    ];
+    for entries in cases {
+        let f = fixture();
+        let mut tar = Vec::new();
+        for (name, kind, link) in entries {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(if *kind == b'0' { 1 } else { 0 });
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::new(*kind));
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+            h.set_cksum();
+            tar.extend_from_slice(h.as_bytes());
+            if *kind == b'0' {
+                tar.extend_from_slice(b"E");
+                tar.resize(tar.len().div_ceil(512) * 512, 0);
+            }
+        }
+        tar.extend_from_slice(&[0; 1024]);
+        std::fs::write(f.context.join("evil.tar"), tar).unwrap();
+        let err = fileops::apply(
+            &f.rootfs,
+            &f.roots,
+            &FileAction::Add(copy(&["evil.tar"], "/opt/x/")),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("reserved for whiteouts") && err.contains("\"x\""),
+            "{entries:?}: {err}"
+        );
+        let written: Vec<_> = walkdir::WalkDir::new(f.rootfs.join("opt"))
+            .into_iter()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".wh."))
+            .collect();
+        assert_eq!(written, Vec::<String>::new(), "{entries:?}");
+    }
+}

@@ -830,3 +830,35 @@ fn unpack_sizes_parse_with_binary_suffixes() {
     assert_eq!(parse_size("lots"), None);
     assert_eq!(parse_size(""), None);
 }
+
+/// Directory times are applied after the last entry; by then a later entry may have replaced a
+/// parent of that directory with a symlink leading out. The times must land on what the path
+/// names inside the snapshot, never on a directory outside it.
+#[test]
+fn directory_times_set_after_extraction_never_follow_a_replaced_parent() {
+    use std::os::unix::fs::MetadataExt;
+    let work = tempfile::tempdir().unwrap();
+    // The layer is unpacked into `a/b/.unpack-layer-*`; `../../../victim` from there is
+    // `work/victim`.
+    let victim = work.path().join("victim/x");
+    std::fs::create_dir_all(&victim).unwrap();
+    let stamp = filetime::FileTime::from_unix_time(1_000_000_000, 0);
+    filetime::set_file_times(&victim, stamp, stamp).unwrap();
+    filetime::set_file_times(work.path().join("victim"), stamp, stamp).unwrap();
+    let mut tar = Vec::new();
+    raw_entry(&mut tar, "d/", b'5', "", b"");
+    raw_entry(&mut tar, "d/x/", b'5', "", b"");
+    raw_entry(&mut tar, "d", b'2', "../../../victim", b"");
+    tar.extend_from_slice(&[0; 1024]);
+    let blob = write_blob(work.path(), "evil.tar", &tar);
+    let dest = work.path().join("a/b/layer");
+    let _ = snapshot::unpack_layer(&blob, &dest, None, OverlayXattrs::Trusted);
+    for p in [work.path().join("victim"), victim] {
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().mtime(),
+            1_000_000_000,
+            "the times of {p:?}, outside the layer, were changed"
+        );
+    }
+    assert_eq!(stray_files(work.path(), &dest), Vec::<String>::new());
+}

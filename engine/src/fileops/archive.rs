@@ -18,8 +18,9 @@
 //! directory (`.wh.`, `.wh..`, `.wh...`): deleting `.` or `..` of an entry's directory would
 //! delete the directory being extracted into or its siblings ([`whiteout`] holds the rule, and
 //! every reader of layers calls it). Outside layers (`ADD` archives, [`WhiteoutMode::Reject`]) a
-//! `.wh.` name is an error: an image layer cannot store such a file, it would delete its namesake
-//! when the image is unpacked.
+//! `.wh.` name is an error, for the entry and for every directory it lands in (as resolved in the
+//! root): an image layer cannot store such a file or directory, it would delete its namesake when
+//! the image is unpacked.
 
 use crate::compression::decompress;
 use crate::fileops::root::{lexical_clean, Root, RootError};
@@ -324,6 +325,7 @@ pub fn extract_tar<R: Read>(
     opts: &ExtractOptions,
 ) -> Result<(), ArchiveError> {
     let mut archive = tar::Archive::new(input);
+    // Directories by their path inside the root, with the time their entry gave.
     let mut dir_times: Vec<(PathBuf, filetime::FileTime)> = Vec::new();
     let entries = archive
         .entries()
@@ -355,6 +357,21 @@ pub fn extract_tar<R: Read>(
         })?;
         let parent_rel = rel.parent().unwrap_or(Path::new("")).to_path_buf();
         let parent = root.resolve(&parent_rel)?;
+        if opts.whiteouts == WhiteoutMode::Reject {
+            // The directories the entry lands in count too (`d/.wh.x/f`, or `l/f` with
+            // `l -> .wh.x`): created, `.wh.x` would delete `x` from the image just the same.
+            let below_root = parent.strip_prefix(root.host_path()).unwrap_or(&parent);
+            if let Some(dir) = below_root
+                .components()
+                .map(|c| c.as_os_str().as_bytes())
+                .find(|c| is_reserved_name(c))
+            {
+                return Err(ArchiveError::ReservedName {
+                    hidden: String::from_utf8_lossy(&dir[WHITEOUT_PREFIX.len()..]).into_owned(),
+                    path: rel,
+                });
+            }
+        }
         ensure_dir(&parent)?;
 
         match (opts.whiteouts, meaning) {
@@ -491,16 +508,23 @@ pub fn extract_tar<R: Read>(
         }
         let mtime = filetime::FileTime::from_unix_time(header.mtime().unwrap_or(0) as i64, 0);
         if is_dir_entry {
-            dir_times.push((target, mtime));
+            // By name inside the root, not by host path: a later entry may replace a parent
+            // of this directory with a symlink, and the host path would then lead through it.
+            dir_times.push((parent_rel.join(&name), mtime));
         } else {
             filetime::set_symlink_file_times(&target, mtime, mtime)
                 .map_err(io_err("setting times of", &target))?;
         }
     }
-    // Directory times last, deepest first, so creating children does not disturb them.
-    for (dir, mtime) in dir_times.iter().rev() {
-        filetime::set_symlink_file_times(dir, *mtime, *mtime)
-            .map_err(io_err("setting times of", dir))?;
+    // Directory times last, deepest first, so creating children does not disturb them. Each
+    // path is resolved in the root again (the tree has changed since) and skipped when it no
+    // longer names a directory: a later entry replaced it.
+    for (rel, mtime) in dir_times.iter().rev() {
+        let dir = root.resolve_parent(rel)?;
+        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            filetime::set_symlink_file_times(&dir, *mtime, *mtime)
+                .map_err(io_err("setting times of", &dir))?;
+        }
     }
     Ok(())
 }
