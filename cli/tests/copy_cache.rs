@@ -675,3 +675,26 @@ fn a_file_copied_over_a_copied_directory_keys_what_remains() {
     assert!(cached(&meta, "COPY"), "{meta:#}");
     assert_eq!(read(&second, "d/a"), "file that replaces its directory");
 }
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn a_wildcard_that_starts_matching_several_paths_for_a_file_destination_fails_as_a_clean_build() {
+    // Found by the soundness run (seed 77, round 5737): an empty directory that starts matching
+    // beside another writes nothing more, but two matches for a destination without a trailing
+    // slash is an error; the cached result must not hide it.
+    let e = Env::new();
+    std::fs::create_dir_all(e.ctx().join("a.txt")).unwrap();
+    e.write("b.txt/x", "x");
+    e.write(".dockerignore", "a.txt\n");
+    let df = "FROM scratch\nCOPY *.txt /f0\n";
+    let (_, out) = e.build(df);
+    assert_eq!(read(&out, "f0/x"), "x");
+    e.write(".dockerignore", "");
+    let root = e.dir.path().join("root");
+    let (ok, err, _, _) = e.build_in(root.to_str().unwrap(), df, &[]);
+    assert!(!ok, "the cache hid the error: {err}");
+    assert!(err.contains("must be a directory"), "{err}");
+}

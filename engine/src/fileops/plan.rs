@@ -808,9 +808,20 @@ impl CopyPlan<'_> {
                 .matches
                 .iter()
                 .any(|m| !m.archive && m.top().kind == EntryKind::Dir);
+        // Several matches copied to a destination not written as a directory fail unless the
+        // base has a directory there (the base is keyed already): how many matched is then an
+        // input, even where the matches write the same entries (an empty directory beside
+        // another).
+        let many = if self.matches.len() > 1 && !into_dir(a, 1) {
+            " several"
+        } else {
+            ""
+        };
         let made = match self.matches.len() {
             0 => None,
-            n if into_dir(a, n) || dir_contents => Some(format!("{} {owner}", dest.display())),
+            n if into_dir(a, n) || dir_contents => {
+                Some(format!("{} {owner}{many}", dest.display()))
+            }
             _ => Some(format!(
                 "{} {owner}",
                 dest.parent().unwrap_or(Path::new("")).display()
