@@ -698,3 +698,28 @@ fn a_wildcard_that_starts_matching_several_paths_for_a_file_destination_fails_as
     assert!(!ok, "the cache hid the error: {err}");
     assert!(err.contains("must be a directory"), "{err}");
 }
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn a_file_copied_to_a_file_destination_on_an_empty_base_is_keyed_without_its_name() {
+    // Found by the soundness run (seed 78, round 5738): on FROM scratch (or with --link) nothing
+    // can make the destination a directory, so renaming the one matched file writes the same.
+    let e = Env::new();
+    e.write("a/one", "same bytes");
+    let df = "FROM scratch\nCOPY a/* /f0\n";
+    let (_, first) = e.build(df);
+    assert_eq!(read(&first, "f0"), "same bytes");
+    std::fs::rename(e.ctx().join("a/one"), e.ctx().join("a/two")).unwrap();
+    let (meta, second) = e.build(df);
+    assert!(cached(&meta, "COPY"), "{meta:#}");
+    assert_eq!(read(&second, "f0"), "same bytes");
+    // On a base that may hold a directory there, the name is still an input.
+    let df = "FROM scratch AS base\nCOPY a/ /f0/\nFROM base\nCOPY a/* /f0\n";
+    e.build(df);
+    std::fs::rename(e.ctx().join("a/two"), e.ctx().join("a/three")).unwrap();
+    let (meta, _) = e.build(df);
+    assert!(!cached(&meta, "[stage-1 1/1] COPY"), "{meta:#}");
+}

@@ -689,6 +689,7 @@ impl CopyPlan<'_> {
         &self,
         a: &CopyAction,
         content: &HashMap<&str, [u8; 32]>,
+        base_empty: bool,
     ) -> Vec<Vec<Option<String>>> {
         let into_dir = into_dir(a, self.matches.len());
         let dest = super::copy::dest_path(&a.workdir, &a.dest)
@@ -717,6 +718,9 @@ impl CopyPlan<'_> {
                             (!pe.out.is_empty()).then(|| join(&dest, &pe.out))
                         } else if into_dir {
                             Some(join(&dest, m.name()))
+                        } else if base_empty {
+                            // Nothing is there to make the destination a directory.
+                            Some(dest.clone())
                         } else {
                             Some(format!("{dest}\0{}", m.name()))
                         }
@@ -744,12 +748,13 @@ impl CopyPlan<'_> {
         chmod: Option<&Chmod>,
         keep_owner: bool,
         content: &HashMap<&str, [u8; 32]>,
+        base_empty: bool,
     ) -> PlanWrites<'p> {
         let field = |h: &mut blake3::Hasher, b: &[u8]| {
             h.update(&(b.len() as u64).to_le_bytes());
             h.update(b);
         };
-        let outputs = self.outputs(a, content);
+        let outputs = self.outputs(a, content, base_empty);
         let mut written: Vec<(String, [u8; 32])> = Vec::new();
         let mut out = Vec::new();
         // First destination written for each multiply-linked inode within a match, as the copy
@@ -841,9 +846,10 @@ impl CopyPlan<'_> {
         chmod: Option<&Chmod>,
         keep_owner: bool,
         content: &HashMap<&str, [u8; 32]>,
+        base_empty: bool,
     ) -> [u8; 32] {
         let mut set = WriteSet::default();
-        set.add(self.writes(a, chmod, keep_owner, content));
+        set.add(self.writes(a, chmod, keep_owner, content, base_empty));
         set.digest()
     }
 }
@@ -1019,7 +1025,7 @@ mod tests {
                 .iter()
                 .map(|e| (e.rel.as_str(), [0; 32]))
                 .collect();
-            p.digest(a, None, a.keeps_source_owner(), &content)
+            p.digest(a, None, a.keeps_source_owner(), &content, false)
         };
         let mut a = action(&["real"]);
         a.chown = Some("0:0".into());

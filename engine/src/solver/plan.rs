@@ -203,7 +203,16 @@ fn plan_step(
             let started = Instant::now();
             let (snapshot, stat) = contexts.get(&name)?;
             let walked = started.elapsed();
-            copy_plan_writes(vertex, c, snapshot, stat, &mut writes, &mut files)?;
+            let base_empty = base_is_empty(def, vertex, file.base);
+            copy_plan_writes(
+                vertex,
+                c,
+                snapshot,
+                stat,
+                base_empty,
+                &mut writes,
+                &mut files,
+            )?;
             kb.field(name.as_bytes());
             let hashed = started.elapsed().saturating_sub(walked);
             contexts.times.entry(name).or_default().hash += hashed;
@@ -276,6 +285,27 @@ fn plan_step(
     })
 }
 
+/// Whether a file op's base is known to be empty (a `--link` copy, or a step right on `FROM
+/// scratch`): then nothing can make a copy's destination a directory.
+fn base_is_empty(
+    def: &Definition,
+    vertex: &Vertex,
+    base: Option<crate::graph::InputIndex>,
+) -> bool {
+    let Some(base) = base else {
+        return true;
+    };
+    let mut at = vertex.inputs.get(base as usize).copied();
+    while let Some(v) = at.and_then(|id| def.vertex(id)) {
+        match &v.op {
+            Op::Config(_) => at = v.inputs.first().copied(),
+            Op::Source(SourceOp::Scratch) => return true,
+            _ => return false,
+        }
+    }
+    false
+}
+
 /// Adds what one COPY/ADD from a build context writes to the step's `writes`: the copy's own
 /// plan ([`crate::fileops::plan::resolve`], the same resolution the copy executes) over the
 /// walked context, with file contents from the stat cache. Each written entry's facts go into
@@ -285,6 +315,7 @@ fn copy_plan_writes(
     spec: &crate::graph::CopySpec,
     snapshot: &ContextSnapshot,
     stat: &StatCache,
+    base_empty: bool,
     writes: &mut crate::fileops::plan::WriteSet,
     files: &mut BTreeMap<String, String>,
 ) -> Result<(), SolveError> {
@@ -313,6 +344,7 @@ fn copy_plan_writes(
         chmod.as_ref(),
         action.keeps_source_owner(),
         &content,
+        base_empty,
     );
     if w.entries.len() <= MAX_RECORDED_FILES {
         files.extend(
