@@ -5,7 +5,7 @@
 //!
 //! A test that needs root or a tool says so twice:
 //!
-//! ```ignore
+//! ```text
 //! #[test]
 //! #[cfg_attr(missing_root, ignore = "needs root (overlay mounts)")]
 //! fn builds_as_root() {
