@@ -622,6 +622,10 @@ pub struct PlanWrites<'p> {
 pub struct WriteSet {
     written: std::collections::BTreeMap<String, [u8; 32]>,
     made: std::collections::BTreeSet<String>,
+    /// Archives extracted so far: each is keyed with its place in that order, since a later
+    /// one overwrites what an earlier one wrote (two steps extracting the same archives in
+    /// another order write different trees).
+    archives: usize,
 }
 
 impl WriteSet {
@@ -641,6 +645,13 @@ impl WriteSet {
                     self.written.remove(&k);
                 }
             }
+            let path = match path.split_once("\0archive ") {
+                Some((dest, content)) => {
+                    self.archives += 1;
+                    format!("{dest}\0archive #{} {content}", self.archives)
+                }
+                None => path,
+            };
             self.written.insert(path, digest);
         }
         self.made.extend(w.made);
