@@ -186,7 +186,7 @@ pub enum WorkError {
     #[error(transparent)]
     Archive(#[from] crate::fileops::archive::ArchiveError),
     /// A job for the sandbox helper could not be encoded.
-    #[error("encoding the {what} job: {source}")]
+    #[error("encoding the job for {what}: {source}")]
     Encode {
         what: &'static str,
         #[source]

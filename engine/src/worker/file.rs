@@ -181,33 +181,12 @@ pub(super) fn run(
         }
     }
     let max_unpack = std::env::var(fileops::archive::MAX_UNPACK_ENV).ok();
-    let payload = serde_json::to_vec(&FileJob {
+    let job = FileJob {
         sources,
         actions,
         max_unpack,
-    })
-    .map_err(|source| WorkError::Encode {
-        what: "file",
-        source,
-    })?;
-    let spec = SandboxSpec {
-        overlays,
-        mounts: Vec::new(),
-        network: Network::Host,
-        hostname: "buildkitsandbox".to_string(),
-        action: Action::InProcess {
-            kind: FILEOP_KIND.to_string(),
-            payload,
-        },
     };
-    let mut sink = |_: &executor::OutputLine| {};
-    let outcome = worker
-        .runner()?
-        .run(&spec, &mut sink)
-        .map_err(|source| WorkError::Sandbox {
-            what: "running a file operation",
-            source,
-        })?;
+    let outcome = run_file_job(worker, overlays, &job, "running a file operation")?;
     if !outcome.success() {
         let message = outcome
             .tail
@@ -333,15 +312,33 @@ pub(super) fn seed_cache_dir(
         follow_symlinks: true,
         drop_xattrs: false,
     };
-    let payload = serde_json::to_vec(&FileJob {
+    let job = FileJob {
         sources: BTreeMap::from([("cache-source".to_string(), src)]),
         actions: vec![fileops::FileAction::Copy(copy)],
         max_unpack: None,
-    })
-    .map_err(|source| WorkError::Encode {
-        what: "cache seeding",
-        source,
-    })?;
+    };
+    let outcome = run_file_job(worker, overlays, &job, "seeding a cache mount");
+    let _ = std::fs::remove_dir_all(&work);
+    let outcome = outcome?;
+    if !outcome.success() {
+        let message: Vec<String> = outcome.tail.iter().map(|l| l.text.clone()).collect();
+        return Err(WorkError::InSandbox(format!(
+            "seeding the cache from {source}: {}",
+            message.join("\n")
+        )));
+    }
+    Ok(())
+}
+
+/// Runs `job` in the sandbox helper over `overlays` (file operations run as root of the
+/// sandbox, rootless builds included). `what` names the work in errors.
+fn run_file_job(
+    worker: &LocalWorker,
+    overlays: Vec<OverlayMount>,
+    job: &FileJob,
+    what: &'static str,
+) -> Result<executor::ExecOutcome, WorkError> {
+    let payload = serde_json::to_vec(job).map_err(|source| WorkError::Encode { what, source })?;
     let spec = SandboxSpec {
         overlays,
         mounts: Vec::new(),
@@ -353,21 +350,8 @@ pub(super) fn seed_cache_dir(
         },
     };
     let mut sink = |_: &executor::OutputLine| {};
-    let outcome = worker
+    worker
         .runner()?
         .run(&spec, &mut sink)
-        .map_err(|source| WorkError::Sandbox {
-            what: "seeding a cache mount",
-            source,
-        });
-    let _ = std::fs::remove_dir_all(&work);
-    let outcome = outcome?;
-    if !outcome.success() {
-        let message: Vec<String> = outcome.tail.iter().map(|l| l.text.clone()).collect();
-        return Err(WorkError::InSandbox(format!(
-            "seeding the cache from {source}: {}",
-            message.join("\n")
-        )));
-    }
-    Ok(())
+        .map_err(|source| WorkError::Sandbox { what, source })
 }

@@ -58,7 +58,7 @@ pub(super) fn unpack_in_sandbox(
         limit,
     })
     .map_err(|source| WorkError::Encode {
-        what: "unpack",
+        what: "unpacking a layer",
         source,
     })?;
     let spec = SandboxSpec {
