@@ -269,13 +269,54 @@ fn lower_inner(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, 
         args::platform_args(&target_platform, &build_platform),
     );
     let lexer = Lexer::new(dockerfile.escape);
+    let mut stages = split_stages(dockerfile, &lexer, &mut arg_values, file)?;
 
-    // Split into the global ARGs and the stages.
+    // Stage names. A name given twice names the last stage that has it, as in BuildKit (the
+    // DuplicateStageName lint rule warns about it).
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for (i, st) in stages.iter().enumerate() {
+        if let Some(name) = &st.from.name {
+            names.insert(name.clone(), i);
+        }
+    }
+    let bases = stage_bases(&mut stages, &names, opts)?;
+    let deps = stage_deps(&stages, &bases, &names, opts)?;
+    check_cycles(&stages, &deps)?;
+
+    // Target and the stages it needs.
+    let target = resolve_target(opts.target.as_deref(), stages.len(), &names)?;
+    let mut order = Vec::new();
+    let mut seen = vec![false; stages.len()];
+    postorder(target, &deps, &mut seen, &mut order);
+
+    let mut lowerer = stage::Lowerer::new(
+        opts,
+        &lexer,
+        &stages,
+        &bases,
+        &names,
+        arg_values,
+        target_platform,
+    );
+    for &i in &order {
+        lowerer.lower_stage(i)?;
+    }
+    lowerer.finish(target)
+}
+
+/// Splits the file into its stages, declaring the global ARGs (those before the first FROM) on
+/// the way; anything else before the first FROM is an error.
+fn split_stages<'d>(
+    dockerfile: &'d Dockerfile,
+    lexer: &Lexer,
+    arg_values: &mut ArgValues,
+    file: &str,
+) -> Result<Vec<StageNodes<'d>>, Diagnostic> {
     let mut stages: Vec<StageNodes> = Vec::new();
     for node in &dockerfile.children {
         if node.value == "from" {
             let env = arg_values.global_env();
-            let ex = ShellExpander::new(&lexer, &env);
+            let ex = ShellExpander::new(lexer, &env);
             let parsed = instructions::parse(node, &ex, file)?;
             let Command::From(from) = parsed.command else {
                 unreachable!("a FROM node parses to Command::From")
@@ -289,7 +330,7 @@ fn lower_inner(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, 
             stage.body.push(node);
         } else if node.value == "arg" {
             let env = arg_values.global_env();
-            let ex = ShellExpander::new(&lexer, &env);
+            let ex = ShellExpander::new(lexer, &env);
             if let Command::Arg(decls) = instructions::parse(node, &ex, file)?.command {
                 for d in decls {
                     arg_values.declare_global(&d.name, d.default);
@@ -311,17 +352,17 @@ fn lower_inner(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, 
         return Err(Diagnostic::unlocated(ErrorKind::NoStages)
             .with_help("add `FROM <image>` (or `FROM scratch`)"));
     }
+    Ok(stages)
+}
 
-    // Stage names. A name given twice names the last stage that has it, as in BuildKit (the
-    // DuplicateStageName lint rule warns about it).
-    let mut names: HashMap<String, usize> = HashMap::new();
-    for (i, st) in stages.iter().enumerate() {
-        if let Some(name) = &st.from.name {
-            names.insert(name.clone(), i);
-        }
-    }
-
-    // Bases.
+/// What each stage starts from: an earlier stage, scratch, a named build context or an image.
+/// A stage named like a build context is that context, its own instructions dropped (as
+/// BuildKit).
+fn stage_bases(
+    stages: &mut [StageNodes<'_>],
+    names: &HashMap<String, usize>,
+    opts: &LowerOptions,
+) -> Result<Vec<Base>, Diagnostic> {
     let mut bases = Vec::new();
     let mut replaced_stages = Vec::new();
     for (i, st) in stages.iter().enumerate() {
@@ -332,8 +373,6 @@ fn lower_inner(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, 
             .first()
             .map(|w| w.span)
             .unwrap_or_default();
-        // A stage named like a build context is that context, its own instructions unused
-        // (as BuildKit).
         let replaced = st
             .from
             .name
@@ -375,12 +414,20 @@ fn lower_inner(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, 
         };
         bases.push(base);
     }
-
     for i in replaced_stages {
         stages[i].body.clear();
     }
+    Ok(bases)
+}
 
-    // Edges between stages: base stages, COPY --from, RUN --mount from=, inherited triggers.
+/// The stages each stage needs, with the node that needs it: its base stage, `COPY --from`,
+/// `RUN --mount from=`, and the triggers it inherits.
+fn stage_deps<'d>(
+    stages: &[StageNodes<'d>],
+    bases: &[Base],
+    names: &HashMap<String, usize>,
+    opts: &LowerOptions,
+) -> Result<Vec<Vec<(usize, &'d Node)>>, Diagnostic> {
     let mut deps: Vec<Vec<(usize, &Node)>> = vec![Vec::new(); stages.len()];
     for i in 0..stages.len() {
         if let Base::Stage(j) = bases[i] {
@@ -394,7 +441,7 @@ fn lower_inner(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, 
             for (value, span) in from_refs(node) {
                 if let SourceRef::Stage(j) = resolve_ref(
                     &value,
-                    &names,
+                    names,
                     &opts.named_contexts,
                     stages.len(),
                     node,
@@ -409,44 +456,31 @@ fn lower_inner(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, 
             }
         }
     }
-    check_cycles(&stages, &deps)?;
+    Ok(deps)
+}
 
-    // Target and the stages it needs.
-    let target = match &opts.target {
-        None => stages.len() - 1,
-        Some(t) => match names.get(&t.to_ascii_lowercase()) {
-            Some(&i) => i,
-            None => {
-                let mut d = Diagnostic::unlocated(ErrorKind::UnknownTarget(t.clone()));
-                let known: Vec<&str> = names.keys().map(String::as_str).collect();
-                if let Some(s) = instructions::suggest(t, known.iter().copied()) {
-                    d = d.with_help(format!("did you mean `{s}`?"));
-                } else if !known.is_empty() {
-                    let mut known = known;
-                    known.sort();
-                    d = d.with_help(format!("stages: {}", known.join(", ")));
-                }
-                return Err(d);
-            }
-        },
+/// The stage `--target` names (the last stage without one), or an error suggesting a name.
+fn resolve_target(
+    target: Option<&str>,
+    stage_count: usize,
+    names: &HashMap<String, usize>,
+) -> Result<usize, Diagnostic> {
+    let Some(t) = target else {
+        return Ok(stage_count - 1);
     };
-    let mut order = Vec::new();
-    let mut seen = vec![false; stages.len()];
-    postorder(target, &deps, &mut seen, &mut order);
-
-    let mut lowerer = stage::Lowerer::new(
-        opts,
-        &lexer,
-        &stages,
-        &bases,
-        &names,
-        arg_values,
-        target_platform,
-    );
-    for &i in &order {
-        lowerer.lower_stage(i)?;
+    if let Some(&i) = names.get(&t.to_ascii_lowercase()) {
+        return Ok(i);
     }
-    lowerer.finish(target)
+    let mut d = Diagnostic::unlocated(ErrorKind::UnknownTarget(t.to_string()));
+    let known: Vec<&str> = names.keys().map(String::as_str).collect();
+    if let Some(s) = instructions::suggest(t, known.iter().copied()) {
+        d = d.with_help(format!("did you mean `{s}`?"));
+    } else if !known.is_empty() {
+        let mut known = known;
+        known.sort();
+        d = d.with_help(format!("stages: {}", known.join(", ")));
+    }
+    Err(d)
 }
 
 /// A located error for `node` at `span`.

@@ -20,8 +20,10 @@ use engine::graph::{
 use std::collections::HashMap;
 
 // One file per family of instructions, as BuildKit's `convert_*.go`: the `Lowerer` methods that
-// lower them live there; this file holds the stage's state and the instructions that only
-// change it.
+// lower them live there (`config`: metadata instructions; `copy`: COPY/ADD; `run`: RUN and its
+// mounts; `sources`: FROM, `--from` and the build context); this file holds the stage's state,
+// its start and end, dispatch and WORKDIR.
+mod config;
 mod copy;
 mod run;
 mod sources;
@@ -525,147 +527,28 @@ impl<'a> Lowerer<'a> {
         let ex = ShellExpander::new(self.lexer, &*st);
         let file = self.opts.file_name.as_str();
         let ins = instructions::parse(node, &ex, file)?;
-        let platform = st.platform.clone();
-        let config = |st: &mut StageState,
-                      this: &mut Self,
-                      change: ConfigChange,
-                      created_by: Option<String>|
-         -> Result<(), Diagnostic> {
-            let history = created_by.map(|c| HistoryEntry {
-                created_by: c,
-                empty_layer: true,
-            });
-            let meta = Self::meta(st, node, String::new(), history);
-            st.current = this.add(node, Op::Config(change), vec![st.current], &platform, meta)?;
-            Ok(())
-        };
         match ins.command {
             Command::From(_) => unreachable!("FROM starts a stage"),
-            Command::Env(pairs) => {
-                let text: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                for (k, v) in &pairs {
-                    st.set_env(k.clone(), v.clone());
-                }
-                config(
-                    st,
-                    self,
-                    ConfigChange::Env(pairs),
-                    Some(format!("ENV {}", text.join(" "))),
-                )?;
-            }
-            Command::Arg(decls) => {
-                let mut text = Vec::new();
-                let mut change = Vec::new();
-                for d in decls {
-                    let value = self.args.declare_in_stage(&d.name, d.default.clone());
-                    // The history shows the value the ARG took: a build arg, the default, or
-                    // the global (platform args included) a bare declaration inherits.
-                    text.push(match &value {
-                        Some(v) => format!("{}={v}", d.name),
-                        None => d.name.clone(),
-                    });
-                    change.push((d.name.clone(), d.default.clone()));
-                    st.args.retain(|(k, _)| *k != d.name);
-                    st.args.push((d.name, value));
-                }
-                config(
-                    st,
-                    self,
-                    ConfigChange::Arg(change),
-                    Some(format!("ARG {}", text.join(" "))),
-                )?;
-            }
-            Command::Label(pairs) => {
-                let text: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                config(
-                    st,
-                    self,
-                    ConfigChange::Label(pairs),
-                    Some(format!("LABEL {}", text.join(" "))),
-                )?;
-            }
-            Command::Expose(ports) => {
-                let created = history::expose(&ports);
-                config(st, self, ConfigChange::Expose(ports), Some(created))?;
-            }
-            Command::Volume(vols) => {
-                let created = format!("VOLUME {}", history::go_list(&vols));
-                config(st, self, ConfigChange::Volume(vols), Some(created))?;
-            }
-            Command::User(user) => {
-                st.user = user.clone();
-                config(
-                    st,
-                    self,
-                    ConfigChange::User(user.clone()),
-                    Some(format!("USER {user}")),
-                )?;
-            }
-            Command::StopSignal(sig) => {
-                let created = format!("STOPSIGNAL {sig}");
-                config(st, self, ConfigChange::StopSignal(sig), Some(created))?;
-            }
-            Command::Maintainer(m) => {
-                let created = format!("MAINTAINER {m}");
-                config(st, self, ConfigChange::Maintainer(m), Some(created))?;
-            }
-            Command::Onbuild { expression, .. } => {
-                config(st, self, ConfigChange::Onbuild(expression), None)?;
-            }
-            Command::Shell(shell) => {
-                st.shell = shell.clone();
-                let created = format!("SHELL {}", history::go_list(&shell));
-                config(st, self, ConfigChange::Shell(shell), Some(created))?;
-            }
-            Command::Healthcheck(h) => {
-                let created = history::healthcheck(&h);
-                config(st, self, ConfigChange::Healthcheck(h), Some(created))?;
-            }
-            Command::Cmd(cmd) => {
-                let args = st.shell_wrap(&cmd);
-                st.cmd_set = true;
-                let created = format!("CMD {}", history::go_quote_list(&args));
-                config(st, self, ConfigChange::Cmd(args), Some(created))?;
-            }
-            Command::Entrypoint(cmd) => {
-                let args = st.shell_wrap(&cmd);
-                let created = format!("ENTRYPOINT {}", history::go_quote_list(&args));
-                let reset_cmd = !st.cmd_set;
-                config(
-                    st,
-                    self,
-                    ConfigChange::Entrypoint { args, reset_cmd },
-                    Some(created),
-                )?;
-            }
-            Command::Workdir(path) => self.workdir(st, node, &path)?,
-            Command::Run(_) => self.run(st, node, ins)?,
+            Command::Workdir(path) => self.workdir(st, node, &path),
+            Command::Run(_) => self.run(st, node, ins),
             Command::Copy(c) => {
                 let from = match &c.from {
                     Some(f) => Some(self.copy_source(st, node, f)?),
                     None => None,
                 };
-                self.copy(
-                    st,
-                    node,
-                    &c.args,
-                    from,
-                    CopyKind::Copy { parents: c.parents },
-                )?
+                let kind = CopyKind::Copy { parents: c.parents };
+                self.copy(st, node, &c.args, from, kind)
             }
-            Command::Add(a) => self.copy(
-                st,
-                node,
-                &a.args,
-                None,
-                CopyKind::Add {
+            Command::Add(a) => {
+                let kind = CopyKind::Add {
                     checksum: a.checksum.clone(),
                     keep_git_dir: a.keep_git_dir,
                     unpack: a.unpack,
-                },
-            )?,
+                };
+                self.copy(st, node, &a.args, None, kind)
+            }
+            metadata => self.metadata(st, node, metadata),
         }
-        Ok(())
     }
 
     fn display_name(&self, st: &StageState, node: &Node) -> String {

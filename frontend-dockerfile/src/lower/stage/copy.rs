@@ -13,151 +13,46 @@ impl<'a> Lowerer<'a> {
         kind: CopyKind,
     ) -> Result<(), Diagnostic> {
         let platform = st.platform.clone();
-        let is_add = matches!(kind, CopyKind::Add { .. });
-        let dest = st.resolve_path(&c.dest);
         let link = c.link && c.chmod.is_none();
         self.check_chown_names(st, node, c, link)?;
-        let mut inputs: Vec<VertexId> = if link { Vec::new() } else { vec![st.current] };
-        let input_of = |v: VertexId, inputs: &mut Vec<VertexId>| -> InputIndex {
-            match inputs.iter().position(|&x| x == v) {
-                Some(p) => p as InputIndex,
-                None => {
-                    inputs.push(v);
-                    (inputs.len() - 1) as InputIndex
-                }
-            }
+        check_checksum(node, c, kind.checksum().is_some())?;
+        let template = SpecTemplate {
+            dest: st.resolve_path(&c.dest),
+            c,
         };
-        let (checksum, keep_git_dir, unpack) = match &kind {
-            CopyKind::Add {
-                checksum,
-                keep_git_dir,
-                unpack,
-            } => (checksum.clone(), *keep_git_dir, *unpack),
-            CopyKind::Copy { .. } => (None, false, None),
-        };
-        let parents = matches!(kind, CopyKind::Copy { parents: true });
-        let mut created = String::from(if is_add { "ADD" } else { "COPY" });
-        if parents {
-            created.push_str(" --parents");
-        }
-        if let Some(chown) = &c.chown {
-            created.push_str(&format!(" --chown={chown}"));
-        }
-        if let Some(chmod) = &c.chmod_text {
-            created.push_str(&format!(" --chmod={chmod}"));
-        }
-        check_checksum(node, c, checksum.is_some())?;
-        let base_spec = |source_input: InputIndex, src: String| {
-            let mut spec = CopySpec::new(source_input, src, dest.clone());
-            spec.owner = c.chown.clone();
-            spec.mode = c.chmod.clone();
-            spec.exclude_patterns = c.exclude.clone();
-            spec
-        };
+        let mut inputs = StepInputs(if link { Vec::new() } else { vec![st.current] });
+        let local_input = self.local_input(node, c, from, &platform)?;
+        let mut created = history_prefix(c, &kind);
         let mut actions = Vec::new();
-        let local_sources: Vec<&String> = c
-            .sources
-            .iter()
-            .filter(|s| !is_http(s) && git_source(s).is_none())
-            .collect();
-        let local_input = if local_sources.is_empty() {
-            None
-        } else {
-            Some(match from {
-                Some(v) => v,
-                None => self.context_source(node, context_includes(&local_sources), &platform)?,
-            })
-        };
         for src in &c.sources {
             created.push(' ');
             created.push_str(src);
-            if let Some(git) = git_source(src) {
-                if !is_add {
-                    return Err(node_error(
-                        node,
-                        ErrorKind::Unsupported("a git source can only be used with ADD".into()),
-                        node.keyword_span,
-                    )
-                    .with_help("use `ADD` for git repositories"));
-                }
-                let name = self.display_name(st, node);
-                let v = self.add(
-                    node,
-                    Op::Source(SourceOp::Git {
-                        remote: git.0,
-                        reference: git.1,
-                        subdir: git.2,
-                        keep_git_dir,
-                        checksum: checksum.clone(),
-                    }),
-                    vec![],
-                    &platform,
-                    VertexMeta {
-                        name,
-                        ..VertexMeta::default()
-                    },
-                )?;
-                let mut spec = base_spec(input_of(v, &mut inputs), "/".into());
+            let spec = if let Some(git) = git_source(src) {
+                let v = self.git_vertex(st, node, &kind, git, &platform)?;
+                let mut spec = template.spec(inputs.index_of(v), "/".into());
                 spec.follow_symlinks = false;
                 spec.allow_wildcard = false;
                 spec.allow_empty_wildcard = false;
-                actions.push(FileAction::Copy(spec));
+                spec
             } else if is_http(src) {
-                if !is_add {
-                    return Err(node_error(
-                        node,
-                        ErrorKind::Unsupported("a URL source can only be used with ADD".into()),
-                        node.keyword_span,
-                    )
-                    .with_help("use `ADD` to download files"));
-                }
-                let filename = url_filename(src);
-                let name = self.display_name(st, node);
-                let v = self.add(
-                    node,
-                    Op::Source(SourceOp::Http {
-                        url: src.clone(),
-                        checksum: checksum.clone(),
-                        filename: filename.clone(),
-                    }),
-                    vec![],
-                    &platform,
-                    VertexMeta {
-                        name,
-                        ..VertexMeta::default()
-                    },
-                )?;
-                let mut spec = base_spec(input_of(v, &mut inputs), format!("/{filename}"));
-                spec.attempt_unpack = unpack.unwrap_or(false);
+                let (v, filename) = self.http_vertex(st, node, &kind, src, &platform)?;
+                let mut spec = template.spec(inputs.index_of(v), format!("/{filename}"));
+                spec.attempt_unpack = kind.unpack().unwrap_or(false);
                 spec.allow_wildcard = false;
                 spec.allow_empty_wildcard = false;
                 spec.follow_symlinks = false;
                 spec.dir_contents_only = false;
-                actions.push(FileAction::Copy(spec));
+                spec
             } else {
                 let input = local_input.expect("local sources have an input");
-                let (src_path, include) = if parents {
-                    match src.split_once("/./") {
-                        Some((parent, pattern)) => (parent.to_string(), pattern.to_string()),
-                        None => ("/".to_string(), src.clone()),
-                    }
-                } else {
-                    (src.clone(), String::new())
-                };
-                let mut spec = base_spec(input_of(input, &mut inputs), clean_path(&src_path));
-                if parents {
-                    spec.include_patterns =
-                        vec![clean_path(&include).trim_start_matches('/').to_string()];
-                    spec.preserve_parents = true;
-                }
-                spec.attempt_unpack = is_add && unpack.unwrap_or(true);
-                actions.push(FileAction::Copy(spec));
-            }
+                local_spec(&template, inputs.index_of(input), src, &kind)
+            };
+            actions.push(FileAction::Copy(spec));
         }
         for inline in &c.inline {
             created.push_str(&format!(" <<{}", inline.name));
             let v = self.inline_document(node, &inline.name, &inline.data, 0o644, &platform)?;
-            let mut spec = base_spec(input_of(v, &mut inputs), format!("/{}", inline.name));
+            let mut spec = template.spec(inputs.index_of(v), format!("/{}", inline.name));
             spec.follow_symlinks = false;
             spec.dir_contents_only = false;
             spec.allow_wildcard = false;
@@ -167,7 +62,99 @@ impl<'a> Lowerer<'a> {
         created.push(' ');
         created.push_str(&c.dest);
         created.push_str(" # buildkit");
-        self.add_copy_step(st, node, created, actions, inputs, link, &platform)
+        self.add_copy_step(st, node, created, actions, inputs.0, link, &platform)
+    }
+
+    /// The vertex the copy's local sources read: the `--from` stage or image, or the build
+    /// context narrowed to the paths the sources name. `None` when every source is remote.
+    fn local_input(
+        &mut self,
+        node: &Node,
+        c: &CopyArgs,
+        from: Option<VertexId>,
+        platform: &Platform,
+    ) -> Result<Option<VertexId>, Diagnostic> {
+        let local_sources: Vec<&String> = c
+            .sources
+            .iter()
+            .filter(|s| !is_http(s) && git_source(s).is_none())
+            .collect();
+        if local_sources.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(match from {
+            Some(v) => v,
+            None => self.context_source(node, context_includes(&local_sources), platform)?,
+        }))
+    }
+
+    /// The source vertex of an `ADD` of a git repository (COPY refuses one).
+    fn git_vertex(
+        &mut self,
+        st: &StageState,
+        node: &Node,
+        kind: &CopyKind,
+        (remote, reference, subdir): GitSource,
+        platform: &Platform,
+    ) -> Result<VertexId, Diagnostic> {
+        let CopyKind::Add {
+            checksum,
+            keep_git_dir,
+            ..
+        } = kind
+        else {
+            return Err(node_error(
+                node,
+                ErrorKind::Unsupported("a git source can only be used with ADD".into()),
+                node.keyword_span,
+            )
+            .with_help("use `ADD` for git repositories"));
+        };
+        let name = self.display_name(st, node);
+        let op = Op::Source(SourceOp::Git {
+            remote,
+            reference,
+            subdir,
+            keep_git_dir: *keep_git_dir,
+            checksum: checksum.clone(),
+        });
+        let meta = VertexMeta {
+            name,
+            ..VertexMeta::default()
+        };
+        self.add(node, op, vec![], platform, meta)
+    }
+
+    /// The source vertex of an `ADD` of an HTTP(S) URL (COPY refuses one), and the file name the
+    /// download is stored under.
+    fn http_vertex(
+        &mut self,
+        st: &StageState,
+        node: &Node,
+        kind: &CopyKind,
+        url: &str,
+        platform: &Platform,
+    ) -> Result<(VertexId, String), Diagnostic> {
+        let CopyKind::Add { checksum, .. } = kind else {
+            return Err(node_error(
+                node,
+                ErrorKind::Unsupported("a URL source can only be used with ADD".into()),
+                node.keyword_span,
+            )
+            .with_help("use `ADD` to download files"));
+        };
+        let filename = url_filename(url);
+        let name = self.display_name(st, node);
+        let op = Op::Source(SourceOp::Http {
+            url: url.to_string(),
+            checksum: checksum.clone(),
+            filename: filename.clone(),
+        });
+        let meta = VertexMeta {
+            name,
+            ..VertexMeta::default()
+        };
+        Ok((self.add(node, op, vec![], platform, meta)?, filename))
     }
 
     /// A `--chown` name needs an /etc/passwd or /etc/group to be looked up in: a `--link` copy is
@@ -282,6 +269,106 @@ pub(super) enum CopyKind {
     },
 }
 
+impl CopyKind {
+    fn checksum(&self) -> Option<&String> {
+        match self {
+            CopyKind::Add { checksum, .. } => checksum.as_ref(),
+            CopyKind::Copy { .. } => None,
+        }
+    }
+
+    fn unpack(&self) -> Option<bool> {
+        match self {
+            CopyKind::Add { unpack, .. } => *unpack,
+            CopyKind::Copy { .. } => None,
+        }
+    }
+
+    fn parents(&self) -> bool {
+        matches!(self, CopyKind::Copy { parents: true })
+    }
+}
+
+/// The inputs of a copy step, each vertex once: a copy spec names its source by index.
+struct StepInputs(Vec<VertexId>);
+
+impl StepInputs {
+    fn index_of(&mut self, v: VertexId) -> InputIndex {
+        let position = match self.0.iter().position(|&x| x == v) {
+            Some(p) => p,
+            None => {
+                self.0.push(v);
+                self.0.len() - 1
+            }
+        };
+        position as InputIndex
+    }
+}
+
+/// What every source of one COPY/ADD shares: the destination and the flags that apply to all.
+struct SpecTemplate<'c> {
+    dest: String,
+    c: &'c CopyArgs,
+}
+
+impl SpecTemplate<'_> {
+    fn spec(&self, source_input: InputIndex, src: String) -> CopySpec {
+        let mut spec = CopySpec::new(source_input, src, self.dest.clone());
+        spec.owner = self.c.chown.clone();
+        spec.mode = self.c.chmod.clone();
+        spec.exclude_patterns = self.c.exclude.clone();
+        spec
+    }
+}
+
+/// The spec of a source in the context or a `--from` stage: with `--parents`, the part after a
+/// `/./` pivot (or the whole path without one) is kept below the destination.
+fn local_spec(
+    template: &SpecTemplate<'_>,
+    input: InputIndex,
+    src: &str,
+    kind: &CopyKind,
+) -> CopySpec {
+    let parents = kind.parents();
+    let (src_path, include) = if parents {
+        match src.split_once("/./") {
+            Some((parent, pattern)) => (parent.to_string(), pattern.to_string()),
+            None => ("/".to_string(), src.to_string()),
+        }
+    } else {
+        (src.to_string(), String::new())
+    };
+    let mut spec = template.spec(input, clean_path(&src_path));
+    if parents {
+        spec.include_patterns = vec![clean_path(&include).trim_start_matches('/').to_string()];
+        spec.preserve_parents = true;
+    }
+    let is_add = matches!(kind, CopyKind::Add { .. });
+    spec.attempt_unpack = is_add && kind.unpack().unwrap_or(true);
+    spec
+}
+
+/// The start of the step's history line: the keyword and the flags BuildKit records.
+fn history_prefix(c: &CopyArgs, kind: &CopyKind) -> String {
+    let mut created = String::from(match kind {
+        CopyKind::Add { .. } => "ADD",
+        CopyKind::Copy { .. } => "COPY",
+    });
+    if kind.parents() {
+        created.push_str(" --parents");
+    }
+    if let Some(chown) = &c.chown {
+        created.push_str(&format!(" --chown={chown}"));
+    }
+    if let Some(chmod) = &c.chmod_text {
+        created.push_str(&format!(" --chmod={chmod}"));
+    }
+    created
+}
+
+/// A git source: remote, reference, subdirectory.
+type GitSource = (String, Option<String>, Option<String>);
+
 fn is_http(src: &str) -> bool {
     let lower = src.to_ascii_lowercase();
     (lower.starts_with("http://") || lower.starts_with("https://")) && git_source(src).is_none()
@@ -289,7 +376,7 @@ fn is_http(src: &str) -> bool {
 
 /// `(remote, ref, subdir)` when `src` names a git repository: `git@host:repo`, `git://`,
 /// `ssh://`, or an HTTP(S) URL whose path ends in `.git`; `#ref:subdir` selects what to check out.
-fn git_source(src: &str) -> Option<(String, Option<String>, Option<String>)> {
+fn git_source(src: &str) -> Option<GitSource> {
     let (remote, fragment) = match src.split_once('#') {
         Some((r, f)) => (r, Some(f)),
         None => (src, None),
