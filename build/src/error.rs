@@ -19,14 +19,17 @@ pub enum BuildError {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// The Dockerfile does not parse; `message` starts with the line and column.
-    #[error("{file}:{message}")]
-    Parse { file: String, message: String },
+    /// The Dockerfile does not parse; the parser's error starts with the line and column.
+    #[error("{file}:{source}")]
+    Parse {
+        file: String,
+        source: frontend_dockerfile::parser::ParseError,
+    },
     #[error("reading the ignore file of {}: {message}", context.display())]
     IgnoreFile { context: PathBuf, message: String },
-    /// Lowering refused the Dockerfile; the text is the rendered diagnostic (file, line, caret).
+    /// Lowering refused the Dockerfile; the diagnostic renders file, line, column and caret.
     #[error("{0}")]
-    Lower(String),
+    Lower(Box<Diagnostic>),
     #[error("build checks failed (the Dockerfile sets check=error=true)")]
     ChecksFailed,
     #[error("opening the builder root directory: {0}")]

@@ -116,66 +116,21 @@ impl Build {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         let Build { root, request: req } = self;
-        if !req.context.is_dir() {
-            return Err(BuildError::ContextNotADirectory(req.context.clone()));
-        }
-        let (file, src) = req.dockerfile.read(&req.context)?;
-        let shown = file.display().to_string();
-        let dockerfile = parser::parse(&src).map_err(|e| BuildError::Parse {
-            file: shown.clone(),
-            message: e.to_string(),
-        })?;
+        let source = DockerfileSource::read(&req)?;
 
-        let _shared = root.lock_shared().map_err(BuildError::Root)?;
+        let shared = root.lock_shared().map_err(BuildError::Root)?;
         let mut warnings = Vec::new();
         let cache_imports = cache_io::import(&root, &req.cache_from, &mut warnings)?;
         let cas = root.content_store().map_err(BuildError::Root)?;
         let store = cache::ImageStore::open(root.images_dir()).map_err(BuildError::ImageStore)?;
         let images = images::BaseImages::new(&store, &cas, &progress, req.pull);
-
-        let ignore = frontend_dockerfile::dockerignore::DockerIgnore::load_for_dockerfile(
-            &req.context,
-            &file,
-        )
-        .map_err(|e| BuildError::IgnoreFile {
-            context: req.context.clone(),
-            message: e.to_string(),
-        })?;
-        let mut named_contexts = std::collections::BTreeMap::new();
-        for (name, c) in &req.named_contexts {
-            let named = match c {
-                BuildContext::Dir(_) => lower::NamedContext::Local,
-                BuildContext::Image(reference) => lower::NamedContext::Image(
-                    engine::graph::normalize_image_reference(reference)
-                        .unwrap_or_else(|_| reference.clone()),
-                ),
-                BuildContext::OciLayout { dir, digest } => lower::NamedContext::Image(
-                    images::oci_layout_image(&cas, &store, name, dir, digest.as_ref())?,
-                ),
-            };
-            named_contexts.insert(name.clone(), named);
-        }
-        let lowered = lower::lower(
-            &dockerfile,
-            &LowerOptions {
-                file_name: shown.clone(),
-                source: Some(&src),
-                build_args: req.build_args.clone(),
-                target: req.target.clone(),
-                platform: req.platform.clone(),
-                resolver: Some(&images),
-                run: lower::RunDefaults {
-                    network: req.network,
-                    extra_hosts: req.extra_hosts.clone(),
-                    shm_size: req.shm_size,
-                    ulimits: req.ulimits.clone(),
-                },
-                named_contexts,
-                ..Default::default()
-            },
-        )
-        .map_err(|d| BuildError::Lower(d.to_string()))?;
-        report_checks(&dockerfile, &shown, &lowered.warnings, progress.as_ref())?;
+        let lowered = lower_request(&req, &source, &images, &cas, &store)?;
+        report_checks(
+            &source.parsed,
+            &source.shown,
+            &lowered.warnings,
+            progress.as_ref(),
+        )?;
         // As BuildKit, which refuses the definition before solving: a cached step would
         // otherwise pass unchecked.
         if !req.allow_network_host && uses_host_network(&lowered.definition) {
@@ -186,59 +141,14 @@ impl Build {
             ));
         }
 
-        let worker = LocalWorker::new(
-            root.clone(),
-            WorkerOptions {
-                layer: req.layer.clone(),
-                secrets: req.secrets.clone(),
-                helper: req.helper.clone(),
-                allow_insecure: req.allow_insecure,
-                allow_network_host: req.allow_network_host,
-                ssh: req.ssh.clone(),
-            },
-        )
-        .map_err(BuildError::Worker)?;
-        let solver = Solver::new(
-            root.clone(),
-            Arc::new(images.clone()),
-            Arc::new(worker),
-            progress.clone(),
-        )
-        .map_err(|e| BuildError::Solver(Box::new(e)))?;
-
+        let solver = make_solver(&root, &req, &images, &progress)?;
         let target_name = req.target.clone().unwrap_or_default();
         let records = RecordStore::open(root.path()).map_err(BuildError::Records)?;
-        let target_id = cache::records::target_id(&file, &target_name);
-        let mut contexts = HashMap::new();
-        contexts.insert(
-            "context".to_string(),
-            ContextInput {
-                dir: req.context.clone(),
-                filter: Arc::new(request::IgnoreFilter(ignore)),
-            },
-        );
-        for (name, c) in &req.named_contexts {
-            if let BuildContext::Dir(dir) = c {
-                let ignore =
-                    frontend_dockerfile::dockerignore::DockerIgnore::load(dir).map_err(|e| {
-                        BuildError::IgnoreFile {
-                            context: dir.clone(),
-                            message: e.to_string(),
-                        }
-                    })?;
-                contexts.insert(
-                    name.clone(),
-                    ContextInput {
-                        dir: dir.clone(),
-                        filter: Arc::new(request::IgnoreFilter(ignore)),
-                    },
-                );
-            }
-        }
+        let target_id = cache::records::target_id(&source.file, &target_name);
         let opts = SolveOptions {
             no_cache: req.no_cache,
             no_cache_stages: req.no_cache_filter.clone(),
-            contexts,
+            contexts: context_inputs(&req, source.ignore)?,
             source_date_epoch: req.layer.source_date_epoch,
             previous: records.latest(&target_id),
         };
@@ -257,7 +167,7 @@ impl Build {
         let outcome = runtime.block_on(solver.solve(Arc::new(lowered.definition), opts));
         let record = |steps, success| BuildRecord {
             target_id: target_id.clone(),
-            dockerfile: shown.clone(),
+            dockerfile: source.shown.clone(),
             target: target_name.clone(),
             started_ms,
             duration_ms: started.elapsed().as_millis() as u64,
@@ -268,12 +178,12 @@ impl Build {
         // A record that cannot be written costs a "why" explanation next time, never the build.
         let solve = match outcome {
             Ok(r) => r,
-            Err(source) => {
+            Err(error) => {
                 let _ = records.write(&record(Vec::new(), false));
                 return Err(BuildError::Solve {
-                    file: shown,
-                    dockerfile: src,
-                    source: Box::new(source),
+                    file: source.shown,
+                    dockerfile: source.text,
+                    source: Box::new(error),
                 });
             }
         };
@@ -286,28 +196,7 @@ impl Build {
         let mut stored = record(solve.steps.clone(), true);
         stored.image = Some(image.id().to_string());
         let _ = records.write(&stored);
-        for output in &req.outputs {
-            if let Output::Export(spec) = output {
-                let mut names = req.tags.clone();
-                for n in &spec.names {
-                    names.push(cache::Reference::parse(n).map_err(|source| {
-                        BuildError::BadName {
-                            name: n.clone(),
-                            source,
-                        }
-                    })?);
-                }
-                export::export(
-                    &cas,
-                    &[NamedImage {
-                        image: image.clone(),
-                        names,
-                    }],
-                    spec,
-                )
-                .map_err(BuildError::Export)?;
-            }
-        }
+        export_outputs(&cas, &image, &req)?;
         registry_io::push(
             &runtime,
             &cas,
@@ -321,7 +210,7 @@ impl Build {
             None => Vec::new(),
         };
         let export_ms = export_started.elapsed().as_millis() as u64;
-        drop(_shared);
+        drop(shared);
 
         // Only a build that wrote something can have pushed the root over its limit; a fully
         // cached rebuild skips the size walk (one stat per file of every snapshot).
@@ -343,6 +232,183 @@ impl Build {
             loaded,
         })
     }
+}
+
+/// The Dockerfile of a build, read and parsed, with the context's ignore file.
+struct DockerfileSource {
+    /// Where it was read from.
+    file: std::path::PathBuf,
+    /// Its name as the user gave it, for messages.
+    shown: String,
+    /// Its text, for diagnostics that quote lines.
+    text: String,
+    parsed: parser::Dockerfile,
+    /// The context's `.dockerignore` (or `<Dockerfile>.dockerignore`).
+    ignore: frontend_dockerfile::dockerignore::DockerIgnore,
+}
+
+impl DockerfileSource {
+    fn read(req: &BuildRequest) -> Result<DockerfileSource, BuildError> {
+        if !req.context.is_dir() {
+            return Err(BuildError::ContextNotADirectory(req.context.clone()));
+        }
+        let (file, text) = req.dockerfile.read(&req.context)?;
+        let shown = file.display().to_string();
+        let parsed = parser::parse(&text).map_err(|source| BuildError::Parse {
+            file: shown.clone(),
+            source,
+        })?;
+        let ignore = frontend_dockerfile::dockerignore::DockerIgnore::load_for_dockerfile(
+            &req.context,
+            &file,
+        )
+        .map_err(|e| BuildError::IgnoreFile {
+            context: req.context.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(DockerfileSource {
+            file,
+            shown,
+            text,
+            parsed,
+            ignore,
+        })
+    }
+}
+
+/// Lowers the Dockerfile with the request's build args, target, platform, RUN defaults and named
+/// contexts; base images are resolved through `images`, the same resolver the solver uses.
+fn lower_request(
+    req: &BuildRequest,
+    source: &DockerfileSource,
+    images: &images::BaseImages,
+    cas: &cache::ContentStore,
+    store: &cache::ImageStore,
+) -> Result<lower::Lowered, BuildError> {
+    let mut named_contexts = std::collections::BTreeMap::new();
+    for (name, c) in &req.named_contexts {
+        let named = match c {
+            BuildContext::Dir(_) => lower::NamedContext::Local,
+            BuildContext::Image(reference) => lower::NamedContext::Image(
+                engine::graph::normalize_image_reference(reference)
+                    .unwrap_or_else(|_| reference.clone()),
+            ),
+            BuildContext::OciLayout { dir, digest } => lower::NamedContext::Image(
+                images::oci_layout_image(cas, store, name, dir, digest.as_ref())?,
+            ),
+        };
+        named_contexts.insert(name.clone(), named);
+    }
+    lower::lower(
+        &source.parsed,
+        &LowerOptions {
+            file_name: source.shown.clone(),
+            source: Some(&source.text),
+            build_args: req.build_args.clone(),
+            target: req.target.clone(),
+            platform: req.platform.clone(),
+            resolver: Some(images),
+            run: lower::RunDefaults {
+                network: req.network,
+                extra_hosts: req.extra_hosts.clone(),
+                shm_size: req.shm_size,
+                ulimits: req.ulimits.clone(),
+            },
+            named_contexts,
+            ..Default::default()
+        },
+    )
+    .map_err(|d| BuildError::Lower(Box::new(d)))
+}
+
+/// The solver of a build: the local worker with the request's sandbox options.
+fn make_solver(
+    root: &cache::RootDir,
+    req: &BuildRequest,
+    images: &images::BaseImages,
+    progress: &Arc<dyn ProgressSink>,
+) -> Result<Solver, BuildError> {
+    let worker = LocalWorker::new(
+        root.clone(),
+        WorkerOptions {
+            layer: req.layer.clone(),
+            secrets: req.secrets.clone(),
+            helper: req.helper.clone(),
+            allow_insecure: req.allow_insecure,
+            allow_network_host: req.allow_network_host,
+            ssh: req.ssh.clone(),
+        },
+    )
+    .map_err(BuildError::Worker)?;
+    Solver::new(
+        root.clone(),
+        Arc::new(images.clone()),
+        Arc::new(worker),
+        progress.clone(),
+    )
+    .map_err(|e| BuildError::Solver(Box::new(e)))
+}
+
+/// The local directories a build reads: the main context (`context`) and each named context
+/// given as a directory, each filtered by its own ignore file.
+fn context_inputs(
+    req: &BuildRequest,
+    ignore: frontend_dockerfile::dockerignore::DockerIgnore,
+) -> Result<HashMap<String, ContextInput>, BuildError> {
+    let mut contexts = HashMap::new();
+    contexts.insert(
+        "context".to_string(),
+        ContextInput {
+            dir: req.context.clone(),
+            filter: Arc::new(request::IgnoreFilter(ignore)),
+        },
+    );
+    for (name, c) in &req.named_contexts {
+        if let BuildContext::Dir(dir) = c {
+            let ignore =
+                frontend_dockerfile::dockerignore::DockerIgnore::load(dir).map_err(|e| {
+                    BuildError::IgnoreFile {
+                        context: dir.clone(),
+                        message: e.to_string(),
+                    }
+                })?;
+            contexts.insert(
+                name.clone(),
+                ContextInput {
+                    dir: dir.clone(),
+                    filter: Arc::new(request::IgnoreFilter(ignore)),
+                },
+            );
+        }
+    }
+    Ok(contexts)
+}
+
+/// Runs the `-o` exporters on the built image, each also under the names its spec adds.
+fn export_outputs(
+    cas: &cache::ContentStore,
+    image: &Image,
+    req: &BuildRequest,
+) -> Result<(), BuildError> {
+    for output in &req.outputs {
+        if let Output::Export(spec) = output {
+            let mut names = req.tags.clone();
+            for n in &spec.names {
+                names.push(
+                    cache::Reference::parse(n).map_err(|source| BuildError::BadName {
+                        name: n.clone(),
+                        source,
+                    })?,
+                );
+            }
+            let named = NamedImage {
+                image: image.clone(),
+                names,
+            };
+            export::export(cas, &[named], spec).map_err(BuildError::Export)?;
+        }
+    }
+    Ok(())
 }
 
 /// `--load`: streams the image as a docker-archive to the Docker engine at `host`; returns what
