@@ -658,6 +658,7 @@ CMD echo run
     cases.extend(copy_add_cases());
     cases.extend(parsing_cases());
     cases.extend(stage_and_error_cases());
+    cases.extend(everyday_cases());
     for case in &mut cases {
         if let Some(why) = not_in_v08(case.name) {
             case.current_only = Some(why);
@@ -1306,6 +1307,204 @@ fn parsing_cases() -> Vec<Case> {
 }
 
 /// Stages, inheritance, scratch and the errors of names that do not resolve.
+/// Dockerfiles as users write them: the common instructions in the combinations seen in the wild.
+fn everyday_cases() -> Vec<Case> {
+    let app = || {
+        vec![
+            file("src/main.sh", "#!/bin/sh\necho main\n"),
+            file("src/lib/util.sh", "util() { :; }\n"),
+            file("README.md", "readme\n"),
+            file(".env", "SECRET=1\n"),
+            file("config/app.conf", "port=80\n"),
+            file("docs/a.md", "a\n"),
+            file("docs/b.txt", "b\n"),
+        ]
+    };
+    let with = |df: &str, ignore: Option<&str>| {
+        let mut v = app();
+        v.push(dockerfile(df));
+        if let Some(i) = ignore {
+            v.push(file(".dockerignore", i));
+        }
+        Context::Files(v)
+    };
+    vec![
+        Case::new(
+            "app_image_with_user_workdir_and_chown",
+            with(
+                r#"FROM busybox:local
+RUN echo 'web:x:1001:1001::/home/web:/bin/sh' >> /etc/passwd && echo 'web:x:1001:' >> /etc/group && mkdir -p /home/web && chown web:web /home/web
+WORKDIR /app
+COPY --chown=web:web src/ ./src/
+COPY --chown=1001 config/app.conf /etc/app/
+USER web
+RUN id > /tmp/id.txt && echo $HOME > /tmp/home.txt && touch /app/owned-by-web || true
+ENV PATH=$PATH:/app/src
+CMD ["main.sh"]
+"#,
+                None,
+            ),
+        ),
+        Case::new(
+            "dockerignore_of_a_typical_project",
+            with(
+                "FROM busybox:local\nCOPY . /ctx/\n",
+                Some("# comment\n.env\n/docs/*.md\n**/*.sh\n!src/main.sh\nDockerfile\n.dockerignore\n"),
+            ),
+        ),
+        Case::new(
+            "copy_dotfiles_and_hidden_wildcards",
+            with(
+                "FROM busybox:local\nCOPY .* /dots/\nCOPY .env* /env/\nCOPY docs/*.m? /docs/\n",
+                None,
+            ),
+        ),
+        Case::new(
+            "workdir_created_under_a_user_is_root_owned",
+            with(
+                "FROM busybox:local\nUSER 1000:1000\nWORKDIR /made/by/workdir\nUSER root\nWORKDIR /made/by/workdir/again\nRUN ls -ln /made/by > /made/listing.txt\n",
+                None,
+            ),
+        ),
+        Case::new(
+            "copy_chown_creates_missing_parent_directories",
+            with(
+                "FROM busybox:local\nCOPY --chown=1234:5678 src/main.sh /deep/new/parents/\nCOPY --chown=42:42 src /other/new/\n",
+                None,
+            ),
+        ),
+        Case::new(
+            "env_path_extension_and_arg_env_interplay",
+            with(
+                r#"FROM busybox:local
+ARG VERSION=1.0
+ARG UNSET
+ENV VERSION=${VERSION}-env APP_HOME=/opt/app
+ENV PATH="${APP_HOME}/bin:${PATH}" EMPTY=${UNSET:-fallback}
+ARG VERSION=2.0
+RUN echo "$VERSION $APP_HOME $EMPTY" > /env.txt && echo "$PATH" > /path.txt
+"#,
+                None,
+            ),
+        ),
+        Case::new(
+            "builder_stage_then_runtime_stage",
+            with(
+                r#"FROM busybox:local AS build
+WORKDIR /build
+COPY src ./src
+RUN mkdir -p out && cp src/main.sh out/app && chmod 755 out/app && ln -s app out/app-link
+FROM busybox:local AS runtime
+COPY --from=build /build/out/ /usr/local/bin/
+COPY --from=build /build/out/app-link /link-kept
+ENTRYPOINT ["/usr/local/bin/app"]
+CMD ["--help"]
+"#,
+                None,
+            ),
+        ),
+        Case::new(
+            "shell_form_cmd_and_entrypoint_under_a_custom_shell",
+            with(
+                "FROM busybox:local\nSHELL [\"/bin/sh\", \"-ec\"]\nRUN echo shell > /s.txt\nENTRYPOINT exec /bin/echo hi\nCMD echo ignored\n",
+                None,
+            ),
+        ),
+        Case::new(
+            "expose_ranges_and_variables",
+            with(
+                "FROM busybox:local\nARG PORT=8080\nEXPOSE ${PORT} 9000-9002/udp 53/tcp 53/udp\n",
+                None,
+            ),
+        ),
+        Case::new(
+            "labels_with_spaces_empty_values_and_variables",
+            with(
+                "FROM busybox:local\nARG REV=abc\nLABEL \"org.opencontainers.image.title\"=\"my app\" empty= rev=$REV multi=\"line one \\\n line two\"\n",
+                None,
+            ),
+        ),
+        Case::new(
+            "copy_into_a_symlinked_directory_of_the_image",
+            with(
+                "FROM busybox:local\nRUN mkdir -p /real && ln -s /real /link && ln -s real /rel\nCOPY README.md /link/\nCOPY docs /rel/docs\n",
+                None,
+            ),
+        ),
+        Case::new(
+            "add_local_file_with_chown_and_chmod_and_link",
+            with(
+                "FROM busybox:local\nADD --chown=5:6 --chmod=640 README.md /r/\nCOPY --link --chmod=700 src/main.sh /linked/\nCOPY --link config /cfg\n",
+                None,
+            ),
+        ),
+        Case::new(
+            "run_removes_and_recreates_files_of_lower_layers",
+            with(
+                "FROM busybox:local\nRUN mkdir -p /a/b && echo 1 > /a/b/f && echo 2 > /a/g\nRUN rm -rf /a/b && mkdir /a/b && echo 3 > /a/b/new && rm /a/g && ln -s /etc /a/g\n",
+                None,
+            ),
+        ),
+        Case::new(
+            "volume_then_run_writes_are_kept",
+            with(
+                "FROM busybox:local\nRUN mkdir /data && echo before > /data/before.txt\nVOLUME /data\nRUN echo written > /data/after-volume.txt && rm /data/before.txt\n",
+                None,
+            ),
+        ),
+        Case::new(
+            "onbuild_copy_and_run_in_a_child_stage",
+            with(
+                "FROM busybox:local AS base\nONBUILD COPY README.md /onbuild/\nONBUILD RUN echo triggered > /onbuild/ran.txt\nFROM base\nRUN ls /onbuild > /listing.txt\n",
+                None,
+            ),
+        ),
+        Case::new(
+            "run_environment_is_in_the_order_of_last_assignment",
+            with(
+                "FROM busybox:local\nENV A=1 B=2\nARG C=3\nENV A=4\nARG B=5\nRUN env | grep -e ^A= -e ^B= -e ^C= -e ^PATH= > /env.txt\n",
+                None,
+            ),
+        ),
+        Case::new(
+            "arg_scoping_across_stages_and_targets",
+            with(
+                r#"ARG GLOBAL=g
+FROM busybox:local AS one
+ARG GLOBAL
+ARG LOCAL=l1
+RUN echo "$GLOBAL $LOCAL" > /one.txt
+FROM one AS two
+ARG LOCAL
+RUN echo "${GLOBAL:-none} ${LOCAL:-unset}" > /two.txt
+"#,
+                None,
+            ),
+        ),
+        Case::new(
+            "healthcheck_none_disables_the_inherited_one",
+            with(
+                "FROM busybox:local AS base\nHEALTHCHECK --interval=5s CMD true\nFROM base\nHEALTHCHECK NONE\n",
+                None,
+            ),
+        ),
+        Case::new(
+            "user_by_uid_and_gid_numbers_and_names",
+            with(
+                "FROM busybox:local\nUSER 0:0\nRUN id -u > /u0\nUSER nobody\nRUN id > /nobody.txt || true\nUSER 65534:65534\n",
+                None,
+            ),
+        ),
+        Case::new(
+            "copy_directory_contents_with_a_trailing_dot",
+            with(
+                "FROM busybox:local\nWORKDIR /w\nCOPY src/. .\nCOPY ./config/./ ./cfg/\nCOPY docs/ /docs\n",
+                None,
+            ),
+        ),
+    ]
+}
+
 fn stage_and_error_cases() -> Vec<Case> {
     vec![
         Case::new(

@@ -18,6 +18,7 @@
 mod args;
 mod history;
 mod stage;
+mod step_env;
 
 pub use args::PROXY_ARGS;
 

@@ -2,6 +2,7 @@
 
 use super::args::ArgValues;
 use super::history;
+use super::step_env::StepEnv;
 use super::{
     node_error, resolve_ref, Base, BaseImageConfig, LowerOptions, Lowered, ShellExpander,
     SourceRef, StageNodes, Warning,
@@ -38,7 +39,7 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 struct Finished {
     vertex: VertexId,
     stage_id: StageId,
-    env: Vec<(String, String)>,
+    env: StepEnv,
     /// The ARGs the stage declared (and inherited): a stage built on it starts with them.
     args: Vec<(String, Option<String>)>,
     workdir: String,
@@ -53,13 +54,10 @@ struct StageState {
     index: usize,
     stage_id: StageId,
     current: VertexId,
-    /// ENV in image-config order; change it only through [`StageState::set_env`] and
-    /// [`StageState::replace_env`], which keep `env_index` in step.
-    env: Vec<(String, String)>,
-    /// Name → position in `env` (the first of duplicates, as `set_env` updates): lookups and
-    /// updates stay O(1) however many variables a stage sets.
-    env_index: HashMap<String, usize>,
-    /// ARGs declared in this stage, with their values.
+    /// What the stage's steps see: ENV and ARG values in the order of their last assignment.
+    env: StepEnv,
+    /// ARGs declared in this stage (and inherited), in declaration order, each with the value it
+    /// took: RUN history lists them.
     args: Vec<(String, Option<String>)>,
     workdir: String,
     user: String,
@@ -72,47 +70,30 @@ struct StageState {
     platform: Platform,
 }
 
-/// Variables visible to expansion: ENV, then the stage's ARGs that have a value (ENV wins).
-/// Looked up in place: copying every variable for each instruction made lowering quadratic in
-/// the number of instructions of an ENV-heavy stage.
+/// Variables visible to expansion: the step environment (ENV and ARG values, the last
+/// assignment winning). Looked up in place: copying every variable for each instruction made
+/// lowering quadratic in the number of instructions of an ENV-heavy stage.
 impl crate::shell::Env for StageState {
     fn lookup(&self, name: &str) -> Option<&str> {
-        if let Some(&i) = self.env_index.get(name) {
-            return Some(&self.env[i].1);
-        }
-        self.args
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| v.as_deref())
+        self.env.get(name)
     }
 }
 
 impl StageState {
-    /// The environment of a RUN: ENV, then ARGs no ENV overrides.
+    /// The environment of a RUN step's process.
     fn exec_env(&self) -> Vec<(String, String)> {
-        let mut out = self.env.clone();
-        for (k, v) in &self.args {
-            if let Some(v) = v {
-                if !self.env.iter().any(|(e, _)| e == k) {
-                    out.retain(|(e, _)| e != k);
-                    out.push((k.clone(), v.clone()));
-                }
-            }
-        }
-        out
+        self.env.to_vec()
     }
 
-    /// The declared ARGs as RUN history shows them (ENV values win).
+    /// The declared ARGs as RUN history shows them: each once, where first declared, with the
+    /// value the step environment holds (an ENV of the same name wins), as BuildKit writes it.
     fn history_args(&self) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = Vec::new();
         for (k, v) in &self.args {
             let value = self
                 .env
-                .iter()
-                .rev()
-                .find(|(e, _)| e == k)
-                .map(|(_, v)| v.clone())
+                .get(k)
+                .map(str::to_string)
                 .or_else(|| v.clone())
                 .unwrap_or_default();
             match out.iter_mut().find(|(e, _)| e == k) {
@@ -121,25 +102,6 @@ impl StageState {
             }
         }
         out
-    }
-
-    fn set_env(&mut self, key: String, value: String) {
-        match self.env_index.get(&key) {
-            Some(&i) => self.env[i].1 = value,
-            None => {
-                self.env_index.insert(key.clone(), self.env.len());
-                self.env.push((key, value));
-            }
-        }
-    }
-
-    /// Replaces the whole environment (a base image's or a base stage's).
-    fn replace_env(&mut self, env: Vec<(String, String)>) {
-        self.env_index.clear();
-        for (i, (k, _)) in env.iter().enumerate() {
-            self.env_index.entry(k.clone()).or_insert(i);
-        }
-        self.env = env;
     }
 
     /// `[stage 2/5] ` as BuildKit prefixes progress names.
@@ -338,7 +300,7 @@ impl<'a> Lowerer<'a> {
                     )
                 })?;
                 st.current = f.vertex;
-                st.replace_env(f.env);
+                st.env = f.env;
                 // As BuildKit: a stage built on another keeps the ARGs that one declared, with
                 // their values, for its RUN steps, expansions and history.
                 st.args = f.args;
@@ -367,12 +329,12 @@ impl<'a> Lowerer<'a> {
                     platform,
                     VertexMeta::default(),
                 )?;
-                st.set_env("PATH".into(), DEFAULT_PATH.into());
+                st.env.set("PATH".into(), DEFAULT_PATH.into());
                 StageBase::Scratch
             }
             Base::Context(name) => {
                 st.current = self.named_context_source(from_node, name, platform)?;
-                st.set_env("PATH".into(), DEFAULT_PATH.into());
+                st.env.set("PATH".into(), DEFAULT_PATH.into());
                 StageBase::Scratch
             }
             Base::Image(reference) => {
@@ -381,9 +343,9 @@ impl<'a> Lowerer<'a> {
                     self.image_source(from_node, reference, platform, name, Some(stage_id))?;
                 match self.resolve_base_config(from_node, reference, platform)? {
                     Some(cfg) => {
-                        st.replace_env(cfg.env);
-                        if !st.env_index.contains_key("PATH") {
-                            st.set_env("PATH".into(), DEFAULT_PATH.into());
+                        st.env = StepEnv::from_vars(cfg.env);
+                        if !st.env.contains("PATH") {
+                            st.env.set("PATH".into(), DEFAULT_PATH.into());
                         }
                         st.workdir = cfg.working_dir;
                         st.user = cfg.user;
@@ -429,8 +391,7 @@ impl<'a> Lowerer<'a> {
             index: i,
             stage_id,
             current: VertexId(0),
-            env: Vec::new(),
-            env_index: HashMap::new(),
+            env: StepEnv::default(),
             args: Vec::new(),
             workdir: String::new(),
             user: String::new(),

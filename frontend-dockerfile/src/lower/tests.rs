@@ -210,11 +210,26 @@ fn arg_scoping_table() {
             "V",
             Some("env"),
         ),
+        // The last assignment wins, an ARG after an ENV included (current BuildKit's build
+        // state, whatever older documentation says).
         (
             "FROM alpine\nENV V=env\nARG V=3\nRUN x\n",
             &[],
             "V",
+            Some("3"),
+        ),
+        (
+            "FROM alpine\nENV V=env\nARG V\nRUN x\n",
+            &[],
+            "V",
             Some("env"),
+        ),
+        // A bare ARG in a stage built on another keeps the value that stage gave it.
+        (
+            "FROM alpine AS a\nARG V=1\nFROM a\nARG V\nRUN x\n",
+            &[],
+            "V",
+            Some("1"),
         ),
         ("FROM alpine\nRUN x\n", &[("V", "2")], "V", None),
         ("FROM alpine\nRUN x\n", &[], "TARGETARCH", None),

@@ -35,7 +35,7 @@ impl<'a> Lowerer<'a> {
             Command::Env(pairs) => {
                 let text: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 for (k, v) in &pairs {
-                    st.set_env(k.clone(), v.clone());
+                    st.env.set(k.clone(), v.clone());
                 }
                 let created = format!("ENV {}", text.join(" "));
                 (ConfigChange::Env(pairs), Some(created))
@@ -52,7 +52,11 @@ impl<'a> Lowerer<'a> {
                         None => d.name.clone(),
                     });
                     change.push((d.name.clone(), d.default.clone()));
-                    st.args.retain(|(k, _)| *k != d.name);
+                    // An ARG with a value assigns it to the step environment, over an ENV of
+                    // the same name (as BuildKit's build state); one without leaves it alone.
+                    if let Some(v) = &value {
+                        st.env.set(d.name.clone(), v.clone());
+                    }
                     st.args.push((d.name, value));
                 }
                 let created = format!("ARG {}", text.join(" "));
