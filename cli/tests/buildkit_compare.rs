@@ -1496,6 +1496,80 @@ RUN echo "${GLOBAL:-none} ${LOCAL:-unset}" > /two.txt
             ),
         ),
         Case::new(
+            "copy_chmod_symbolic_and_octal_forms",
+            with(
+                "FROM busybox:local\nCOPY --chmod=755 src/main.sh /a/\nCOPY --chmod=0640 README.md /b/\nCOPY --chmod=u+x,g-r README.md /c/\nCOPY --chmod=a=rX src /d/\n",
+                None,
+            ),
+        ),
+        Case::new(
+            "heredoc_run_with_tab_stripping_and_a_custom_shell",
+            with(
+                "FROM busybox:local\nSHELL [\"/bin/sh\", \"-c\"]\nRUN <<-EOT\n\techo one > /one.txt\n\techo two > /two.txt\n\tEOT\nCOPY --chmod=755 <<EOF /usr/local/bin/hello\n#!/bin/sh\necho hello\nEOF\n",
+                None,
+            ),
+        ),
+        Case::new(
+            "config_values_with_variables_and_odd_forms",
+            with(
+                "FROM busybox:local\nARG SIG=SIGINT\nARG WHO=nobody\nSTOPSIGNAL $SIG\nUSER ${WHO}\nEXPOSE 80/TCP\nLABEL eq=\"a=b=c\" dollar=\"\\$HOME\"\nENTRYPOINT []\nCMD [\"echo\", \"$HOME\"]\n",
+                None,
+            ),
+        ),
+        Case::new(
+            "from_with_an_arg_default_and_platform_flag",
+            with(
+                "ARG BASE=busybox:local\nFROM --platform=$BUILDPLATFORM ${BASE} AS build\nARG TARGETOS TARGETARCH\nRUN echo \"$TARGETOS/$TARGETARCH\" > /target.txt\nFROM ${BASE}\nCOPY --from=build /target.txt /\n",
+                None,
+            ),
+        ),
+        Case::new(
+            "run_mount_bind_of_the_context_respects_dockerignore",
+            with(
+                "FROM busybox:local\nRUN --mount=type=bind,target=/ctx find /ctx | sort > /seen.txt\nRUN --mount=type=bind,source=src,target=/s cat /s/main.sh > /main-copy.sh\n",
+                Some(".env\ndocs\n"),
+            ),
+        ),
+        Case::new(
+            "copy_from_a_stage_with_wildcards_and_a_missing_optional_glob",
+            with(
+                "FROM busybox:local AS gen\nRUN mkdir -p /out && echo 1 > /out/a.log && echo 2 > /out/b.log && echo 3 > /out/c.txt\nFROM busybox:local\nCOPY --from=gen /out/*.log /logs/\nCOPY --from=gen /out/*.none /out/c.txt /mixed/\n",
+                None,
+            ),
+        ),
+        Case::new(
+            "workdir_then_relative_copy_and_run",
+            with(
+                "FROM busybox:local\nENV DIR=/srv\nWORKDIR $DIR/app\nCOPY README.md ./\nCOPY docs docs\nRUN pwd > where.txt && ls -la > listing.txt\nWORKDIR ..\nRUN pwd > /up.txt\n",
+                None,
+            ),
+        ),
+        Case::new(
+            "cache_mount_survives_between_steps_of_one_build",
+            with(
+                "FROM busybox:local\nRUN --mount=type=cache,target=/cache echo first > /cache/f\nRUN --mount=type=cache,target=/cache cat /cache/f > /seen.txt\nRUN --mount=type=cache,target=/cache,id=other ls /cache > /other.txt\n",
+                None,
+            ),
+        ),
+        Case::new(
+            "env_with_escapes_quotes_and_self_references",
+            with(
+                "FROM busybox:local\nENV A=\"quoted value\" B='single $A' C=plain\\ space D=$A-$C\nENV A=${A}+more\nRUN echo \"$A|$B|$C|$D\" > /env.txt\n",
+                None,
+            ),
+        ),
+        Case::new(
+            "add_archive_into_an_existing_directory_keeps_its_files",
+            Context::Files(vec![
+                dockerfile("FROM busybox:local\nRUN mkdir -p /opt/pkg && echo keep > /opt/pkg/keep.txt\nADD pkg.tar /opt/\nADD pkg.tar /opt/again\n"),
+                ("pkg.tar", tar_of(&[
+                    ("pkg/", &b""[..], 0o755, 0, 0),
+                    ("pkg/new.txt", b"new\n", 0o644, 0, 0),
+                    ("./pkg/dot.txt", b"dot\n", 0o600, 0, 0),
+                ])),
+            ]),
+        ),
+        Case::new(
             "copy_directory_contents_with_a_trailing_dot",
             with(
                 "FROM busybox:local\nWORKDIR /w\nCOPY src/. .\nCOPY ./config/./ ./cfg/\nCOPY docs/ /docs\n",
