@@ -248,9 +248,12 @@ static STEP_PID: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn kill_step(_: libc::c_int) {
     let pid = STEP_PID.load(Ordering::SeqCst);
-    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-        // kill(2) is async-signal-safe.
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    // Only a positive pid names one process (and `Pid::from_raw` asserts it).
+    if pid > 0 {
+        if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+            // kill(2) is async-signal-safe.
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
     }
 }
 
@@ -438,7 +441,8 @@ impl Kernel for RealKernel {
 
     fn wait(&mut self, child: i32) -> Result<(i32, Option<i32>), ExecError> {
         use rustix::process::{waitpid, Pid, WaitOptions};
-        let Some(child) = Pid::from_raw(child) else {
+        // Only a positive pid names one child (and `Pid::from_raw` asserts it).
+        let Some(child) = (child > 0).then(|| Pid::from_raw(child)).flatten() else {
             return Err(setup_error("wait for the step", rustix::io::Errno::CHILD));
         };
         loop {
