@@ -31,6 +31,32 @@ fn project(f: &Fixture) -> std::path::PathBuf {
     )
 }
 
+/// A new pseudo-terminal of `rows` x `cols`: its controlling (master) and terminal (slave) side.
+fn open_pty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
+    use rustix::fs::{Mode, OFlags};
+    use rustix::pty::OpenptFlags;
+    let master =
+        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+            .expect("open /dev/ptmx");
+    rustix::pty::grantpt(&master).expect("grantpt");
+    rustix::pty::unlockpt(&master).expect("unlockpt");
+    let name = rustix::pty::ptsname(&master, Vec::new()).expect("ptsname");
+    let slave = rustix::fs::open(
+        name.as_c_str(),
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .expect("open the pty's terminal side");
+    let size = rustix::termios::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    rustix::termios::tcsetwinsize(&slave, size).expect("set the window size");
+    (master, slave)
+}
+
 /// `builder` running with its stdout and stderr on a pseudo-terminal of [`ROWS`] x [`COLS`],
 /// whose output a terminal emulator takes in as it comes.
 struct InPty {
@@ -42,19 +68,13 @@ struct InPty {
 impl InPty {
     /// Runs `cmd` on a new pseudo-terminal, with `TERM=term`.
     fn spawn(mut cmd: Command, term: &str) -> InPty {
-        let size = nix::pty::Winsize {
-            ws_row: ROWS,
-            ws_col: COLS,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        let pty = nix::pty::openpty(Some(&size), None).expect("openpty");
-        let out: OwnedFd = pty.slave.try_clone().unwrap();
+        let (master, slave) = open_pty(ROWS, COLS);
+        let out: OwnedFd = slave.try_clone().unwrap();
         let child = cmd
             .env("TERM", term)
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
-            .stderr(Stdio::from(pty.slave))
+            .stderr(Stdio::from(slave))
             .spawn()
             .expect("spawn builder");
         // The parent's copies of the terminal side are gone (moved into the command and dropped
@@ -62,7 +82,7 @@ impl InPty {
         drop(cmd);
         let terminal = Arc::new(Mutex::new(vt100::Parser::new(ROWS, COLS, 0)));
         let screen = terminal.clone();
-        let mut master = std::fs::File::from(pty.master);
+        let mut master = std::fs::File::from(master);
         let reader = std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
             // Linux reports EIO on the controlling side once the other side is closed.
@@ -218,11 +238,8 @@ fn live_view_shows_a_running_step_with_its_output_and_ctrl_c_names_it() {
     // The base image is done, the RUN is not (nothing reads the context: no load step).
     assert!(header[0].ends_with(" (1/2)"), "{screen}");
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pty.child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    let pid = rustix::process::Pid::from_child(&pty.child);
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
     let (status, screen) = pty.finish();
     assert_eq!(status.code(), Some(130), "{screen}");
     let header = headers(&screen);

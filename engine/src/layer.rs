@@ -431,8 +431,8 @@ impl Walker<'_> {
                 tar::EntryType::Block
             });
             let rdev = meta.rdev();
-            let _ = header.set_device_major(libc::major(rdev));
-            let _ = header.set_device_minor(libc::minor(rdev));
+            let _ = header.set_device_major(rustix::fs::major(rdev));
+            let _ = header.set_device_minor(rustix::fs::minor(rdev));
         } else if ft.is_fifo() {
             header.set_entry_type(tar::EntryType::Fifo);
         }

@@ -762,10 +762,19 @@ fn scratch_rootfs_gets_no_stub_dirs_in_upper() {
     assert_eq!(f.upper_entries(), Vec::<String>::new());
 }
 
+/// The uid and gid of `name` in `/etc/passwd` (where `useradd` puts the test users).
+fn passwd_ids(name: &str) -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    engine::userdb::parse_passwd(&passwd)
+        .into_iter()
+        .find(|entry| entry.name == name)
+        .map(|entry| (entry.uid, entry.gid))
+}
+
 /// Creates the `buildertest` user with subordinate ids, if missing.
 fn ensure_test_user() -> Result<(u32, u32), String> {
     const NAME: &str = "buildertest";
-    if nix::unistd::User::from_name(NAME).ok().flatten().is_none() {
+    if passwd_ids(NAME).is_none() {
         let status = std::process::Command::new("useradd")
             .args(["-m", NAME])
             .status()
@@ -782,11 +791,7 @@ fn ensure_test_user() -> Result<(u32, u32), String> {
             std::fs::write(file, content).map_err(|e| format!("{file}: {e}"))?;
         }
     }
-    let user = nix::unistd::User::from_name(NAME)
-        .ok()
-        .flatten()
-        .ok_or("user missing after useradd")?;
-    Ok((user.uid.as_raw(), user.gid.as_raw()))
+    passwd_ids(NAME).ok_or_else(|| "user missing after useradd".to_string())
 }
 
 /// The subordinate uid ranges of `buildertest`, in file order (useradd may have allocated one
@@ -932,7 +937,7 @@ fn rootless_sandbox_runs_as_a_plain_user() {
 fn rootless_without_subordinate_ids_maps_only_the_user() {
     require_sandbox();
     const NAME: &str = "buildertest2";
-    if nix::unistd::User::from_name(NAME).ok().flatten().is_none() {
+    if passwd_ids(NAME).is_none() {
         let created = std::process::Command::new("useradd")
             .args(["-m", "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0", NAME])
             .status()
@@ -945,8 +950,7 @@ fn rootless_without_subordinate_ids_maps_only_the_user() {
         !subuids.lines().any(|l| l.starts_with("buildertest2:")),
         "{NAME} must have no subordinate ids for this test"
     );
-    let user = nix::unistd::User::from_name(NAME).unwrap().unwrap();
-    let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
+    let (uid, gid) = passwd_ids(NAME).expect("the test user is in /etc/passwd");
     let f = Fixture::new();
     let helper = f.path("helper");
     std::fs::copy(HELPER, &helper).unwrap();

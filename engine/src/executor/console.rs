@@ -5,10 +5,18 @@
 
 use super::error::ExecError;
 use super::sys::os_message;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+use rustix::net::{
+    recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
+use rustix::pty::OpenptFlags;
+use rustix::termios::{tcgetattr, tcgetwinsize, tcsetattr, tcsetwinsize, OptionalActions, Termios};
 use std::io::{IoSlice, IoSliceMut, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,45 +33,46 @@ fn setup_error(step: &str, e: impl std::fmt::Display) -> ExecError {
 /// sends its master over `console_fd`, and makes the slave the controlling terminal and fds
 /// 0, 1 and 2.
 pub(crate) fn attach_terminal(console_fd: RawFd) -> Result<(), ExecError> {
-    use nix::fcntl::OFlag;
-    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-        .map_err(|e| setup_error("open /dev/ptmx", os_message(e)))?;
-    nix::pty::grantpt(&master).map_err(|e| setup_error("grantpt", os_message(e)))?;
-    nix::pty::unlockpt(&master).map_err(|e| setup_error("unlockpt", os_message(e)))?;
-    let name = nix::pty::ptsname_r(&master).map_err(|e| setup_error("ptsname", os_message(e)))?;
-    let slave = nix::fcntl::open(
-        name.as_str(),
-        OFlag::O_RDWR | OFlag::O_NOCTTY,
-        nix::sys::stat::Mode::empty(),
+    // SAFETY: the caller passes the open socket to the runner; it outlives this call.
+    let console = unsafe { BorrowedFd::borrow_raw(console_fd) };
+    let master =
+        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+            .map_err(|e| setup_error("open /dev/ptmx", os_message(e)))?;
+    rustix::pty::grantpt(&master).map_err(|e| setup_error("grantpt", os_message(e)))?;
+    rustix::pty::unlockpt(&master).map_err(|e| setup_error("unlockpt", os_message(e)))?;
+    let name = rustix::pty::ptsname(&master, Vec::new())
+        .map_err(|e| setup_error("ptsname", os_message(e)))?;
+    let slave = rustix::fs::open(
+        name.as_c_str(),
+        OFlags::RDWR | OFlags::NOCTTY,
+        Mode::empty(),
     )
-    .map_err(|e| setup_error(&format!("open {name}"), os_message(e)))?;
-    let fds = [master.as_raw_fd()];
-    sendmsg::<()>(
-        console_fd,
+    .map_err(|e| setup_error(&format!("open {}", name.to_string_lossy()), os_message(e)))?;
+    let fds = [master.as_fd()];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    control.push(SendAncillaryMessage::ScmRights(&fds));
+    sendmsg(
+        console,
         &[IoSlice::new(b"m")],
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
-        None,
+        &mut control,
+        SendFlags::empty(),
     )
     .map_err(|e| setup_error("send the terminal to the runner", os_message(e)))?;
     drop(master);
     // The runner answers once it gave the terminal its size, so that the program finds it
     // sized from its first instruction (an early end of stream is no answer, and no error).
     let mut ack = [0u8; 1];
-    while let Err(nix::errno::Errno::EINTR) = nix::unistd::read(console_fd, &mut ack) {}
-    // SAFETY: TIOCSCTTY on an open terminal fd, from a session leader without a terminal.
-    if unsafe { libc::ioctl(slave, libc::TIOCSCTTY, 0) } < 0 {
-        return Err(setup_error(
-            "make the terminal controlling",
-            os_message(std::io::Error::last_os_error()),
-        ));
-    }
-    for fd in 0..=2 {
-        nix::unistd::dup2(slave, fd)
-            .map_err(|e| setup_error("attach the terminal", os_message(e)))?;
-    }
-    if slave > 2 {
-        let _ = nix::unistd::close(slave);
+    while let Err(Errno::INTR) = rustix::io::read(console, &mut ack) {}
+    rustix::process::ioctl_tiocsctty(&slave)
+        .map_err(|e| setup_error("make the terminal controlling", os_message(e)))?;
+    rustix::stdio::dup2_stdin(&slave)
+        .and_then(|()| rustix::stdio::dup2_stdout(&slave))
+        .and_then(|()| rustix::stdio::dup2_stderr(&slave))
+        .map_err(|e| setup_error("attach the terminal", os_message(e)))?;
+    if slave.as_raw_fd() <= 2 {
+        // It is one of the standard streams now: leave it open.
+        let _ = slave.into_raw_fd();
     }
     Ok(())
 }
@@ -72,42 +81,30 @@ pub(crate) fn attach_terminal(console_fd: RawFd) -> Result<(), ExecError> {
 fn receive_master(socket: &UnixStream) -> Option<OwnedFd> {
     let mut byte = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        socket.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .ok()?;
-    for cmsg in msg.cmsgs().ok()? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            let mut fds = fds.into_iter();
-            // SAFETY: the kernel just installed these fds in this process for us alone.
-            let master = fds.next().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
-            for extra in fds {
-                let _ = nix::unistd::close(extra);
-            }
-            return master;
-        }
-    }
-    None
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    recvmsg(socket, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC).ok()?;
+    // Fds received beyond the first are closed as the buffer drops.
+    let master = control.drain().find_map(|message| match message {
+        RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+        _ => None,
+    });
+    master
 }
 
 /// This process's terminal in raw mode until dropped (nothing when stdin is no terminal).
 struct RawMode {
-    saved: Option<nix::sys::termios::Termios>,
+    saved: Option<Termios>,
 }
 
 impl RawMode {
     fn enter(stdin: BorrowedFd<'_>) -> RawMode {
-        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
         let Ok(saved) = tcgetattr(stdin) else {
             return RawMode { saved: None };
         };
         let mut raw = saved.clone();
-        cfmakeraw(&mut raw);
-        let _ = tcsetattr(stdin, SetArg::TCSANOW, &raw);
+        raw.make_raw();
+        let _ = tcsetattr(stdin, OptionalActions::Now, &raw);
         RawMode { saved: Some(saved) }
     }
 }
@@ -115,34 +112,26 @@ impl RawMode {
 impl Drop for RawMode {
     fn drop(&mut self) {
         if let Some(saved) = &self.saved {
-            let _ = nix::sys::termios::tcsetattr(
-                std::io::stdin().as_fd(),
-                nix::sys::termios::SetArg::TCSANOW,
-                saved,
-            );
+            let _ = tcsetattr(std::io::stdin().as_fd(), OptionalActions::Now, saved);
         }
     }
 }
 
 /// Copies this process's terminal size (from stdin, else stdout) to the step's terminal.
 fn copy_window_size(master: BorrowedFd<'_>) {
-    let mut size = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    for fd in [0, 1] {
-        // SAFETY: TIOCGWINSZ writes one winsize into `size`.
-        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut size) } == 0 {
-            // SAFETY: TIOCSWINSZ reads one winsize.
-            unsafe {
-                libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size);
-            }
+    for fd in [rustix::stdio::stdin(), rustix::stdio::stdout()] {
+        if let Ok(size) = tcgetwinsize(fd) {
+            let _ = tcsetwinsize(master, size);
             return;
         }
     }
 }
+
+/// How long the relay waits for input before it looks at the resize flag again.
+const POLL_TIMEOUT: Timespec = Timespec {
+    tv_sec: 0,
+    tv_nsec: 100_000_000,
+};
 
 /// Starts the runner's side: once the step sends its terminal, relays this process's stdin
 /// (when `stdin`) to it and its output to this process's stdout until the step's side closes.
@@ -164,26 +153,25 @@ pub(crate) fn relay(socket: UnixStream, stdin: bool, resize: Arc<AtomicBool>) ->
             if resize.swap(false, Ordering::SeqCst) {
                 copy_window_size(master.as_fd());
             }
-            let mut fds = vec![PollFd::new(master.as_fd(), PollFlags::POLLIN)];
+            let mut fds = vec![PollFd::new(&master, PollFlags::IN)];
             if stdin_open {
-                fds.push(PollFd::new(input.as_fd(), PollFlags::POLLIN));
+                fds.push(PollFd::new(&input, PollFlags::IN));
             }
-            match poll(&mut fds, PollTimeout::from(100u16)) {
+            match poll(&mut fds, Some(&POLL_TIMEOUT)) {
                 Ok(0) => continue,
                 Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => continue,
+                Err(Errno::INTR) => continue,
                 Err(_) => break,
             }
             let ready = |fd: &PollFd<'_>| {
-                fd.revents().is_some_and(|r| {
-                    r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
-                })
+                fd.revents()
+                    .intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR)
             };
             let master_ready = ready(&fds[0]);
             let stdin_ready = stdin_open && ready(&fds[1]);
             drop(fds);
             if master_ready {
-                match nix::unistd::read(master.as_raw_fd(), &mut buf) {
+                match rustix::io::read(&master, &mut buf) {
                     // EIO: every slave fd is closed, the step is gone.
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
@@ -194,14 +182,14 @@ pub(crate) fn relay(socket: UnixStream, stdin: bool, resize: Arc<AtomicBool>) ->
                 }
             }
             if stdin_ready {
-                match nix::unistd::read(0, &mut buf) {
+                match rustix::io::read(&input, &mut buf) {
                     Ok(0) | Err(_) => stdin_open = false,
                     Ok(n) => {
                         let mut rest = &buf[..n];
                         while !rest.is_empty() {
-                            match nix::unistd::write(&master, rest) {
+                            match rustix::io::write(&master, rest) {
                                 Ok(written) => rest = &rest[written..],
-                                Err(nix::errno::Errno::EINTR) => {}
+                                Err(Errno::INTR) => {}
                                 Err(_) => {
                                     stdin_open = false;
                                     break;

@@ -41,20 +41,42 @@ pub(crate) fn map_args(own: u32, ranges: &[SubRange]) -> Vec<String> {
 
 /// The subordinate ranges of the current user in `file`.
 fn own_ranges(file: &Path, id: u32) -> Vec<SubRange> {
-    let name = nix::unistd::User::from_uid(nix::unistd::getuid())
-        .ok()
-        .flatten()
-        .map(|u| u.name);
+    let name = user_name(rustix::process::getuid().as_raw());
     std::fs::read_to_string(file)
         .map(|content| parse_subid(&content, name.as_deref(), id))
         .unwrap_or_default()
 }
 
+/// The login name of `uid`, from the system's user database (files, LDAP, ... as NSS is
+/// configured), as `newuidmap` itself looks it up.
+fn user_name(uid: u32) -> Option<String> {
+    let mut buf: Vec<libc::c_char> = vec![0; 1024];
+    loop {
+        // SAFETY: a zeroed passwd is valid, and getpwuid_r writes only into it and `buf`.
+        let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // libc: rustix does not read the user database (NSS lives in the C library).
+        // SAFETY: every pointer is valid for the length given.
+        let rc =
+            unsafe { libc::getpwuid_r(uid, &mut entry, buf.as_mut_ptr(), buf.len(), &mut found) };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 || found.is_null() || entry.pw_name.is_null() {
+            return None;
+        }
+        // SAFETY: on success `pw_name` points at a NUL-terminated string inside `buf`.
+        let name = unsafe { std::ffi::CStr::from_ptr(entry.pw_name) };
+        return Some(name.to_string_lossy().into_owned());
+    }
+}
+
 /// Writes the maps of `pid`'s user namespace. Returns `false` when the user has no
 /// subordinate ids (the helper then maps only itself).
 pub(crate) fn write_maps(pid: i32) -> Result<bool, ExecError> {
-    let uid = nix::unistd::getuid().as_raw();
-    let gid = nix::unistd::getgid().as_raw();
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
     let uids = own_ranges(Path::new("/etc/subuid"), uid);
     let gids = own_ranges(Path::new("/etc/subgid"), uid);
     if uids.is_empty() || gids.is_empty() {
@@ -97,8 +119,8 @@ pub fn layer_id_map() -> crate::layer::IdMap {
         }
         out
     }
-    let uid = nix::unistd::getuid().as_raw();
-    let gid = nix::unistd::getgid().as_raw();
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
     let mut uids = own_ranges(Path::new("/etc/subuid"), uid);
     let mut gids = own_ranges(Path::new("/etc/subgid"), uid);
     // As in `write_maps`: without both ranges, only the user itself is mapped.

@@ -228,9 +228,10 @@ fn setup_error(step: impl Into<String>, e: impl Into<io::Error>) -> ExecError {
 }
 
 /// An error of `set*id`: EINVAL means the id has no mapping in the user namespace.
-fn id_error(what: &str, id: u32, e: nix::errno::Errno) -> ExecError {
+fn id_error(what: &str, id: u32, e: io::Error) -> ExecError {
+    let einval = e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error());
     let mut message = os_message(e);
-    if e == nix::errno::Errno::EINVAL {
+    if einval {
         message.push_str(&format!(
             " ({what} {id} is not mapped: rootless builds need subordinate ids for the user \
              in /etc/subuid and /etc/subgid)"
@@ -247,10 +248,11 @@ static STEP_PID: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn kill_step(_: libc::c_int) {
     let pid = STEP_PID.load(Ordering::SeqCst);
+    // Only a positive pid names one process (and `Pid::from_raw` asserts it).
     if pid > 0 {
-        // SAFETY: kill(2) is async-signal-safe.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
+        if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+            // kill(2) is async-signal-safe.
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
         }
     }
 }
@@ -322,16 +324,14 @@ impl Kernel for RealKernel {
     }
 
     fn make_mounts_private(&mut self) -> Result<(), ExecError> {
-        nix::mount::mount(
-            None::<&str>,
+        use rustix::mount::MountPropagationFlags;
+        rustix::mount::mount_change(
             "/",
-            None::<&str>,
-            nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-            None::<&str>,
+            MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
         )
         .map_err(|e| {
             let mut message = os_message(e);
-            if e == nix::errno::Errno::EINVAL {
+            if e == rustix::io::Errno::INVAL {
                 // The one case users meet: a chroot whose root directory is no mount point.
                 message.push_str(
                     " (is / a mount point? in a chroot, bind-mount its directory onto itself \
@@ -414,45 +414,61 @@ impl Kernel for RealKernel {
     fn fork(&mut self) -> Result<Forked, ExecError> {
         // SAFETY: the helper is single-threaded; the child only runs code that is fine after
         // fork.
-        match unsafe { nix::unistd::fork() } {
-            Ok(nix::unistd::ForkResult::Child) => Ok(Forked::Child),
-            Ok(nix::unistd::ForkResult::Parent { child }) => Ok(Forked::Parent(child.as_raw())),
-            Err(e) => Err(setup_error("fork the step's pid 1", e)),
+        // libc: rustix offers no fork outside its own runtime (the C library's must run).
+        match unsafe { libc::fork() } {
+            0 => Ok(Forked::Child),
+            child if child > 0 => Ok(Forked::Parent(child)),
+            _ => Err(setup_error(
+                "fork the step's pid 1",
+                io::Error::last_os_error(),
+            )),
         }
     }
 
     fn forward_sigterm_to(&mut self, child: i32) {
         STEP_PID.store(child, Ordering::SeqCst);
-        let action = nix::sys::signal::SigAction::new(
-            nix::sys::signal::SigHandler::Handler(kill_step),
-            nix::sys::signal::SaFlags::SA_RESTART,
-            nix::sys::signal::SigSet::empty(),
-        );
-        // SAFETY: the handler only reads an atomic and calls kill(2).
-        let _ = unsafe { nix::sys::signal::sigaction(nix::sys::signal::Signal::SIGTERM, &action) };
+        // libc: rustix leaves signal handlers to the C library (sigaction is not in its API).
+        // SAFETY: a zeroed sigaction with an empty mask is valid; the handler only reads an
+        // atomic and calls kill(2).
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = kill_step as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+        }
     }
 
     fn wait(&mut self, child: i32) -> Result<(i32, Option<i32>), ExecError> {
-        use nix::sys::wait::{waitpid, WaitStatus};
-        let child = nix::unistd::Pid::from_raw(child);
+        use rustix::process::{waitpid, Pid, WaitOptions};
+        // Only a positive pid names one child (and `Pid::from_raw` asserts it).
+        let Some(child) = (child > 0).then(|| Pid::from_raw(child)).flatten() else {
+            return Err(setup_error("wait for the step", rustix::io::Errno::CHILD));
+        };
         loop {
-            match waitpid(child, None) {
-                Ok(WaitStatus::Exited(_, code)) => return Ok((code, None)),
-                Ok(WaitStatus::Signaled(_, sig, _)) => {
-                    return Ok((128 + sig as i32, Some(sig as i32)))
+            match waitpid(Some(child), WaitOptions::empty()) {
+                Ok(Some((_, status))) => {
+                    if let Some(code) = status.exit_status() {
+                        return Ok((code, None));
+                    }
+                    if let Some(sig) = status.terminating_signal() {
+                        return Ok((128 + sig, Some(sig)));
+                    }
                 }
-                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Ok(None) | Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => return Err(setup_error("wait for the step", e)),
             }
         }
     }
 
     fn exit(&mut self, code: i32) -> ! {
+        // libc: rustix has no `_exit` outside its own runtime.
         // SAFETY: ending a forked child without running the parent's atexit handlers.
         unsafe { libc::_exit(code) }
     }
 
     fn reset_signals(&mut self) {
+        // libc: signal dispositions and masks belong to the C library; rustix leaves them out.
         for sig in 1..libc::SIGRTMIN() {
             if sig == libc::SIGKILL || sig == libc::SIGSTOP {
                 continue;
@@ -481,10 +497,15 @@ impl Kernel for RealKernel {
     }
 
     fn give_terminal_to(&mut self, uid: u32) {
-        let _ = nix::unistd::fchown(0, Some(nix::unistd::Uid::from_raw(uid)), None);
+        let _ = rustix::fs::fchown(
+            rustix::stdio::stdin(),
+            Some(rustix::process::Uid::from_raw(uid)),
+            None,
+        );
     }
 
     fn close_fds_on_exec(&mut self) -> Result<(), ExecError> {
+        // libc: rustix does not wrap close_range(2).
         // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on fds.
         let rc = unsafe {
             libc::syscall(
@@ -532,21 +553,34 @@ impl Kernel for RealKernel {
     }
 
     fn set_groups(&mut self, gids: &[u32]) -> Result<(), ExecError> {
-        let groups: Vec<nix::unistd::Gid> = gids
-            .iter()
-            .map(|g| nix::unistd::Gid::from_raw(*g))
-            .collect();
-        nix::unistd::setgroups(&groups).map_err(|e| setup_error("set supplementary groups", e))
+        // libc: rustix's setgroups acts on the calling thread only; the C library's on the
+        // process.
+        // SAFETY: `gids` is a valid array of `gids.len()` group ids.
+        if unsafe { libc::setgroups(gids.len(), gids.as_ptr()) } != 0 {
+            return Err(setup_error(
+                "set supplementary groups",
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
     }
 
     fn set_gid(&mut self, gid: u32) -> Result<(), ExecError> {
-        let id = nix::unistd::Gid::from_raw(gid);
-        nix::unistd::setresgid(id, id, id).map_err(|e| id_error("group", gid, e))
+        // libc: rustix's set_thread_res_gid acts on the calling thread only.
+        // SAFETY: plain setresgid(2).
+        if unsafe { libc::setresgid(gid, gid, gid) } != 0 {
+            return Err(id_error("group", gid, io::Error::last_os_error()));
+        }
+        Ok(())
     }
 
     fn set_uid(&mut self, uid: u32) -> Result<(), ExecError> {
-        let id = nix::unistd::Uid::from_raw(uid);
-        nix::unistd::setresuid(id, id, id).map_err(|e| id_error("user", uid, e))
+        // libc: rustix's set_thread_res_uid acts on the calling thread only.
+        // SAFETY: plain setresuid(2).
+        if unsafe { libc::setresuid(uid, uid, uid) } != 0 {
+            return Err(id_error("user", uid, io::Error::last_os_error()));
+        }
+        Ok(())
     }
 
     fn set_capabilities(&mut self, caps: CapabilitySet) -> Result<(), ExecError> {
@@ -607,10 +641,17 @@ impl Kernel for RealKernel {
     }
 
     fn execve(&mut self, path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
-        match nix::unistd::execve(path, argv, envp) {
-            Err(e) => e.into(),
-            Ok(never) => match never {},
+        fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
+            let mut out: Vec<_> = strings.iter().map(|s| s.as_ptr()).collect();
+            out.push(std::ptr::null());
+            out
         }
+        let (argv, envp) = (pointers(argv), pointers(envp));
+        // libc: rustix offers execve only inside its own runtime, not for a C-runtime process.
+        // SAFETY: `path` and every string are NUL-terminated and outlive the call; both arrays
+        // end with a null pointer.
+        unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        io::Error::last_os_error()
     }
 }
 
@@ -721,7 +762,7 @@ pub(crate) mod recording {
                 self.log.push(format!("{line} -> EPERM"));
                 return Err(ExecError::Setup {
                     step: line,
-                    message: os_message(io::Error::from_raw_os_error(libc::EPERM)),
+                    message: os_message(rustix::io::Errno::PERM),
                 });
             }
             self.log.push(line);
@@ -926,7 +967,7 @@ pub(crate) mod recording {
         fn execve(&mut self, path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
             match self.call(format!("execve {path:?} {argv:?} {envp:?}")) {
                 Ok(()) => io::Error::other("recorded, not executed"),
-                Err(_) => io::Error::from_raw_os_error(libc::EPERM),
+                Err(_) => rustix::io::Errno::PERM.into(),
             }
         }
     }
@@ -935,6 +976,27 @@ pub(crate) mod recording {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn os_errors_read_as_go_tools_print_them() {
+        assert_eq!(
+            os_message(rustix::io::Errno::NOENT),
+            "no such file or directory"
+        );
+        assert_eq!(
+            os_message(rustix::io::Errno::LOOP),
+            "too many levels of symbolic links"
+        );
+        assert_eq!(
+            id_error("user", 5, rustix::io::Errno::INVAL.into()).to_string(),
+            "set user 5: invalid argument (user 5 is not mapped: rootless builds need \
+             subordinate ids for the user in /etc/subuid and /etc/subgid)"
+        );
+        assert_eq!(
+            id_error("group", 5, rustix::io::Errno::PERM.into()).to_string(),
+            "set group 5: operation not permitted"
+        );
+    }
 
     fn show(options: &[FsOption]) -> Vec<String> {
         options

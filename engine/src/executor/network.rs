@@ -64,13 +64,12 @@ impl Slirp {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         // SAFETY: only fcntl, which is async-signal-safe, runs between fork and exec: the two
-        // pipe ends slirp4netns is told about must survive exec.
+        // pipe ends slirp4netns is told about must survive exec. Both are open in the child.
         unsafe {
             command.pre_exec(move || {
                 for fd in [ready_fd, exit_fd] {
-                    if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
+                    let fd = rustix::fd::BorrowedFd::borrow_raw(fd);
+                    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
                 }
                 Ok(())
             });

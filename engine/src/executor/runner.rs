@@ -240,22 +240,21 @@ impl Runner {
         };
         // SAFETY: only fcntl, setpgid and prctl, which are async-signal-safe, run between fork
         // and exec: the helper's ends of the sockets must survive exec, every other fd of ours
-        // must not.
+        // must not. The fds are open in the child, as in this process.
         unsafe {
             command.pre_exec(move || {
                 for fd in std::iter::once(their_fd).chain(console_fd) {
-                    if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
+                    let fd = rustix::fd::BorrowedFd::borrow_raw(fd);
+                    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
                 }
-                if own_group && libc::setpgid(0, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
+                if own_group {
+                    rustix::process::setpgid(None, None)?;
                 }
                 // A killed build takes its sandbox with it (prctl is async-signal-safe). The
                 // signal follows the forking thread, which stays blocked in `run` meanwhile.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::KILL,
+                ))?;
                 Ok(())
             });
         }
@@ -305,10 +304,10 @@ impl Runner {
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if cancel.is_cancelled() && !signalled {
                         // The helper kills the step's pid 1 on SIGTERM, then cleans up.
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(helper_pid),
-                            nix::sys::signal::Signal::SIGTERM,
-                        );
+                        if let Some(pid) = rustix::process::Pid::from_raw(helper_pid) {
+                            let _ =
+                                rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                        }
                         signalled = true;
                     }
                     for signal in self.signals.take() {
@@ -317,6 +316,8 @@ impl Runner {
                             // kernel then signals the step's foreground process group.
                             resize.store(true, Ordering::SeqCst);
                         } else if let Some(pid) = step_pid(helper_pid) {
+                            // libc: the signal may be any number, which rustix's `Signal` takes
+                            // only unchecked.
                             // SAFETY: kill(2) with a pid and a signal number.
                             unsafe {
                                 libc::kill(pid, signal);

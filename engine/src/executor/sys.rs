@@ -16,16 +16,18 @@ use std::path::{Path, PathBuf};
 /// "(os error N)" suffix, so messages read like Docker's.
 pub(crate) fn os_message(e: impl Into<io::Error>) -> String {
     let e = e.into();
-    match e.raw_os_error() {
-        Some(code) => {
-            let desc = nix::errno::Errno::from_raw(code).desc();
-            let mut chars = desc.chars();
-            match chars.next() {
-                Some(first) => first.to_lowercase().chain(chars).collect(),
-                None => e.to_string(),
-            }
-        }
-        None => e.to_string(),
+    if e.raw_os_error().is_none() {
+        return e.to_string();
+    }
+    // The C library's `strerror` text, whose wording Go's errno table shares.
+    let text = e.to_string();
+    let desc = text
+        .rsplit_once(" (os error ")
+        .map_or(text.as_str(), |(desc, _)| desc);
+    let mut chars = desc.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text.clone(),
     }
 }
 

@@ -58,8 +58,7 @@ pub fn unpack_rootfs(cas: &ContentStore, image: &Image, dest: &Path) -> Result<(
         .seek(io::SeekFrom::Start(0))
         .map_err(io_err("seek", &scratch_dir))?;
     std::fs::create_dir_all(dest).map_err(io_err("create directory", dest))?;
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = rustix::process::geteuid().is_root();
     let mut ar = tar::Archive::new(io::BufReader::new(&mut scratch));
     ar.set_preserve_permissions(true);
     ar.set_preserve_mtime(true);
