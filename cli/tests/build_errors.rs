@@ -71,3 +71,70 @@ fn a_base_image_that_cannot_be_resolved_points_at_its_from() {
         "{err}"
     );
 }
+
+/// A Dockerfile whose ARGs double a value per line (`ARG A1=$A0$A0`, ...), and one that copies a
+/// 1 MiB value into hundreds of ENVs: a few lines that would ask for terabytes or gigabytes.
+fn expansion_bombs() -> Vec<(&'static str, String, &'static str, &'static str)> {
+    let mut doubling = String::from("FROM scratch\nARG A0=xxxxxxxxxxxxxxxx\n");
+    for i in 1..40 {
+        doubling.push_str(&format!("ARG A{i}=${{A{}}}${{A{}}}\n", i - 1, i - 1));
+    }
+    doubling.push_str("ENV X=$A39\n");
+    let mut copies = String::from("FROM scratch\nARG A0=xxxxxxxxxxxxxxxx\n");
+    for i in 1..=16 {
+        copies.push_str(&format!("ARG A{i}=${{A{}}}${{A{}}}\n", i - 1, i - 1));
+    }
+    for i in 0..600 {
+        copies.push_str(&format!("ENV V{i}=$A16\n"));
+    }
+    vec![
+        (
+            "doubling",
+            doubling,
+            "Dockerfile:19:5",
+            "cannot expand `${A16}${A16}`: the expanded word would be longer than",
+        ),
+        (
+            "copies",
+            copies,
+            "Dockerfile:272:10",
+            "cannot expand `$A16`: the Dockerfile's expansions would produce more than",
+        ),
+    ]
+}
+
+/// Runs `builder` with its address space capped at 2 GiB, so that an expansion that allocates
+/// instead of refusing aborts the process and fails the test.
+fn run_capped(f: &Fixture, args: &[&str], ctx: &std::path::Path) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = f.cmd();
+    cmd.args(args).arg(ctx);
+    unsafe {
+        cmd.pre_exec(|| {
+            let cap = rustix::process::Rlimit {
+                current: Some(2 << 30),
+                maximum: Some(2 << 30),
+            };
+            rustix::process::setrlimit(rustix::process::Resource::As, cap)?;
+            Ok(())
+        });
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn variable_expansion_is_bounded_per_word_and_per_dockerfile() {
+    let f = Fixture::empty();
+    for (name, dockerfile, place, message) in expansion_bombs() {
+        let ctx = f.context(name, &[("Dockerfile", &dockerfile)]);
+        for args in [&["graph"][..], &["lint"], &["build", "--progress", "plain"]] {
+            let out = run_capped(&f, args, &ctx);
+            let err = stderr(&out) + &String::from_utf8_lossy(&out.stdout);
+            assert!(!out.status.success(), "{name} {args:?} succeeded");
+            assert!(
+                err.contains(place) && err.contains(message),
+                "{name} {args:?}: no clear error at {place} in:\n{err}"
+            );
+        }
+    }
+}

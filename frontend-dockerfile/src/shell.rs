@@ -58,6 +58,13 @@ use std::sync::LazyLock;
 /// overflow the stack (BuildKit, on Go's growable stacks, has no limit).
 pub const MAX_NESTING: usize = 128;
 
+/// The longest a word may grow to by expansion, in bytes.
+///
+/// Expansions can double a value per line (`ARG B=$A$A`), so a short file could otherwise ask for
+/// terabytes. No real value comes near the cap: Linux refuses a single argument or environment
+/// string over 128 KiB to the process a RUN step starts anyway.
+pub const MAX_WORD_LEN: usize = 1 << 20;
+
 /// Variables visible to expansion.
 ///
 /// Implemented for ordered `(name, value)` lists (later entries win, like successive `ARG`/`ENV`
@@ -149,6 +156,9 @@ pub enum ShellErrorKind {
     /// More than [`MAX_NESTING`] nested `${...}`.
     #[error("substitutions nested more than {MAX_NESTING} levels deep")]
     TooDeep,
+    /// The expanded word would be longer than [`MAX_WORD_LEN`] bytes.
+    #[error("the expanded word would be longer than {MAX_WORD_LEN} bytes")]
+    TooLong,
 }
 
 /// A word that failed to expand: the word, where in it, and why.
@@ -288,6 +298,14 @@ impl Lexer {
 /// An error before it is attached to its word: (byte offset, kind).
 type Failure = (usize, ShellErrorKind);
 
+/// Refuses a word that expansion would grow past [`MAX_WORD_LEN`] (`at`: the construct's offset).
+fn check_len(at: usize, len: usize) -> Result<(), Failure> {
+    if len > MAX_WORD_LEN {
+        return Err((at, ShellErrorKind::TooLong));
+    }
+    Ok(())
+}
+
 /// Accumulates the split form of a word, as characters arrive.
 #[derive(Default)]
 struct WordSplitter {
@@ -400,7 +418,9 @@ impl<E: Env + ?Sized> Expander<'_, E> {
                 return Ok((result, words.finish()));
             }
             if ch == '$' {
+                let at = self.pos;
                 let value = self.process_dollar()?;
+                check_len(at, result.len() + value.len())?;
                 result.push_str(&value);
                 words.add_string(&value);
             } else if quotes && ch == '\'' {
@@ -408,7 +428,9 @@ impl<E: Env + ?Sized> Expander<'_, E> {
                 result.push_str(&value);
                 words.add_raw_string(&value);
             } else if quotes && ch == '"' {
+                let at = self.pos;
                 let value = self.process_double_quote()?;
+                check_len(at, result.len() + value.len())?;
                 result.push_str(&value);
                 words.add_raw_string(&value);
             } else {
@@ -475,7 +497,9 @@ impl<E: Env + ?Sized> Expander<'_, E> {
                     return Ok(result);
                 }
                 Some('$') => {
+                    let at = self.pos;
                     let value = self.process_dollar()?;
+                    check_len(at, result.len() + value.len())?;
                     result.push_str(&value);
                 }
                 Some(_) => {
@@ -661,6 +685,18 @@ impl<E: Env + ?Sized> Expander<'_, E> {
                         },
                     )
                 })?;
+                // Bounded before replacing: every match may add the whole replacement.
+                let matches = if replace_all {
+                    re.find_iter(&value).count()
+                } else {
+                    usize::from(re.is_match(&value))
+                };
+                check_len(
+                    start,
+                    value
+                        .len()
+                        .saturating_add(matches.saturating_mul(replacement.len())),
+                )?;
                 Ok(if replace_all {
                     // Like Go's ReplaceAllString, `$name`/`${name}` in the replacement refer to
                     // capture groups (there are none, so they vanish) and `$$` is a literal `$`.
@@ -1131,6 +1167,20 @@ mod tests {
         assert_eq!(e.kind, ShellErrorKind::TooDeep);
         let ok = format!("{}x{}", "${A:-".repeat(10), "}".repeat(10));
         assert_eq!(word(&ok).unwrap(), "x");
+    }
+
+    #[test]
+    fn expansion_past_the_word_limit_is_an_error_not_an_allocation() {
+        let big = "x".repeat(MAX_WORD_LEN / 2 + 1);
+        let env = [("B", big.as_str())];
+        let lexer = Lexer::default();
+        assert_eq!(lexer.process_word("$B", &env).unwrap().len(), big.len());
+        for w in ["$B$B", "\"$B$B\"", "${B}x${B}", "${B//x/yy}", "${B/x/$B$B}"] {
+            let e = lexer.process_word(w, &env).unwrap_err();
+            assert_eq!(e.kind, ShellErrorKind::TooLong, "{w}");
+        }
+        // A replacement that matches nothing adds nothing.
+        assert!(lexer.process_word("${B//z/$B}", &env).is_ok());
     }
 
     #[test]

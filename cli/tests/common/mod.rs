@@ -148,6 +148,15 @@ impl Fixture {
         f
     }
 
+    /// A private builder root with nothing loaded, for commands that need no image.
+    pub fn empty() -> Fixture {
+        let dir = tempfile::Builder::new()
+            .prefix("builder-e2e-")
+            .tempdir()
+            .unwrap();
+        Fixture { dir }
+    }
+
     pub fn root(&self) -> PathBuf {
         self.dir.path().join("root")
     }

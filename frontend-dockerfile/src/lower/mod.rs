@@ -182,36 +182,85 @@ pub fn parse_build_arg(text: &str) -> Result<Option<(String, String)>, Diagnosti
     }
 }
 
-/// Expands words with the shell lexer over one set of variables.
+/// The most bytes all expansions of one Dockerfile may produce together.
+///
+/// Each word is capped by [`crate::shell::MAX_WORD_LEN`]; this caps their sum, so that a file of
+/// a few thousand short lines (`ENV V1=$BIG`, `ENV V2=$BIG`, ...) cannot make lowering hold
+/// gigabytes either.
+pub(crate) const MAX_EXPANDED_TOTAL: usize = 256 << 20;
+
+/// The lexer of one Dockerfile (its escape character) and what its expansions may still produce.
+pub(crate) struct DockerfileLexer {
+    lexer: Lexer,
+    remaining: std::cell::Cell<usize>,
+}
+
+impl DockerfileLexer {
+    pub fn new(escape: char) -> DockerfileLexer {
+        DockerfileLexer {
+            lexer: Lexer::new(escape),
+            remaining: std::cell::Cell::new(MAX_EXPANDED_TOTAL),
+        }
+    }
+
+    pub fn lexer(&self) -> &Lexer {
+        &self.lexer
+    }
+
+    /// Counts `bytes` of expanded text against the Dockerfile's total.
+    fn spend(&self, bytes: usize) -> Result<(), String> {
+        match self.remaining.get().checked_sub(bytes) {
+            Some(left) => {
+                self.remaining.set(left);
+                Ok(())
+            }
+            None => Err(format!(
+                "the Dockerfile's expansions would produce more than {MAX_EXPANDED_TOTAL} bytes"
+            )),
+        }
+    }
+}
+
+/// Expands words with the Dockerfile's lexer over one set of variables.
 pub(crate) struct ShellExpander<'a> {
-    lexer: &'a Lexer,
+    lexer: &'a DockerfileLexer,
     env: &'a dyn Env,
 }
 
 impl<'a> ShellExpander<'a> {
-    pub fn new(lexer: &'a Lexer, env: &'a dyn Env) -> Self {
+    pub fn new(lexer: &'a DockerfileLexer, env: &'a dyn Env) -> Self {
         ShellExpander { lexer, env }
     }
 }
 
 impl Expander for ShellExpander<'_> {
     fn word(&self, word: &str) -> Result<String, String> {
-        self.lexer
+        let out = self
+            .lexer
+            .lexer
             .process_word(word, self.env)
-            .map_err(|e| e.kind.to_string())
+            .map_err(|e| e.kind.to_string())?;
+        self.lexer.spend(out.len())?;
+        Ok(out)
     }
     fn words(&self, text: &str) -> Result<Vec<String>, String> {
-        self.lexer
+        let out = self
+            .lexer
+            .lexer
             .process_words(text, self.env)
-            .map_err(|e| e.kind.to_string())
+            .map_err(|e| e.kind.to_string())?;
+        self.lexer.spend(out.iter().map(String::len).sum())?;
+        Ok(out)
     }
     /// Heredoc bodies always escape with a backslash (whatever `# escape=` says), and a
     /// backslash escape is consumed (`\$` gives `$`); quotes stay as written.
     fn raw(&self, text: &str) -> Result<String, String> {
-        Lexer::new('\\')
+        let out = Lexer::new('\\')
             .skip_process_quotes(true)
             .process_word(text, self.env)
-            .map_err(|e| e.kind.to_string())
+            .map_err(|e| e.kind.to_string())?;
+        self.lexer.spend(out.len())?;
+        Ok(out)
     }
 }
 
@@ -269,7 +318,7 @@ fn lower_inner(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, 
         opts.build_args.clone(),
         args::platform_args(&target_platform, &build_platform),
     );
-    let lexer = Lexer::new(dockerfile.escape);
+    let lexer = DockerfileLexer::new(dockerfile.escape);
     let mut stages = split_stages(dockerfile, &lexer, &mut arg_values, file)?;
 
     // Stage names. A name given twice names the last stage that has it, as in BuildKit (the
@@ -309,7 +358,7 @@ fn lower_inner(dockerfile: &Dockerfile, opts: &LowerOptions) -> Result<Lowered, 
 /// the way; anything else before the first FROM is an error.
 fn split_stages<'d>(
     dockerfile: &'d Dockerfile,
-    lexer: &Lexer,
+    lexer: &DockerfileLexer,
     arg_values: &mut ArgValues,
     file: &str,
 ) -> Result<Vec<StageNodes<'d>>, Diagnostic> {

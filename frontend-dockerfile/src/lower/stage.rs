@@ -4,15 +4,14 @@ use super::args::ArgValues;
 use super::history;
 use super::step_env::StepEnv;
 use super::{
-    node_error, resolve_ref, Base, BaseImageConfig, LowerOptions, Lowered, ShellExpander,
-    SourceRef, StageNodes, Warning,
+    node_error, resolve_ref, Base, BaseImageConfig, DockerfileLexer, LowerOptions, Lowered,
+    ShellExpander, SourceRef, StageNodes, Warning,
 };
 use crate::instructions::{
     self, Command, CopyArgs, Diagnostic, ErrorKind, InlineFile, Instruction, Mount, MountType,
     ShellOrExec,
 };
 use crate::parser::ast::Node;
-use crate::shell::Lexer;
 use engine::graph::{
     normalize_image_reference, CacheSharing, ConfigChange, CopySpec, Definition, FileAction,
     FileOp, HistoryEntry, InputIndex, MergeOp, MountKind, MountSpec, NetworkMode, Op, Platform,
@@ -179,7 +178,7 @@ pub(crate) fn clean_path(p: &str) -> String {
 /// Lowers stages one by one into one [`Definition`].
 pub(crate) struct Lowerer<'a> {
     opts: &'a LowerOptions<'a>,
-    lexer: &'a Lexer,
+    lexer: &'a DockerfileLexer,
     stages: &'a [StageNodes<'a>],
     bases: &'a [Base],
     names: &'a HashMap<String, usize>,
@@ -198,7 +197,7 @@ fn graph_error(node: &Node, e: engine::graph::GraphError) -> Diagnostic {
 impl<'a> Lowerer<'a> {
     pub fn new(
         opts: &'a LowerOptions<'a>,
-        lexer: &'a Lexer,
+        lexer: &'a DockerfileLexer,
         stages: &'a [StageNodes<'a>],
         bases: &'a [Base],
         names: &'a HashMap<String, usize>,
@@ -520,6 +519,7 @@ impl<'a> Lowerer<'a> {
         };
         let text = format!("{}{rest}", kw.to_ascii_uppercase());
         self.lexer
+            .lexer()
             .clone()
             .raw_quotes(true)
             .skip_unset_env(true)
