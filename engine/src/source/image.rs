@@ -43,12 +43,6 @@ impl StoreImages {
 
     fn read(&self, manifest: &cache::Digest, platform: &Platform) -> Result<ResolvedImage, String> {
         let image = read_image(&self.cas, manifest, platform).map_err(|e| e.to_string())?;
-        // The raw config keeps fields the typed config does not model.
-        let config_bytes = self
-            .cas
-            .read(&image.manifest.config.digest)
-            .map_err(|e| e.to_string())?;
-        let config = serde_json::from_slice(&config_bytes).map_err(|e| e.to_string())?;
         let layers = image
             .layers()
             .into_iter()
@@ -61,7 +55,7 @@ impl StoreImages {
             .collect();
         Ok(ResolvedImage {
             manifest_digest: image.manifest_descriptor.digest.clone(),
-            config,
+            config: image.config,
             layers,
         })
     }
