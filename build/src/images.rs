@@ -5,13 +5,13 @@ use super::registry_io::RegistryPuller;
 use crate::BuildError;
 use engine::graph::Platform;
 use engine::solver::progress::ProgressSink;
-use engine::solver::{ImageSource, ResolvedImage};
-use engine::source::image::StoreImages;
+use engine::solver::{ImageSource, ResolveError, ResolvedImage};
+use engine::source::image::{ImageSourceError, StoreImages};
 use frontend_dockerfile::lower::{BaseImageConfig, BaseImageResolver};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-type Resolved = Result<ResolvedImage, String>;
+type Resolved = Result<ResolvedImage, ResolveError>;
 
 /// The build's image source: the local store, then the registry; each (reference, platform) is
 /// resolved (and, where needed, pulled) at most once per build, success or failure.
@@ -47,7 +47,7 @@ impl ImageSource for BaseImages {
         let mut resolved = self
             .resolved
             .lock()
-            .map_err(|_| "image resolution state poisoned".to_string())?;
+            .map_err(|_| Arc::new(ImageSourceError::Poisoned))?;
         if let Some(done) = resolved.get(&key) {
             return done.clone();
         }

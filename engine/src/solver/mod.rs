@@ -30,6 +30,7 @@ pub mod reason;
 use crate::graph::{Definition, ExecOp, FileOp, Op, Platform, Vertex, VertexId};
 use crate::image::{ImageConfig, RootFs};
 use crate::source::context::{ContextError, PathFilter};
+use crate::source::image::ImageSourceError;
 use cache::keys::{KeyStore, KeyStoreError, LayerRef};
 use cache::records::{BuildRecord, StepReport};
 use execute::Executed;
@@ -56,8 +57,12 @@ pub struct ResolvedImage {
 /// where one is configured, a registry (the seam for pulls).
 pub trait ImageSource: Send + Sync {
     /// Resolves `reference` (normalised) for `platform`. Blocking; called off the async threads.
-    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, String>;
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, ResolveError>;
 }
+
+/// Why an image reference could not be resolved. Shared: a build resolves each image once and
+/// hands the same outcome to every step that names it.
+pub type ResolveError = Arc<ImageSourceError>;
 
 /// A local build context handed to the solver.
 #[derive(Clone)]
@@ -262,10 +267,11 @@ pub enum SolveError {
         source: Box<WorkError>,
     },
     /// A base image (`FROM`, `COPY --from`) could not be resolved; carries where it is named.
-    #[error("failed to resolve image {reference}: {message}")]
+    #[error("failed to resolve image {reference}: {source}")]
     Image {
         reference: String,
-        message: String,
+        #[source]
+        source: ResolveError,
         line_range: Option<(usize, usize)>,
     },
     #[error("build context {0:?} was not provided")]

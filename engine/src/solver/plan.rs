@@ -76,9 +76,9 @@ pub(super) fn plan(
                 let resolved =
                     images
                         .resolve(reference, platform)
-                        .map_err(|message| SolveError::Image {
+                        .map_err(|source| SolveError::Image {
                             reference: reference.clone(),
-                            message,
+                            source,
                             line_range: vertex.line_range,
                         })?;
                 let key = key::KeyBuilder::new("image")

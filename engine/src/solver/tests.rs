@@ -49,8 +49,10 @@ impl Worker for FakeWorker {
 
 struct NoImages;
 impl ImageSource for NoImages {
-    fn resolve(&self, reference: &str, _: &Platform) -> Result<ResolvedImage, String> {
-        Err(format!("no image {reference}"))
+    fn resolve(&self, reference: &str, _: &Platform) -> Result<ResolvedImage, ResolveError> {
+        Err(Arc::new(ImageSourceError::NotStored {
+            source: cache::ImageStoreError::NotFound(reference.to_string()),
+        }))
     }
 }
 
