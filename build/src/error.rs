@@ -59,8 +59,6 @@ pub enum BuildError {
         #[source]
         source: Box<SolveError>,
     },
-    #[error("building the image config: {0}")]
-    Config(#[source] serde_json::Error),
     #[error("writing the image: {0}")]
     Image(#[source] engine::image::ImageError),
     #[error("image {0} is not in the local store")]

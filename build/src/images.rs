@@ -5,13 +5,13 @@ use super::registry_io::RegistryPuller;
 use crate::BuildError;
 use engine::graph::Platform;
 use engine::solver::progress::ProgressSink;
-use engine::solver::{ImageSource, ResolvedImage};
-use engine::source::image::StoreImages;
+use engine::solver::{ImageSource, ResolveError, ResolvedImage};
+use engine::source::image::{ImageSourceError, StoreImages};
 use frontend_dockerfile::lower::{BaseImageConfig, BaseImageResolver};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-type Resolved = Result<ResolvedImage, String>;
+type Resolved = Result<ResolvedImage, ResolveError>;
 
 /// The build's image source: the local store, then the registry; each (reference, platform) is
 /// resolved (and, where needed, pulled) at most once per build, success or failure.
@@ -47,7 +47,7 @@ impl ImageSource for BaseImages {
         let mut resolved = self
             .resolved
             .lock()
-            .map_err(|_| "image resolution state poisoned".to_string())?;
+            .map_err(|_| Arc::new(ImageSourceError::Poisoned))?;
         if let Some(done) = resolved.get(&key) {
             return done.clone();
         }
@@ -67,22 +67,14 @@ impl BaseImageResolver for BaseImages {
         let Ok(image) = ImageSource::resolve(self, reference, platform) else {
             return Ok(None);
         };
-        let c = &image.config["config"];
-        let strings = |v: &serde_json::Value| -> Vec<String> {
-            v.as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|s| s.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        let env = engine::solver::config::env_of(&image.config);
+        let c = image.config.config.unwrap_or_default();
         Ok(Some(BaseImageConfig {
-            env: engine::solver::config::env_of(&image.config),
-            working_dir: c["WorkingDir"].as_str().unwrap_or("").to_string(),
-            user: c["User"].as_str().unwrap_or("").to_string(),
-            shell: strings(&c["Shell"]),
-            onbuild: strings(&c["OnBuild"]),
+            env,
+            working_dir: c.working_dir.unwrap_or_default(),
+            user: c.user.unwrap_or_default(),
+            shell: c.shell.unwrap_or_default(),
+            onbuild: c.on_build.unwrap_or_default(),
         }))
     }
 }

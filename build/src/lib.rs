@@ -474,24 +474,14 @@ fn uses_host_network(definition: &engine::graph::Definition) -> bool {
 
 /// Sets `--label`s in an image config document (`config.Labels`), replacing same-named ones:
 /// BuildKit applies them to the target stage's config after every `LABEL`, and adds no history.
-fn add_labels(config: &mut serde_json::Value, labels: &std::collections::BTreeMap<String, String>) {
-    let Some(root) = config.as_object_mut() else {
-        return;
-    };
-    let inner = root
-        .entry("config")
-        .or_insert_with(|| serde_json::json!({}));
-    if !inner.is_object() {
-        *inner = serde_json::json!({});
-    }
-    let map = inner.as_object_mut().expect("just made an object");
-    let existing = map.entry("Labels").or_insert(serde_json::Value::Null);
-    if !existing.is_object() {
-        *existing = serde_json::json!({});
-    }
-    let existing = existing.as_object_mut().expect("just made an object");
+fn add_labels(config: &mut ImageConfig, labels: &std::collections::BTreeMap<String, String>) {
+    let existing = config
+        .config
+        .get_or_insert_default()
+        .labels
+        .get_or_insert_default();
     for (k, v) in labels {
-        existing.insert(k.clone(), serde_json::Value::String(v.clone()));
+        existing.insert(k.clone(), v.clone());
     }
 }
 
@@ -508,7 +498,6 @@ fn store_image(
     if !labels.is_empty() {
         add_labels(&mut config, labels);
     }
-    let config: ImageConfig = serde_json::from_value(config).map_err(BuildError::Config)?;
     let layers = solve
         .layers
         .iter()

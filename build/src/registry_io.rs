@@ -5,9 +5,43 @@ use crate::BuildError;
 use cache::{ContentStore, ImageStore};
 use engine::graph::Platform;
 use engine::solver::progress::{Event, ProgressSink};
-use engine::source::image::Puller;
-use registry::{Client, ClientOptions, ProgressEvent, Reference};
+use engine::source::image::{PullError, Puller};
+use registry::{Client, ClientOptions, ProgressEvent, Reference, RegistryError};
 use std::sync::Arc;
+
+/// Why pulling a base image failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RegistryPullError {
+    /// The reference does not parse.
+    #[error("{0}")]
+    BadReference(#[from] cache::ReferenceError),
+    /// The pull thread's runtime could not start.
+    #[error("starting the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// The registry client could not be made.
+    #[error("{0}")]
+    Client(#[source] Box<RegistryError>),
+    /// The pull of an image the store has under that name failed (`--pull`).
+    #[error("pulling {reference}: {source}")]
+    Refresh {
+        reference: Reference,
+        #[source]
+        source: Box<RegistryError>,
+    },
+    /// The pull of an image the store lacks failed.
+    #[error(
+        "{reference} is not in the local image store and pulling it failed: {source} (load it \
+         with `builder load -i`, or check the name and the registry)"
+    )]
+    Missing {
+        reference: Reference,
+        #[source]
+        source: Box<RegistryError>,
+    },
+    /// The pull thread panicked.
+    #[error("pulling {0}: the pull thread panicked")]
+    Panicked(Reference),
+}
 
 /// Pulls through the registry client into the build's root, reporting on the build's progress
 /// sink. Remembering outcomes is the caller's job
@@ -31,8 +65,12 @@ impl RegistryPuller {
         }
     }
 
-    fn pull_now(&self, reference: &str, platform: &Platform) -> Result<cache::Digest, String> {
-        let parsed = Reference::parse(reference).map_err(|e| e.to_string())?;
+    fn pull_now(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<cache::Digest, RegistryPullError> {
+        let parsed = Reference::parse(reference)?;
         // A digest-pinned image already stored cannot have changed: no registry round trip.
         if let Some(digest) = parsed.digest() {
             if let Ok(Some(entry)) = self.images.get(digest) {
@@ -58,12 +96,13 @@ impl RegistryPuller {
         // entered from inside another one).
         let stored = std::thread::scope(|scope| {
             scope
-                .spawn(|| -> Result<registry::StoredImage, String> {
+                .spawn(|| -> Result<registry::StoredImage, RegistryPullError> {
                     let runtime = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()
-                        .map_err(|e| format!("starting the async runtime: {e}"))?;
-                    let client = Client::new(self.options.clone()).map_err(|e| e.to_string())?;
+                        .map_err(RegistryPullError::Runtime)?;
+                    let client = Client::new(self.options.clone())
+                        .map_err(|e| RegistryPullError::Client(Box::new(e)))?;
                     runtime
                         .block_on(registry::pull_to_store(
                             &client,
@@ -73,20 +112,19 @@ impl RegistryPuller {
                             &self.images,
                             &progress,
                         ))
-                        .map_err(|e| {
-                            if self.images.resolve(reference).is_ok() {
-                                format!("pulling {parsed}: {e}")
+                        .map_err(|source| {
+                            let source = Box::new(source);
+                            let stored = self.images.resolve(reference).is_ok();
+                            let reference = parsed.clone();
+                            if stored {
+                                RegistryPullError::Refresh { reference, source }
                             } else {
-                                format!(
-                                    "{parsed} is not in the local image store and pulling it \
-                                     failed: {e} (load it with `builder load -i`, or check the \
-                                     name and the registry)"
-                                )
+                                RegistryPullError::Missing { reference, source }
                             }
                         })
                 })
                 .join()
-                .unwrap_or_else(|_| Err(format!("pulling {parsed}: the pull thread panicked")))
+                .unwrap_or_else(|_| Err(RegistryPullError::Panicked(parsed.clone())))
         })?;
         let status = if stored.existed {
             "Image is up to date for"
@@ -105,8 +143,8 @@ impl RegistryPuller {
 }
 
 impl Puller for RegistryPuller {
-    fn pull(&self, reference: &str, platform: &Platform) -> Result<cache::Digest, String> {
-        self.pull_now(reference, platform)
+    fn pull(&self, reference: &str, platform: &Platform) -> Result<cache::Digest, PullError> {
+        Ok(self.pull_now(reference, platform)?)
     }
 }
 

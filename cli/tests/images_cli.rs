@@ -328,3 +328,109 @@ fn save_load_and_rmi() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("No such image: app:1"));
 }
+
+/// A base image as Docker writes them: `null` lists and maps, fields this project does not
+/// model (top level, in `config`, in a history entry), a fractional creation time.
+const DOCKER_STYLE_BASE_CONFIG: &str = r##"{"architecture":"amd64","os":"linux",
+  "created":"2024-01-02T03:04:05.12Z","author":"docker person","docker_version":"20.10.5",
+  "container_config":{"Hostname":"abc","Cmd":["/bin/sh","-c","#(nop) CMD"]},
+  "zzz_unknown":{"nested":[1,null,{"b":1,"a":2}]},
+  "config":{"Hostname":"","AttachStdin":false,"Env":["PATH=/bin"],"Cmd":null,"Entrypoint":null,
+    "Labels":null,"OnBuild":null,"Volumes":null,"ExposedPorts":{"22/tcp":{}},"WorkingDir":"",
+    "ArgsEscaped":true,"StopSignal":"SIGQUIT","Shell":["/bin/sh","-c"],"Image":"sha256:feed",
+    "Healthcheck":{"Test":["CMD-SHELL","true"],"Interval":1000000000}},
+  "rootfs":{"type":"layers","diff_ids":["DIFF_ID"]},
+  "history":[{"created":"2024-01-02T03:04:05.120000Z","created_by":"/bin/sh -c #(nop) ADD file",
+    "comment":"c","extra_key":1},{"created":"2024-01-02T03:04:05Z","created_by":"CMD","empty_layer":true}]}"##;
+
+/// The config document a build writes is byte for byte what it was when the solver folded
+/// configs as JSON values: image ids must not change under a refactor. The build is metadata
+/// only (no step runs), over a Docker-style base.
+#[test]
+fn built_config_document_is_byte_stable() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let rootdir = RootDir::open(&root).unwrap();
+    let cas = rootdir.content_store().unwrap();
+    let tar = layer(&[("etc/motd", b"hi\n")]);
+    let digest = cas.put_bytes(&tar).unwrap();
+    let config = DOCKER_STYLE_BASE_CONFIG.replace("DIFF_ID", &digest.to_string());
+    let config_digest = cas.put_bytes(config.as_bytes()).unwrap();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_types::OCI_MANIFEST,
+        "config": {"mediaType": media_types::OCI_CONFIG, "digest": config_digest.to_string(), "size": config.len()},
+        "layers": [{"mediaType": media_types::OCI_LAYER, "digest": digest.to_string(), "size": tar.len()}],
+    });
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    let manifest_digest = cas.put_bytes(&manifest).unwrap();
+    ImageStore::open(rootdir.images_dir())
+        .unwrap()
+        .put_and_tag(
+            ImageRecord::new(
+                Descriptor::new(
+                    media_types::OCI_MANIFEST,
+                    manifest_digest,
+                    manifest.len() as u64,
+                ),
+                config_digest,
+            ),
+            &[Reference::parse("docker-style:1").unwrap()],
+        )
+        .unwrap();
+
+    let context = dir.path().join("context");
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM docker-style:1\nMAINTAINER someone\nARG V=1\nENV A=1 PATH=/opt/bin:$PATH\n\
+         LABEL x=y\nEXPOSE 80 443/udp\nVOLUME /data\nUSER app\nSHELL [\"/bin/sh\", \"-ec\"]\n\
+         HEALTHCHECK --interval=5s --retries=3 CMD true\nSTOPSIGNAL SIGTERM\n\
+         ONBUILD RUN echo child\nCMD [\"a\"]\nENTRYPOINT [\"/bin/sh\", \"-c\"]\n",
+    )
+    .unwrap();
+    let meta = dir.path().join("meta.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_builder"))
+        .arg("--root")
+        .arg(&root)
+        .args(["build", "--progress", "plain", "--label", "cli=1"])
+        .arg("--metadata-file")
+        .arg(&meta)
+        .arg(&context)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "build failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(meta).unwrap()).unwrap();
+    let id: cache::Digest = meta["containerimage.config.digest"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let written = String::from_utf8(cas.read(&id).unwrap()).unwrap();
+    let expected = concat!(
+        r##"{"created":"2023-11-14T22:13:20Z","author":"someone","architecture":"amd64","os":"linux","##,
+        r##""config":{"User":"app","ExposedPorts":{"22/tcp":{},"443/udp":{},"80/tcp":{}},"Env":["PATH=/opt/bin:/bin","A=1"],"Entrypoint":["/bin/sh","-c"],"Cmd":["a"],"Volumes":{"/data":{}},"WorkingDir":"","Labels":{"cli":"1","x":"y"},"StopSignal":"SIGTERM","ArgsEscaped":true,"Healthcheck":{"Test":["CMD-SHELL","true"],"Interval":5000000000,"Retries":3},"OnBuild":["RUN echo child"],"Shell":["/bin/sh","-ec"],"AttachStdin":false,"Hostname":"","Image":"sha256:feed"},"##,
+        r##""rootfs":{"type":"layers","diff_ids":["DIFF_ID"]},"history":["##,
+        r##"{"created":"2024-01-02T03:04:05.120Z","created_by":"/bin/sh -c #(nop) ADD file","comment":"c"},"##,
+        r##"{"created":"2024-01-02T03:04:05Z","created_by":"CMD","empty_layer":true},"##,
+        r##"{"created":"2023-11-14T22:13:20Z","created_by":"MAINTAINER someone","comment":"buildkit.dockerfile.v0","empty_layer":true},"##,
+        r##"{"created":"2023-11-14T22:13:20Z","created_by":"ARG V=1","comment":"buildkit.dockerfile.v0","empty_layer":true},"##,
+        r##"{"created":"2023-11-14T22:13:20Z","created_by":"ENV A=1 PATH=/opt/bin:/bin","comment":"buildkit.dockerfile.v0","empty_layer":true},"##,
+        r##"{"created":"2023-11-14T22:13:20Z","created_by":"LABEL x=y","comment":"buildkit.dockerfile.v0","empty_layer":true},"##,
+        r##"{"created":"2023-11-14T22:13:20Z","created_by":"EXPOSE [443/udp 80/tcp]","comment":"buildkit.dockerfile.v0","empty_layer":true},"##,
+        r##"{"created":"2023-11-14T22:13:20Z","created_by":"VOLUME [/data]","comment":"buildkit.dockerfile.v0","empty_layer":true},"##,
+        r##"{"created":"2023-11-14T22:13:20Z","created_by":"USER app","comment":"buildkit.dockerfile.v0","empty_layer":true},"##,
+        r##"{"created":"2023-11-14T22:13:20Z","created_by":"SHELL [/bin/sh -ec]","comment":"buildkit.dockerfile.v0","empty_layer":true},"##,
+        r##"{"created":"2023-11-14T22:13:20Z","created_by":"HEALTHCHECK {Test:[CMD-SHELL true] Interval:5s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}","comment":"buildkit.dockerfile.v0","empty_layer":true},"##,
+        r##"{"created":"2023-11-14T22:13:20Z","created_by":"STOPSIGNAL SIGTERM","comment":"buildkit.dockerfile.v0","empty_layer":true},"##,
+        r##"{"created":"2023-11-14T22:13:20Z","created_by":"CMD [\"a\"]","comment":"buildkit.dockerfile.v0","empty_layer":true},"##,
+        r##"{"created":"2023-11-14T22:13:20Z","created_by":"ENTRYPOINT [\"/bin/sh\" \"-c\"]","comment":"buildkit.dockerfile.v0","empty_layer":true}]"##,
+        r##","container_config":{"Cmd":["/bin/sh","-c","#(nop) CMD"],"Hostname":"abc"},"docker_version":"20.10.5","zzz_unknown":{"nested":[1,null,{"a":2,"b":1}]}}"##,
+    );
+    assert_eq!(written, expected.replace("DIFF_ID", &digest.to_string()));
+}

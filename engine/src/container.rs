@@ -192,21 +192,10 @@ fn run_blocking(
     id: &str,
     signals: StepSignals,
 ) -> Result<ContainerExit, ContainerError> {
-    let config = serde_json::to_value(&image.config)
-        .map_err(|e| ContainerError::Invalid(format!("image config: {e}")))?;
-    let c = &config["config"];
-    let strings = |v: &serde_json::Value| -> Vec<String> {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let c = image.config.config.clone().unwrap_or_default();
     let args = command_line(
-        strings(&c["Entrypoint"]),
-        strings(&c["Cmd"]),
+        c.entrypoint.clone().unwrap_or_default(),
+        c.cmd.clone().unwrap_or_default(),
         options.entrypoint.as_deref(),
         &options.command,
     )?;
@@ -262,7 +251,7 @@ fn run_blocking(
         mounts.splice(0..0, files);
     }
 
-    let mut env = env_of(&config);
+    let mut env = env_of(&image.config);
     let mut set = vec![("HOSTNAME".to_string(), hostname.clone())];
     if matches!(options.io, StepIo::Terminal { .. }) {
         set.push(("TERM".to_string(), "xterm".to_string()));
@@ -273,8 +262,9 @@ fn run_blocking(
         let (k, v) = DEFAULT_PATH.split_once('=').unwrap_or(("PATH", ""));
         env.insert(0, (k.to_string(), v.to_string()));
     }
-    let image_workdir = c["WorkingDir"]
-        .as_str()
+    let image_workdir = c
+        .working_dir
+        .as_deref()
         .filter(|s| !s.is_empty())
         .unwrap_or("/");
     let cwd = match &options.workdir {
@@ -289,7 +279,7 @@ fn run_blocking(
     let user = options
         .user
         .clone()
-        .unwrap_or_else(|| c["User"].as_str().unwrap_or("").to_string());
+        .unwrap_or_else(|| c.user.clone().unwrap_or_default());
     if !env.iter().any(|(k, v)| k == "HOME" && !v.is_empty()) {
         let home = crate::worker::exec::home_for(worker, &lowers, &user);
         env.retain(|(k, _)| k != "HOME");

@@ -741,6 +741,21 @@ fn in_process_action_writes_into_the_overlay() {
     };
     let err = run(&spec).unwrap_err();
     assert!(matches!(err, ExecError::UnknownInProcess { .. }), "{err}");
+
+    // A handler's error crosses from the helper as its message, under the handler's name.
+    spec.action = Action::InProcess {
+        kind: "test.write-files".to_string(),
+        payload: br#"{"/no/such/dir/f":"x"}"#.to_vec(),
+    };
+    let err = run(&spec).unwrap_err();
+    let ExecError::InProcess { kind, message } = &err else {
+        panic!("not a handler error: {err}");
+    };
+    assert_eq!(kind, "test.write-files");
+    assert!(
+        message.ends_with("/no/such/dir/f: No such file or directory (os error 2)"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -13,19 +13,40 @@
 //! `sandbox-test-helper seccomp-probe`: system calls Docker's seccomp profile denies or limits;
 //! prints `<call>: <result>` per line (`ok` or the error).
 
-use engine::executor::{self, InProcessContext, Runner, SandboxSpec};
+use engine::executor::{self, InProcessContext, InProcessError, Runner, SandboxSpec};
 use engine::executor::{Action, ExecSpec, ExecUser, Network, OverlayMount, UpperDir};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-fn write_files(ctx: &InProcessContext, payload: &[u8]) -> Result<(), String> {
+/// Why `test.write-files` failed.
+#[derive(Debug, thiserror::Error)]
+enum WriteFilesError {
+    /// The payload is not a JSON map of path to contents.
+    #[error("{0}")]
+    Decode(#[from] serde_json::Error),
+    /// The spec mounted no overlay.
+    #[error("no overlay mounted")]
+    NoMount,
+    /// Writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn write_files(ctx: &InProcessContext, payload: &[u8]) -> Result<(), InProcessError> {
     let files: BTreeMap<String, String> =
-        serde_json::from_slice(payload).map_err(|e| e.to_string())?;
-    let root = ctx.mounts.first().ok_or("no overlay mounted")?;
+        serde_json::from_slice(payload).map_err(WriteFilesError::Decode)?;
+    let root = ctx.mounts.first().ok_or(WriteFilesError::NoMount)?;
     for (path, contents) in files {
         let target = root.join(path.trim_start_matches('/'));
-        std::fs::write(&target, contents).map_err(|e| format!("{}: {e}", target.display()))?;
+        std::fs::write(&target, contents).map_err(|source| WriteFilesError::Write {
+            path: target.clone(),
+            source,
+        })?;
     }
     Ok(())
 }

@@ -101,9 +101,9 @@ pub(crate) fn run(
             };
             match std::panic::catch_unwind(|| handler(&context, payload)) {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(message)) => Err(ExecError::InProcess {
+                Ok(Err(error)) => Err(ExecError::InProcess {
                     kind: kind.clone(),
-                    message,
+                    message: error.to_string(),
                 }),
                 Err(_) => Err(ExecError::InProcess {
                     kind: kind.clone(),

@@ -147,8 +147,13 @@ pub struct InProcessContext {
     pub rootless: bool,
 }
 
+/// What an in-process handler fails with: each handler's own error type, boxed. The handler runs
+/// in the helper process, so only its message crosses to the runner (as
+/// [`ExecError::InProcess`]); the typed error is for the handler's own code and tests.
+pub type InProcessError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A function run inside the sandbox's mount namespace by [`Action::InProcess`].
-pub type InProcessHandler = fn(&InProcessContext, &[u8]) -> Result<(), String>;
+pub type InProcessHandler = fn(&InProcessContext, &[u8]) -> Result<(), InProcessError>;
 
 static IN_PROCESS: Mutex<BTreeMap<String, InProcessHandler>> = Mutex::new(BTreeMap::new());
 

@@ -1,13 +1,14 @@
 //! The image config of a stage, folded along its chain of vertices.
 //!
-//! The config is kept as JSON (`serde_json::Value`) in the OCI image-config shape so that fields of
-//! a base image we do not model (or that later versions add) pass through untouched.
+//! The config is the typed [`ImageConfig`] of [`crate::image`]: fields of a base image it does
+//! not model (or that later versions add) ride along in its `extra` maps untouched.
 
 use super::plan::Planned;
 use crate::graph::{
     ConfigChange, Definition, HistoryEntry, Op, Platform, VertexId, HISTORY_COMMENT,
 };
-use serde_json::{json, Map, Value};
+use crate::image::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
+use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
 /// The PATH BuildKit gives a stage that starts from scratch.
@@ -15,36 +16,34 @@ pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/u
 
 /// The config of an empty (`FROM scratch`) image for `platform`: BuildKit's empty image, with
 /// the default PATH and `/` as working directory.
-pub fn scratch_config(platform: &Platform) -> Value {
-    let mut v = json!({
-        "architecture": platform.architecture,
-        "os": platform.os,
-        "config": { "Env": [DEFAULT_PATH], "WorkingDir": "/" },
-        "rootfs": { "type": "layers", "diff_ids": [] },
-        "history": [],
-    });
-    if let Some(variant) = &platform.variant {
-        v["variant"] = json!(variant);
+pub fn scratch_config(platform: &Platform) -> ImageConfig {
+    ImageConfig {
+        architecture: platform.architecture.clone(),
+        os: platform.os.clone(),
+        variant: platform.variant.clone(),
+        config: Some(ContainerConfig {
+            env: Some(vec![DEFAULT_PATH.to_string()]),
+            working_dir: Some("/".to_string()),
+            ..Default::default()
+        }),
+        rootfs: RootFs::default(),
+        ..Default::default()
     }
-    v
 }
 
-fn container_config(config: &mut Value) -> &mut Map<String, Value> {
-    if !config.get("config").is_some_and(Value::is_object) {
-        config["config"] = json!({});
-    }
-    config["config"]
-        .as_object_mut()
-        .expect("config.config was just made an object")
+/// The container config of `config`, made (empty) when it has none.
+fn container_config(config: &mut ImageConfig) -> &mut ContainerConfig {
+    config.config.get_or_insert_default()
 }
 
 /// The `Env` of a config as `(name, value)` pairs.
-pub fn env_of(config: &Value) -> Vec<(String, String)> {
-    config["config"]["Env"]
-        .as_array()
+pub fn env_of(config: &ImageConfig) -> Vec<(String, String)> {
+    config
+        .config
+        .as_ref()
+        .and_then(|c| c.env.as_ref())
         .map(|a| {
             a.iter()
-                .filter_map(Value::as_str)
                 .map(|kv| match kv.split_once('=') {
                     Some((k, v)) => (k.to_string(), v.to_string()),
                     None => (kv.to_string(), String::new()),
@@ -90,10 +89,10 @@ fn merge_indexed(
 }
 
 /// Applies a chain of changes to one config. The env is kept as an indexed list while folding
-/// and written back once by [`Folder::finish`]: applying each `ENV` to the JSON (parse the
-/// whole `Env` array, merge, serialise it again) made a stage of n ENV lines cost n² .
+/// and written back once by [`Folder::finish`]: rebuilding the whole `Env` list for each `ENV`
+/// made a stage of n ENV lines cost n².
 pub struct Folder {
-    config: Value,
+    config: ImageConfig,
     env: Option<IndexedEnv>,
 }
 
@@ -102,7 +101,7 @@ type IndexedEnv = (Vec<(String, String)>, HashMap<String, usize>);
 
 impl Folder {
     /// Starts from `config`.
-    pub fn new(config: Value) -> Folder {
+    pub fn new(config: ImageConfig) -> Folder {
         Folder { config, env: None }
     }
 
@@ -122,12 +121,12 @@ impl Folder {
     }
 
     /// The config for changes that do not touch `Env` (history, creation time).
-    pub fn config_mut(&mut self) -> &mut Value {
+    pub fn config_mut(&mut self) -> &mut ImageConfig {
         &mut self.config
     }
 
     /// The folded config.
-    pub fn finish(mut self) -> Value {
+    pub fn finish(mut self) -> ImageConfig {
         if let Some((env, _)) = self.env.take() {
             set_env(&mut self.config, &env);
         }
@@ -135,35 +134,34 @@ impl Folder {
     }
 }
 
-fn set_env(config: &mut Value, env: &[(String, String)]) {
-    let list: Vec<Value> = env.iter().map(|(k, v)| json!(format!("{k}={v}"))).collect();
-    container_config(config).insert("Env".into(), Value::Array(list));
+fn set_env(config: &mut ImageConfig, env: &[(String, String)]) {
+    container_config(config).env = Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect());
 }
 
-/// Sets a list field; an empty list leaves the field out, as the image config's `omitempty`
-/// does (`CMD []` gives no `Cmd`, not `"Cmd": []`).
-fn set_list(cfg: &mut Map<String, Value>, field: &str, args: &[String]) {
-    if args.is_empty() {
-        cfg.remove(field);
-    } else {
-        cfg.insert(field.into(), json!(args));
-    }
+/// A list field's new value; an empty list leaves the field out, as the image config's
+/// `omitempty` does (`CMD []` gives no `Cmd`, not `"Cmd": []`).
+fn list(args: &[String]) -> Option<Vec<String>> {
+    (!args.is_empty()).then(|| args.to_vec())
 }
 
-fn add_to_set(config: &mut Value, field: &str, keys: &[String]) {
-    let cfg = container_config(config);
-    let entry = cfg.entry(field).or_insert_with(|| json!({}));
-    if !entry.is_object() {
-        *entry = json!({});
-    }
-    let map = entry.as_object_mut().expect("set field is an object");
+/// Adds `keys` to a set field (`ExposedPorts`, `Volumes`: each key maps to `{}`).
+fn add_to_set(
+    set: &mut Option<std::collections::BTreeMap<String, serde_json::Value>>,
+    keys: &[String],
+) {
+    let set = set.get_or_insert_default();
     for k in keys {
-        map.insert(k.clone(), json!({}));
+        set.insert(k.clone(), serde_json::Value::Object(serde_json::Map::new()));
     }
+}
+
+/// A duration in nanoseconds as the image config stores it (0 = not set).
+fn nanos(ns: u64) -> Option<i64> {
+    (ns > 0).then(|| i64::try_from(ns).unwrap_or(i64::MAX))
 }
 
 /// Applies one metadata change to a config.
-pub fn apply_change(config: &mut Value, change: &ConfigChange) {
+pub fn apply_change(config: &mut ImageConfig, change: &ConfigChange) {
     match change {
         ConfigChange::Env(vars) => {
             let mut env = env_of(config);
@@ -172,22 +170,17 @@ pub fn apply_change(config: &mut Value, change: &ConfigChange) {
         }
         ConfigChange::Arg(_) => {}
         ConfigChange::Label(labels) => {
-            let cfg = container_config(config);
-            let entry = cfg.entry("Labels").or_insert_with(|| json!({}));
-            if !entry.is_object() {
-                *entry = json!({});
-            }
-            let map = entry.as_object_mut().expect("labels is an object");
+            let map = container_config(config).labels.get_or_insert_default();
             for (k, v) in labels {
-                map.insert(k.clone(), json!(v));
+                map.insert(k.clone(), v.clone());
             }
         }
-        ConfigChange::Cmd(args) => set_list(container_config(config), "Cmd", args),
+        ConfigChange::Cmd(args) => container_config(config).cmd = list(args),
         ConfigChange::Entrypoint { args, reset_cmd } => {
             let cfg = container_config(config);
-            set_list(cfg, "Entrypoint", args);
+            cfg.entrypoint = list(args);
             if *reset_cmd {
-                cfg.remove("Cmd");
+                cfg.cmd = None;
             }
         }
         ConfigChange::Workdir(dir) => {
@@ -196,59 +189,38 @@ pub fn apply_change(config: &mut Value, change: &ConfigChange) {
             let dir = if dir.starts_with('/') {
                 dir.clone()
             } else {
-                let current = config["config"]["WorkingDir"].as_str().unwrap_or("/");
+                let current = config
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.working_dir.as_deref())
+                    .unwrap_or("/");
                 resolve_workdir(current, dir)
             };
-            container_config(config).insert("WorkingDir".into(), json!(dir));
+            container_config(config).working_dir = Some(dir);
         }
-        ConfigChange::User(user) => {
-            container_config(config).insert("User".into(), json!(user));
+        ConfigChange::User(user) => container_config(config).user = Some(user.clone()),
+        ConfigChange::Expose(ports) => {
+            add_to_set(&mut container_config(config).exposed_ports, ports)
         }
-        ConfigChange::Expose(ports) => add_to_set(config, "ExposedPorts", ports),
-        ConfigChange::Volume(vols) => add_to_set(config, "Volumes", vols),
-        ConfigChange::StopSignal(sig) => {
-            container_config(config).insert("StopSignal".into(), json!(sig));
-        }
+        ConfigChange::Volume(vols) => add_to_set(&mut container_config(config).volumes, vols),
+        ConfigChange::StopSignal(sig) => container_config(config).stop_signal = Some(sig.clone()),
         ConfigChange::Healthcheck(h) => {
-            let mut hc = Map::new();
-            hc.insert("Test".into(), json!(h.test));
-            if h.interval > 0 {
-                hc.insert("Interval".into(), json!(h.interval));
-            }
-            if h.timeout > 0 {
-                hc.insert("Timeout".into(), json!(h.timeout));
-            }
-            if h.start_period > 0 {
-                hc.insert("StartPeriod".into(), json!(h.start_period));
-            }
-            if h.start_interval > 0 {
-                hc.insert("StartInterval".into(), json!(h.start_interval));
-            }
-            if h.retries > 0 {
-                hc.insert("Retries".into(), json!(h.retries));
-            }
-            container_config(config).insert("Healthcheck".into(), Value::Object(hc));
+            container_config(config).healthcheck = Some(HealthConfig {
+                test: Some(h.test.clone()),
+                interval: nanos(h.interval),
+                timeout: nanos(h.timeout),
+                start_period: nanos(h.start_period),
+                start_interval: nanos(h.start_interval),
+                retries: (h.retries > 0).then_some(i64::from(h.retries)),
+            });
         }
-        ConfigChange::Shell(shell) => {
-            container_config(config).insert("Shell".into(), json!(shell));
-        }
-        ConfigChange::Onbuild(trigger) => {
-            let cfg = container_config(config);
-            let entry = cfg.entry("OnBuild").or_insert_with(|| json!([]));
-            if !entry.is_array() {
-                *entry = json!([]);
-            }
-            entry
-                .as_array_mut()
-                .expect("OnBuild is an array")
-                .push(json!(trigger));
-        }
-        ConfigChange::ClearOnbuild => {
-            container_config(config).remove("OnBuild");
-        }
-        ConfigChange::Maintainer(author) => {
-            config["author"] = json!(author);
-        }
+        ConfigChange::Shell(shell) => container_config(config).shell = Some(shell.clone()),
+        ConfigChange::Onbuild(trigger) => container_config(config)
+            .on_build
+            .get_or_insert_default()
+            .push(trigger.clone()),
+        ConfigChange::ClearOnbuild => container_config(config).on_build = None,
+        ConfigChange::Maintainer(author) => config.author = Some(author.clone()),
     }
 }
 
@@ -272,30 +244,20 @@ pub fn resolve_workdir(current: &str, dir: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-/// Appends a history entry with its creation time (RFC 3339).
-pub fn push_history(config: &mut Value, entry: &HistoryEntry, created: &str) {
-    if !config.get("history").is_some_and(Value::is_array) {
-        config["history"] = json!([]);
-    }
-    let mut h = json!({
-        "created": created,
-        "created_by": entry.created_by,
-        "comment": HISTORY_COMMENT,
+/// Appends a history entry with its creation time.
+pub fn push_history(config: &mut ImageConfig, entry: &HistoryEntry, created: DateTime<Utc>) {
+    config.history.push(History {
+        created: Some(created),
+        created_by: Some(entry.created_by.clone()),
+        author: None,
+        comment: Some(HISTORY_COMMENT.to_string()),
+        empty_layer: entry.empty_layer.then_some(true),
     });
-    if entry.empty_layer {
-        h["empty_layer"] = json!(true);
-    }
-    config["history"]
-        .as_array_mut()
-        .expect("history is an array")
-        .push(h);
 }
 
-/// Formats seconds since the epoch as RFC 3339 UTC, as image configs store times.
-pub fn rfc3339(secs: i64) -> String {
-    chrono::DateTime::from_timestamp(secs, 0)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+/// Seconds since the epoch as the UTC time image configs store (whole seconds).
+pub fn utc_time(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, 0).unwrap_or_default()
 }
 
 /// The image config at `at`: the chain's source config with every metadata change and history
@@ -306,7 +268,7 @@ pub(super) fn fold_config(
     at: VertexId,
     created: &HashMap<VertexId, i64>,
     epoch: Option<i64>,
-) -> Value {
+) -> ImageConfig {
     let chain = def.chain(at);
     let config = chain
         .first()
@@ -317,11 +279,7 @@ pub(super) fn fold_config(
         Some(e) if t > e || t == 0 => e,
         _ => t,
     };
-    let mut last_time = config["created"]
-        .as_str()
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-        .map(|d| d.timestamp())
-        .unwrap_or(0);
+    let mut last_time = config.created.map_or(0, |d| d.timestamp());
     let mut folder = Folder::new(config);
     for v in chain {
         let Some(vertex) = def.vertex(v) else {
@@ -334,11 +292,11 @@ pub(super) fn fold_config(
             last_time = last_time.max(*t);
         }
         if let Some(entry) = &vertex.history {
-            push_history(folder.config_mut(), entry, &rfc3339(clamp(last_time)));
+            push_history(folder.config_mut(), entry, utc_time(clamp(last_time)));
         }
     }
     let mut config = folder.finish();
-    config["created"] = Value::String(rfc3339(clamp(last_time)));
+    config.created = Some(utc_time(clamp(last_time)));
     config
 }
 
@@ -347,13 +305,21 @@ pub(super) fn config_at(
     def: &Definition,
     planned: &HashMap<VertexId, Planned>,
     at: VertexId,
-) -> Value {
+) -> ImageConfig {
     fold_config(def, planned, at, &HashMap::new(), None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn container(c: &ImageConfig) -> &ContainerConfig {
+        c.config.as_ref().expect("a container config")
+    }
+
+    fn strings(items: &[&str]) -> Option<Vec<String>> {
+        Some(items.iter().map(|s| s.to_string()).collect())
+    }
 
     #[test]
     fn env_replaces_in_place_and_appends() {
@@ -362,27 +328,28 @@ mod tests {
             &mut c,
             &ConfigChange::Env(vec![("A".into(), "1".into()), ("PATH".into(), "/x".into())]),
         );
-        assert_eq!(c["config"]["Env"], json!(["PATH=/x", "A=1"]));
+        assert_eq!(container(&c).env, strings(&["PATH=/x", "A=1"]));
     }
 
     #[test]
     fn scratch_has_buildkit_empty_image_defaults() {
         let c = scratch_config(&Platform::host());
-        assert_eq!(c["config"]["WorkingDir"], "/");
-        assert_eq!(c["config"]["Env"], json!([DEFAULT_PATH]));
+        assert_eq!(container(&c).working_dir.as_deref(), Some("/"));
+        assert_eq!(container(&c).env, strings(&[DEFAULT_PATH]));
     }
 
     #[test]
     fn workdir_resolves_relative_paths() {
         let mut c = scratch_config(&Platform::host());
+        let workdir = |c: &ImageConfig| container(c).working_dir.clone().unwrap_or_default();
         apply_change(&mut c, &ConfigChange::Workdir("/app".into()));
         apply_change(&mut c, &ConfigChange::Workdir("src/../lib".into()));
-        assert_eq!(c["config"]["WorkingDir"], "/app/lib");
+        assert_eq!(workdir(&c), "/app/lib");
         // An absolute one is kept as written; what follows it is joined and cleaned.
         apply_change(&mut c, &ConfigChange::Workdir("/srv/app/".into()));
-        assert_eq!(c["config"]["WorkingDir"], "/srv/app/");
+        assert_eq!(workdir(&c), "/srv/app/");
         apply_change(&mut c, &ConfigChange::Workdir("./x/".into()));
-        assert_eq!(c["config"]["WorkingDir"], "/srv/app/x");
+        assert_eq!(workdir(&c), "/srv/app/x");
     }
 
     #[test]
@@ -396,8 +363,8 @@ mod tests {
                 reset_cmd: true,
             },
         );
-        assert!(c["config"].get("Cmd").is_none());
-        assert_eq!(c["config"]["Entrypoint"], json!(["/bin/sh"]));
+        assert_eq!(container(&c).cmd, None);
+        assert_eq!(container(&c).entrypoint, strings(&["/bin/sh"]));
     }
 
     #[test]
@@ -412,7 +379,30 @@ mod tests {
                 reset_cmd: false,
             },
         );
-        assert!(c["config"].get("Cmd").is_none());
-        assert!(c["config"].get("Entrypoint").is_none());
+        let json = serde_json::to_value(&c).unwrap();
+        assert!(json["config"].get("Cmd").is_none());
+        assert!(json["config"].get("Entrypoint").is_none());
+    }
+
+    #[test]
+    fn unmodelled_fields_of_a_base_pass_through() {
+        let base: ImageConfig = serde_json::from_str(
+            r#"{"architecture":"amd64","os":"linux","docker_version":"20.10.5",
+              "config":{"Hostname":"h","Cmd":null,"Labels":null,"Volumes":{"/v":{}}},
+              "rootfs":{"type":"layers","diff_ids":[]}}"#,
+        )
+        .unwrap();
+        let mut c = base.clone();
+        apply_change(&mut c, &ConfigChange::Label(vec![("a".into(), "b".into())]));
+        apply_change(&mut c, &ConfigChange::Volume(vec!["/w".into()]));
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["docker_version"], "20.10.5");
+        assert_eq!(json["config"]["Hostname"], "h");
+        assert_eq!(json["config"]["Labels"], serde_json::json!({"a": "b"}));
+        assert_eq!(
+            json["config"]["Volumes"],
+            serde_json::json!({"/v": {}, "/w": {}})
+        );
+        assert!(json["config"].get("Cmd").is_none());
     }
 }

@@ -367,7 +367,7 @@ impl StepJob {
                     .inputs
                     .first()
                     .map(|&i| config_at(&self.def, &self.planned, i))
-                    .unwrap_or(Value::Null);
+                    .unwrap_or_default();
                 let req = ExecRequest {
                     vertex,
                     op,
@@ -385,7 +385,7 @@ impl StepJob {
                     .base
                     .and_then(|b| vertex.inputs.get(b as usize))
                     .map(|&i| config_at(&self.def, &self.planned, i))
-                    .unwrap_or(Value::Null);
+                    .unwrap_or_default();
                 let req = FileRequest {
                     vertex,
                     op,

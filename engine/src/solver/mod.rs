@@ -28,14 +28,15 @@ pub mod progress;
 pub mod reason;
 
 use crate::graph::{Definition, ExecOp, FileOp, Op, Platform, Vertex, VertexId};
+use crate::image::{ImageConfig, RootFs};
 use crate::source::context::{ContextError, PathFilter};
+use crate::source::image::ImageSourceError;
 use cache::keys::{KeyStore, KeyStoreError, LayerRef};
 use cache::records::{BuildRecord, StepReport};
 use execute::Executed;
 use futures::future::{BoxFuture, Shared};
 use plan::Plan;
 use progress::{ProgressSink, StepId};
-use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,8 +47,8 @@ use std::time::Instant;
 pub struct ResolvedImage {
     /// The manifest digest the reference resolved to.
     pub manifest_digest: cache::Digest,
-    /// The image config JSON.
-    pub config: Value,
+    /// The image config (fields it does not model kept in its `extra` maps).
+    pub config: ImageConfig,
     /// The layers, bottom first; their blobs are in the content store.
     pub layers: Vec<LayerRef>,
 }
@@ -56,8 +57,12 @@ pub struct ResolvedImage {
 /// where one is configured, a registry (the seam for pulls).
 pub trait ImageSource: Send + Sync {
     /// Resolves `reference` (normalised) for `platform`. Blocking; called off the async threads.
-    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, String>;
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, ResolveError>;
 }
+
+/// Why an image reference could not be resolved. Shared: a build resolves each image once and
+/// hands the same outcome to every step that names it.
+pub type ResolveError = Arc<ImageSourceError>;
 
 /// A local build context handed to the solver.
 #[derive(Clone)]
@@ -88,7 +93,7 @@ pub struct ExecRequest<'a> {
     /// The state of every input, in input order (input 0 is the root filesystem).
     pub inputs: &'a [InputState],
     /// The image config at input 0 (env, working dir, user and shell of the stage so far).
-    pub config: &'a Value,
+    pub config: &'a ImageConfig,
     /// The step's progress id.
     pub step: StepId,
 }
@@ -98,7 +103,7 @@ pub struct FileRequest<'a> {
     pub vertex: &'a Vertex,
     pub op: &'a FileOp,
     pub inputs: &'a [InputState],
-    pub config: &'a Value,
+    pub config: &'a ImageConfig,
     pub step: StepId,
 }
 
@@ -262,10 +267,11 @@ pub enum SolveError {
         source: Box<WorkError>,
     },
     /// A base image (`FROM`, `COPY --from`) could not be resolved; carries where it is named.
-    #[error("failed to resolve image {reference}: {message}")]
+    #[error("failed to resolve image {reference}: {source}")]
     Image {
         reference: String,
-        message: String,
+        #[source]
+        source: ResolveError,
         line_range: Option<(usize, usize)>,
     },
     #[error("build context {0:?} was not provided")]
@@ -307,7 +313,7 @@ pub struct SolveResult {
     /// The target's layers, bottom first.
     pub layers: Vec<LayerRef>,
     /// The target's image config, history and rootfs filled in.
-    pub config: Value,
+    pub config: ImageConfig,
     /// One report per step, in the order they were decided.
     pub steps: Vec<StepReport>,
     /// Where the time went.
@@ -418,10 +424,10 @@ impl Solver {
             config::fold_config(&def, &planned, target, &created, opts.source_date_epoch);
         let mut steps = steps;
         link_history(&def, target, &config, &mut steps);
-        config["rootfs"] = serde_json::json!({
-            "type": "layers",
-            "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>(),
-        });
+        config.rootfs = RootFs {
+            diff_ids: layers.iter().map(|l| l.diff_id.clone()).collect(),
+            ..RootFs::default()
+        };
         Ok(SolveResult {
             layers,
             config,
@@ -439,8 +445,13 @@ impl Solver {
 /// Marks each step of the target's chain with the index of the history entry it wrote in the
 /// image's config (the base image's entries come first, then one per vertex that has one, in
 /// chain order), so that `history` can show how the step went.
-fn link_history(def: &Definition, target: VertexId, config: &Value, steps: &mut [StepReport]) {
-    let entries = config["history"].as_array().map_or(0, Vec::len);
+fn link_history(
+    def: &Definition,
+    target: VertexId,
+    config: &ImageConfig,
+    steps: &mut [StepReport],
+) {
+    let entries = config.history.len();
     let names: Vec<&str> = def
         .chain(target)
         .into_iter()

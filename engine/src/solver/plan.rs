@@ -7,10 +7,10 @@ use super::{
     config, key, ImageSource, InputState, SolveError, SolveOptions, Solver, WorkError, Worker,
 };
 use crate::graph::{Definition, Op, SourceOp, Vertex, VertexId};
+use crate::image::ImageConfig;
 use crate::source::context::{ContextSnapshot, StatCache};
 use cache::keys::CacheKey;
 use cache::records::StepInputs;
-use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -24,7 +24,7 @@ pub(super) struct Planned {
     /// The state of a source vertex.
     pub(super) source_state: Option<InputState>,
     /// The base config of an image/scratch source.
-    pub(super) base_config: Option<Value>,
+    pub(super) base_config: Option<ImageConfig>,
 }
 
 /// The instruction text of a step: its progress name without the `[stage n/m] ` prefix.
@@ -76,9 +76,9 @@ pub(super) fn plan(
                 let resolved =
                     images
                         .resolve(reference, platform)
-                        .map_err(|message| SolveError::Image {
+                        .map_err(|source| SolveError::Image {
                             reference: reference.clone(),
-                            message,
+                            source,
                             line_range: vertex.line_range,
                         })?;
                 let key = key::KeyBuilder::new("image")

@@ -378,8 +378,9 @@ pub(super) fn run(
         .filter(|d| matches!(stack.find(d), Ok(None)))
         .collect();
 
-    let workdir = req.config["config"]["WorkingDir"]
-        .as_str()
+    let image = req.config.config.as_ref();
+    let workdir = image
+        .and_then(|c| c.working_dir.as_deref())
         .filter(|s| !s.is_empty())
         .unwrap_or("/");
     let cwd = if op.cwd.is_empty() {
@@ -388,10 +389,7 @@ pub(super) fn run(
         resolve_workdir(workdir, &op.cwd)
     };
     let user_spec = if op.user.is_empty() {
-        req.config["config"]["User"]
-            .as_str()
-            .unwrap_or("")
-            .to_string()
+        image.and_then(|c| c.user.clone()).unwrap_or_default()
     } else {
         op.user.clone()
     };

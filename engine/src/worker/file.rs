@@ -7,7 +7,7 @@
 
 use super::LocalWorker;
 use crate::executor::{
-    self, Action, InProcessContext, Network, OverlayMount, SandboxSpec, UpperDir,
+    self, Action, InProcessContext, InProcessError, Network, OverlayMount, SandboxSpec, UpperDir,
 };
 use crate::fileops::{self, CopyAction, MkdirAction, MkfileAction, RmAction, SourceRoots};
 use crate::graph;
@@ -40,12 +40,22 @@ pub fn register_handlers() {
     executor::register_in_process(super::unpack::UNPACK_KIND, super::unpack::apply_job);
 }
 
-fn apply_job(ctx: &InProcessContext, payload: &[u8]) -> Result<(), String> {
-    let job: FileJob = serde_json::from_slice(payload).map_err(|e| format!("file job: {e}"))?;
-    let dest = ctx
-        .mounts
-        .first()
-        .ok_or_else(|| "file job: no destination mount".to_string())?;
+/// Why the helper could not start a file job (the actions' own failures are
+/// [`fileops::FileOpError`]s).
+#[derive(Debug, thiserror::Error)]
+enum FileJobError {
+    /// The payload is not a [`FileJob`].
+    #[error("file job: {0}")]
+    Decode(#[source] serde_json::Error),
+    /// The spec mounted no overlay to apply the actions to.
+    #[error("file job: no destination mount")]
+    NoDestination,
+}
+
+/// The helper side: applies the job's actions on the destination overlay.
+fn apply_job(ctx: &InProcessContext, payload: &[u8]) -> Result<(), InProcessError> {
+    let job: FileJob = serde_json::from_slice(payload).map_err(FileJobError::Decode)?;
+    let dest = ctx.mounts.first().ok_or(FileJobError::NoDestination)?;
     if let Some(limit) = &job.max_unpack {
         // The helper runs this one job on one thread; nothing reads the environment concurrently.
         std::env::set_var(fileops::archive::MAX_UNPACK_ENV, limit);
@@ -55,7 +65,7 @@ fn apply_job(ctx: &InProcessContext, payload: &[u8]) -> Result<(), String> {
         roots.insert(name.clone(), path.clone());
     }
     for action in &job.actions {
-        fileops::apply(dest, &roots, action).map_err(|e| e.to_string())?;
+        fileops::apply(dest, &roots, action)?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! id the rootless overlay will show as the layer's id.
 
 use super::LocalWorker;
-use crate::executor::{self, Action, InProcessContext, Network, SandboxSpec};
+use crate::executor::{self, Action, InProcessContext, InProcessError, Network, SandboxSpec};
 use crate::fileops::archive::expansion_limit;
 use crate::layer::DiffId;
 use crate::snapshot::{unpack_layer_limited, OverlayXattrs};
@@ -25,22 +25,40 @@ struct UnpackJob {
     limit: u64,
 }
 
+/// Why the helper could not start an unpack job (the unpack's own failures are
+/// [`crate::snapshot::SnapshotError`]s).
+#[derive(Debug, thiserror::Error)]
+enum UnpackJobError {
+    /// The payload is not an [`UnpackJob`].
+    #[error("unpack job: {0}")]
+    Decode(#[source] serde_json::Error),
+    /// The job's diff id is not a digest.
+    #[error("bad diffID {diff_id}: {source}")]
+    BadDiffId {
+        diff_id: String,
+        #[source]
+        source: cache::DigestError,
+    },
+}
+
 /// The helper side: unpacks with container ids, as root of the user namespace.
-pub(super) fn apply_job(_ctx: &InProcessContext, payload: &[u8]) -> Result<(), String> {
-    let job: UnpackJob = serde_json::from_slice(payload).map_err(|e| format!("unpack job: {e}"))?;
+pub(super) fn apply_job(_ctx: &InProcessContext, payload: &[u8]) -> Result<(), InProcessError> {
+    let job: UnpackJob = serde_json::from_slice(payload).map_err(UnpackJobError::Decode)?;
     let diff_id: DiffId = job
         .diff_id
         .parse()
-        .map_err(|e| format!("bad diffID {}: {e}", job.diff_id))?;
+        .map_err(|source| UnpackJobError::BadDiffId {
+            diff_id: job.diff_id.clone(),
+            source,
+        })?;
     unpack_layer_limited(
         &job.blob,
         &job.dest,
         Some(&diff_id),
         OverlayXattrs::User,
         job.limit,
-    )
-    .map(|_| ())
-    .map_err(|e| e.to_string())
+    )?;
+    Ok(())
 }
 
 /// Unpacks `blob` into `dest` through the helper (rootless only).
