@@ -1158,8 +1158,8 @@ COPY f.txt /target/sub/keep.txt
         // Current BuildKit no longer asks for the trailing slash: the destination is made a
         // directory.
         Case::new(
-            "copy_several_sources_to_a_name_without_slash_make_a_directory",
-            with("FROM busybox:local\nCOPY f.txt g.txt /not-a-dir\nCOPY dir f.txt /mixed\n"),
+            "copy_several_sources_to_a_name_without_slash_are_copied_in_turn",
+            with("FROM busybox:local\nCOPY f.txt g.txt /not-a-dir\nCOPY dir f.txt /mixed\nCOPY [fg].txt /wild\nCOPY d* /wild-dirs\nCOPY *.txt dir /existing-dir-first/\nRUN mkdir /made && echo keep > /made/k\nCOPY [fg].txt /made\n"),
         ),
         Case::new(
             "copy_chown_and_chmod_from_variables",
@@ -1568,6 +1568,20 @@ RUN echo "${GLOBAL:-none} ${LOCAL:-unset}" > /two.txt
                     ("./pkg/dot.txt", b"dot\n", 0o600, 0, 0),
                 ])),
             ]),
+        ),
+        Case::new(
+            "child_stage_applies_the_config_env_over_inherited_arg_values",
+            with(
+                "FROM busybox:local AS one\nENV B=env-value C=c\nARG B=arg-value\nARG D=d\nRUN echo \"$B $C $D\" > /one.txt\nFROM one\nRUN echo \"$B $C $D\" > /two.txt && env | grep -e ^B= -e ^C= -e ^D= -e ^PATH= > /env.txt\n",
+                None,
+            ),
+        ),
+        Case::new(
+            "copy_json_form_expands_variables",
+            with(
+                "FROM busybox:local\nARG DEST=/json-dest\nENV SRC=README.md\nCOPY [\"$SRC\", \"config/app.conf\", \"${DEST}/\"]\nCOPY [\"README.md\", \"$UNSET/\"]\n",
+                None,
+            ),
         ),
         Case::new(
             "copy_directory_contents_with_a_trailing_dot",

@@ -139,12 +139,6 @@ pub(super) fn copy(
     let dest_rel = dest_path(&a.workdir, &a.dest);
     let trailing_dir =
         a.dest.is_empty() || a.dest == "." || a.dest.ends_with('/') || a.dest.ends_with("/.");
-    if a.sources.len() > 1 && !trailing_dir {
-        return Err(FileOpError::DestNotDir {
-            op,
-            dest: a.dest.clone(),
-        });
-    }
     let is_url = |s: &str| op == "ADD" && (s.starts_with("http://") || s.starts_with("https://"));
     let urls: Vec<&str> = a
         .sources
@@ -175,17 +169,10 @@ pub(super) fn copy(
         return Ok(());
     }
 
-    let dest_host = droot.resolve(&dest_rel).map_err(root_err(op))?;
-    let dest_is_dir = std::fs::metadata(&dest_host)
-        .map(|m| m.is_dir())
-        .unwrap_or(false);
-    if count > 1 && !trailing_dir && !dest_is_dir {
-        return Err(FileOpError::DestNotDir {
-            op,
-            dest: a.dest.clone(),
-        });
-    }
-    let into_dir = trailing_dir || a.parents || count > 1;
+    // Each match is copied in turn, as BuildKit does: a file lands on a destination that is not
+    // a directory (so a later match overwrites an earlier one), or under its name in one that
+    // is, an earlier match's directory included.
+    let into_dir = trailing_dir || a.parents;
     // Each match makes the directories it needs on its way, in order, as BuildKit's copies
     // do: the first one decides their mode (an extracted archive makes them 0755).
     let parent_owner = owner.unwrap_or((0, 0));

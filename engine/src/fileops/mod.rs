@@ -85,9 +85,10 @@ pub enum FileAction {
 ///   symlink unless `follow_symlinks`; symlinks met while copying a directory always are (a
 ///   context link to `/etc/passwd` copies the link).
 /// - `dest` is relative to `workdir` unless absolute. It names a directory when it ends in `/`
-///   (or is `.`), when it already exists as a directory, or with `parents`. More than one
-///   source argument requires a trailing `/`; a wildcard matching several files requires a
-///   directory destination.
+///   (or is `.`), when it already exists as a directory, or with `parents`. Several sources,
+///   and the several matches of a wildcard, are copied in turn as BuildKit does: to a
+///   destination that is not a directory each file is written over the one before, and a
+///   directory's contents make it one for the matches after it.
 /// - A directory source copies its contents (not the directory itself) into `dest`.
 /// - Missing parents of the destination are created 0755, owned by the `chown` target or root.
 /// - Modes and mtimes are preserved, xattrs unless `drop_xattrs`; ownership too unless `chown`
@@ -283,9 +284,6 @@ pub enum FileOpError {
     /// No sources at all.
     #[error("{op} failed: no source files were specified")]
     NoSources { op: &'static str },
-    /// Several sources but the destination is not a directory.
-    #[error("{op} failed: when using {op} with more than one source file, the destination must be a directory and end with a /: {dest:?}")]
-    DestNotDir { op: &'static str, dest: String },
     /// A directory would be copied onto a non-directory.
     #[error("{op} failed: cannot copy directory {src:?} to non-directory {dest:?}")]
     DirOntoFile {

@@ -702,13 +702,18 @@ impl CopyPlan<'_> {
         content: &HashMap<&str, [u8; 32]>,
         base_empty: bool,
     ) -> Vec<Vec<Option<String>>> {
-        let into_dir = into_dir(a, self.matches.len());
+        let into_dir = into_dir(a);
         let dest = super::copy::dest_path(&a.workdir, &a.dest)
             .to_string_lossy()
             .into_owned();
+        // Matches are copied in turn: once one has made the destination a directory (a copied
+        // directory's contents, an extracted archive), later files land under their names.
+        let mut dest_made_dir = false;
         self.matches
             .iter()
             .map(|m| {
+                let dir_before = dest_made_dir;
+                dest_made_dir |= m.archive || m.top().kind == EntryKind::Dir;
                 if m.archive {
                     // Extracted: what it writes is known from its content only.
                     let c = content
@@ -727,7 +732,7 @@ impl CopyPlan<'_> {
                             // The top is made, or kept, as the copy's own destination
                             // (`made`); the source directory's metadata never reaches it.
                             (!pe.out.is_empty()).then(|| join(&dest, &pe.out))
-                        } else if into_dir {
+                        } else if into_dir || dir_before {
                             Some(join(&dest, m.name()))
                         } else if base_empty {
                             // Nothing is there to make the destination a directory.
@@ -824,20 +829,9 @@ impl CopyPlan<'_> {
                 .matches
                 .iter()
                 .any(|m| !m.archive && m.top().kind == EntryKind::Dir);
-        // Several matches copied to a destination not written as a directory fail unless the
-        // base has a directory there (the base is keyed already): how many matched is then an
-        // input, even where the matches write the same entries (an empty directory beside
-        // another).
-        let many = if self.matches.len() > 1 && !into_dir(a, 1) {
-            " several"
-        } else {
-            ""
-        };
         let made = match self.matches.len() {
             0 => None,
-            n if into_dir(a, n) || dir_contents => {
-                Some(format!("{} {owner}{many}", dest.display()))
-            }
+            _ if into_dir(a) || dir_contents => Some(format!("{} {owner}", dest.display())),
             _ => Some(format!(
                 "{} {owner}",
                 dest.parent().unwrap_or(Path::new("")).display()
@@ -865,15 +859,14 @@ impl CopyPlan<'_> {
     }
 }
 
-/// Whether a copy of `matches` paths writes into its destination as a directory (as the copy
-/// decides: a trailing `/`, `--parents`, or several paths).
-fn into_dir(a: &CopyAction, matches: usize) -> bool {
+/// Whether a copy writes into its destination as a directory whatever is there (a trailing `/`,
+/// `.`, or `--parents`); otherwise each match decides by what it finds (see [`super::copy`]).
+fn into_dir(a: &CopyAction) -> bool {
     a.dest.is_empty()
         || a.dest == "."
         || a.dest.ends_with('/')
         || a.dest.ends_with("/.")
         || a.parents
-        || matches > 1
 }
 
 #[cfg(test)]

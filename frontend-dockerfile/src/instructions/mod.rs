@@ -739,17 +739,11 @@ fn parse_copy_args(
                 continue;
             }
         }
-        if node.json {
-            sources.push(w.value.clone());
-        } else {
-            sources.push(expand_word(ctx, ex, &w.value, w.span)?);
-        }
+        // Each word is expanded in the JSON form too, as BuildKit expands every source and
+        // the destination of COPY/ADD whatever their form.
+        sources.push(expand_word(ctx, ex, &w.value, w.span)?);
     }
-    let dest = if node.json {
-        dest_word.value.clone()
-    } else {
-        expand_word(ctx, ex, &dest_word.value, dest_word.span)?
-    };
+    let dest = expand_word(ctx, ex, &dest_word.value, dest_word.span)?;
     let chown = match flags.get("chown") {
         Some(f) => Some(expand_flag(ctx, ex, f)?).filter(|s| !s.is_empty()),
         None => None,

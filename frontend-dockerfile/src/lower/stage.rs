@@ -2,7 +2,7 @@
 
 use super::args::ArgValues;
 use super::history;
-use super::step_env::StepEnv;
+use super::step_env::{ConfigEnv, StepEnv};
 use super::{
     node_error, resolve_ref, Base, BaseImageConfig, DockerfileLexer, LowerOptions, Lowered,
     ShellExpander, SourceRef, StageNodes, Warning,
@@ -39,6 +39,7 @@ struct Finished {
     vertex: VertexId,
     stage_id: StageId,
     env: StepEnv,
+    config_env: ConfigEnv,
     /// The ARGs the stage declared (and inherited): a stage built on it starts with them.
     args: Vec<(String, Option<String>)>,
     workdir: String,
@@ -55,6 +56,8 @@ struct StageState {
     current: VertexId,
     /// What the stage's steps see: ENV and ARG values in the order of their last assignment.
     env: StepEnv,
+    /// The image config's `Env` (ENV only), which a stage built on this one applies again.
+    config_env: ConfigEnv,
     /// ARGs declared in this stage (and inherited), in declaration order, each with the value it
     /// took: RUN history lists them.
     args: Vec<(String, Option<String>)>,
@@ -79,6 +82,12 @@ impl crate::shell::Env for StageState {
 }
 
 impl StageState {
+    /// An ENV: sets the variable in the step environment and in the image config.
+    fn set_env(&mut self, key: String, value: String) {
+        self.env.set(key.clone(), value.clone());
+        self.config_env.set(key, value);
+    }
+
     /// The environment of a RUN step's process.
     fn exec_env(&self) -> Vec<(String, String)> {
         self.env.to_vec()
@@ -299,7 +308,13 @@ impl<'a> Lowerer<'a> {
                     )
                 })?;
                 st.current = f.vertex;
+                // As BuildKit starts a stage: the parent's step environment, with the image
+                // config's Env applied over it (an ENV wins again over an ARG of its name).
                 st.env = f.env;
+                for (k, v) in f.config_env.vars() {
+                    st.env.set(k.clone(), v.clone());
+                }
+                st.config_env = f.config_env;
                 // As BuildKit: a stage built on another keeps the ARGs that one declared, with
                 // their values, for its RUN steps, expansions and history.
                 st.args = f.args;
@@ -328,12 +343,12 @@ impl<'a> Lowerer<'a> {
                     platform,
                     VertexMeta::default(),
                 )?;
-                st.env.set("PATH".into(), DEFAULT_PATH.into());
+                st.set_env("PATH".into(), DEFAULT_PATH.into());
                 StageBase::Scratch
             }
             Base::Context(name) => {
                 st.current = self.named_context_source(from_node, name, platform)?;
-                st.env.set("PATH".into(), DEFAULT_PATH.into());
+                st.set_env("PATH".into(), DEFAULT_PATH.into());
                 StageBase::Scratch
             }
             Base::Image(reference) => {
@@ -342,9 +357,10 @@ impl<'a> Lowerer<'a> {
                     self.image_source(from_node, reference, platform, name, Some(stage_id))?;
                 match self.resolve_base_config(from_node, reference, platform)? {
                     Some(cfg) => {
-                        st.env = StepEnv::from_vars(cfg.env);
-                        if !st.env.contains("PATH") {
-                            st.env.set("PATH".into(), DEFAULT_PATH.into());
+                        st.env = StepEnv::from_vars(cfg.env.clone());
+                        st.config_env = ConfigEnv::from_vars(cfg.env);
+                        if !st.config_env.contains("PATH") {
+                            st.set_env("PATH".into(), DEFAULT_PATH.into());
                         }
                         st.workdir = cfg.working_dir;
                         st.user = cfg.user;
@@ -391,6 +407,7 @@ impl<'a> Lowerer<'a> {
             stage_id,
             current: VertexId(0),
             env: StepEnv::default(),
+            config_env: ConfigEnv::default(),
             args: Vec::new(),
             workdir: String::new(),
             user: String::new(),
@@ -450,6 +467,7 @@ impl<'a> Lowerer<'a> {
                 vertex: st.current,
                 stage_id,
                 env: st.env,
+                config_env: st.config_env,
                 args: st.args,
                 workdir: st.workdir,
                 user: st.user,

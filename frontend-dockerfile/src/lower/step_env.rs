@@ -4,7 +4,9 @@
 //! to it, and the last assignment wins whichever instruction made it (an `ARG V=2` after
 //! `ENV V=1` gives RUN steps `V=2`, while the image keeps `V=1`). A variable's position is that
 //! of its last assignment, which is the order a RUN step's process receives its environment in.
-//! A stage built on another starts with that stage's step environment, ARG values included.
+//! A stage built on another starts with that stage's step environment, ARG values included,
+//! with its image config's `Env` applied over it again ([`ConfigEnv`]): an ENV wins over an ARG
+//! of the same name from there on.
 
 use std::collections::HashMap;
 
@@ -44,10 +46,6 @@ impl StepEnv {
         self.slots[slot].as_ref().map(|(_, v)| v.as_str())
     }
 
-    pub(crate) fn contains(&self, name: &str) -> bool {
-        self.index.contains_key(name)
-    }
-
     /// The variables in order, as a RUN step's process gets them.
     pub(crate) fn to_vec(&self) -> Vec<(String, String)> {
         self.slots.iter().flatten().cloned().collect()
@@ -60,6 +58,46 @@ impl StepEnv {
                 self.index.insert(k.clone(), i);
             }
         }
+    }
+}
+
+/// The image config's `Env` as ENV instructions leave it: a variable set again keeps its place
+/// (Docker's `addEnv`). A stage built on another applies it over the step environment it
+/// inherits, as BuildKit does when a stage starts.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConfigEnv {
+    vars: Vec<(String, String)>,
+    /// Name → position in `vars`.
+    index: HashMap<String, usize>,
+}
+
+impl ConfigEnv {
+    pub(crate) fn from_vars(vars: Vec<(String, String)>) -> ConfigEnv {
+        let mut env = ConfigEnv::default();
+        for (k, v) in vars {
+            env.set(k, v);
+        }
+        env
+    }
+
+    /// Sets `name`, in place when it is already there.
+    pub(crate) fn set(&mut self, name: String, value: String) {
+        match self.index.get(&name) {
+            Some(&i) => self.vars[i].1 = value,
+            None => {
+                self.index.insert(name.clone(), self.vars.len());
+                self.vars.push((name, value));
+            }
+        }
+    }
+
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// The variables in config order.
+    pub(crate) fn vars(&self) -> &[(String, String)] {
+        &self.vars
     }
 }
 
@@ -90,7 +128,18 @@ mod tests {
             ]
         );
         assert_eq!(e.get("A"), Some("3"));
-        assert!(e.contains("B") && !e.contains("C"));
+        assert_eq!(e.get("C"), None);
+    }
+
+    #[test]
+    fn the_config_env_keeps_a_reset_variable_in_place() {
+        let mut c = ConfigEnv::from_vars(vec![("A".into(), "1".into()), ("B".into(), "2".into())]);
+        c.set("A".into(), "3".into());
+        c.set("C".into(), "4".into());
+        let names: Vec<&str> = c.vars().iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["A", "B", "C"]);
+        assert_eq!(c.vars()[0].1, "3");
+        assert!(c.contains("C"));
     }
 
     #[test]

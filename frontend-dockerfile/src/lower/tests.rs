@@ -224,6 +224,14 @@ fn arg_scoping_table() {
             "V",
             Some("env"),
         ),
+        // A stage built on another applies the image config's Env over the step environment
+        // it inherits: the parent's ENV wins again over its later ARG.
+        (
+            "FROM alpine AS a\nENV V=env\nARG V=3\nFROM a\nRUN x\n",
+            &[],
+            "V",
+            Some("env"),
+        ),
         // A bare ARG in a stage built on another keeps the value that stage gave it.
         (
             "FROM alpine AS a\nARG V=1\nFROM a\nARG V\nRUN x\n",

@@ -35,7 +35,7 @@ impl<'a> Lowerer<'a> {
             Command::Env(pairs) => {
                 let text: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 for (k, v) in &pairs {
-                    st.env.set(k.clone(), v.clone());
+                    st.set_env(k.clone(), v.clone());
                 }
                 let created = format!("ENV {}", text.join(" "));
                 (ConfigChange::Env(pairs), Some(created))
