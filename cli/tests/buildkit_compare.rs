@@ -760,6 +760,12 @@ fn heredoc_cases() -> Vec<Case> {
             )]),
         ),
         Case::new(
+            "heredoc_run_with_tab_stripping_reaches_the_shell_as_written",
+            Context::Files(vec![dockerfile(
+                "FROM busybox:local\nRUN <<-EOT sh\n\techo tab > /t1.txt\n\tEOT\nRUN cat <<-A > /t2.txt\n\tindented\n\t\tdouble\n\tA\n",
+            )]),
+        ),
+        Case::new(
             "heredoc_run_with_a_shebang_runs_as_a_file",
             Context::Files(vec![dockerfile(
                 "FROM busybox:local\nRUN <<EOF\n#!/bin/sh\necho \"$0\" > /shebang.txt\nEOF\n",

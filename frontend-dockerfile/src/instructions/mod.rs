@@ -64,6 +64,19 @@ pub struct InlineFile {
     pub data: String,
 }
 
+/// A heredoc of a RUN instruction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunHeredoc {
+    /// The delimiter.
+    pub name: String,
+    /// The body as written (`<<-` tabs included): a command line with heredocs reaches the
+    /// shell this way, which strips the tabs itself.
+    pub raw: String,
+    /// The body with `<<-` tab stripping applied: what runs when the heredoc is the whole
+    /// command.
+    pub data: String,
+}
+
 /// An `ARG` declaration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ArgDecl {
@@ -86,7 +99,7 @@ pub struct From {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Run {
     pub cmd: ShellOrExec,
-    pub heredocs: Vec<InlineFile>,
+    pub heredocs: Vec<RunHeredoc>,
     pub mounts: Vec<Mount>,
     pub network: Option<NetworkMode>,
     pub security: Option<SecurityMode>,
@@ -678,8 +691,9 @@ fn parse_run(ctx: &NodeCtx, ex: &dyn Expander) -> Result<Command, Diagnostic> {
     let heredocs = node
         .heredocs
         .iter()
-        .map(|h| InlineFile {
+        .map(|h| RunHeredoc {
             name: h.name.clone(),
+            raw: h.content.clone(),
             data: if h.chomp {
                 chomp_heredoc(&h.content)
             } else {

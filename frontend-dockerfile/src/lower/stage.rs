@@ -8,8 +8,7 @@ use super::{
     ShellExpander, SourceRef, StageNodes, Warning,
 };
 use crate::instructions::{
-    self, Command, CopyArgs, Diagnostic, ErrorKind, InlineFile, Instruction, Mount, MountType,
-    ShellOrExec,
+    self, Command, CopyArgs, Diagnostic, ErrorKind, Instruction, Mount, MountType, ShellOrExec,
 };
 use crate::parser::ast::Node;
 use engine::graph::{

@@ -45,11 +45,12 @@ impl<'a> Lowerer<'a> {
             } else if whole_is_heredoc {
                 args = st.shell_wrap(&ShellOrExec::Shell(first.data.clone()));
             } else {
+                // Reconstituted as written, as BuildKit does: the shell strips `<<-` tabs.
                 let mut full = cmdline.clone();
-                for InlineFile { name, data } in &run.heredocs {
+                for h in &run.heredocs {
                     full.push('\n');
-                    full.push_str(data);
-                    full.push_str(name);
+                    full.push_str(&h.raw);
+                    full.push_str(&h.name);
                 }
                 args = st.shell_wrap(&ShellOrExec::Shell(full));
             }
