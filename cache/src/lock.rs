@@ -63,7 +63,7 @@ fn make_private_dir(dir: &Path) -> Result<(), LockError> {
     let meta = fs::metadata(dir).map_err(io_err("inspect directory", dir))?;
     if !meta.is_dir() {
         return Err(io_err("open root directory", dir)(
-            io::Error::from_raw_os_error(libc::ENOTDIR),
+            io::Error::from(rustix::io::Errno::NOTDIR),
         ));
     }
     let mode = meta.permissions().mode() & 0o7777;
@@ -89,8 +89,7 @@ impl RootDir {
         if let Some(p) = std::env::var_os(ROOT_ENV).filter(|p| !p.is_empty()) {
             return Ok(PathBuf::from(p));
         }
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } == 0 {
+        if rustix::process::geteuid().is_root() {
             return Ok(PathBuf::from("/var/lib/builder"));
         }
         if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|p| !p.is_empty()) {
@@ -337,8 +336,7 @@ mod tests {
         );
         std::env::remove_var(ROOT_ENV);
         let p = RootDir::default_path().unwrap();
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
+        if rustix::process::geteuid().is_root() {
             assert_eq!(p, PathBuf::from("/var/lib/builder"));
         } else {
             assert!(p.ends_with("builder"), "{}", p.display());

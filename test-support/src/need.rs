@@ -98,8 +98,7 @@ impl Need {
     /// Whether this machine has it.
     pub fn is_met(self) -> bool {
         match self {
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            Need::Root => unsafe { libc::geteuid() == 0 },
+            Need::Root => rustix::process::geteuid().is_root(),
             other => other.files().iter().all(|f| Path::new(f).exists()),
         }
     }
