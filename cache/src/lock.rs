@@ -62,9 +62,9 @@ fn make_private_dir(dir: &Path) -> Result<(), LockError> {
     }
     let meta = fs::metadata(dir).map_err(io_err("inspect directory", dir))?;
     if !meta.is_dir() {
-        return Err(io_err("open root directory", dir)(
-            io::Error::from(rustix::io::Errno::NOTDIR),
-        ));
+        return Err(io_err("open root directory", dir)(io::Error::from(
+            rustix::io::Errno::NOTDIR,
+        )));
     }
     let mode = meta.permissions().mode() & 0o7777;
     if mode & !PRIVATE_DIR_MODE != 0 {

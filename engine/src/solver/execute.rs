@@ -22,6 +22,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// What every step of one execution shares.
+struct Execution<'a> {
+    def: &'a Arc<Definition>,
+    planned: &'a Arc<HashMap<VertexId, Planned>>,
+    records: &'a HashMap<VertexId, StepRecord>,
+    reasons: &'a HashMap<VertexId, MissReason>,
+    step_ids: &'a HashMap<VertexId, StepId>,
+    reports: Arc<Mutex<Vec<StepReport>>>,
+    created_times: Arc<Mutex<HashMap<VertexId, i64>>>,
+    epoch: Option<i64>,
+}
+
 /// What the execution produced: the target's layers, a report per step, and the creation time
 /// of every step's layer (hits and runs).
 pub(super) struct Executed {
@@ -44,119 +56,44 @@ impl Solver {
         opts: &SolveOptions,
     ) -> Result<Executed, SolveError> {
         let Lookups { records, reasons } = lookups;
-        let reports: Arc<Mutex<Vec<StepReport>>> = Arc::new(Mutex::new(Vec::new()));
-        let created_times: Arc<Mutex<HashMap<VertexId, i64>>> = Arc::default();
         let step_ids = step_ids(def, order, context_loads.len())?;
         self.progress.emit(Event::Planned {
             total: context_loads.len() + step_ids.len(),
         });
         self.announce_contexts(context_loads);
+        let run = Execution {
+            def,
+            planned,
+            records: &records,
+            reasons: &reasons,
+            step_ids: &step_ids,
+            reports: Arc::default(),
+            created_times: Arc::default(),
+            epoch: opts.source_date_epoch,
+        };
         let mut futures: HashMap<VertexId, SharedResult> = HashMap::new();
         for &v in order {
             let vertex = def.vertex(v).ok_or(SolveError::NoTarget)?;
-            let plan = planned[&v].clone();
-            let fut: SharedResult = match &vertex.op {
-                Op::Source(source) => {
-                    let state = plan.source_state.clone().ok_or_else(|| {
-                        SolveError::Internal(format!("source {} has no state", vertex.name))
-                    })?;
-                    if let (SourceOp::Image { .. }, Some(&id)) = (source, step_ids.get(&v)) {
-                        // Resolved (and pulled when missing) while keys were computed: here it
-                        // is already in the store.
-                        self.progress.emit(Event::Started {
-                            id,
-                            name: vertex.name.clone(),
-                            line: vertex.line_range.map(|r| r.0).unwrap_or(0),
-                            reason: None,
-                        });
-                    }
-                    futures::future::ready(Ok(Arc::new(Resolved { state })))
-                        .boxed()
-                        .shared()
-                }
-                Op::Config(_) => {
-                    let input = vertex.inputs.first().and_then(|i| futures.get(i)).cloned();
-                    match input {
-                        Some(f) => f,
-                        None => {
-                            return Err(SolveError::Internal(format!(
-                                "{} has no input",
-                                vertex.name
-                            )))
-                        }
-                    }
-                }
-                _ => {
-                    let step = step_ids[&v];
-                    let inputs = plan.step_inputs.clone().unwrap_or_default();
-                    if let Some(record) = records.get(&v) {
-                        self.progress.emit(Event::Started {
-                            id: step,
-                            name: vertex.name.clone(),
-                            line: vertex.line_range.map(|r| r.0).unwrap_or(0),
-                            reason: None,
-                        });
-                        reports
-                            .lock()
-                            .expect("reports")
-                            .push(report(def, vertex, true, None, 0, &plan.key, inputs));
-                        let resolved = Resolved {
-                            state: InputState::Layers(record.layers.clone()),
-                        };
-                        futures::future::ready(Ok(Arc::new(resolved)))
-                            .boxed()
-                            .shared()
-                    } else {
-                        let input_futs: Vec<SharedResult> = vertex
-                            .inputs
-                            .iter()
-                            .map(|i| {
-                                futures.get(i).cloned().ok_or_else(|| {
-                                    SolveError::Internal(format!(
-                                        "input of {} not planned",
-                                        vertex.name
-                                    ))
-                                })
-                            })
-                            .collect::<Result<_, _>>()?;
-                        let job = StepJob {
-                            def: def.clone(),
-                            vertex: v,
-                            step,
-                            key: plan.key,
-                            inputs,
-                            reason: reasons
-                                .get(&v)
-                                .cloned()
-                                .unwrap_or(MissReason::DefinitionChanged),
-                            planned: planned.clone(),
-                            worker: self.worker.clone(),
-                            progress: self.progress.clone(),
-                            keys: self.keys.clone(),
-                            root: self.root.clone(),
-                            store: self.store.clone(),
-                            reports: reports.clone(),
-                            created_times: created_times.clone(),
-                            epoch: opts.source_date_epoch,
-                        };
-                        async move {
-                            let resolved = futures::future::try_join_all(input_futs).await?;
-                            let states: Vec<Arc<Resolved>> = resolved;
-                            tokio::task::spawn_blocking(move || job.run(&states))
-                                .await
-                                .map_err(|e| Arc::new(SolveError::Internal(e.to_string())))?
-                                .map_err(Arc::new)
-                        }
-                        .boxed()
-                        .shared()
-                    }
-                }
+            let fut = match &vertex.op {
+                Op::Source(source) => self.source_future(&run, vertex, source)?,
+                // A metadata-only step has its input's filesystem.
+                Op::Config(_) => vertex
+                    .inputs
+                    .first()
+                    .and_then(|i| futures.get(i))
+                    .cloned()
+                    .ok_or_else(|| SolveError::Internal(format!("{} has no input", vertex.name)))?,
+                _ => self.step_future(&run, vertex, &futures)?,
             };
             futures.insert(v, fut);
         }
-        let steps = reports.clone();
+        let Execution {
+            reports,
+            created_times,
+            ..
+        } = run;
         let layers = await_target(futures, target).await;
-        let steps = steps.lock().expect("reports").clone();
+        let steps = reports.lock().expect("reports").clone();
         let layers = layers?;
         let mut created: HashMap<VertexId, i64> = HashMap::new();
         for (v, r) in &records {
@@ -170,6 +107,102 @@ impl Solver {
             steps,
             created,
         })
+    }
+
+    /// A source is resolved while keys are computed: its future is ready.
+    fn source_future(
+        &self,
+        run: &Execution<'_>,
+        vertex: &Vertex,
+        source: &SourceOp,
+    ) -> Result<SharedResult, SolveError> {
+        let state = run.planned[&vertex.id]
+            .source_state
+            .clone()
+            .ok_or_else(|| SolveError::Internal(format!("source {} has no state", vertex.name)))?;
+        if let (SourceOp::Image { .. }, Some(&id)) = (source, run.step_ids.get(&vertex.id)) {
+            // Resolved (and pulled when missing) while keys were computed: here it is already
+            // in the store.
+            self.progress.emit(Event::Started {
+                id,
+                name: vertex.name.clone(),
+                line: vertex.line_range.map(|r| r.0).unwrap_or(0),
+                reason: None,
+            });
+        }
+        Ok(futures::future::ready(Ok(Arc::new(Resolved { state })))
+            .boxed()
+            .shared())
+    }
+
+    /// A step: its record's layers when it hit, else a job that runs once its inputs resolve.
+    fn step_future(
+        &self,
+        run: &Execution<'_>,
+        vertex: &Vertex,
+        futures: &HashMap<VertexId, SharedResult>,
+    ) -> Result<SharedResult, SolveError> {
+        let v = vertex.id;
+        let plan = &run.planned[&v];
+        let step = run.step_ids[&v];
+        let inputs = plan.step_inputs.clone().unwrap_or_default();
+        if let Some(record) = run.records.get(&v) {
+            self.progress.emit(Event::Started {
+                id: step,
+                name: vertex.name.clone(),
+                line: vertex.line_range.map(|r| r.0).unwrap_or(0),
+                reason: None,
+            });
+            run.reports
+                .lock()
+                .expect("reports")
+                .push(report(run.def, vertex, true, None, 0, &plan.key, inputs));
+            let resolved = Resolved {
+                state: InputState::Layers(record.layers.clone()),
+            };
+            return Ok(futures::future::ready(Ok(Arc::new(resolved)))
+                .boxed()
+                .shared());
+        }
+        let input_futs: Vec<SharedResult> = vertex
+            .inputs
+            .iter()
+            .map(|i| {
+                futures.get(i).cloned().ok_or_else(|| {
+                    SolveError::Internal(format!("input of {} not planned", vertex.name))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let job = StepJob {
+            def: run.def.clone(),
+            vertex: v,
+            step,
+            key: plan.key,
+            inputs,
+            reason: run
+                .reasons
+                .get(&v)
+                .cloned()
+                .unwrap_or(MissReason::DefinitionChanged),
+            planned: run.planned.clone(),
+            worker: self.worker.clone(),
+            progress: self.progress.clone(),
+            keys: self.keys.clone(),
+            root: self.root.clone(),
+            store: self.store.clone(),
+            reports: run.reports.clone(),
+            created_times: run.created_times.clone(),
+            epoch: run.epoch,
+        };
+        Ok(async move {
+            let states: Vec<Arc<Resolved>> = futures::future::try_join_all(input_futs).await?;
+            tokio::task::spawn_blocking(move || job.run(&states))
+                .await
+                .map_err(|e| Arc::new(SolveError::Internal(e.to_string())))?
+                .map_err(Arc::new)
+        }
+        .boxed()
+        .shared())
     }
 
     /// Loading the build contexts comes first in the progress, as `[internal]` steps.

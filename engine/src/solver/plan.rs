@@ -171,64 +171,86 @@ fn plan_step(
     for k in input_keys {
         kb.input(k);
     }
-    // What a RUN step mounts from each context input, by input index (a COPY/ADD from a
-    // context is keyed by its plan, below).
-    let mut reads: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    if let Op::Exec(exec) = &vertex.op {
-        for m in &exec.mounts {
-            if let (Some(i), crate::graph::MountKind::Bind { source, .. }) = (m.input, &m.kind) {
-                reads.entry(i).or_default().push(source.clone());
-            }
-            if let (Some(i), crate::graph::MountKind::Cache { source, .. }) = (m.input, &m.kind) {
-                reads.entry(i).or_default().push(source.clone());
-            }
-        }
-    }
     let mut files = BTreeMap::new();
     if let Op::File(file) = &vertex.op {
-        let mut writes = crate::fileops::plan::WriteSet::default();
-        let mut any = false;
-        for action in &file.actions {
-            let crate::graph::FileAction::Copy(c) = action else {
-                continue;
-            };
-            let Some(input) = vertex.inputs.get(c.source_input as usize) else {
-                continue;
-            };
-            let Some(InputState::Context { name, .. }) =
-                planned.get(input).and_then(|p| p.source_state.clone())
-            else {
-                continue;
-            };
-            let started = Instant::now();
-            let (snapshot, stat) = contexts.get(&name)?;
-            let walked = started.elapsed();
-            let base_empty = base_is_empty(def, vertex, file.base);
-            copy_plan_writes(
-                vertex,
-                c,
-                snapshot,
-                stat,
-                base_empty,
-                &mut writes,
-                &mut files,
-            )?;
-            kb.field(name.as_bytes());
-            let hashed = started.elapsed().saturating_sub(walked);
-            contexts.times.entry(name).or_default().hash += hashed;
-            any = true;
+        key_copies(def, vertex, file, planned, contexts, &mut kb, &mut files)?;
+    }
+    key_mounted_context(vertex, planned, contexts, &mut kb, &mut files)?;
+    let key = kb.finish();
+    Ok(Planned {
+        key,
+        step_inputs: Some(StepInputs {
+            definition,
+            instruction: instruction_of(&vertex.name),
+            args: visible_args(def, vertex),
+            files,
+            base_digest: base_digest(def, vertex, planned),
+            parents: input_keys.iter().map(|k| k.to_hex()).collect(),
+        }),
+        source_state: None,
+        base_config: None,
+    })
+}
+
+/// Keys what a file op's COPY/ADD actions from a build context write (their plans, combined
+/// with "last write wins"), and notes the files they read for "why it missed".
+fn key_copies(
+    def: &Definition,
+    vertex: &Vertex,
+    file: &crate::graph::FileOp,
+    planned: &HashMap<VertexId, Planned>,
+    contexts: &mut ContextCache,
+    kb: &mut key::KeyBuilder,
+    files: &mut BTreeMap<String, String>,
+) -> Result<(), SolveError> {
+    let mut writes = crate::fileops::plan::WriteSet::default();
+    let mut any = false;
+    for action in &file.actions {
+        let crate::graph::FileAction::Copy(c) = action else {
+            continue;
+        };
+        let Some(name) = context_input(vertex, c.source_input, planned) else {
+            continue;
+        };
+        let started = Instant::now();
+        let (snapshot, stat) = contexts.get(&name)?;
+        let walked = started.elapsed();
+        let base_empty = base_is_empty(def, vertex, file.base);
+        copy_plan_writes(vertex, c, snapshot, stat, base_empty, &mut writes, files)?;
+        kb.field(name.as_bytes());
+        let hashed = started.elapsed().saturating_sub(walked);
+        contexts.times.entry(name).or_default().hash += hashed;
+        any = true;
+    }
+    if any {
+        kb.field(&writes.digest());
+    }
+    Ok(())
+}
+
+/// Keys what a RUN step mounts from each build context input (bind and cache mounts'
+/// sources), by input index.
+fn key_mounted_context(
+    vertex: &Vertex,
+    planned: &HashMap<VertexId, Planned>,
+    contexts: &mut ContextCache,
+    kb: &mut key::KeyBuilder,
+    files: &mut BTreeMap<String, String>,
+) -> Result<(), SolveError> {
+    let Op::Exec(exec) = &vertex.op else {
+        return Ok(());
+    };
+    let mut reads: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for m in &exec.mounts {
+        if let (Some(i), crate::graph::MountKind::Bind { source, .. }) = (m.input, &m.kind) {
+            reads.entry(i).or_default().push(source.clone());
         }
-        if any {
-            kb.field(&writes.digest());
+        if let (Some(i), crate::graph::MountKind::Cache { source, .. }) = (m.input, &m.kind) {
+            reads.entry(i).or_default().push(source.clone());
         }
     }
     for (index, paths) in reads {
-        let Some(input) = vertex.inputs.get(index as usize) else {
-            continue;
-        };
-        let Some(InputState::Context { name, .. }) =
-            planned.get(input).and_then(|p| p.source_state.clone())
-        else {
+        let Some(name) = context_input(vertex, index, planned) else {
             continue;
         };
         let started = Instant::now();
@@ -241,9 +263,24 @@ fn plan_step(
         files.extend(summarise_files(&sum.entries));
         contexts.times.entry(name).or_default().hash += hashed;
     }
-    let key = kb.finish();
+    Ok(())
+}
 
-    // Build args the step can see, for "ARG X changed" explanations.
+/// The name of the build context input `index` of `vertex` is, when it is one.
+fn context_input(
+    vertex: &Vertex,
+    index: u32,
+    planned: &HashMap<VertexId, Planned>,
+) -> Option<String> {
+    let input = vertex.inputs.get(index as usize)?;
+    match planned.get(input).and_then(|p| p.source_state.as_ref()) {
+        Some(InputState::Context { name, .. }) => Some(name.clone()),
+        _ => None,
+    }
+}
+
+/// Build args the step can see, for "ARG X changed" explanations.
+fn visible_args(def: &Definition, vertex: &Vertex) -> BTreeMap<String, String> {
     let mut args = BTreeMap::new();
     if let Op::Exec(exec) = &vertex.op {
         let declared = declared_args(def, vertex);
@@ -253,36 +290,30 @@ fn plan_step(
             }
         }
     }
-    // The base image digest, for the first step of a chain: walk input 0 back through
-    // metadata-only vertices to an image source.
-    let mut base_digest = None;
+    args
+}
+
+/// The base image digest, for the first step of a chain: input 0 walked back through
+/// metadata-only vertices to an image source.
+fn base_digest(
+    def: &Definition,
+    vertex: &Vertex,
+    planned: &HashMap<VertexId, Planned>,
+) -> Option<String> {
     let mut cur = vertex.inputs.first().copied();
     while let Some(v) = cur.and_then(|id| def.vertex(id)) {
         match &v.op {
             Op::Config(_) => cur = v.inputs.first().copied(),
             Op::Source(SourceOp::Image { .. }) => {
-                base_digest = planned
+                return planned
                     .get(&v.id)
                     .and_then(|p| p.step_inputs.as_ref())
                     .and_then(|s| s.base_digest.clone());
-                break;
             }
-            _ => break,
+            _ => return None,
         }
     }
-    Ok(Planned {
-        key,
-        step_inputs: Some(StepInputs {
-            definition,
-            instruction: instruction_of(&vertex.name),
-            args,
-            files,
-            base_digest,
-            parents: input_keys.iter().map(|k| k.to_hex()).collect(),
-        }),
-        source_state: None,
-        base_config: None,
-    })
+    None
 }
 
 /// Whether a file op's base is known to be empty (a `--link` copy, or a step right on `FROM
