@@ -12,7 +12,9 @@
 //! xattrs; not mtimes, which the cache key never covers, as in BuildKit). Two builds that both
 //! fail agree. A final-stage step that missed for a reason of its own (not a parent's miss)
 //! while producing the same layer as the previous incremental build is over-invalidation; an
-//! `ADD`ed archive is keyed by its bytes (as BuildKit keys it), so a change of them is a reason.
+//! `ADD`ed archive is keyed by its bytes (as BuildKit keys it), so a change of them is a reason;
+//! so is a change of a file whose place depends on what the base holds at the destination
+//! (the reason says "placed by the base").
 //!
 //! `BUILDER_SOUNDNESS_ROUNDS` (edits, default 60) and `BUILDER_SOUNDNESS_SEED` (default 1)
 //! choose the run; `BUILDER_SOUNDNESS_SECONDS` ends it early; `BUILDER_SOUNDNESS_KEEP_GOING=1`
@@ -706,10 +708,14 @@ fn incremental_builds_equal_clean_builds() {
                         // An ADDed archive is keyed by its bytes, as BuildKit keys it: a change
                         // extraction does not show (bytes after the archive's end, entries
                         // another source overwrites) rebuilds by design.
+                        // Likewise a file whose place depends on what the base holds at a
+                        // destination without a trailing slash (a directory there or not): the
+                        // key covers both places, as BuildKit's covers every match, so a file a
+                        // later match overwrites is still an input.
                         let archive = ["old", "new"].iter().any(|side| {
-                            reason[side]
-                                .as_str()
-                                .is_some_and(|f| f.starts_with("archive "))
+                            reason[side].as_str().is_some_and(|f| {
+                                f.starts_with("archive ") || f.ends_with(" (placed by the base)")
+                            })
                         });
                         let own = !matches!(
                             kind,

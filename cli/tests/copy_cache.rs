@@ -805,3 +805,36 @@ fn archives_extracted_in_another_order_are_another_key() {
     let (_, second) = e.build(df);
     assert_eq!(read(&second, "d/in/x"), "B", "a stale ADD");
 }
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn a_file_placed_by_what_the_base_holds_is_keyed_in_both_places_and_says_so() {
+    // Found by the soundness run (seed 82, round 1218): `COPY s* /f1` over a base that could
+    // hold a directory at /f1 copies each match in turn; with no directory there the last one
+    // wins, with one each lands under its name. The key is computed before the base exists,
+    // so it covers both: editing the overwritten match rebuilds, and the reason says why.
+    let e = Env::new();
+    e.write("s*", "first match");
+    e.write("sub", "second match");
+    e.write("c", "c");
+    let df = "FROM scratch\nCOPY c /d0/\nCOPY s* /f1\n";
+    let (_, first) = e.build(df);
+    assert_eq!(read(&first, "f1"), "second match");
+    e.write("s*", "first match, edited");
+    let (meta, second) = e.build(df);
+    assert!(!cached(&meta, "COPY s*"), "{meta:#}");
+    assert!(
+        meta.to_string().contains("(placed by the base)"),
+        "{meta:#}"
+    );
+    assert_eq!(read(&second, "f1"), "second match");
+    assert_eq!(listing(&second), e.build_clean(df));
+    // Over a base holding a directory there, every match shows.
+    let df = "FROM scratch\nCOPY c /f1/\nCOPY s* /f1\n";
+    let (_, out) = e.build(df);
+    assert_eq!(read(&out, "f1/s*"), "first match, edited");
+    assert_eq!(read(&out, "f1/sub"), "second match");
+}

@@ -541,6 +541,11 @@ pub struct EntryFacts {
     /// An archive `ADD` extracts: keyed by its bytes only (as BuildKit keys it), so a change of
     /// its bytes that extraction would not show still counts.
     pub archive: bool,
+    /// Where the entry lands depends on what the base holds at the destination (a directory
+    /// there, or not), which a key computed before the base exists cannot know: the key then
+    /// covers both places, so a change may rebuild although the base hides it (a file a later
+    /// match overwrites). BuildKit keys every match's content in this case too.
+    pub placed_by_base: bool,
 }
 
 impl EntryFacts {
@@ -602,6 +607,9 @@ impl EntryFacts {
         if let Some(t) = &self.link_target {
             s.push_str(" link=");
             s.push_str(t);
+        }
+        if self.placed_by_base {
+            s.push_str(" (placed by the base)");
         }
         s
     }
@@ -803,6 +811,7 @@ impl CopyPlan<'_> {
                     content: (e.kind == EntryKind::File)
                         .then(|| content.get(e.rel.as_str()).copied().unwrap_or_default()),
                     archive: m.archive,
+                    placed_by_base: !m.archive && dest.as_deref().is_some_and(|d| d.contains('\0')),
                 };
                 let mut h = blake3::Hasher::new();
                 facts.hash_into(&mut h);
