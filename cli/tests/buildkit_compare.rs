@@ -1590,6 +1590,13 @@ RUN echo "${GLOBAL:-none} ${LOCAL:-unset}" > /two.txt
             ),
         ),
         Case::new(
+            "workdir_that_expands_to_nothing_keeps_the_current_one",
+            with(
+                "FROM busybox:local\nWORKDIR /w/$UNSET\nENV EMPTY=\"\"\nWORKDIR $EMPTY\nRUN pwd > /pwd.txt\nFROM busybox:local AS second\nWORKDIR $EMPTY\nRUN pwd > /pwd2.txt\n",
+                None,
+            ),
+        ),
+        Case::new(
             "copy_directory_contents_with_a_trailing_dot",
             with(
                 "FROM busybox:local\nWORKDIR /w\nCOPY src/. .\nCOPY ./config/./ ./cfg/\nCOPY docs/ /docs\n",

@@ -42,6 +42,7 @@ struct Finished {
     /// The ARGs the stage declared (and inherited): a stage built on it starts with them.
     args: Vec<(String, Option<String>)>,
     workdir: String,
+    config_workdir: String,
     user: String,
     shell: Vec<String>,
     resolved: bool,
@@ -61,6 +62,9 @@ struct StageState {
     /// took: RUN history lists them.
     args: Vec<(String, Option<String>)>,
     workdir: String,
+    /// The image config's `WorkingDir` as BuildKit keeps it (an absolute WORKDIR as written):
+    /// an empty WORKDIR keeps it.
+    config_workdir: String,
     user: String,
     shell: Vec<String>,
     cmd_set: bool,
@@ -318,6 +322,7 @@ impl<'a> Lowerer<'a> {
                 // their values, for its RUN steps, expansions and history.
                 st.args = f.args;
                 st.workdir = f.workdir;
+                st.config_workdir = f.config_workdir;
                 st.user = f.user;
                 st.shell = f.shell;
                 st.resolved = f.resolved;
@@ -361,6 +366,7 @@ impl<'a> Lowerer<'a> {
                         if !st.config_env.contains("PATH") {
                             st.set_env("PATH".into(), DEFAULT_PATH.into());
                         }
+                        st.config_workdir = cfg.working_dir.clone();
                         st.workdir = cfg.working_dir;
                         st.user = cfg.user;
                         st.shell = cfg.shell;
@@ -409,6 +415,7 @@ impl<'a> Lowerer<'a> {
             config_env: ConfigEnv::default(),
             args: Vec::new(),
             workdir: String::new(),
+            config_workdir: String::new(),
             user: String::new(),
             shell: Vec::new(),
             cmd_set: false,
@@ -469,6 +476,7 @@ impl<'a> Lowerer<'a> {
                 config_env: st.config_env,
                 args: st.args,
                 workdir: st.workdir,
+                config_workdir: st.config_workdir,
                 user: st.user,
                 shell: st.shell,
                 resolved: st.resolved,
@@ -545,6 +553,18 @@ impl<'a> Lowerer<'a> {
     }
 
     fn workdir(&mut self, st: &mut StageState, node: &Node, path: &str) -> Result<(), Diagnostic> {
+        // An empty WORKDIR (a variable that expanded to nothing) keeps the current one as the
+        // config has it, as BuildKit.
+        let current = if st.config_workdir.is_empty() {
+            "/".to_string()
+        } else {
+            st.config_workdir.clone()
+        };
+        let path = if path.is_empty() {
+            current.as_str()
+        } else {
+            path
+        };
         let wd = if path.starts_with('/') {
             clean_path(path)
         } else if st.workdir.is_empty() && !st.resolved {
@@ -566,6 +586,7 @@ impl<'a> Lowerer<'a> {
         let platform = st.platform.clone();
         let name = self.display_name(st, node);
         let name = st.prefix(&name);
+        st.config_workdir = shown.clone();
         let created = format!("WORKDIR {shown}");
         if wd == "/" {
             let meta = Self::meta(
