@@ -838,3 +838,52 @@ fn a_file_placed_by_what_the_base_holds_is_keyed_in_both_places_and_says_so() {
     assert_eq!(read(&out, "f1/s*"), "first match, edited");
     assert_eq!(read(&out, "f1/sub"), "second match");
 }
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn a_hardlink_whose_partner_a_later_source_replaces_links_nothing() {
+    // Found by the soundness run (seed 83, round 1871): `COPY . a /d0/` after `l4` became a
+    // hardlink of `a/l4`: `.` writes both names linked, then `a` writes /d0/l4 again as a file
+    // of its own, so the layer holds no link and is what it was; the key must say the same.
+    let e = Env::new();
+    e.write("a/l4", "same bytes");
+    let df = "FROM scratch\nCOPY . a /d0/\n";
+    let (_, first) = e.build(df);
+    assert_eq!(read(&first, "d0/l4"), "same bytes");
+    std::fs::hard_link(e.ctx().join("a/l4"), e.ctx().join("l4")).unwrap();
+    let (meta, second) = e.build(df);
+    assert!(cached(&meta, "COPY"), "{meta:#}");
+    assert_eq!(listing(&second), e.build_clean(df));
+    // Where both names remain, the link is part of what is written.
+    let df = "FROM scratch\nCOPY . /d1/\n";
+    e.build(df);
+    std::fs::remove_file(e.ctx().join("l4")).unwrap();
+    std::fs::write(e.ctx().join("l4"), "same bytes").unwrap();
+    let (meta, _) = e.build(df);
+    assert!(!cached(&meta, "COPY"), "{meta:#}");
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn a_source_added_as_a_symlink_is_named_in_the_miss_reason() {
+    // Found by the soundness run (seed 83, round 5118): `ADD * /d0/` after a symlink `l1 ->
+    // sub` was added copies sub's content as /d0/l1; the miss said "step definition changed"
+    // because the files were listed by the link's target. They are listed by the name used.
+    let e = Env::new();
+    e.write("sub", "sub");
+    let df = "FROM scratch\nADD * /d0/\n";
+    e.build(df);
+    std::os::unix::fs::symlink("sub", e.ctx().join("l1")).unwrap();
+    let (meta, out) = e.build(df);
+    let s = step(&meta, "ADD");
+    assert_eq!(s["cached"], false, "{meta:#}");
+    assert_eq!(s["reason"]["kind"], "file_changed", "{meta:#}");
+    assert_eq!(s["reason"]["path"], "l1", "{meta:#}");
+    assert_eq!(read(&out, "d0/l1"), "sub");
+}

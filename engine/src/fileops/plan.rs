@@ -618,17 +618,25 @@ impl EntryFacts {
 /// What one action's plan writes: each destination path (absolute, without the leading `/`)
 /// with the digest of what lands there, in write order; the directory the action makes for
 /// its destination, if any; and the facts of each written entry with its source path.
-pub struct PlanWrites<'p> {
+pub struct PlanWrites {
     pub written: Vec<(String, [u8; 32])>,
+    /// For each written path, the hardlink group it belongs to when the copy links it to
+    /// another path it writes (match index, device, inode).
+    pub links: Vec<Option<(usize, u64, u64)>>,
     pub made: Option<String>,
-    pub entries: Vec<(&'p str, [u8; 32], EntryFacts)>,
+    /// Each written entry by its source path as named (through a followed symlink, the name,
+    /// not the target), with its digest and facts.
+    pub entries: Vec<(String, [u8; 32], EntryFacts)>,
 }
 
 /// What the COPY/ADD actions of one step write, combined in order: the last write of a path
 /// wins, as on disk, so overlapping sources (`COPY * . /d/`) are keyed by what remains.
 #[derive(Debug, Default)]
 pub struct WriteSet {
-    written: std::collections::BTreeMap<String, [u8; 32]>,
+    /// Path → digest of what lands there, and its hardlink group (see [`WriteSet::digest`]).
+    written: std::collections::BTreeMap<String, ([u8; 32], Option<(usize, usize, u64, u64)>)>,
+    /// Actions added so far: hardlink groups are told apart by action.
+    actions: usize,
     made: std::collections::BTreeSet<String>,
     /// Archives extracted so far: each is keyed with its place in that order, since a later
     /// one overwrites what an earlier one wrote (two steps extracting the same archives in
@@ -639,8 +647,10 @@ pub struct WriteSet {
 impl WriteSet {
     /// Adds the writes of the step's next action. A file or link written where an earlier
     /// action wrote a directory replaces it with all it held, as the copy does on disk.
-    pub fn add(&mut self, w: PlanWrites<'_>) {
-        for ((path, digest), (_, _, facts)) in w.written.into_iter().zip(&w.entries) {
+    pub fn add(&mut self, w: PlanWrites) {
+        self.actions += 1;
+        let writes = w.written.into_iter().zip(w.links).zip(&w.entries);
+        for (((path, digest), link), (_, _, facts)) in writes {
             if facts.kind != EntryKind::Dir {
                 let below = format!("{path}/");
                 let gone: Vec<String> = self
@@ -660,7 +670,8 @@ impl WriteSet {
                 }
                 None => path,
             };
-            self.written.insert(path, digest);
+            let link = link.map(|(m, dev, ino)| (self.actions, m, dev, ino));
+            self.written.insert(path, (digest, link));
         }
         self.made.extend(w.made);
     }
@@ -676,9 +687,22 @@ impl WriteSet {
             field(b"made");
             field(m.as_bytes());
         }
-        for (path, d) in &self.written {
+        // Paths still linked to another one that remains, each keyed by the first path of its
+        // group: a partner a later write replaced links nothing any more, as on disk.
+        let mut groups: HashMap<(usize, usize, u64, u64), Vec<&str>> = HashMap::new();
+        for (path, (_, link)) in &self.written {
+            if let Some(g) = link {
+                groups.entry(*g).or_default().push(path);
+            }
+        }
+        for (path, (d, link)) in &self.written {
             field(path.as_bytes());
             field(d);
+            let linked = link.and_then(|g| groups.get(&g)).filter(|m| m.len() > 1);
+            if let Some(members) = linked {
+                field(b"link");
+                field(members[0].as_bytes());
+            }
         }
         *total.finalize().as_bytes()
     }
@@ -766,26 +790,19 @@ impl CopyPlan<'_> {
     /// and applies `--chmod` first, so a change the layer cannot show misses nothing; and it is
     /// stricter in covering hardlink grouping, which the copy preserves, so relinking two files
     /// changes the key.
-    pub fn writes<'p>(
-        &'p self,
+    pub fn writes(
+        &self,
         a: &CopyAction,
         chmod: Option<&Chmod>,
         keep_owner: bool,
         content: &HashMap<&str, [u8; 32]>,
         base_empty: bool,
-    ) -> PlanWrites<'p> {
-        let field = |h: &mut blake3::Hasher, b: &[u8]| {
-            h.update(&(b.len() as u64).to_le_bytes());
-            h.update(b);
-        };
+    ) -> PlanWrites {
         let outputs = self.outputs(a, content, base_empty);
         let mut written: Vec<(String, [u8; 32])> = Vec::new();
+        let mut links = Vec::new();
         let mut out = Vec::new();
-        // First destination written for each multiply-linked inode within a match, as the copy
-        // links them.
-        let mut links: HashMap<(u64, u64), String> = HashMap::new();
-        for (m, outs) in self.matches.iter().zip(outputs) {
-            links.clear();
+        for (index, (m, outs)) in self.matches.iter().zip(outputs).enumerate() {
             // Only inodes met more than once here make links in the layer (a file whose other
             // names are not copied is a plain file).
             let mut seen: HashMap<(u64, u64), usize> = HashMap::new();
@@ -815,16 +832,18 @@ impl CopyPlan<'_> {
                 };
                 let mut h = blake3::Hasher::new();
                 facts.hash_into(&mut h);
-                if let Some(dest) = &dest {
-                    if seen.get(&(e.dev, e.ino)).is_some_and(|n| *n > 1) {
-                        let first = links.entry((e.dev, e.ino)).or_insert_with(|| dest.clone());
-                        field(&mut h, first.as_bytes());
-                    }
-                }
                 let d = *h.finalize().as_bytes();
                 if let Some(dest) = dest {
+                    // The copy links the names of one inode within a match (one copied path).
+                    let linked = seen.get(&(e.dev, e.ino)).is_some_and(|n| *n > 1);
+                    links.push(linked.then_some((index, e.dev, e.ino)));
                     written.push((dest, d));
-                    out.push((e.rel.as_str(), d, facts));
+                    let named = if pe.out.is_empty() {
+                        m.logical.clone()
+                    } else {
+                        format!("{}/{}", m.logical.trim_end_matches('/'), pe.out)
+                    };
+                    out.push((named, d, facts));
                 }
             }
         }
@@ -848,6 +867,7 @@ impl CopyPlan<'_> {
         };
         PlanWrites {
             written,
+            links,
             made,
             entries: out,
         }

@@ -381,10 +381,11 @@ fn copy_plan_writes(
         files.extend(
             w.entries
                 .iter()
-                .map(|(p, _, facts)| (p.to_string(), facts.describe())),
+                .map(|(p, _, facts)| (p.clone(), facts.describe())),
         );
     } else {
-        let pairs: Vec<(&str, [u8; 32])> = w.entries.iter().map(|(p, d, _)| (*p, *d)).collect();
+        let pairs: Vec<(&str, [u8; 32])> =
+            w.entries.iter().map(|(p, d, _)| (p.as_str(), *d)).collect();
         files.extend(summarise_files(&pairs));
     }
     writes.add(w);
