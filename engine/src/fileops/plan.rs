@@ -629,12 +629,15 @@ pub struct PlanWrites {
     pub entries: Vec<(String, [u8; 32], EntryFacts)>,
 }
 
+/// The inode a written path shares with others of the same copy: (action, match, device, inode).
+type LinkGroup = (usize, usize, u64, u64);
+
 /// What the COPY/ADD actions of one step write, combined in order: the last write of a path
 /// wins, as on disk, so overlapping sources (`COPY * . /d/`) are keyed by what remains.
 #[derive(Debug, Default)]
 pub struct WriteSet {
     /// Path → digest of what lands there, and its hardlink group (see [`WriteSet::digest`]).
-    written: std::collections::BTreeMap<String, ([u8; 32], Option<(usize, usize, u64, u64)>)>,
+    written: std::collections::BTreeMap<String, ([u8; 32], Option<LinkGroup>)>,
     /// Actions added so far: hardlink groups are told apart by action.
     actions: usize,
     made: std::collections::BTreeSet<String>,
@@ -689,7 +692,7 @@ impl WriteSet {
         }
         // Paths still linked to another one that remains, each keyed by the first path of its
         // group: a partner a later write replaced links nothing any more, as on disk.
-        let mut groups: HashMap<(usize, usize, u64, u64), Vec<&str>> = HashMap::new();
+        let mut groups: HashMap<LinkGroup, Vec<&str>> = HashMap::new();
         for (path, (_, link)) in &self.written {
             if let Some(g) = link {
                 groups.entry(*g).or_default().push(path);
