@@ -199,3 +199,63 @@ fn copy_parents_with_wildcards_copies_only_the_matches_under_their_pivot() {
     assert_eq!(listing("p"), ["p/src/a/x.txt", "p/src/b/x.txt"]);
     assert_eq!(listing("q"), ["q/a/x.txt", "q/a/y.txt"]);
 }
+
+/// Makes `levels` nested directories `d` under `dir`, with a file at the bottom; returns the
+/// bottom file's path relative to `dir`.
+fn nest(dir: &std::path::Path, levels: usize) -> String {
+    let rel = vec!["d"; levels].join("/");
+    // Created one level at a time, relative to the previous one, as a path this long may be
+    // more than the kernel takes in one call.
+    let mut at = std::fs::File::open(dir).unwrap();
+    for _ in 0..levels {
+        use std::os::fd::AsFd;
+        let _ = rustix::fs::mkdirat(at.as_fd(), "d", rustix::fs::Mode::from_raw_mode(0o755));
+        let fd = rustix::fs::openat(
+            at.as_fd(),
+            "d",
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        at = std::fs::File::from(fd);
+    }
+    use std::os::fd::AsFd;
+    let fd = rustix::fs::openat(
+        at.as_fd(),
+        "f",
+        rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CREATE,
+        rustix::fs::Mode::from_raw_mode(0o644),
+    )
+    .unwrap();
+    std::io::Write::write_all(&mut std::fs::File::from(fd), b"bottom").unwrap();
+    format!("{rel}/f")
+}
+
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn a_deep_context_is_copied_or_refused_with_its_path_never_a_crash() {
+    // A context 600 levels deep overflowed the stacks of the layer writer and of the context
+    // walk; one deeper than a path can be is refused, naming the path.
+    common::require_build();
+    let f = Fixture::new();
+    let ctx = f.context("deep", &[("Dockerfile", "FROM scratch\nCOPY . /x/\n")]);
+    let bottom = nest(&ctx, 600);
+    let out_dir = f.dir.path().join("out");
+    let dest = format!("type=local,dest={}", out_dir.display());
+    f.build_ok(&ctx, &["-o", &dest]);
+    let copied = out_dir.join("x").join(&bottom);
+    assert_eq!(std::fs::read_to_string(copied).unwrap(), "bottom");
+
+    let too_deep = f.context("too-deep", &[("Dockerfile", "FROM scratch\nCOPY . /x/\n")]);
+    nest(&too_deep, 2100);
+    let (out, _) = f.build(&too_deep, &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("d/d/d/d/") && stderr.contains("is longer than 4095 bytes"),
+        "{stderr}"
+    );
+}

@@ -321,6 +321,31 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
+/// Pushes the entries of `dir` onto `pending` so that they pop in name order.
+fn push_children(
+    dir: &Path,
+    prefix: &[u8],
+    pending: &mut Vec<(PathBuf, Vec<u8>)>,
+) -> Result<(), LayerError> {
+    let read_err = |source| LayerError::Read {
+        what: "reading directory",
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(dir)
+        .map_err(read_err)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()
+        .map_err(read_err)?;
+    names.sort_by(|a, b| b.as_bytes().cmp(a.as_bytes()));
+    for name in names {
+        let mut rel = prefix.to_vec();
+        rel.extend_from_slice(name.as_bytes());
+        pending.push((dir.join(&name), rel));
+    }
+    Ok(())
+}
+
 struct Walker<'a> {
     opts: &'a LayerOptions,
     links: HashMap<(u64, u64), Vec<u8>>,
@@ -329,40 +354,33 @@ struct Walker<'a> {
 const OVERLAY_XATTR_PREFIXES: [&str; 2] = ["trusted.overlay.", "user.overlay."];
 
 impl Walker<'_> {
+    /// Writes everything below `dir`, depth first and each directory's entries in name order.
+    /// The walk keeps its own stack of pending entries: a tree as deep as the kernel allows
+    /// must not exhaust the thread's stack.
     fn walk_dir<W: Write>(
         &mut self,
         builder: &mut tar::Builder<W>,
         dir: &Path,
         prefix: &[u8],
     ) -> Result<(), LayerError> {
-        let read_err = |what| {
-            move |source| LayerError::Read {
-                what,
-                path: dir.to_path_buf(),
-                source,
+        let mut pending: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+        push_children(dir, prefix, &mut pending)?;
+        while let Some((path, rel)) = pending.pop() {
+            if let Some(prefix) = self.write_entry(builder, &path, rel)? {
+                push_children(&path, &prefix, &mut pending)?;
             }
-        };
-        let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(dir)
-            .map_err(read_err("reading directory"))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()
-            .map_err(read_err("reading directory"))?;
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        for name in names {
-            let path = dir.join(&name);
-            let mut rel = prefix.to_vec();
-            rel.extend_from_slice(name.as_bytes());
-            self.write_entry(builder, &path, rel)?;
         }
         Ok(())
     }
 
+    /// Writes one entry; for a directory, returns the prefix its entries get, for the walk to
+    /// write them next.
     fn write_entry<W: Write>(
         &mut self,
         builder: &mut tar::Builder<W>,
         path: &Path,
         rel: Vec<u8>,
-    ) -> Result<(), LayerError> {
+    ) -> Result<Option<Vec<u8>>, LayerError> {
         let read_err = |what| {
             move |source| LayerError::Read {
                 what,
@@ -386,10 +404,12 @@ impl Walker<'_> {
             let mut wh = parent_of(&rel).to_vec();
             wh.extend_from_slice(b".wh.");
             wh.extend_from_slice(base_of(&rel));
-            return self.append_plain(builder, &wh, 0, uid, gid, mtime);
+            return self
+                .append_plain(builder, &wh, 0, uid, gid, mtime)
+                .map(|()| None);
         }
         if ft.is_socket() {
-            return Ok(()); // sockets cannot live in a layer (Docker skips them too)
+            return Ok(None); // sockets cannot live in a layer (Docker skips them too)
         }
 
         let mut header = tar::Header::new_ustar();
@@ -408,7 +428,7 @@ impl Walker<'_> {
                 header.set_entry_type(tar::EntryType::Link);
                 set_link(&mut header, &mut pax, first);
                 set_name(&mut header, &mut pax, &name);
-                return append(builder, header, pax, io::empty(), path);
+                return append(builder, header, pax, io::empty(), path).map(|()| None);
             }
             self.links.insert(key, rel.clone());
         }
@@ -475,17 +495,17 @@ impl Walker<'_> {
             None => append(builder, header, pax, io::empty(), path)?,
         }
 
-        if ft.is_dir() {
-            if opaque {
-                let mut marker = rel.clone();
-                marker.extend_from_slice(b"/.wh..wh..opq");
-                self.append_plain(builder, &marker, 0, uid, gid, mtime)?;
-            }
-            let mut prefix = rel;
-            prefix.push(b'/');
-            self.walk_dir(builder, path, &prefix)?;
+        if !ft.is_dir() {
+            return Ok(None);
         }
-        Ok(())
+        if opaque {
+            let mut marker = rel.clone();
+            marker.extend_from_slice(b"/.wh..wh..opq");
+            self.append_plain(builder, &marker, 0, uid, gid, mtime)?;
+        }
+        let mut prefix = rel;
+        prefix.push(b'/');
+        Ok(Some(prefix))
     }
 
     fn append_plain<W: Write>(

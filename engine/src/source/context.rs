@@ -81,6 +81,9 @@ pub enum ContextError {
     },
     #[error("invalid source path pattern {pattern:?}: {message}")]
     Pattern { pattern: String, message: String },
+    /// A path deeper than the kernel takes one (see [`MAX_CONTEXT_PATH`]).
+    #[error("build context {root}: the path {start}... is longer than {MAX_CONTEXT_PATH} bytes")]
+    PathTooLong { root: PathBuf, start: String },
 }
 
 /// The walked context: every visible entry, sorted by path.
@@ -155,6 +158,27 @@ impl WalkSink<'_> {
     }
 }
 
+/// The longest path a context may hold, as the kernel takes one (`PATH_MAX` less its NUL): a
+/// deeper tree is refused with its path, not walked until a stack or descriptor limit breaks.
+pub const MAX_CONTEXT_PATH: usize = 4095;
+
+/// The stack each walking thread gets: the walk recurses once per directory level, and a tree
+/// within [`MAX_CONTEXT_PATH`] can be about 2,000 levels deep.
+const WALK_STACK: usize = 64 << 20;
+
+/// The threads context walks run on: rayon's global pool has the default 2 MiB stacks, which
+/// a deep tree exhausts.
+fn walk_pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("context-walk-{i}"))
+            .stack_size(WALK_STACK)
+            .build()
+            .expect("building the context walk's thread pool")
+    })
+}
+
 /// Walks one open directory and its subdirectories in parallel.
 ///
 /// Everything is looked up relative to the directory's descriptor (`fstatat`, `openat`,
@@ -184,6 +208,18 @@ fn walk_dir(mut dir: rustix::fs::Dir, rel_dir: &str, sink: &WalkSink<'_>) {
             continue;
         }
         let rel = join_rel(rel_dir, &name.to_string_lossy());
+        if rel.len() > MAX_CONTEXT_PATH {
+            let start: String = rel.chars().take(60).collect();
+            let error = ContextError::PathTooLong {
+                root: sink.root.to_path_buf(),
+                start,
+            };
+            sink.error
+                .lock()
+                .expect("walk error slot")
+                .get_or_insert(error);
+            continue;
+        }
         let st = match rustix::fs::statat(&dir_fd, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(e) => {
@@ -264,7 +300,7 @@ impl ContextSnapshot {
         )
         .and_then(rustix::fs::Dir::new);
         match opened {
-            Ok(dir) => walk_dir(dir, "", &sink),
+            Ok(dir) => walk_pool().install(|| walk_dir(dir, "", &sink)),
             Err(e) => sink.fail("", e.into()),
         }
         if let Some(e) = sink.error.into_inner().expect("walk error slot") {
