@@ -130,18 +130,61 @@ impl FsTree {
         }
     }
 
+    /// Everything below the directory `rel`, in no particular order. Below a directory the walk
+    /// reached itself, a path is its parent's host path and a name: the walk follows no link,
+    /// so nothing is resolved again from the root (which made a deep tree quadratic), and it
+    /// keeps its own stack of directories to visit (a deep tree must not exhaust the thread's).
     fn walk(&self, rel: &str, out: &mut Vec<ContextEntry>) -> Result<(), FileOpError> {
-        for name in self.children(rel)? {
-            let child = join(rel, &name);
-            if let Some(e) = self.lstat(&child)? {
-                let is_dir = e.kind == EntryKind::Dir;
-                out.push(e.into_owned());
-                if is_dir {
-                    self.walk(&child, out)?;
+        let start = if rel.is_empty() {
+            self.root.host_path().to_path_buf()
+        } else {
+            self.host(rel)?
+        };
+        let mut pending = vec![(rel.to_string(), start)];
+        while let Some((dir_rel, dir_host)) = pending.pop() {
+            for name in self.names_in(&dir_rel, &dir_host)? {
+                let child_rel = join(&dir_rel, &name);
+                let child_host = dir_host.join(&name);
+                if let Some(e) = self.lstat_host(child_rel, &child_host)? {
+                    if e.kind == EntryKind::Dir {
+                        pending.push((e.rel.clone(), child_host));
+                    }
+                    out.push(e);
                 }
             }
         }
         Ok(())
+    }
+
+    /// The names in the directory `rel` (at `host`) that are not hidden, sorted.
+    fn names_in(&self, rel: &str, host: &Path) -> Result<Vec<String>, FileOpError> {
+        let mut names = Vec::new();
+        for item in std::fs::read_dir(host).map_err(self.io("reading directory", host))? {
+            let item = item.map_err(self.io("reading directory", host))?;
+            let name = item.file_name().to_string_lossy().into_owned();
+            if !self.is_hidden(&join(rel, &name)) {
+                names.push(name);
+            }
+        }
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    /// The entry `rel` found at `host` (not followed), or `None` when it is not there.
+    fn lstat_host(&self, rel: String, host: &Path) -> Result<Option<ContextEntry>, FileOpError> {
+        let meta = match std::fs::symlink_metadata(host) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return Ok(None),
+            Err(e) => return Err(self.io("inspecting", host)(e)),
+        };
+        let link = if meta.file_type().is_symlink() {
+            let t = std::fs::read_link(host).map_err(self.io("reading link", host))?;
+            Some(t.to_string_lossy().into_owned())
+        } else {
+            None
+        };
+        Ok(Some(entry_of(rel, &meta, link)))
     }
 }
 
@@ -183,19 +226,7 @@ impl SourceTree for FsTree {
             return Ok(None);
         }
         let host = self.host(rel)?;
-        let meta = match std::fs::symlink_metadata(&host) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return Ok(None),
-            Err(e) => return Err(self.io("inspecting", &host)(e)),
-        };
-        let link = if meta.file_type().is_symlink() {
-            let t = std::fs::read_link(&host).map_err(self.io("reading link", &host))?;
-            Some(t.to_string_lossy().into_owned())
-        } else {
-            None
-        };
-        Ok(Some(Cow::Owned(entry_of(rel.to_string(), &meta, link))))
+        Ok(self.lstat_host(rel.to_string(), &host)?.map(Cow::Owned))
     }
 
     fn below(&self, rel: &str) -> Result<Vec<Cow<'_, ContextEntry>>, FileOpError> {
@@ -216,16 +247,7 @@ impl SourceTree for FsTree {
         } else {
             self.host(rel)?
         };
-        let mut names = Vec::new();
-        for item in std::fs::read_dir(&host).map_err(self.io("reading directory", &host))? {
-            let item = item.map_err(self.io("reading directory", &host))?;
-            let name = item.file_name().to_string_lossy().into_owned();
-            if !self.is_hidden(&join(rel, &name)) {
-                names.push(name);
-            }
-        }
-        names.sort_unstable();
-        Ok(names)
+        self.names_in(rel, &host)
     }
 }
 
