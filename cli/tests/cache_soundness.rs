@@ -18,7 +18,8 @@
 //!
 //! `BUILDER_SOUNDNESS_ROUNDS` (edits, default 60) and `BUILDER_SOUNDNESS_SEED` (default 1)
 //! choose the run; `BUILDER_SOUNDNESS_SECONDS` ends it early; `BUILDER_SOUNDNESS_KEEP_GOING=1`
-//! reports every failure instead of stopping at the first. A long run (release build):
+//! reports every failure instead of stopping at the first; `BUILDER_SOUNDNESS_FROM_CONTEXT=N`
+//! replays a reported failure quickly (contexts before the N-th are generated but not built). A long run (release build):
 //! `BUILDER_SOUNDNESS_ROUNDS=20000 BUILDER_SOUNDNESS_SEED=$RANDOM cargo test --release -p cli
 //! --test cache_soundness -- --nocapture`.
 //!
@@ -640,6 +641,12 @@ fn incremental_builds_equal_clean_builds() {
         .ok()
         .and_then(|v| v.parse().ok())
         .map(std::time::Duration::from_secs);
+    // Replays a reported failure: contexts before this one are generated and edited (the
+    // generator's sequence is the same) but not built.
+    let from_context: usize = std::env::var("BUILDER_SOUNDNESS_FROM_CONTEXT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let edits_per_context = 6;
     let mut rng = Rng(seed);
     let mut failures = Vec::new();
@@ -671,6 +678,15 @@ fn incremental_builds_equal_clean_builds() {
         let df_path = work.path().join("Dockerfile");
         std::fs::write(&df_path, &df).unwrap();
         let mut arg = tree.files.first().cloned().unwrap_or_else(|| "a".into());
+        if contexts < from_context {
+            for _ in 0..edits_per_context {
+                if round < rounds {
+                    round += 1;
+                    edit(&mut rng, &ctx, &mut arg);
+                }
+            }
+            continue;
+        }
         let inc_root = work.path().join("root");
         let mut previous = build(&inc_root, &ctx, &df_path, &arg, work.path());
         for _ in 0..edits_per_context {
@@ -714,7 +730,7 @@ fn incremental_builds_equal_clean_builds() {
                         // later match overwrites is still an input.
                         let archive = ["old", "new"].iter().any(|side| {
                             reason[side].as_str().is_some_and(|f| {
-                                f.starts_with("archive ") || f.ends_with(" (placed by the base)")
+                                f.contains("archive content=") || f.contains("(placed by the base)")
                             })
                         });
                         let own = !matches!(

@@ -378,11 +378,20 @@ fn copy_plan_writes(
         base_empty,
     );
     if w.entries.len() <= MAX_RECORDED_FILES {
-        files.extend(
-            w.entries
-                .iter()
-                .map(|(p, _, facts)| (p.clone(), facts.describe())),
-        );
+        // A path two sources of the step read (an archive named through a link, and the link
+        // inside a copied directory) keeps both descriptions, so a change of either is named.
+        for (p, _, facts) in &w.entries {
+            let described = facts.describe();
+            files
+                .entry(p.clone())
+                .and_modify(|v| {
+                    if *v != described {
+                        v.push_str("; ");
+                        v.push_str(&described);
+                    }
+                })
+                .or_insert(described);
+        }
     } else {
         let pairs: Vec<(&str, [u8; 32])> =
             w.entries.iter().map(|(p, d, _)| (p.as_str(), *d)).collect();
