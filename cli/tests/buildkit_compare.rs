@@ -720,6 +720,8 @@ fn not_in_v08(name: &str) -> Option<&'static str> {
         "copy_missing_file_fails"
         | "failing_run_reports_the_exit_code"
         | "copy_from_a_variable_is_refused"
+        | "copy_wildcard_in_a_missing_directory_fails"
+        | "copy_from_an_image_wildcard_in_a_missing_directory_fails"
         | "context_symlink_leading_outside_is_resolved_inside"
         | "run_required_secret_missing_fails" => "v0.8 fails with another message",
         _ => return None,
@@ -1607,6 +1609,36 @@ RUN echo "${GLOBAL:-none} ${LOCAL:-unset}" > /two.txt
             "workdir_that_expands_to_nothing_keeps_the_current_one",
             with(
                 "FROM busybox:local\nWORKDIR /w/$UNSET\nENV EMPTY=\"\"\nWORKDIR $EMPTY\nRUN pwd > /pwd.txt\nFROM busybox:local AS second\nWORKDIR $EMPTY\nRUN pwd > /pwd2.txt\n",
+                None,
+            ),
+        ),
+        Case {
+            fails_with: Some((
+                "no such directory \"nodir\" for the wildcard",
+                "lstat /nodir: no such file or directory",
+            )),
+            ..Case::new(
+                "copy_wildcard_in_a_missing_directory_fails",
+                with("FROM busybox:local\nCOPY README.md nodir/*.txt /x/\n", None),
+            )
+        },
+        Case {
+            fails_with: Some((
+                "no such directory \"nodir\" for the wildcard",
+                "lstat /nodir: no such file or directory",
+            )),
+            ..Case::new(
+                "copy_from_an_image_wildcard_in_a_missing_directory_fails",
+                with(
+                    "FROM busybox:local AS s\nFROM busybox:local\nCOPY --from=s /nodir/*.txt /x/\n",
+                    None,
+                ),
+            )
+        },
+        Case::new(
+            "copy_wildcard_matching_nothing_in_existing_or_wild_directories",
+            with(
+                "FROM busybox:local AS s\nFROM busybox:local\nCOPY --from=s /etc/*.none /x/\nCOPY */nodir/*.txt /y/\n",
                 None,
             ),
         ),

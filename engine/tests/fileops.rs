@@ -222,6 +222,21 @@ fn destination_and_wildcard_rules() {
         ),
         // As current BuildKit (AllowEmptyWildcard): nothing is copied, not even `/x/` made.
         ("wildcard matching nothing", &["*.rs"], "/x/", "/", Ok(&[])),
+        // As BuildKit: the directory before the wildcard must exist, even for no match.
+        (
+            "wildcard in a missing directory",
+            &["nodir/*.txt"],
+            "/x/",
+            "/",
+            Err("COPY failed: no such directory \"nodir\" for the wildcard in \"nodir/*.txt\""),
+        ),
+        (
+            "wildcard in a file's place",
+            &["a.txt/*.txt"],
+            "/x/",
+            "/",
+            Ok(&[]),
+        ),
         (
             "wildcard matching nothing beside a match",
             &["*.rs", "a.txt"],

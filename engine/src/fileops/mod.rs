@@ -281,6 +281,13 @@ pub enum FileOpError {
     /// The action names a source root that was not provided.
     #[error("{op} failed: unknown source {name:?}")]
     UnknownSourceRoot { op: &'static str, name: String },
+    /// The directory before a source's first wildcard does not exist (BuildKit's `lstat` error).
+    #[error("{op} failed: no such directory {dir:?} for the wildcard in {pattern:?}")]
+    WildcardDirMissing {
+        op: &'static str,
+        dir: String,
+        pattern: String,
+    },
     /// No sources at all.
     #[error("{op} failed: no source files were specified")]
     NoSources { op: &'static str },

@@ -355,8 +355,24 @@ fn expand<T: SourceTree + ?Sized>(
     op: &'static str,
 ) -> Result<Vec<(String, String)>, FileOpError> {
     let mut found = vec![(String::new(), String::new())];
+    let mut literal = true;
     for comp in components(source) {
         let mut next = Vec::new();
+        // As BuildKit's wildcard resolution: the directory before the first wildcard must
+        // exist (a wildcard may match nothing, but not in a directory that is not there).
+        if literal && is_pattern(comp) {
+            literal = false;
+            if let Some((logical, real)) = found.first() {
+                let dir = resolve_path(tree, real, true, op)?;
+                if !logical.is_empty() && tree.lstat(&dir)?.is_none() {
+                    return Err(FileOpError::WildcardDirMissing {
+                        op,
+                        dir: logical.clone(),
+                        pattern: source.to_string(),
+                    });
+                }
+            }
+        }
         for (logical, real) in &found {
             if comp == ".." {
                 let up = resolve_path(tree, &join(real, ".."), false, op)?;
