@@ -14,14 +14,13 @@
 //! - Hostile archives cannot write outside the directory: names are sanitised as containerd
 //!   does (see [`crate::fileops::archive`] for the exact rules).
 
-use crate::fileops::archive::{self, ArchiveError, ExtractOptions, WhiteoutMode};
-use crate::fileops::root::Root;
+use crate::fileops::archive::{self, ArchiveError, ExtractOptions, Ownership, WhiteoutMode};
+use crate::fileops::root::{Root, Walk};
 use crate::layer::{DiffId, Digest};
 use sha2::{Digest as _, Sha256};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Which xattr marks an opaque directory in unpacked snapshots.
@@ -160,7 +159,8 @@ pub fn unpack_layer_limited(
         whiteouts: WhiteoutMode::Overlay {
             opaque_xattr: xattrs.opaque_name(),
         },
-        chown: None,
+        ownership: Ownership::Headers,
+        parents: Walk::InRoot,
         limit,
     };
     let archive_err = |source| SnapshotError::Archive {
@@ -184,13 +184,13 @@ pub fn unpack_layer_limited(
         }
     }
     // tempdir creates 0700; a rootfs `/` is 0755 unless the layer said otherwise.
-    let root_mode = std::fs::metadata(tmp.path())
-        .map_err(io_err("inspecting"))?
-        .permissions()
-        .mode();
+    let root_mode = rustix::fs::fstat(&root)
+        .map_err(|e| io_err("inspecting")(e.into()))?
+        .st_mode;
     if root_mode & 0o7777 == 0o700 {
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
-            .map_err(io_err("setting mode"))?;
+        let mode = rustix::fs::Mode::from_raw_mode(0o755);
+        rustix::fs::chmodat(&root, ".", mode, rustix::fs::AtFlags::empty())
+            .map_err(|e| io_err("setting mode")(e.into()))?;
     }
     let tmp_path = tmp.keep();
     match std::fs::rename(&tmp_path, dest) {

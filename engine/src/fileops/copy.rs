@@ -1,9 +1,9 @@
 //! The COPY/ADD engine and the small file actions, on top of [`Root`].
 
-use super::archive::{self, ExtractOptions, WhiteoutMode};
+use super::archive::{self, ExtractOptions, Ownership, WhiteoutMode};
 use super::chmod::Chmod;
 use super::plan::{self, FsTree, PlanMatch};
-use super::root::{lexical_clean, open_nofollow, Root, RootError};
+use super::root::{lexical_clean, open_nofollow, Root, RootError, Walk};
 use super::{CopyAction, FileOpError, MkdirAction, MkfileAction, RmAction, SourceRoots};
 use crate::source::context::{ContextEntry, EntryKind};
 use crate::userdb::UserDb;
@@ -340,7 +340,11 @@ impl Copier<'_> {
         let limit = archive::expansion_limit(&host).map_err(archive_err)?;
         let opts = ExtractOptions {
             whiteouts: WhiteoutMode::Reject,
-            chown: self.owner,
+            ownership: match self.owner {
+                Some((uid, gid)) => Ownership::Fixed(uid, gid),
+                None => Ownership::Headers,
+            },
+            parents: Walk::InRoot,
             limit,
         };
         let reader = archive::LimitedReader::new(reader, limit);

@@ -74,6 +74,42 @@ impl Parent {
             Err(e) => Err(e.into()),
         }
     }
+
+    /// Removes the entry without following it: a file, link or device is unlinked, a directory
+    /// is emptied level by level (each opened `O_NOFOLLOW` relative to the one above) and
+    /// removed. Nothing there is no error.
+    pub fn remove_all(&self) -> io::Result<()> {
+        remove_at(self.dir.as_fd(), &self.name)
+    }
+}
+
+fn remove_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => return Ok(()),
+        Err(Errno::ISDIR) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let sub = openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(&sub)? {
+        let entry = entry?;
+        let n = entry.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(OsStr::from_bytes(n).to_os_string());
+        }
+    }
+    for n in &names {
+        remove_at(sub.as_fd(), n)?;
+    }
+    match rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Why a path could not be resolved inside a root.
@@ -811,5 +847,39 @@ mod tests {
         for rel in ["in/secret", "abs/secret", "../outside/secret", "inside"] {
             assert!(open_file_beneath(host, Path::new(rel)).is_err(), "{rel}");
         }
+    }
+
+    #[test]
+    fn remove_all_removes_a_tree_but_never_what_its_links_name() {
+        let f = fixture();
+        let host = f.root.host_path().to_path_buf();
+        std::fs::create_dir_all(host.join("tree/deep/er")).unwrap();
+        std::fs::write(host.join("tree/deep/er/f"), b"x").unwrap();
+        symlink(&f.outside, host.join("tree/deep/abs")).unwrap();
+        symlink("/inside", host.join("tree/in")).unwrap();
+        f.root
+            .parent("tree", Walk::Beneath)
+            .unwrap()
+            .remove_all()
+            .unwrap();
+        assert!(!host.join("tree").exists());
+        assert!(f.outside.join("secret").is_file(), "removed through a link");
+        assert!(
+            host.join("inside/secret").is_file(),
+            "removed through a link"
+        );
+        // A link itself is removed, not what it names.
+        f.root
+            .parent("abs", Walk::Beneath)
+            .unwrap()
+            .remove_all()
+            .unwrap();
+        assert!(f.outside.join("secret").is_file());
+        assert!(host.join("abs").symlink_metadata().is_err());
+        f.root
+            .parent("gone", Walk::Beneath)
+            .unwrap()
+            .remove_all()
+            .unwrap();
     }
 }
