@@ -735,3 +735,124 @@ pub(crate) fn mknod(path: &Path, fmt: libc::mode_t, dev: libc::dev_t) -> Result<
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    /// A tar of `(path, kind, body or link target, mode)`.
+    fn tar_of(entries: &[(&str, tar::EntryType, &str, u32)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, data, mode) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(*mode);
+            h.set_mtime(1_000_000);
+            h.set_uid(0);
+            h.set_gid(0);
+            match kind {
+                tar::EntryType::Symlink | tar::EntryType::Link => {
+                    h.set_size(0);
+                    b.append_link(&mut h, path, data).unwrap();
+                }
+                _ => {
+                    h.set_size(data.len() as u64);
+                    b.append_data(&mut h, path, data.as_bytes()).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn options(parents: Walk, ownership: Ownership) -> ExtractOptions {
+        ExtractOptions {
+            whiteouts: WhiteoutMode::Reject,
+            ownership,
+            parents,
+            limit: u64::MAX,
+        }
+    }
+
+    /// Walked beneath, an entry below a symlink of the archive (pointing out, or inside) is an
+    /// error and nothing is written through the link; walked in the root, the same archive
+    /// lands inside.
+    #[test]
+    fn beneath_never_writes_through_a_link_the_archive_made() {
+        use tar::EntryType::{Directory, Regular, Symlink};
+        let outside = tempfile::tempdir().unwrap();
+        let out = outside.path().to_str().unwrap().to_string();
+        for link in [out.as_str(), "../../..", "d"] {
+            let archive = tar_of(&[
+                ("d", Directory, "", 0o755),
+                ("l", Symlink, link, 0o777),
+                ("l/f", Regular, "x", 0o644),
+            ]);
+            let dest = tempfile::tempdir().unwrap();
+            let root = Root::new(dest.path()).unwrap();
+            let opts = options(Walk::Beneath, Ownership::Headers);
+            assert!(
+                extract_tar(&archive[..], &root, &opts).is_err(),
+                "{link}: written below the link"
+            );
+            assert!(!outside.path().join("f").exists(), "{link}: wrote outside");
+            assert!(!dest.path().join("d/f").exists(), "{link}: wrote through");
+
+            let dest = tempfile::tempdir().unwrap();
+            let root = Root::new(dest.path()).unwrap();
+            let opts = options(Walk::InRoot, Ownership::Headers);
+            extract_tar(&archive[..], &root, &opts).unwrap();
+            assert!(!outside.path().join("f").exists(), "{link}: wrote outside");
+        }
+    }
+
+    /// A link already in the destination is not written through either, and a hardlink's
+    /// target is looked up beneath too.
+    #[test]
+    fn beneath_refuses_links_already_there_and_hardlinks_through_links() {
+        use tar::EntryType::{Link, Regular};
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"host").unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dest.path().join("etc")).unwrap();
+        let root = Root::new(dest.path()).unwrap();
+        let opts = options(Walk::Beneath, Ownership::Headers);
+        let archive = tar_of(&[("etc/passwd", Regular, "x", 0o644)]);
+        assert!(extract_tar(&archive[..], &root, &opts).is_err());
+        assert!(!outside.path().join("passwd").exists());
+        let archive = tar_of(&[("h", Link, "etc/secret", 0o644)]);
+        assert!(extract_tar(&archive[..], &root, &opts).is_err());
+        assert!(!dest.path().join("h").exists(), "linked a host file in");
+    }
+
+    /// Without privileges a read-only directory still receives its children; its mode is set
+    /// last. Entries replacing others never follow them.
+    #[test]
+    fn extractor_ownership_sets_read_only_directories_last() {
+        use tar::EntryType::{Directory, Regular, Symlink};
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("f"), b"host").unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let root = Root::new(dest.path()).unwrap();
+        let link = outside.path().join("f");
+        let archive = tar_of(&[
+            ("ro", Directory, "", 0o555),
+            ("ro/f", Regular, "x", 0o644),
+            ("ln", Symlink, link.to_str().unwrap(), 0o777),
+            ("ln", Regular, "replaced", 0o600),
+        ]);
+        let opts = options(Walk::Beneath, Ownership::Extractor);
+        extract_tar(&archive[..], &root, &opts).unwrap();
+        let meta = std::fs::metadata(dest.path().join("ro")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o555);
+        assert_eq!(meta.mtime(), 1_000_000);
+        assert_eq!(std::fs::read(dest.path().join("ro/f")).unwrap(), b"x");
+        assert_eq!(std::fs::read(dest.path().join("ln")).unwrap(), b"replaced");
+        assert_eq!(std::fs::read(outside.path().join("f")).unwrap(), b"host");
+        std::fs::set_permissions(
+            dest.path().join("ro"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
+}
