@@ -35,6 +35,9 @@ use std::path::{Component, Path, PathBuf};
 /// Symlinks followed in one resolution before giving up (Linux's own limit is 40).
 const MAX_SYMLINKS: usize = 40;
 
+/// How often an `openat2` the kernel could not prove safe (`EAGAIN`) is tried again.
+const OPENAT2_RETRIES: usize = 16;
+
 /// A directory treated as `/` for every path resolved through it, held open as an `O_PATH`
 /// descriptor.
 #[derive(Debug)]
@@ -183,15 +186,15 @@ impl Root {
                 ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS
             }
         };
-        match openat2(
-            &self.fd,
-            dot_if_empty(strip_root(path)),
-            flags,
-            Mode::empty(),
-            resolve,
-        ) {
-            Err(e) if openat2_unavailable(e) => self.open_by_hand(path, walk, flags),
-            other => Ok(other?),
+        let rel = dot_if_empty(strip_root(path));
+        let mut retries = 0;
+        loop {
+            match openat2(&self.fd, rel, flags, Mode::empty(), resolve) {
+                // A rename elsewhere in the tree raced a `..`: the kernel asks for a retry.
+                Err(Errno::AGAIN) if retries < OPENAT2_RETRIES => retries += 1,
+                Err(e) if openat2_unavailable(e) => return self.open_by_hand(path, walk, flags),
+                other => return Ok(other?),
+            }
         }
     }
 
