@@ -417,6 +417,11 @@ pub fn extract_tar<R: Read>(
                     path: parent_host.clone(),
                     source,
                 },
+                Some(libc::ELOOP) => ArchiveError::Io {
+                    what: "refusing to write through a symbolic link on the way to",
+                    path: parent_host.clone(),
+                    source,
+                },
                 _ => io_err("creating directory", &parent_host)(source),
             })?;
 

@@ -264,6 +264,15 @@ impl Root {
         for name in &names {
             dir = match openat(&dir, name, dir_flags, Mode::empty()) {
                 Ok(fd) => fd,
+                // A link on the way (only met beneath: a path resolved in the root has none) is
+                // told apart from a file, as `RESOLVE_NO_SYMLINKS` does.
+                Err(Errno::NOTDIR)
+                    if statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
+                        FileType::from_raw_mode(st.st_mode) == FileType::Symlink
+                    }) =>
+                {
+                    return Err(Errno::LOOP.into())
+                }
                 Err(Errno::NOENT) => {
                     match mkdirat(&dir, name, Mode::from_raw_mode(mode)) {
                         Ok(()) | Err(Errno::EXIST) => {}
