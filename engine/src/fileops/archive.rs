@@ -411,13 +411,13 @@ pub fn extract_tar<R: Read>(
         }
         let dir = root
             .create_dir_all(&resolved, Walk::Beneath, 0o755)
-            .map_err(|source| match source.raw_os_error() {
-                Some(libc::ENOTDIR) => ArchiveError::Io {
+            .map_err(|source| match Errno::from_io_error(&source) {
+                Some(Errno::NOTDIR) => ArchiveError::Io {
                     what: "parent is not a directory:",
                     path: parent_host.clone(),
                     source,
                 },
-                Some(libc::ELOOP) => ArchiveError::Io {
+                Some(Errno::LOOP) => ArchiveError::Io {
                     what: "refusing to write through a symbolic link on the way to",
                     path: parent_host.clone(),
                     source,
@@ -661,8 +661,8 @@ pub fn extract_tar<R: Read>(
         let shown = root.host_path().join(rel);
         let at = match root.parent(rel, opts.parents) {
             Ok(at) => at,
-            Err(e) => match e.raw_os_error() {
-                Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::EXDEV) => continue,
+            Err(e) => match Errno::from_io_error(&e) {
+                Some(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV) => continue,
                 _ => return Err(io_err("resolving", &shown)(e)),
             },
         };

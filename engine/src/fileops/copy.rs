@@ -663,7 +663,14 @@ pub(super) fn rm(dest_root: &Path, a: &RmAction) -> Result<(), FileOpError> {
             .lstat()
             .map_err(io_err(op, "inspecting", &shown))?
             .map(|_| at),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => None,
+        Err(e)
+            if matches!(
+                rustix::io::Errno::from_io_error(&e),
+                Some(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR)
+            ) =>
+        {
+            None
+        }
         Err(e) => return Err(io_err(op, "opening the directory of", &shown)(e)),
     };
     let Some(at) = found else {
