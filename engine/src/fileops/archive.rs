@@ -23,10 +23,10 @@
 //! the image is unpacked.
 
 use crate::compression::decompress;
-use crate::fileops::root::{lexical_clean, Parent, Root, RootError, Walk};
+use crate::fileops::root::{lexical_clean, remove_all_at, Root, RootError, Walk};
 use rustix::fs::{
-    chmodat, chownat, fchmod, fsetxattr, linkat, mkdirat, mknodat, openat, symlinkat, utimensat,
-    AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags,
+    chmodat, chownat, fchmod, fsetxattr, linkat, mkdirat, mknodat, openat, statat, symlinkat,
+    utimensat, AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags,
 };
 use rustix::io::Errno;
 use std::ffi::OsStr;
@@ -358,6 +358,11 @@ pub fn extract_tar<R: Read>(
     // Directories by their path inside the root, with the time (and, for an unprivileged
     // extraction, the mode) their entry gave.
     let mut dir_meta: Vec<(PathBuf, Timestamps, Option<u32>)> = Vec::new();
+    // The directory the previous entry went into, held open: the entries of one directory
+    // follow each other in a tar, and walking to it again costs a descriptor per component.
+    // An entry only removes what is in its own directory, which then becomes the one held, so
+    // the directory held is never one that was removed.
+    let mut last_dir: Option<(PathBuf, OwnedFd)> = None;
     let entries = archive
         .entries()
         .map_err(io_err("reading archive", root.host_path()))?;
@@ -409,21 +414,27 @@ pub fn extract_tar<R: Read>(
                 });
             }
         }
-        let dir = root
-            .create_dir_all(&resolved, Walk::Beneath, 0o755)
-            .map_err(|source| match Errno::from_io_error(&source) {
-                Some(Errno::NOTDIR) => ArchiveError::Io {
-                    what: "parent is not a directory:",
-                    path: parent_host.clone(),
-                    source,
-                },
-                Some(Errno::LOOP) => ArchiveError::Io {
-                    what: "refusing to write through a symbolic link on the way to",
-                    path: parent_host.clone(),
-                    source,
-                },
-                _ => io_err("creating directory", &parent_host)(source),
-            })?;
+        if !matches!(&last_dir, Some((held, _)) if *held == resolved) {
+            let fd = root
+                .create_dir_all(&resolved, Walk::Beneath, 0o755)
+                .map_err(|source| match Errno::from_io_error(&source) {
+                    Some(Errno::NOTDIR) => ArchiveError::Io {
+                        what: "parent is not a directory:",
+                        path: parent_host.clone(),
+                        source,
+                    },
+                    Some(Errno::LOOP) => ArchiveError::Io {
+                        what: "refusing to write through a symbolic link on the way to",
+                        path: parent_host.clone(),
+                        source,
+                    },
+                    _ => io_err("creating directory", &parent_host)(source),
+                })?;
+            last_dir = Some((resolved, fd));
+        }
+        let Some((_, dir)) = &last_dir else {
+            unreachable!("set just above")
+        };
 
         match (opts.whiteouts, meaning) {
             (_, Whiteout::None) => {}
@@ -437,8 +448,8 @@ pub fn extract_tar<R: Read>(
             (_, Whiteout::Meta) => continue,
             (WhiteoutMode::Overlay { opaque_xattr }, Whiteout::Opaque) => {
                 let fail = io_err("setting opaque xattr on", &parent_host);
-                let readable = openat(&dir, ".", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty());
-                readable
+                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+                openat(dir, ".", flags, Mode::empty())
                     .and_then(|d| fsetxattr(d, opaque_xattr, b"y", XattrFlags::empty()))
                     .map_err(|e| fail(e.into()))?;
                 continue;
@@ -446,13 +457,9 @@ pub fn extract_tar<R: Read>(
             (WhiteoutMode::Overlay { .. }, Whiteout::Hide(hidden)) => {
                 let hidden = OsStr::from_bytes(hidden);
                 let target = parent_host.join(hidden);
-                let entry_at = Parent {
-                    dir,
-                    name: hidden.to_os_string(),
-                };
-                entry_at.remove_all().map_err(io_err("removing", &target))?;
+                remove_all_at(dir, hidden).map_err(io_err("removing", &target))?;
                 mknodat(
-                    &entry_at.dir,
+                    dir,
                     hidden,
                     FileType::CharacterDevice,
                     Mode::from_raw_mode(0o600),
@@ -461,20 +468,23 @@ pub fn extract_tar<R: Read>(
                 .map_err(|e| node_err(&target, e))?;
                 // Keep the entry's time so re-exporting the snapshot gives the same layer.
                 let times = timestamps(entry.header().mtime().unwrap_or(0));
-                utimensat(&entry_at.dir, hidden, &times, AtFlags::SYMLINK_NOFOLLOW)
+                utimensat(dir, hidden, &times, AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(|e| io_err("setting times of", &target)(e.into()))?;
                 continue;
             }
         }
 
         let target = parent_host.join(&name);
-        let at = Parent { dir, name };
-        let existing = at.lstat().map_err(io_err("inspecting", &target))?;
+        let existing = match statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Some(st),
+            Err(Errno::NOENT) => None,
+            Err(e) => return Err(io_err("inspecting", &target)(e.into())),
+        };
         let is_dir_entry = kind.is_dir();
         let existing_dir =
             existing.is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
         if existing.is_some() && !(existing_dir && is_dir_entry) {
-            at.remove_all().map_err(io_err("removing", &target))?;
+            remove_all_at(dir, &name).map_err(io_err("removing", &target))?;
         }
         let header = entry.header().clone();
         let mode = header.mode().map_err(io_err("reading mode of", &rel))? & 0o7777;
@@ -483,8 +493,8 @@ pub fn extract_tar<R: Read>(
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 let fd = openat(
-                    &at.dir,
-                    &at.name,
+                    dir,
+                    &name,
                     OFlags::CREATE
                         | OFlags::EXCL
                         | OFlags::WRONLY
@@ -501,12 +511,12 @@ pub fn extract_tar<R: Read>(
             }
             tar::EntryType::Directory => {
                 if !existing_dir {
-                    mkdirat(&at.dir, &at.name, Mode::from_raw_mode(0o755))
+                    mkdirat(dir, &name, Mode::from_raw_mode(0o755))
                         .map_err(|e| io_err("creating directory", &target)(e.into()))?;
                 }
                 let fd = openat(
-                    &at.dir,
-                    &at.name,
+                    dir,
+                    &name,
                     OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                     Mode::empty(),
                 )
@@ -518,7 +528,7 @@ pub fn extract_tar<R: Read>(
                     .link_name_bytes()
                     .map(|l| l.into_owned())
                     .unwrap_or_default();
-                symlinkat(OsStr::from_bytes(&link), &at.dir, &at.name)
+                symlinkat(OsStr::from_bytes(&link), dir, &name)
                     .map_err(|e| io_err("creating symlink", &target)(e.into()))?;
             }
             tar::EntryType::Link => {
@@ -546,14 +556,8 @@ pub fn extract_tar<R: Read>(
                     Ok(Some(_)) => {}
                     _ => return Err(bad("target does not exist inside the root")),
                 }
-                linkat(
-                    &source.dir,
-                    &source.name,
-                    &at.dir,
-                    &at.name,
-                    AtFlags::empty(),
-                )
-                .map_err(|e| io_err("creating hardlink", &target)(e.into()))?;
+                linkat(&source.dir, &source.name, dir, &name, AtFlags::empty())
+                    .map_err(|e| io_err("creating hardlink", &target)(e.into()))?;
                 // A hardlink shares the target's metadata; the header carries nothing more.
                 continue;
             }
@@ -566,8 +570,8 @@ pub fn extract_tar<R: Read>(
                     _ => FileType::Fifo,
                 };
                 mknodat(
-                    &at.dir,
-                    &at.name,
+                    dir,
+                    &name,
                     file_type,
                     Mode::from_raw_mode(0o600),
                     rustix::fs::makedev(major, minor),
@@ -592,8 +596,8 @@ pub fn extract_tar<R: Read>(
         };
         if let Some((uid, gid)) = ids {
             chownat(
-                &at.dir,
-                &at.name,
+                dir,
+                &name,
                 Some(Uid::from_raw(uid)),
                 Some(Gid::from_raw(gid)),
                 AtFlags::SYMLINK_NOFOLLOW,
@@ -631,12 +635,7 @@ pub fn extract_tar<R: Read>(
             };
             let set = match &written {
                 Some(fd) => fchmod(fd, Mode::from_raw_mode(now)),
-                None => chmodat(
-                    &at.dir,
-                    &at.name,
-                    Mode::from_raw_mode(now),
-                    AtFlags::empty(),
-                ),
+                None => chmodat(dir, &name, Mode::from_raw_mode(now), AtFlags::empty()),
             };
             set.map_err(|e| io_err("setting mode of", &target)(e.into()))?;
         }
@@ -644,13 +643,9 @@ pub fn extract_tar<R: Read>(
         if is_dir_entry {
             // By name inside the root, not by descriptor: a later entry may replace this
             // directory or a parent of it, and then it is no longer this entry's.
-            dir_meta.push((
-                parent_rel.join(&at.name),
-                times,
-                unprivileged.then_some(mode),
-            ));
+            dir_meta.push((parent_rel.join(&name), times, unprivileged.then_some(mode)));
         } else {
-            utimensat(&at.dir, &at.name, &times, AtFlags::SYMLINK_NOFOLLOW)
+            utimensat(dir, &name, &times, AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(|e| io_err("setting times of", &target)(e.into()))?;
         }
     }
@@ -859,5 +854,34 @@ mod tests {
             std::fs::Permissions::from_mode(0o755),
         )
         .unwrap();
+    }
+
+    /// A directory replaced by a later entry and made again receives what follows, not the
+    /// directory that was removed.
+    #[test]
+    fn a_directory_replaced_and_made_again_receives_the_next_entries() {
+        use tar::EntryType::{Directory, Regular};
+        let entries = [
+            ("d", Directory, "", 0o755),
+            ("d/e", Directory, "", 0o755),
+            ("d/e/a", Regular, "a", 0o644),
+            ("d/e", Regular, "file", 0o644),
+            ("d/e", Directory, "", 0o755),
+            ("d/e/b", Regular, "b", 0o644),
+            ("d", Regular, "file", 0o644),
+            ("d", Directory, "", 0o755),
+            ("d/c", Regular, "c", 0o644),
+        ];
+        for walk in [Walk::InRoot, Walk::Beneath] {
+            let dest = tempfile::tempdir().unwrap();
+            let root = Root::new(dest.path()).unwrap();
+            let opts = options(walk, Ownership::Headers);
+            extract_tar(&tar_of(&entries[..6])[..], &root, &opts).unwrap();
+            assert_eq!(std::fs::read(dest.path().join("d/e/b")).unwrap(), b"b");
+            assert!(!dest.path().join("d/e/a").exists());
+            extract_tar(&tar_of(&entries)[..], &root, &opts).unwrap();
+            assert_eq!(std::fs::read(dest.path().join("d/c")).unwrap(), b"c");
+            assert!(!dest.path().join("d/e").exists());
+        }
     }
 }

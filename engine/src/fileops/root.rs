@@ -82,11 +82,14 @@ impl Parent {
     /// is emptied level by level (each opened `O_NOFOLLOW` relative to the one above) and
     /// removed. Nothing there is no error.
     pub fn remove_all(&self) -> io::Result<()> {
-        remove_at(self.dir.as_fd(), &self.name)
+        remove_all_at(&self.dir, &self.name)
     }
 }
 
-fn remove_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+/// [`Parent::remove_all`] for a directory descriptor the caller holds (a writer that keeps one
+/// directory open across several entries).
+pub fn remove_all_at(dir: impl AsFd, name: &OsStr) -> io::Result<()> {
+    let dir = dir.as_fd();
     match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
         Ok(()) | Err(Errno::NOENT) => return Ok(()),
         Err(Errno::ISDIR) => {}
@@ -107,7 +110,7 @@ fn remove_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
         }
     }
     for n in &names {
-        remove_at(sub.as_fd(), n)?;
+        remove_all_at(&sub, n)?;
     }
     match rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
         Ok(()) | Err(Errno::NOENT) => Ok(()),
