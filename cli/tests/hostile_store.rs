@@ -277,6 +277,68 @@ fn rootfs_exports_never_write_below_a_symlink_they_wrote() {
     assert_store_intact(&f);
 }
 
+/// `-o type=local` into a directory that already holds links where the image has
+/// directories: nothing is written through them, whether they lead out of the directory or
+/// elsewhere inside it. A link where the image has a directory entry is replaced by the
+/// directory; a link on the way to an entry whose directory has no entry of its own stops the
+/// export with an error naming it.
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_busybox, missing_slirp4netns),
+    ignore = "needs root, /usr/bin/busybox and slirp4netns"
+)]
+fn local_export_never_writes_through_links_already_in_the_destination() {
+    common::require_build();
+    let f = Fixture::new();
+    // `srv/` has an entry of its own; `opt/` does not (only `opt/data` does).
+    let lower = busybox_layer(&[
+        dir("srv/"),
+        file("srv/data", b"image\n"),
+        file("opt/data", b"image\n"),
+    ]);
+    load_layers(&f, "plain:srv", &[lower]);
+    let ctx = f.context("srv", &[("Dockerfile", "FROM plain:srv\n")]);
+    let outside = f.dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    // Each destination gets a link to a directory outside it, or to one inside it.
+    for (name, inside) in [("out", false), ("in", true)] {
+        for (link, fails) in [("srv", false), ("opt", true)] {
+            let local = f.dir.path().join(format!("{name}-{link}"));
+            std::fs::create_dir_all(local.join("elsewhere")).unwrap();
+            let target = if inside {
+                local.join("elsewhere")
+            } else {
+                outside.clone()
+            };
+            std::os::unix::fs::symlink(&target, local.join(link)).unwrap();
+            let dest = format!("type=local,dest={}", local.display());
+            let (out, _) = f.build(&ctx, &["-o", &dest]);
+            let err = stderr(&out);
+            assert!(
+                !target.join("data").exists(),
+                "{name}: wrote through {link}"
+            );
+            if fails {
+                assert!(
+                    !out.status.success(),
+                    "{name}: the export went through {link}"
+                );
+                assert!(
+                    err.contains(link) && err.contains("symbolic link"),
+                    "{name}: {err}"
+                );
+                assert!(local.join(link).symlink_metadata().unwrap().is_symlink());
+            } else {
+                assert!(out.status.success(), "{name}: {err}");
+                assert!(local.join(link).symlink_metadata().unwrap().is_dir());
+                assert_eq!(std::fs::read(local.join("srv/data")).unwrap(), b"image\n");
+            }
+        }
+    }
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    assert_store_intact(&f);
+}
+
 fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
 }

@@ -194,16 +194,12 @@ pub fn write_layer_file(
 /// snapshot, so it is pruned rather than only skipped when writing, and both stay the same tree.
 pub fn prune_copied_up(
     upper: &Path,
-    lower: &crate::snapshot::LayerStack<'_>,
+    lower: &crate::snapshot::LayerStack,
 ) -> Result<(), LayerError> {
     prune_dir(upper, "", lower)
 }
 
-fn prune_dir(
-    dir: &Path,
-    at: &str,
-    lower: &crate::snapshot::LayerStack<'_>,
-) -> Result<(), LayerError> {
+fn prune_dir(dir: &Path, at: &str, lower: &crate::snapshot::LayerStack) -> Result<(), LayerError> {
     let read_err = |what, path: &Path| {
         let path = path.to_path_buf();
         move |source| LayerError::Read { what, path, source }
@@ -797,10 +793,9 @@ mod prune_tests {
         std::fs::write(upper.join("etc/hosts"), "new\n").unwrap();
         filetime::set_file_mtime(upper.join("etc/hosts"), when).unwrap();
         let layers = vec![lower];
-        let stack = crate::snapshot::LayerStack {
-            layers: &layers,
-            xattrs: crate::snapshot::OverlayXattrs::Trusted,
-        };
+        let stack =
+            crate::snapshot::LayerStack::open(&layers, crate::snapshot::OverlayXattrs::Trusted)
+                .unwrap();
         prune_copied_up(&upper, &stack).unwrap();
         assert!(
             !upper.join("etc/group").exists(),

@@ -14,14 +14,14 @@
 //! - Hostile archives cannot write outside the directory: names are sanitised as containerd
 //!   does (see [`crate::fileops::archive`] for the exact rules).
 
-use crate::fileops::archive::{self, ArchiveError, ExtractOptions, WhiteoutMode};
-use crate::fileops::root::Root;
+use crate::fileops::archive::{self, ArchiveError, ExtractOptions, Ownership, WhiteoutMode};
+use crate::fileops::root::{Root, Walk};
 use crate::layer::{DiffId, Digest};
+use rustix::fs::{FileType, OFlags};
 use sha2::{Digest as _, Sha256};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Which xattr marks an opaque directory in unpacked snapshots.
@@ -160,7 +160,8 @@ pub fn unpack_layer_limited(
         whiteouts: WhiteoutMode::Overlay {
             opaque_xattr: xattrs.opaque_name(),
         },
-        chown: None,
+        ownership: Ownership::Headers,
+        parents: Walk::InRoot,
         limit,
     };
     let archive_err = |source| SnapshotError::Archive {
@@ -184,13 +185,13 @@ pub fn unpack_layer_limited(
         }
     }
     // tempdir creates 0700; a rootfs `/` is 0755 unless the layer said otherwise.
-    let root_mode = std::fs::metadata(tmp.path())
-        .map_err(io_err("inspecting"))?
-        .permissions()
-        .mode();
+    let root_mode = rustix::fs::fstat(&root)
+        .map_err(|e| io_err("inspecting")(e.into()))?
+        .st_mode;
     if root_mode & 0o7777 == 0o700 {
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
-            .map_err(io_err("setting mode"))?;
+        let mode = rustix::fs::Mode::from_raw_mode(0o755);
+        rustix::fs::chmodat(&root, ".", mode, rustix::fs::AtFlags::empty())
+            .map_err(|e| io_err("setting mode")(e.into()))?;
     }
     let tmp_path = tmp.keep();
     match std::fs::rename(&tmp_path, dest) {
@@ -267,26 +268,92 @@ impl<R: Read> Read for HashingReader<R> {
 ///
 /// The worker needs this before a step's overlay exists (the user database for `HOME`) and
 /// after it is gone (comparing a finished upper directory with what it was copied up from).
-#[derive(Debug, Clone, Copy)]
-pub struct LayerStack<'a> {
-    /// Snapshot directories, bottom first (the order of overlay `lowerdir`s reversed).
-    pub layers: &'a [PathBuf],
+///
+/// Each layer is a [`Root`]; the view is a union of them, so the links it follows are read and
+/// resolved here, across layers, and every lookup inside one layer is walked
+/// [`Walk::Beneath`]: the kernel follows no link. Opaque markers are read by host path
+/// (`lgetxattr`, which has no descriptor-relative form before Linux 6.13) of a directory whose
+/// every component was just checked; snapshots are not changed once unpacked.
+#[derive(Debug)]
+pub struct LayerStack {
+    /// Snapshot directories, bottom first (the order of overlay `lowerdir`s reversed), each
+    /// with the path it was given as.
+    layers: Vec<(PathBuf, Root)>,
     /// The xattr that marks opaque directories in them.
-    pub xattrs: OverlayXattrs,
+    xattrs: OverlayXattrs,
 }
 
 /// How many symlinks one lookup follows before giving up (Linux's `MAXSYMLINKS`).
 const MAX_SYMLINKS: usize = 40;
 
-impl LayerStack<'_> {
+/// A directory or entry of one layer: the layer's index and the path below its root (no
+/// symlink in it).
+type InLayer = (usize, PathBuf);
+
+impl LayerStack {
+    /// Opens the snapshot directories `layers` (bottom first) whose opaque directories carry
+    /// `xattrs`.
+    pub fn open(layers: &[PathBuf], xattrs: OverlayXattrs) -> io::Result<LayerStack> {
+        let layers = layers
+            .iter()
+            .map(|p| Ok((p.clone(), Root::new(p)?)))
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(LayerStack { layers, xattrs })
+    }
+
     /// The host path of the entry the merged view shows at container path `path` (the last
     /// component is not followed when it is a symlink), `None` when the view has nothing there.
     pub fn find(&self, path: &str) -> io::Result<Option<PathBuf>> {
+        Ok(self.locate(path)?.map(|(i, rel)| {
+            let layer = &self.layers[i].0;
+            if rel.as_os_str().is_empty() {
+                layer.clone()
+            } else {
+                layer.join(rel)
+            }
+        }))
+    }
+
+    /// Reads the file at container path `path` (symlinks followed inside the stack), `None`
+    /// when there is none.
+    pub fn read(&self, path: &str) -> io::Result<Option<Vec<u8>>> {
+        let mut path = path.to_string();
+        for _ in 0..=MAX_SYMLINKS {
+            let Some((i, rel)) = self.locate(&path)? else {
+                return Ok(None);
+            };
+            let root = &self.layers[i].1;
+            let st = root
+                .lstat(&rel, Walk::Beneath)?
+                .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+            match FileType::from_raw_mode(st.st_mode) {
+                FileType::RegularFile => {
+                    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK;
+                    let mut bytes = Vec::new();
+                    File::from(root.open(&rel, Walk::Beneath, flags)?).read_to_end(&mut bytes)?;
+                    return Ok(Some(bytes));
+                }
+                FileType::Symlink => {}
+                _ => return Ok(None),
+            }
+            let target = self.read_link(&(i, rel))?;
+            path = if target.starts_with('/') {
+                target
+            } else {
+                let parent = Path::new(&path).parent().unwrap_or(Path::new("/"));
+                format!("{}/{target}", parent.display())
+            };
+        }
+        Err(io::Error::from_raw_os_error(libc::ELOOP))
+    }
+
+    /// Which layer provides the entry at container path `path`, and where in it.
+    fn locate(&self, path: &str) -> io::Result<Option<InLayer>> {
         let mut pending: Vec<String> = components(path).into_iter().rev().collect();
-        // The container path of the directory reached so far, and the layers that merge into it
-        // (host paths, topmost first).
+        // The container path of the directory reached so far, and the layer directories that
+        // merge into it (topmost first).
         let mut at: Vec<String> = Vec::new();
-        let mut dirs: Vec<PathBuf> = self.layers.iter().rev().cloned().collect();
+        let mut dirs: Vec<InLayer> = self.roots();
         let mut followed = 0;
         while let Some(name) = pending.pop() {
             if name == ".." {
@@ -298,42 +365,36 @@ impl LayerStack<'_> {
             let last = pending.is_empty();
             let mut next = Vec::new();
             let mut other = None;
-            for dir in &dirs {
+            for (i, dir) in &dirs {
                 let p = dir.join(&name);
-                let meta = match std::fs::symlink_metadata(&p) {
-                    Ok(m) => m,
-                    Err(e) if is_absent(&e) => continue,
-                    Err(e) => return Err(e),
+                let Some(st) = self.layers[*i].1.lstat(&p, Walk::Beneath)? else {
+                    continue;
                 };
-                let ft = meta.file_type();
-                if ft.is_dir() {
-                    let opaque = xattr::get(&p, self.xattrs.opaque_name())
-                        .ok()
-                        .flatten()
-                        .is_some_and(|v| v == b"y");
-                    next.push(p);
+                let ft = FileType::from_raw_mode(st.st_mode);
+                if ft == FileType::Directory {
+                    let opaque = self.is_opaque(*i, &p);
+                    next.push((*i, p));
                     if opaque {
                         break;
                     }
                     continue;
                 }
-                if next.is_empty() && !is_whiteout(&meta) {
-                    other = Some((p, ft.is_symlink()));
+                if next.is_empty() && !is_whiteout(&st) {
+                    other = Some(((*i, p), ft == FileType::Symlink));
                 }
                 break;
             }
             match other {
-                Some((p, _)) if last => return Ok(Some(p)),
-                Some((p, true)) => {
+                Some((found, _)) if last => return Ok(Some(found)),
+                Some((link, true)) => {
                     followed += 1;
                     if followed > MAX_SYMLINKS {
                         return Err(io::Error::from_raw_os_error(libc::ELOOP));
                     }
-                    let target = std::fs::read_link(&p)?;
-                    let target = target.to_string_lossy();
+                    let target = self.read_link(&link)?;
                     if target.starts_with('/') {
                         at.clear();
-                        dirs = self.layers.iter().rev().cloned().collect();
+                        dirs = self.roots();
                     }
                     pending.extend(components(&target).into_iter().rev());
                 }
@@ -350,54 +411,49 @@ impl LayerStack<'_> {
         Ok(dirs.into_iter().next())
     }
 
-    /// Reads the file at container path `path` (symlinks followed inside the stack), `None`
-    /// when there is none.
-    pub fn read(&self, path: &str) -> io::Result<Option<Vec<u8>>> {
-        let mut path = path.to_string();
-        for _ in 0..=MAX_SYMLINKS {
-            let Some(host) = self.find(&path)? else {
-                return Ok(None);
-            };
-            let meta = std::fs::symlink_metadata(&host)?;
-            if !meta.file_type().is_symlink() {
-                return if meta.is_file() {
-                    std::fs::read(&host).map(Some)
-                } else {
-                    Ok(None)
-                };
-            }
-            let target = std::fs::read_link(&host)?.to_string_lossy().into_owned();
-            path = if target.starts_with('/') {
-                target
-            } else {
-                let parent = Path::new(&path).parent().unwrap_or(Path::new("/"));
-                format!("{}/{target}", parent.display())
-            };
-        }
-        Err(io::Error::from_raw_os_error(libc::ELOOP))
+    /// The root of every layer, topmost first.
+    fn roots(&self) -> Vec<InLayer> {
+        (0..self.layers.len())
+            .rev()
+            .map(|i| (i, PathBuf::new()))
+            .collect()
+    }
+
+    /// The target of the symlink `link`.
+    fn read_link(&self, (i, rel): &InLayer) -> io::Result<String> {
+        let at = self.layers[*i].1.parent(rel, Walk::Beneath)?;
+        let target = rustix::fs::readlinkat(&at.dir, &at.name, Vec::new())?;
+        Ok(String::from_utf8_lossy(target.as_bytes()).into_owned())
+    }
+
+    /// Whether the directory `rel` of layer `i` is opaque.
+    fn is_opaque(&self, i: usize, rel: &Path) -> bool {
+        xattr::get(
+            self.layers[i].1.host_path().join(rel),
+            self.xattrs.opaque_name(),
+        )
+        .ok()
+        .flatten()
+        .is_some_and(|v| v == b"y")
     }
 
     /// The layer directories merging into the directory at `at` (resolved, no symlinks).
-    fn merged_dirs(&self, at: &[String]) -> io::Result<Vec<PathBuf>> {
-        let mut dirs: Vec<PathBuf> = self.layers.iter().rev().cloned().collect();
+    fn merged_dirs(&self, at: &[String]) -> io::Result<Vec<InLayer>> {
+        let mut dirs = self.roots();
         for name in at {
             let mut next = Vec::new();
-            for dir in &dirs {
+            for (i, dir) in &dirs {
                 let p = dir.join(name);
-                match std::fs::symlink_metadata(&p) {
-                    Ok(m) if m.is_dir() => {
-                        let opaque = xattr::get(&p, self.xattrs.opaque_name())
-                            .ok()
-                            .flatten()
-                            .is_some_and(|v| v == b"y");
-                        next.push(p);
+                match self.layers[*i].1.lstat(&p, Walk::Beneath)? {
+                    Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                        let opaque = self.is_opaque(*i, &p);
+                        next.push((*i, p));
                         if opaque {
                             break;
                         }
                     }
-                    Ok(_) => break,
-                    Err(e) if is_absent(&e) => {}
-                    Err(e) => return Err(e),
+                    Some(_) => break,
+                    None => {}
                 }
             }
             dirs = next;
@@ -413,14 +469,9 @@ fn components(path: &str) -> Vec<String> {
         .collect()
 }
 
-fn is_absent(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
-}
-
 /// An overlay whiteout: a character device 0:0.
-fn is_whiteout(meta: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    meta.file_type().is_char_device() && meta.rdev() == 0
+fn is_whiteout(st: &rustix::fs::Stat) -> bool {
+    FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0
 }
 
 #[cfg(test)]
@@ -448,10 +499,7 @@ mod stack_tests {
         let opaque = xattr::set(b.join("opaque"), "user.overlay.opaque", b"y").is_ok();
         let whiteout = archive::mknod(&c.join("old"), libc::S_IFCHR, 0).is_ok();
         let layers = vec![a, b, c];
-        let stack = LayerStack {
-            layers: &layers,
-            xattrs: OverlayXattrs::User,
-        };
+        let stack = LayerStack::open(&layers, OverlayXattrs::User).unwrap();
         let read = |p: &str| {
             stack
                 .read(p)
@@ -480,5 +528,28 @@ mod stack_tests {
             .unwrap()
             .unwrap()
             .ends_with("b/etc-link"));
+    }
+
+    /// Links in a layer that point out of it (absolute host paths, `..` chains) resolve inside
+    /// the stack; the host files they name are never read.
+    #[test]
+    fn layer_stack_never_reads_outside_its_layers() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside");
+        write(&outside.join("passwd"), "host");
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        write(&a.join("etc/passwd"), "image");
+        std::fs::create_dir_all(&b).unwrap();
+        std::os::unix::fs::symlink(&outside, b.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../outside", b.join("up")).unwrap();
+        std::os::unix::fs::symlink(outside.join("passwd"), b.join("pw")).unwrap();
+        std::os::unix::fs::symlink("/etc", b.join("in")).unwrap();
+        let layers = vec![a, b];
+        let stack = LayerStack::open(&layers, OverlayXattrs::User).unwrap();
+        for p in ["/abs/passwd", "/up/passwd", "/pw", "/../outside/passwd"] {
+            assert_eq!(stack.read(p).unwrap(), None, "{p} read the host file");
+        }
+        assert_eq!(stack.read("/in/passwd").unwrap().unwrap(), b"image");
+        assert_eq!(stack.find("/abs/passwd").unwrap(), None);
     }
 }

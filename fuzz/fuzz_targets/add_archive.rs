@@ -7,8 +7,8 @@
 #![no_main]
 
 use builder_fuzz::{assert_unchanged, tree_state, work_base};
-use engine::fileops::archive::{self, ExtractOptions, WhiteoutMode};
-use engine::fileops::root::Root;
+use engine::fileops::archive::{self, ExtractOptions, Ownership, WhiteoutMode};
+use engine::fileops::root::{Root, Walk};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
@@ -29,7 +29,12 @@ fuzz_target!(|data: &[u8]| {
     let root = Root::new(&dest).unwrap();
     let opts = ExtractOptions {
         whiteouts: WhiteoutMode::Reject,
-        chown: (mode & 1 == 1).then_some((1000, 1000)),
+        ownership: if mode & 1 == 1 {
+            Ownership::Fixed(1000, 1000)
+        } else {
+            Ownership::Headers
+        },
+        parents: Walk::InRoot,
         limit: 16 << 20,
     };
     if let Ok((_, reader)) = engine::compression::decompress(std::io::BufReader::new(archive_bytes)) {

@@ -10,8 +10,8 @@
 use builder_fuzz::{assert_unchanged, tree_state, work_base};
 use cache::{ContentStore, ImageStore, Platform};
 use engine::export::{load_archive, load_oci_layout_dir};
-use engine::fileops::archive::{self, ExtractOptions, WhiteoutMode};
-use engine::fileops::root::Root;
+use engine::fileops::archive::{self, ExtractOptions, Ownership, WhiteoutMode};
+use engine::fileops::root::{Root, Walk};
 use engine::image::{read_image, select_manifest, ImageConfig, Index, Manifest};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
@@ -50,7 +50,8 @@ fuzz_target!(|data: &[u8]| {
             if mode == 4 {
                 let opts = ExtractOptions {
                     whiteouts: WhiteoutMode::Reject,
-                    chown: None,
+                    ownership: Ownership::Headers,
+                    parents: Walk::InRoot,
                     limit: 16 << 20,
                 };
                 let Ok((_, reader)) = engine::compression::decompress(std::io::BufReader::new(rest)) else {

@@ -12,9 +12,10 @@ use super::kernel::{overlay_options, AttachPoint, FsOption, Kernel, TreeSource};
 use super::mount_stubs::{StubMaker, StubReport, TargetKind};
 use super::protocol::{send, HelperMessage, HelperRequest};
 use super::spec::{Action, BindAccess, ExecSpec, MountKind, MountSpec, StepUser};
-use super::sys::{mount_error, open_in_root, os_message};
+use super::sys::{mount_error, os_message};
 use super::{lookup_in_process, InProcessContext};
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use crate::fileops::root::{Root, Walk};
+use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use rustix::mount::MountAttrFlags;
 use rustix::thread::{CapabilitySet, UnshareFlags};
@@ -127,20 +128,13 @@ pub(crate) fn run(
             // A bind of the root onto itself makes it a mount point, as pivot_root needs.
             let tree = k.clone_tree(TreeSource::Path(&rootfs), NODEV, &rootfs)?;
             k.attach(tree, AttachPoint::Path(&rootfs), "bind", &rootfs)?;
-            let root = rustix::fs::open(
-                &rootfs,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| ExecError::Prepare {
+            let root = Root::new(&rootfs).map_err(|e| ExecError::Prepare {
                 path: rootfs.clone(),
                 message: os_message(e),
             })?;
-            let mut stubs = StubMaker::new(root.as_fd(), rootfs.clone(), upper).map_err(|e| {
-                ExecError::Prepare {
-                    path: rootfs.clone(),
-                    message: os_message(e),
-                }
+            let mut stubs = StubMaker::new(&root, upper).map_err(|e| ExecError::Prepare {
+                path: rootfs.clone(),
+                message: os_message(e),
             })?;
             let setup = setup_rootfs(
                 k,
@@ -220,7 +214,7 @@ pub(crate) fn setup_rootfs(
     for (index, mount) in mounts.iter().enumerate() {
         extra_mount(k, stubs, mount, index, state_dir, rootless)?;
     }
-    mask_kernel_paths(k, stubs.root_fd())?;
+    mask_kernel_paths(k, stubs.root())?;
     Ok(())
 }
 
@@ -243,7 +237,9 @@ fn mount_dev(
         target,
     )?;
     k.attach(dev, AttachPoint::Fd(at.as_fd()), "tmpfs", target)?;
-    let dev = open_in_root(stubs.root_fd(), Path::new("dev"))
+    let dev = stubs
+        .root()
+        .open("dev", Walk::InRoot, OFlags::PATH)
         .map_err(|e| mount_error("tmpfs", target, os_message(e)))?;
     let in_dev = |name: &str| PathBuf::from("/dev").join(name);
     for name in ["null", "zero", "full", "random", "urandom", "tty"] {
@@ -415,20 +411,17 @@ fn extra_mount(
             let attrs = if writable { NODEV } else { RO_NODEV };
             let stack = k.new_fs("overlay", &options, attrs, target)?;
             k.attach(stack, AttachPoint::Path(&merged), "overlay", target)?;
-            let merged_fd = rustix::fs::open(
-                &merged,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| prepare(&merged, e.into()))?;
+            let merged_root = Root::new(&merged).map_err(|e| prepare(&merged, e.into()))?;
             let rel = subpath.strip_prefix("/").unwrap_or(subpath.as_path());
-            let source = open_in_root(merged_fd.as_fd(), rel).map_err(|e| {
-                mount_error(
-                    &format!("layers path {}", subpath.display()),
-                    target,
-                    os_message(e),
-                )
-            })?;
+            let source = merged_root
+                .open(rel, Walk::InRoot, OFlags::PATH)
+                .map_err(|e| {
+                    mount_error(
+                        &format!("layers path {}", subpath.display()),
+                        target,
+                        os_message(e),
+                    )
+                })?;
             let is_dir = rustix::fs::fstat(&source)
                 .map(|st| {
                     rustix::fs::FileType::from_raw_mode(st.st_mode)
@@ -494,7 +487,7 @@ fn write_private_file(
 }
 
 /// Hides or freezes the kernel interfaces Docker hides from containers.
-fn mask_kernel_paths(k: &mut dyn Kernel, root: BorrowedFd<'_>) -> Result<(), ExecError> {
+fn mask_kernel_paths(k: &mut dyn Kernel, root: &Root) -> Result<(), ExecError> {
     const MASKED: &[&str] = &[
         "proc/asound",
         "proc/acpi",
@@ -516,7 +509,7 @@ fn mask_kernel_paths(k: &mut dyn Kernel, root: BorrowedFd<'_>) -> Result<(), Exe
         "proc/sysrq-trigger",
     ];
     for rel in MASKED {
-        let Ok(at) = open_in_root(root, Path::new(rel)) else {
+        let Ok(at) = root.open(rel, Walk::InRoot, OFlags::PATH) else {
             continue;
         };
         let shown = Path::new("/").join(rel);
@@ -537,7 +530,7 @@ fn mask_kernel_paths(k: &mut dyn Kernel, root: BorrowedFd<'_>) -> Result<(), Exe
         k.attach(mask, AttachPoint::Fd(at.as_fd()), "mask", &shown)?;
     }
     for rel in READ_ONLY {
-        let Ok(at) = open_in_root(root, Path::new(rel)) else {
+        let Ok(at) = root.open(rel, Walk::InRoot, OFlags::PATH) else {
             continue;
         };
         let shown = Path::new("/").join(rel);
@@ -705,13 +698,8 @@ mod tests {
             std::fs::create_dir_all(d).unwrap();
         }
         let root = std::fs::canonicalize(root).unwrap();
-        let fd = rustix::fs::open(
-            &root,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .unwrap();
-        let mut stubs = StubMaker::new(fd.as_fd(), root.clone(), None).unwrap();
+        let rooted = Root::new(&root).unwrap();
+        let mut stubs = StubMaker::new(&rooted, None).unwrap();
         let (uid, gid) = (
             rustix::process::getuid().as_raw(),
             rustix::process::getgid().as_raw(),

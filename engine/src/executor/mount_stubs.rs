@@ -7,10 +7,15 @@
 //! which parents it caused to be copied up, and after the step removes those from the upper
 //! directory unless the step changed them: a stub directory that the step filled stays, a
 //! copied-up directory that is no longer empty, is opaque or has new metadata stays.
+//!
+//! Every path goes through [`Root`]: targets are resolved in the root filesystem
+//! ([`Walk::InRoot`], as the container will see them), the upper directory is walked
+//! [`Walk::Beneath`] (no symlink followed: after the step, every link in it is the step's).
 
-use super::sys::{fd_path, mount_id, open_in_root};
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use super::sys::mount_id;
+use crate::fileops::root::{Parent, Root, Walk};
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::io;
@@ -49,43 +54,37 @@ pub(crate) struct StubReport {
 
 /// Creates mount points under a root filesystem and records them.
 pub(crate) struct StubMaker<'a> {
-    root: BorrowedFd<'a>,
-    /// Host path of the root (to turn resolved fd paths into root-relative ones).
-    root_path: PathBuf,
+    root: &'a Root,
     /// Mount id of the root: stubs created on other mounts (a tmpfs mounted earlier) are not in
     /// the upper directory and are not recorded.
     root_mount: u64,
     /// The upper directory behind the root, when it is an overlay with one.
-    upper: Option<OwnedFd>,
+    upper: Option<Root>,
     pub report: StubReport,
 }
 
 impl<'a> StubMaker<'a> {
-    pub(crate) fn new(
-        root: BorrowedFd<'a>,
-        root_path: PathBuf,
-        upper: Option<PathBuf>,
-    ) -> io::Result<Self> {
+    pub(crate) fn new(root: &'a Root, upper: Option<PathBuf>) -> io::Result<Self> {
         let upper = match upper {
-            Some(path) => Some(rustix::fs::open(
-                &path,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?),
+            Some(path) => Some(Root::new(path)?),
             None => None,
         };
         Ok(StubMaker {
             root,
-            root_mount: mount_id(root)?,
-            root_path,
+            root_mount: mount_id(root.as_fd())?,
             upper,
             report: StubReport::default(),
         })
     }
 
-    /// The root filesystem directory.
-    pub(crate) fn root_fd(&self) -> BorrowedFd<'a> {
+    /// The root filesystem.
+    pub(crate) fn root(&self) -> &'a Root {
         self.root
+    }
+
+    /// An `O_PATH` descriptor of `rel`, resolved in the root filesystem.
+    fn open(&self, rel: &Path) -> io::Result<OwnedFd> {
+        self.root.open(rel, Walk::InRoot, OFlags::PATH)
     }
 
     /// Returns an `O_PATH` fd of `target` (a container path) inside the root, creating it (and
@@ -99,18 +98,18 @@ impl<'a> StubMaker<'a> {
         while let Some(name) = pending.pop_front() {
             let last = pending.is_empty();
             let candidate = resolved.join(&name);
-            match open_in_root(self.root, &candidate) {
+            match self.open(&candidate) {
                 Ok(fd) => {
                     if last {
                         return Ok(fd);
                     }
-                    resolved = self.relative(fd.as_fd())?;
+                    resolved = self.root.relative(fd.as_fd())?;
                     continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
-            let parent = open_in_root(self.root, &resolved)?;
+            let parent = self.open(&resolved)?;
             // A dangling symlink: create what it points to, inside the root (as runc does).
             if let Ok(link) = rustix::fs::readlinkat(&parent, name.as_path(), Vec::new()) {
                 links_followed += 1;
@@ -168,27 +167,14 @@ impl<'a> StubMaker<'a> {
                     dir,
                 });
             }
-            let fd = open_in_root(self.root, &candidate)?;
+            let fd = self.open(&candidate)?;
             if last {
                 return Ok(fd);
             }
             resolved = candidate;
         }
         // Only "/" itself has no components.
-        open_in_root(self.root, Path::new(""))
-    }
-
-    /// The root-relative path an fd resolved to.
-    fn relative(&self, fd: BorrowedFd<'_>) -> io::Result<PathBuf> {
-        let path = fd_path(fd)?;
-        path.strip_prefix(&self.root_path)
-            .map(Path::to_path_buf)
-            .map_err(|_| {
-                io::Error::other(format!(
-                    "{} resolved outside the root filesystem",
-                    path.display()
-                ))
-            })
+        self.open(Path::new(""))
     }
 
     /// Records `dir` and its ancestors when they are not in the upper directory yet: creating an
@@ -200,14 +186,14 @@ impl<'a> StubMaker<'a> {
         let mut prefix = PathBuf::new();
         for c in dir.components() {
             prefix.push(c);
-            if lstat_beneath(upper.as_fd(), &prefix)?.is_some()
+            if upper.lstat(&prefix, Walk::Beneath)?.is_some()
                 || self.report.copied_up.iter().any(|d| d.path == prefix)
                 || self.report.created.iter().any(|d| d.path == prefix)
             {
                 continue;
             }
             // `prefix` was resolved inside the root without symlinks: it names the directory.
-            let merged = rustix::fs::fstat(open_in_root(self.root, &prefix)?)?;
+            let merged = rustix::fs::fstat(self.open(&prefix)?)?;
             self.report.copied_up.push(CopiedUpDir {
                 path: prefix.clone(),
                 mode: merged.st_mode,
@@ -243,40 +229,23 @@ pub(crate) fn container_components(target: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Opens the directory `rel` below `dir` without following any symlink or leaving `dir`: after
-/// a step, every path below its upper directory is the step's to plant links in.
-fn open_dir_beneath(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<OwnedFd> {
-    let rel: &Path = if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    };
-    Ok(rustix::fs::openat2(
-        dir,
-        rel,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-    )?)
-}
-
-/// The parent directory of `rel` (opened as [`open_dir_beneath`] does) and its last name, or
-/// `None` when the parent is gone or is no longer a plain directory (a symlink planted by the
-/// step): what is there then is the step's, not a stub.
-fn parent_beneath<'p>(
-    dir: BorrowedFd<'_>,
-    rel: &'p Path,
-) -> io::Result<Option<(OwnedFd, &'p std::ffi::OsStr)>> {
-    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+/// The parent directory of `rel` in the upper directory (walked [`Walk::Beneath`]) and its
+/// last name, or `None` when the parent is gone or is no longer a plain directory (a symlink
+/// planted by the step): what is there then is the step's, not a stub.
+fn parent_beneath(upper: &Root, rel: &Path) -> io::Result<Option<Parent>> {
+    if rel.file_name().is_none() {
         return Ok(None);
-    };
-    match open_dir_beneath(dir, parent) {
-        Ok(fd) => Ok(Some((fd, name))),
+    }
+    match upper.parent(rel, Walk::Beneath) {
+        Ok(parent) => Ok(Some(parent)),
         Err(e)
             if matches!(
                 rustix::io::Errno::from_io_error(&e),
                 Some(
-                    rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP
+                    rustix::io::Errno::NOENT
+                        | rustix::io::Errno::NOTDIR
+                        | rustix::io::Errno::LOOP
+                        | rustix::io::Errno::XDEV
                 )
             ) =>
         {
@@ -286,38 +255,20 @@ fn parent_beneath<'p>(
     }
 }
 
-/// `lstat` of `rel` below `dir`, never through a symlink; `None` when it is not there.
-fn lstat_beneath(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<Option<rustix::fs::Stat>> {
-    let Some((parent, name)) = parent_beneath(dir, rel)? else {
-        return Ok(None);
-    };
-    match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) => Ok(Some(st)),
-        Err(rustix::io::Errno::NOENT) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
 fn file_type(st: &rustix::fs::Stat) -> FileType {
     FileType::from_raw_mode(st.st_mode)
 }
 
 /// Removes from `upper` what `report` says the sandbox created, leaving what the step changed.
 ///
-/// Every operation is relative to a directory fd opened without following symlinks
-/// (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`): a step that replaced a stub's parent with a link
-/// to a host directory makes the stub's removal a no-op, never a removal on the host.
+/// Every operation is relative to a directory of `upper` walked [`Walk::Beneath`] (no symlink
+/// followed): a step that replaced a stub's parent with a link to a host directory makes the
+/// stub's removal a no-op, never a removal on the host.
 pub(crate) fn remove_stubs(upper: &Path, report: &StubReport) -> Result<(), (PathBuf, io::Error)> {
-    let top = rustix::fs::open(
-        upper,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| (upper.to_path_buf(), e.into()))?;
+    let top = Root::new(upper).map_err(|e| (upper.to_path_buf(), e.into()))?;
     let shown = |rel: &Path| upper.join(rel);
     let remove = |rel: &Path, dir: bool| -> Result<(), (PathBuf, io::Error)> {
-        let Some((parent, name)) = parent_beneath(top.as_fd(), rel).map_err(|e| (shown(rel), e))?
-        else {
+        let Some(parent) = parent_beneath(&top, rel).map_err(|e| (shown(rel), e))? else {
             return Ok(());
         };
         let flags = if dir {
@@ -325,7 +276,7 @@ pub(crate) fn remove_stubs(upper: &Path, report: &StubReport) -> Result<(), (Pat
         } else {
             AtFlags::empty()
         };
-        match rustix::fs::unlinkat(&parent, name, flags) {
+        match rustix::fs::unlinkat(&parent.dir, &parent.name, flags) {
             Ok(()) | Err(rustix::io::Errno::NOTEMPTY | rustix::io::Errno::NOENT) => Ok(()),
             Err(e) => Err((shown(rel), e.into())),
         }
@@ -333,8 +284,9 @@ pub(crate) fn remove_stubs(upper: &Path, report: &StubReport) -> Result<(), (Pat
     let mut created = report.created.clone();
     created.sort_by_key(|s| std::cmp::Reverse(s.path.components().count()));
     for stub in &created {
-        let Some(st) =
-            lstat_beneath(top.as_fd(), &stub.path).map_err(|e| (shown(&stub.path), e))?
+        let Some(st) = top
+            .lstat(&stub.path, Walk::Beneath)
+            .map_err(|e| (shown(&stub.path), e))?
         else {
             continue;
         };
@@ -348,7 +300,9 @@ pub(crate) fn remove_stubs(upper: &Path, report: &StubReport) -> Result<(), (Pat
     let mut copied = report.copied_up.clone();
     copied.sort_by_key(|d| std::cmp::Reverse(d.path.components().count()));
     for dir in &copied {
-        let Some(st) = lstat_beneath(top.as_fd(), &dir.path).map_err(|e| (shown(&dir.path), e))?
+        let Some(st) = top
+            .lstat(&dir.path, Walk::Beneath)
+            .map_err(|e| (shown(&dir.path), e))?
         else {
             continue;
         };
@@ -356,7 +310,7 @@ pub(crate) fn remove_stubs(upper: &Path, report: &StubReport) -> Result<(), (Pat
             && st.st_mode == dir.mode
             && st.st_uid == dir.uid
             && st.st_gid == dir.gid
-            && !is_opaque(top.as_fd(), &dir.path);
+            && !is_opaque(&top, &dir.path);
         if unchanged {
             remove(&dir.path, true)?;
         }
@@ -365,13 +319,13 @@ pub(crate) fn remove_stubs(upper: &Path, report: &StubReport) -> Result<(), (Pat
 }
 
 /// Whether an upper directory hides the lower layers' content (an opaque directory).
-fn is_opaque(top: BorrowedFd<'_>, rel: &Path) -> bool {
-    let Ok(Some((parent, name))) = parent_beneath(top, rel) else {
+fn is_opaque(top: &Root, rel: &Path) -> bool {
+    let Ok(Some(parent)) = parent_beneath(top, rel) else {
         return false;
     };
     let Ok(dir) = rustix::fs::openat(
-        &parent,
-        name,
+        &parent.dir,
+        &parent.name,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     ) else {
@@ -401,15 +355,6 @@ mod tests {
         assert!(container_components(Path::new("a/b")).is_err());
     }
 
-    fn open_dir(path: &Path) -> OwnedFd {
-        rustix::fs::open(
-            path,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .unwrap()
-    }
-
     #[test]
     fn ensure_creates_and_records_missing_targets_only() {
         let dir = tempfile::tempdir().unwrap();
@@ -419,8 +364,8 @@ mod tests {
         std::fs::create_dir_all(&upper).unwrap();
         std::fs::write(root.join("etc/hosts"), "x").unwrap();
         let root = std::fs::canonicalize(root).unwrap();
-        let fd = open_dir(&root);
-        let mut maker = StubMaker::new(fd.as_fd(), root.clone(), Some(upper)).unwrap();
+        let rooted = Root::new(&root).unwrap();
+        let mut maker = StubMaker::new(&rooted, Some(upper)).unwrap();
         maker
             .ensure(Path::new("/etc/hosts"), TargetKind::File)
             .unwrap();
@@ -469,8 +414,8 @@ mod tests {
         std::os::unix::fs::symlink("../../outside", root.join("rel")).unwrap();
         std::os::unix::fs::symlink("/nowhere/file", root.join("dangling")).unwrap();
         let root = std::fs::canonicalize(root).unwrap();
-        let fd = open_dir(&root);
-        let mut maker = StubMaker::new(fd.as_fd(), root.clone(), None).unwrap();
+        let rooted = Root::new(&root).unwrap();
+        let mut maker = StubMaker::new(&rooted, None).unwrap();
         maker.ensure(Path::new("/abs/x"), TargetKind::File).unwrap();
         maker.ensure(Path::new("/rel/y"), TargetKind::Dir).unwrap();
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);

@@ -1,16 +1,16 @@
 //! Thin wrappers over the kernel calls the sandbox makes: the new mount API (`fsopen`, `fsmount`,
-//! `open_tree`, `move_mount`, `mount_setattr`), root-confined path resolution (`openat2` with
-//! `RESOLVE_IN_ROOT`) and the loopback interface. Each returns an [`ExecError`] naming what it did.
+//! `open_tree`, `move_mount`, `mount_setattr`) and the loopback interface (paths inside the
+//! root filesystem go through [`crate::fileops::root::Root`]). Each returns an [`ExecError`] naming what it did.
 
 use super::error::ExecError;
-use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use rustix::fs::{Mode, OFlags, ResolveFlags, CWD};
+use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use rustix::fs::CWD;
 use rustix::mount::{
     fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
     open_tree, FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags,
 };
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Renders an OS error as Go-based tools do ("no such file or directory"), without Rust's
 /// "(os error N)" suffix, so messages read like Docker's.
@@ -228,22 +228,6 @@ pub(crate) fn set_tree_attrs(
     Ok(())
 }
 
-/// Opens `rel` (relative to `root`, `..` and symlinks confined to `root`) as an `O_PATH` fd.
-pub(crate) fn open_in_root(root: BorrowedFd<'_>, rel: &Path) -> io::Result<OwnedFd> {
-    let rel: &Path = if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    };
-    Ok(rustix::fs::openat2(
-        root,
-        rel,
-        OFlags::PATH | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )?)
-}
-
 /// The mount id of the mount `fd` lives on.
 pub(crate) fn mount_id(fd: BorrowedFd<'_>) -> io::Result<u64> {
     let st = rustix::fs::statx(
@@ -253,11 +237,6 @@ pub(crate) fn mount_id(fd: BorrowedFd<'_>) -> io::Result<u64> {
         rustix::fs::StatxFlags::MNT_ID,
     )?;
     Ok(st.stx_mnt_id)
-}
-
-/// The host path an fd refers to, as the kernel reports it.
-pub(crate) fn fd_path(fd: BorrowedFd<'_>) -> io::Result<PathBuf> {
-    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd()))
 }
 
 /// Brings the loopback interface of the current network namespace up.

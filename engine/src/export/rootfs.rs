@@ -24,7 +24,10 @@ use std::path::Path;
 use cache::{ContentStore, Digest};
 
 use super::{io_err, ExportError};
-use crate::fileops::archive::{whiteout, Whiteout};
+use crate::fileops::archive::{
+    extract_tar, whiteout, ExtractOptions, Ownership, Whiteout, WhiteoutMode,
+};
+use crate::fileops::root::{Root, Walk};
 use crate::image::{open_layer, Image};
 
 /// (layer index, entry index within the layer)
@@ -47,6 +50,10 @@ pub fn write_rootfs_tar<W: Write>(
 
 /// Unpacks the flattened root filesystem of `image` into `dest` (created if missing).
 /// Ownership and extended attributes are kept when running as root.
+///
+/// Written through a [`Root`] of `dest` with parents walked [`Walk::Beneath`]: no entry of the
+/// flattened tree lies below a symlink of it, so a symlink on an entry's way (one the image
+/// contains, or one already in `dest`) is an error, never a way out or a detour.
 pub fn unpack_rootfs(cas: &ContentStore, image: &Image, dest: &Path) -> Result<(), ExportError> {
     let scratch_dir = cas.root().join("tmp");
     let scratch =
@@ -58,40 +65,21 @@ pub fn unpack_rootfs(cas: &ContentStore, image: &Image, dest: &Path) -> Result<(
         .seek(io::SeekFrom::Start(0))
         .map_err(io_err("seek", &scratch_dir))?;
     std::fs::create_dir_all(dest).map_err(io_err("create directory", dest))?;
-    let root = rustix::process::geteuid().is_root();
-    let mut ar = tar::Archive::new(io::BufReader::new(&mut scratch));
-    ar.set_preserve_permissions(true);
-    ar.set_preserve_mtime(true);
-    ar.set_preserve_ownerships(root);
-    ar.set_unpack_xattrs(root);
-    ar.set_overwrite(true);
-    ar.unpack(dest)
-        .map_err(io_err("unpack rootfs into", dest))?;
-    if root {
-        // The `tar` crate skips xattrs whose value holds a newline (see `parse_pax`); set
-        // those from our own reading of the records.
-        scratch
-            .seek(io::SeekFrom::Start(0))
-            .map_err(io_err("seek", &scratch_dir))?;
-        let mut ar = tar::Archive::new(io::BufReader::new(scratch));
-        for_each_member(&mut ar, |_, m| {
-            for (key, value) in &m.pax {
-                let Some(name) = key.strip_prefix(b"SCHILY.xattr.") else {
-                    continue;
-                };
-                if !value.contains(&b'\n') {
-                    continue;
-                }
-                if let Some(rel) = normalise(&m.path) {
-                    let target = dest.join(OsStr::from_bytes(&rel));
-                    xattr::set(&target, OsStr::from_bytes(name), value)?;
-                }
-            }
-            Ok(())
-        })
-        .map_err(io_err("set xattrs in", dest))?;
-    }
-    Ok(())
+    let root = Root::new(dest).map_err(|e| io_err("open directory", dest)(e.into()))?;
+    let privileged = rustix::process::geteuid().is_root();
+    let opts = ExtractOptions {
+        // The flattened tree holds no whiteouts: a `.wh.` name here is no entry of the image.
+        whiteouts: WhiteoutMode::Reject,
+        ownership: if privileged {
+            Ownership::Headers
+        } else {
+            Ownership::Extractor
+        },
+        parents: Walk::Beneath,
+        limit: u64::MAX,
+    };
+    extract_tar(io::BufReader::new(scratch), &root, &opts)
+        .map_err(|e| io_err("unpack rootfs into", dest)(io::Error::other(e)))
 }
 
 /// Applies the layer blobs `layers` (bottom first) and writes the result as one tar.

@@ -23,12 +23,17 @@
 //! the image is unpacked.
 
 use crate::compression::decompress;
-use crate::fileops::root::{lexical_clean, Root, RootError};
+use crate::fileops::root::{lexical_clean, remove_all_at, Root, RootError, Walk};
+use rustix::fs::{
+    chmodat, chownat, fchmod, fsetxattr, linkat, mkdirat, mknodat, openat, statat, symlinkat,
+    utimensat, AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags,
+};
+use rustix::io::Errno;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Whether a 512-byte block is a tar header (ustar magic, or a valid v7 checksum).
@@ -148,13 +153,31 @@ pub enum WhiteoutMode {
     },
 }
 
-/// How [`extract_tar`] treats ownership and whiteouts.
+/// Who owns what [`extract_tar`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// The uid and gid of each tar header, and its extended attributes (a layer, an archive
+    /// `ADD`ed without `--chown`).
+    Headers,
+    /// One uid and gid for every entry (`ADD --chown`), and the headers' extended attributes.
+    Fixed(u32, u32),
+    /// Whoever extracts owns everything and no extended attribute is set: an extraction by a
+    /// user who is not root (`-o type=local`), as `tar` does for one.
+    Extractor,
+}
+
+/// How [`extract_tar`] treats ownership, whiteouts and symlinks on the way to an entry.
 #[derive(Debug, Clone, Copy)]
 pub struct ExtractOptions {
     /// Whiteout handling.
     pub whiteouts: WhiteoutMode,
-    /// Owner forced on every entry; `None` keeps the ids from the tar headers.
-    pub chown: Option<(u32, u32)>,
+    /// Owner of every entry.
+    pub ownership: Ownership,
+    /// How an entry's parent directories (and a hardlink's target) are walked: in the root for
+    /// layers and `ADD` (a link an earlier entry made is followed, re-rooted, as containerd's
+    /// applier does), beneath it for a flattened rootfs written out, which must never be
+    /// written through a link, even one of its own.
+    pub parents: Walk,
     /// Most bytes the archive may expand to ([`expansion_limit`]): file contents written (a
     /// sparse entry counts its full size) plus [`ENTRY_COST`] per entry, and, separately, the
     /// decompressed stream read. Beyond it extraction stops with [`ArchiveError::TooLarge`].
@@ -319,14 +342,27 @@ impl ArchiveError {
 
 /// Extracts a tar stream into `root` with the protections described in the module doc. The
 /// stream is read up to the end-of-archive marker only; callers hashing it drain the rest.
+///
+/// Every entry is written relative to a descriptor of its parent directory
+/// ([`Root::create_dir_all`]) with `*at` calls that do not follow the entry itself. Extended
+/// attributes of symlinks and devices are set by host path (`lsetxattr`): Linux has no
+/// descriptor-relative form of it before 6.13 and a device cannot be opened safely for
+/// `fsetxattr`; their parent directories were checked just before, and nothing else writes the
+/// tree meanwhile.
 pub fn extract_tar<R: Read>(
     input: R,
     root: &Root,
     opts: &ExtractOptions,
 ) -> Result<(), ArchiveError> {
     let mut archive = tar::Archive::new(input);
-    // Directories by their path inside the root, with the time their entry gave.
-    let mut dir_times: Vec<(PathBuf, filetime::FileTime)> = Vec::new();
+    // Directories by their path inside the root, with the time (and, for an unprivileged
+    // extraction, the mode) their entry gave.
+    let mut dir_meta: Vec<(PathBuf, Timestamps, Option<u32>)> = Vec::new();
+    // The directory the previous entry went into, held open: the entries of one directory
+    // follow each other in a tar, and walking to it again costs a descriptor per component.
+    // An entry only removes what is in its own directory, which then becomes the one held, so
+    // the directory held is never one that was removed.
+    let mut last_dir: Option<(PathBuf, OwnedFd)> = None;
     let entries = archive
         .entries()
         .map_err(io_err("reading archive", root.host_path()))?;
@@ -337,6 +373,7 @@ pub fn extract_tar<R: Read>(
             .ok_or(TooLarge { limit: opts.limit })?;
         Ok(())
     };
+    let unprivileged = opts.ownership == Ownership::Extractor;
     for entry in entries {
         let mut entry = entry.map_err(io_err("reading archive", root.host_path()))?;
         charge(ENTRY_COST)?;
@@ -356,12 +393,17 @@ pub fn extract_tar<R: Read>(
             source,
         })?;
         let parent_rel = rel.parent().unwrap_or(Path::new("")).to_path_buf();
-        let parent = root.resolve(&parent_rel)?;
+        // Where the parent is, without symlinks: resolved in the root, or taken as it is when
+        // no link may be followed (a link on the way then fails to open below).
+        let resolved = match opts.parents {
+            Walk::InRoot => root.resolve_rel(&parent_rel)?,
+            Walk::Beneath => parent_rel.clone(),
+        };
+        let parent_host = root.host_path().join(&resolved);
         if opts.whiteouts == WhiteoutMode::Reject {
             // The directories the entry lands in count too (`d/.wh.x/f`, or `l/f` with
             // `l -> .wh.x`): created, `.wh.x` would delete `x` from the image just the same.
-            let below_root = parent.strip_prefix(root.host_path()).unwrap_or(&parent);
-            if let Some(dir) = below_root
+            if let Some(dir) = resolved
                 .components()
                 .map(|c| c.as_os_str().as_bytes())
                 .find(|c| is_reserved_name(c))
@@ -372,7 +414,27 @@ pub fn extract_tar<R: Read>(
                 });
             }
         }
-        ensure_dir(&parent)?;
+        if !matches!(&last_dir, Some((held, _)) if *held == resolved) {
+            let fd = root
+                .create_dir_all(&resolved, Walk::Beneath, 0o755)
+                .map_err(|source| match Errno::from_io_error(&source) {
+                    Some(Errno::NOTDIR) => ArchiveError::Io {
+                        what: "parent is not a directory:",
+                        path: parent_host.clone(),
+                        source,
+                    },
+                    Some(Errno::LOOP) => ArchiveError::Io {
+                        what: "refusing to write through a symbolic link on the way to",
+                        path: parent_host.clone(),
+                        source,
+                    },
+                    _ => io_err("creating directory", &parent_host)(source),
+                })?;
+            last_dir = Some((resolved, fd));
+        }
+        let Some((_, dir)) = &last_dir else {
+            unreachable!("set just above")
+        };
 
         match (opts.whiteouts, meaning) {
             (_, Whiteout::None) => {}
@@ -385,60 +447,89 @@ pub fn extract_tar<R: Read>(
             }
             (_, Whiteout::Meta) => continue,
             (WhiteoutMode::Overlay { opaque_xattr }, Whiteout::Opaque) => {
-                xattr::set(&parent, opaque_xattr, b"y")
-                    .map_err(io_err("setting opaque xattr on", &parent))?;
+                let fail = io_err("setting opaque xattr on", &parent_host);
+                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+                openat(dir, ".", flags, Mode::empty())
+                    .and_then(|d| fsetxattr(d, opaque_xattr, b"y", XattrFlags::empty()))
+                    .map_err(|e| fail(e.into()))?;
                 continue;
             }
             (WhiteoutMode::Overlay { .. }, Whiteout::Hide(hidden)) => {
-                let target = parent.join(OsStr::from_bytes(hidden));
-                remove_existing(&target)?;
-                mknod(&target, libc::S_IFCHR, 0)?;
-                // Keep the entry's time so re-exporting the snapshot gives the same layer.
-                let mtime = filetime::FileTime::from_unix_time(
-                    entry.header().mtime().unwrap_or(0) as i64,
+                let hidden = OsStr::from_bytes(hidden);
+                let target = parent_host.join(hidden);
+                remove_all_at(dir, hidden).map_err(io_err("removing", &target))?;
+                mknodat(
+                    dir,
+                    hidden,
+                    FileType::CharacterDevice,
+                    Mode::from_raw_mode(0o600),
                     0,
-                );
-                filetime::set_symlink_file_times(&target, mtime, mtime)
-                    .map_err(io_err("setting times of", &target))?;
+                )
+                .map_err(|e| node_err(&target, e))?;
+                // Keep the entry's time so re-exporting the snapshot gives the same layer.
+                let times = timestamps(entry.header().mtime().unwrap_or(0));
+                utimensat(dir, hidden, &times, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| io_err("setting times of", &target)(e.into()))?;
                 continue;
             }
         }
 
-        let target = parent.join(&name);
-        let existing = std::fs::symlink_metadata(&target).ok();
+        let target = parent_host.join(&name);
+        let existing = match statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Some(st),
+            Err(Errno::NOENT) => None,
+            Err(e) => return Err(io_err("inspecting", &target)(e.into())),
+        };
         let is_dir_entry = kind.is_dir();
-        if let Some(meta) = &existing {
-            if !(meta.is_dir() && is_dir_entry) {
-                remove_existing(&target)?;
-            }
+        let existing_dir =
+            existing.is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
+        if existing.is_some() && !(existing_dir && is_dir_entry) {
+            remove_all_at(dir, &name).map_err(io_err("removing", &target))?;
         }
         let header = entry.header().clone();
         let mode = header.mode().map_err(io_err("reading mode of", &rel))? & 0o7777;
+        // An open descriptor of what was written, where one is safe to hold (not a device).
+        let mut written: Option<OwnedFd> = None;
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                    .open(&target)
-                    .map_err(io_err("creating", &target))?;
+                let fd = openat(
+                    dir,
+                    &name,
+                    OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::WRONLY
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|e| io_err("creating", &target)(e.into()))?;
+                let mut file = File::from(fd);
                 // Charged before writing: a sparse entry's holes fill the disk like data.
                 charge(entry.size())?;
                 io::copy(&mut entry, &mut file).map_err(io_err("writing", &target))?;
+                written = Some(file.into());
             }
             tar::EntryType::Directory => {
-                if existing.as_ref().map(|m| m.is_dir()) != Some(true) {
-                    std::fs::create_dir(&target).map_err(io_err("creating directory", &target))?;
+                if !existing_dir {
+                    mkdirat(dir, &name, Mode::from_raw_mode(0o755))
+                        .map_err(|e| io_err("creating directory", &target)(e.into()))?;
                 }
+                let fd = openat(
+                    dir,
+                    &name,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| io_err("opening directory", &target)(e.into()))?;
+                written = Some(fd);
             }
             tar::EntryType::Symlink => {
                 let link = entry
                     .link_name_bytes()
                     .map(|l| l.into_owned())
                     .unwrap_or_default();
-                std::os::unix::fs::symlink(OsStr::from_bytes(&link), &target)
-                    .map_err(io_err("creating symlink", &target))?;
+                symlinkat(OsStr::from_bytes(&link), dir, &name)
+                    .map_err(|e| io_err("creating symlink", &target)(e.into()))?;
             }
             tar::EntryType::Link => {
                 let link = entry
@@ -446,31 +537,46 @@ pub fn extract_tar<R: Read>(
                     .map(|l| l.into_owned())
                     .unwrap_or_default();
                 let link_rel = lexical_clean(Path::new(OsStr::from_bytes(&link)));
-                let source = root.resolve_parent(&link_rel)?;
                 let bad = |reason| ArchiveError::BadHardlink {
                     path: rel.clone(),
                     target: link_rel.clone(),
                     reason,
                 };
-                match std::fs::symlink_metadata(&source) {
-                    Ok(m) if m.is_dir() => return Err(bad("target is a directory")),
-                    Ok(_) => {}
-                    Err(_) => return Err(bad("target does not exist inside the root")),
+                if link_rel.file_name().is_none() {
+                    return Err(bad("target is a directory"));
                 }
-                std::fs::hard_link(&source, &target)
-                    .map_err(io_err("creating hardlink", &target))?;
+                let source = match root.parent(&link_rel, opts.parents) {
+                    Ok(source) => source,
+                    Err(_) => return Err(bad("target does not exist inside the root")),
+                };
+                match source.lstat() {
+                    Ok(Some(st)) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                        return Err(bad("target is a directory"))
+                    }
+                    Ok(Some(_)) => {}
+                    _ => return Err(bad("target does not exist inside the root")),
+                }
+                linkat(&source.dir, &source.name, dir, &name, AtFlags::empty())
+                    .map_err(|e| io_err("creating hardlink", &target)(e.into()))?;
                 // A hardlink shares the target's metadata; the header carries nothing more.
                 continue;
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 let major = header.device_major().ok().flatten().unwrap_or(0);
                 let minor = header.device_minor().ok().flatten().unwrap_or(0);
-                let fmt = match kind {
-                    tar::EntryType::Char => libc::S_IFCHR,
-                    tar::EntryType::Block => libc::S_IFBLK,
-                    _ => libc::S_IFIFO,
+                let file_type = match kind {
+                    tar::EntryType::Char => FileType::CharacterDevice,
+                    tar::EntryType::Block => FileType::BlockDevice,
+                    _ => FileType::Fifo,
                 };
-                mknod(&target, fmt, libc::makedev(major, minor))?;
+                mknodat(
+                    dir,
+                    &name,
+                    file_type,
+                    Mode::from_raw_mode(0o600),
+                    rustix::fs::makedev(major, minor),
+                )
+                .map_err(|e| node_err(&target, e))?;
             }
             other => {
                 return Err(ArchiveError::Unsupported {
@@ -480,72 +586,122 @@ pub fn extract_tar<R: Read>(
             }
         }
 
-        let (uid, gid) = match opts.chown {
-            Some(ids) => ids,
-            None => (
+        let ids = match opts.ownership {
+            Ownership::Headers => Some((
                 header.uid().unwrap_or(0) as u32,
                 header.gid().unwrap_or(0) as u32,
-            ),
+            )),
+            Ownership::Fixed(uid, gid) => Some((uid, gid)),
+            Ownership::Extractor => None,
         };
-        lchown(&target, uid, gid)?;
-        if let Ok(Some(pax)) = entry.pax_extensions() {
-            for ext in pax.flatten() {
-                if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+        if let Some((uid, gid)) = ids {
+            chownat(
+                dir,
+                &name,
+                Some(Uid::from_raw(uid)),
+                Some(Gid::from_raw(gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| io_err("changing owner of", &target)(e.into()))?;
+        }
+        if !unprivileged {
+            if let Ok(Some(pax)) = entry.pax_extensions() {
+                for ext in pax.flatten() {
+                    let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") else {
+                        continue;
+                    };
                     // Overlay's own xattrs (opaque, redirect, origin, metacopy) in an archive
                     // would steer the overlay mount; only whiteout entries may produce them.
                     if name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.") {
                         continue;
                     }
                     let name = OsStr::from_bytes(name);
-                    xattr::set(&target, name, ext.value_bytes())
-                        .map_err(io_err("setting xattr on", &target))?;
+                    let set = match &written {
+                        Some(fd) => fsetxattr(fd, name, ext.value_bytes(), XattrFlags::empty())
+                            .map_err(io::Error::from),
+                        None => xattr::set(&target, name, ext.value_bytes()),
+                    };
+                    set.map_err(io_err("setting xattr on", &target))?;
                 }
             }
         }
         if kind != tar::EntryType::Symlink {
-            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
-                .map_err(io_err("setting mode of", &target))?;
+            // An unprivileged extraction keeps a directory writable until its children are in;
+            // its own mode is set at the end.
+            let now = if is_dir_entry && unprivileged {
+                mode | 0o700
+            } else {
+                mode
+            };
+            let set = match &written {
+                Some(fd) => fchmod(fd, Mode::from_raw_mode(now)),
+                None => chmodat(dir, &name, Mode::from_raw_mode(now), AtFlags::empty()),
+            };
+            set.map_err(|e| io_err("setting mode of", &target)(e.into()))?;
         }
-        let mtime = filetime::FileTime::from_unix_time(header.mtime().unwrap_or(0) as i64, 0);
+        let times = timestamps(header.mtime().unwrap_or(0));
         if is_dir_entry {
-            // By name inside the root, not by host path: a later entry may replace a parent
-            // of this directory with a symlink, and the host path would then lead through it.
-            dir_times.push((parent_rel.join(&name), mtime));
+            // By name inside the root, not by descriptor: a later entry may replace this
+            // directory or a parent of it, and then it is no longer this entry's.
+            dir_meta.push((parent_rel.join(&name), times, unprivileged.then_some(mode)));
         } else {
-            filetime::set_symlink_file_times(&target, mtime, mtime)
-                .map_err(io_err("setting times of", &target))?;
+            utimensat(dir, &name, &times, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| io_err("setting times of", &target)(e.into()))?;
         }
     }
     // Directory times last, deepest first, so creating children does not disturb them. Each
-    // path is resolved in the root again (the tree has changed since) and skipped when it no
+    // path is looked up in the root again (the tree has changed since) and skipped when it no
     // longer names a directory: a later entry replaced it.
-    for (rel, mtime) in dir_times.iter().rev() {
-        let dir = root.resolve_parent(rel)?;
-        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-            filetime::set_symlink_file_times(&dir, *mtime, *mtime)
-                .map_err(io_err("setting times of", &dir))?;
+    for (rel, times, mode) in dir_meta.iter().rev() {
+        let shown = root.host_path().join(rel);
+        let at = match root.parent(rel, opts.parents) {
+            Ok(at) => at,
+            Err(e) => match Errno::from_io_error(&e) {
+                Some(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV) => continue,
+                _ => return Err(io_err("resolving", &shown)(e)),
+            },
+        };
+        let is_dir = at
+            .lstat()
+            .map_err(io_err("inspecting", &shown))?
+            .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
+        if !is_dir {
+            continue;
         }
+        if let Some(mode) = mode {
+            chmodat(
+                &at.dir,
+                &at.name,
+                Mode::from_raw_mode(*mode),
+                AtFlags::empty(),
+            )
+            .map_err(|e| io_err("setting mode of", &shown)(e.into()))?;
+        }
+        utimensat(&at.dir, &at.name, times, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| io_err("setting times of", &shown)(e.into()))?;
     }
     Ok(())
 }
 
-fn ensure_dir(path: &Path) -> Result<(), ArchiveError> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(ArchiveError::Io {
-            what: "parent is not a directory:",
-            path: path.to_path_buf(),
-            source: io::Error::from_raw_os_error(libc::ENOTDIR),
-        }),
-        Err(_) => std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(path)
-            .map_err(io_err("creating directory", path)),
+/// Access and modification time both `mtime` (seconds), as the tar header gives it.
+fn timestamps(mtime: u64) -> Timestamps {
+    let t = Timespec {
+        tv_sec: mtime as i64,
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
     }
 }
 
-use std::os::unix::fs::DirBuilderExt;
+fn node_err(path: &Path, e: Errno) -> ArchiveError {
+    ArchiveError::Io {
+        what: "creating node",
+        path: path.to_path_buf(),
+        source: e.into(),
+    }
+}
 
 /// Removes whatever is at `path` (file, link, device, or directory tree) without following it.
 pub(crate) fn remove_existing(path: &Path) -> Result<(), ArchiveError> {
@@ -580,7 +736,152 @@ pub(crate) fn mknod(path: &Path, fmt: libc::mode_t, dev: libc::dev_t) -> Result<
     Ok(())
 }
 
-/// `lchown(2)`: never follows a final symlink.
-pub(crate) fn lchown(path: &Path, uid: u32, gid: u32) -> Result<(), ArchiveError> {
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(io_err("changing owner of", path))
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    /// A tar of `(path, kind, body or link target, mode)`.
+    fn tar_of(entries: &[(&str, tar::EntryType, &str, u32)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, data, mode) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(*mode);
+            h.set_mtime(1_000_000);
+            h.set_uid(0);
+            h.set_gid(0);
+            match kind {
+                tar::EntryType::Symlink | tar::EntryType::Link => {
+                    h.set_size(0);
+                    b.append_link(&mut h, path, data).unwrap();
+                }
+                _ => {
+                    h.set_size(data.len() as u64);
+                    b.append_data(&mut h, path, data.as_bytes()).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn options(parents: Walk, ownership: Ownership) -> ExtractOptions {
+        ExtractOptions {
+            whiteouts: WhiteoutMode::Reject,
+            ownership,
+            parents,
+            limit: u64::MAX,
+        }
+    }
+
+    /// Walked beneath, an entry below a symlink of the archive (pointing out, or inside) is an
+    /// error and nothing is written through the link; walked in the root, the same archive
+    /// lands inside.
+    #[test]
+    fn beneath_never_writes_through_a_link_the_archive_made() {
+        use tar::EntryType::{Directory, Regular, Symlink};
+        let outside = tempfile::tempdir().unwrap();
+        let out = outside.path().to_str().unwrap().to_string();
+        for link in [out.as_str(), "../../..", "d"] {
+            let archive = tar_of(&[
+                ("d", Directory, "", 0o755),
+                ("l", Symlink, link, 0o777),
+                ("l/f", Regular, "x", 0o644),
+            ]);
+            let dest = tempfile::tempdir().unwrap();
+            let root = Root::new(dest.path()).unwrap();
+            let opts = options(Walk::Beneath, Ownership::Headers);
+            assert!(
+                extract_tar(&archive[..], &root, &opts).is_err(),
+                "{link}: written below the link"
+            );
+            assert!(!outside.path().join("f").exists(), "{link}: wrote outside");
+            assert!(!dest.path().join("d/f").exists(), "{link}: wrote through");
+
+            let dest = tempfile::tempdir().unwrap();
+            let root = Root::new(dest.path()).unwrap();
+            let opts = options(Walk::InRoot, Ownership::Headers);
+            extract_tar(&archive[..], &root, &opts).unwrap();
+            assert!(!outside.path().join("f").exists(), "{link}: wrote outside");
+        }
+    }
+
+    /// A link already in the destination is not written through either, and a hardlink's
+    /// target is looked up beneath too.
+    #[test]
+    fn beneath_refuses_links_already_there_and_hardlinks_through_links() {
+        use tar::EntryType::{Link, Regular};
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"host").unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dest.path().join("etc")).unwrap();
+        let root = Root::new(dest.path()).unwrap();
+        let opts = options(Walk::Beneath, Ownership::Headers);
+        let archive = tar_of(&[("etc/passwd", Regular, "x", 0o644)]);
+        assert!(extract_tar(&archive[..], &root, &opts).is_err());
+        assert!(!outside.path().join("passwd").exists());
+        let archive = tar_of(&[("h", Link, "etc/secret", 0o644)]);
+        assert!(extract_tar(&archive[..], &root, &opts).is_err());
+        assert!(!dest.path().join("h").exists(), "linked a host file in");
+    }
+
+    /// Without privileges a read-only directory still receives its children; its mode is set
+    /// last. Entries replacing others never follow them.
+    #[test]
+    fn extractor_ownership_sets_read_only_directories_last() {
+        use tar::EntryType::{Directory, Regular, Symlink};
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("f"), b"host").unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let root = Root::new(dest.path()).unwrap();
+        let link = outside.path().join("f");
+        let archive = tar_of(&[
+            ("ro", Directory, "", 0o555),
+            ("ro/f", Regular, "x", 0o644),
+            ("ln", Symlink, link.to_str().unwrap(), 0o777),
+            ("ln", Regular, "replaced", 0o600),
+        ]);
+        let opts = options(Walk::Beneath, Ownership::Extractor);
+        extract_tar(&archive[..], &root, &opts).unwrap();
+        let meta = std::fs::metadata(dest.path().join("ro")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o555);
+        assert_eq!(meta.mtime(), 1_000_000);
+        assert_eq!(std::fs::read(dest.path().join("ro/f")).unwrap(), b"x");
+        assert_eq!(std::fs::read(dest.path().join("ln")).unwrap(), b"replaced");
+        assert_eq!(std::fs::read(outside.path().join("f")).unwrap(), b"host");
+        std::fs::set_permissions(
+            dest.path().join("ro"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
+
+    /// A directory replaced by a later entry and made again receives what follows, not the
+    /// directory that was removed.
+    #[test]
+    fn a_directory_replaced_and_made_again_receives_the_next_entries() {
+        use tar::EntryType::{Directory, Regular};
+        let entries = [
+            ("d", Directory, "", 0o755),
+            ("d/e", Directory, "", 0o755),
+            ("d/e/a", Regular, "a", 0o644),
+            ("d/e", Regular, "file", 0o644),
+            ("d/e", Directory, "", 0o755),
+            ("d/e/b", Regular, "b", 0o644),
+            ("d", Regular, "file", 0o644),
+            ("d", Directory, "", 0o755),
+            ("d/c", Regular, "c", 0o644),
+        ];
+        for walk in [Walk::InRoot, Walk::Beneath] {
+            let dest = tempfile::tempdir().unwrap();
+            let root = Root::new(dest.path()).unwrap();
+            let opts = options(walk, Ownership::Headers);
+            extract_tar(&tar_of(&entries[..6])[..], &root, &opts).unwrap();
+            assert_eq!(std::fs::read(dest.path().join("d/e/b")).unwrap(), b"b");
+            assert!(!dest.path().join("d/e/a").exists());
+            extract_tar(&tar_of(&entries)[..], &root, &opts).unwrap();
+            assert_eq!(std::fs::read(dest.path().join("d/c")).unwrap(), b"c");
+            assert!(!dest.path().join("d/e").exists());
+        }
+    }
 }

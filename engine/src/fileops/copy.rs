@@ -1,9 +1,9 @@
 //! The COPY/ADD engine and the small file actions, on top of [`Root`].
 
-use super::archive::{self, ExtractOptions, WhiteoutMode};
+use super::archive::{self, ExtractOptions, Ownership, WhiteoutMode};
 use super::chmod::Chmod;
 use super::plan::{self, FsTree, PlanMatch};
-use super::root::{lexical_clean, open_nofollow, Root, RootError};
+use super::root::{lexical_clean, open_nofollow, Root, RootError, Walk};
 use super::{CopyAction, FileOpError, MkdirAction, MkfileAction, RmAction, SourceRoots};
 use crate::source::context::{ContextEntry, EntryKind};
 use crate::userdb::UserDb;
@@ -13,6 +13,8 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags};
 
 type Op = &'static str;
 
@@ -59,6 +61,10 @@ fn resolve_owner(
 }
 
 /// `mkdir -p` inside `root`, creating each missing directory with `mode` owned by `owner`.
+///
+/// Path-based for now ([`Root::resolve`]): a prefix a symlink re-roots may need its own
+/// missing parents made first, each with this owner and mode, which
+/// [`Root::create_dir_all`] (one mode, no owner) does not do.
 pub(super) fn mkdir_all(
     op: Op,
     root: &Root,
@@ -105,6 +111,12 @@ pub(super) fn mkdir_all(
     Ok(())
 }
 
+/// Writes the matches of a copy plan.
+///
+/// Path-based for now ([`Root::resolve_parent`] then `std::fs` on the host path): hardlinked
+/// sources pair host paths across entries, directory metadata is set after their contents by
+/// host path, and xattrs are copied from the source by path. Contents are read through
+/// [`Root::open_read`]; archives are extracted descriptor-relative ([`archive::extract_tar`]).
 struct Copier<'a> {
     op: Op,
     dest: &'a Root,
@@ -340,7 +352,11 @@ impl Copier<'_> {
         let limit = archive::expansion_limit(&host).map_err(archive_err)?;
         let opts = ExtractOptions {
             whiteouts: WhiteoutMode::Reject,
-            chown: self.owner,
+            ownership: match self.owner {
+                Some((uid, gid)) => Ownership::Fixed(uid, gid),
+                None => Ownership::Headers,
+            },
+            parents: Walk::InRoot,
             limit,
         };
         let reader = archive::LimitedReader::new(reader, limit);
@@ -541,35 +557,44 @@ pub(super) fn mkfile(dest_root: &Path, a: &MkfileAction) -> Result<(), FileOpErr
         });
     };
     mkdir_all(op, &root, parent, owner, 0o755)?;
-    let host = root.resolve_parent(&rel).map_err(root_err(op))?;
-    if std::fs::symlink_metadata(&host).is_ok() {
-        remove(op, &host)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&host)
-        .map_err(io_err(op, "creating", &host))?;
-    io::Write::write_all(&mut file, a.data.as_bytes()).map_err(io_err(op, "writing", &host))?;
-    std::os::unix::fs::lchown(&host, Some(owner.0), Some(owner.1)).map_err(io_err(
+    // The parent held open, the file replaced and written through descriptors: a link at the
+    // path is replaced, never written through.
+    let shown = Path::new("/").join(&rel);
+    let at =
+        root.parent(&rel, Walk::InRoot)
+            .map_err(io_err(op, "opening the directory of", &shown))?;
+    at.remove_all().map_err(io_err(op, "replacing", &shown))?;
+    let fd = rustix::fs::openat(
+        &at.dir,
+        &at.name,
+        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| io_err(op, "creating", &shown)(e.into()))?;
+    let mut file = std::fs::File::from(fd);
+    io::Write::write_all(&mut file, a.data.as_bytes()).map_err(io_err(op, "writing", &shown))?;
+    std::os::unix::fs::fchown(&file, Some(owner.0), Some(owner.1)).map_err(io_err(
         op,
         "changing owner of",
-        &host,
+        &shown,
     ))?;
-    std::fs::set_permissions(
-        &host,
-        std::fs::Permissions::from_mode(a.mode.unwrap_or(0o644) & 0o7777),
-    )
-    .map_err(io_err(op, "setting mode of", &host))?;
+    file.set_permissions(std::fs::Permissions::from_mode(
+        a.mode.unwrap_or(0o644) & 0o7777,
+    ))
+    .map_err(io_err(op, "setting mode of", &shown))?;
     if let Some(t) = a.mtime {
         let t = filetime::FileTime::from_unix_time(t, 0);
-        filetime::set_file_times(&host, t, t).map_err(io_err(op, "setting times of", &host))?;
+        filetime::set_file_handle_times(&file, Some(t), Some(t)).map_err(io_err(
+            op,
+            "setting times of",
+            &shown,
+        ))?;
     }
     Ok(())
 }
 
+/// `MKDIR`. Path-based for now: a final dangling symlink names the directory to create (at
+/// its target, inside the root), which [`Root::resolve`] gives and [`Root::parent`] does not.
 pub(super) fn mkdir(dest_root: &Path, a: &MkdirAction) -> Result<(), FileOpError> {
     let op = "MKDIR";
     let root = Root::new(dest_root).map_err(root_err(op))?;
@@ -631,8 +656,24 @@ pub(super) fn rm(dest_root: &Path, a: &RmAction) -> Result<(), FileOpError> {
             reason: "refusing to remove the root",
         });
     }
-    let host = root.resolve_parent(&rel).map_err(root_err(op))?;
-    if std::fs::symlink_metadata(&host).is_err() {
+    // The final component is removed, never followed: `rm` of a link removes the link.
+    let shown = Path::new("/").join(&rel);
+    let found = match root.parent(&rel, Walk::InRoot) {
+        Ok(at) => at
+            .lstat()
+            .map_err(io_err(op, "inspecting", &shown))?
+            .map(|_| at),
+        Err(e)
+            if matches!(
+                rustix::io::Errno::from_io_error(&e),
+                Some(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR)
+            ) =>
+        {
+            None
+        }
+        Err(e) => return Err(io_err(op, "opening the directory of", &shown)(e)),
+    };
+    let Some(at) = found else {
         if a.allow_not_found {
             return Ok(());
         }
@@ -641,6 +682,11 @@ pub(super) fn rm(dest_root: &Path, a: &RmAction) -> Result<(), FileOpError> {
             place: "destination".into(),
             path: a.path.clone(),
         });
-    }
-    remove(op, &host)
+    };
+    at.remove_all().map_err(|e| FileOpError::Io {
+        op,
+        what: "replacing",
+        path: shown,
+        source: io::Error::other(e.to_string()),
+    })
 }

@@ -101,6 +101,8 @@ pub(super) fn download(
         .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
         .map(|t| t.timestamp());
 
+    // Path-based for now: the download goes to a temporary file in the destination directory
+    // (the `tempfile` crate takes a path) and is renamed into place.
     let host = root
         .resolve_parent(&target_rel)
         .map_err(|source| FileOpError::Root { op, source })?;

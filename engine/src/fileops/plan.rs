@@ -111,6 +111,9 @@ impl FsTree {
         }
     }
 
+    /// The host path of `rel`, its parents resolved in the root. Path-based for now: the
+    /// source tree is listed and inspected with `std::fs` (`read_dir`, `Metadata` for
+    /// [`ContextEntry`]); file contents are read through [`Root::open_read`].
     fn host(&self, rel: &str) -> Result<PathBuf, FileOpError> {
         self.root
             .resolve_parent(rel)

@@ -368,14 +368,11 @@ pub(super) fn run(
 
     // The kernel filesystems' mount points the image lacks: runc creates them for BuildKit and
     // they stay in the step's layer (its stub cleaner only knows the step's own mounts).
-    let stack = crate::snapshot::LayerStack {
-        layers: &lowers,
-        xattrs: worker.snapshots.xattrs(),
-    };
+    let stack = crate::snapshot::LayerStack::open(&lowers, worker.snapshots.xattrs());
     let missing_runtime_dirs: Vec<&str> = RUNTIME_DIRS
         .iter()
         .copied()
-        .filter(|d| matches!(stack.find(d), Ok(None)))
+        .filter(|d| matches!(stack.as_ref().map(|s| s.find(d)), Ok(Ok(None))))
         .collect();
 
     let image = req.config.config.as_ref();
@@ -494,15 +491,11 @@ fn keep_runtime_dir(upper: &Path, dir: &str) -> Result<(), WorkError> {
 /// image's `/etc/passwd` (`/root` for root), `/` when that uid has no entry. A user that does
 /// not resolve gets `/`; the sandbox reports the unknown user.
 pub(crate) fn home_for(worker: &LocalWorker, lowers: &[PathBuf], user_spec: &str) -> String {
-    let stack = crate::snapshot::LayerStack {
-        layers: lowers,
-        xattrs: worker.snapshots.xattrs(),
-    };
+    let stack = crate::snapshot::LayerStack::open(lowers, worker.snapshots.xattrs()).ok();
     let text = |path: &str| {
         stack
-            .read(path)
-            .ok()
-            .flatten()
+            .as_ref()
+            .and_then(|s| s.read(path).ok().flatten())
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
     };

@@ -152,10 +152,13 @@ impl LocalWorker {
     /// content store, and keeps the directory as that layer's snapshot. Entries the overlay only
     /// copied up from `lowers` are left out first, as BuildKit's differ does.
     fn commit_upper(&self, upper: &Path, lowers: &[PathBuf]) -> Result<LayerRef, WorkError> {
-        let stack = crate::snapshot::LayerStack {
-            layers: lowers,
-            xattrs: self.snapshots.xattrs(),
-        };
+        let stack = crate::snapshot::LayerStack::open(lowers, self.snapshots.xattrs()).map_err(
+            |source| WorkError::Io {
+                what: "opening the layers below",
+                path: upper.to_path_buf(),
+                source,
+            },
+        )?;
         crate::layer::prune_copied_up(upper, &stack).map_err(|source| WorkError::Layer {
             what: "diffing the layer",
             source,
