@@ -129,6 +129,10 @@ struct Copier<'a> {
     /// First destination written for each (dev, ino) of a multiply-linked source file, in the
     /// match being copied.
     links: HashMap<(u64, u64), PathBuf>,
+    /// Host paths of the directories this match made or found (destination-relative path →
+    /// host path): an entry below one is that path and its name, not resolved again from the
+    /// root (which made a deep tree quadratic in its depth).
+    dir_hosts: std::cell::RefCell<HashMap<PathBuf, PathBuf>>,
 }
 
 pub(super) fn copy(
@@ -198,6 +202,7 @@ pub(super) fn copy(
         chmod,
         drop_xattrs: a.drop_xattrs,
         links: HashMap::new(),
+        dir_hosts: Default::default(),
     };
     if let Some(tree) = &tree {
         for m in &plan.matches {
@@ -254,6 +259,7 @@ impl Copier<'_> {
         // As BuildKit's copy: files hardlinked to each other stay linked within one copied
         // path (a directory), not across the separate paths a wildcard matched.
         self.links.clear();
+        self.dir_hosts.borrow_mut().clear();
         let top = m.top();
         let is_dir = top.kind == EntryKind::Dir;
         if m.archive {
@@ -370,7 +376,36 @@ impl Copier<'_> {
     /// `--chown` or root), BuildKit creating it first and copying into it.
     fn make_dir_entry(&self, dst: &Path, top: bool) -> Result<Option<PathBuf>, FileOpError> {
         let op = self.op;
-        let host = self.dest.resolve(dst).map_err(root_err(op))?;
+        // Below a directory of this match, the path is its host path and the name, unless the
+        // name is a link (the base's), which only the root's resolution may follow.
+        let host = match self.known_parent(dst) {
+            Some(h) if !std::fs::symlink_metadata(&h).is_ok_and(|m| m.is_symlink()) => h,
+            _ => self.dest.resolve(dst).map_err(root_err(op))?,
+        };
+        let made = self.make_dir_at(dst, &host, top)?;
+        // The match's top directory is there now too, made or kept.
+        let known = made.clone().unwrap_or(host);
+        self.dir_hosts.borrow_mut().insert(dst.to_path_buf(), known);
+        Ok(made)
+    }
+
+    /// The host path of `dst` when its parent is a directory this match made or found.
+    fn known_parent(&self, dst: &Path) -> Option<PathBuf> {
+        let (parent, name) = (dst.parent()?, dst.file_name()?);
+        self.dir_hosts
+            .borrow()
+            .get(parent)
+            .map(|host| host.join(name))
+    }
+
+    fn make_dir_at(
+        &self,
+        dst: &Path,
+        host: &Path,
+        top: bool,
+    ) -> Result<Option<PathBuf>, FileOpError> {
+        let op = self.op;
+        let host = host.to_path_buf();
         match std::fs::symlink_metadata(&host) {
             Ok(m) if m.is_dir() => {
                 if top {
@@ -407,7 +442,10 @@ impl Copier<'_> {
         dst: &Path,
     ) -> Result<(), FileOpError> {
         let op = self.op;
-        let host = self.dest.resolve_parent(dst).map_err(root_err(op))?;
+        let host = match self.known_parent(dst) {
+            Some(h) => h,
+            None => self.dest.resolve_parent(dst).map_err(root_err(op))?,
+        };
         if let Some(parent) = host.parent() {
             if !parent.is_dir() {
                 let parent_rel = dst.parent().unwrap_or(Path::new(""));
