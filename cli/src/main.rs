@@ -78,6 +78,7 @@ fn main() {
     engine::worker::register_handlers();
     engine::executor::maybe_run_helper();
     refuse_unsupported_docker_flags();
+    engine::source::context::deep_stacks();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         // A user error is its message and its causes; backtraces are for bugs (panics), so

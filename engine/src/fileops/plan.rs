@@ -659,19 +659,39 @@ impl EntryFacts {
 /// What one action's plan writes: each destination path (absolute, without the leading `/`)
 /// with the digest of what lands there, in write order; the directory the action makes for
 /// its destination, if any; and the facts of each written entry with its source path.
-pub struct PlanWrites {
+pub struct PlanWrites<'p> {
     pub written: Vec<(String, [u8; 32])>,
     /// For each written path, the hardlink group it belongs to when the copy links it to
     /// another path it writes (match index, device, inode).
     pub links: Vec<Option<(usize, u64, u64)>>,
     pub made: Option<String>,
-    /// Each written entry by its source path as named (through a followed symlink, the name,
-    /// not the target), with its digest and facts.
-    pub entries: Vec<(String, [u8; 32], EntryFacts)>,
+    /// Each written entry by its source, with its digest and facts.
+    pub entries: Vec<(EntrySource<'p>, [u8; 32], EntryFacts)>,
 }
 
 /// The inode a written path shares with others of the same copy: (action, match, device, inode).
 type LinkGroup = (usize, usize, u64, u64);
+
+/// Where a written entry comes from: the path as the source named it (a followed link by its
+/// name, not its target) and below it, and its real path in the source tree. Kept as borrowed
+/// parts: a copy of 20,000 files builds no name it does not print.
+#[derive(Debug, Clone, Copy)]
+pub struct EntrySource<'p> {
+    pub logical: &'p str,
+    pub out: &'p str,
+    pub rel: &'p str,
+}
+
+impl EntrySource<'_> {
+    /// The path as named: `logical`, and `out` below it.
+    pub fn name(&self) -> String {
+        if self.out.is_empty() {
+            self.logical.to_string()
+        } else {
+            format!("{}/{}", self.logical.trim_end_matches('/'), self.out)
+        }
+    }
+}
 
 /// What the COPY/ADD actions of one step write, combined in order: the last write of a path
 /// wins, as on disk, so overlapping sources (`COPY * . /d/`) are keyed by what remains.
@@ -691,7 +711,7 @@ pub struct WriteSet {
 impl WriteSet {
     /// Adds the writes of the step's next action. A file or link written where an earlier
     /// action wrote a directory replaces it with all it held, as the copy does on disk.
-    pub fn add(&mut self, w: PlanWrites) {
+    pub fn add(&mut self, w: PlanWrites<'_>) {
         self.actions += 1;
         let writes = w.written.into_iter().zip(w.links).zip(&w.entries);
         for (((path, digest), link), (_, _, facts)) in writes {
@@ -834,14 +854,14 @@ impl CopyPlan<'_> {
     /// and applies `--chmod` first, so a change the layer cannot show misses nothing; and it is
     /// stricter in covering hardlink grouping, which the copy preserves, so relinking two files
     /// changes the key.
-    pub fn writes(
-        &self,
+    pub fn writes<'p>(
+        &'p self,
         a: &CopyAction,
         chmod: Option<&Chmod>,
         keep_owner: bool,
         content: &HashMap<&str, [u8; 32]>,
         base_empty: bool,
-    ) -> PlanWrites {
+    ) -> PlanWrites<'p> {
         let outputs = self.outputs(a, content, base_empty);
         let mut written: Vec<(String, [u8; 32])> = Vec::new();
         let mut links = Vec::new();
@@ -882,12 +902,12 @@ impl CopyPlan<'_> {
                     let linked = seen.get(&(e.dev, e.ino)).is_some_and(|n| *n > 1);
                     links.push(linked.then_some((index, e.dev, e.ino)));
                     written.push((dest, d));
-                    let named = if pe.out.is_empty() {
-                        m.logical.clone()
-                    } else {
-                        format!("{}/{}", m.logical.trim_end_matches('/'), pe.out)
+                    let source = EntrySource {
+                        logical: &m.logical,
+                        out: &pe.out,
+                        rel: &e.rel,
                     };
-                    out.push((named, d, facts));
+                    out.push((source, d, facts));
                 }
             }
         }

@@ -380,10 +380,10 @@ fn copy_plan_writes(
     if w.entries.len() <= MAX_RECORDED_FILES {
         // A path two sources of the step read (an archive named through a link, and the link
         // inside a copied directory) keeps both descriptions, so a change of either is named.
-        for (p, _, facts) in &w.entries {
+        for (source, _, facts) in &w.entries {
             let described = facts.describe();
             files
-                .entry(p.clone())
+                .entry(source.name())
                 .and_modify(|v| {
                     if *v != described {
                         v.push_str("; ");
@@ -393,8 +393,7 @@ fn copy_plan_writes(
                 .or_insert(described);
         }
     } else {
-        let pairs: Vec<(&str, [u8; 32])> =
-            w.entries.iter().map(|(p, d, _)| (p.as_str(), *d)).collect();
+        let pairs: Vec<(&str, [u8; 32])> = w.entries.iter().map(|(s, d, _)| (s.rel, *d)).collect();
         files.extend(summarise_files(&pairs));
     }
     writes.add(w);

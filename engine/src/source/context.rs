@@ -166,17 +166,18 @@ pub const MAX_CONTEXT_PATH: usize = 4095;
 /// within [`MAX_CONTEXT_PATH`] can be about 2,000 levels deep.
 const WALK_STACK: usize = 64 << 20;
 
-/// The threads context walks run on: rayon's global pool has the default 2 MiB stacks, which
-/// a deep tree exhausts.
-fn walk_pool() -> &'static rayon::ThreadPool {
-    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .thread_name(|i| format!("context-walk-{i}"))
+/// Gives rayon's global pool, which the walk's subdirectories run on, stacks for a deep tree
+/// (its default is 2 MiB), when nothing built the pool before (the `builder` binary calls it
+/// first thing). A pool of its own cost every build a few milliseconds of thread start-up.
+pub fn deep_stacks() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // An error means the pool exists already, built by the program with stacks of its
+        // choosing.
+        let _ = rayon::ThreadPoolBuilder::new()
             .stack_size(WALK_STACK)
-            .build()
-            .expect("building the context walk's thread pool")
-    })
+            .build_global();
+    });
 }
 
 /// Walks one open directory and its subdirectories in parallel.
@@ -300,7 +301,10 @@ impl ContextSnapshot {
         )
         .and_then(rustix::fs::Dir::new);
         match opened {
-            Ok(dir) => walk_pool().install(|| walk_dir(dir, "", &sink)),
+            Ok(dir) => {
+                deep_stacks();
+                walk_dir(dir, "", &sink)
+            }
             Err(e) => sink.fail("", e.into()),
         }
         if let Some(e) = sink.error.into_inner().expect("walk error slot") {
