@@ -303,7 +303,9 @@ impl ContextSnapshot {
         match opened {
             Ok(dir) => {
                 deep_stacks();
-                walk_dir(dir, "", &sink)
+                // On a pool thread, whose stack is sized for it: a level with one
+                // subdirectory recurses on the calling thread (rayon does not split one item).
+                rayon::scope(|_| walk_dir(dir, "", &sink))
             }
             Err(e) => sink.fail("", e.into()),
         }
