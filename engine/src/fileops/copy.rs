@@ -153,8 +153,7 @@ pub(super) fn copy(
         .transpose()
         .map_err(|source| FileOpError::Chmod { op, source })?;
     let dest_rel = dest_path(&a.workdir, &a.dest);
-    let trailing_dir =
-        a.dest.is_empty() || a.dest == "." || a.dest.ends_with('/') || a.dest.ends_with("/.");
+
     let is_url = |s: &str| op == "ADD" && (s.starts_with("http://") || s.starts_with("https://"));
     let urls: Vec<&str> = a
         .sources
@@ -188,7 +187,7 @@ pub(super) fn copy(
     // Each match is copied in turn, as BuildKit does: a file lands on a destination that is not
     // a directory (so a later match overwrites an earlier one), or under its name in one that
     // is, an earlier match's directory included.
-    let into_dir = trailing_dir || a.parents;
+    let into_dir = super::plan::into_dir(a);
     // Each match makes the directories it needs on its way, in order, as BuildKit's copies
     // do: the first one decides their mode (an extracted archive makes them 0755).
     let parent_owner = owner.unwrap_or((0, 0));

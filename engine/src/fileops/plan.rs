@@ -361,21 +361,6 @@ fn expand<T: SourceTree + ?Sized>(
     let mut literal = true;
     for comp in components(source) {
         let mut next = Vec::new();
-        // As BuildKit's wildcard resolution: the directory before the first wildcard must
-        // exist (a wildcard may match nothing, but not in a directory that is not there).
-        if literal && is_pattern(comp) {
-            literal = false;
-            if let Some((logical, real)) = found.first() {
-                let dir = resolve_path(tree, real, true, op)?;
-                if !logical.is_empty() && tree.lstat(&dir)?.is_none() {
-                    return Err(FileOpError::WildcardDirMissing {
-                        op,
-                        dir: logical.clone(),
-                        pattern: source.to_string(),
-                    });
-                }
-            }
-        }
         for (logical, real) in &found {
             if comp == ".." {
                 let up = resolve_path(tree, &join(real, ".."), false, op)?;
@@ -386,7 +371,20 @@ fn expand<T: SourceTree + ?Sized>(
             }
             let dir = resolve_path(tree, real, true, op)?;
             if is_pattern(comp) {
-                if !tree.lstat(&dir)?.is_some_and(|e| e.kind == EntryKind::Dir) {
+                let Some(top) = tree.lstat(&dir)? else {
+                    // As BuildKit's wildcard resolution: the directory before the first
+                    // wildcard must exist (a wildcard may match nothing, but not in a
+                    // directory that is not there).
+                    if literal && !logical.is_empty() {
+                        return Err(FileOpError::WildcardDirMissing {
+                            op,
+                            dir: logical.clone(),
+                            pattern: source.to_string(),
+                        });
+                    }
+                    continue;
+                };
+                if top.kind != EntryKind::Dir {
                     continue;
                 }
                 for name in tree.children(&dir)? {
@@ -400,6 +398,7 @@ fn expand<T: SourceTree + ?Sized>(
                 next.push((join(logical, comp), join(&dir, comp)));
             }
         }
+        literal &= !is_pattern(comp);
         found = next;
     }
     Ok(found)
@@ -954,7 +953,7 @@ impl CopyPlan<'_> {
 
 /// Whether a copy writes into its destination as a directory whatever is there (a trailing `/`,
 /// `.`, or `--parents`); otherwise each match decides by what it finds (see [`super::copy`]).
-fn into_dir(a: &CopyAction) -> bool {
+pub(super) fn into_dir(a: &CopyAction) -> bool {
     a.dest.is_empty()
         || a.dest == "."
         || a.dest.ends_with('/')
